@@ -1,0 +1,178 @@
+//! Flash access of the applier: a read cache over the virtual source, the
+//! sequential target writer that erases ahead, and whole-image digests.
+
+use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+use crate::crc32::Crc32;
+
+/// Rounds `v` up to a multiple of `to`.
+pub(crate) const fn align_up(v: u64, to: usize) -> u64 {
+    v.div_ceil(to as u64) * to as u64
+}
+
+/// Whether `len` bytes, read in `READ_SIZE` units, fit in `flash`.
+pub(crate) fn fits<F: ReadNorFlash>(flash: &F, len: u32) -> bool {
+    align_up(len as u64, F::READ_SIZE) <= flash.capacity() as u64
+}
+
+/// Reads `[0, len)` of `flash` through `buf` and hands each piece to `f`.
+/// The caller checks [`fits`] first.
+pub(crate) fn scan<F: ReadNorFlash>(
+    flash: &mut F,
+    buf: &mut [u8],
+    len: u32,
+    mut f: impl FnMut(&[u8]),
+) -> Result<(), F::Error> {
+    let mut off = 0u32;
+    while off < len {
+        let n = buf.len().min((len - off) as usize);
+        let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(buf.len());
+        flash.read(off, &mut buf[..nr])?;
+        f(&buf[..n]);
+        off += n as u32;
+    }
+    Ok(())
+}
+
+/// CRC-32 of `[0, len)` of `flash`.
+pub(crate) fn crc_of<F: ReadNorFlash>(
+    flash: &mut F,
+    buf: &mut [u8],
+    len: u32,
+) -> Result<u32, F::Error> {
+    let mut c = Crc32::new();
+    scan(flash, buf, len, |b| c.update(b))?;
+    Ok(c.value())
+}
+
+/// MD5 of `[0, len)` of `flash`.
+pub(crate) fn md5_of<F: ReadNorFlash>(
+    flash: &mut F,
+    buf: &mut [u8],
+    len: u32,
+) -> Result<[u8; 16], F::Error> {
+    let mut h = Md5::new();
+    scan(flash, buf, len, |b| h.update(b))?;
+    Ok(h.finalize().into())
+}
+
+/// SHA-256 of `[0, len)` of `flash`.
+pub(crate) fn sha256_of<F: ReadNorFlash>(
+    flash: &mut F,
+    buf: &mut [u8],
+    len: u32,
+) -> Result<[u8; 32], F::Error> {
+    let mut h = Sha256::new();
+    scan(flash, buf, len, |b| h.update(b))?;
+    Ok(h.finalize().into())
+}
+
+/// Which flash the read cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cached {
+    Nothing,
+    Source,
+    Target,
+}
+
+/// A small read cache: one block of `R` bytes.
+pub(crate) struct ReadCache<const R: usize> {
+    pub(crate) buf: [u8; R],
+    base: u32,
+    len: u32,
+    what: Cached,
+}
+
+impl<const R: usize> ReadCache<R> {
+    pub(crate) const fn new() -> Self {
+        ReadCache {
+            buf: [0; R],
+            base: 0,
+            len: 0,
+            what: Cached::Nothing,
+        }
+    }
+
+    /// Forgets what is cached (after `buf` was used for something else).
+    pub(crate) fn invalidate(&mut self) {
+        self.what = Cached::Nothing;
+    }
+
+    /// The byte at `pos` of `flash`, whose readable part ends at `limit` (a
+    /// multiple of its `READ_SIZE`, within its capacity). `pos < limit`.
+    #[inline]
+    pub(crate) fn get<F: ReadNorFlash>(
+        &mut self,
+        what: Cached,
+        flash: &mut F,
+        pos: u32,
+        limit: u32,
+    ) -> Result<u8, F::Error> {
+        let rel = pos.wrapping_sub(self.base);
+        if self.what == what && rel < self.len {
+            return Ok(self.buf[rel as usize % R]);
+        }
+        let base = pos - pos % F::READ_SIZE as u32;
+        let len = (R as u32).min(limit - base);
+        self.what = Cached::Nothing;
+        flash.read(base, &mut self.buf[..len as usize])?;
+        self.what = what;
+        self.base = base;
+        self.len = len;
+        Ok(self.buf[(pos - base) as usize % R])
+    }
+}
+
+/// Writes the target front to back in `W`-byte pieces, erasing each erase
+/// unit just before its first write.
+pub(crate) struct Writer<const W: usize> {
+    pub(crate) buf: [u8; W],
+    pub(crate) len: u16,
+    /// Bytes already programmed.
+    pub(crate) flushed: u32,
+    /// Bytes already erased.
+    erased: u32,
+}
+
+impl<const W: usize> Writer<W> {
+    pub(crate) const fn new() -> Self {
+        Writer {
+            buf: [0xFF; W],
+            len: 0,
+            flushed: 0,
+            erased: 0,
+        }
+    }
+
+    /// Appends one byte; programs the buffer when it is full.
+    #[inline]
+    pub(crate) fn push<F: NorFlash>(&mut self, flash: &mut F, b: u8) -> Result<(), F::Error> {
+        self.buf[self.len as usize % W] = b;
+        self.len += 1;
+        if self.len as usize == W {
+            self.flush(flash)?;
+        }
+        Ok(())
+    }
+
+    /// Programs what is buffered, padded with 0xFF to whole write units.
+    pub(crate) fn flush<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), F::Error> {
+        if self.len == 0 {
+            return Ok(());
+        }
+        let n = (align_up(self.len as u64, F::WRITE_SIZE) as usize).min(W);
+        self.buf[self.len as usize..n].fill(0xFF);
+        let end = self.flushed + n as u32;
+        while self.erased < end {
+            let next = self.erased + F::ERASE_SIZE as u32;
+            flash.erase(self.erased, next)?;
+            self.erased = next;
+        }
+        flash.write(self.flushed, &self.buf[..n])?;
+        self.flushed = end;
+        self.len = 0;
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! Codec 1: operations (copy, seek-and-copy, byte difference, literal run)
+//! coded with a binary adaptive range coder and small context models.
+//!
+//! See `docs/FORMAT.md` for the normative description.
+
+pub mod model;
+pub mod rc;
+
+pub use model::{Model, Op, Params, MAX_OP_INPUT};
+pub use rc::{BitIo, ByteSource, Decoder, DecoderState, Encoder};
+
+/// The codec identifier of codec 1 in an entry header.
+pub const CODEC_RC1: u8 = 1;

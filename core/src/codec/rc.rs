@@ -1,0 +1,214 @@
+//! Binary adaptive range coder (the LZMA scheme: 32-bit range, 11-bit
+//! probabilities, adaptation shift 5, carry propagation through a cached
+//! byte).
+//!
+//! The decoder normalises *after* each decision, in lock-step with the
+//! encoder, so it consumes exactly the bytes the encoder produced: a body of
+//! `n` coded bytes is `5 + normalisations` bytes long, and the applier can
+//! demand that the body is used up exactly when the target is complete.
+
+/// An adaptive probability that the next bit is 0, in units of 1/2048.
+pub type Prob = u16;
+
+pub(crate) const PROB_BITS: u32 = 11;
+pub(crate) const PROB_ONE: u32 = 1 << PROB_BITS;
+/// The initial probability: an even guess.
+pub const PROB_INIT: Prob = (PROB_ONE / 2) as Prob;
+const MOVE_BITS: u32 = 5;
+const TOP: u32 = 1 << 24;
+
+/// Bytes the decoder reads before the first decision.
+pub const INIT_BYTES: usize = 5;
+
+/// One binary decision at a time, in either direction: the encoder codes
+/// `bit` and returns it, the decoder ignores `bit` and returns what it
+/// decoded. Models are written once against this trait, so the encoder and
+/// the decoder cannot drift apart.
+pub trait BitIo {
+    /// Codes one bit with the adaptive probability `p`, and adapts `p`.
+    fn bit(&mut self, p: &mut Prob, bit: u32) -> u32;
+    /// Codes one bit at a fixed probability of one half.
+    fn direct(&mut self, bit: u32) -> u32;
+}
+
+#[inline(always)]
+fn adapt(p: &mut Prob, bit: u32) {
+    if bit == 0 {
+        *p += ((PROB_ONE - *p as u32) >> MOVE_BITS) as Prob;
+    } else {
+        *p -= *p >> MOVE_BITS;
+    }
+}
+
+/// Range encoder writing into any byte sink.
+pub struct Encoder<'a> {
+    low: u64,
+    range: u32,
+    cache: u8,
+    cache_size: u64,
+    out: &'a mut dyn FnMut(u8),
+}
+
+impl<'a> Encoder<'a> {
+    /// A fresh encoder that hands every byte it produces to `out`.
+    pub fn new(out: &'a mut dyn FnMut(u8)) -> Self {
+        Encoder {
+            low: 0,
+            range: u32::MAX,
+            cache: 0,
+            cache_size: 1,
+            out,
+        }
+    }
+
+    fn shift_low(&mut self) {
+        if self.low < 0xFF00_0000 || self.low >= 1 << 32 {
+            let carry = (self.low >> 32) as u8;
+            let mut byte = self.cache;
+            loop {
+                (self.out)(byte.wrapping_add(carry));
+                byte = 0xFF;
+                self.cache_size -= 1;
+                if self.cache_size == 0 {
+                    break;
+                }
+            }
+            self.cache = (self.low >> 24) as u8;
+        }
+        self.cache_size += 1;
+        self.low = (self.low & 0x00FF_FFFF) << 8;
+    }
+
+    fn normalize(&mut self) {
+        while self.range < TOP {
+            self.range <<= 8;
+            self.shift_low();
+        }
+    }
+
+    /// Writes out what is still held in the coder. The stream is complete
+    /// after this.
+    pub fn finish(mut self) {
+        for _ in 0..5 {
+            self.shift_low();
+        }
+    }
+}
+
+impl BitIo for Encoder<'_> {
+    #[inline]
+    fn bit(&mut self, p: &mut Prob, bit: u32) -> u32 {
+        let bound = (self.range >> PROB_BITS) * *p as u32;
+        if bit == 0 {
+            self.range = bound;
+        } else {
+            self.low += bound as u64;
+            self.range -= bound;
+        }
+        adapt(p, bit);
+        self.normalize();
+        bit
+    }
+
+    #[inline]
+    fn direct(&mut self, bit: u32) -> u32 {
+        self.range >>= 1;
+        if bit != 0 {
+            self.low += self.range as u64;
+        }
+        self.normalize();
+        bit
+    }
+}
+
+/// The range decoder's state: eight bytes. Input comes from a
+/// [`ByteSource`] lent for each call, so the state can sit between calls
+/// while the caller waits for more patch bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DecoderState {
+    range: u32,
+    code: u32,
+}
+
+/// Where the decoder takes its bytes from. `next` returns `None` when no
+/// byte is there; the decoder then reads zeros and the caller must treat the
+/// result as corrupt.
+pub trait ByteSource {
+    /// The next input byte, if any.
+    fn next(&mut self) -> Option<u8>;
+}
+
+impl DecoderState {
+    /// Starts decoding from the first [`INIT_BYTES`] of a stream. Returns
+    /// `None` when the stream cannot have come from the encoder.
+    pub fn start(src: &mut impl ByteSource) -> Option<Self> {
+        let first = src.next()?;
+        let mut code = 0u32;
+        for _ in 0..4 {
+            code = (code << 8) | src.next()? as u32;
+        }
+        // The encoder's first byte is always 0, and code < range holds.
+        (first == 0 && code != u32::MAX).then_some(DecoderState {
+            range: u32::MAX,
+            code,
+        })
+    }
+}
+
+/// A decoder at work: state plus the input lent to it. `starved` records
+/// that the input ran dry, which makes everything decoded since suspect.
+pub struct Decoder<'s, S: ByteSource> {
+    pub(crate) state: &'s mut DecoderState,
+    pub(crate) src: &'s mut S,
+    pub(crate) starved: bool,
+}
+
+impl<S: ByteSource> Decoder<'_, S> {
+    #[inline(always)]
+    fn normalize(&mut self) {
+        if self.state.range < TOP {
+            self.state.range <<= 8;
+            let b = match self.src.next() {
+                Some(b) => b,
+                None => {
+                    self.starved = true;
+                    0
+                }
+            };
+            self.state.code = (self.state.code << 8) | b as u32;
+        }
+    }
+}
+
+impl<S: ByteSource> BitIo for Decoder<'_, S> {
+    #[inline]
+    fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
+        let st = &mut *self.state;
+        let bound = (st.range >> PROB_BITS) * *p as u32;
+        let bit = if st.code < bound {
+            st.range = bound;
+            0
+        } else {
+            st.code = st.code.wrapping_sub(bound);
+            st.range = st.range.wrapping_sub(bound);
+            1
+        };
+        adapt(p, bit);
+        self.normalize();
+        bit
+    }
+
+    #[inline]
+    fn direct(&mut self, _bit: u32) -> u32 {
+        let st = &mut *self.state;
+        st.range >>= 1;
+        let bit = if st.code >= st.range {
+            st.code = st.code.wrapping_sub(st.range);
+            1
+        } else {
+            0
+        };
+        self.normalize();
+        bit
+    }
+}

@@ -1,0 +1,336 @@
+//! Patch format v1: the container and entry headers.
+//!
+//! ```text
+//! container                      entry (repeated `entry count` times)
+//! +0  4  magic "FPAT"            +0  2  header length H (u16 LE), bytes that follow up to the CRC's end
+//! +4  1  format version (1)      +2  H  entry header (below)
+//! +5  1  flags (0)               +2+H   body: `body length` bytes of codec data
+//! +6  2  entry count (u16 LE)
+//!
+//! entry header (offsets from its start; all integers little-endian)
+//! +0   1  format version (1)        +28  4  target size
+//! +1   1  flags (0)                 +32  4  target CRC-32
+//! +2   1  codec (1)                 +36 32  target SHA-256
+//! +3   1  codec parameters          +68  4  body length
+//! +4   4  source size               +72  4  body CRC-32
+//! +8   4  source CRC-32             +76  …  records: tag u8, length u8, value
+//! +12 16  source MD5                H-4  4  CRC-32 of the length field and bytes +0..H-4
+//! ```
+//!
+//! `docs/FORMAT.md` is the normative specification.
+
+use crate::crc32::{crc32, Crc32};
+
+/// The container's first four bytes.
+pub const MAGIC: [u8; 4] = *b"FPAT";
+/// The format version this crate reads and writes.
+pub const VERSION: u8 = 1;
+/// Bytes of the container header.
+pub const CONTAINER_HEADER_LEN: usize = 8;
+/// Bytes of an entry header's fixed fields.
+pub const FIXED_HEADER_LEN: usize = 76;
+/// The largest entry header (the `H` field) a decoder must accept.
+pub const MAX_HEADER_LEN: usize = 256;
+/// The smallest valid `H`: the fixed fields and the CRC.
+pub const MIN_HEADER_LEN: usize = FIXED_HEADER_LEN + 4;
+
+/// Record tags. Bit 7 marks a record a decoder must understand to apply
+/// the entry; other unknown records are skipped.
+pub mod tag {
+    /// UTF-8 version string of the target (host-side information).
+    pub const VERSION: u8 = 0x01;
+    /// Modification time of the new file: i64 LE, seconds since the Unix epoch.
+    pub const MTIME: u8 = 0x02;
+    /// Set on tags whose records must be understood.
+    pub const CRITICAL: u8 = 0x80;
+}
+
+/// The identity of the image an entry applies to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct SourceId {
+    /// Bytes of the source image.
+    pub size: u32,
+    /// CRC-32 of the source image (the cheap pre-check).
+    pub crc32: u32,
+    /// MD5 of the source image.
+    pub md5: [u8; 16],
+}
+
+/// The identity of the image an entry produces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TargetId {
+    /// Bytes of the target image.
+    pub size: u32,
+    /// CRC-32 of the target image (the cheap pre-check).
+    pub crc32: u32,
+    /// SHA-256 of the target image (what is verified after writing).
+    pub sha256: [u8; 32],
+}
+
+/// The fixed fields of an entry header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EntryHeader {
+    /// Format version of the entry (1).
+    pub version: u8,
+    /// Entry flags (0 in version 1).
+    pub flags: u8,
+    /// Codec identifier ([`crate::codec::CODEC_RC1`]).
+    pub codec: u8,
+    /// Codec parameter byte.
+    pub params: u8,
+    /// What the entry applies to.
+    pub source: SourceId,
+    /// What the entry produces.
+    pub target: TargetId,
+    /// Bytes of the body.
+    pub body_len: u32,
+    /// CRC-32 of the body.
+    pub body_crc32: u32,
+}
+
+/// Why an entry header was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum HeaderError {
+    /// `H` outside `MIN_HEADER_LEN..=MAX_HEADER_LEN`.
+    Length,
+    /// The header CRC does not match.
+    Crc,
+    /// A record runs past the end of the header.
+    Records,
+    /// An entry format version this decoder does not know.
+    Version(u8),
+    /// Entry flags this decoder does not know.
+    Flags(u8),
+    /// A critical record this decoder does not know.
+    CriticalRecord(u8),
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    if let Some(s) = b.get(at..at + 4) {
+        w.copy_from_slice(s);
+    }
+    u32::from_le_bytes(w)
+}
+
+fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut w = [0u8; N];
+    if let Some(s) = b.get(at..at + N) {
+        w.copy_from_slice(s);
+    }
+    w
+}
+
+/// Checks the container header.
+pub fn parse_container(b: &[u8; CONTAINER_HEADER_LEN]) -> Result<u16, ContainerError> {
+    if b[..4] != MAGIC {
+        return Err(ContainerError::Magic);
+    }
+    if b[4] != VERSION {
+        return Err(ContainerError::Version(b[4]));
+    }
+    if b[5] != 0 {
+        return Err(ContainerError::Flags(b[5]));
+    }
+    match u16::from_le_bytes([b[6], b[7]]) {
+        0 => Err(ContainerError::Empty),
+        n => Ok(n),
+    }
+}
+
+/// Why a container header was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ContainerError {
+    /// Not a flashpatch file.
+    Magic,
+    /// A format version this decoder does not know.
+    Version(u8),
+    /// Container flags this decoder does not know.
+    Flags(u8),
+    /// No entries.
+    Empty,
+}
+
+/// Writes a container header for `entries` entries.
+pub fn container_header(entries: u16) -> [u8; CONTAINER_HEADER_LEN] {
+    let n = entries.to_le_bytes();
+    [
+        MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION, 0, n[0], n[1],
+    ]
+}
+
+/// The records of an entry header: `(tag, value)` pairs.
+#[derive(Clone)]
+pub struct Records<'a>(&'a [u8]);
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Result<(u8, &'a [u8]), HeaderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (&t, rest) = self.0.split_first()?;
+        let Some((&len, rest)) = rest.split_first() else {
+            self.0 = &[];
+            return Some(Err(HeaderError::Records));
+        };
+        if rest.len() < len as usize {
+            self.0 = &[];
+            return Some(Err(HeaderError::Records));
+        }
+        let (v, rest) = rest.split_at(len as usize);
+        self.0 = rest;
+        Some(Ok((t, v)))
+    }
+}
+
+impl EntryHeader {
+    /// Parses an entry header from its `H` bytes (`raw`, which end with the
+    /// CRC). Checks the CRC, the version, the flags and the records. Returns
+    /// the fixed fields and the records.
+    pub fn parse(raw: &[u8]) -> Result<(EntryHeader, Records<'_>), HeaderError> {
+        let h = raw.len();
+        if !(MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&h) {
+            return Err(HeaderError::Length);
+        }
+        let mut c = Crc32::new();
+        c.update(&(h as u16).to_le_bytes());
+        c.update(&raw[..h - 4]);
+        if c.value() != u32_at(raw, h - 4) {
+            return Err(HeaderError::Crc);
+        }
+        let hdr = EntryHeader {
+            version: raw[0],
+            flags: raw[1],
+            codec: raw[2],
+            params: raw[3],
+            source: SourceId {
+                size: u32_at(raw, 4),
+                crc32: u32_at(raw, 8),
+                md5: array_at(raw, 12),
+            },
+            target: TargetId {
+                size: u32_at(raw, 28),
+                crc32: u32_at(raw, 32),
+                sha256: array_at(raw, 36),
+            },
+            body_len: u32_at(raw, 68),
+            body_crc32: u32_at(raw, 72),
+        };
+        if hdr.version != VERSION {
+            return Err(HeaderError::Version(hdr.version));
+        }
+        if hdr.flags != 0 {
+            return Err(HeaderError::Flags(hdr.flags));
+        }
+        let records = Records(&raw[FIXED_HEADER_LEN..h - 4]);
+        for r in records.clone() {
+            let (t, _) = r?;
+            if t & tag::CRITICAL != 0 {
+                return Err(HeaderError::CriticalRecord(t));
+            }
+        }
+        Ok((hdr, records))
+    }
+
+    /// Writes the length field and the header with `records` into `out`
+    /// and returns the bytes used, or `None` if the records do not fit
+    /// (`H` at most [`MAX_HEADER_LEN`]) or a value is over 255 bytes.
+    pub fn write(
+        &self,
+        records: &[(u8, &[u8])],
+        out: &mut [u8; 2 + MAX_HEADER_LEN],
+    ) -> Option<usize> {
+        let mut h = MIN_HEADER_LEN;
+        for (_, v) in records {
+            if v.len() > 255 {
+                return None;
+            }
+            h += 2 + v.len();
+        }
+        if h > MAX_HEADER_LEN {
+            return None;
+        }
+        out[..2].copy_from_slice(&(h as u16).to_le_bytes());
+        let b = &mut out[2..];
+        b[0] = self.version;
+        b[1] = self.flags;
+        b[2] = self.codec;
+        b[3] = self.params;
+        b[4..8].copy_from_slice(&self.source.size.to_le_bytes());
+        b[8..12].copy_from_slice(&self.source.crc32.to_le_bytes());
+        b[12..28].copy_from_slice(&self.source.md5);
+        b[28..32].copy_from_slice(&self.target.size.to_le_bytes());
+        b[32..36].copy_from_slice(&self.target.crc32.to_le_bytes());
+        b[36..68].copy_from_slice(&self.target.sha256);
+        b[68..72].copy_from_slice(&self.body_len.to_le_bytes());
+        b[72..76].copy_from_slice(&self.body_crc32.to_le_bytes());
+        let mut at = FIXED_HEADER_LEN;
+        for (t, v) in records {
+            b[at] = *t;
+            b[at + 1] = v.len() as u8;
+            b[at + 2..at + 2 + v.len()].copy_from_slice(v);
+            at += 2 + v.len();
+        }
+        let crc = crc32(&out[..at + 2]);
+        out[at + 2..at + 6].copy_from_slice(&crc.to_le_bytes());
+        Some(2 + h)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_crc() {
+        let hdr = EntryHeader {
+            version: VERSION,
+            codec: 1,
+            source: SourceId {
+                size: 10,
+                crc32: 1,
+                md5: [7; 16],
+            },
+            target: TargetId {
+                size: 20,
+                crc32: 2,
+                sha256: [9; 32],
+            },
+            body_len: 5,
+            body_crc32: 3,
+            ..Default::default()
+        };
+        let mut buf = [0u8; 2 + MAX_HEADER_LEN];
+        let n = hdr.write(&[(tag::VERSION, b"1.2.3")], &mut buf).unwrap();
+        assert_eq!(n, 2 + MIN_HEADER_LEN + 7);
+        let (back, mut recs) = EntryHeader::parse(&buf[2..n]).unwrap();
+        assert_eq!(back, hdr);
+        assert_eq!(recs.next(), Some(Ok((tag::VERSION, &b"1.2.3"[..]))));
+        assert_eq!(recs.next(), None);
+        buf[2 + 40] ^= 1;
+        assert_eq!(
+            EntryHeader::parse(&buf[2..n]).unwrap_err(),
+            HeaderError::Crc
+        );
+    }
+
+    #[test]
+    fn unknown_critical_record_is_refused_and_others_skipped() {
+        let hdr = EntryHeader {
+            version: VERSION,
+            ..Default::default()
+        };
+        let mut buf = [0u8; 2 + MAX_HEADER_LEN];
+        let n = hdr.write(&[(0x33, b"x")], &mut buf).unwrap();
+        assert!(EntryHeader::parse(&buf[2..n]).is_ok());
+        let n = hdr.write(&[(0x83, b"x")], &mut buf).unwrap();
+        assert_eq!(
+            EntryHeader::parse(&buf[2..n]).unwrap_err(),
+            HeaderError::CriticalRecord(0x83)
+        );
+    }
+}

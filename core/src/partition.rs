@@ -1,0 +1,127 @@
+//! A window over part of a flash device, so that the source and target
+//! slots of one chip can be handed out as two flash objects.
+//!
+//! ```text
+//!  flash: |....| source partition |....| target partition |....|
+//!         0    ^offset            offset+size
+//! ```
+//!
+//! Every access is checked against the window: nothing outside it can be
+//! read, written or erased through a `Partition`.
+
+use core::cell::RefCell;
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+
+/// A window `[offset, offset + size)` over a flash shared through a
+/// `RefCell`.
+pub struct Partition<'a, F> {
+    flash: &'a RefCell<F>,
+    offset: u32,
+    size: u32,
+}
+
+/// Errors of a [`Partition`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum PartitionError<E> {
+    /// The underlying flash failed.
+    Flash(E),
+    /// The access reaches outside the partition.
+    OutOfBounds,
+    /// The access is not aligned to the flash's read, write or erase size.
+    NotAligned,
+    /// The flash is being used by another partition at this moment.
+    Busy,
+}
+
+impl<E: NorFlashError> NorFlashError for PartitionError<E> {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            PartitionError::Flash(e) => e.kind(),
+            PartitionError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            PartitionError::NotAligned => NorFlashErrorKind::NotAligned,
+            PartitionError::Busy => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+impl<'a, F: NorFlash> Partition<'a, F> {
+    /// A window over `flash`. `offset` and `size` must be multiples of the
+    /// erase size and lie within the flash; `None` otherwise.
+    pub fn new(flash: &'a RefCell<F>, offset: u32, size: u32) -> Option<Self> {
+        let erase = F::ERASE_SIZE as u32;
+        let cap = flash.try_borrow().ok()?.capacity() as u64;
+        let fits = offset as u64 + size as u64 <= cap;
+        (fits && offset % erase == 0 && size % erase == 0).then_some(Partition {
+            flash,
+            offset,
+            size,
+        })
+    }
+
+    /// Where the window starts in the flash.
+    pub fn offset(&self) -> u32 {
+        self.offset
+    }
+
+    fn window(
+        &self,
+        offset: u32,
+        len: usize,
+        align: usize,
+    ) -> Result<u32, PartitionError<F::Error>> {
+        if offset as usize % align != 0 || len % align != 0 {
+            return Err(PartitionError::NotAligned);
+        }
+        match (offset as u64).checked_add(len as u64) {
+            Some(end) if end <= self.size as u64 => Ok(self.offset + offset),
+            _ => Err(PartitionError::OutOfBounds),
+        }
+    }
+
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut F) -> Result<R, F::Error>,
+    ) -> Result<R, PartitionError<F::Error>> {
+        let mut flash = self
+            .flash
+            .try_borrow_mut()
+            .map_err(|_| PartitionError::Busy)?;
+        f(&mut flash).map_err(PartitionError::Flash)
+    }
+}
+
+impl<F: NorFlash> ErrorType for Partition<'_, F> {
+    type Error = PartitionError<F::Error>;
+}
+
+impl<F: NorFlash> ReadNorFlash for Partition<'_, F> {
+    const READ_SIZE: usize = F::READ_SIZE;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        let at = self.window(offset, bytes.len(), F::READ_SIZE)?;
+        self.with(|f| f.read(at, bytes))
+    }
+
+    fn capacity(&self) -> usize {
+        self.size as usize
+    }
+}
+
+impl<F: NorFlash> NorFlash for Partition<'_, F> {
+    const WRITE_SIZE: usize = F::WRITE_SIZE;
+    const ERASE_SIZE: usize = F::ERASE_SIZE;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let len = to.checked_sub(from).ok_or(PartitionError::OutOfBounds)?;
+        let at = self.window(from, len as usize, F::ERASE_SIZE)?;
+        self.with(|f| f.erase(at, at + len))
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        let at = self.window(offset, bytes.len(), F::WRITE_SIZE)?;
+        self.with(|f| f.write(at, bytes))
+    }
+}

@@ -1,0 +1,212 @@
+//! Patch files: building entries, reading them back, and GenPat's
+//! multi-patch files (several entries in one file).
+
+use flashpatch::crc32::crc32;
+use flashpatch::format::{
+    self, container_header, tag, ContainerError, EntryHeader, HeaderError, SourceId, TargetId,
+    CONTAINER_HEADER_LEN, MAX_HEADER_LEN,
+};
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+
+/// Identity of an image as the format records it.
+pub fn source_id(data: &[u8]) -> SourceId {
+    SourceId {
+        size: data.len() as u32,
+        crc32: crc32(data),
+        md5: Md5::digest(data).into(),
+    }
+}
+
+/// Identity of a target image.
+pub fn target_id(data: &[u8]) -> TargetId {
+    TargetId {
+        size: data.len() as u32,
+        crc32: crc32(data),
+        sha256: Sha256::digest(data).into(),
+    }
+}
+
+/// Optional metadata of an entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    /// Version string of the new image.
+    pub version: Option<String>,
+    /// Modification time of the new file, seconds since the Unix epoch.
+    pub mtime: Option<i64>,
+}
+
+/// One entry of a patch file, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The fixed header fields.
+    pub header: EntryHeader,
+    /// Its metadata records.
+    pub meta: Metadata,
+    /// Records this tool does not know (tag, value).
+    pub unknown: Vec<(u8, Vec<u8>)>,
+    /// Where the entry starts in the file.
+    pub offset: usize,
+    /// The entry's bytes: length field, header and body.
+    pub bytes: Vec<u8>,
+}
+
+/// Why a file is not a valid patch file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The container header is bad.
+    #[error("{0}")]
+    Container(ContainerError),
+    /// An entry header is bad.
+    #[error("entry {index}: {error}")]
+    Header {
+        /// Which entry (from 0).
+        index: usize,
+        /// What is wrong.
+        error: HeaderError,
+    },
+    /// The file ends inside an entry.
+    #[error("the file ends inside entry {0}")]
+    Truncated(usize),
+    /// Bytes follow the last entry.
+    #[error("{0} bytes follow the last entry")]
+    Trailing(usize),
+    /// The file would hold more entries than the format allows.
+    #[error("a patch file holds at most 65535 entries")]
+    TooManyEntries,
+}
+
+/// Builds one entry: length field, header and body.
+pub fn build_entry(header: &EntryHeader, meta: &Metadata, body: &[u8]) -> Vec<u8> {
+    let mtime = meta.mtime.map(i64::to_le_bytes);
+    let mut records: Vec<(u8, &[u8])> = Vec::new();
+    if let Some(v) = &meta.version {
+        let mut end = v.len().min(64);
+        while !v.is_char_boundary(end) {
+            end -= 1;
+        }
+        records.push((tag::VERSION, &v.as_bytes()[..end]));
+    }
+    if let Some(m) = &mtime {
+        records.push((tag::MTIME, m));
+    }
+    let mut buf = [0u8; 2 + MAX_HEADER_LEN];
+    let n = header
+        .write(&records, &mut buf)
+        .expect("metadata is bounded to fit the header");
+    let mut out = Vec::with_capacity(n + body.len());
+    out.extend_from_slice(&buf[..n]);
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads a whole patch file: every entry, with its header checked.
+pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
+    let head: &[u8; CONTAINER_HEADER_LEN] = file
+        .get(..CONTAINER_HEADER_LEN)
+        .and_then(|h| h.try_into().ok())
+        .ok_or(ParseError::Truncated(0))?;
+    let count = format::parse_container(head).map_err(ParseError::Container)?;
+    let mut at = CONTAINER_HEADER_LEN;
+    let mut entries = Vec::with_capacity(count as usize);
+    for index in 0..count as usize {
+        let offset = at;
+        let h = file
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+            .ok_or(ParseError::Truncated(index))?;
+        if !(format::MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&h) {
+            return Err(ParseError::Header {
+                index,
+                error: HeaderError::Length,
+            });
+        }
+        let raw = file
+            .get(at + 2..at + 2 + h)
+            .ok_or(ParseError::Truncated(index))?;
+        let (header, records) =
+            EntryHeader::parse(raw).map_err(|error| ParseError::Header { index, error })?;
+        let mut meta = Metadata::default();
+        let mut unknown = Vec::new();
+        for r in records {
+            let (t, v) = r.map_err(|error| ParseError::Header { index, error })?;
+            match t {
+                tag::VERSION => meta.version = Some(String::from_utf8_lossy(v).into_owned()),
+                tag::MTIME if v.len() == 8 => {
+                    meta.mtime = Some(i64::from_le_bytes(v.try_into().unwrap_or([0; 8])))
+                }
+                _ => unknown.push((t, v.to_vec())),
+            }
+        }
+        let end = at + 2 + h + header.body_len as usize;
+        let bytes = file
+            .get(offset..end)
+            .ok_or(ParseError::Truncated(index))?
+            .to_vec();
+        entries.push(Entry {
+            header,
+            meta,
+            unknown,
+            offset,
+            bytes,
+        });
+        at = end;
+    }
+    if at != file.len() {
+        return Err(ParseError::Trailing(file.len() - at));
+    }
+    Ok(entries)
+}
+
+/// Writes a patch file holding `entries` (each from [`build_entry`]).
+pub fn assemble<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, ParseError> {
+    let entries: Vec<&[u8]> = entries.into_iter().collect();
+    let count = u16::try_from(entries.len()).map_err(|_| ParseError::TooManyEntries)?;
+    let mut out = container_header(count).to_vec();
+    for e in entries {
+        out.extend_from_slice(e);
+    }
+    Ok(out)
+}
+
+/// What adding an entry to an existing file did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// The file is new.
+    Created,
+    /// The entry was appended to the file's entries.
+    Appended,
+    /// An entry for the same source was replaced.
+    Replaced,
+}
+
+/// Adds `entry` (whose header is `header`) to the patch file `existing`
+/// (or starts a new file). An entry for the same source (size and MD5) is
+/// replaced when `replace` is set; otherwise the result is `Ok(None)` and
+/// nothing changes.
+pub fn add_entry(
+    existing: Option<&[u8]>,
+    header: &EntryHeader,
+    entry: &[u8],
+    replace: bool,
+) -> Result<Option<(Vec<u8>, Added)>, ParseError> {
+    let Some(file) = existing else {
+        return Ok(Some((assemble([entry])?, Added::Created)));
+    };
+    let old = parse(file)?;
+    let same = |e: &Entry| {
+        e.header.source.size == header.source.size && e.header.source.md5 == header.source.md5
+    };
+    match old.iter().position(same) {
+        Some(_) if !replace => Ok(None),
+        Some(i) => {
+            let mut parts: Vec<&[u8]> = old.iter().map(|e| e.bytes.as_slice()).collect();
+            parts[i] = entry;
+            Ok(Some((assemble(parts)?, Added::Replaced)))
+        }
+        None => {
+            let parts = old.iter().map(|e| e.bytes.as_slice()).chain([entry]);
+            Ok(Some((assemble(parts)?, Added::Appended)))
+        }
+    }
+}

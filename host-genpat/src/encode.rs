@@ -1,0 +1,136 @@
+//! Turns a plan into codec 1's operations and codes them.
+//!
+//! A `Copy` step becomes exact runs (`Copy`, or `Seek` where the cursor
+//! must move) separated by single-byte differences (`Diff`); a `Literal`
+//! step becomes a `Lit` run and its bytes. Copy steps that start with
+//! differing bytes where the cursor must move begin with those bytes as
+//! literals, since a seek always copies at least one byte.
+
+use flashpatch::codec::{Encoder, Model, Op, Params};
+
+use crate::plan::Step;
+
+/// Codes `steps` (which must cover `new` exactly) into a codec 1 body.
+pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Vec<u8> {
+    let mut body = Vec::with_capacity(new.len() / 8 + 16);
+    let mut sink = |b: u8| body.push(b);
+    let mut e = Emitter {
+        io: Encoder::new(&mut sink),
+        model: Model::new(params),
+        new,
+        cursor: 0,
+        out: 0,
+        run: 0,
+    };
+    let vsrc = |i: usize| {
+        if i < old.len() {
+            old[i]
+        } else {
+            new[i - old.len()]
+        }
+    };
+    for step in steps {
+        match *step {
+            Step::Literal { len } => e.literals(len),
+            Step::Copy { from, len } => {
+                let mut i = 0;
+                if from != e.cursor + e.run {
+                    // A seek copies at least one byte: leading differing
+                    // bytes go out as literals.
+                    while i < len && vsrc(from + i) != new[e.out + e.run] {
+                        e.literals(1);
+                        i += 1;
+                    }
+                    if i == len || from + i == e.cursor + e.run {
+                        // All literal, or the literals brought the cursor
+                        // to where the copy goes on.
+                        e.copy_from(&vsrc, from + i, len - i);
+                        continue;
+                    }
+                    e.flush_run();
+                    let delta = (from + i) as i64 - e.cursor as i64;
+                    let run = (i..len)
+                        .take_while(|&k| vsrc(from + k) == new[e.out + k - i])
+                        .count();
+                    e.op(Op::Seek {
+                        delta,
+                        len: run as u32,
+                    });
+                    e.cursor = from + i + run;
+                    e.out += run;
+                    i += run;
+                }
+                e.copy_from(&vsrc, from + i, len - i);
+            }
+        }
+    }
+    e.flush_run();
+    debug_assert_eq!(e.out, new.len(), "plan does not cover the new image");
+    e.io.finish();
+    body
+}
+
+/// Codes operations, holding back an exact run until something else comes
+/// so that adjacent runs merge.
+struct Emitter<'a, 'o> {
+    io: Encoder<'o>,
+    model: Model,
+    new: &'a [u8],
+    /// Cursor in the virtual source after what has been coded.
+    cursor: usize,
+    /// Target bytes coded.
+    out: usize,
+    /// Exact-run bytes held back (at `cursor`, producing `out..`).
+    run: usize,
+}
+
+impl Emitter<'_, '_> {
+    fn op(&mut self, op: Op) {
+        self.model.op(&mut self.io, op);
+    }
+
+    fn flush_run(&mut self) {
+        if self.run > 0 {
+            self.op(Op::Copy {
+                len: self.run as u32,
+            });
+            self.cursor += self.run;
+            self.out += self.run;
+            self.run = 0;
+        }
+    }
+
+    /// Codes `len` bytes against the source at the cursor (which is `from`).
+    fn copy_from(&mut self, vsrc: &impl Fn(usize) -> u8, from: usize, len: usize) {
+        debug_assert!(len == 0 || from == self.cursor + self.run);
+        for k in 0..len {
+            let s = vsrc(from + k);
+            let n = self.new[self.out + self.run];
+            if s == n {
+                self.run += 1;
+            } else {
+                self.flush_run();
+                self.op(Op::Diff {
+                    d: n.wrapping_sub(s),
+                });
+                self.cursor += 1;
+                self.out += 1;
+            }
+        }
+    }
+
+    fn literals(&mut self, len: usize) {
+        self.flush_run();
+        self.op(Op::Lit { len: len as u32 });
+        for _ in 0..len {
+            let prev = if self.out == 0 {
+                0
+            } else {
+                self.new[self.out - 1]
+            };
+            self.model
+                .literal(&mut self.io, prev, self.out as u32, self.new[self.out]);
+            self.out += 1;
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Host-side tools for flashpatch: the patch generator behind `genpat`,
+//! patch files with several entries, and host-side apply with the device's
+//! own code.
+
+pub mod apply;
+pub mod container;
+pub mod encode;
+pub mod plan;
+
+use flashpatch::codec::{Params, CODEC_RC1};
+use flashpatch::format::{EntryHeader, VERSION};
+
+pub use container::Metadata;
+
+/// Options of patch generation.
+#[derive(Clone, Debug, Default)]
+pub struct GenOptions {
+    /// Matcher options.
+    pub plan: plan::PlanOptions,
+    /// Metadata recorded in the entry.
+    pub meta: Metadata,
+}
+
+/// Something that wants to hear how far a long job has come. Every method
+/// has a default that does nothing.
+pub trait Progress {
+    /// A phase starts; `total` is its length in its own units.
+    fn start(&mut self, _phase: &'static str, _total: u64) {}
+    /// `done` units of the current phase are finished.
+    fn update(&mut self, _done: u64) {}
+    /// The current phase is finished.
+    fn finish(&mut self) {}
+}
+
+/// A [`Progress`] that ignores everything.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Builds one patch entry (length field, header, body) that turns `old`
+/// into `new`.
+pub fn generate(
+    old: &[u8],
+    new: &[u8],
+    opts: &GenOptions,
+    progress: &mut dyn Progress,
+) -> (EntryHeader, Vec<u8>) {
+    progress.start("matching", new.len() as u64);
+    let steps = plan::plan(old, new, &opts.plan, &mut |done| {
+        progress.update(done as u64)
+    });
+    progress.finish();
+    progress.start("coding", Params::ALL.len() as u64);
+    let mut best: Option<(Params, Vec<u8>)> = None;
+    for (i, p) in Params::ALL.into_iter().enumerate() {
+        let body = encode::encode_body(old, new, &steps, p);
+        if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
+            best = Some((p, body));
+        }
+        progress.update(i as u64 + 1);
+    }
+    progress.finish();
+    let (params, body) = best.expect("at least one parameter set");
+    let header = EntryHeader {
+        version: VERSION,
+        flags: 0,
+        codec: CODEC_RC1,
+        params: params.to_byte(),
+        source: container::source_id(old),
+        target: container::target_id(new),
+        body_len: body.len() as u32,
+        body_crc32: flashpatch::crc32::crc32(&body),
+    };
+    let entry = container::build_entry(&header, &opts.meta, &body);
+    (header, entry)
+}
+
+/// Builds a patch file with one entry that turns `old` into `new`.
+pub fn diff(old: &[u8], new: &[u8], opts: &GenOptions) -> Vec<u8> {
+    let (_, entry) = generate(old, new, opts, &mut NoProgress);
+    container::assemble([entry.as_slice()]).expect("one entry fits")
+}

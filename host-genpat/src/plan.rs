@@ -1,0 +1,773 @@
+//! Matching: decides which parts of the new image are coded against the
+//! old image (or the already-produced part of the new one) and which are
+//! stored as literals.
+//!
+//! The matcher follows bsdiff's approach: a suffix array of `old` (built with
+//! libsais) gives the longest exact match at a scan position in `new`; exact
+//! matches that beat the current alignment become *anchors*. Each anchor is
+//! then extended forwards and backwards approximately (a byte-wise
+//! difference is cheap where most bytes still match, which is what moved code
+//! with changed addresses looks like), and the extensions of neighbouring
+//! anchors are resolved against each other with a bit-cost model.
+//!
+//! Unlike bsdiff, the scan never goes quadratic on repetitive input: the
+//! search only runs where the current alignment fails, every comparison in
+//! the search is capped, and long accepted matches are skipped over whole.
+
+use libsais::SuffixArrayConstruction;
+
+/// One step of a patch plan, in target order. Steps cover `new` exactly, front to back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The next `len` bytes of new are coded against the virtual source starting at `from`:
+    /// the decoder takes source bytes from[from..from+len] and a byte-wise difference
+    /// (new - source, wrapping) is stored wherever they differ. Virtual source positions
+    /// `[0, old.len())` are `old`; positions from `old.len()` on would be the
+    /// already-produced part of new, which [`plan`] does not use yet.
+    Copy {
+        /// Start of the source range in the virtual source.
+        from: usize,
+        /// Number of bytes of new produced.
+        len: usize,
+    },
+    /// The next `len` bytes of new are stored as literal bytes.
+    Literal {
+        /// Number of literal bytes.
+        len: usize,
+    },
+}
+
+/// Tuning knobs for [`plan`].
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Minimum length of an exact match that may start a Copy (GenPat's
+    /// "block size" option maps here).
+    pub min_match: usize,
+    /// An exact match at a new alignment is only taken if it is longer than
+    /// the number of bytes the current alignment matches over the same span
+    /// by more than this margin (bsdiff uses 8).
+    pub switch_margin: usize,
+    /// Cap on the bytes compared per suffix-array probe. Longer matches are
+    /// still found (they are extended linearly once accepted); the cap only
+    /// bounds the work spent on matches that end up rejected.
+    pub max_compare: usize,
+    /// How many equally long exact matches (per side in the suffix array)
+    /// are considered; the one nearest the current alignment wins.
+    pub candidates: usize,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            min_match: 6,
+            switch_margin: 2,
+            max_compare: 256,
+            candidates: 16,
+        }
+    }
+}
+
+/// Bit costs of the encoder, roughly (see [`estimate_bits`]).
+const SEEK_BASE: f64 = 6.0;
+const SEEK_PER_LOG2: f64 = 1.5;
+const COPY_HEADER: i32 = 6;
+const EQ_RUN: i32 = 5;
+const DIFF_BYTE: i32 = 10;
+const LIT_HEADER: i32 = 6;
+const LIT_BYTE: i32 = 7;
+
+fn seek_bits(delta: usize) -> f64 {
+    SEEK_BASE + SEEK_PER_LOG2 * (delta.max(1) as f64).log2()
+}
+
+/// Rough size in bits of `steps` as the encoder would code it: a Copy costs
+/// a seek (6 + 1.5·log2|delta| bits) unless it starts where the previous Copy
+/// ended, 6 bits for its length, 5 bits per maximal run of equal bytes and
+/// 10 bits per differing byte; a Literal run costs 6 bits plus 7 per byte.
+pub fn estimate_bits(old: &[u8], new: &[u8], steps: &[Step]) -> f64 {
+    let mut bits = 0.0;
+    let (mut at, mut src_end) = (0usize, 0usize);
+    for step in steps {
+        match *step {
+            Step::Copy { from, len } => {
+                if from != src_end {
+                    bits += seek_bits(from.abs_diff(src_end));
+                }
+                let src = (from..from + len).map(|p| source_byte(old, new, p));
+                bits += f64::from(COPY_HEADER)
+                    + copy_content_bits(src.zip(new[at..at + len].iter().copied()));
+                src_end = from + len;
+            }
+            Step::Literal { len } => {
+                bits += f64::from(LIT_HEADER) + f64::from(LIT_BYTE) * len as f64;
+            }
+        }
+        at += step_len(*step);
+    }
+    bits
+}
+
+/// Bits for the contents of a Copy: equal runs and differing bytes.
+fn copy_content_bits(pairs: impl Iterator<Item = (u8, u8)>) -> f64 {
+    let (mut bits, mut prev_eq) = (0, false);
+    for (a, b) in pairs {
+        let eq = a == b;
+        if !eq {
+            bits += DIFF_BYTE;
+        } else if !prev_eq {
+            bits += EQ_RUN;
+        }
+        prev_eq = eq;
+    }
+    f64::from(bits)
+}
+
+/// Byte `pos` of the virtual source (old followed by new).
+fn source_byte(old: &[u8], new: &[u8], pos: usize) -> u8 {
+    if pos < old.len() {
+        old[pos]
+    } else {
+        new[pos - old.len()]
+    }
+}
+
+/// Length of the common prefix of `a` and `b`.
+fn lcp(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + 8 <= n {
+        let x = u64::from_le_bytes(a[i..i + 8].try_into().unwrap())
+            ^ u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+        if x != 0 {
+            return i + (x.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
+/// An exact match: new[new..new+len] == old[old..old+len].
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    new: usize,
+    old: usize,
+    len: usize,
+}
+
+struct Matcher<'a> {
+    old: &'a [u8],
+    new: &'a [u8],
+    sa: Vec<i32>,
+    /// lcp[i] = length of the common prefix of the suffixes sa[i - 1] and sa[i].
+    lcp: Vec<i32>,
+    /// Bytes compared plus probes made; a machine-independent work measure.
+    work: u64,
+}
+
+impl<'a> Matcher<'a> {
+    fn new(old: &'a [u8], new: &'a [u8]) -> Self {
+        let (sa, lcp) = if old.is_empty() {
+            (Vec::new(), Vec::new())
+        } else {
+            assert!(old.len() < i32::MAX as usize, "old image too large");
+            let (sa, lcp, _, _) = SuffixArrayConstruction::for_text(old)
+                .in_owned_buffer32()
+                .single_threaded()
+                .run()
+                .expect("suffix array construction failed")
+                .plcp_construction()
+                .single_threaded()
+                .run()
+                .expect("plcp construction failed")
+                .lcp_construction()
+                .single_threaded()
+                .run()
+                .expect("lcp construction failed")
+                .into_parts();
+            (sa, lcp)
+        };
+        Matcher {
+            old,
+            new,
+            sa,
+            lcp,
+            work: 0,
+        }
+    }
+
+    fn lcp(&mut self, a: &[u8], b: &[u8]) -> usize {
+        let l = lcp(a, b);
+        self.work += l as u64 + 1;
+        l
+    }
+
+    /// Longest prefix of `pat` occurring in old: (suffix array index, length).
+    fn search(&mut self, pat: &[u8]) -> (usize, usize) {
+        let (old, sa) = (self.old, &self.sa);
+        let (mut lo, mut hi) = (0usize, sa.len());
+        // lcp of pat with sa[lo - 1] and with sa[hi].
+        let (mut llo, mut lhi) = (0usize, 0usize);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let suf = &old[sa[mid] as usize..];
+            let k = llo.min(lhi);
+            let l = k + lcp(&pat[k..], &suf[k..]);
+            self.work += (l - k) as u64 + 1;
+            if l == pat.len() {
+                return (mid, l);
+            }
+            if l == suf.len() || suf[l] < pat[l] {
+                lo = mid + 1;
+                llo = l;
+            } else {
+                hi = mid;
+                lhi = l;
+            }
+        }
+        if lo > 0 && (lo == sa.len() || llo >= lhi) {
+            (lo - 1, llo)
+        } else {
+            (lo, lhi)
+        }
+    }
+
+    /// Among the suffixes near SA index `idx` sharing its first `len` bytes,
+    /// the position closest to `want`.
+    fn closest(&mut self, idx: usize, len: usize, want: usize, limit: usize) -> usize {
+        let mut best = self.sa[idx] as usize;
+        let mut consider = |p: i32| {
+            let p = p as usize;
+            if p.abs_diff(want) < best.abs_diff(want) {
+                best = p;
+            }
+        };
+        let mut i = idx;
+        while i > 0 && idx - i < limit && self.lcp[i] as usize >= len {
+            i -= 1;
+            consider(self.sa[i]);
+        }
+        let mut i = idx + 1;
+        while i < self.sa.len() && i - idx <= limit && self.lcp[i] as usize >= len {
+            consider(self.sa[i]);
+            i += 1;
+        }
+        self.work += 2 * limit as u64;
+        best
+    }
+
+    /// Exact matches that beat the current alignment, in new order.
+    fn find_anchors(&mut self, opts: &PlanOptions, progress: &mut dyn FnMut(usize)) -> Vec<Anchor> {
+        let (old, new) = (self.old, self.new);
+        let min_match = opts.min_match.max(1);
+        let cap = opts.max_compare.max(min_match);
+        let mut anchors = Vec::new();
+        let mut scan = 0usize;
+        let mut off = 0isize; // current alignment: old position = new position + off
+        let mut next_report = 1usize << 16;
+        while scan < new.len() {
+            if scan >= next_report {
+                progress(scan);
+                next_report = scan + (1 << 16);
+            }
+            let cur = scan.checked_add_signed(off).filter(|&p| p < old.len());
+            if cur.is_some_and(|p| old[p] == new[scan]) {
+                scan += 1;
+                continue;
+            }
+            let pat = &new[scan..new.len().min(scan + cap)];
+            let (idx, len) = self.search(pat);
+            if len >= min_match {
+                let want = scan.saturating_add_signed(off);
+                let pos = self.closest(idx, len, want, opts.candidates);
+                // How well the current alignment does over the same span.
+                let mut old_score = 0;
+                for k in 0..len {
+                    if let Some(p) = (scan + k).checked_add_signed(off) {
+                        if p < old.len() && old[p] == new[scan + k] {
+                            old_score += 1;
+                        }
+                    }
+                }
+                self.work += len as u64;
+                if len > old_score + opts.switch_margin {
+                    let full = len + self.lcp(&new[scan + len..], &old[pos + len..]);
+                    anchors.push(Anchor {
+                        new: scan,
+                        old: pos,
+                        len: full,
+                    });
+                    off = pos as isize - scan as isize;
+                    scan += full;
+                    continue;
+                }
+            }
+            scan += 1;
+        }
+        anchors
+    }
+}
+
+/// Score (bits saved relative to literals) of extending an aligned copy one
+/// byte at a time; `scores[k]` is the score of extending by `k` bytes.
+fn extension_scores(scores: &mut Vec<i32>, pairs: impl Iterator<Item = (u8, u8)>) -> u64 {
+    scores.clear();
+    scores.push(0);
+    let (mut score, mut prev_eq) = (0i32, true);
+    for (a, b) in pairs {
+        let eq = a == b;
+        score += if !eq {
+            LIT_BYTE - DIFF_BYTE
+        } else if prev_eq {
+            LIT_BYTE
+        } else {
+            LIT_BYTE - EQ_RUN
+        };
+        prev_eq = eq;
+        scores.push(score);
+    }
+    scores.len() as u64
+}
+
+/// Appends a step, merging it with the previous one where possible.
+fn push_step(steps: &mut Vec<Step>, step: Step) {
+    match (steps.last_mut(), step) {
+        (_, Step::Copy { len: 0, .. } | Step::Literal { len: 0 }) => {}
+        (Some(Step::Literal { len }), Step::Literal { len: more }) => *len += more,
+        (
+            Some(Step::Copy { from, len }),
+            Step::Copy {
+                from: f2,
+                len: more,
+            },
+        ) if *from + *len == f2 => *len += more,
+        _ => steps.push(step),
+    }
+}
+
+/// Plans how to code `new` against `old`. `progress` is called now and then
+/// with the number of bytes of new done, finally with `new.len()`.
+pub fn plan(
+    old: &[u8],
+    new: &[u8],
+    opts: &PlanOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Vec<Step> {
+    plan_counted(old, new, opts, progress).0
+}
+
+/// [`plan`] that also returns the work done (bytes compared and probes).
+fn plan_counted(
+    old: &[u8],
+    new: &[u8],
+    opts: &PlanOptions,
+    progress: &mut dyn FnMut(usize),
+) -> (Vec<Step>, u64) {
+    let mut m = Matcher::new(old, new);
+    let mut anchors = m.find_anchors(opts, progress);
+    // Sentinel with no extent at the end of new.
+    anchors.push(Anchor {
+        new: new.len(),
+        old: 0,
+        len: 0,
+    });
+    let mut steps = Vec::new();
+    let (mut fwd, mut bwd) = (Vec::new(), Vec::new());
+    // The previous cover: its start (in new) and the anchor it grew from.
+    // A virtual empty cover at offset 0 starts things off.
+    let (mut cover_start, mut prev) = (
+        0usize,
+        Anchor {
+            new: 0,
+            old: 0,
+            len: 0,
+        },
+    );
+    for (i, &next) in anchors.iter().enumerate() {
+        let is_sentinel = i + 1 == anchors.len();
+        let (gap_start, gap_end) = (prev.new + prev.len, next.new);
+        let gap = gap_end - gap_start;
+        let prev_old_end = prev.old + prev.len;
+        let max_f = gap.min(old.len() - prev_old_end);
+        let max_b = if is_sentinel { 0 } else { gap.min(next.old) };
+        m.work += extension_scores(
+            &mut fwd,
+            new[gap_start..gap_start + max_f]
+                .iter()
+                .copied()
+                .zip(old[prev_old_end..].iter().copied()),
+        );
+        m.work += extension_scores(
+            &mut bwd,
+            new[gap_end - max_b..gap_end]
+                .iter()
+                .rev()
+                .copied()
+                .zip(old[..next.old].iter().rev().copied()),
+        );
+        let same = !is_sentinel
+            && prev.old as isize - prev.new as isize == next.old as isize - next.new as isize;
+        // Best split with nothing left over between the two covers.
+        let mut best: Option<(f64, usize, usize)> = None;
+        for f in gap.saturating_sub(max_b)..=max_f.min(gap) {
+            let s = f64::from(fwd[f] + bwd[gap - f]);
+            if best.is_none_or(|b| s > b.0) {
+                best = Some((s, f, gap - f));
+            }
+        }
+        // Best extensions each on its own, with literals between.
+        let fa = argmax(&fwd);
+        let ba = argmax(&bwd);
+        if fa + ba < gap {
+            let r = gap - fa - ba;
+            let mut pen = f64::from(LIT_HEADER);
+            if same {
+                pen += f64::from(COPY_HEADER) + seek_bits(r);
+            }
+            let s = f64::from(fwd[fa] + bwd[ba]) - pen;
+            if best.is_none_or(|b| s > b.0) {
+                best = Some((s, fa, ba));
+            }
+        }
+        let (_, f, b) = best.unwrap_or((0.0, 0, 0));
+        let end = prev.new + prev.len + f;
+        push_step(
+            &mut steps,
+            Step::Copy {
+                from: prev.old - (prev.new - cover_start),
+                len: end - cover_start,
+            },
+        );
+        push_step(&mut steps, Step::Literal { len: gap - f - b });
+        cover_start = next.new - b;
+        prev = next;
+    }
+    let steps = prune(old, new, steps);
+    progress(new.len());
+    (steps, m.work)
+}
+
+/// Turns Copies that cost more than literals (counting the seeks around
+/// them) into literals.
+fn prune(old: &[u8], new: &[u8], steps: Vec<Step>) -> Vec<Step> {
+    let mut out = Vec::with_capacity(steps.len());
+    let (mut at, mut src_end) = (0usize, 0usize);
+    let seek = |from: usize, end: usize| {
+        if from == end {
+            0.0
+        } else {
+            seek_bits(from.abs_diff(end))
+        }
+    };
+    for (i, &step) in steps.iter().enumerate() {
+        let Step::Copy { from, len } = step else {
+            push_step(&mut out, step);
+            at += step_len(step);
+            continue;
+        };
+        let next_from = steps[i + 1..].iter().find_map(|s| match *s {
+            Step::Copy { from, .. } => Some(from),
+            Step::Literal { .. } => None,
+        });
+        let next_seek = |end| next_from.map_or(0.0, |f| seek(f, end));
+        let keep = seek(from, src_end)
+            + f64::from(COPY_HEADER)
+            + copy_content_bits(
+                old[from..from + len]
+                    .iter()
+                    .copied()
+                    .zip(new[at..at + len].iter().copied()),
+            )
+            + next_seek(from + len);
+        let lit_neighbours = [i.checked_sub(1), Some(i + 1)]
+            .iter()
+            .filter(|j| matches!(j.and_then(|j| steps.get(j)), Some(Step::Literal { .. })))
+            .count();
+        let drop = f64::from(LIT_BYTE) * len as f64
+            + f64::from(LIT_HEADER) * (1.0 - lit_neighbours as f64)
+            + next_seek(src_end);
+        if drop < keep {
+            push_step(&mut out, Step::Literal { len });
+        } else {
+            push_step(&mut out, step);
+            src_end = from + len;
+        }
+        at += len;
+    }
+    out
+}
+
+fn step_len(step: Step) -> usize {
+    match step {
+        Step::Copy { len, .. } | Step::Literal { len } => len,
+    }
+}
+
+/// Index of the first maximum.
+fn argmax(v: &[i32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+
+    /// Tiny deterministic PRNG (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+    }
+
+    /// Checks the structural invariants of a plan and returns it.
+    fn checked(old: &[u8], new: &[u8], opts: &PlanOptions) -> (Vec<Step>, u64) {
+        let mut last = 0;
+        let (steps, work) = plan_counted(old, new, opts, &mut |done| {
+            assert!(done >= last && done <= new.len());
+            last = done;
+        });
+        assert_eq!(last, new.len(), "progress must finish at new.len()");
+        let (mut at, mut src_end) = (0, usize::MAX);
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                Step::Copy { from, len } => {
+                    assert!(len > 0 && from + len <= old.len(), "bad copy {step:?}");
+                    assert_ne!(from, src_end, "unmerged copies at step {i}");
+                    src_end = from + len;
+                    at += len;
+                }
+                Step::Literal { len } => {
+                    assert!(len > 0, "empty literal");
+                    assert!(
+                        !matches!(steps.get(i + 1), Some(Step::Literal { .. })),
+                        "unmerged literals"
+                    );
+                    at += len;
+                    src_end = usize::MAX;
+                }
+            }
+        }
+        assert_eq!(at, new.len(), "steps must cover new exactly");
+        (steps, work)
+    }
+
+    /// Asserts that `work` (bytes compared plus probes) is O(n log n) with a
+    /// small constant; bsdiff's scan does Θ(n²) on these inputs.
+    fn assert_near_linear(work: u64, n: usize) {
+        let n = n.max(2) as u64;
+        let bound = 2 * n * u64::from(64 - n.leading_zeros());
+        assert!(work < bound, "work {work} exceeds {bound} for n = {n}");
+    }
+
+    #[test]
+    fn edge_cases() {
+        let o = PlanOptions::default();
+        let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 % 251) as u8).collect();
+        assert_eq!(checked(&[], &data, &o).0, vec![Step::Literal { len: 1000 }]);
+        assert!(checked(&data, &[], &o).0.is_empty());
+        assert!(checked(&[], &[], &o).0.is_empty());
+        assert_eq!(
+            checked(&data, &data, &o).0,
+            vec![Step::Copy { from: 0, len: 1000 }]
+        );
+        assert_eq!(
+            checked(b"abc", b"abc", &o).0,
+            vec![Step::Copy { from: 0, len: 3 }]
+        );
+        checked(b"a", b"b", &o);
+        checked(b"xyz", b"a", &o);
+        checked(b"a", b"abcabcabc", &o);
+        let tiny = PlanOptions {
+            min_match: 0,
+            max_compare: 0,
+            ..PlanOptions::default()
+        };
+        checked(&data, &data[3..], &tiny);
+        // A moved block is found.
+        let data = Rng(5).bytes(1000);
+        let mut new = data[500..].to_vec();
+        new.extend_from_slice(&data[..500]);
+        let steps = checked(&data, &new, &o).0;
+        assert_eq!(
+            steps,
+            vec![
+                Step::Copy {
+                    from: 500,
+                    len: 500
+                },
+                Step::Copy { from: 0, len: 500 }
+            ]
+        );
+    }
+
+    #[test]
+    fn approximate_extension_and_estimate() {
+        let o = PlanOptions::default();
+        let old = Rng(7).bytes(4000);
+        // Moved code with changed addresses: shifted, every 16th byte differs.
+        let mut new = vec![0xAA; 3];
+        new.extend(
+            old.iter()
+                .enumerate()
+                .map(|(i, &b)| if i % 16 == 5 { b ^ 1 } else { b }),
+        );
+        let steps = checked(&old, &new, &o).0;
+        assert_eq!(
+            steps,
+            vec![Step::Literal { len: 3 }, Step::Copy { from: 0, len: 4000 }]
+        );
+        let bits = estimate_bits(&old, &new, &steps);
+        assert_eq!(bits, 6.0 + 7.0 * 3.0 + 6.0 + 250.0 * (10.0 + 5.0) + 5.0);
+        let lit = [Step::Literal { len: new.len() }];
+        assert_eq!(estimate_bits(&old, &new, &lit), 6.0 + 7.0 * 4003.0);
+    }
+
+    #[test]
+    fn random_pairs() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..200 {
+            let n = rng.below(3000);
+            let old = rng.bytes(n);
+            // New is built from pieces of old (some mutated) and fresh bytes.
+            let mut new = Vec::new();
+            while new.len() < 3000 && rng.below(12) != 0 {
+                if old.is_empty() || rng.below(3) == 0 {
+                    let n = rng.below(50);
+                    new.extend(rng.bytes(n));
+                } else {
+                    let a = rng.below(old.len());
+                    let b = (a + rng.below(400)).min(old.len());
+                    let start = new.len();
+                    new.extend_from_slice(&old[a..b]);
+                    for _ in 0..rng.below(4) {
+                        if new.len() > start {
+                            let k = start + rng.below(new.len() - start);
+                            new[k] = new[k].wrapping_add(1);
+                        }
+                    }
+                }
+            }
+            let o = PlanOptions {
+                min_match: 1 + round % 12,
+                ..PlanOptions::default()
+            };
+            let (steps, _) = checked(&old, &new, &o);
+            assert_eq!(
+                steps,
+                plan(&old, &new, &o, &mut |_| {}),
+                "not deterministic"
+            );
+            let literal_only = estimate_bits(&old, &new, &[Step::Literal { len: new.len() }]);
+            if !new.is_empty() {
+                assert!(estimate_bits(&old, &new, &steps) <= literal_only + 64.0);
+            }
+        }
+    }
+
+    #[test]
+    fn degenerate_ff_images_stay_near_linear() {
+        let o = PlanOptions::default();
+        let old = vec![0xFFu8; 4 << 20];
+        let mut new = old.clone();
+        for k in [7usize, 100_000, 2 << 20, (4 << 20) - 1] {
+            new[k] = 0;
+        }
+        let (steps, work) = checked(&old, &new, &o);
+        assert_eq!(steps.len(), 1);
+        assert_near_linear(work, new.len());
+        // old == new, and a 0xFF region extended in the middle.
+        let (_, work) = checked(&old, &old, &o);
+        assert_near_linear(work, old.len());
+        let mut old2: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+        old2[300_000..900_000].fill(0xFF);
+        let mut new2 = old2.clone();
+        new2.splice(600_000..600_000, std::iter::repeat_n(0xFF, 70_000));
+        let (steps, work) = checked(&old2, &new2, &o);
+        assert!(steps.len() <= 4, "{steps:?}");
+        assert_near_linear(work, new2.len());
+    }
+
+    #[test]
+    fn degenerate_repeated_table_stays_near_linear() {
+        let o = PlanOptions::default();
+        let mut rng = Rng(1);
+        let table = rng.bytes(256);
+        let old: Vec<u8> = table.iter().copied().cycle().take(1 << 20).collect();
+        let mut cases = Vec::new();
+        // Sparse changes, a shift by a few bytes, a zero-filled section and a
+        // table with a different period.
+        let mut new = old.clone();
+        for _ in 0..2000 {
+            let k = rng.below(new.len());
+            new[k] ^= 0x55;
+        }
+        cases.push(new);
+        let mut new = vec![1, 2, 3];
+        new.extend_from_slice(&old);
+        cases.push(new);
+        let mut new = old.clone();
+        new[1000..300_000].fill(0);
+        cases.push(new);
+        cases.push(
+            table
+                .iter()
+                .chain(&[9])
+                .copied()
+                .cycle()
+                .take(1 << 20)
+                .collect(),
+        );
+        cases.push(old.clone());
+        for new in &cases {
+            let (_, work) = checked(&old, new, &o);
+            assert_near_linear(work, new.len());
+        }
+    }
+
+    /// Prints the estimated size per corpus pair (run with --nocapture).
+    #[test]
+    fn corpus_costs() {
+        let Ok(dirs) = std::fs::read_dir(CORPUS) else {
+            println!("corpus not found at {CORPUS}; skipping");
+            return;
+        };
+        let mut dirs: Vec<_> = dirs.flatten().map(|d| d.path()).collect();
+        dirs.sort();
+        for dir in dirs.iter().filter(|d| d.is_dir()) {
+            let (Ok(old), Ok(new)) = (
+                std::fs::read(dir.join("old")),
+                std::fs::read(dir.join("new")),
+            ) else {
+                continue;
+            };
+            let (steps, work) = checked(&old, &new, &PlanOptions::default());
+            let kb = estimate_bits(&old, &new, &steps) / 8192.0;
+            println!(
+                "{:?}: {kb:.2} KB, {} steps, work {work}",
+                dir.file_name().unwrap(),
+                steps.len()
+            );
+            assert!(kb * 8192.0 < new.len() as f64 * 7.0);
+        }
+    }
+}
