@@ -165,7 +165,7 @@ pub fn container_header(entries: u16) -> [u8; CONTAINER_HEADER_LEN] {
 }
 
 /// The records of an entry header: `(tag, value)` pairs.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Records<'a>(&'a [u8]);
 
 impl<'a> Iterator for Records<'a> {

@@ -68,7 +68,7 @@ pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE:
 }
 
 impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, WRITE, ERASE> {
-    const CHECK: () = assert!(READ > 0 && WRITE > 0 && ERASE % WRITE == 0 && ERASE % READ == 0);
+    const CHECK: () = assert!(READ > 0 && WRITE > 0 && ERASE.is_multiple_of(WRITE) && ERASE.is_multiple_of(READ));
 
     /// An erased flash of `size` bytes, rounded up to whole erase units.
     pub fn new(size: usize) -> Self {
@@ -102,7 +102,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
         align: usize,
     ) -> Result<core::ops::Range<usize>, MockError> {
         let start = offset as usize;
-        if start % align != 0 || len % align != 0 {
+        if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(MockError::NotAligned);
         }
         match start.checked_add(len) {

@@ -54,7 +54,7 @@ impl<'a, F: NorFlash> Partition<'a, F> {
         let erase = F::ERASE_SIZE as u32;
         let cap = flash.try_borrow().ok()?.capacity() as u64;
         let fits = offset as u64 + size as u64 <= cap;
-        (fits && offset % erase == 0 && size % erase == 0).then_some(Partition {
+        (fits && offset.is_multiple_of(erase) && size.is_multiple_of(erase)).then_some(Partition {
             flash,
             offset,
             size,
@@ -72,7 +72,7 @@ impl<'a, F: NorFlash> Partition<'a, F> {
         len: usize,
         align: usize,
     ) -> Result<u32, PartitionError<F::Error>> {
-        if offset as usize % align != 0 || len % align != 0 {
+        if !(offset as usize).is_multiple_of(align) || !len.is_multiple_of(align) {
             return Err(PartitionError::NotAligned);
         }
         match (offset as u64).checked_add(len as u64) {

@@ -91,7 +91,6 @@ pub fn apply_with_progress(
         Status::NeedMore => applier.finish()?,
     };
     let size = applier.result_target().map_or(0, |t| t.size as usize);
-    drop(applier);
     let flash = flash.into_inner();
     let image = match outcome {
         Outcome::Applied => &flash.as_bytes()[src_len..src_len + size],

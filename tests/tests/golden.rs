@@ -1,0 +1,46 @@
+//! Golden bytes: the exact patch of a tiny pair, and the exact flash
+//! operations of applying it. A change to the format, the coder or the
+//! matcher that changes these must be deliberate (and, for the format, bump
+//! its version).
+
+use flashpatch::Outcome;
+use flashpatch_tests::apply_guarded;
+
+const OLD: &[u8] = b"The quick brown fox jumps over the lazy dog. The quick brown fox jumps again.";
+const NEW: &[u8] = b"The quick brown cat jumps over the lazy dog! The quick brown fox jumps again.";
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn tiny_patch_bytes_are_pinned() {
+    let patch = host_genpat::diff(OLD, NEW, &Default::default());
+    let got = hex(&patch);
+    println!("golden patch ({} bytes): {got}", patch.len());
+    assert_eq!(got, GOLDEN);
+    let g = apply_guarded(&patch, OLD, 4096, 5, NEW.len());
+    assert_eq!(g.result, Ok(Outcome::Applied));
+    assert_eq!(g.target, NEW);
+    // Wear: one erase unit, one full 64-byte buffer and the padded rest.
+    assert_eq!(
+        (g.stats.erases, g.stats.writes, g.stats.bytes_written),
+        (1, 2, 80)
+    );
+}
+
+const GOLDEN: &str = concat!(
+    "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
+    "5000",             // H = 80
+    "01000100",         // version 1, flags 0, codec 1, params 0
+    "4d000000",
+    "782090f2",
+    "f9cb655c0b611fb48c74f8dc23996566", // source size, CRC-32, MD5
+    "4d000000",
+    "da136512",
+    "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3", // target
+    "0e000000",
+    "055a8931",                     // body length, body CRC-32
+    "3eb8a332",                     // header CRC-32
+    "000817e9e1d2bd798a6787419c00", // body
+);
