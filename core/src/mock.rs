@@ -68,7 +68,8 @@ pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE:
 }
 
 impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, WRITE, ERASE> {
-    const CHECK: () = assert!(READ > 0 && WRITE > 0 && ERASE.is_multiple_of(WRITE) && ERASE.is_multiple_of(READ));
+    const CHECK: () =
+        assert!(READ > 0 && WRITE > 0 && ERASE.is_multiple_of(WRITE) && ERASE.is_multiple_of(READ));
 
     /// An erased flash of `size` bytes, rounded up to whole erase units.
     pub fn new(size: usize) -> Self {

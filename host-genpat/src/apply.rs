@@ -3,6 +3,7 @@
 
 use core::cell::RefCell;
 
+use flashpatch::format::{EntryHeader, CONTAINER_HEADER_LEN};
 use flashpatch::mock::{MockError, MockFlash};
 use flashpatch::{Applier, Error, Outcome, Partition, PartitionError, Status};
 
@@ -16,10 +17,13 @@ pub type ApplyError = Error<PartitionError<MockError>>;
 
 const ERASE: usize = 4096;
 
-/// The target slot size to give a patch: the largest target of its entries,
-/// read leniently (a damaged file still gets the core's own verdict).
-fn target_room(patch: &[u8]) -> usize {
-    let mut at = format_header_len();
+/// The target slot size to give a patch: the largest target among the
+/// entries that could apply to `old` (header CRC sound, source no longer
+/// than `old`). A damaged or hostile file therefore cannot make the host
+/// reserve memory its headers do not vouch for; it still gets the core's
+/// own verdict.
+fn target_room(patch: &[u8], old: &[u8]) -> usize {
+    let mut at = CONTAINER_HEADER_LEN;
     let mut room = 0usize;
     let count = patch
         .get(6..8)
@@ -31,22 +35,15 @@ fn target_room(patch: &[u8]) -> usize {
         else {
             break;
         };
-        let field = |o: usize| {
-            patch
-                .get(at + 2 + o..at + 6 + o)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        };
-        let (Some(size), Some(body)) = (field(28), field(68)) else {
+        let Some(Ok((e, _))) = patch.get(at + 2..at + 2 + h).map(EntryHeader::parse) else {
             break;
         };
-        room = room.max(size as usize);
-        at += 2 + h + body as usize;
+        if e.source.size as usize <= old.len() {
+            room = room.max(e.target.size as usize);
+        }
+        at += 2 + h + e.body_len as usize;
     }
-    room.min(1 << 30)
-}
-
-fn format_header_len() -> usize {
-    flashpatch::format::CONTAINER_HEADER_LEN
+    room
 }
 
 /// Feeds `patch` in pieces of `chunk` bytes (0: all at once) to the applier
@@ -68,7 +65,7 @@ pub fn apply_with_progress(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Outcome, Vec<u8>), ApplyError> {
     let src_len = old.len().div_ceil(ERASE).max(1) * ERASE;
-    let tgt_len = target_room(patch).div_ceil(ERASE).max(1) * ERASE;
+    let tgt_len = target_room(patch, old).div_ceil(ERASE).max(1) * ERASE;
     let mut flash = HostFlash::new(src_len + tgt_len);
     flash.preload(0, old);
     let flash = RefCell::new(flash);
@@ -102,4 +99,22 @@ pub fn apply_with_progress(
 /// Applies `patch` to `old` in one piece.
 pub fn apply(patch: &[u8], old: &[u8]) -> Result<(Outcome, Vec<u8>), ApplyError> {
     apply_chunked(patch, old, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: an 88-byte file claiming a 4 GiB target made the host
+    /// reserve 1 GiB before the core refused it.
+    #[test]
+    fn bogus_target_size_reserves_nothing() {
+        let mut file = flashpatch::format::container_header(1).to_vec();
+        file.extend_from_slice(&80u16.to_le_bytes());
+        let mut header = [0u8; 80];
+        header[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
+        file.extend_from_slice(&header);
+        assert_eq!(target_room(&file, b"old"), 0);
+        assert!(apply(&file, b"old").unwrap_err().verdict() == flashpatch::Verdict::Corrupt);
+    }
 }

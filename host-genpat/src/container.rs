@@ -51,22 +51,37 @@ pub struct Entry {
     pub bytes: Vec<u8>,
 }
 
+impl Entry {
+    /// The entry's body.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.bytes.len() - self.header.body_len as usize..]
+    }
+
+    /// Whether the body matches its CRC-32.
+    pub fn body_ok(&self) -> bool {
+        crc32(self.body()) == self.header.body_crc32
+    }
+}
+
 /// Why a file is not a valid patch file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
+    /// The file is shorter than a container header.
+    #[error("{0} bytes are too few for a patch file (its header alone is 8)")]
+    TooShort(usize),
     /// The container header is bad.
     #[error("{0}")]
     Container(ContainerError),
     /// An entry header is bad.
-    #[error("entry {index}: {error}")]
+    #[error("entry {}: {error}", index + 1)]
     Header {
-        /// Which entry (from 0).
+        /// Which entry (from 0; messages count from 1).
         index: usize,
         /// What is wrong.
         error: HeaderError,
     },
-    /// The file ends inside an entry.
-    #[error("the file ends inside entry {0}")]
+    /// The file ends inside an entry (from 0; messages count from 1).
+    #[error("the file ends inside entry {}", .0 + 1)]
     Truncated(usize),
     /// Bytes follow the last entry.
     #[error("{0} bytes follow the last entry")]
@@ -100,12 +115,13 @@ pub fn build_entry(header: &EntryHeader, meta: &Metadata, body: &[u8]) -> Vec<u8
     out
 }
 
-/// Reads a whole patch file: every entry, with its header checked.
+/// Reads a whole patch file: every entry, with its header checked (not
+/// its body: see [`Entry::body_ok`]).
 pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
     let head: &[u8; CONTAINER_HEADER_LEN] = file
         .get(..CONTAINER_HEADER_LEN)
         .and_then(|h| h.try_into().ok())
-        .ok_or(ParseError::Truncated(0))?;
+        .ok_or(ParseError::TooShort(file.len()))?;
     let count = format::parse_container(head).map_err(ParseError::Container)?;
     let mut at = CONTAINER_HEADER_LEN;
     let mut entries = Vec::with_capacity(count as usize);
@@ -208,5 +224,20 @@ pub fn add_entry(
             let parts = old.iter().map(|e| e.bytes.as_slice()).chain([entry]);
             Ok(Some((assemble(parts)?, Added::Appended)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_count_entries_from_one() {
+        assert_eq!(parse(b"FPAT").unwrap_err(), ParseError::TooShort(4));
+        let file = assemble([&[0x50u8, 0][..]]).unwrap();
+        assert_eq!(
+            parse(&file).unwrap_err().to_string(),
+            "the file ends inside entry 1"
+        );
     }
 }

@@ -36,6 +36,14 @@ pub trait Progress {
 pub struct NoProgress;
 impl Progress for NoProgress {}
 
+/// Why a patch cannot be generated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GenError {
+    /// An image is 4 GiB or larger: the format's sizes are 32-bit.
+    #[error("images of 4 GiB or more do not fit the patch format ({0} bytes)")]
+    TooLarge(usize),
+}
+
 /// Builds one patch entry (length field, header, body) that turns `old`
 /// into `new`.
 pub fn generate(
@@ -43,7 +51,12 @@ pub fn generate(
     new: &[u8],
     opts: &GenOptions,
     progress: &mut dyn Progress,
-) -> (EntryHeader, Vec<u8>) {
+) -> Result<(EntryHeader, Vec<u8>), GenError> {
+    for len in [old.len(), new.len()] {
+        if u32::try_from(len).is_err() {
+            return Err(GenError::TooLarge(len));
+        }
+    }
     progress.start("matching", new.len() as u64);
     let steps = plan::plan(old, new, &opts.plan, &mut |done| {
         progress.update(done as u64)
@@ -71,11 +84,11 @@ pub fn generate(
         body_crc32: flashpatch::crc32::crc32(&body),
     };
     let entry = container::build_entry(&header, &opts.meta, &body);
-    (header, entry)
+    Ok((header, entry))
 }
 
 /// Builds a patch file with one entry that turns `old` into `new`.
-pub fn diff(old: &[u8], new: &[u8], opts: &GenOptions) -> Vec<u8> {
-    let (_, entry) = generate(old, new, opts, &mut NoProgress);
-    container::assemble([entry.as_slice()]).expect("one entry fits")
+pub fn diff(old: &[u8], new: &[u8], opts: &GenOptions) -> Result<Vec<u8>, GenError> {
+    let (_, entry) = generate(old, new, opts, &mut NoProgress)?;
+    Ok(container::assemble([entry.as_slice()]).expect("one entry fits"))
 }

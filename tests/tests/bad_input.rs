@@ -11,7 +11,7 @@ use host_genpat::container;
 
 fn small_patch() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let (old, new) = firmware_pair(7, 2500);
-    let patch = host_genpat::diff(&old, &new, &Default::default());
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
     (old, new, patch)
 }
 

@@ -15,7 +15,7 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn tiny_patch_bytes_are_pinned() {
-    let patch = host_genpat::diff(OLD, NEW, &Default::default());
+    let patch = host_genpat::diff(OLD, NEW, &Default::default()).unwrap();
     let got = hex(&patch);
     println!("golden patch ({} bytes): {got}", patch.len());
     assert_eq!(got, GOLDEN);

@@ -65,7 +65,7 @@ proptest! {
         chunks in proptest::collection::vec(1usize..300, 1..6),
     ) {
         let new = edit(&old, &edits);
-        let patch = host_genpat::diff(&old, &new, &Default::default());
+        let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
         prop_assert_eq!(apply_geometry::<1, 4, 4096>(&patch, &old, new.len(), &chunks), new.clone());
         prop_assert_eq!(apply_geometry::<4, 16, 256>(&patch, &old, new.len(), &chunks), new.clone());
         prop_assert_eq!(apply_geometry::<1, 1, 1024>(&patch, &old, new.len(), &chunks), new);
@@ -77,14 +77,14 @@ proptest! {
         new in proptest::collection::vec(any::<u8>(), 0..2000),
         chunk in 1usize..100,
     ) {
-        let patch = host_genpat::diff(&old, &new, &Default::default());
+        let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
         prop_assert_eq!(apply_geometry::<1, 8, 512>(&patch, &old, new.len(), &[chunk]), new);
     }
 
     #[test]
     fn firmware_like_pairs_round_trip(seed in any::<u64>(), size in 1usize..20_000, chunk in 1usize..5000) {
         let (old, new) = firmware_pair(seed, size);
-        let patch = host_genpat::diff(&old, &new, &Default::default());
+        let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
         prop_assert_eq!(apply_geometry::<1, 4, 4096>(&patch, &old, new.len(), &[chunk, 1, 3]), new);
     }
 }

@@ -152,9 +152,17 @@ where
     /// new one into `target`.
     pub fn new(source: S, target: T) -> Self {
         const {
-            assert!(W >= T::WRITE_SIZE && W.is_multiple_of(T::WRITE_SIZE) && W.is_multiple_of(T::READ_SIZE));
+            assert!(
+                W >= T::WRITE_SIZE
+                    && W.is_multiple_of(T::WRITE_SIZE)
+                    && W.is_multiple_of(T::READ_SIZE)
+            );
             assert!(W <= u16::MAX as usize);
-            assert!(R >= S::READ_SIZE && R.is_multiple_of(S::READ_SIZE) && R.is_multiple_of(T::READ_SIZE));
+            assert!(
+                R >= S::READ_SIZE
+                    && R.is_multiple_of(S::READ_SIZE)
+                    && R.is_multiple_of(T::READ_SIZE)
+            );
             assert!(T::ERASE_SIZE % T::WRITE_SIZE == 0);
         };
         Applier {

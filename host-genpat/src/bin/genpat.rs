@@ -1,1 +1,253 @@
-fn main() {}
+//! `genpat`: builds flashpatch patch files, applies them on the host with
+//! the device's own code, and shows what is in them.
+//!
+//! This file holds the command line (clap derive: the doc comments are the
+//! help text) and the exit codes; the commands live in `src/cli/`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::builder::RangedU64ValueParser;
+use clap::{Args, Parser, Subcommand};
+use host_genpat::plan::PlanOptions;
+
+#[path = "../cli/mod.rs"]
+mod cli;
+
+use cli::{Failure, EXIT_ERROR, EXIT_OK, EXIT_USAGE};
+
+/// The exit code table, shown at the end of every `--help`.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0  success (apply: \"OK\" or \"OK, new version already installed\")
+  1  arguments missing or invalid
+  2  any other error: a file cannot be read or written, PATCH exists but is
+     not a valid patch file, ... (apply: \"An error occurred while patching\")
+  3  PATCH already has an entry for this OLD image; nothing was changed
+     (pass --replace to replace that entry)
+  4  apply, info: the patch data is invalid or corrupt
+     (apply: \"Patch data is invalid or corrupt\")
+  5  apply: no entry of PATCH is for OLD (\"No suitable patches were found\")"
+    };
+}
+
+/// The shape of `genpat info --json`.
+macro_rules! info_json_shape {
+    () => {
+        "JSON output (--json), one document:
+  {\"format_version\": 1, \"file_size\": BYTES, \"entries\": [ENTRY, ...]}
+where each ENTRY is
+  {\"index\": 1, \"offset\": 8, \"size\": BYTES,
+   \"format_version\": 1, \"flags\": 0, \"codec\": 1, \"params\": 93,
+   \"source\": {\"size\": BYTES, \"crc32\": \"8 hex digits\", \"md5\": \"32 hex digits\"},
+   \"target\": {\"size\": BYTES, \"crc32\": \"8 hex digits\", \"sha256\": \"64 hex digits\"},
+   \"body\": {\"offset\": N, \"len\": BYTES, \"crc32\": \"8 hex digits\", \"crc32_ok\": true},
+   \"version\": \"STRING\" or null, \"mtime\": SECONDS or null,
+   \"mtime_utc\": \"YYYY-MM-DDTHH:MM:SSZ\" or null,
+   \"unknown_records\": [{\"tag\": 51, \"value\": \"hex\"}, ...]}
+\"index\" counts from 1; offsets and sizes are in bytes within the file; hex is
+lower case. Fields may be added in later versions; none will be removed or
+change meaning while \"format_version\" is 1."
+    };
+}
+
+/// Builds, applies and inspects flashpatch patch files.
+///
+/// `genpat OLD NEW PATCH` (GenPat's classic form) builds a patch that turns
+/// OLD into NEW and adds it to PATCH; it is short for `genpat diff OLD NEW
+/// PATCH` (see `genpat diff --help` for its options). Use the explicit form
+/// when OLD is named like a command.
+#[derive(Debug, Parser)]
+#[command(
+    name = "genpat",
+    version,
+    arg_required_else_help = true,
+    override_usage = "genpat [OPTIONS] <OLD> <NEW> <PATCH>\n       genpat <COMMAND> [ARGS]",
+    after_help = exit_codes!()
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build a patch that turns OLD into NEW and add it to PATCH (the default
+    /// command).
+    #[command(after_help = exit_codes!())]
+    Diff(DiffArgs),
+    /// Apply PATCH to OLD with the device's own code and write the result to
+    /// OUT; print VPatch's result on stdout.
+    #[command(after_help = exit_codes!())]
+    Apply(ApplyArgs),
+    /// List the entries of PATCH and their headers.
+    #[command(
+        after_help = exit_codes!(),
+        after_long_help = concat!(info_json_shape!(), "\n\n", exit_codes!())
+    )]
+    Info(InfoArgs),
+}
+
+/// Arguments of `genpat diff` (and of `genpat OLD NEW PATCH`).
+///
+/// If PATCH does not exist it is created with one entry. If it exists it
+/// must be a patch file; the new entry is added to it, so that one file
+/// holds patches from several old images (1→3 and 2→3). PATCH is replaced
+/// atomically: it is never left half-written.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The image the device runs now.
+    pub old: PathBuf,
+    /// The image to patch it to.
+    pub new: PathBuf,
+    /// The patch file to create or to add the entry to.
+    pub patch: PathBuf,
+    /// GenPat's block size: here the shortest exact match with OLD that the
+    /// matcher uses to start a copy (smaller finds more matches, larger is
+    /// faster). The default is the matcher's own minimum match length.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = PlanOptions::default().min_match,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1 << 20)
+    )]
+    pub block_size: usize,
+    /// If PATCH already has an entry for this OLD image, replace it (without
+    /// this, genpat stops with exit code 3 and leaves PATCH unchanged).
+    #[arg(long)]
+    pub replace: bool,
+    /// Version string of NEW to record in the entry (at most 64 bytes).
+    #[arg(long = "version", value_name = "STRING", value_parser = version_string)]
+    pub version_string: Option<String>,
+}
+
+/// Arguments of `genpat apply`.
+///
+/// Runs the device's own applier over an in-memory flash and prints one of
+/// VPatch's results on stdout: "OK", "OK, new version already installed",
+/// "An error occurred while patching", "Patch data is invalid or corrupt" or
+/// "No suitable patches were found". The reason of a failure goes to stderr.
+/// OUT is written (atomically) only on success; for "already installed" it
+/// is a copy of OLD, which already is the target image.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The patch file.
+    pub patch: PathBuf,
+    /// The image to patch.
+    pub old: PathBuf,
+    /// Where to write the patched image.
+    pub out: PathBuf,
+    /// Feed the patch to the applier N bytes at a time, as a device receiving
+    /// it would (0: all at once). The result does not depend on N.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub chunk: usize,
+}
+
+/// Arguments of `genpat info`.
+///
+/// Lists each entry of PATCH: where it is, its codec, the source and target
+/// images it is for (size, CRC-32, MD5 / SHA-256), its body, the recorded
+/// version string and modification time of NEW, and records this genpat
+/// does not know. Entries count from 1.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The patch file.
+    pub patch: PathBuf,
+    /// Print one JSON document instead of text (shape below in --help).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Checks `--version STRING`: the format keeps at most 64 bytes of it.
+fn version_string(s: &str) -> Result<String, String> {
+    if s.len() > cli::MAX_VERSION_LEN {
+        return Err(format!(
+            "{} bytes is too long (at most {})",
+            s.len(),
+            cli::MAX_VERSION_LEN
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// Inserts `diff` after the program name unless the arguments already name
+/// a command or only ask for help or the version: `genpat OLD NEW PATCH` is
+/// `genpat diff OLD NEW PATCH`.
+fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
+    let explicit = match args.get(1).map(|a| a.to_str()) {
+        None => true,
+        Some(Some("diff" | "apply" | "info" | "help" | "-h" | "--help" | "-V")) => true,
+        // `genpat --version` alone is the tool's version; with more
+        // arguments it is the entry's version string.
+        Some(Some("--version")) => args.len() == 2,
+        Some(_) => false,
+    };
+    if !explicit {
+        args.insert(1, "diff".into());
+    }
+    args
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse_from(with_default_command(std::env::args_os().collect())) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap's own code for a usage error is 2; ours is 1.
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE } else { EXIT_OK });
+        }
+    };
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("genpat: internal error: {info}");
+        eprintln!("  help: this is a bug in genpat; please report it with the files used");
+    }));
+    let result = std::panic::catch_unwind(|| match &cli.command {
+        Command::Diff(args) => cli::diff::run(args),
+        Command::Apply(args) => cli::apply::run(args),
+        Command::Info(args) => cli::info::run(args),
+    })
+    .unwrap_or_else(|_| Err(Failure::quiet(EXIT_ERROR)));
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(failure) => {
+            failure.report();
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn classic_form_becomes_diff() {
+        let args = |v: &[&str]| -> Vec<OsString> { v.iter().map(OsString::from).collect() };
+        let with = |v: &[&str]| with_default_command(args(v));
+        assert_eq!(
+            with(&["genpat", "a", "b", "c"]),
+            args(&["genpat", "diff", "a", "b", "c"])
+        );
+        assert_eq!(
+            with(&["genpat", "info", "p"]),
+            args(&["genpat", "info", "p"])
+        );
+        assert_eq!(
+            with(&["genpat", "--version"]),
+            args(&["genpat", "--version"])
+        );
+        assert_eq!(
+            with(&["genpat", "--version", "1.0", "a", "b", "c"]),
+            args(&["genpat", "diff", "--version", "1.0", "a", "b", "c"])
+        );
+        assert_eq!(with(&["genpat"]), args(&["genpat"]));
+    }
+}

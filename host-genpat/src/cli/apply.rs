@@ -1,0 +1,74 @@
+//! `genpat apply PATCH OLD OUT`: the device's own applier over an in-memory
+//! flash, with VPatch's result on stdout.
+
+use flashpatch::{Outcome, Verdict};
+use host_genpat::apply::apply_with_progress;
+
+use super::progress::Bars;
+use super::{
+    hex, read_input, reason, say, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE,
+};
+use crate::ApplyArgs;
+
+/// Applies, prints the verdict on stdout, and writes OUT on success.
+pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
+    let result = apply(args);
+    say(match &result {
+        Ok(v) | Err((v, _)) => v.message(),
+    });
+    result.map(drop).map_err(|(_, f)| f)
+}
+
+fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
+    let error = |f: Failure| (Verdict::Error, f);
+    let patch = read_input("PATCH", &args.patch).map_err(error)?;
+    let old = read_input("OLD", &args.old).map_err(error)?;
+    let mut bars = Bars::new(patch.len() + old.len());
+    let result = apply_with_progress(&patch, &old, args.chunk, &mut |done, total| {
+        bars.bytes("applying", done, total)
+    });
+    drop(bars);
+    let (outcome, image) = result.map_err(|e| {
+        let verdict = e.verdict();
+        let code = match verdict {
+            Verdict::Corrupt => EXIT_CORRUPT,
+            Verdict::NoSuitablePatch => EXIT_NO_SUITABLE,
+            _ => EXIT_ERROR,
+        };
+        let mut failure = Failure::new(code, format!("'{}': {e}", args.patch.display()));
+        if verdict == Verdict::NoSuitablePatch {
+            let id = host_genpat::container::source_id(&old);
+            failure = failure.help(format!(
+                "OLD '{}' is {} bytes with MD5 {}; `genpat info {}` lists the images the patch is for",
+                args.old.display(),
+                id.size,
+                hex(&id.md5),
+                args.patch.display()
+            ));
+        }
+        (verdict, failure)
+    })?;
+    write_atomic(&args.out, &image).map_err(|e| {
+        error(Failure::new(
+            EXIT_ERROR,
+            format!("cannot write OUT '{}': {}", args.out.display(), reason(&e)),
+        ))
+    })?;
+    Ok(match outcome {
+        Outcome::Applied => {
+            eprintln!(
+                "genpat: wrote {}: {} bytes",
+                args.out.display(),
+                image.len()
+            );
+            Verdict::Ok
+        }
+        Outcome::AlreadyInstalled => {
+            eprintln!(
+                "genpat: OLD already is the target image; wrote it unchanged to {}",
+                args.out.display()
+            );
+            Verdict::AlreadyInstalled
+        }
+    })
+}

@@ -1,0 +1,185 @@
+//! `genpat diff OLD NEW PATCH` (and the classic `genpat OLD NEW PATCH`).
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use host_genpat::container::{self, Added, Entry};
+use host_genpat::plan::PlanOptions;
+use host_genpat::{GenOptions, Metadata};
+
+use super::progress::Bars;
+use super::{hex, parse_patch, read_input, reason, write_atomic, Failure, EXIT_ERROR, EXIT_EXISTS};
+use crate::DiffArgs;
+
+/// Builds the entry and writes PATCH.
+pub fn run(args: &DiffArgs) -> Result<(), Failure> {
+    let old = read_image("OLD", &args.old)?;
+    let new = read_image("NEW", &args.new)?;
+    let mtime = fs::metadata(&args.new)
+        .and_then(|m| m.modified())
+        .ok()
+        .map(unix_seconds);
+    let existing = read_existing(&args.patch)?;
+
+    // Refuse early, before the (possibly long) generation.
+    let source = container::source_id(&old);
+    if let Some(Existing { file, entries }) = &existing {
+        check_body_crcs(&args.patch, entries)?;
+        let same = entries
+            .iter()
+            .position(|e| e.header.source.size == source.size && e.header.source.md5 == source.md5);
+        if let (Some(i), false) = (same, args.replace) {
+            return Err(exists(&args.patch, i, file.len()));
+        }
+    }
+
+    let opts = GenOptions {
+        plan: PlanOptions {
+            min_match: args.block_size,
+            ..PlanOptions::default()
+        },
+        meta: Metadata {
+            version: args.version_string.clone(),
+            mtime,
+        },
+    };
+    let mut bars = Bars::new(old.len() + new.len());
+    let generated = host_genpat::generate(&old, &new, &opts, &mut bars);
+    drop(bars);
+    let (header, entry) = generated.map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+
+    let existing_file = existing.as_ref().map(|e| e.file.as_slice());
+    let (file, added) = match container::add_entry(existing_file, &header, &entry, args.replace) {
+        Ok(Some(done)) => done,
+        Ok(None) => return Err(exists(&args.patch, 0, existing_file.map_or(0, <[u8]>::len))),
+        Err(e) => {
+            return Err(Failure::new(
+                EXIT_ERROR,
+                format!("cannot add the entry to '{}': {e}", args.patch.display()),
+            ))
+        }
+    };
+    write_atomic(&args.patch, &file).map_err(|e| {
+        Failure::new(
+            EXIT_ERROR,
+            format!(
+                "cannot write PATCH '{}': {}",
+                args.patch.display(),
+                reason(&e)
+            ),
+        )
+    })?;
+
+    let entries = parse_patch(&file).unwrap_or_default();
+    let index = entries
+        .iter()
+        .position(|e| e.header.source == header.source)
+        .map_or(entries.len(), |i| i + 1);
+    let verb = match added {
+        Added::Created => "created",
+        Added::Appended => "added to",
+        Added::Replaced => "replaced in",
+    };
+    let share = if new.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({:.2} % of {})",
+            entry.len() as f64 * 100.0 / new.len() as f64,
+            new.len()
+        )
+    };
+    eprintln!(
+        "genpat: {verb} {}: entry {index} of {}, {} bytes{share}, source {}… → target {}…",
+        args.patch.display(),
+        entries.len(),
+        entry.len(),
+        &hex(&header.source.md5)[..8],
+        &hex(&header.target.sha256)[..8],
+    );
+    Ok(())
+}
+
+/// Reads OLD or NEW; the format records sizes in 32 bits.
+fn read_image(role: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    let data = read_input(role, path)?;
+    if u32::try_from(data.len()).is_err() {
+        return Err(Failure::new(
+            EXIT_ERROR,
+            format!(
+                "{role} '{}' is {} bytes; patch images are at most 4 GiB - 1",
+                path.display(),
+                data.len()
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// An existing PATCH: its bytes and its entries.
+struct Existing {
+    file: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// Reads PATCH if it exists; it must then be a valid patch file.
+fn read_existing(path: &Path) -> Result<Option<Existing>, Failure> {
+    let file = match fs::read(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(Failure::new(
+                EXIT_ERROR,
+                format!("cannot read PATCH '{}': {}", path.display(), reason(&e)),
+            ))
+        }
+    };
+    match parse_patch(&file) {
+        Ok(entries) => Ok(Some(Existing { file, entries })),
+        Err(why) => Err(not_a_patch(path, &why)),
+    }
+}
+
+/// Refuses to add to a file whose existing entries are damaged.
+fn check_body_crcs(path: &Path, entries: &[Entry]) -> Result<(), Failure> {
+    match entries.iter().position(|e| !e.body_ok()) {
+        Some(i) => Err(not_a_patch(
+            path,
+            &format!("entry {}: patch body CRC mismatch", i + 1),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn not_a_patch(path: &Path, why: &str) -> Failure {
+    Failure::new(
+        EXIT_ERROR,
+        format!(
+            "PATCH '{}' exists but is not a valid patch file: {why}",
+            path.display()
+        ),
+    )
+    .help("genpat adds entries only to valid patch files; it left this one untouched. Choose another PATCH, or remove this file first")
+}
+
+fn exists(path: &Path, index: usize, size: usize) -> Failure {
+    Failure::new(
+        EXIT_EXISTS,
+        format!(
+            "PATCH '{}' already has an entry for this OLD image (entry {}); the file ({size} bytes) is unchanged",
+            path.display(),
+            index + 1
+        ),
+    )
+    .help("pass --replace to replace that entry")
+}
+
+/// Seconds since the Unix epoch (negative before it).
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}

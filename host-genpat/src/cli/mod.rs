@@ -1,0 +1,153 @@
+//! The commands of the `genpat` binary, and what they share: exit codes,
+//! failures with a help text, reading inputs and writing outputs atomically.
+//!
+//! Loaded by `src/bin/genpat.rs` with `#[path]`; not part of the library.
+
+pub mod apply;
+pub mod diff;
+pub mod info;
+pub mod progress;
+
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::Path;
+
+use host_genpat::container::{self, Entry};
+
+/// Success (for apply: "OK" or "OK, new version already installed").
+pub const EXIT_OK: u8 = 0;
+/// Arguments missing or invalid.
+pub const EXIT_USAGE: u8 = 1;
+/// Any other error.
+pub const EXIT_ERROR: u8 = 2;
+/// PATCH already has an entry for this source (and `--replace` was not given).
+pub const EXIT_EXISTS: u8 = 3;
+/// The patch data is invalid or corrupt.
+pub const EXIT_CORRUPT: u8 = 4;
+/// No entry of the patch is for this source.
+pub const EXIT_NO_SUITABLE: u8 = 5;
+
+/// The longest version string an entry keeps.
+pub const MAX_VERSION_LEN: usize = 64;
+
+/// A job larger than this (bytes of input) gets progress bars, on a terminal.
+pub const LONG_JOB: usize = 256 * 1024;
+
+/// Why a command failed: its exit code, a message naming the file and the
+/// problem, and perhaps a hint on what to do.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code.
+    pub code: u8,
+    message: Option<String>,
+    help: Option<String>,
+}
+
+impl Failure {
+    /// A failure with exit code `code` and `message`.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Failure {
+            code,
+            message: Some(message.into()),
+            help: None,
+        }
+    }
+
+    /// A failure whose message has already been printed.
+    pub fn quiet(code: u8) -> Self {
+        Failure {
+            code,
+            message: None,
+            help: None,
+        }
+    }
+
+    /// Adds a hint on what to do.
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Prints the failure on stderr.
+    pub fn report(&self) {
+        let mut err = io::stderr().lock();
+        if let Some(m) = &self.message {
+            let _ = writeln!(err, "genpat: {m}");
+        }
+        if let Some(h) = &self.help {
+            let _ = writeln!(err, "  help: {h}");
+        }
+    }
+}
+
+/// An I/O error as a person reads it: without Rust's " (os error N)".
+pub fn reason(e: &io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error ") {
+        Some(i) if s.ends_with(')') => s[..i].to_owned(),
+        _ => s,
+    }
+}
+
+/// Reads the input file `path`, which the command line calls `role`.
+pub fn read_input(role: &str, path: &Path) -> Result<Vec<u8>, Failure> {
+    fs::read(path).map_err(|e| {
+        Failure::new(
+            EXIT_ERROR,
+            format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
+        )
+    })
+}
+
+/// Prints `text` and a newline on stdout. A closed pipe is not an error
+/// worth a panic, so write errors are ignored.
+pub fn say(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Writes `data` to `path` atomically: into a temporary file in the same
+/// directory, synced, then renamed over `path`. Whatever happens, `path`
+/// holds either its old contents or all of `data`.
+pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let existing = fs::metadata(path).ok().map(|m| m.permissions());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".genpat-").suffix(".tmp");
+    #[cfg(unix)]
+    let default_mode = {
+        use std::os::unix::fs::PermissionsExt as _;
+        // As a newly created file: 0666 less the umask.
+        fs::Permissions::from_mode(0o666)
+    };
+    #[cfg(unix)]
+    builder.permissions(existing.clone().unwrap_or(default_mode));
+    let mut tmp = builder.tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    if let Some(p) = existing {
+        tmp.as_file().set_permissions(p)?;
+    }
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    if let Ok(d) = fs::File::open(dir) {
+        // Makes the rename itself durable; not every file system allows it.
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads a whole patch file.
+pub fn parse_patch(file: &[u8]) -> Result<Vec<Entry>, String> {
+    container::parse(file).map_err(|e| e.to_string())
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

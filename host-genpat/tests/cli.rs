@@ -1,0 +1,458 @@
+//! End-to-end tests of the `genpat` binary: the real executable, run in
+//! temporary directories on small generated firmware-like images.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tempfile::TempDir;
+
+const OK: &str = "OK\n";
+const ALREADY: &str = "OK, new version already installed\n";
+const CORRUPT: &str = "Patch data is invalid or corrupt\n";
+const NO_SUITABLE: &str = "No suitable patches were found\n";
+const ERROR: &str = "An error occurred while patching\n";
+
+/// A tiny deterministic PRNG (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// A firmware-like image: a vector table, "code" blocks with 32-bit
+/// addresses, a constant table and erased padding.
+fn firmware(seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    let mut img = Vec::new();
+    for i in 0..64u32 {
+        img.extend_from_slice(&(0x0800_0000 + i * 0x40 + 1).to_le_bytes());
+    }
+    for _ in 0..24 {
+        img.extend(rng.bytes(96));
+        img.extend_from_slice(&(0x0800_1000 + rng.below(0x4000) as u32).to_le_bytes());
+    }
+    img.extend((0..512u32).map(|i| (i * 7 % 251) as u8));
+    img.resize(img.len() + 700, 0xff);
+    img
+}
+
+/// The next version of `old`: shifted addresses, a few changed bytes, an
+/// inserted run and a changed tail.
+fn next_version(old: &[u8], seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    let mut new = old.to_vec();
+    for w in new.chunks_exact_mut(4).step_by(37) {
+        let v = u32::from_le_bytes([w[0], w[1], w[2], w[3]]).wrapping_add(0x20);
+        w.copy_from_slice(&v.to_le_bytes());
+    }
+    for _ in 0..10 {
+        let at = rng.below(new.len());
+        new[at] ^= 0x5a;
+    }
+    let at = new.len() / 2;
+    new.splice(at..at, rng.bytes(300));
+    let tail = new.len() - 200;
+    new.truncate(tail);
+    new.extend(rng.bytes(120));
+    new
+}
+
+/// The binary under test, run in `dir`.
+fn genpat(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_genpat"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("genpat runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A temp dir holding v1, v2 (next of v1), v3 (next of v2) and an unrelated image.
+fn setup() -> (TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let v1 = firmware(1);
+    let v2 = next_version(&v1, 2);
+    let v3 = next_version(&v2, 3);
+    fs::write(dir.path().join("v1.bin"), &v1).unwrap();
+    fs::write(dir.path().join("v2.bin"), &v2).unwrap();
+    fs::write(dir.path().join("v3.bin"), &v3).unwrap();
+    fs::write(dir.path().join("other.bin"), firmware(99)).unwrap();
+    let path = dir.path().to_path_buf();
+    (dir, path)
+}
+
+fn read(dir: &Path, name: &str) -> Vec<u8> {
+    fs::read(dir.join(name)).unwrap()
+}
+
+fn info_json(dir: &Path, patch: &str) -> serde_json::Value {
+    let o = genpat(dir, &["info", "--json", patch]);
+    assert_exit(&o, 0);
+    serde_json::from_slice(&o.stdout).expect("info --json prints JSON")
+}
+
+#[test]
+fn create_apply_and_apply_again() {
+    let (_t, d) = setup();
+    let o = genpat(&d, &["v1.bin", "v2.bin", "p.pat"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), "");
+    assert!(stderr(&o).starts_with("genpat: created p.pat: entry 1 of 1, "));
+    let patch = read(&d, "p.pat");
+    assert!(patch.starts_with(b"FPAT"));
+    assert!(
+        patch.len() < read(&d, "v2.bin").len() / 4,
+        "{} bytes",
+        patch.len()
+    );
+
+    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), OK);
+    assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+
+    // Applied again to its own result: the target is already there.
+    let o = genpat(&d, &["apply", "p.pat", "out.bin", "again.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), ALREADY);
+    assert_eq!(read(&d, "again.bin"), read(&d, "v2.bin"));
+
+    // Fed one byte at a time, the result is the same.
+    let o = genpat(&d, &["apply", "--chunk", "1", "p.pat", "v1.bin", "one.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), OK);
+    assert_eq!(read(&d, "one.bin"), read(&d, "v2.bin"));
+}
+
+#[test]
+fn unrelated_old_has_no_suitable_patch() {
+    let (_t, d) = setup();
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    let o = genpat(&d, &["apply", "p.pat", "other.bin", "out.bin"]);
+    assert_exit(&o, 5);
+    assert_eq!(stdout(&o), NO_SUITABLE);
+    assert!(stderr(&o).starts_with("genpat: "));
+    assert!(!d.join("out.bin").exists());
+}
+
+#[test]
+fn corrupt_patches_are_refused() {
+    let (_t, d) = setup();
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    let good = read(&d, "p.pat");
+
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x10; // in the body
+    let mut header = good.clone();
+    header[8 + 2 + 40] ^= 0x01; // in the first entry's header
+    let truncated = good[..good.len() - 10].to_vec();
+    let random = Rng(7).bytes(1000);
+    let mut fake = b"FPAT\x01\x00\x01\x00".to_vec();
+    fake.extend(Rng(8).bytes(500));
+
+    for (name, bytes) in [
+        ("flipped", flipped),
+        ("header", header),
+        ("truncated", truncated),
+        ("random", random),
+        ("fake", fake),
+    ] {
+        fs::write(d.join(name), &bytes).unwrap();
+        let o = genpat(&d, &["apply", name, "v1.bin", "out.bin"]);
+        assert_exit(&o, 4);
+        assert_eq!(stdout(&o), CORRUPT, "{name}");
+        assert!(stderr(&o).starts_with("genpat: "), "{name}");
+        assert!(!d.join("out.bin").exists(), "{name}");
+
+        let o = genpat(&d, &["info", name]);
+        assert_exit(&o, 4);
+        assert!(stderr(&o).contains(name), "{name}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn multi_patch_file_replace_and_exists() {
+    let (_t, d) = setup();
+    let o = genpat(&d, &["v1.bin", "v3.bin", "m.pat"]);
+    assert_exit(&o, 0);
+    let o = genpat(&d, &["v2.bin", "v3.bin", "m.pat"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).starts_with("genpat: added to m.pat: entry 2 of 2, "));
+
+    for old in ["v1.bin", "v2.bin"] {
+        let o = genpat(&d, &["apply", "m.pat", old, "out.bin"]);
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o), OK, "{old}");
+        assert_eq!(read(&d, "out.bin"), read(&d, "v3.bin"), "{old}");
+    }
+
+    let info = info_json(&d, "m.pat");
+    assert_eq!(info["format_version"], 1);
+    let entries = info["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["source"]["size"], read(&d, "v1.bin").len());
+    assert_eq!(entries[1]["source"]["size"], read(&d, "v2.bin").len());
+    assert_eq!(entries[0]["target"]["size"], read(&d, "v3.bin").len());
+    assert_eq!(entries[1]["index"], 2);
+
+    // The same source again: refused, and the file is byte-identical.
+    let before = read(&d, "m.pat");
+    let o = genpat(&d, &["v1.bin", "v3.bin", "m.pat"]);
+    assert_exit(&o, 3);
+    assert!(stderr(&o).contains("--replace"), "{}", stderr(&o));
+    assert_eq!(read(&d, "m.pat"), before);
+
+    // With --replace: replaced in place, still two entries, both apply.
+    let o = genpat(
+        &d,
+        &[
+            "--replace",
+            "--version",
+            "3.0.1",
+            "v1.bin",
+            "v3.bin",
+            "m.pat",
+        ],
+    );
+    assert_exit(&o, 0);
+    assert!(stderr(&o).starts_with("genpat: replaced in m.pat: entry 1 of 2, "));
+    let info = info_json(&d, "m.pat");
+    let entries = info["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["version"], "3.0.1");
+    assert_eq!(entries[1]["version"], serde_json::Value::Null);
+    for old in ["v1.bin", "v2.bin"] {
+        let o = genpat(&d, &["apply", "m.pat", old, "out.bin"]);
+        assert_eq!(stdout(&o), OK, "{old}");
+    }
+}
+
+#[test]
+fn info_lists_headers() {
+    let (_t, d) = setup();
+    assert_exit(
+        &genpat(&d, &["--version", "1.2.3", "v1.bin", "v2.bin", "p.pat"]),
+        0,
+    );
+    let o = genpat(&d, &["info", "p.pat"]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    let v1 = read(&d, "v1.bin");
+    for want in [
+        "p.pat: flashpatch format 1, 1 entry, ".to_owned(),
+        "entry 1 at offset 8, ".to_owned(),
+        format!("source          {} bytes, CRC-32 ", v1.len()),
+        "version         1.2.3".to_owned(),
+        "mtime           ".to_owned(),
+        "(ok)".to_owned(),
+    ] {
+        assert!(text.contains(&want), "{want:?} not in\n{text}");
+    }
+    let info = info_json(&d, "p.pat");
+    let e = &info["entries"][0];
+    assert_eq!(info["file_size"], read(&d, "p.pat").len());
+    assert_eq!(e["offset"], 8);
+    assert_eq!(e["size"], read(&d, "p.pat").len() - 8);
+    assert_eq!(e["source"]["md5"].as_str().unwrap().len(), 32);
+    assert_eq!(e["target"]["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(e["body"]["crc32_ok"], true);
+    assert!(e["mtime"].as_i64().is_some());
+    assert!(e["mtime_utc"].as_str().unwrap().ends_with('Z'));
+}
+
+#[test]
+fn usage_errors_exit_1() {
+    let (_t, d) = setup();
+    for args in [
+        &[][..],
+        &["v1.bin"],
+        &["v1.bin", "v2.bin"],
+        &["apply", "p.pat", "v1.bin"],
+        &["info"],
+        &["--bogus", "v1.bin", "v2.bin", "p.pat"],
+        &["--block-size", "x", "v1.bin", "v2.bin", "p.pat"],
+        &["--block-size", "0", "v1.bin", "v2.bin", "p.pat"],
+        &["v1.bin", "v2.bin", "p.pat", "extra"],
+    ] {
+        let o = genpat(&d, args);
+        assert_exit(&o, 1);
+        assert_eq!(stdout(&o), "", "{args:?}");
+        assert!(!d.join("p.pat").exists(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_and_version_exit_0_and_document_exit_codes() {
+    let (_t, d) = setup();
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["diff", "--help"],
+        &["apply", "--help"],
+    ] {
+        let o = genpat(&d, args);
+        assert_exit(&o, 0);
+        let help = stdout(&o);
+        assert!(help.contains("Exit codes:"), "{args:?}");
+        for code in 0..=5 {
+            assert!(
+                help.contains(&format!("\n  {code}  ")),
+                "{code} in {args:?}"
+            );
+        }
+    }
+    let o = genpat(&d, &["diff", "--help"]);
+    assert!(stdout(&o).contains("--block-size"));
+    assert!(stdout(&o).contains("[default: 6]"));
+    let o = genpat(&d, &["info", "--help"]);
+    assert!(stdout(&o).contains("\"entries\""));
+    let o = genpat(&d, &["--version"]);
+    assert_exit(&o, 0);
+    assert!(stdout(&o).starts_with("genpat "));
+}
+
+#[test]
+fn unreadable_inputs_exit_2() {
+    let (_t, d) = setup();
+    let o = genpat(&d, &["missing.bin", "v2.bin", "p.pat"]);
+    assert_exit(&o, 2);
+    assert_eq!(
+        stderr(&o),
+        "genpat: cannot read OLD 'missing.bin': No such file or directory\n"
+    );
+    assert!(!d.join("p.pat").exists());
+
+    let o = genpat(&d, &["v1.bin", "missing.bin", "p.pat"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("cannot read NEW 'missing.bin'"));
+
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    let o = genpat(&d, &["apply", "p.pat", "missing.bin", "out.bin"]);
+    assert_exit(&o, 2);
+    assert_eq!(stdout(&o), ERROR);
+    assert!(stderr(&o).contains("cannot read OLD 'missing.bin'"));
+    let o = genpat(&d, &["apply", "missing.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 2);
+    assert_eq!(stdout(&o), ERROR);
+    assert!(!d.join("out.bin").exists());
+    assert_exit(&genpat(&d, &["info", "missing.pat"]), 2);
+
+    // A directory where OUT should go: the image cannot be written.
+    fs::create_dir(d.join("dir")).unwrap();
+    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "dir"]);
+    assert_exit(&o, 2);
+    assert_eq!(stdout(&o), ERROR);
+    assert!(stderr(&o).contains("cannot write OUT 'dir'"));
+}
+
+#[test]
+fn existing_non_patch_file_is_left_alone() {
+    let (_t, d) = setup();
+    for (name, bytes) in [
+        ("notes.txt", b"not a patch at all\n".to_vec()),
+        ("short.pat", b"FPA".to_vec()),
+        ("empty.pat", Vec::new()),
+    ] {
+        fs::write(d.join(name), &bytes).unwrap();
+        let o = genpat(&d, &["v1.bin", "v2.bin", name]);
+        assert_exit(&o, 2);
+        assert!(stderr(&o).contains("is not a valid patch file"), "{name}");
+        assert_eq!(read(&d, name), bytes, "{name}");
+    }
+    // A patch file whose body is damaged is not added to either.
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    let mut bad = read(&d, "p.pat");
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    fs::write(d.join("p.pat"), &bad).unwrap();
+    let o = genpat(&d, &["v2.bin", "v3.bin", "p.pat"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("CRC"), "{}", stderr(&o));
+    assert_eq!(read(&d, "p.pat"), bad);
+    // No temporary files are left behind.
+    let left: Vec<_> = fs::read_dir(&d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn block_size_is_accepted() {
+    let (_t, d) = setup();
+    for n in ["1", "16", "64"] {
+        let patch = format!("b{n}.pat");
+        let o = genpat(&d, &["--block-size", n, "v1.bin", "v2.bin", &patch]);
+        assert_exit(&o, 0);
+        let o = genpat(&d, &["apply", &patch, "v1.bin", "out.bin"]);
+        assert_exit(&o, 0);
+        assert_eq!(stdout(&o), OK);
+        assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    }
+}
+
+#[test]
+fn diff_subcommand_form() {
+    let (_t, d) = setup();
+    // A file named like a command needs the explicit form.
+    fs::copy(d.join("v1.bin"), d.join("info")).unwrap();
+    let o = genpat(
+        &d,
+        &["diff", "info", "v2.bin", "p.pat", "--block-size", "8"],
+    );
+    assert_exit(&o, 0);
+    assert!(stderr(&o).starts_with("genpat: created p.pat: "));
+    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), OK);
+    assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    // Same source through the other form: exit 3.
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 3);
+}
+
+#[test]
+fn out_is_replaced_only_on_success() {
+    let (_t, d) = setup();
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    fs::write(d.join("out.bin"), b"previous").unwrap();
+    let o = genpat(&d, &["apply", "p.pat", "other.bin", "out.bin"]);
+    assert_exit(&o, 5);
+    assert_eq!(read(&d, "out.bin"), b"previous");
+    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+}
