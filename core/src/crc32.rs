@@ -1,15 +1,23 @@
 //! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), the checksum of
-//! zlib, PNG and Ethernet. A 16-entry table keeps it small in flash.
+//! zlib, PNG and Ethernet.
+//!
+//! On a device: table-driven, a byte at a time, 1 KiB of table in flash.
+//! With the feature `fast-crc` (host tools; needs `std`) the work goes to
+//! `crc32fast`, which uses the CPU's carry-less multiply: the same values,
+//! ten times faster.
 
+#[cfg_attr(feature = "fast-crc", allow(dead_code))]
 const POLY: u32 = 0xEDB8_8320;
 
-const TABLE: [u32; 16] = {
-    let mut t = [0u32; 16];
+/// `TABLE[b]` is the CRC register change for byte `b`.
+#[cfg(not(feature = "fast-crc"))]
+static TABLE: [u32; 256] = {
+    let mut t = [0u32; 256];
     let mut i = 0;
-    while i < 16 {
+    while i < 256 {
         let mut c = i as u32;
         let mut k = 0;
-        while k < 4 {
+        while k < 8 {
             c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
             k += 1;
         }
@@ -37,13 +45,20 @@ impl Crc32 {
 
     /// Adds `bytes` to the checksum.
     pub fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
-        for &b in bytes {
-            c ^= b as u32;
-            c = (c >> 4) ^ TABLE[(c & 15) as usize];
-            c = (c >> 4) ^ TABLE[(c & 15) as usize];
+        #[cfg(feature = "fast-crc")]
+        {
+            let mut h = crc32fast::Hasher::new_with_initial(!self.0);
+            h.update(bytes);
+            self.0 = !h.finalize();
         }
-        self.0 = c;
+        #[cfg(not(feature = "fast-crc"))]
+        {
+            let mut c = self.0;
+            for &b in bytes {
+                c = (c >> 8) ^ TABLE[((c ^ b as u32) & 0xFF) as usize];
+            }
+            self.0 = c;
+        }
     }
 
     /// The checksum of everything added so far.
@@ -71,5 +86,30 @@ mod tests {
         c.update(b"1234");
         c.update(b"56789");
         assert_eq!(c.value(), 0xCBF4_3926);
+    }
+
+    #[test]
+    fn any_split_gives_the_same_crc() {
+        let data: [u8; 61] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+        let whole = crc32(&data);
+        for cut in 0..data.len() {
+            let mut c = Crc32::new();
+            c.update(&data[..cut]);
+            c.update(&data[cut..]);
+            assert_eq!(c.value(), whole, "cut at {cut}");
+        }
+        // Against the bitwise definition.
+        let mut slow = !0u32;
+        for &b in &data {
+            slow ^= b as u32;
+            for _ in 0..8 {
+                slow = if slow & 1 != 0 {
+                    (slow >> 1) ^ POLY
+                } else {
+                    slow >> 1
+                };
+            }
+        }
+        assert_eq!(whole, !slow);
     }
 }

@@ -158,9 +158,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                 .arg(&new)
                 .arg("-o")
                 .arg(&p)
-                .status()
+                .output()
                 .map_err(|e| e.to_string())?;
-            st.success().then(|| size(&p)).transpose()?
+            st.status.success().then(|| size(&p)).transpose()?
         } else {
             None
         };

@@ -47,6 +47,31 @@ pub(crate) fn crc_of<F: ReadNorFlash>(
     Ok(c.value())
 }
 
+/// CRC-32s of the prefixes `[0, a)` and `[0, b)` of `flash`, in one pass
+/// over the longer one.
+pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
+    flash: &mut F,
+    buf: &mut [u8],
+    a: u32,
+    b: u32,
+) -> Result<(u32, u32), F::Error> {
+    let (short, long) = (a.min(b), a.max(b));
+    let mut c = Crc32::new();
+    let mut at_short = (short == 0).then_some(c.value());
+    let mut seen = 0u32;
+    scan(flash, buf, long, |piece| {
+        let cut = (short.saturating_sub(seen) as usize).min(piece.len());
+        c.update(&piece[..cut]);
+        seen += piece.len() as u32;
+        if at_short.is_none() && seen >= short {
+            at_short = Some(c.value());
+        }
+        c.update(&piece[cut..]);
+    })?;
+    let (s, l) = (at_short.unwrap_or(c.value()), c.value());
+    Ok(if a <= b { (s, l) } else { (l, s) })
+}
+
 /// MD5 of `[0, len)` of `flash`.
 pub(crate) fn md5_of<F: ReadNorFlash>(
     flash: &mut F,
@@ -100,28 +125,29 @@ impl<const R: usize> ReadCache<R> {
         self.what = Cached::Nothing;
     }
 
-    /// The byte at `pos` of `flash`, whose readable part ends at `limit` (a
-    /// multiple of its `READ_SIZE`, within its capacity). `pos < limit`.
+    /// The bytes of `flash` from `pos` to the end of the cached block
+    /// (at least one), whose readable part ends at `limit` (a multiple of
+    /// its `READ_SIZE`, within its capacity). `pos < limit`.
     #[inline]
-    pub(crate) fn get<F: ReadNorFlash>(
+    pub(crate) fn at<F: ReadNorFlash>(
         &mut self,
         what: Cached,
         flash: &mut F,
         pos: u32,
         limit: u32,
-    ) -> Result<u8, F::Error> {
+    ) -> Result<&[u8], F::Error> {
         let rel = pos.wrapping_sub(self.base);
-        if self.what == what && rel < self.len {
-            return Ok(self.buf[rel as usize % R]);
+        if self.what != what || rel >= self.len {
+            let base = pos - pos % F::READ_SIZE as u32;
+            let len = (R as u32).min(limit - base);
+            self.what = Cached::Nothing;
+            flash.read(base, &mut self.buf[..len as usize])?;
+            self.what = what;
+            self.base = base;
+            self.len = len;
         }
-        let base = pos - pos % F::READ_SIZE as u32;
-        let len = (R as u32).min(limit - base);
-        self.what = Cached::Nothing;
-        flash.read(base, &mut self.buf[..len as usize])?;
-        self.what = what;
-        self.base = base;
-        self.len = len;
-        Ok(self.buf[(pos - base) as usize % R])
+        let rel = pos.wrapping_sub(self.base) as usize;
+        Ok(&self.buf[rel.min(R)..(self.len as usize).min(R)])
     }
 }
 
@@ -151,6 +177,31 @@ impl<const W: usize> Writer<W> {
     pub(crate) fn push<F: NorFlash>(&mut self, flash: &mut F, b: u8) -> Result<(), F::Error> {
         self.buf[self.len as usize % W] = b;
         self.len += 1;
+        if self.len as usize == W {
+            self.flush(flash)?;
+        }
+        Ok(())
+    }
+
+    /// Free bytes in the buffer (at least one: a full buffer is programmed
+    /// at once).
+    #[inline]
+    pub(crate) fn room(&self) -> usize {
+        W - self.len as usize
+    }
+
+    /// Appends `bytes` (at most [`Self::room`]); programs the buffer when it
+    /// is full.
+    #[inline]
+    pub(crate) fn extend<F: NorFlash>(
+        &mut self,
+        flash: &mut F,
+        bytes: &[u8],
+    ) -> Result<(), F::Error> {
+        let at = self.len as usize;
+        let n = bytes.len().min(W - at);
+        self.buf[at..at + n].copy_from_slice(&bytes[..n]);
+        self.len += n as u16;
         if self.len as usize == W {
             self.flush(flash)?;
         }

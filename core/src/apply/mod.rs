@@ -31,7 +31,7 @@ use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_R
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
-use io::{align_up, crc_of, fits, md5_of, sha256_of, Cached, ReadCache, Writer};
+use io::{align_up, crc_of, crc_of_prefixes, fits, md5_of, sha256_of, Cached, ReadCache, Writer};
 
 /// Bytes of the input buffer: it holds an entry header, then serves as the
 /// ring the body is decoded from.
@@ -352,18 +352,27 @@ where
         self.cache.invalidate();
         let buf = &mut self.cache.buf;
         let flash = Error::Flash;
-        let ts = e.target.size;
-        if fits(&self.source, ts)
-            && crc_of(&mut self.source, buf, ts).map_err(flash)? == e.target.crc32
+        let (ts, ss) = (e.target.size, e.source.size);
+        // One CRC pass serves both pre-checks: is the target already in
+        // the source slot, and is the source the entry's source?
+        let (t_fits, s_fits) = (fits(&self.source, ts), fits(&self.source, ss));
+        let (t_crc, s_crc) = crc_of_prefixes(
+            &mut self.source,
+            buf,
+            if t_fits { ts } else { 0 },
+            if s_fits { ss } else { 0 },
+        )
+        .map_err(flash)?;
+        if t_fits
+            && t_crc == e.target.crc32
             && sha256_of(&mut self.source, buf, ts).map_err(flash)? == e.target.sha256
         {
             self.outcome = Some(Outcome::AlreadyInstalled);
             self.result = e.target;
             return Ok(Phase::Skip);
         }
-        let ss = e.source.size;
-        if !fits(&self.source, ss)
-            || crc_of(&mut self.source, buf, ss).map_err(flash)? != e.source.crc32
+        if !s_fits
+            || s_crc != e.source.crc32
             || md5_of(&mut self.source, buf, ss).map_err(flash)? != e.source.md5
         {
             return Ok(Phase::Skip);
@@ -475,10 +484,9 @@ where
             let left = size - self.out;
             match self.job {
                 Job::Copy(n) => {
-                    for _ in 0..n {
-                        let b = self.virtual_byte(self.cursor)?;
-                        self.cursor += 1;
-                        self.emit(b)?;
+                    let mut n = n;
+                    while n > 0 {
+                        n -= self.copy_some(n)?;
                     }
                     self.job = Job::None;
                 }
@@ -541,21 +549,60 @@ where
     #[inline]
     fn virtual_byte(&mut self, pos: u32) -> Res<u8, T::Error> {
         let ss = self.entry.source.size;
-        if pos < ss {
+        let b = if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            return self
-                .cache
-                .get(Cached::Source, &mut self.source, pos, limit)
-                .map_err(Error::Flash);
+            self.cache.at(Cached::Source, &mut self.source, pos, limit)
+        } else {
+            let (t, w) = (pos - ss, &self.writer);
+            if t >= w.flushed {
+                return Ok(w.buf[(t - w.flushed) as usize % W]);
+            }
+            self.cache
+                .at(Cached::Target, &mut self.target, t, w.flushed)
+        };
+        Ok(b.map_err(Error::Flash)?.first().copied().unwrap_or(0))
+    }
+
+    /// Copies up to `n` (≥ 1) bytes from the cursor to the target, as many
+    /// as one cached block and the write buffer allow; returns how many.
+    fn copy_some(&mut self, n: u32) -> Res<u32, T::Error> {
+        let ss = self.entry.source.size;
+        let pos = self.cursor;
+        let room = (self.writer.room() as u32).min(n);
+        let piece = if pos < ss {
+            let limit = align_up(ss as u64, S::READ_SIZE) as u32;
+            self.cache.at(Cached::Source, &mut self.source, pos, limit)
+        } else if pos - ss < self.writer.flushed {
+            self.cache.at(
+                Cached::Target,
+                &mut self.target,
+                pos - ss,
+                self.writer.flushed,
+            )
+        } else {
+            // From the write buffer itself, perhaps overlapping what it
+            // produces: byte by byte.
+            let b = self.virtual_byte(pos)?;
+            self.cursor += 1;
+            self.emit(b)?;
+            return Ok(1);
         }
-        let t = pos - ss;
-        let w = &self.writer;
-        if t >= w.flushed {
-            return Ok(w.buf[(t - w.flushed) as usize % W]);
+        .map_err(Error::Flash)?;
+        let mut k = (piece.len() as u32).min(room);
+        if pos < ss {
+            // A copy from the source stops at its end, where the target begins.
+            k = k.min(ss - pos);
         }
-        self.cache
-            .get(Cached::Target, &mut self.target, t, w.flushed)
-            .map_err(Error::Flash)
+        let piece = &piece[..k as usize];
+        if let Some(&last) = piece.last() {
+            self.prev_byte = last;
+        }
+        self.writer
+            .extend(&mut self.target, piece)
+            .map_err(Error::Flash)?;
+        self.cursor += k;
+        self.out += k;
+        Ok(k)
     }
 
     #[inline]
