@@ -152,23 +152,64 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
         let r = self.range(offset, bytes.len(), W)?;
-        if let Some(i) = (r.start / W..r.end / W).find(|&i| self.written[i]) {
+        let units = r.start / W..r.end / W;
+        // Folds rather than early exits: they vectorise, and errors are rare.
+        if self.written[units.clone()]
+            .iter()
+            .fold(false, |a, &w| a | w)
+        {
+            let i = units
+                .clone()
+                .find(|&i| self.written[i])
+                .unwrap_or(units.start);
             return Err(MockError::WriteTwice {
                 offset: (i * W) as u32,
             });
         }
-        if let Some(i) = (0..bytes.len()).find(|&i| bytes[i] & !self.bytes[r.start + i] != 0) {
+        let old = &self.bytes[r.clone()];
+        if bytes.iter().zip(old).fold(0u8, |a, (n, o)| a | (n & !o)) != 0 {
+            let i = bytes
+                .iter()
+                .zip(old)
+                .position(|(n, o)| n & !o != 0)
+                .unwrap_or(0);
             return Err(MockError::SetsBits {
                 offset: offset + i as u32,
             });
         }
-        self.written[r.start / W..r.end / W]
-            .iter_mut()
-            .for_each(|w| *w = true);
+        self.written[units].fill(true);
         self.bytes[r].copy_from_slice(bytes);
         self.stats.writes += 1;
         self.stats.bytes_written += bytes.len() as u64;
         Ok(())
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*) for tests and fuzzing seeds.
+/// A zero seed is replaced by one.
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        if self.0 == 0 {
+            self.0 = 1;
+        }
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+
+    /// `n` random bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
     }
 }
 

@@ -13,25 +13,7 @@ const CORRUPT: &str = "Patch data is invalid or corrupt\n";
 const NO_SUITABLE: &str = "No suitable patches were found\n";
 const ERROR: &str = "An error occurred while patching\n";
 
-/// A tiny deterministic PRNG (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use flashpatch::mock::Rng;
 
 /// A firmware-like image: a vector table, "code" blocks with 32-bit
 /// addresses, a constant table and erased padding.

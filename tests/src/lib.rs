@@ -37,28 +37,7 @@ pub fn corpus() -> Vec<(String, Vec<u8>, Vec<u8>)> {
     pairs
 }
 
-/// A small deterministic PRNG (xorshift64*).
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// A number below `n` (n > 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    /// `n` random bytes.
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next_u64() as u8).collect()
-    }
-}
+pub use flashpatch::mock::Rng;
 
 /// A firmware-like pair: `new` is `old` with blocks moved, bytes changed as
 /// addresses do when code moves, a few insertions and deletions, and some

@@ -65,24 +65,20 @@ fn test() -> Result<(), String> {
     install_targets()?;
     cargo(&["test", "--workspace", "--release"])?;
     for t in NO_STD_TARGETS {
-        cargo(&[
-            "build",
-            "--package",
-            "flashpatch",
-            "--release",
-            "--target",
-            t,
-        ])?;
-        cargo(&[
-            "build",
-            "--package",
-            "flashpatch",
-            "--release",
-            "--target",
-            t,
-            "--features",
-            "defmt",
-        ])?;
+        for features in ["", "defmt"] {
+            let mut args = vec![
+                "build",
+                "--package",
+                "flashpatch",
+                "--release",
+                "--target",
+                t,
+            ];
+            if !features.is_empty() {
+                args.extend(["--features", features]);
+            }
+            cargo(&args)?;
+        }
     }
     eprintln!(
         "xtask: all tests passed; core builds for {}",
