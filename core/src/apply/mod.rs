@@ -62,7 +62,7 @@ pub enum Status {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Progress {
-    /// Patch bytes consumed.
+    /// Patch bytes consumed (saturating at 4 GiB).
     pub consumed: u32,
     /// Target bytes produced by the entry being applied.
     pub written: u32,
@@ -255,7 +255,7 @@ where
                     let n = want.min(chunk.len());
                     self.buf[self.len as usize..self.len as usize + n].copy_from_slice(&chunk[..n]);
                     self.len += n as u16;
-                    self.consumed += n as u32;
+                    self.consumed = self.consumed.saturating_add(n as u32);
                     chunk = &chunk[n..];
                     if self.len < self.need {
                         return Ok(Status::NeedMore);
@@ -266,7 +266,7 @@ where
                     let n = (self.body_left as usize).min(chunk.len());
                     self.body_crc.update(&chunk[..n]);
                     self.body_left -= n as u32;
-                    self.consumed += n as u32;
+                    self.consumed = self.consumed.saturating_add(n as u32);
                     chunk = &chunk[n..];
                     if self.body_left > 0 {
                         return Ok(Status::NeedMore);
@@ -285,7 +285,7 @@ where
                     self.body_crc.update(&chunk[..n]);
                     self.len += n as u16;
                     self.body_left -= n as u32;
-                    self.consumed += n as u32;
+                    self.consumed = self.consumed.saturating_add(n as u32);
                     chunk = &chunk[n..];
                     self.decode()?;
                     if self.out == self.entry.target.size && self.started && self.job == Job::None {
