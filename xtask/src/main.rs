@@ -55,6 +55,48 @@ pub(crate) fn cargo(args: &[&str]) -> Result<(), String> {
     )
 }
 
+/// Runs `cargo test …`, passing its output through, and adds up the
+/// `test result:` lines of every test binary.
+fn cargo_test(args: &[&str]) -> Result<(u64, u64), String> {
+    use std::io::{BufRead, BufReader};
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let mut child = Command::new(&program)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().ok_or("no stdout from cargo test")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| {
+                rest.split(';')
+                    .find_map(|part| {
+                        part.trim()
+                            .strip_suffix(word)?
+                            .trim()
+                            .rsplit(' ')
+                            .next()?
+                            .parse::<u64>()
+                            .ok()
+                    })
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+        }
+    }
+    let status = child.wait().map_err(|e| e.to_string())?;
+    if !status.success() {
+        println!("tests: {passed} passed, {failed} failed");
+        return Err(format!("`{program} {}` failed ({status})", args.join(" ")));
+    }
+    Ok((passed, failed))
+}
+
 fn install_targets() -> Result<(), String> {
     let mut args = vec!["target", "add"];
     args.extend(NO_STD_TARGETS);
@@ -63,7 +105,7 @@ fn install_targets() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     install_targets()?;
-    cargo(&["test", "--workspace", "--release"])?;
+    let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
     for t in NO_STD_TARGETS {
         for features in ["", "defmt"] {
             let mut args = vec![
@@ -80,10 +122,8 @@ fn test() -> Result<(), String> {
             cargo(&args)?;
         }
     }
-    eprintln!(
-        "xtask: all tests passed; core builds for {}",
-        NO_STD_TARGETS.join(" and ")
-    );
+    eprintln!("xtask: core builds for {}", NO_STD_TARGETS.join(" and "));
+    println!("tests: {passed} passed, {failed} failed");
     Ok(())
 }
 
