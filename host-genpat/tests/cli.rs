@@ -105,6 +105,15 @@ fn info_json(dir: &Path, patch: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).expect("info --json prints JSON")
 }
 
+/// Runs `genpat` with `args` (an apply), and asserts exit 0, `OK` on stdout
+/// and that `out` now holds the same bytes as `want`.
+fn assert_applied(d: &Path, args: &[&str], out: &str, want: &str) {
+    let o = genpat(d, args);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), OK);
+    assert_eq!(read(d, out), read(d, want));
+}
+
 #[test]
 fn create_apply_and_apply_again() {
     let (_t, d) = setup();
@@ -120,10 +129,12 @@ fn create_apply_and_apply_again() {
         patch.len()
     );
 
-    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
-    assert_exit(&o, 0);
-    assert_eq!(stdout(&o), OK);
-    assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    assert_applied(
+        &d,
+        &["apply", "p.pat", "v1.bin", "out.bin"],
+        "out.bin",
+        "v2.bin",
+    );
 
     // Applied again to its own result: the target is already there.
     let o = genpat(&d, &["apply", "p.pat", "out.bin", "again.bin"]);
@@ -132,10 +143,12 @@ fn create_apply_and_apply_again() {
     assert_eq!(read(&d, "again.bin"), read(&d, "v2.bin"));
 
     // Fed one byte at a time, the result is the same.
-    let o = genpat(&d, &["apply", "--chunk", "1", "p.pat", "v1.bin", "one.bin"]);
-    assert_exit(&o, 0);
-    assert_eq!(stdout(&o), OK);
-    assert_eq!(read(&d, "one.bin"), read(&d, "v2.bin"));
+    assert_applied(
+        &d,
+        &["apply", "--chunk", "1", "p.pat", "v1.bin", "one.bin"],
+        "one.bin",
+        "v2.bin",
+    );
 }
 
 #[test]
@@ -400,10 +413,12 @@ fn block_size_is_accepted() {
         let patch = format!("b{n}.pat");
         let o = genpat(&d, &["--block-size", n, "v1.bin", "v2.bin", &patch]);
         assert_exit(&o, 0);
-        let o = genpat(&d, &["apply", &patch, "v1.bin", "out.bin"]);
-        assert_exit(&o, 0);
-        assert_eq!(stdout(&o), OK);
-        assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+        assert_applied(
+            &d,
+            &["apply", &patch, "v1.bin", "out.bin"],
+            "out.bin",
+            "v2.bin",
+        );
     }
 }
 
@@ -418,10 +433,12 @@ fn diff_subcommand_form() {
     );
     assert_exit(&o, 0);
     assert!(stderr(&o).starts_with("genpat: created p.pat: "));
-    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
-    assert_exit(&o, 0);
-    assert_eq!(stdout(&o), OK);
-    assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    assert_applied(
+        &d,
+        &["apply", "p.pat", "v1.bin", "out.bin"],
+        "out.bin",
+        "v2.bin",
+    );
     // Same source through the other form: exit 3.
     assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 3);
 }
