@@ -7,7 +7,7 @@ pub mod container;
 pub mod encode;
 pub mod plan;
 
-use flashpatch::codec::{Params, CODEC_RC1};
+use flashpatch::codec::{Params, CODEC_RC2};
 use flashpatch::format::{EntryHeader, VERSION};
 
 pub use container::Metadata;
@@ -76,7 +76,7 @@ pub fn generate(
     let header = EntryHeader {
         version: VERSION,
         flags: 0,
-        codec: CODEC_RC1,
+        codec: CODEC_RC2,
         params: params.to_byte(),
         source: container::source_id(old),
         target: container::target_id(new),

@@ -27,7 +27,7 @@ mod io;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
-use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC1, MAX_OP_INPUT};
+use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC2, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -378,7 +378,7 @@ where
             return Ok(Phase::Skip);
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
-            (CODEC_RC1, Some(p)) => p,
+            (CODEC_RC2, Some(p)) => p,
             _ => {
                 return Err(Error::Codec {
                     codec: e.codec,
@@ -504,7 +504,8 @@ where
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let op = self.decode_with(|m, d| m.op(d, Op::Copy { len: 0 }))?;
+                    let pos = self.out;
+                    let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
                     self.start_op(op, left)?;
                 }
             }

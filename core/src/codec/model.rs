@@ -1,4 +1,4 @@
-//! The probability models of codec 1 and the grammar of its operations.
+//! The probability models of codec 2 and the grammar of its operations.
 //!
 //! Every function here takes a [`BitIo`], so the same code encodes (on the
 //! host) and decodes (on the device).
@@ -22,34 +22,39 @@ fn tree<I: BitIo, const N: usize>(
     (m as u32).wrapping_sub(1 << nbits)
 }
 
-/// A model for integers from 1 to 2³²−1: the bit length (5-bit tree), the
-/// two bits below the leading one (adaptive, per bit length), and the rest
+/// Bit lengths whose two bits below the leading one are modelled; longer
+/// numbers code those bits as direct bits too.
+const MANT_LENS: usize = 12;
+
+/// A model for integers from 1 to 2³²−1: the bit length (a 5-bit tree, one
+/// of `C` trees chosen by the caller's context), the two bits below the
+/// leading one (adaptive, per bit length up to [`MANT_LENS`]), and the rest
 /// as direct bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Number {
-    len: [Prob; 32],
-    mant: [Prob; 128],
+pub struct Number<const C: usize> {
+    len: [[Prob; 32]; C],
+    mant: [Prob; MANT_LENS * 4],
 }
 
-impl Number {
+impl<const C: usize> Number<C> {
     const fn new() -> Self {
         Number {
-            len: [PROB_INIT; 32],
-            mant: [PROB_INIT; 128],
+            len: [[PROB_INIT; 32]; C],
+            mant: [PROB_INIT; MANT_LENS * 4],
         }
     }
 
-    /// Codes `v` (≥ 1; the encoder must not pass 0).
-    pub fn code<I: BitIo>(&mut self, io: &mut I, v: u32) -> u32 {
+    /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
+    pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
         let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
-        let n = tree(io, &mut self.len, 5, n.wrapping_sub(1)) + 1;
+        let n = tree(io, &mut self.len[ctx % C], 5, n.wrapping_sub(1)) + 1;
         let mut out = 1u32;
         let mut m = 1usize;
         for i in (0..n - 1).rev() {
             let b = (v >> i) & 1;
-            let b = if m < 4 {
-                let idx = ((n as usize - 1) * 4 + m) % 128;
-                let b = io.bit(&mut self.mant[idx], b);
+            let idx = (n as usize - 1) * 4 + m;
+            let b = if m < 4 && idx < MANT_LENS * 4 {
+                let b = io.bit(&mut self.mant[idx % (MANT_LENS * 4)], b);
                 m = (m << 1) | b as usize;
                 b
             } else {
@@ -90,28 +95,38 @@ pub enum Op {
     },
 }
 
-/// Contexts for the operation kind: what the previous operation was.
-const AFTER_START: usize = 0;
-const AFTER_COPY: usize = 1;
-const AFTER_DIFF: usize = 2;
-const AFTER_LIT: usize = 3;
+/// Kinds of operation as the contexts see them.
+const AFTER_START: u8 = 0;
+const AFTER_COPY: u8 = 1;
+const AFTER_DIFF: u8 = 2;
+const AFTER_LIT: u8 = 3;
 
-/// All adaptive state of codec 1 (under 3 KiB; `size_of` is pinned by a test).
+/// All adaptive state of codec 2: probabilities (`u16`) and a few small
+/// integers, nothing else, so that it can be saved and restored as it is
+/// (`size_of` is pinned by a test).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
-    kind: [[Prob; 3]; 4],
+    /// Operation kind, by the kinds of the two previous operations.
+    kind: [[Prob; 3]; 16],
     seek_sign: Prob,
-    prev: u8,
+    /// Kinds of the last two operations (`AFTER_*`), the latest first.
+    prev: [u8; 2],
     params: Params,
     lit: [[Prob; 256]; 2],
-    diff: [Prob; 256],
-    copy_len: Number,
-    seek_len: Number,
-    seek_mag: Number,
-    lit_len: Number,
+    /// `Diff` values, by whether the previous operation was a `Diff` too.
+    diff: [[Prob; 256]; 2],
+    /// Whether a `Diff` repeats one of the two last values of its context.
+    rep: [[Prob; 2]; 2],
+    /// The two last `Diff` values per context, the latest first.
+    last_d: [[u8; 2]; 2],
+    /// Copy lengths, by target position modulo 4.
+    copy_len: Number<4>,
+    seek_len: Number<1>,
+    seek_mag: Number<1>,
+    lit_len: Number<1>,
 }
 
-/// Codec 1's parameters: how literals pick one of the two literal tables.
+/// Codec 2's parameters: how literals pick one of the two literal tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Params {
@@ -153,12 +168,14 @@ impl Model {
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {
-            kind: [[PROB_INIT; 3]; 4],
+            kind: [[PROB_INIT; 3]; 16],
             seek_sign: PROB_INIT,
-            prev: AFTER_START as u8,
+            prev: [AFTER_START; 2],
             params,
             lit: [[PROB_INIT; 256]; 2],
-            diff: [PROB_INIT; 256],
+            diff: [[PROB_INIT; 256]; 2],
+            rep: [[PROB_INIT; 2]; 2],
+            last_d: [[0; 2]; 2],
             copy_len: Number::new(),
             seek_len: Number::new(),
             seek_mag: Number::new(),
@@ -166,22 +183,24 @@ impl Model {
         }
     }
 
-    /// Codes one operation (not the literal bytes of a `Lit`).
-    pub fn op<I: BitIo>(&mut self, io: &mut I, op: Op) -> Op {
+    /// Codes one operation (not the literal bytes of a `Lit`) that starts
+    /// at target position `pos`.
+    pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, op: Op) -> Op {
         let (fam, sub) = match op {
             Op::Copy { .. } => (0, 0),
             Op::Seek { .. } => (0, 1),
             Op::Diff { .. } => (1, 0),
             Op::Lit { .. } => (1, 1),
         };
-        let k = &mut self.kind[self.prev as usize % 4];
+        let [p0, p1] = self.prev;
+        let k = &mut self.kind[(p0 as usize * 4 + p1 as usize) % 16];
         let fam = io.bit(&mut k[0], fam);
         let sub = io.bit(&mut k[1 + fam as usize], sub);
         let out = match (fam, sub) {
             (0, 0) => {
                 let len = if let Op::Copy { len } = op { len } else { 0 };
                 Op::Copy {
-                    len: self.copy_len.code(io, len),
+                    len: self.copy_len.code(io, pos as usize & 3, len),
                 }
             }
             (0, _) => {
@@ -191,8 +210,8 @@ impl Model {
                     (0, 0)
                 };
                 let neg = io.bit(&mut self.seek_sign, (delta < 0) as u32);
-                let mag = self.seek_mag.code(io, delta.unsigned_abs() as u32) as i64;
-                let len = self.seek_len.code(io, len);
+                let mag = self.seek_mag.code(io, 0, delta.unsigned_abs() as u32) as i64;
+                let len = self.seek_len.code(io, 0, len);
                 Op::Seek {
                     delta: if neg == 1 { -mag } else { mag },
                     len,
@@ -201,22 +220,42 @@ impl Model {
             (_, 0) => {
                 let d = if let Op::Diff { d } = op { d } else { 0 };
                 Op::Diff {
-                    d: tree(io, &mut self.diff, 8, d as u32) as u8,
+                    d: self.diff(io, d),
                 }
             }
             _ => {
                 let len = if let Op::Lit { len } = op { len } else { 0 };
                 Op::Lit {
-                    len: self.lit_len.code(io, len),
+                    len: self.lit_len.code(io, 0, len),
                 }
             }
         };
-        self.prev = match out {
+        let kind = match out {
             Op::Copy { .. } | Op::Seek { .. } => AFTER_COPY,
             Op::Diff { .. } => AFTER_DIFF,
             Op::Lit { .. } => AFTER_LIT,
-        } as u8;
+        };
+        self.prev = [kind, p0];
         out
+    }
+
+    /// Codes the value of a `Diff`: one of the two last values of its
+    /// context (a `Diff` right after a `Diff`, or not), or a tree.
+    fn diff<I: BitIo>(&mut self, io: &mut I, d: u8) -> u8 {
+        let c = (self.prev[0] == AFTER_DIFF) as usize;
+        let [r0, r1] = self.last_d[c];
+        let rep = &mut self.rep[c];
+        let d = if io.bit(&mut rep[0], (d != r0) as u32) == 0 {
+            r0
+        } else if io.bit(&mut rep[1], (d != r1) as u32) == 0 {
+            r1
+        } else {
+            tree(io, &mut self.diff[c], 8, d as u32) as u8
+        };
+        if d != r0 {
+            self.last_d[c] = [d, r0];
+        }
+        d
     }
 
     /// Codes one literal byte; `prev` is the target byte before it (0 at the
