@@ -110,9 +110,9 @@ impl Emitter<'_, '_> {
                 self.run += 1;
             } else {
                 self.flush_run();
-                self.op(Op::Diff {
-                    d: n.wrapping_sub(s),
-                });
+                let d = self.model.diff_addend(s, n);
+                self.op(Op::Diff { d });
+                self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.out += 1;
             }

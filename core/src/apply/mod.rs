@@ -538,7 +538,8 @@ where
                 Ok(())
             }
             Op::Diff { d } => {
-                let b = self.virtual_byte(self.cursor)?.wrapping_add(d);
+                let s = self.virtual_byte(self.cursor)?;
+                let b = self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.emit(b)
             }

@@ -82,10 +82,11 @@ pub enum Op {
         /// Bytes to copy (at least 1).
         len: u32,
     },
-    /// One byte: the source byte at the cursor plus `d` (wrapping, never 0);
-    /// the cursor advances by one.
+    /// One byte: the source byte at the cursor plus `d`, plus the carry
+    /// out of a `Diff` right before it (see [`Model::diff_byte`]); the cursor
+    /// advances by one.
     Diff {
-        /// The difference, new byte minus source byte.
+        /// The addend.
         d: u8,
     },
     /// `len` literal bytes follow; the cursor stays where it is.
@@ -119,6 +120,9 @@ pub struct Model {
     rep: [[Prob; 2]; 2],
     /// The two last `Diff` values per context, the latest first.
     last_d: [[u8; 2]; 2],
+    /// The carry out of the last byte if the last operation was a `Diff`
+    /// (0 or 1), else 0.
+    carry: u8,
     /// Copy lengths, by target position modulo 4.
     copy_len: Number<4>,
     seek_len: Number<1>,
@@ -176,6 +180,7 @@ impl Model {
             diff: [[PROB_INIT; 256]; 2],
             rep: [[PROB_INIT; 2]; 2],
             last_d: [[0; 2]; 2],
+            carry: 0,
             copy_len: Number::new(),
             seek_len: Number::new(),
             seek_mag: Number::new(),
@@ -236,7 +241,27 @@ impl Model {
             Op::Lit { .. } => AFTER_LIT,
         };
         self.prev = [kind, p0];
+        if kind != AFTER_DIFF {
+            self.carry = 0;
+        }
         out
+    }
+
+    /// The byte a `Diff` with addend `d` makes of source byte `old`: bytes
+    /// changed in a row are one little-endian number plus another, so the
+    /// carry out of each byte goes into the next one (a pointer moved by
+    /// 0x5A8 is then always `Diff(0xA8)`, `Diff(0x05)`, whatever its old
+    /// value). Call it once per decoded `Diff`.
+    pub fn diff_byte(&mut self, old: u8, d: u8) -> u8 {
+        let sum = old as u32 + d as u32 + self.carry as u32;
+        self.carry = (sum >> 8) as u8;
+        sum as u8
+    }
+
+    /// The addend of a `Diff` that turns `old` into `new` at this point of
+    /// the stream (the encoder's inverse of [`Model::diff_byte`]).
+    pub fn diff_addend(&self, old: u8, new: u8) -> u8 {
+        new.wrapping_sub(old).wrapping_sub(self.carry)
     }
 
     /// Codes the value of a `Diff`: one of the two last values of its
