@@ -18,16 +18,19 @@ pub struct GenOptions {
     /// Matcher options.
     pub plan: plan::PlanOptions,
     /// Search harder (`genpat --best`): plan with every minimum match
-    /// length of [`BEST_MIN_MATCHES`] as well as `plan.min_match`, code each
-    /// plan with every parameter set, and keep the smallest body. Slower,
-    /// and as deterministic as the default.
+    /// length of [`BEST_MIN_MATCHES`] and every switch margin of
+    /// [`BEST_SWITCH_MARGINS`] as well as with `plan`, code each plan with
+    /// every parameter set, and keep the smallest body (the earliest of
+    /// equals). Slower, and as deterministic as the default.
     pub best: bool,
     /// Metadata recorded in the entry.
     pub meta: Metadata,
 }
 
-/// The minimum match lengths that `--best` tries besides the one asked for.
+/// The minimum match lengths that `--best` tries.
 pub const BEST_MIN_MATCHES: [usize; 4] = [4, 5, 6, 8];
+/// The switch margins that `--best` tries.
+pub const BEST_SWITCH_MARGINS: [usize; 3] = [3, 4, 5];
 
 /// Something that wants to hear how far a long job has come. Every method
 /// has a default that does nothing.
@@ -68,11 +71,16 @@ pub fn generate(
     let mut plans = vec![opts.plan.clone()];
     if opts.best {
         for min_match in BEST_MIN_MATCHES {
-            if min_match != opts.plan.min_match {
-                plans.push(plan::PlanOptions {
+            for switch_margin in BEST_SWITCH_MARGINS {
+                let p = plan::PlanOptions {
                     min_match,
+                    switch_margin,
                     ..opts.plan.clone()
-                });
+                };
+                if (p.min_match, p.switch_margin) != (opts.plan.min_match, opts.plan.switch_margin)
+                {
+                    plans.push(p);
+                }
             }
         }
     }

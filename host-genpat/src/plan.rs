@@ -59,8 +59,8 @@ pub struct PlanOptions {
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            min_match: 6,
-            switch_margin: 2,
+            min_match: 5,
+            switch_margin: 4,
             max_compare: 256,
             candidates: 16,
         }
@@ -71,7 +71,7 @@ impl Default for PlanOptions {
 const SEEK_BASE: f64 = 6.0;
 const SEEK_PER_LOG2: f64 = 1.5;
 const COPY_HEADER: i32 = 6;
-const EQ_RUN: i32 = 5;
+const EQ_RUN: i32 = 3;
 const DIFF_BYTE: i32 = 10;
 const LIT_HEADER: i32 = 6;
 const LIT_BYTE: i32 = 7;
@@ -622,7 +622,7 @@ mod tests {
             vec![Step::Literal { len: 3 }, Step::Copy { from: 0, len: 4000 }]
         );
         let bits = estimate_bits(&old, &new, &steps);
-        assert_eq!(bits, 6.0 + 7.0 * 3.0 + 6.0 + 250.0 * (10.0 + 5.0) + 5.0);
+        assert_eq!(bits, 6.0 + 7.0 * 3.0 + 6.0 + 250.0 * (10.0 + 3.0) + 3.0);
         let lit = [Step::Literal { len: new.len() }];
         assert_eq!(estimate_bits(&old, &new, &lit), 6.0 + 7.0 * 4003.0);
     }
