@@ -454,4 +454,13 @@ fn out_is_replaced_only_on_success() {
     let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
     assert_exit(&o, 0);
     assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    // The durable form (fsync of file and directory) writes the same.
+    assert_exit(&genpat(&d, &["--sync", "v1.bin", "v2.bin", "s.pat"]), 0);
+    assert_eq!(read(&d, "s.pat"), read(&d, "p.pat"));
+    assert_applied(
+        &d,
+        &["apply", "--sync", "s.pat", "v1.bin", "synced.bin"],
+        "synced.bin",
+        "v2.bin",
+    );
 }

@@ -121,6 +121,12 @@ pub struct DiffArgs {
     /// Version string of NEW to record in the entry (at most 64 bytes).
     #[arg(long = "version", value_name = "STRING", value_parser = version_string)]
     pub version_string: Option<String>,
+    /// Also make the written file durable across a host power cut: fsync
+    /// it before the rename and its directory after. Without this the
+    /// replacement is still atomic (a reader or a killed genpat never sees a
+    /// part of it), as with most tools that do not sync.
+    #[arg(long)]
+    pub sync: bool,
 }
 
 /// Arguments of `genpat apply`.
@@ -143,6 +149,12 @@ pub struct ApplyArgs {
     /// it would (0: all at once). The result does not depend on N.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub chunk: usize,
+    /// Also make the written file durable across a host power cut: fsync
+    /// it before the rename and its directory after. Without this the
+    /// replacement is still atomic (a reader or a killed genpat never sees a
+    /// part of it), as with most tools that do not sync.
+    #[arg(long)]
+    pub sync: bool,
 }
 
 /// Arguments of `genpat info`.

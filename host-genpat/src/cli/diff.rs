@@ -61,7 +61,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             ))
         }
     };
-    write_atomic(&args.patch, &file).map_err(|e| {
+    write_atomic(&args.patch, &file, args.sync).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
             format!(
