@@ -2,6 +2,7 @@
 //! generated image pairs, and an apply harness that watches every byte of
 //! the flash outside the target slot.
 
+pub mod device;
 pub mod fuzz;
 
 use core::cell::RefCell;
