@@ -40,6 +40,7 @@ pub mod crc32;
 mod error;
 pub mod format;
 mod partition;
+pub mod sign;
 pub mod slots;
 
 pub use apply::{Applier, Outcome, Progress, Status};

@@ -54,10 +54,26 @@ pub fn apply_chunked(
     old: &[u8],
     chunk: usize,
 ) -> Result<(Outcome, Vec<u8>), ApplyError> {
-    apply_owned(patch, old.to_vec(), chunk, &mut |_, _| {}).map_err(|(e, _)| e)
+    apply_owned(
+        patch,
+        old.to_vec(),
+        chunk,
+        &Policy::default(),
+        &mut |_, _| {},
+    )
+    .map_err(|(e, _)| e)
 }
 
-/// As [`apply_chunked`], but takes `old` by value: its buffer becomes the
+/// What a device requires of a patch beyond its integrity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policy {
+    /// Entries must be signed by this Ed25519 public key.
+    pub key: Option<[u8; flashpatch::sign::PUBLIC_KEY_LEN]>,
+    /// ... with at least this security counter.
+    pub min_counter: u32,
+}
+
+/// As [`apply_chunked`], under `policy`, but takes `old` by value: its buffer becomes the
 /// source slot and then the returned image, so a large image is neither
 /// copied nor mapped twice. `progress(consumed, total)` is called after each
 /// piece. On failure, `old` is handed back with the error (the applier
@@ -67,6 +83,7 @@ pub fn apply_owned(
     patch: &[u8],
     old: Vec<u8>,
     chunk: usize,
+    policy: &Policy,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Outcome, Vec<u8>), (ApplyError, Vec<u8>)> {
     let old_len = old.len();
@@ -78,6 +95,9 @@ pub fn apply_owned(
             Partition::new(&flash, o as u32, l as u32).expect("slots are erase-aligned")
         };
         let mut applier: HostApplier = Applier::new(part(0, src_len), part(src_len, tgt_len));
+        if let Some(key) = policy.key {
+            applier.require_signature(key, policy.min_counter);
+        }
         let step = if chunk == 0 {
             patch.len().max(1)
         } else {

@@ -114,7 +114,7 @@ fn test() -> Result<(), String> {
     install_targets()?;
     let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
     for t in NO_STD_TARGETS {
-        for features in ["", "defmt"] {
+        for features in ["", "defmt", "sign"] {
             let mut args = vec![
                 "build",
                 "--package",

@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod diff;
 pub mod info;
+pub mod keys;
 pub mod progress;
 
 use std::fs;
