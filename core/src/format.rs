@@ -85,7 +85,7 @@ pub struct EntryHeader {
     pub version: u8,
     /// Entry flags (0 in version 1).
     pub flags: u8,
-    /// Codec identifier ([`crate::codec::CODEC_RC1`]).
+    /// Codec identifier ([`crate::codec::CODEC_RC2`]).
     pub codec: u8,
     /// Codec parameter byte.
     pub params: u8,

@@ -1,4 +1,4 @@
-//! Turns a plan into codec 1's operations and codes them.
+//! Turns a plan into codec 2's operations and codes them.
 //!
 //! A `Copy` step becomes exact runs (`Copy`, or `Seek` where the cursor
 //! must move) separated by single-byte differences (`Diff`); a `Literal`
@@ -10,7 +10,7 @@ use flashpatch::codec::{Encoder, Model, Op, Params};
 
 use crate::plan::Step;
 
-/// Codes `steps` (which must cover `new` exactly) into a codec 1 body.
+/// Codes `steps` (which must cover `new` exactly) into a codec 2 body.
 pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Vec<u8> {
     let mut body = Vec::with_capacity(new.len() / 8 + 16);
     let mut sink = |b: u8| body.push(b);
@@ -86,7 +86,7 @@ struct Emitter<'a, 'o> {
 
 impl Emitter<'_, '_> {
     fn op(&mut self, op: Op) {
-        self.model.op(&mut self.io, op);
+        self.model.op(&mut self.io, self.out as u32, op);
     }
 
     fn flush_run(&mut self) {
@@ -110,9 +110,9 @@ impl Emitter<'_, '_> {
                 self.run += 1;
             } else {
                 self.flush_run();
-                self.op(Op::Diff {
-                    d: n.wrapping_sub(s),
-                });
+                let d = self.model.diff_addend(s, n);
+                self.op(Op::Diff { d });
+                self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.out += 1;
             }

@@ -8,7 +8,7 @@ pub mod encode;
 pub mod keys;
 pub mod plan;
 
-use flashpatch::codec::{Params, CODEC_RC1};
+use flashpatch::codec::{Params, CODEC_RC2};
 use flashpatch::format::{EntryHeader, VERSION};
 
 pub use container::Metadata;
@@ -18,9 +18,20 @@ pub use container::Metadata;
 pub struct GenOptions {
     /// Matcher options.
     pub plan: plan::PlanOptions,
+    /// Search harder (`genpat --best`): plan with every minimum match
+    /// length of [`BEST_MIN_MATCHES`] and every switch margin of
+    /// [`BEST_SWITCH_MARGINS`] as well as with `plan`, code each plan with
+    /// every parameter set, and keep the smallest body (the earliest of
+    /// equals). Slower, and as deterministic as the default.
+    pub best: bool,
     /// Metadata recorded in the entry.
     pub meta: Metadata,
 }
+
+/// The minimum match lengths that `--best` tries.
+pub const BEST_MIN_MATCHES: [usize; 4] = [4, 5, 6, 8];
+/// The switch margins that `--best` tries.
+pub const BEST_SWITCH_MARGINS: [usize; 3] = [3, 4, 5];
 
 /// Something that wants to hear how far a long job has come. Every method
 /// has a default that does nothing.
@@ -58,26 +69,45 @@ pub fn generate(
             return Err(GenError::TooLarge(len));
         }
     }
-    progress.start("matching", new.len() as u64);
-    let steps = plan::plan(old, new, &opts.plan, &mut |done| {
-        progress.update(done as u64)
-    });
-    progress.finish();
-    progress.start("coding", Params::ALL.len() as u64);
-    let mut best: Option<(Params, Vec<u8>)> = None;
-    for (i, p) in Params::ALL.into_iter().enumerate() {
-        let body = encode::encode_body(old, new, &steps, p);
-        if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
-            best = Some((p, body));
+    let mut plans = vec![opts.plan.clone()];
+    if opts.best {
+        for min_match in BEST_MIN_MATCHES {
+            for switch_margin in BEST_SWITCH_MARGINS {
+                let p = plan::PlanOptions {
+                    min_match,
+                    switch_margin,
+                    ..opts.plan.clone()
+                };
+                if (p.min_match, p.switch_margin) != (opts.plan.min_match, opts.plan.switch_margin)
+                {
+                    plans.push(p);
+                }
+            }
         }
-        progress.update(i as u64 + 1);
     }
-    progress.finish();
+    let mut best: Option<(Params, Vec<u8>)> = None;
+    for plan_opts in &plans {
+        progress.start("matching", new.len() as u64);
+        let steps = plan::plan(old, new, plan_opts, &mut |done| {
+            progress.update(done as u64)
+        });
+        progress.finish();
+        progress.start("coding", Params::ALL.len() as u64);
+        for (i, p) in Params::ALL.into_iter().enumerate() {
+            let body = encode::encode_body(old, new, &steps, p);
+            // Ties keep the earlier candidate: the result is deterministic.
+            if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
+                best = Some((p, body));
+            }
+            progress.update(i as u64 + 1);
+        }
+        progress.finish();
+    }
     let (params, body) = best.expect("at least one parameter set");
     let header = EntryHeader {
         version: VERSION,
         flags: 0,
-        codec: CODEC_RC1,
+        codec: CODEC_RC2,
         params: params.to_byte(),
         source: container::source_id(old),
         target: container::target_id(new),
@@ -92,4 +122,38 @@ pub fn generate(
 pub fn diff(old: &[u8], new: &[u8], opts: &GenOptions) -> Result<Vec<u8>, GenError> {
     let (_, entry) = generate(old, new, opts, &mut NoProgress)?;
     Ok(container::assemble([entry.as_slice()]).expect("one entry fits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flashpatch::mock::Rng;
+
+    #[test]
+    fn best_is_deterministic_and_never_larger() {
+        let old = Rng(3).bytes(20_000);
+        let mut new = old[..7_000].to_vec();
+        new.extend(Rng(4).bytes(300));
+        new.extend(old[7_000..].iter().enumerate().map(|(i, &b)| {
+            // Moved code whose 4-byte words carry shifted addresses.
+            if i % 24 == 1 {
+                b.wrapping_add(3)
+            } else {
+                b
+            }
+        }));
+        let plain = diff(&old, &new, &GenOptions::default()).unwrap();
+        let best_opts = GenOptions {
+            best: true,
+            ..GenOptions::default()
+        };
+        let best = diff(&old, &new, &best_opts).unwrap();
+        assert!(
+            best.len() <= plain.len(),
+            "{} > {}",
+            best.len(),
+            plain.len()
+        );
+        assert_eq!(best, diff(&old, &new, &best_opts).unwrap());
+    }
 }

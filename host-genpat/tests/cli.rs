@@ -331,7 +331,8 @@ fn help_and_version_exit_0_and_document_exit_codes() {
     }
     let o = genpat(&d, &["diff", "--help"]);
     assert!(stdout(&o).contains("--block-size"));
-    assert!(stdout(&o).contains("[default: 6]"));
+    assert!(stdout(&o).contains("[default: 5]"));
+    assert!(stdout(&o).contains("--best"));
     let o = genpat(&d, &["info", "--help"]);
     assert!(stdout(&o).contains("\"entries\""));
     let o = genpat(&d, &["--version"]);

@@ -27,7 +27,7 @@ pub(crate) mod io;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
-use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC1, MAX_OP_INPUT};
+use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC2, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -477,7 +477,7 @@ where
             return Ok(Phase::Skip);
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
-            (CODEC_RC1, Some(p)) => p,
+            (CODEC_RC2, Some(p)) => p,
             _ => {
                 return Err(Error::Codec {
                     codec: e.codec,
@@ -609,7 +609,8 @@ where
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let op = self.decode_with(|m, d| m.op(d, Op::Copy { len: 0 }))?;
+                    let pos = self.out;
+                    let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
                     self.start_op(op, left)?;
                 }
             }
@@ -642,7 +643,8 @@ where
                 Ok(())
             }
             Op::Diff { d } => {
-                let b = self.virtual_byte(self.cursor)?.wrapping_add(d);
+                let s = self.virtual_byte(self.cursor)?;
+                let b = self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.emit(b)
             }

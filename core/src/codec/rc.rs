@@ -14,7 +14,7 @@ pub(crate) const PROB_BITS: u32 = 11;
 pub(crate) const PROB_ONE: u32 = 1 << PROB_BITS;
 /// The initial probability: an even guess.
 pub const PROB_INIT: Prob = (PROB_ONE / 2) as Prob;
-const MOVE_BITS: u32 = 5;
+const MOVE_BITS: u32 = 4;
 const TOP: u32 = 1 << 24;
 
 /// Bytes the decoder reads before the first decision.

@@ -124,6 +124,11 @@ pub struct DiffArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=1 << 20)
     )]
     pub block_size: usize,
+    /// Search harder: also plan with the block sizes 4, 5, 6 and 8, each
+    /// with three matcher switch margins, and keep the smallest patch (about
+    /// ten times slower; the same inputs still give the same bytes).
+    #[arg(long)]
+    pub best: bool,
     /// If PATCH already has an entry for this OLD image, replace it (without
     /// this, genpat stops with exit code 3 and leaves PATCH unchanged).
     #[arg(long)]
