@@ -47,8 +47,32 @@ pub enum Error<E> {
     },
     /// No entry of the patch is for the image in the source partition.
     NoSuitablePatch,
+    /// A signature is required and an entry header has none (or no body
+    /// digest).
+    Unsigned,
+    /// An entry header's signature is not the required key's.
+    BadSignature,
+    /// The body does not match the SHA-256 its signed header records.
+    BodyDigest,
+    /// The entry's security counter is below the device's minimum.
+    Rollback {
+        /// The entry's counter.
+        counter: u32,
+        /// The lowest counter the device accepts.
+        min: u32,
+    },
     /// The applier failed before and must be started anew.
     Failed,
+    /// The state area is too small for two banks of a boot record and a
+    /// checkpoint each, or a record does not fit a bank.
+    StateArea,
+    /// The state area holds no valid boot record: provision the device.
+    NoBootRecord,
+    /// No slot holds an image that passes verification.
+    NoBootableImage,
+    /// Not allowed in this boot state: an update or activation while the
+    /// running image is on trial, or provisioning a provisioned device.
+    SlotState,
 }
 
 /// How a failure is reported to a person: VPatch's result texts.
@@ -91,9 +115,19 @@ impl<E> Error<E> {
             | Error::BodyInvalid
             | Error::Truncated
             | Error::TrailingData
-            | Error::TargetMismatch => Verdict::Corrupt,
+            | Error::TargetMismatch
+            | Error::Unsigned
+            | Error::BadSignature
+            | Error::BodyDigest => Verdict::Corrupt,
             Error::NoSuitablePatch => Verdict::NoSuitablePatch,
-            Error::Flash(_) | Error::TargetTooSmall { .. } | Error::Failed => Verdict::Error,
+            Error::Flash(_)
+            | Error::Rollback { .. }
+            | Error::TargetTooSmall { .. }
+            | Error::Failed
+            | Error::StateArea
+            | Error::NoBootRecord
+            | Error::NoBootableImage
+            | Error::SlotState => Verdict::Error,
         }
     }
 
@@ -113,7 +147,15 @@ impl<E> Error<E> {
                 Error::TargetTooSmall { needed, capacity }
             }
             Error::NoSuitablePatch => Error::NoSuitablePatch,
+            Error::Unsigned => Error::Unsigned,
+            Error::BadSignature => Error::BadSignature,
+            Error::BodyDigest => Error::BodyDigest,
+            Error::Rollback { counter, min } => Error::Rollback { counter, min },
             Error::Failed => Error::Failed,
+            Error::StateArea => Error::StateArea,
+            Error::NoBootRecord => Error::NoBootRecord,
+            Error::NoBootableImage => Error::NoBootableImage,
+            Error::SlotState => Error::SlotState,
         }
     }
 }
@@ -186,7 +228,22 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 )
             }
             Error::NoSuitablePatch => f.write_str("no entry of the patch is for this source"),
+            Error::Unsigned => f.write_str("the patch is not signed, and this device requires signed patches"),
+            Error::BadSignature => f.write_str("the patch's signature is not valid for the required key"),
+            Error::BodyDigest => f.write_str("the patch body does not match its signed SHA-256"),
+            Error::Rollback { counter, min } => write!(
+                f,
+                "the patch's security counter {counter} is below the minimum {min} (an older version)"
+            ),
             Error::Failed => f.write_str("the applier has already failed"),
+            Error::StateArea => f.write_str(
+                "the state area cannot hold two banks of a boot record and a checkpoint",
+            ),
+            Error::NoBootRecord => {
+                f.write_str("the state area holds no boot record (device not provisioned)")
+            }
+            Error::NoBootableImage => f.write_str("no slot holds an image that verifies"),
+            Error::SlotState => f.write_str("not allowed in the current boot state"),
         }
     }
 }

@@ -40,6 +40,8 @@ pub mod crc32;
 mod error;
 pub mod format;
 mod partition;
+pub mod sign;
+pub mod slots;
 
 pub use apply::{Applier, Outcome, Progress, Status};
 pub use error::{Error, Verdict};

@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod container;
 pub mod encode;
+pub mod keys;
 pub mod plan;
 
 use flashpatch::codec::{Params, CODEC_RC2};

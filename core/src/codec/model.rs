@@ -37,6 +37,23 @@ pub struct Number<const C: usize> {
 }
 
 impl<const C: usize> Number<C> {
+    /// Probabilities in a `Number<C>`.
+    const PROBS: usize = 32 * C + MANT_LENS * 4;
+
+    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
+        for t in &self.len {
+            f(t);
+        }
+        f(&self.mant);
+    }
+
+    fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
+        for t in &mut self.len {
+            f(t);
+        }
+        f(&mut self.mant);
+    }
+
     const fn new() -> Self {
         Number {
             len: [[PROB_INIT; 32]; C],
@@ -171,7 +188,123 @@ impl Params {
     ];
 }
 
+/// The context bytes at the start of [`Model::save`]'s output.
+const CONTEXT_LEN: usize = 13;
+
 impl Model {
+    /// Bytes of [`Model::save`]'s output: the context bytes (two previous
+    /// kinds, parameters, four `Diff` histories, the `Diff` run, carry), then
+    /// every probability as a little-endian `u16`.
+    pub const SAVED_LEN: usize = CONTEXT_LEN
+        + 2 * (16 * 3
+            + 1
+            + 2 * 256
+            + 2 * 256
+            + 4 * 2
+            + Number::<4>::PROBS
+            + 3 * Number::<1>::PROBS);
+
+    /// Every probability table, in the order [`Model::save`] writes them.
+    /// `save`, `load` and `SAVED_LEN` are the only places that know the
+    /// model's shape for checkpoints: change them together.
+    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
+        for k in &self.kind {
+            f(k);
+        }
+        f(core::slice::from_ref(&self.seek_sign));
+        for l in &self.lit {
+            f(l);
+        }
+        for d in &self.diff {
+            f(d);
+        }
+        for r in &self.rep {
+            f(r);
+        }
+        self.copy_len.tables(f);
+        for n in [&self.seek_len, &self.seek_mag, &self.lit_len] {
+            n.tables(f);
+        }
+    }
+
+    fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
+        for k in &mut self.kind {
+            f(k);
+        }
+        f(core::slice::from_mut(&mut self.seek_sign));
+        for l in &mut self.lit {
+            f(l);
+        }
+        for d in &mut self.diff {
+            f(d);
+        }
+        for r in &mut self.rep {
+            f(r);
+        }
+        self.copy_len.tables_mut(f);
+        for n in [&mut self.seek_len, &mut self.seek_mag, &mut self.lit_len] {
+            n.tables_mut(f);
+        }
+    }
+
+    /// Writes the whole adaptive state ([`Model::SAVED_LEN`] bytes): the
+    /// previous-operation context, the parameter byte, every probability.
+    pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
+        let [p0, p1] = self.prev;
+        let [[a0, a1], [b0, b1], [c0, c1], [d0, d1]] = self.last_d;
+        out(&[
+            p0,
+            p1,
+            self.params.to_byte(),
+            a0,
+            a1,
+            b0,
+            b1,
+            c0,
+            c1,
+            d0,
+            d1,
+            self.diff_run,
+            self.carry,
+        ]);
+        self.tables(&mut |t| {
+            for p in t {
+                out(&p.to_le_bytes());
+            }
+        });
+    }
+
+    /// Reads what [`Model::save`] wrote, in place; `false` if `input` fails
+    /// or a value is out of range (a probability outside `1..2048`, an
+    /// unknown context or parameter byte).
+    pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
+        let mut b = [0u8; CONTEXT_LEN];
+        if !input(&mut b) {
+            return false;
+        }
+        let Some(params) = Params::from_byte(b[2]) else {
+            return false;
+        };
+        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[11] > 3 || b[12] > 1 {
+            return false;
+        }
+        self.prev = [b[0], b[1]];
+        self.params = params;
+        self.last_d = [[b[3], b[4]], [b[5], b[6]], [b[7], b[8]], [b[9], b[10]]];
+        self.diff_run = b[11];
+        self.carry = b[12];
+        let mut ok = true;
+        self.tables_mut(&mut |t| {
+            for p in t {
+                let mut w = [0u8; 2];
+                ok &= input(&mut w);
+                *p = u16::from_le_bytes(w);
+                ok &= *p > 0 && (*p as u32) < super::rc::PROB_ONE;
+            }
+        });
+        ok
+    }
+
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {
@@ -310,3 +443,51 @@ impl Model {
 /// more than 2⁻⁶ between normalisations). A `Seek` is the longest: 2 kind
 /// bits, a sign, two numbers of at most 5 + 2 + 29 decisions each.
 pub const MAX_OP_INPUT: usize = 2 + 1 + 2 * 36;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: codec 2 added tables and context bytes that the saved
+    /// state must carry; every one of them must survive a save and a load.
+    #[test]
+    fn save_load_round_trip_covers_the_whole_model() {
+        let mut m = Model::new(Params { lc: 1, lp: 0 });
+        let mut k = 7u16;
+        m.tables_mut(&mut |t| {
+            for p in t {
+                k = k.wrapping_mul(31).wrapping_add(17) % 2000 + 1;
+                *p = k;
+            }
+        });
+        m.prev = [AFTER_DIFF, AFTER_LIT];
+        m.last_d = [[1, 2], [3, 4], [5, 6], [7, 8]];
+        m.diff_run = 2;
+        m.carry = 1;
+        let mut bytes = [0u8; Model::SAVED_LEN + 1];
+        let mut n = 0;
+        m.save(&mut |b| {
+            bytes[n..n + b.len()].copy_from_slice(b);
+            n += b.len();
+        });
+        assert_eq!(n, Model::SAVED_LEN);
+        let mut back = Model::new(Params::default());
+        let mut at = 0;
+        assert!(back.load(&mut |b| {
+            b.copy_from_slice(&bytes[at..at + b.len()]);
+            at += b.len();
+            true
+        }));
+        assert_eq!(at, Model::SAVED_LEN);
+        assert_eq!(back, m);
+        // A probability of 0 is no state the decoder can be in.
+        bytes[CONTEXT_LEN] = 0;
+        bytes[CONTEXT_LEN + 1] = 0;
+        let mut at = 0;
+        assert!(!Model::new(Params::default()).load(&mut |b| {
+            b.copy_from_slice(&bytes[at..at + b.len()]);
+            at += b.len();
+            true
+        }));
+    }
+}

@@ -1,0 +1,104 @@
+//! Runs the fuzzing harnesses of `flashpatch_tests::fuzz` in the normal
+//! test run: every input kept in `tests/fuzz-regressions/<harness>/`
+//! (inputs that once broke a property), then seeded random inputs. The
+//! long runs are `cargo xtask fuzz`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flashpatch::Verdict;
+use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture};
+use flashpatch_tests::Rng;
+
+/// How often each verdict came out.
+#[derive(Default, Debug)]
+struct Tally(BTreeMap<&'static str, usize>);
+
+impl Tally {
+    fn add(&mut self, v: Verdict) {
+        *self.0.entry(v.message()).or_default() += 1;
+    }
+
+    /// Asserts that every verdict a patch can earn came out at least once,
+    /// so that the inputs reach every stage of the applier.
+    fn assert_covers_all(&self) {
+        for v in [
+            Verdict::Ok,
+            Verdict::AlreadyInstalled,
+            Verdict::Corrupt,
+            Verdict::NoSuitablePatch,
+        ] {
+            assert!(
+                self.0.contains_key(v.message()),
+                "never '{}': {self:?}",
+                v.message()
+            );
+        }
+    }
+}
+
+fn regressions(harness: &str, run: fn(&[u8]) -> Verdict) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz-regressions")
+        .join(harness);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.filter_map(Result::ok) {
+        let data = std::fs::read(e.path()).unwrap();
+        println!("replaying {}", e.path().display());
+        run(&data);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn apply_bytes_replay() {
+    let kept = regressions("apply_bytes", apply_bytes);
+    let f = fixture();
+    let mut r = Rng(5);
+    let mut tally = Tally::default();
+    // The valid file, for every running image and chunk size.
+    for pick in 0..=255u8 {
+        let mut data = vec![pick];
+        data.extend_from_slice(&f.file);
+        tally.add(apply_bytes(&data));
+    }
+    // Random files, and the valid file with a few bytes changed.
+    for i in 0..1500 {
+        let data = if i % 2 == 0 {
+            let n = r.below(4000);
+            r.bytes(n)
+        } else {
+            let mut d = vec![r.below(256) as u8];
+            d.extend_from_slice(&f.file);
+            for _ in 0..1 + r.below(4) {
+                let at = 1 + r.below(d.len() - 1);
+                d[at] ^= 1 + r.below(255) as u8;
+            }
+            d
+        };
+        tally.add(apply_bytes(&data));
+    }
+    let runs: usize = tally.0.values().sum();
+    println!("apply_bytes: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}");
+    tally.assert_covers_all();
+}
+
+#[test]
+fn apply_structured_replay() {
+    let kept = regressions("apply_structured", apply_structured);
+    let mut r = Rng(6);
+    let mut tally = Tally::default();
+    for _ in 0..1500 {
+        let n = r.below(64);
+        tally.add(apply_structured(&r.bytes(n)));
+    }
+    let runs: usize = tally.0.values().sum();
+    println!(
+        "apply_structured: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}"
+    );
+    tally.assert_covers_all();
+}
