@@ -173,6 +173,7 @@ mod tests {
             }
         }));
         let plain = diff(&old, &new, &GenOptions::default()).unwrap();
+        assert_eq!(plain, diff(&old, &new, &GenOptions::default()).unwrap());
         let best_opts = GenOptions {
             best: true,
             ..GenOptions::default()
