@@ -278,6 +278,11 @@ impl Model {
         ok
     }
 
+    /// The parameters the model was made with.
+    pub const fn params(&self) -> Params {
+        self.params
+    }
+
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {
