@@ -32,6 +32,8 @@ pub struct GenOptions {
 pub const BEST_MIN_MATCHES: [usize; 4] = [4, 5, 6, 8];
 /// The switch margins that `--best` tries.
 pub const BEST_SWITCH_MARGINS: [usize; 3] = [3, 4, 5];
+/// The switch margins that the default tries besides the one asked for.
+pub const FAST_SWITCH_MARGINS: [usize; 1] = [5];
 
 /// Something that wants to hear how far a long job has come. Every method
 /// has a default that does nothing.
@@ -69,38 +71,66 @@ pub fn generate(
             return Err(GenError::TooLarge(len));
         }
     }
+    // The settings to plan with: the ones asked for first, then the
+    // search's, each once.
     let mut plans = vec![opts.plan.clone()];
-    if opts.best {
-        for min_match in BEST_MIN_MATCHES {
-            for switch_margin in BEST_SWITCH_MARGINS {
-                let p = plan::PlanOptions {
-                    min_match,
-                    switch_margin,
-                    ..opts.plan.clone()
-                };
-                if (p.min_match, p.switch_margin) != (opts.plan.min_match, opts.plan.switch_margin)
-                {
-                    plans.push(p);
-                }
+    let (matches, margins): (&[usize], &[usize]) = if opts.best {
+        (&BEST_MIN_MATCHES, &BEST_SWITCH_MARGINS)
+    } else {
+        (&[opts.plan.min_match], &FAST_SWITCH_MARGINS)
+    };
+    for &min_match in matches {
+        for &switch_margin in margins {
+            let p = plan::PlanOptions {
+                min_match,
+                switch_margin,
+                ..opts.plan.clone()
+            };
+            if !plans
+                .iter()
+                .any(|q| (q.min_match, q.switch_margin) == (min_match, switch_margin))
+            {
+                plans.push(p);
             }
         }
     }
+    let mut index = plan::Index::new(old, new);
     let mut best: Option<(Params, Vec<u8>)> = None;
     for plan_opts in &plans {
         progress.start("matching", new.len() as u64);
-        let steps = plan::plan(old, new, plan_opts, &mut |done| {
-            progress.update(done as u64)
-        });
+        let steps = index.plan(plan_opts, &mut |done| progress.update(done as u64));
         progress.finish();
         progress.start("coding", Params::ALL.len() as u64);
-        for (i, p) in Params::ALL.into_iter().enumerate() {
-            let body = encode::encode_body(old, new, &steps, p);
+        let (first, lits) = encode::encode_body_lits(old, new, &steps, Params::ALL[0]);
+        let mut bodies = vec![(Params::ALL[0], first)];
+        if opts.best {
+            // Code with every parameter set.
+            for p in &Params::ALL[1..] {
+                bodies.push((*p, encode::encode_body(old, new, &steps, *p)));
+            }
+        } else {
+            // Only literals depend on the parameters: rank the sets by what
+            // the literals cost and code once more if another one wins.
+            let cost = |p| encode::literal_bits(new, &lits, p);
+            let c0 = cost(Params::ALL[0]);
+            let mut winner = (Params::ALL[0], c0);
+            for p in &Params::ALL[1..] {
+                let c = cost(*p);
+                if c < winner.1 {
+                    winner = (*p, c);
+                }
+            }
+            if winner.0 != Params::ALL[0] {
+                bodies.push((winner.0, encode::encode_body(old, new, &steps, winner.0)));
+            }
+        }
+        for (p, body) in bodies {
             // Ties keep the earlier candidate: the result is deterministic.
             if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
                 best = Some((p, body));
             }
-            progress.update(i as u64 + 1);
         }
+        progress.update(Params::ALL.len() as u64);
         progress.finish();
     }
     let (params, body) = best.expect("at least one parameter set");

@@ -380,6 +380,23 @@ pub fn plan(
     plan_counted(old, new, opts, progress).0
 }
 
+/// The suffix array of an old image, built once for several plans against
+/// the same pair (the search of `genpat --best` and of the default).
+pub struct Index<'a>(Matcher<'a>);
+
+impl<'a> Index<'a> {
+    /// Indexes `old` for planning `new`.
+    pub fn new(old: &'a [u8], new: &'a [u8]) -> Self {
+        Index(Matcher::new(old, new))
+    }
+
+    /// The same as [`plan`] on this index's pair.
+    pub fn plan(&mut self, opts: &PlanOptions, progress: &mut dyn FnMut(usize)) -> Vec<Step> {
+        self.0.work = 0;
+        plan_with(&mut self.0, opts, progress).0
+    }
+}
+
 /// [`plan`] that also returns the work done (bytes compared and probes).
 fn plan_counted(
     old: &[u8],
@@ -387,7 +404,15 @@ fn plan_counted(
     opts: &PlanOptions,
     progress: &mut dyn FnMut(usize),
 ) -> (Vec<Step>, u64) {
-    let mut m = Matcher::new(old, new);
+    plan_with(&mut Matcher::new(old, new), opts, progress)
+}
+
+fn plan_with(
+    m: &mut Matcher<'_>,
+    opts: &PlanOptions,
+    progress: &mut dyn FnMut(usize),
+) -> (Vec<Step>, u64) {
+    let (old, new) = (m.old, m.new);
     let mut anchors = m.find_anchors(opts, progress);
     // Sentinel with no extent at the end of new.
     anchors.push(Anchor {

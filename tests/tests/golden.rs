@@ -40,9 +40,9 @@ const GOLDEN: &str = concat!(
     "da136512",
     "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3", // target
     "0f000000",
-    "8c4e53aa",                       // body length, body CRC-32
-    "4808dc9b",                       // header CRC-32
-    "000817f77e37f29a34a20b922bc000", // body
+    "0ba81572",                       // body length, body CRC-32
+    "bd981668",                       // header CRC-32
+    "000817f77e37f421d7ddca1d450000", // body
 );
 
 /// The same pair as patched by codec 1 (flashpatch 0.1): a decoder of this

@@ -4,13 +4,15 @@
 //! - `cargo xtask test`: installs the no_std targets, runs the whole
 //!   workspace test suite, and builds `core` for the two Cortex-M targets.
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
-//!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus.
+//!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
+//!   device-side figures (RAM, code size, instructions per byte).
 //! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
 //!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
 
 mod bench;
+mod device;
 mod fuzz;
 
 use std::process::{exit, Command};

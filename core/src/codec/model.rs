@@ -133,10 +133,13 @@ pub struct Model {
     lit: [[Prob; 256]; 2],
     /// `Diff` values, by whether the previous operation was a `Diff` too.
     diff: [[Prob; 256]; 2],
-    /// Whether a `Diff` repeats one of the two last values of its context.
-    rep: [[Prob; 2]; 2],
+    /// Whether a `Diff` repeats one of the two last values of its context:
+    /// how many `Diff`s came right before it (0, 1, 2, 3 or more).
+    rep: [[Prob; 2]; 4],
     /// The two last `Diff` values per context, the latest first.
-    last_d: [[u8; 2]; 2],
+    last_d: [[u8; 2]; 4],
+    /// `Diff`s in a row just before this point, at most 3.
+    diff_run: u8,
     /// The carry out of the last byte if the last operation was a `Diff`
     /// (0 or 1), else 0.
     carry: u8,
@@ -292,8 +295,9 @@ impl Model {
             params,
             lit: [[PROB_INIT; 256]; 2],
             diff: [[PROB_INIT; 256]; 2],
-            rep: [[PROB_INIT; 2]; 2],
-            last_d: [[0; 2]; 2],
+            rep: [[PROB_INIT; 2]; 4],
+            last_d: [[0; 2]; 4],
+            diff_run: 0,
             carry: 0,
             copy_len: Number::new(),
             seek_len: Number::new(),
@@ -355,8 +359,11 @@ impl Model {
             Op::Lit { .. } => AFTER_LIT,
         };
         self.prev = [kind, p0];
-        if kind != AFTER_DIFF {
+        if kind == AFTER_DIFF {
+            self.diff_run = (self.diff_run + 1).min(3);
+        } else {
             self.carry = 0;
+            self.diff_run = 0;
         }
         out
     }
@@ -379,11 +386,13 @@ impl Model {
     }
 
     /// Codes the value of a `Diff`: one of the two last values of its
-    /// context (a `Diff` right after a `Diff`, or not), or a tree.
+    /// context (the `Diff`s right before it), or a tree (one for the first
+    /// `Diff` of a row, one for the others).
     fn diff<I: BitIo>(&mut self, io: &mut I, d: u8) -> u8 {
-        let c = (self.prev[0] == AFTER_DIFF) as usize;
-        let [r0, r1] = self.last_d[c];
-        let rep = &mut self.rep[c];
+        let r = self.diff_run as usize % 4;
+        let c = (r > 0) as usize;
+        let [r0, r1] = self.last_d[r];
+        let rep = &mut self.rep[r];
         let d = if io.bit(&mut rep[0], (d != r0) as u32) == 0 {
             r0
         } else if io.bit(&mut rep[1], (d != r1) as u32) == 0 {
@@ -392,7 +401,7 @@ impl Model {
             tree(io, &mut self.diff[c], 8, d as u32) as u8
         };
         if d != r0 {
-            self.last_d[c] = [d, r0];
+            self.last_d[r] = [d, r0];
         }
         d
     }

@@ -31,8 +31,9 @@ pub trait BitIo {
     fn direct(&mut self, bit: u32) -> u32;
 }
 
+/// Moves `p` towards `bit` as every coded decision does.
 #[inline(always)]
-fn adapt(p: &mut Prob, bit: u32) {
+pub fn adapt(p: &mut Prob, bit: u32) {
     if bit == 0 {
         *p += ((PROB_ONE - *p as u32) >> MOVE_BITS) as Prob;
     } else {
