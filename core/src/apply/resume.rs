@@ -14,7 +14,7 @@
 //! | 2 + 2 + 256 | input ring: head, length, bytes |
 //! | 4 + 4 + 1 | cursor, target bytes written, previous byte |
 //! | 1 + 4 | pending job: 0 none, 1 copy, 2 literal run; its length |
-//! | 8 + 2,844 | codec state: [`crate::codec::save_state`] |
+//! | [`crate::codec::SAVED_LEN`] | codec state: [`crate::codec::save_state`] |
 //!
 //! A checkpoint is taken only when the write buffer is empty and the
 //! target is written up to an erase unit boundary, so the target bytes

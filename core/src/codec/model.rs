@@ -192,8 +192,49 @@ impl Model {
     /// Bytes of [`Model::save`]'s output: the context bytes (two previous
     /// kinds, parameters, two `Diff` histories, carry), then every
     /// probability as a little-endian `u16`.
-    pub const SAVED_LEN: usize = 8 + 2
-        * (16 * 3 + 1 + 2 * 256 + 2 * 256 + 2 * 2 + Number::<4>::PROBS + 3 * Number::<1>::PROBS);
+    pub const SAVED_LEN: usize = Self::CTX_LEN
+        + 2 * (16 * 3
+            + 1
+            + 2 * 256
+            + 2 * 256
+            + 4 * 2
+            + Number::<4>::PROBS
+            + 3 * Number::<1>::PROBS);
+
+    /// Bytes of the non-probability state: two previous kinds, parameters,
+    /// the `Diff` histories, the `Diff` run and the carry.
+    const CTX_LEN: usize = 2 + 1 + 4 * 2 + 1 + 1;
+
+    fn ctx_bytes(&self) -> [u8; Self::CTX_LEN] {
+        let mut b = [0u8; Self::CTX_LEN];
+        b[..2].copy_from_slice(&self.prev);
+        b[2] = self.params.to_byte();
+        for (i, d) in self.last_d.iter().enumerate() {
+            b[3 + 2 * i..5 + 2 * i].copy_from_slice(d);
+        }
+        b[11] = self.diff_run;
+        b[12] = self.carry;
+        b
+    }
+
+    /// Takes the non-probability state back; `false` if a value is not
+    /// one the decoder can be in.
+    fn set_ctx(&mut self, b: &[u8; Self::CTX_LEN]) -> bool {
+        let Some(params) = Params::from_byte(b[2]) else {
+            return false;
+        };
+        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[11] > 3 || b[12] > 1 {
+            return false;
+        }
+        self.prev = [b[0], b[1]];
+        self.params = params;
+        for (i, d) in self.last_d.iter_mut().enumerate() {
+            *d = [b[3 + 2 * i], b[4 + 2 * i]];
+        }
+        self.diff_run = b[11];
+        self.carry = b[12];
+        true
+    }
 
     /// Every probability table, in the order [`Model::save`] writes them.
     /// `save`, `load` and `SAVED_LEN` are the only places that know the
@@ -241,9 +282,7 @@ impl Model {
     /// Writes the whole adaptive state ([`Model::SAVED_LEN`] bytes): the
     /// previous-operation context, the parameter byte, every probability.
     pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
-        let [p0, p1] = self.prev;
-        let [[a0, a1], [b0, b1]] = self.last_d;
-        out(&[p0, p1, self.params.to_byte(), a0, a1, b0, b1, self.carry]);
+        out(&self.ctx_bytes());
         self.tables(&mut |t| {
             for p in t {
                 out(&p.to_le_bytes());
@@ -255,20 +294,10 @@ impl Model {
     /// or a value is out of range (a probability outside `1..2048`, an
     /// unknown context or parameter byte).
     pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut b = [0u8; 8];
-        if !input(&mut b) {
+        let mut b = [0u8; Self::CTX_LEN];
+        if !input(&mut b) || !self.set_ctx(&b) {
             return false;
         }
-        let Some(params) = Params::from_byte(b[2]) else {
-            return false;
-        };
-        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[7] > 1 {
-            return false;
-        }
-        self.prev = [b[0], b[1]];
-        self.params = params;
-        self.last_d = [[b[3], b[4]], [b[5], b[6]]];
-        self.carry = b[7];
         let mut ok = true;
         self.tables_mut(&mut |t| {
             for p in t {
@@ -442,7 +471,8 @@ mod tests {
             }
         });
         m.prev = [AFTER_DIFF, AFTER_LIT];
-        m.last_d = [[1, 2], [3, 4]];
+        m.last_d = [[1, 2], [3, 4], [5, 6], [7, 8]];
+        m.diff_run = 2;
         m.carry = 1;
         let mut bytes = [0u8; Model::SAVED_LEN + 1];
         let mut n = 0;
@@ -461,8 +491,8 @@ mod tests {
         assert_eq!(at, Model::SAVED_LEN);
         assert_eq!(back, m);
         // A probability of 0 is no state the decoder can be in.
-        bytes[8] = 0;
-        bytes[9] = 0;
+        bytes[Model::CTX_LEN] = 0;
+        bytes[Model::CTX_LEN + 1] = 0;
         let mut at = 0;
         assert!(!Model::new(Params::default()).load(&mut |b| {
             b.copy_from_slice(&bytes[at..at + b.len()]);
