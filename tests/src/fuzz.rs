@@ -11,12 +11,12 @@
 
 use std::sync::OnceLock;
 
-use flashpatch::format::EntryHeader;
+use flashpatch::format::{tag, EntryHeader};
 use flashpatch::{Outcome, Verdict};
 use host_genpat::container::{self, Entry, Metadata};
 use sha2::{Digest, Sha256};
 
-use crate::{apply_guarded, firmware_pair, Guarded};
+use crate::{apply_guarded, apply_guarded_with, firmware_pair, Guarded};
 
 /// Reads fuzz input as a stream of small numbers; zeros once it runs out.
 pub struct Cursor<'a>(pub &'a [u8]);
@@ -59,6 +59,13 @@ pub struct Fixture {
     /// A multi-patch file: `images[0]` → `new`, `images[1]` → `new`,
     /// `images[2]` → another image.
     pub file: Vec<u8>,
+    /// The same entries, each signed by [`Fixture::key`] with security
+    /// counter 1.
+    pub signed: Vec<u8>,
+    /// The public key of `signed`.
+    pub key: [u8; 32],
+    /// The images the entries produce.
+    pub targets: Vec<Vec<u8>>,
 }
 
 /// Slot size of every harness run: room for every fixture image.
@@ -84,12 +91,40 @@ pub fn fixture() -> &'static Fixture {
             })
             .collect();
         let file = container::assemble(entries.iter().map(Vec::as_slice)).expect("fixture file");
+        let secret = host_genpat::keys::SecretKey::from_seed([9; 32]);
+        let signed: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| container::sign_entry(e, &secret).expect("fixture entries sign"))
+            .collect();
+        let signed = container::assemble(signed.iter().map(Vec::as_slice)).expect("fixture file");
         Fixture {
             images: vec![old1, old2, old3, new.clone(), unrelated],
+            targets: vec![new.clone(), new3],
             new,
             file,
+            signed,
+            key: secret.public(),
         }
     })
+}
+
+/// `entry` (from `build_entry`) with the trust records appended as
+/// `sign_entry` lays them out, their values given. Written by hand, as the
+/// header's fixed fields may hold values a parser refuses.
+fn with_trust(entry: &[u8], sha: &[u8; 32], sig: &[u8; 64]) -> Vec<u8> {
+    let h = u16::from_le_bytes([entry[0], entry[1]]) as usize;
+    let mut header = entry[2..2 + h - 4].to_vec();
+    header.extend_from_slice(&[tag::BODY_SHA256, 32]);
+    header.extend_from_slice(sha);
+    header.extend_from_slice(&[tag::SIGNATURE, 64]);
+    header.extend_from_slice(sig);
+    let h = header.len() + 4;
+    let mut out = (h as u16).to_le_bytes().to_vec();
+    out.extend_from_slice(&header);
+    let crc = flashpatch::crc32::crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&entry[2 + u16::from_le_bytes([entry[0], entry[1]]) as usize..]);
+    out
 }
 
 fn sha256(data: &[u8]) -> [u8; 32] {
@@ -173,10 +208,17 @@ pub fn apply_structured(data: &[u8]) -> Verdict {
     let old = &f.images[c.below(f.images.len())];
     let chunk = 1 + c.below(300);
     let flags = c.u8();
-    let mut entries: Vec<(EntryHeader, Metadata, Vec<u8>)> = container::parse(&f.file)
+    // Bit 2: the signed file, applied by a device that requires the key.
+    let signed = flags & 4 != 0;
+    let base = if signed { &f.signed } else { &f.file };
+    type Trust = Option<([u8; 32], [u8; 64])>;
+    let mut entries: Vec<(EntryHeader, Metadata, Vec<u8>, Trust)> = container::parse(base)
         .expect("fixture parses")
         .into_iter()
-        .map(|e| (e.header, e.meta.clone(), e.body().to_vec()))
+        .map(|e| {
+            let trust = e.body_sha256.zip(e.signature);
+            (e.header, e.meta.clone(), e.body().to_vec(), trust)
+        })
         .collect();
     let edits = c.below(8);
     for _ in 0..edits {
@@ -184,8 +226,8 @@ pub fn apply_structured(data: &[u8]) -> Verdict {
             break;
         }
         let i = c.below(entries.len());
-        let (h, meta, body) = &mut entries[i];
-        match c.below(12) {
+        let (h, meta, body, trust) = &mut entries[i];
+        match c.below(15) {
             0 => h.version = c.u8(),
             1 => h.flags = c.u8(),
             2 => h.codec = c.u8(),
@@ -208,6 +250,16 @@ pub fn apply_structured(data: &[u8]) -> Verdict {
                 body.drain(at..(at + n).min(body.len()));
             }
             11 => meta.version = Some(format!("v{}", c.u32())),
+            12 => meta.security_counter = Some(c.u32() % 4),
+            13 if trust.is_some() => {
+                if let Some((sha, sig)) = trust {
+                    if c.u8() & 1 == 0 {
+                        sha[c.below(32)] ^= 1 << c.below(8);
+                    } else {
+                        sig[c.below(64)] ^= 1 << c.below(8);
+                    }
+                }
+            }
             _ => {
                 // The entry list itself: drop, duplicate or move an entry.
                 let e = entries.remove(i);
@@ -227,12 +279,16 @@ pub fn apply_structured(data: &[u8]) -> Verdict {
     }
     let built: Vec<Vec<u8>> = entries
         .iter_mut()
-        .map(|(h, meta, body)| {
+        .map(|(h, meta, body, trust)| {
             if flags & 1 == 0 {
                 h.body_len = body.len() as u32;
                 h.body_crc32 = flashpatch::crc32::crc32(body);
             }
-            container::build_entry(h, meta, body)
+            let entry = container::build_entry(h, meta, body);
+            match trust {
+                Some((sha, sig)) => with_trust(&entry, sha, sig),
+                None => entry,
+            }
         })
         .collect();
     let mut file =
@@ -243,8 +299,15 @@ pub fn apply_structured(data: &[u8]) -> Verdict {
             file[at] ^= c.u8();
         }
     }
-    let g = apply_guarded(&file, old, SLOT, chunk, SLOT);
+    let g = apply_guarded_with(&file, old, SLOT, chunk, SLOT, signed.then_some((f.key, 0)));
     check(&file, old, &g);
+    if signed && g.result == Ok(Outcome::Applied) {
+        // Only images the key holder signed come out of a signed file.
+        assert!(
+            f.targets.iter().any(|t| g.target.starts_with(t)),
+            "a device requiring signatures applied an image nobody signed"
+        );
+    }
     if g.result == Ok(Outcome::Applied) && flags & 2 == 0 && old != &f.images[2] {
         // An untouched path to `new` must give exactly `new`.
         assert_eq!(

@@ -90,6 +90,17 @@ fn apply_bytes_replay() {
 #[test]
 fn apply_structured_replay() {
     let kept = regressions("apply_structured", apply_structured);
+    // Image 0, chunk 1, the signed file applied with its key, no edits;
+    // then the same with one signature or body-digest bit flipped.
+    let signed = [0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+    assert_eq!(apply_structured(&signed), Verdict::Ok);
+    for bit in 0..8u8 {
+        // One edit, of entry 0: op 13 (a trust bit), which one by `bit`.
+        let mut data = signed[..9].to_vec();
+        data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0]);
+        data.extend_from_slice(&[bit, bit, 0, 0, 0, bit, 0, 0, 0]);
+        assert_eq!(apply_structured(&data), Verdict::Corrupt, "trust bit {bit}");
+    }
     let mut r = Rng(6);
     let mut tally = Tally::default();
     for _ in 0..1500 {
