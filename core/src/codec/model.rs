@@ -28,7 +28,7 @@ const MANT_LENS: usize = 12;
 
 /// A model for integers from 1 to 2³²−1: the bit length (a 5-bit tree, one
 /// of `C` trees chosen by the caller's context), the two bits below the
-/// leading one (adaptive, per bit length up to [`MANT_LENS`]), and the rest
+/// leading one (adaptive, per bit length up to `MANT_LENS` (12)), and the rest
 /// as direct bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Number<const C: usize> {
