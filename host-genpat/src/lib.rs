@@ -6,6 +6,7 @@ pub mod apply;
 pub mod container;
 pub mod encode;
 pub mod plan;
+pub mod send;
 
 use flashpatch::codec::{Params, CODEC_RC1};
 use flashpatch::format::{EntryHeader, VERSION};

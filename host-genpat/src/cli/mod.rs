@@ -7,6 +7,7 @@ pub mod apply;
 pub mod diff;
 pub mod info;
 pub mod progress;
+pub mod send;
 
 use std::fs;
 use std::io::{self, Write as _};
