@@ -49,6 +49,16 @@ pub enum Error<E> {
     NoSuitablePatch,
     /// The applier failed before and must be started anew.
     Failed,
+    /// The state area is too small for two banks of a boot record and a
+    /// checkpoint each, or a record does not fit a bank.
+    StateArea,
+    /// The state area holds no valid boot record: provision the device.
+    NoBootRecord,
+    /// No slot holds an image that passes verification.
+    NoBootableImage,
+    /// Not allowed in this boot state: an update or activation while the
+    /// running image is on trial, or provisioning a provisioned device.
+    SlotState,
 }
 
 /// How a failure is reported to a person: VPatch's result texts.
@@ -93,7 +103,13 @@ impl<E> Error<E> {
             | Error::TrailingData
             | Error::TargetMismatch => Verdict::Corrupt,
             Error::NoSuitablePatch => Verdict::NoSuitablePatch,
-            Error::Flash(_) | Error::TargetTooSmall { .. } | Error::Failed => Verdict::Error,
+            Error::Flash(_)
+            | Error::TargetTooSmall { .. }
+            | Error::Failed
+            | Error::StateArea
+            | Error::NoBootRecord
+            | Error::NoBootableImage
+            | Error::SlotState => Verdict::Error,
         }
     }
 
@@ -114,6 +130,10 @@ impl<E> Error<E> {
             }
             Error::NoSuitablePatch => Error::NoSuitablePatch,
             Error::Failed => Error::Failed,
+            Error::StateArea => Error::StateArea,
+            Error::NoBootRecord => Error::NoBootRecord,
+            Error::NoBootableImage => Error::NoBootableImage,
+            Error::SlotState => Error::SlotState,
         }
     }
 }
@@ -187,6 +207,14 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
             }
             Error::NoSuitablePatch => f.write_str("no entry of the patch is for this source"),
             Error::Failed => f.write_str("the applier has already failed"),
+            Error::StateArea => f.write_str(
+                "the state area cannot hold two banks of a boot record and a checkpoint",
+            ),
+            Error::NoBootRecord => {
+                f.write_str("the state area holds no boot record (device not provisioned)")
+            }
+            Error::NoBootableImage => f.write_str("no slot holds an image that verifies"),
+            Error::SlotState => f.write_str("not allowed in the current boot state"),
         }
     }
 }

@@ -6,6 +6,24 @@
 //! to `0xFF`; a write may only clear bits, must be aligned to `WRITE` bytes,
 //! and each write unit may be written once between erases (as on flash with
 //! ECC). It counts every operation.
+//!
+//! It can also lose power. [`MockFlash::cut_at`] arms a countdown over the
+//! flash-changing operations (`write` and `erase` calls); the operation it
+//! reaches is cut in one of three ways ([`Cut`]):
+//!
+//! | cut | what the flash holds afterwards |
+//! |---|---|
+//! | [`Cut::Before`] | nothing of the operation |
+//! | [`Cut::MidWrite`] | a prefix of whole write units written, the write unit in progress with a random subset of its 1→0 transitions done (NOR can only clear bits), the rest untouched |
+//! | [`Cut::MidErase`] | the erase units before the one in progress erased, that one with random bytes (neither erased nor intact), the rest untouched |
+//!
+//! A `MidWrite` cut armed at an erase (or `MidErase` at a write) waits for
+//! the next write (erase). The write unit torn by a `MidWrite` counts as
+//! written: writing it again before an erase is refused, as on flash with
+//! ECC. From the cut on, every operation, reads included, fails with
+//! [`MockError::PowerLost`] until [`MockFlash::reboot`]: the test then
+//! builds fresh instances of everything over the same bytes, as a device
+//! does after a reset.
 
 extern crate alloc;
 use alloc::vec;
@@ -29,6 +47,30 @@ pub struct Stats {
     pub erases: u64,
 }
 
+/// How power is lost in the middle of an operation (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cut {
+    /// Just before the operation: it has no effect.
+    Before,
+    /// In the middle of a write: a prefix written, one write unit torn.
+    MidWrite,
+    /// In the middle of an erase: one erase unit left with random bytes.
+    MidErase,
+}
+
+impl Cut {
+    /// The three kinds.
+    pub const ALL: [Cut; 3] = [Cut::Before, Cut::MidWrite, Cut::MidErase];
+}
+
+/// An armed power cut.
+#[derive(Clone, Copy, Debug)]
+struct Armed {
+    /// Flash-changing operations still allowed before the cut.
+    countdown: u64,
+    kind: Cut,
+}
+
 /// Errors of a [`MockFlash`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MockError {
@@ -46,6 +88,9 @@ pub enum MockError {
         /// The first offending write unit.
         offset: u32,
     },
+    /// Power was cut (see [`MockFlash::cut_at`]); nothing works until
+    /// [`MockFlash::reboot`].
+    PowerLost,
 }
 
 impl NorFlashError for MockError {
@@ -65,6 +110,12 @@ pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE:
     written: Vec<bool>,
     /// What has been done to the flash so far.
     pub stats: Stats,
+    /// Flash-changing operations (`write` and `erase` calls that passed
+    /// their checks) so far, including a cut one.
+    pub ops: u64,
+    armed: Option<Armed>,
+    dead: bool,
+    rng: Rng,
 }
 
 impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, WRITE, ERASE> {
@@ -79,7 +130,59 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
             bytes: vec![0xFF; size],
             written: vec![false; size / WRITE],
             stats: Stats::default(),
+            ops: 0,
+            armed: None,
+            dead: false,
+            rng: Rng(0x5EED),
         }
+    }
+
+    /// Arms a power cut: the `n`-th flash-changing operation from now
+    /// (0: the next one) is cut as `kind` says; `seed` drives the random
+    /// bits a torn operation leaves. Replaces any cut already armed.
+    pub fn cut_at(&mut self, n: u64, kind: Cut, seed: u64) {
+        self.armed = Some(Armed { countdown: n, kind });
+        self.rng = Rng(seed);
+    }
+
+    /// Disarms a pending cut.
+    pub fn disarm(&mut self) {
+        self.armed = None;
+    }
+
+    /// Whether power has been cut (and not yet restored by a reboot).
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
+    /// Power comes back: operations work again, any pending cut is
+    /// disarmed. The bytes are what the cut left.
+    pub fn reboot(&mut self) {
+        self.dead = false;
+        self.armed = None;
+    }
+
+    /// Whether the operation about to run (a write if `write`) is cut,
+    /// and how; counts it.
+    fn due(&mut self, write: bool) -> Option<Cut> {
+        self.ops += 1;
+        let a = self.armed.as_mut()?;
+        if a.countdown > 0 {
+            a.countdown -= 1;
+            return None;
+        }
+        let fits = match a.kind {
+            Cut::Before => true,
+            Cut::MidWrite => write,
+            Cut::MidErase => !write,
+        };
+        if !fits {
+            return None;
+        }
+        let kind = a.kind;
+        self.armed = None;
+        self.dead = true;
+        Some(kind)
     }
 
     /// The whole contents.
@@ -121,6 +224,9 @@ impl<const R: usize, const W: usize, const E: usize> ReadNorFlash for MockFlash<
     const READ_SIZE: usize = R;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
+        if self.dead {
+            return Err(MockError::PowerLost);
+        }
         let r = self.range(offset, bytes.len(), R)?;
         bytes.copy_from_slice(&self.bytes[r]);
         self.stats.reads += 1;
@@ -138,10 +244,30 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
     const ERASE_SIZE: usize = E;
 
     fn erase(&mut self, from: u32, to: u32) -> Result<(), MockError> {
+        if self.dead {
+            return Err(MockError::PowerLost);
+        }
         let len = (to as usize)
             .checked_sub(from as usize)
             .ok_or(MockError::OutOfBounds)?;
         let r = self.range(from, len, E)?;
+        match self.due(false) {
+            None => {}
+            Some(Cut::MidErase) if len > 0 => {
+                // Units before the torn one are erased, the torn one holds
+                // random bytes, the rest is untouched.
+                let torn = self.rng.below(len / E);
+                let start = r.start + torn * E;
+                self.written[r.start / W..(start + E) / W].fill(false);
+                self.bytes[r.start..start].fill(0xFF);
+                for b in &mut self.bytes[start..start + E] {
+                    *b = self.rng.next_u64() as u8;
+                }
+                self.stats.erases += torn as u64;
+                return Err(MockError::PowerLost);
+            }
+            Some(_) => return Err(MockError::PowerLost),
+        }
         self.written[r.start / W..r.end / W]
             .iter_mut()
             .for_each(|w| *w = false);
@@ -151,6 +277,9 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
+        if self.dead {
+            return Err(MockError::PowerLost);
+        }
         let r = self.range(offset, bytes.len(), W)?;
         let units = r.start / W..r.end / W;
         // Folds rather than early exits: they vectorise, and errors are rare.
@@ -177,6 +306,27 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
                 offset: offset + i as u32,
             });
         }
+        match self.due(true) {
+            None => {}
+            Some(Cut::MidWrite) if !bytes.is_empty() => {
+                // A prefix of whole write units, then one unit with a random
+                // subset of its 1 -> 0 transitions done.
+                let n = bytes.len() / W;
+                let done = self.rng.below(n);
+                let torn = r.start + done * W;
+                self.bytes[r.start..torn].copy_from_slice(&bytes[..done * W]);
+                for (o, &b) in self.bytes[torn..torn + W]
+                    .iter_mut()
+                    .zip(&bytes[done * W..(done + 1) * W])
+                {
+                    let clear = *o & !b & self.rng.next_u64() as u8;
+                    *o &= !clear;
+                }
+                self.written[units.start..units.start + done + 1].fill(true);
+                return Err(MockError::PowerLost);
+            }
+            Some(_) => return Err(MockError::PowerLost),
+        }
         self.written[units].fill(true);
         self.bytes[r].copy_from_slice(bytes);
         self.stats.writes += 1;
@@ -187,7 +337,7 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
 
 /// A small deterministic PRNG (xorshift64*) for tests and fuzzing seeds.
 /// A zero seed is replaced by one.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Rng(pub u64);
 
 impl Rng {
@@ -239,5 +389,91 @@ mod tests {
             f.write(4, &[0; 4]),
             Err(MockError::WriteTwice { .. })
         ));
+    }
+
+    #[test]
+    fn cut_before_changes_nothing_and_kills_everything() {
+        let mut f = MockFlash::<1, 4, 256>::new(512);
+        f.write(0, &[1, 2, 3, 4]).unwrap();
+        f.cut_at(1, Cut::Before, 7);
+        f.write(4, &[0; 4]).unwrap(); // countdown 1: this one passes
+        let before = f.as_bytes().to_vec();
+        assert_eq!(f.erase(0, 256), Err(MockError::PowerLost));
+        assert!(f.is_dead());
+        assert_eq!(f.as_bytes(), &before[..]);
+        assert_eq!(f.read(0, &mut [0; 4]), Err(MockError::PowerLost));
+        assert_eq!(f.write(8, &[0; 4]), Err(MockError::PowerLost));
+        f.reboot();
+        assert!(!f.is_dead());
+        f.write(8, &[0; 4]).unwrap();
+        assert_eq!(f.ops, 4);
+    }
+
+    #[test]
+    fn mid_write_tears_one_unit_after_a_prefix() {
+        for seed in 1..200u64 {
+            let mut f = MockFlash::<1, 4, 256>::new(256);
+            f.write(0, &[0xF0; 4]).unwrap();
+            f.cut_at(0, Cut::MidWrite, seed);
+            let new = [0x0Fu8; 32];
+            assert_eq!(
+                f.write(0, &[0; 4]),
+                Err(MockError::WriteTwice { offset: 0 })
+            );
+            assert_eq!(f.write(64, &new), Err(MockError::PowerLost));
+            let b = &f.as_bytes()[64..96];
+            // Some prefix of whole units is the new data.
+            let done = b.chunks(4).take_while(|c| *c == [0x0F; 4]).count().min(7);
+            // The torn unit only lost bits the write clears.
+            for &x in &b[done * 4..done * 4 + 4] {
+                assert_eq!(
+                    x & 0x0F,
+                    0x0F,
+                    "seed {seed}: a bit was cleared that the write keeps"
+                );
+            }
+            // Everything after it is untouched.
+            assert!(b[done * 4 + 4..].iter().all(|&x| x == 0xFF), "seed {seed}");
+            f.reboot();
+            // The torn unit counts as written.
+            assert!(matches!(
+                f.write(64 + done as u32 * 4, &[0; 4]),
+                Err(MockError::WriteTwice { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn mid_erase_leaves_random_bytes_in_one_unit() {
+        let mut torn_seen = 0;
+        for seed in 1..50u64 {
+            let mut f = MockFlash::<1, 4, 256>::new(1024);
+            f.preload(0, &[0u8; 1024]);
+            f.cut_at(0, Cut::MidErase, seed);
+            assert_eq!(f.erase(0, 1024), Err(MockError::PowerLost));
+            let units: Vec<&[u8]> = f.as_bytes().chunks(256).collect();
+            let erased = units
+                .iter()
+                .take_while(|u| u.iter().all(|&b| b == 0xFF))
+                .count();
+            assert!(erased < 4, "seed {seed}");
+            let torn = units[erased];
+            assert!(torn.iter().any(|&b| b != 0xFF) && torn.iter().any(|&b| b != 0));
+            assert!(units[erased + 1..]
+                .iter()
+                .all(|u| u.iter().all(|&b| b == 0)));
+            torn_seen += erased;
+        }
+        assert!(torn_seen > 0, "the torn unit is not always the first");
+    }
+
+    #[test]
+    fn a_kind_waits_for_its_operation() {
+        let mut f = MockFlash::<1, 4, 256>::new(512);
+        f.cut_at(0, Cut::MidErase, 3);
+        f.write(0, &[0; 4]).unwrap();
+        f.write(4, &[0; 4]).unwrap();
+        assert_eq!(f.erase(256, 512), Err(MockError::PowerLost));
+        assert_eq!(f.ops, 3);
     }
 }

@@ -2,6 +2,8 @@
 //! generated image pairs, and an apply harness that watches every byte of
 //! the flash outside the target slot.
 
+pub mod device;
+
 use core::cell::RefCell;
 use std::path::PathBuf;
 

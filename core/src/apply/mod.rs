@@ -23,7 +23,7 @@
 //! RAM is `size_of::<Applier<..>>()`: nothing grows with the image or the
 //! patch. The write buffer is `W` bytes and the read cache `R` bytes.
 
-mod io;
+pub(crate) mod io;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
@@ -37,6 +37,10 @@ use io::{align_up, crc_of, crc_of_prefixes, fits, md5_of, sha256_of, Cached, Rea
 /// ring the body is decoded from.
 const BUF: usize = MAX_HEADER_LEN;
 const _: () = assert!(BUF >= MAX_OP_INPUT + 8 && BUF <= u16::MAX as usize);
+
+/// Bytes of the applier's state in a checkpoint (see `save_state`).
+pub(crate) const SAVED_LEN: usize =
+    2 + 4 + 76 + 4 + 4 + 1 + 4 + BUF + 9 + 5 + 4 + crate::codec::SAVED_LEN;
 
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

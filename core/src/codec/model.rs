@@ -32,6 +32,16 @@ pub struct Number {
 }
 
 impl Number {
+    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
+        f(&self.len);
+        f(&self.mant);
+    }
+
+    fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
+        f(&mut self.len);
+        f(&mut self.mant);
+    }
+
     const fn new() -> Self {
         Number {
             len: [PROB_INIT; 32],
@@ -150,6 +160,90 @@ impl Params {
 }
 
 impl Model {
+    /// Bytes of [`Model::save`]'s output: the context and parameter bytes,
+    /// then every probability as a little-endian `u16`.
+    pub const SAVED_LEN: usize = 2 + 2 * (12 + 1 + 2 * 256 + 256 + 4 * (32 + 128));
+
+    /// Every probability table, in the order [`Model::save`] writes them.
+    /// `save`, `load` and `SAVED_LEN` are the only places that know the
+    /// model's shape for checkpoints: change them together.
+    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
+        for k in &self.kind {
+            f(k);
+        }
+        f(core::slice::from_ref(&self.seek_sign));
+        for l in &self.lit {
+            f(l);
+        }
+        f(&self.diff);
+        for n in [
+            &self.copy_len,
+            &self.seek_len,
+            &self.seek_mag,
+            &self.lit_len,
+        ] {
+            n.tables(f);
+        }
+    }
+
+    fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
+        for k in &mut self.kind {
+            f(k);
+        }
+        f(core::slice::from_mut(&mut self.seek_sign));
+        for l in &mut self.lit {
+            f(l);
+        }
+        f(&mut self.diff);
+        for n in [
+            &mut self.copy_len,
+            &mut self.seek_len,
+            &mut self.seek_mag,
+            &mut self.lit_len,
+        ] {
+            n.tables_mut(f);
+        }
+    }
+
+    /// Writes the whole adaptive state ([`Model::SAVED_LEN`] bytes): the
+    /// previous-operation context, the parameter byte, every probability.
+    pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
+        out(&[self.prev, self.params.to_byte()]);
+        self.tables(&mut |t| {
+            for p in t {
+                out(&p.to_le_bytes());
+            }
+        });
+    }
+
+    /// Reads what [`Model::save`] wrote, in place; `false` if `input` fails
+    /// or a value is out of range (a probability outside `1..2048`, an
+    /// unknown context or parameter byte).
+    pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
+        let mut b = [0u8; 2];
+        if !input(&mut b) {
+            return false;
+        }
+        let Some(params) = Params::from_byte(b[1]) else {
+            return false;
+        };
+        if b[0] as usize > AFTER_LIT {
+            return false;
+        }
+        self.prev = b[0];
+        self.params = params;
+        let mut ok = true;
+        self.tables_mut(&mut |t| {
+            for p in t {
+                let mut w = [0u8; 2];
+                ok &= input(&mut w);
+                *p = u16::from_le_bytes(w);
+                ok &= *p > 0 && (*p as u32) < super::rc::PROB_ONE;
+            }
+        });
+        ok
+    }
+
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {

@@ -139,6 +139,29 @@ pub trait ByteSource {
 }
 
 impl DecoderState {
+    /// Bytes of [`DecoderState::save`]'s output.
+    pub const SAVED_LEN: usize = 8;
+
+    /// Writes the state: `range`, `code`, little-endian.
+    pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
+        out(&self.range.to_le_bytes());
+        out(&self.code.to_le_bytes());
+    }
+
+    /// Reads what [`DecoderState::save`] wrote; `false` if `input` fails or
+    /// the state is not one the decoder reaches (`range` below 2²⁴ after
+    /// normalisation, or `code` not below `range`).
+    pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
+        let mut b = [0u8; 8];
+        if !input(&mut b) {
+            return false;
+        }
+        let range = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let code = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        *self = DecoderState { range, code };
+        range >= TOP && code < range
+    }
+
     /// Starts decoding from the first [`INIT_BYTES`] of a stream. Returns
     /// `None` when the stream cannot have come from the encoder.
     pub fn start(src: &mut impl ByteSource) -> Option<Self> {

@@ -1,0 +1,82 @@
+//! A simulated device for slot tests: one [`MockFlash`] holding slot A,
+//! slot B and the state area, and the boot stage and application as
+//! functions that build everything afresh over the same bytes (nothing but
+//! the flash survives a "reset").
+
+use core::cell::RefCell;
+
+use flashpatch::mock::{MockError, MockFlash};
+use flashpatch::slots::{Boot, Config, Layout, Slot, Slots};
+use flashpatch::{Error, Partition, PartitionError};
+
+/// The device's flash error.
+pub type DevError = Error<PartitionError<MockError>>;
+
+/// The slot manager as the device builds it.
+pub type DevSlots<'a, const E: usize> =
+    Slots<Partition<'a, MockFlash<1, 4, E>>, Partition<'a, MockFlash<1, 4, E>>>;
+
+/// A device: flash with erase units of `E` bytes.
+pub struct Device<const E: usize> {
+    /// The flash; survives resets.
+    pub flash: RefCell<MockFlash<1, 4, E>>,
+    /// Where the slots and state area are.
+    pub layout: Layout,
+    /// Slot manager settings.
+    pub config: Config,
+}
+
+impl<const E: usize> Device<E> {
+    /// A device with slots of `slot` bytes (rounded up to erase units) and
+    /// a state area of `state_units` erase units; slot A holds `image`,
+    /// provisioned as the running, confirmed image.
+    pub fn provisioned(image: &[u8], slot: usize, state_units: usize) -> Self {
+        let slot = slot.div_ceil(E).max(1) * E;
+        let state = state_units * E;
+        let layout = Layout::new(
+            E as u32,
+            0,
+            slot as u32,
+            slot as u32,
+            2 * slot as u32,
+            state as u32,
+        );
+        let mut flash = MockFlash::<1, 4, E>::new(2 * slot + state);
+        flash.preload(0, image);
+        let dev = Device {
+            flash: RefCell::new(flash),
+            layout,
+            config: Config::default(),
+        };
+        dev.slots()
+            .unwrap()
+            .provision(Slot::A, image.len() as u32)
+            .unwrap();
+        dev
+    }
+
+    /// The slot manager, built afresh over the flash (as after a reset).
+    pub fn slots(&self) -> Result<DevSlots<'_, E>, DevError> {
+        let [a, b, s] = self.layout.partitions(&self.flash).unwrap();
+        Slots::new(a, b, s, self.config)
+    }
+
+    /// The boot stage: builds the slot manager and selects.
+    pub fn boot(&self) -> Result<Boot, DevError> {
+        self.slots()?.select()
+    }
+
+    /// The first `len` bytes of `slot`.
+    pub fn slot_bytes(&self, slot: Slot, len: usize) -> Vec<u8> {
+        let at = match slot {
+            Slot::A => self.layout.slot_a,
+            Slot::B => self.layout.slot_b,
+        } as usize;
+        self.flash.borrow().as_bytes()[at..at + len].to_vec()
+    }
+
+    /// Flash operation counters so far.
+    pub fn stats(&self) -> flashpatch::mock::Stats {
+        self.flash.borrow().stats
+    }
+}

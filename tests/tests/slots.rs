@@ -1,0 +1,193 @@
+//! A/B slots: provisioning, update, activation, trial boot, confirmation,
+//! rollback, and the checks that refuse what must not happen.
+
+use flashpatch::slots::{Boot, Installed, Layout, Slot};
+use flashpatch::{Error, Outcome, Status};
+use flashpatch_tests::device::{DevError, Device};
+use flashpatch_tests::firmware_pair;
+
+const E: usize = 4096;
+
+/// The application's side of an update: patch in, image installed.
+fn install(dev: &Device<E>, patch: &[u8], chunk: usize) -> Result<Installed, DevError> {
+    let mut slots = dev.slots()?;
+    let mut up = slots.begin_update()?;
+    for piece in patch.chunks(chunk) {
+        if let Status::Done(_) = up.feed(piece)? {
+            break;
+        }
+    }
+    up.finish()
+}
+
+fn activate(dev: &Device<E>, installed: &Installed) {
+    dev.slots().unwrap().activate(installed).unwrap();
+}
+
+fn boots(slot: Slot, trial: bool, rolled_back: bool) -> Boot {
+    Boot {
+        slot,
+        trial,
+        rolled_back,
+    }
+}
+
+#[test]
+fn a_confirmed_boot_writes_nothing() {
+    let (old, _) = firmware_pair(1, 20_000);
+    let dev = Device::<E>::provisioned(&old, 32 * 1024, 2);
+    let before = dev.stats();
+    for _ in 0..5 {
+        assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, false));
+    }
+    let after = dev.stats();
+    assert_eq!((after.writes, after.erases), (before.writes, before.erases));
+}
+
+#[test]
+fn update_activate_trial_confirm() {
+    let (old, new) = firmware_pair(2, 30_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 40 * 1024, 2);
+    let inst = install(&dev, &patch, 97).unwrap();
+    assert_eq!(inst.slot, Slot::B);
+    assert_eq!(inst.outcome, Outcome::Applied);
+    assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);
+    assert_eq!(
+        dev.slot_bytes(Slot::A, old.len()),
+        old,
+        "the running slot was written"
+    );
+    // Not active yet.
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, false));
+    activate(&dev, &inst);
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, true, false));
+    let st = dev.slots().unwrap().state().unwrap();
+    assert!(st.trial && st.attempts == 1 && st.active == Slot::B);
+    dev.slots().unwrap().confirm().unwrap();
+    for _ in 0..4 {
+        assert_eq!(dev.boot().unwrap(), boots(Slot::B, false, false));
+    }
+    // And back again: B -> A with the reverse patch.
+    let back = host_genpat::diff(&new, &old, &Default::default()).unwrap();
+    let inst = install(&dev, &back, 4096).unwrap();
+    assert_eq!(inst.slot, Slot::A);
+    activate(&dev, &inst);
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, true, false));
+    dev.slots().unwrap().confirm().unwrap();
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, false));
+    assert_eq!(dev.slot_bytes(Slot::A, old.len()), old);
+}
+
+#[test]
+fn an_unconfirmed_trial_rolls_back_after_n_boots() {
+    let (old, new) = firmware_pair(3, 10_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let mut dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    dev.config.max_boot_attempts = 2;
+    let inst = install(&dev, &patch, 1000).unwrap();
+    activate(&dev, &inst);
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, true, false));
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, true, false));
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, true));
+    // The application learns it, and the state stays rolled back.
+    let st = dev.slots().unwrap().state().unwrap();
+    assert!(st.rolled_back && !st.trial && st.active == Slot::A);
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, true));
+    // A later update clears the flag once activated.
+    let inst = install(&dev, &patch, 1000).unwrap();
+    activate(&dev, &inst);
+    assert!(!dev.slots().unwrap().state().unwrap().rolled_back);
+}
+
+#[test]
+fn a_damaged_trial_image_is_never_booted() {
+    let (old, new) = firmware_pair(4, 12_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    let inst = install(&dev, &patch, 333).unwrap();
+    activate(&dev, &inst);
+    // Damage slot B behind the slot manager's back: one bit.
+    {
+        let mut f = dev.flash.borrow_mut();
+        let at = dev.layout.slot_b as usize + 5000;
+        let mut bytes = f.as_bytes()[..].to_vec();
+        bytes[at] ^= 0x10;
+        let mut fresh = flashpatch::mock::MockFlash::<1, 4, E>::new(bytes.len());
+        fresh.preload(0, &bytes);
+        *f = fresh;
+    }
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, true));
+}
+
+#[test]
+fn what_is_not_allowed_is_refused() {
+    let (old, new) = firmware_pair(5, 8_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    // Provisioning twice.
+    assert_eq!(
+        dev.slots().unwrap().provision(Slot::B, 100),
+        Err(Error::SlotState)
+    );
+    // A patch for another source: nothing to activate, nothing written to A.
+    let (other, _) = firmware_pair(6, 8_000);
+    let wrong = host_genpat::diff(&other, &new, &Default::default()).unwrap();
+    assert_eq!(
+        install(&dev, &wrong, 512).unwrap_err(),
+        Error::NoSuitablePatch
+    );
+    // Activating an image the slot does not hold.
+    let mut inst = install(&dev, &patch, 512).unwrap();
+    inst.image.sha256[0] ^= 1;
+    assert_eq!(
+        dev.slots().unwrap().activate(&inst),
+        Err(Error::TargetMismatch)
+    );
+    inst.image.sha256[0] ^= 1;
+    activate(&dev, &inst);
+    // An update while on trial.
+    dev.boot().unwrap();
+    assert!(matches!(
+        dev.slots().unwrap().begin_update().err(),
+        Some(Error::SlotState)
+    ));
+    // A patch whose target is running: installed in the active slot,
+    // activation writes nothing.
+    dev.slots().unwrap().confirm().unwrap();
+    let again = install(&dev, &patch, 512).unwrap();
+    assert_eq!(
+        (again.slot, again.outcome),
+        (Slot::B, Outcome::AlreadyInstalled)
+    );
+    let w = dev.stats().writes;
+    activate(&dev, &again);
+    assert_eq!(dev.stats().writes, w);
+}
+
+#[test]
+fn an_empty_device_has_nothing_to_boot() {
+    let dev = Device::<E>::provisioned(&[1, 2, 3], 8192, 2);
+    // Wipe the state area.
+    {
+        let mut f = dev.flash.borrow_mut();
+        use embedded_storage::nor_flash::NorFlash;
+        let s = dev.layout.state;
+        f.erase(s, s + dev.layout.state_size).unwrap();
+    }
+    assert_eq!(dev.boot(), Err(Error::NoBootRecord));
+}
+
+#[test]
+fn the_state_area_must_hold_two_banks() {
+    let flash = core::cell::RefCell::new(flashpatch::mock::MockFlash::<1, 4, 1024>::new(16 * 1024));
+    let l = Layout::new(1024, 0, 4096, 4096, 8192, 4096); // banks of 2 KiB: too small
+    let [a, b, s] = l.partitions(&flash).unwrap();
+    assert!(matches!(
+        flashpatch::slots::Slots::new(a, b, s, Default::default()).err(),
+        Some(Error::StateArea)
+    ));
+    let l = Layout::new(1024, 0, 4096, 4096, 8192, 8192); // banks of 4 KiB
+    let [a, b, s] = l.partitions(&flash).unwrap();
+    assert!(flashpatch::slots::Slots::new(a, b, s, Default::default()).is_ok());
+}
