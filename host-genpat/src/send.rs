@@ -161,7 +161,9 @@ impl Wire<'_> {
                 Err(e)
                     if matches!(
                         e.kind(),
-                        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        io::ErrorKind::TimedOut
+                            | io::ErrorKind::WouldBlock
+                            | io::ErrorKind::Interrupted
                     ) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -237,14 +239,16 @@ pub fn send(
     let started = Instant::now();
     let (mut acked, mut next, mut window) = (0u32, 0u32, 0u32);
     let mut begun = false;
+    let mut ask_begin = true;
     let mut resumed_from = 0;
     let mut bytes_sent = 0u64;
     let mut silent = 0;
     let mut transfer_end: Option<Instant> = None;
     let mut result: Option<(u8, String)> = None;
     while result.is_none() {
-        if !begun {
+        if ask_begin {
             w.send(&HostMsg::Begin { size, crc32 })?;
+            ask_begin = false;
         }
         // Send what the window allows.
         while begun && next < size {
@@ -269,26 +273,36 @@ pub fn send(
                 }));
             }
             if transfer_end.is_none() {
-                // Ask where to continue.
+                // Something was lost: ask where to continue.
                 begun = false;
+                ask_begin = true;
             }
             continue;
         };
         silent = 0;
         match ev {
-            Event::Ack { offset, window: win } => {
+            Event::Ack {
+                offset,
+                window: win,
+            } => {
                 if !begun {
                     begun = true;
-                    resumed_from = if bytes_sent == 0 { offset } else { resumed_from };
+                    resumed_from = if bytes_sent == 0 {
+                        offset
+                    } else {
+                        resumed_from
+                    };
                     if bytes_sent == 0 {
                         events.start(offset, size);
                     }
                     next = offset;
-                } else if offset <= acked && offset < next {
-                    // The device wants an earlier offset: go back there.
-                    next = offset;
+                    acked = offset;
                 }
-                acked = offset;
+                // An Ack that does not advance (the answer to a chunk the
+                // device did not expect) changes nothing: a lost chunk is
+                // resent after the timeout, from the Ack to a new Begin.
+                acked = acked.max(offset);
+                next = next.max(acked);
                 window = win;
                 events.acked(acked, size);
                 if acked >= size && transfer_end.is_none() {
@@ -297,11 +311,14 @@ pub fn send(
             }
             Event::Progress { stage, done, total } => events.stage(stage, done, total),
             Event::Result { code, text } => result = Some((code, text)),
-            Event::Hello(_) => {
+            Event::Hello(_) if begun => {
                 // The device restarted under us (power cut): begin again.
                 begun = false;
+                ask_begin = true;
                 transfer_end = None;
             }
+            // An announcement sent before our Begin was read.
+            Event::Hello(_) => {}
         }
     }
     let (code, text) = result.unwrap_or_default();

@@ -299,8 +299,14 @@ fn staged_transfer_resumes_after_power_cuts_and_applies() {
         let dst = Partition::new(&flash, SLOT, SLOT).unwrap();
         let mut applier: Applier<_, _> = Applier::new(src, dst);
         let mut calls = 0;
-        let outcome =
-            proto::apply_staged(&mut stage, &mut applier, &mut [0u8; 256], |_| calls += 1).unwrap();
+        proto::feed_staged(
+            &mut stage,
+            &mut [0u8; 256],
+            |c| applier.feed(c),
+            |_| calls += 1,
+        )
+        .unwrap();
+        let outcome = applier.finish().unwrap();
         assert_eq!(outcome, Outcome::Applied);
         assert_eq!(calls, patch.len().div_ceil(256));
         let _ = (applier.into_parts(), stage.into_inner());

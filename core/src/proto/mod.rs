@@ -9,20 +9,21 @@
 //!   arrives, so that a transfer resumes after a power cut.
 //!
 //! The device side of a session is [`handle`] (what to answer to a host
-//! message) and [`apply_staged`] (feeds the stored patch to an
-//! [`Applier`]); the firmware adds the link and the slot activation.
+//! message) and [`feed_staged`] (feeds the stored patch to an
+//! applier); the firmware adds the link and the slot activation.
 
+pub mod device;
 pub mod frame;
 pub mod msg;
 pub mod stage;
 
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+use embedded_storage::nor_flash::NorFlash;
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME};
 pub use msg::{Announce, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION};
 pub use stage::{StageError, Staging};
 
-use crate::{Applier, Error, Outcome, Progress, Status, Verdict};
+use crate::{Error, Status, Verdict};
 
 /// What a device does about a host message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub enum Action {
     /// Announce itself ([`DeviceMsg::Hello`]).
     Announce,
     /// Send [`DeviceMsg::Ack`]; if `complete`, the patch is all stored:
-    /// apply it next ([`apply_staged`]).
+    /// apply it next ([`feed_staged`]).
     Ack {
         /// Bytes stored.
         offset: u32,
@@ -67,19 +68,19 @@ pub fn handle<F: NorFlash>(staging: &mut Staging<F>, msg: &HostMsg<'_>) -> Actio
     }
 }
 
-/// Feeds the patch stored in `staging` to `applier`, reading it through
-/// `buf` (a multiple of 4 bytes), and calls `progress` after each piece.
-/// The patch must be complete ([`Staging::complete`]).
-pub fn apply_staged<F, S, T, const W: usize, const R: usize>(
+/// Hands the patch stored in `staging` to `feed` (an applier's or an
+/// update's `feed`), read through `buf` (its length rounded down to a
+/// multiple of 4 bytes, at least 4), and calls `progress` with the bytes
+/// fed so far after each piece. The patch must be complete
+/// ([`Staging::complete`]); the caller then calls the applier's `finish`.
+pub fn feed_staged<F, E>(
     staging: &mut Staging<F>,
-    applier: &mut Applier<S, T, W, R>,
     buf: &mut [u8],
-    mut progress: impl FnMut(Progress),
-) -> Result<Outcome, Error<T::Error>>
+    mut feed: impl FnMut(&[u8]) -> Result<Status, Error<E>>,
+    mut progress: impl FnMut(u32),
+) -> Result<(), Error<E>>
 where
-    F: NorFlash<Error = T::Error>,
-    T: NorFlash,
-    S: ReadNorFlash<Error = T::Error>,
+    F: NorFlash<Error = E>,
 {
     let size = staging.resume().map_or(0, |r| r.size);
     let step = buf.len() as u32 & !3;
@@ -91,13 +92,9 @@ where
         let n = step.min(size - at) as usize;
         let nr = n.next_multiple_of(4);
         staging.read(at, &mut buf[..nr]).map_err(Error::Flash)?;
-        let status = applier.feed(&buf[..n])?;
+        feed(&buf[..n])?;
         at += n as u32;
-        if let (Status::Done(o), true) = (status, at == size) {
-            progress(applier.progress());
-            return Ok(o);
-        }
-        progress(applier.progress());
+        progress(at);
     }
-    applier.finish()
+    Ok(())
 }

@@ -96,7 +96,8 @@ fn open(args: &SendArgs) -> Result<(Box<dyn Link>, String), Failure> {
     if let Some(path) = &args.unix {
         let shown = path.display().to_string();
         let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| fail(&shown, &e))?;
-        s.set_read_timeout(Some(POLL)).map_err(|e| fail(&shown, &e))?;
+        s.set_read_timeout(Some(POLL))
+            .map_err(|e| fail(&shown, &e))?;
         return Ok((Box::new(s), shown));
     }
     Err(Failure::new(
@@ -133,10 +134,11 @@ impl SendEvents for Bar {
             eprintln!("genpat: the device holds {offset} bytes of this patch: resuming");
         }
         if self.terminal {
-            let style =
-                ProgressStyle::with_template("  sending [{wide_bar}] {bytes}/{total_bytes}  {bytes_per_sec}")
-                    .map(|s| s.progress_chars("=> "))
-                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "  sending [{wide_bar}] {bytes}/{total_bytes}  {bytes_per_sec}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             let bar = ProgressBar::new(size as u64).with_style(style);
             bar.set_position(offset as u64);
             self.bar = Some(bar);
