@@ -318,3 +318,128 @@ pub fn apply_structured(data: &[u8]) -> Verdict {
     }
     verdict(&g)
 }
+
+/// Harness (c): bytes from the link into a device's protocol session. The
+/// first byte picks raw bytes (even) or a stream of well-formed frames
+/// whose messages the rest of the input chooses (odd: `Begin` for the
+/// fixture's patch or another size, `Chunk`s of it at chosen offsets with
+/// bytes perhaps changed, `Hello`), so that the staging logic is reached.
+/// Properties: no panic; the staging partition's neighbours never change;
+/// every payload the frame decoder returns has a sound CRC (it decodes or
+/// is refused as a message); once a transfer is complete, the staged patch
+/// goes through the applier with the guarded-flash checks of harness (a).
+/// Returns the frames accepted and whether a transfer completed.
+pub fn proto_session(data: &[u8]) -> (usize, bool) {
+    use core::cell::RefCell;
+    use flashpatch::mock::MockFlash;
+    use flashpatch::proto::{self, frame, Action, FrameDecoder, HostMsg, Staging};
+    use flashpatch::Partition;
+
+    const UNIT: usize = 4096;
+    const STAGE: usize = 4 * UNIT;
+    let f = fixture();
+    let patch = &f.file;
+    let mut c = Cursor(data);
+    let mode = c.u8();
+    // The link: raw input, or frames built from the input's choices.
+    let mut link = Vec::new();
+    if mode & 1 == 0 {
+        link.extend_from_slice(c.0);
+    } else {
+        let mut out = [0u8; proto::MAX_FRAME];
+        // Where the transfer continues: chunks mostly go there.
+        let mut next = 0usize;
+        while !c.done() {
+            let mut chunk = [0u8; proto::MAX_CHUNK];
+            let msg = match c.below(4) {
+                0 => HostMsg::Hello,
+                1 => HostMsg::Begin {
+                    size: if c.u8() & 7 != 0 {
+                        next = 0;
+                        patch.len() as u32
+                    } else {
+                        c.u32() % (2 * STAGE as u32)
+                    },
+                    crc32: flashpatch::crc32::crc32(patch),
+                },
+                _ => {
+                    let offset = if c.u8() & 3 != 0 && next < patch.len() {
+                        next
+                    } else {
+                        c.below(patch.len() / 4 + 1) * 4
+                    };
+                    let n = (4 * (1 + c.below(proto::MAX_CHUNK / 4))).min(patch.len() - offset);
+                    if offset == next {
+                        next += n;
+                    }
+                    let offset = offset as u32;
+                    chunk[..n].copy_from_slice(&patch[offset as usize..offset as usize + n]);
+                    if c.u8() & 7 == 0 && n > 0 {
+                        chunk[c.below(n)] ^= 1 << c.below(8);
+                    }
+                    HostMsg::Chunk {
+                        offset,
+                        data: &chunk[..n],
+                    }
+                }
+            };
+            let n = frame::encode(&msg, &mut out).expect("a message fits a frame");
+            link.extend_from_slice(&out[..n]);
+            if c.u8() & 15 == 0 {
+                // Line noise between frames.
+                link.push(c.u8());
+            }
+        }
+    }
+
+    let flash = RefCell::new(MockFlash::<1, 4, UNIT>::new(STAGE + 2 * UNIT));
+    let before = flash.borrow().as_bytes().to_vec();
+    let mut staging = Staging::open(Partition::new(&flash, UNIT as u32, STAGE as u32).unwrap())
+        .expect("the mock flash works");
+    let mut frames = FrameDecoder::new();
+    let mut accepted = 0;
+    let mut rest = &link[..];
+    let mut complete = false;
+    while !rest.is_empty() {
+        let (used, got) = frames.feed(rest);
+        rest = &rest[used..];
+        let Some(Ok(payload)) = got else { continue };
+        let Ok(msg) = frame::decode::<HostMsg>(payload) else {
+            continue;
+        };
+        accepted += 1;
+        if let Action::Ack { complete: true, .. } = proto::handle(&mut staging, &msg) {
+            complete = true;
+        }
+    }
+    {
+        let after = flash.borrow();
+        let after = after.as_bytes();
+        assert!(
+            after[..UNIT] == before[..UNIT],
+            "flash before the staging area changed"
+        );
+        assert!(
+            after[UNIT + STAGE..] == before[UNIT + STAGE..],
+            "flash after the staging area changed"
+        );
+    }
+    if complete {
+        // What was staged goes through the applier like any patch file.
+        let mut staged = Vec::new();
+        let mut buf = [0u8; 64];
+        let _ = proto::feed_staged(
+            &mut staging,
+            &mut buf,
+            |piece| {
+                staged.extend_from_slice(piece);
+                Ok(flashpatch::Status::NeedMore)
+            },
+            |_| {},
+        );
+        let old = &f.images[0];
+        let g = apply_guarded(&staged, old, SLOT, 61, SLOT);
+        check(&staged, old, &g);
+    }
+    (accepted, complete)
+}

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use flashpatch::Verdict;
-use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture};
+use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture, proto_session};
 use flashpatch_tests::Rng;
 
 /// How often each verdict came out.
@@ -112,4 +112,33 @@ fn apply_structured_replay() {
         "apply_structured: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}"
     );
     tally.assert_covers_all();
+}
+
+#[test]
+fn proto_session_replay() {
+    let kept = regressions("proto_session", |d| {
+        proto_session(d);
+        Verdict::Ok
+    });
+    let mut r = Rng(7);
+    let (mut runs, mut frames, mut complete) = (0, 0, 0);
+    for i in 0..600 {
+        let n = r.below(if i % 2 == 0 { 300 } else { 3000 });
+        let mut data = r.bytes(n);
+        if let Some(b) = data.first_mut() {
+            *b = i as u8; // alternate raw bytes and built frames
+        }
+        let (f, done) = proto_session(&data);
+        frames += f;
+        complete += done as usize;
+        runs += 1;
+    }
+    assert!(
+        frames > runs,
+        "built frames must get through: {frames} in {runs} runs"
+    );
+    assert!(complete > 0, "no seeded run completed a transfer");
+    println!(
+        "proto_session: {runs} seeded inputs ({frames} frames accepted, {complete} transfers completed and applied), {kept} kept regressions, 0 failures"
+    );
 }
