@@ -113,6 +113,9 @@ pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE:
     /// Flash-changing operations (`write` and `erase` calls that passed
     /// their checks) so far, including a cut one.
     pub ops: u64,
+    /// When `Some`, the start of every erase unit erased (or torn) is
+    /// appended, in order.
+    pub erase_log: Option<Vec<u32>>,
     armed: Option<Armed>,
     dead: bool,
     rng: Rng,
@@ -131,6 +134,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
             written: vec![false; size / WRITE],
             stats: Stats::default(),
             ops: 0,
+            erase_log: None,
             armed: None,
             dead: false,
             rng: Rng(0x5EED),
@@ -155,6 +159,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
             armed: None,
             dead: false,
             rng: Rng(0x5EED),
+            erase_log: None,
         }
     }
 
@@ -277,6 +282,9 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
             .checked_sub(from as usize)
             .ok_or(MockError::OutOfBounds)?;
         let r = self.range(from, len, E)?;
+        if let Some(log) = &mut self.erase_log {
+            log.extend((r.start..r.end).step_by(E).map(|u| u as u32));
+        }
         match self.due(false) {
             None => {}
             Some(Cut::MidErase) if len > 0 => {

@@ -7,6 +7,7 @@ pub mod container;
 pub mod encode;
 pub mod keys;
 pub mod plan;
+pub mod send;
 
 use flashpatch::codec::{Params, CODEC_RC2};
 use flashpatch::format::{EntryHeader, VERSION};

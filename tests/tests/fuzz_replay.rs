@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use flashpatch::Verdict;
-use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture};
+use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture, proto_session};
 use flashpatch_tests::Rng;
 
 /// How often each verdict came out.
@@ -90,6 +90,17 @@ fn apply_bytes_replay() {
 #[test]
 fn apply_structured_replay() {
     let kept = regressions("apply_structured", apply_structured);
+    // Image 0, chunk 1, the signed file applied with its key, no edits;
+    // then the same with one signature or body-digest bit flipped.
+    let signed = [0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+    assert_eq!(apply_structured(&signed), Verdict::Ok);
+    for bit in 0..8u8 {
+        // One edit, of entry 0: op 13 (a trust bit), which one by `bit`.
+        let mut data = signed[..9].to_vec();
+        data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0]);
+        data.extend_from_slice(&[bit, bit, 0, 0, 0, bit, 0, 0, 0]);
+        assert_eq!(apply_structured(&data), Verdict::Corrupt, "trust bit {bit}");
+    }
     let mut r = Rng(6);
     let mut tally = Tally::default();
     for _ in 0..1500 {
@@ -101,4 +112,33 @@ fn apply_structured_replay() {
         "apply_structured: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}"
     );
     tally.assert_covers_all();
+}
+
+#[test]
+fn proto_session_replay() {
+    let kept = regressions("proto_session", |d| {
+        proto_session(d);
+        Verdict::Ok
+    });
+    let mut r = Rng(7);
+    let (mut runs, mut frames, mut complete) = (0, 0, 0);
+    for i in 0..600 {
+        let n = r.below(if i % 2 == 0 { 300 } else { 3000 });
+        let mut data = r.bytes(n);
+        if let Some(b) = data.first_mut() {
+            *b = i as u8; // alternate raw bytes and built frames
+        }
+        let (f, done) = proto_session(&data);
+        frames += f;
+        complete += done as usize;
+        runs += 1;
+    }
+    assert!(
+        frames > runs,
+        "built frames must get through: {frames} in {runs} runs"
+    );
+    assert!(complete > 0, "no seeded run completed a transfer");
+    println!(
+        "proto_session: {runs} seeded inputs ({frames} frames accepted, {complete} transfers completed and applied), {kept} kept regressions, 0 failures"
+    );
 }

@@ -223,7 +223,7 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
     let (applier, model) = device::ram()?;
     println!("\n**Device side**\n");
     println!("- RAM: the applier as `genpat apply` instantiates it (64-byte write buffer, 64-byte read cache) is {applier} bytes (`size_of`), of which the codec model {model}.");
-    let c = device::code_size()?;
+    let c = device::code_size(false)?;
     let parts: Vec<String> = c
         .parts
         .iter()
@@ -236,6 +236,14 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         c.text,
         parts.join(", "),
         c.rodata
+    );
+    let s = device::code_size(true)?;
+    println!(
+        "- Code with the signature check (feature `sign`: Ed25519 with `opt_size`, body SHA-256): {} bytes of `.text` (+{}) and {} bytes of `.rodata` (+{}).",
+        s.text,
+        s.text.saturating_sub(c.text),
+        s.rodata,
+        s.rodata.saturating_sub(c.rodata)
     );
     let measured: Vec<_> = rows.iter().filter_map(|r| Some((r, r.instr?))).collect();
     if measured.is_empty() {

@@ -51,11 +51,22 @@ pub struct CodeSize {
     pub parts: [(&'static str, u64); 5],
 }
 
-/// Builds the probe for [`TARGET`] and measures it.
-pub fn code_size() -> Result<CodeSize, String> {
+/// Builds the probe for [`TARGET`] (with the signature check too if
+/// `sign`) and measures it.
+pub fn code_size(sign: bool) -> Result<CodeSize, String> {
+    let dir = if sign {
+        format!("{PROBE_DIR}-sign")
+    } else {
+        PROBE_DIR.to_string()
+    };
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--quiet", "--manifest-path", PROBE])
-        .args(["--target", TARGET, "--target-dir", PROBE_DIR])
+        .args(["--target", TARGET, "--target-dir", &dir])
+        .args(if sign {
+            &["--features", "sign"][..]
+        } else {
+            &[]
+        })
         .env("RUSTFLAGS", COMPACT_SHA)
         .status()
         .map_err(|e| format!("cannot build the size probe: {e}"))?;
@@ -64,7 +75,7 @@ pub fn code_size() -> Result<CodeSize, String> {
             "building the size probe failed (is the target installed? `rustup target add {TARGET}`)"
         ));
     }
-    let elf = Path::new(PROBE_DIR)
+    let elf = Path::new(&dir)
         .join(TARGET)
         .join("release/flashpatch-apply-size");
     let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;

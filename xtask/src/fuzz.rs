@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 /// The targets of `fuzz/Cargo.toml`.
-pub const TARGETS: [&str; 2] = ["apply_bytes", "apply_structured"];
+pub const TARGETS: [&str; 3] = ["apply_bytes", "apply_structured", "proto_session"];
 
 fn cargo_program() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())

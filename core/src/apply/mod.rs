@@ -24,6 +24,7 @@
 //! patch. The write buffer is `W` bytes and the read cache `R` bytes.
 
 pub(crate) mod io;
+mod resume;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
@@ -38,9 +39,7 @@ use io::{align_up, crc_of, crc_of_prefixes, fits, md5_of, sha256_of, Cached, Rea
 const BUF: usize = MAX_HEADER_LEN;
 const _: () = assert!(BUF >= MAX_OP_INPUT + 8 && BUF <= u16::MAX as usize);
 
-/// Bytes of the applier's state in a checkpoint (see `save_state`).
-pub(crate) const SAVED_LEN: usize =
-    2 + 4 + 76 + 4 + 4 + 1 + 4 + BUF + 9 + 5 + 4 + crate::codec::SAVED_LEN;
+pub(crate) use resume::SAVED_LEN;
 
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +142,12 @@ pub struct Applier<S, T, const W: usize = 64, const R: usize = 64> {
     job: Job,
     writer: Writer<W>,
     cache: ReadCache<R>,
+    /// Target bytes between checkpoints (0: none).
+    ckpt_every: u32,
+    /// Where the next checkpoint is due.
+    ckpt_next: u32,
+    /// Decoding stopped at a checkpoint.
+    paused: bool,
     #[cfg(feature = "sign")]
     gate: Gate,
 }
@@ -249,6 +254,9 @@ where
             job: Job::None,
             writer: Writer::new(),
             cache: ReadCache::new(),
+            ckpt_every: 0,
+            ckpt_next: 0,
+            paused: false,
             #[cfg(feature = "sign")]
             gate: Gate {
                 key: None,
@@ -304,9 +312,23 @@ where
     /// the patch is cut into chunks. After an error the applier refuses
     /// further input ([`Error::Failed`]).
     pub fn feed(&mut self, chunk: &[u8]) -> Res<Status, T::Error> {
+        let mut chunk = chunk;
+        loop {
+            match self.feed_some(&mut chunk)? {
+                Some(status) => return Ok(status),
+                None => self.paused = false,
+            }
+        }
+    }
+
+    /// Takes bytes from the front of `chunk` until it is used up or a
+    /// checkpoint is due; `None` in the second case (`chunk` then holds
+    /// what is left, and the applier stays paused until called again).
+    pub(crate) fn feed_some(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>, T::Error> {
         if self.phase == Phase::Failed {
             return Err(Error::Failed);
         }
+        self.paused = false;
         let r = self.run(chunk);
         if r.is_err() {
             self.phase = Phase::Failed;
@@ -327,7 +349,11 @@ where
         }
     }
 
-    fn run(&mut self, mut chunk: &[u8]) -> Res<Status, T::Error> {
+    fn run(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>, T::Error> {
+        self.run_inner(chunk).map(|s| (!self.paused).then_some(s))
+    }
+
+    fn run_inner(&mut self, chunk: &mut &[u8]) -> Res<Status, T::Error> {
         loop {
             match self.phase {
                 Phase::Done | Phase::Failed => {
@@ -343,7 +369,7 @@ where
                     self.buf[self.len as usize..self.len as usize + n].copy_from_slice(&chunk[..n]);
                     self.len += n as u16;
                     self.consumed = self.consumed.saturating_add(n as u32);
-                    chunk = &chunk[n..];
+                    *chunk = &chunk[n..];
                     if self.len < self.need {
                         return Ok(Status::NeedMore);
                     }
@@ -354,7 +380,7 @@ where
                     self.body_crc.update(&chunk[..n]);
                     self.body_left -= n as u32;
                     self.consumed = self.consumed.saturating_add(n as u32);
-                    chunk = &chunk[n..];
+                    *chunk = &chunk[n..];
                     if self.body_left > 0 {
                         return Ok(Status::NeedMore);
                     }
@@ -377,8 +403,11 @@ where
                     self.len += n as u16;
                     self.body_left -= n as u32;
                     self.consumed = self.consumed.saturating_add(n as u32);
-                    chunk = &chunk[n..];
+                    *chunk = &chunk[n..];
                     self.decode()?;
+                    if self.paused {
+                        return Ok(Status::NeedMore);
+                    }
                     if self.out == self.entry.target.size && self.started && self.job == Job::None {
                         // The coder uses up its body exactly; anything left is not ours.
                         if self.len != 0 || self.body_left != 0 {
@@ -510,6 +539,7 @@ where
         self.prev_byte = 0;
         self.job = Job::None;
         self.writer = Writer::new();
+        self.ckpt_next = self.ckpt_every;
         Ok(Phase::Body)
     }
 
@@ -586,14 +616,21 @@ where
         }
         let size = self.entry.target.size;
         loop {
+            if self.ckpt_every != 0
+                && self.writer.len == 0
+                && self.writer.flushed == self.ckpt_next
+                && self.out < size
+            {
+                // A target erase unit is complete: stop for a checkpoint.
+                self.ckpt_next = self.ckpt_next.saturating_add(self.ckpt_every);
+                self.paused = true;
+                return Ok(());
+            }
             let left = size - self.out;
             match self.job {
                 Job::Copy(n) => {
-                    let mut n = n;
-                    while n > 0 {
-                        n -= self.copy_some(n)?;
-                    }
-                    self.job = Job::None;
+                    let k = self.copy_some(n)?;
+                    self.job = if n > k { Job::Copy(n - k) } else { Job::None };
                 }
                 _ if left == 0 => return Ok(()),
                 Job::Lit(n) => {

@@ -28,7 +28,7 @@ const MANT_LENS: usize = 12;
 
 /// A model for integers from 1 to 2³²−1: the bit length (a 5-bit tree, one
 /// of `C` trees chosen by the caller's context), the two bits below the
-/// leading one (adaptive, per bit length up to 12), and the rest
+/// leading one (adaptive, per bit length up to `MANT_LENS` (12)), and the rest
 /// as direct bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Number<const C: usize> {
@@ -188,14 +188,11 @@ impl Params {
     ];
 }
 
-/// The context bytes at the start of [`Model::save`]'s output.
-const CONTEXT_LEN: usize = 13;
-
 impl Model {
     /// Bytes of [`Model::save`]'s output: the context bytes (two previous
     /// kinds, parameters, four `Diff` histories, the `Diff` run, carry), then
     /// every probability as a little-endian `u16`.
-    pub const SAVED_LEN: usize = CONTEXT_LEN
+    pub const SAVED_LEN: usize = Self::CTX_LEN
         + 2 * (16 * 3
             + 1
             + 2 * 256
@@ -203,6 +200,41 @@ impl Model {
             + 4 * 2
             + Number::<4>::PROBS
             + 3 * Number::<1>::PROBS);
+
+    /// Bytes of the non-probability state: two previous kinds, parameters,
+    /// the `Diff` histories, the `Diff` run and the carry.
+    const CTX_LEN: usize = 2 + 1 + 4 * 2 + 1 + 1;
+
+    fn ctx_bytes(&self) -> [u8; Self::CTX_LEN] {
+        let mut b = [0u8; Self::CTX_LEN];
+        b[..2].copy_from_slice(&self.prev);
+        b[2] = self.params.to_byte();
+        for (i, d) in self.last_d.iter().enumerate() {
+            b[3 + 2 * i..5 + 2 * i].copy_from_slice(d);
+        }
+        b[11] = self.diff_run;
+        b[12] = self.carry;
+        b
+    }
+
+    /// Takes the non-probability state back; `false` if a value is not
+    /// one the decoder can be in.
+    fn set_ctx(&mut self, b: &[u8; Self::CTX_LEN]) -> bool {
+        let Some(params) = Params::from_byte(b[2]) else {
+            return false;
+        };
+        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[11] > 3 || b[12] > 1 {
+            return false;
+        }
+        self.prev = [b[0], b[1]];
+        self.params = params;
+        for (i, d) in self.last_d.iter_mut().enumerate() {
+            *d = [b[3 + 2 * i], b[4 + 2 * i]];
+        }
+        self.diff_run = b[11];
+        self.carry = b[12];
+        true
+    }
 
     /// Every probability table, in the order [`Model::save`] writes them.
     /// `save`, `load` and `SAVED_LEN` are the only places that know the
@@ -250,23 +282,7 @@ impl Model {
     /// Writes the whole adaptive state ([`Model::SAVED_LEN`] bytes): the
     /// previous-operation context, the parameter byte, every probability.
     pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
-        let [p0, p1] = self.prev;
-        let [[a0, a1], [b0, b1], [c0, c1], [d0, d1]] = self.last_d;
-        out(&[
-            p0,
-            p1,
-            self.params.to_byte(),
-            a0,
-            a1,
-            b0,
-            b1,
-            c0,
-            c1,
-            d0,
-            d1,
-            self.diff_run,
-            self.carry,
-        ]);
+        out(&self.ctx_bytes());
         self.tables(&mut |t| {
             for p in t {
                 out(&p.to_le_bytes());
@@ -278,21 +294,10 @@ impl Model {
     /// or a value is out of range (a probability outside `1..2048`, an
     /// unknown context or parameter byte).
     pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut b = [0u8; CONTEXT_LEN];
-        if !input(&mut b) {
+        let mut b = [0u8; Self::CTX_LEN];
+        if !input(&mut b) || !self.set_ctx(&b) {
             return false;
         }
-        let Some(params) = Params::from_byte(b[2]) else {
-            return false;
-        };
-        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[11] > 3 || b[12] > 1 {
-            return false;
-        }
-        self.prev = [b[0], b[1]];
-        self.params = params;
-        self.last_d = [[b[3], b[4]], [b[5], b[6]], [b[7], b[8]], [b[9], b[10]]];
-        self.diff_run = b[11];
-        self.carry = b[12];
         let mut ok = true;
         self.tables_mut(&mut |t| {
             for p in t {
@@ -303,6 +308,11 @@ impl Model {
             }
         });
         ok
+    }
+
+    /// The parameters the model was made with.
+    pub const fn params(&self) -> Params {
+        self.params
     }
 
     /// A model in its initial state.
@@ -481,8 +491,8 @@ mod tests {
         assert_eq!(at, Model::SAVED_LEN);
         assert_eq!(back, m);
         // A probability of 0 is no state the decoder can be in.
-        bytes[CONTEXT_LEN] = 0;
-        bytes[CONTEXT_LEN + 1] = 0;
+        bytes[Model::CTX_LEN] = 0;
+        bytes[Model::CTX_LEN + 1] = 0;
         let mut at = 0;
         assert!(!Model::new(Params::default()).load(&mut |b| {
             b.copy_from_slice(&bytes[at..at + b.len()]);

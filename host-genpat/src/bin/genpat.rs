@@ -24,12 +24,14 @@ macro_rules! exit_codes {
   0  success (apply: \"OK\" or \"OK, new version already installed\")
   1  arguments missing or invalid
   2  any other error: a file cannot be read or written, PATCH exists but is
-     not a valid patch file, ... (apply: \"An error occurred while patching\")
+     not a valid patch file, a link fails or a device does not answer, ...
+     (apply, send: \"An error occurred while patching\")
   3  PATCH already has an entry for this OLD image; nothing was changed
      (pass --replace to replace that entry)
-  4  apply, info: the patch data is invalid or corrupt
-     (apply: \"Patch data is invalid or corrupt\")
-  5  apply: no entry of PATCH is for OLD (\"No suitable patches were found\")"
+  4  apply, info, send: the patch data is invalid or corrupt
+     (\"Patch data is invalid or corrupt\")
+  5  apply, send: no entry of PATCH is for OLD or for the device's image
+     (\"No suitable patches were found\")"
     };
 }
 
@@ -98,6 +100,10 @@ enum Command {
     /// that holds the key, after the patch was built elsewhere.
     #[command(after_help = exit_codes!())]
     Sign(SignArgs),
+    /// Send PATCH to a device over a serial port, TCP or a Unix socket, with
+    /// the update protocol (docs/PROTOCOL.md); print the device's answer.
+    #[command(after_help = exit_codes!())]
+    Send(SendArgs),
 }
 
 /// Arguments of `genpat diff` (and of `genpat OLD NEW PATCH`).
@@ -223,6 +229,40 @@ pub struct SignArgs {
     pub key: PathBuf,
 }
 
+/// Arguments of `genpat send`.
+///
+/// Asks the device what it runs, sends PATCH (resuming an interrupted
+/// transfer of the same patch from where the device has it), and prints
+/// the device's answer on stdout: one of VPatch's results, "OK" when the
+/// device applied, verified and activated the update. After "OK" it waits
+/// for the device to restart and says what it runs then.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("link").required(true).args(["port", "tcp", "unix"])))]
+pub struct SendArgs {
+    /// The patch file.
+    pub patch: PathBuf,
+    /// A serial port (for example /dev/ttyUSB0).
+    #[arg(long, value_name = "DEVICE")]
+    pub port: Option<String>,
+    /// The serial port's baud rate.
+    #[arg(long, value_name = "N", default_value_t = 115_200, requires = "port")]
+    pub baud: u32,
+    /// A device (or relay) listening on TCP.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+    /// A device (or relay) listening on a Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Seconds the device may stay silent before genpat asks again (three
+    /// times, then it gives up).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Seconds to wait for the device to announce itself after it restarts
+    /// into the new image (0: do not wait).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    pub restart_timeout: f64,
+}
+
 /// Checks `--version STRING`: the format keeps at most 64 bytes of it.
 fn version_string(s: &str) -> Result<String, String> {
     if s.len() > cli::MAX_VERSION_LEN {
@@ -242,7 +282,8 @@ fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
     let explicit = match args.get(1).map(|a| a.to_str()) {
         None => true,
         Some(Some(
-            "diff" | "apply" | "info" | "keygen" | "sign" | "help" | "-h" | "--help" | "-V",
+            "diff" | "apply" | "info" | "keygen" | "sign" | "send" | "help" | "-h" | "--help"
+            | "-V",
         )) => true,
         // `genpat --version` alone is the tool's version; with more
         // arguments it is the entry's version string.
@@ -274,6 +315,7 @@ fn main() -> ExitCode {
         Command::Info(args) => cli::info::run(args),
         Command::Keygen(args) => cli::keys::keygen(args),
         Command::Sign(args) => cli::keys::sign(args),
+        Command::Send(args) => cli::send::run(args),
     })
     .unwrap_or_else(|_| Err(Failure::quiet(EXIT_ERROR)));
     match result {

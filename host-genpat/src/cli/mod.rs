@@ -8,6 +8,7 @@ pub mod diff;
 pub mod info;
 pub mod keys;
 pub mod progress;
+pub mod send;
 
 use std::fs;
 use std::io::{self, Write as _};

@@ -70,6 +70,8 @@ pub extern "C" fn _start() -> ! {
         loop {}
     };
     let mut applier: Applier<_, _> = Applier::new(source, target);
+    #[cfg(feature = "sign")]
+    applier.require_signature(black_box([0; 32]), black_box(0));
     let chunk: &[u8] = black_box(&[]);
     loop {
         match applier.feed(chunk) {
