@@ -3,6 +3,7 @@
 //! the flash outside the target slot.
 
 pub mod device;
+pub mod life;
 
 use core::cell::RefCell;
 use std::path::PathBuf;
