@@ -47,12 +47,12 @@
 //! unit boundary and appends a checkpoint: the applier's whole state (the
 //! entry header, positions, the running body CRC, the 256-byte input
 //! ring, the range decoder and every probability of the codec model —
-//! 3,217 bytes, a 3,264-byte record). After a reset, [`Slots::resume`]
+//! 3,380 bytes, a 3,424-byte record). After a reset, [`Slots::resume`]
 //! loads the newest one and reports the patch offset to feed from; the
 //! target is rewritten from the start of the erase unit that was in
 //! progress, so at most one unit is written twice.
 //!
-//! Cost per checkpoint: 3,264 bytes programmed in 13 writes of at most 256
+//! Cost per checkpoint: 3,424 bytes programmed in 14 writes of at most 256
 //! bytes, and, when the current bank has no room for it (always, with
 //! 4 KiB banks), one bank erase and a 96-byte copy of the boot record
 //! before it. With 4 KiB erase units that is about as much flash work as

@@ -113,6 +113,9 @@ where
 
     /// The patch has ended: the image it installed, or why it failed.
     pub fn finish(mut self) -> Result<Installed, Error<P::Error>> {
+        // A resumed update may hold the rest of the body in its input ring
+        // already (offset = patch length): decode it.
+        self.feed(&[])?;
         let outcome = self.applier.finish()?;
         let t = self.applier.result_target().ok_or(Error::Failed)?;
         let image = Image {
