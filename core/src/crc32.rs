@@ -61,6 +61,17 @@ impl Crc32 {
         }
     }
 
+    /// The running register, to be saved and given back to
+    /// [`Crc32::from_register`] (for resuming a checksum after a reset).
+    pub const fn register(&self) -> u32 {
+        self.0
+    }
+
+    /// A running CRC with the register [`Crc32::register`] returned.
+    pub const fn from_register(r: u32) -> Self {
+        Crc32(r)
+    }
+
     /// The checksum of everything added so far.
     pub const fn value(&self) -> u32 {
         !self.0

@@ -42,6 +42,7 @@ pub mod format;
 mod partition;
 #[cfg(feature = "proto")]
 pub mod proto;
+pub mod sign;
 pub mod slots;
 
 pub use apply::{Applier, Outcome, Progress, Status};

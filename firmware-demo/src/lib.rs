@@ -42,8 +42,11 @@ pub const STAGE: (u32, u32) = (0x42000, 0x12000);
 /// Where images run.
 pub const APP_BASE: u32 = 0x0010_0000;
 /// Slot manager settings: a trial image gets two boots to confirm itself.
+/// No apply checkpoints: the patch is staged in flash, so an interrupted
+/// apply simply runs again from the staged patch.
 pub const CONFIG: Config = Config {
     max_boot_attempts: 2,
+    checkpoint_units: 0,
 };
 
 /// The flash as both stages see it.

@@ -16,6 +16,13 @@ pub type DevError = Error<PartitionError<MockError>>;
 pub type DevSlots<'a, const E: usize> =
     Slots<Partition<'a, MockFlash<1, 4, E>>, Partition<'a, MockFlash<1, 4, E>>>;
 
+/// An update in progress on the device.
+pub type DevUpdate<'s, 'a, const E: usize> = flashpatch::slots::Update<
+    's,
+    Partition<'a, MockFlash<1, 4, E>>,
+    Partition<'a, MockFlash<1, 4, E>>,
+>;
+
 /// A device: flash with erase units of `E` bytes.
 pub struct Device<const E: usize> {
     /// The flash; survives resets.

@@ -10,3 +10,16 @@ fn applier_ram_is_bounded() {
     assert!(applier <= 4096, "applier is {applier} bytes");
     assert!(model <= 3072, "model is {model} bytes");
 }
+
+#[test]
+fn slot_manager_and_update_ram_is_bounded() {
+    use flashpatch_tests::device::{DevSlots, DevUpdate};
+    const E: usize = 4096;
+    let slots = core::mem::size_of::<DevSlots<'static, E>>();
+    let update = core::mem::size_of::<DevUpdate<'static, 'static, E>>();
+    println!(
+        "slot manager (size_of Slots) {slots} bytes + update in progress (size_of Update, applier inside) {update} bytes = {} bytes",
+        slots + update
+    );
+    assert!(slots + update <= 4096, "slots {slots} + update {update}");
+}

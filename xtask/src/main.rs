@@ -6,19 +6,27 @@
 //!   runs the end-to-end tests of `firmware-demo` on QEMU (`e2e.rs`).
 //! - `cargo xtask demo`: the firmware demo on QEMU (`demo.rs`).
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
-//!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus.
+//!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
+//!   device-side figures (RAM, code size, instructions per byte).
+//! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
+//!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
 
 mod bench;
 mod demo;
+mod device;
 mod e2e;
+mod fuzz;
 mod qemu;
 
 use std::process::{exit, Command};
 
 /// The microcontroller targets `core` must build for.
 const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
+
+/// Seconds per fuzz target in `cargo xtask test`.
+const FUZZ_SECS: u64 = 20;
 
 fn main() {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -35,8 +43,9 @@ fn main() {
                 Err("QEMU tests failed".into())
             }
         }),
+        "fuzz" => fuzz::main(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <test|check|bench|demo|qemu-test>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test, build core for Cortex-M, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd");
+            eprintln!("usage: cargo xtask <test|check|bench|demo|qemu-test|fuzz>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
             exit(1);
         }
     };
@@ -121,7 +130,7 @@ fn test() -> Result<(), String> {
     install_targets()?;
     let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
     for t in NO_STD_TARGETS {
-        for features in ["", "defmt"] {
+        for features in ["", "defmt", "sign"] {
             let mut args = vec![
                 "build",
                 "--package",
@@ -137,6 +146,8 @@ fn test() -> Result<(), String> {
         }
     }
     eprintln!("xtask: core builds for {}", NO_STD_TARGETS.join(" and "));
+    // A short run of every fuzz target; `cargo xtask fuzz` runs longer.
+    fuzz::fuzz(FUZZ_SECS, &fuzz::TARGETS.map(String::from))?;
     let (qp, qf) = e2e::run_all()?;
     println!("qemu tests: {qp} passed, {qf} failed");
     let (passed, failed) = (passed + qp, failed + qf);

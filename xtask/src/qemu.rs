@@ -23,6 +23,7 @@ const SLOT_SIZE: u64 = 0x20000;
 /// The firmware's Config::max_boot_attempts.
 const CONFIG: Config = Config {
     max_boot_attempts: 2,
+    checkpoint_units: 0,
 };
 
 /// QEMU's exit codes from the firmware (`firmware_demo::semihost::exit`).

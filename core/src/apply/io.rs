@@ -163,6 +163,17 @@ pub(crate) struct Writer<const W: usize> {
 }
 
 impl<const W: usize> Writer<W> {
+    /// A writer whose first `at` bytes are programmed (and erased up to
+    /// there): resuming at an erase unit boundary.
+    pub(crate) const fn at(at: u32) -> Self {
+        Writer {
+            buf: [0xFF; W],
+            len: 0,
+            flushed: at,
+            erased: at,
+        }
+    }
+
     pub(crate) const fn new() -> Self {
         Writer {
             buf: [0xFF; W],

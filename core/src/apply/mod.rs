@@ -24,10 +24,11 @@
 //! patch. The write buffer is `W` bytes and the read cache `R` bytes.
 
 pub(crate) mod io;
+mod resume;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
-use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC1, MAX_OP_INPUT};
+use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC2, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -38,9 +39,7 @@ use io::{align_up, crc_of, crc_of_prefixes, fits, md5_of, sha256_of, Cached, Rea
 const BUF: usize = MAX_HEADER_LEN;
 const _: () = assert!(BUF >= MAX_OP_INPUT + 8 && BUF <= u16::MAX as usize);
 
-/// Bytes of the applier's state in a checkpoint (see `save_state`).
-pub(crate) const SAVED_LEN: usize =
-    2 + 4 + 76 + 4 + 4 + 1 + 4 + BUF + 9 + 5 + 4 + crate::codec::SAVED_LEN;
+pub(crate) use resume::SAVED_LEN;
 
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,6 +142,68 @@ pub struct Applier<S, T, const W: usize = 64, const R: usize = 64> {
     job: Job,
     writer: Writer<W>,
     cache: ReadCache<R>,
+    /// Target bytes between checkpoints (0: none).
+    ckpt_every: u32,
+    /// Where the next checkpoint is due.
+    ckpt_next: u32,
+    /// Decoding stopped at a checkpoint.
+    paused: bool,
+    #[cfg(feature = "sign")]
+    gate: Gate,
+}
+
+/// The signature policy and the running body digest (feature `sign`).
+#[cfg(feature = "sign")]
+struct Gate {
+    /// Entries must be signed by this key.
+    key: Option<[u8; crate::sign::PUBLIC_KEY_LEN]>,
+    /// ... and have at least this security counter.
+    min_counter: u32,
+    /// The body digest the current entry's signed header promises.
+    want: Option<[u8; 32]>,
+    /// The current entry's security counter.
+    counter: u32,
+    /// The security counter of the entry the outcome refers to.
+    result_counter: u32,
+    body: sha2::Sha256,
+}
+
+#[cfg(feature = "sign")]
+impl Gate {
+    /// Checks a just-parsed entry header (its `H` bytes) against the policy.
+    fn check<E>(&mut self, raw: &[u8]) -> Res<(), E> {
+        use sha2::Digest;
+        self.want = None;
+        let t = crate::sign::Trust::of(raw)?;
+        self.counter = t.counter;
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let (Some(sig), Some(body)) = (t.signature, t.body_sha256) else {
+            return Err(Error::Unsigned);
+        };
+        if !crate::sign::verify(key, &t.signed_digest, &sig) {
+            return Err(Error::BadSignature);
+        }
+        if t.counter < self.min_counter {
+            return Err(Error::Rollback {
+                counter: t.counter,
+                min: self.min_counter,
+            });
+        }
+        self.want = Some(body);
+        self.body = sha2::Sha256::new();
+        Ok(())
+    }
+
+    /// Checks the body digest once the whole body has been read.
+    fn check_body<E>(&mut self) -> Res<(), E> {
+        use sha2::Digest;
+        match self.want {
+            Some(w) if <[u8; 32]>::from(self.body.finalize_reset()) != w => Err(Error::BodyDigest),
+            _ => Ok(()),
+        }
+    }
 }
 
 type Res<T, E> = Result<T, Error<E>>;
@@ -193,7 +254,37 @@ where
             job: Job::None,
             writer: Writer::new(),
             cache: ReadCache::new(),
+            ckpt_every: 0,
+            ckpt_next: 0,
+            paused: false,
+            #[cfg(feature = "sign")]
+            gate: Gate {
+                key: None,
+                min_counter: 0,
+                want: None,
+                counter: 0,
+                result_counter: 0,
+                body: sha2::Digest::new(),
+            },
         }
+    }
+
+    /// Accepts only entries signed by `key` (an Ed25519 public key) whose
+    /// security counter is at least `min_counter`: each entry header's
+    /// signature is checked before anything of it is used, and the body
+    /// against its signed SHA-256 before the target is read back. Call it
+    /// before the first [`Applier::feed`].
+    #[cfg(feature = "sign")]
+    pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
+        self.gate.key = Some(key);
+        self.gate.min_counter = min_counter;
+    }
+
+    /// The security counter of the entry the outcome refers to, once there
+    /// is an outcome (0 for an entry without one).
+    #[cfg(feature = "sign")]
+    pub fn result_counter(&self) -> Option<u32> {
+        self.outcome.map(|_| self.gate.result_counter)
     }
 
     /// Gives the flashes back.
@@ -221,9 +312,23 @@ where
     /// the patch is cut into chunks. After an error the applier refuses
     /// further input ([`Error::Failed`]).
     pub fn feed(&mut self, chunk: &[u8]) -> Res<Status, T::Error> {
+        let mut chunk = chunk;
+        loop {
+            match self.feed_some(&mut chunk)? {
+                Some(status) => return Ok(status),
+                None => self.paused = false,
+            }
+        }
+    }
+
+    /// Takes bytes from the front of `chunk` until it is used up or a
+    /// checkpoint is due; `None` in the second case (`chunk` then holds
+    /// what is left, and the applier stays paused until called again).
+    pub(crate) fn feed_some(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>, T::Error> {
         if self.phase == Phase::Failed {
             return Err(Error::Failed);
         }
+        self.paused = false;
         let r = self.run(chunk);
         if r.is_err() {
             self.phase = Phase::Failed;
@@ -244,7 +349,11 @@ where
         }
     }
 
-    fn run(&mut self, mut chunk: &[u8]) -> Res<Status, T::Error> {
+    fn run(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>, T::Error> {
+        self.run_inner(chunk).map(|s| (!self.paused).then_some(s))
+    }
+
+    fn run_inner(&mut self, chunk: &mut &[u8]) -> Res<Status, T::Error> {
         loop {
             match self.phase {
                 Phase::Done | Phase::Failed => {
@@ -260,7 +369,7 @@ where
                     self.buf[self.len as usize..self.len as usize + n].copy_from_slice(&chunk[..n]);
                     self.len += n as u16;
                     self.consumed = self.consumed.saturating_add(n as u32);
-                    chunk = &chunk[n..];
+                    *chunk = &chunk[n..];
                     if self.len < self.need {
                         return Ok(Status::NeedMore);
                     }
@@ -271,7 +380,7 @@ where
                     self.body_crc.update(&chunk[..n]);
                     self.body_left -= n as u32;
                     self.consumed = self.consumed.saturating_add(n as u32);
-                    chunk = &chunk[n..];
+                    *chunk = &chunk[n..];
                     if self.body_left > 0 {
                         return Ok(Status::NeedMore);
                     }
@@ -287,11 +396,18 @@ where
                         tail = (tail + 1) % BUF;
                     }
                     self.body_crc.update(&chunk[..n]);
+                    #[cfg(feature = "sign")]
+                    if self.gate.want.is_some() {
+                        sha2::Digest::update(&mut self.gate.body, &chunk[..n]);
+                    }
                     self.len += n as u16;
                     self.body_left -= n as u32;
                     self.consumed = self.consumed.saturating_add(n as u32);
-                    chunk = &chunk[n..];
+                    *chunk = &chunk[n..];
                     self.decode()?;
+                    if self.paused {
+                        return Ok(Status::NeedMore);
+                    }
                     if self.out == self.entry.target.size && self.started && self.job == Job::None {
                         // The coder uses up its body exactly; anything left is not ours.
                         if self.len != 0 || self.body_left != 0 {
@@ -329,6 +445,8 @@ where
             }
             _ => {
                 let (entry, _) = EntryHeader::parse(&self.buf[..self.need as usize])?;
+                #[cfg(feature = "sign")]
+                self.gate.check(&self.buf[..self.need as usize])?;
                 self.entry = entry;
                 self.body_left = entry.body_len;
                 self.body_crc = Crc32::new();
@@ -354,7 +472,9 @@ where
     fn select(&mut self) -> Res<Phase, T::Error> {
         let e = self.entry;
         self.cache.invalidate();
-        let buf = &mut self.cache.buf;
+        // The header is parsed, so the input buffer is free: the digest
+        // passes read through it, in fewer and larger reads than the cache.
+        let buf = &mut self.buf[..];
         let flash = Error::Flash;
         let (ts, ss) = (e.target.size, e.source.size);
         // One CRC pass serves both pre-checks: is the target already in
@@ -373,6 +493,10 @@ where
         {
             self.outcome = Some(Outcome::AlreadyInstalled);
             self.result = e.target;
+            #[cfg(feature = "sign")]
+            {
+                self.gate.result_counter = self.gate.counter;
+            }
             return Ok(Phase::Skip);
         }
         if !s_fits
@@ -382,7 +506,7 @@ where
             return Ok(Phase::Skip);
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
-            (CODEC_RC1, Some(p)) => p,
+            (CODEC_RC2, Some(p)) => p,
             _ => {
                 return Err(Error::Codec {
                     codec: e.codec,
@@ -402,6 +526,10 @@ where
         {
             self.outcome = Some(Outcome::AlreadyInstalled);
             self.result = e.target;
+            #[cfg(feature = "sign")]
+            {
+                self.gate.result_counter = self.gate.counter;
+            }
             return Ok(Phase::Skip);
         }
         self.model = Model::new(params);
@@ -411,6 +539,7 @@ where
         self.prev_byte = 0;
         self.job = Job::None;
         self.writer = Writer::new();
+        self.ckpt_next = self.ckpt_every;
         Ok(Phase::Body)
     }
 
@@ -420,18 +549,20 @@ where
             return Err(Error::BodyCrc);
         }
         if self.phase == Phase::Body {
-            self.cache.invalidate();
-            let sha = sha256_of(
-                &mut self.target,
-                &mut self.cache.buf,
-                self.entry.target.size,
-            )
-            .map_err(Error::Flash)?;
+            #[cfg(feature = "sign")]
+            self.gate.check_body()?;
+            // The body is used up (`len == 0`): the input buffer is free.
+            let sha = sha256_of(&mut self.target, &mut self.buf, self.entry.target.size)
+                .map_err(Error::Flash)?;
             if sha != self.entry.target.sha256 {
                 return Err(Error::TargetMismatch);
             }
             self.outcome = Some(Outcome::Applied);
             self.result = self.entry.target;
+            #[cfg(feature = "sign")]
+            {
+                self.gate.result_counter = self.gate.counter;
+            }
         }
         self.entries_left -= 1;
         if self.entries_left > 0 {
@@ -485,14 +616,21 @@ where
         }
         let size = self.entry.target.size;
         loop {
+            if self.ckpt_every != 0
+                && self.writer.len == 0
+                && self.writer.flushed == self.ckpt_next
+                && self.out < size
+            {
+                // A target erase unit is complete: stop for a checkpoint.
+                self.ckpt_next = self.ckpt_next.saturating_add(self.ckpt_every);
+                self.paused = true;
+                return Ok(());
+            }
             let left = size - self.out;
             match self.job {
                 Job::Copy(n) => {
-                    let mut n = n;
-                    while n > 0 {
-                        n -= self.copy_some(n)?;
-                    }
-                    self.job = Job::None;
+                    let k = self.copy_some(n)?;
+                    self.job = if n > k { Job::Copy(n - k) } else { Job::None };
                 }
                 _ if left == 0 => return Ok(()),
                 Job::Lit(n) => {
@@ -508,7 +646,8 @@ where
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let op = self.decode_with(|m, d| m.op(d, Op::Copy { len: 0 }))?;
+                    let pos = self.out;
+                    let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
                     self.start_op(op, left)?;
                 }
             }
@@ -541,7 +680,8 @@ where
                 Ok(())
             }
             Op::Diff { d } => {
-                let b = self.virtual_byte(self.cursor)?.wrapping_add(d);
+                let s = self.virtual_byte(self.cursor)?;
+                let b = self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.emit(b)
             }

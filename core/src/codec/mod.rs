@@ -1,4 +1,4 @@
-//! Codec 1: operations (copy, seek-and-copy, byte difference, literal run)
+//! Codec 2: operations (copy, seek-and-copy, byte difference, literal run)
 //! coded with a binary adaptive range coder and small context models.
 //!
 //! See `docs/FORMAT.md` for the normative description.
@@ -9,8 +9,8 @@ pub mod rc;
 pub use model::{Model, Op, Params, MAX_OP_INPUT};
 pub use rc::{BitIo, ByteSource, Decoder, DecoderState, Encoder};
 
-/// The codec identifier of codec 1 in an entry header.
-pub const CODEC_RC1: u8 = 1;
+/// The codec identifier of codec 2 in an entry header.
+pub const CODEC_RC2: u8 = 2;
 
 /// Bytes of the saved decoder state (range decoder and model), as
 /// [`save_state`] writes it.
@@ -34,4 +34,96 @@ pub fn load_state(
     input: &mut dyn FnMut(&mut [u8]) -> bool,
 ) -> bool {
     rc.load(input) && model.load(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A model that has adapted: every table touched by coding some ops.
+    fn adapted() -> (Model, DecoderState) {
+        let mut m = Model::new(Params { lc: 1, lp: 0 });
+        let mut sink = |_b: u8| {};
+        let mut enc = Encoder::new(&mut sink);
+        for i in 0..200u32 {
+            let op = match i % 4 {
+                0 => Op::Copy { len: i + 1 },
+                1 => Op::Seek {
+                    delta: -(i as i64) - 1,
+                    len: 3 * i + 1,
+                },
+                2 => Op::Diff { d: i as u8 | 1 },
+                _ => Op::Lit { len: i % 7 + 1 },
+            };
+            m.op(&mut enc, i, op);
+            m.literal(&mut enc, i as u8, i, (i * 7) as u8);
+        }
+        let bytes = [0u8, 0x12, 0x34, 0x56, 0x78];
+        let mut it = bytes.iter().copied();
+        struct It<'a>(&'a mut dyn Iterator<Item = u8>);
+        impl ByteSource for It<'_> {
+            fn next(&mut self) -> Option<u8> {
+                self.0.next()
+            }
+        }
+        let rc = DecoderState::start(&mut It(&mut it)).unwrap();
+        (m, rc)
+    }
+
+    fn saved(rc: &DecoderState, m: &Model) -> ([u8; SAVED_LEN], usize) {
+        let mut out = [0u8; SAVED_LEN];
+        let mut n = 0;
+        save_state(rc, m, &mut |b| {
+            out[n..n + b.len()].copy_from_slice(b);
+            n += b.len();
+        });
+        (out, n)
+    }
+
+    fn load(bytes: &[u8]) -> Option<(DecoderState, Model)> {
+        let mut rc = DecoderState::default();
+        let mut m = Model::new(Params::default());
+        let mut at = 0;
+        let ok = load_state(&mut rc, &mut m, &mut |b| {
+            let Some(src) = bytes.get(at..at + b.len()) else {
+                return false;
+            };
+            b.copy_from_slice(src);
+            at += b.len();
+            true
+        });
+        ok.then_some((rc, m))
+    }
+
+    #[test]
+    fn state_round_trips_exactly() {
+        let (m, rc) = adapted();
+        assert_ne!(m, Model::new(m.params()), "the model did not adapt");
+        let (bytes, n) = saved(&rc, &m);
+        assert_eq!(n, SAVED_LEN);
+        let (rc2, m2) = load(&bytes).unwrap();
+        assert_eq!((rc2, &m2), (rc, &m));
+    }
+
+    #[test]
+    fn impossible_states_are_refused() {
+        let (m, rc) = adapted();
+        let (bytes, _) = saved(&rc, &m);
+        assert!(load(&bytes[..SAVED_LEN - 1]).is_none(), "short input");
+        let mut bad = bytes;
+        bad[SAVED_LEN - 2..].copy_from_slice(&0u16.to_le_bytes()); // p = 0
+        assert!(load(&bad).is_none());
+        let mut bad = bytes;
+        bad[SAVED_LEN - 2..].copy_from_slice(&2048u16.to_le_bytes()); // p = 1
+        assert!(load(&bad).is_none());
+        let mut bad = bytes;
+        bad[8] = 4; // previous-op context
+        assert!(load(&bad).is_none());
+        let mut bad = bytes;
+        bad[9] = 0x05; // lc = 1 and lp = 1
+        assert!(load(&bad).is_none());
+        let mut bad = bytes;
+        bad[..4].copy_from_slice(&0x00FF_FFFFu32.to_le_bytes()); // range < 2^24
+        assert!(load(&bad).is_none());
+    }
 }

@@ -160,7 +160,6 @@ impl<S: NorFlash> Store<S> {
     /// Appends a checkpoint of `len` bytes (header and CRC included) for
     /// the current generation; `fill` hands its body to the sink given to
     /// it, in pieces of any size (what does not fit is dropped).
-    #[allow(dead_code)] // resume lands in the next commit
     pub(crate) fn write_checkpoint(
         &mut self,
         len: usize,
@@ -196,32 +195,23 @@ impl<S: NorFlash> Store<S> {
         Ok(())
     }
 
-    /// Reads the body of the current checkpoint (after its header, up to
-    /// its CRC) in pieces of at most `RECORD_ALIGN` bytes, handing each to
-    /// `take`. The CRC was checked by the scan; `false` if there is no
-    /// checkpoint.
-    #[allow(dead_code)]
-    pub(crate) fn read_checkpoint(&mut self, mut take: impl FnMut(&[u8])) -> Res<bool, S::Error> {
-        let Some((ck, _)) = self.checkpoint else {
-            return Ok(false);
-        };
-        let mut buf = [0u8; RECORD_ALIGN];
-        let (mut pos, end) = (ck.at, ck.at + ck.len - 4);
-        let mut first = true;
-        while pos < end {
-            self.flash.read(pos, &mut buf).map_err(Error::Flash)?;
-            let n = ((end - pos) as usize).min(RECORD_ALIGN);
-            let skip = if first { HEADER_LEN } else { 0 };
-            take(&buf[skip.min(n)..n]);
-            first = false;
-            pos += RECORD_ALIGN as u32;
-        }
-        Ok(true)
+    /// A reader over the body of the current checkpoint (after its
+    /// header, up to its CRC, which the scan checked); `None` if there is
+    /// no checkpoint.
+    pub(crate) fn checkpoint_reader(&mut self) -> Option<CheckpointReader<'_, S>> {
+        let (ck, _) = self.checkpoint?;
+        Some(CheckpointReader {
+            flash: &mut self.flash,
+            pos: ck.at + HEADER_LEN as u32,
+            end: ck.at + ck.len - 4,
+            buf: [0; RECORD_ALIGN],
+            base: u32::MAX,
+            err: None,
+        })
     }
 
     /// Forgets the checkpoint (it did not load); the next record goes to a
     /// fresh bank as usual.
-    #[allow(dead_code)]
     pub(crate) fn drop_checkpoint(&mut self) {
         self.checkpoint = None;
     }
@@ -315,7 +305,6 @@ const _: () = assert!(CHUNK.is_multiple_of(RECORD_ALIGN));
 
 /// Streams a record to flash in `CHUNK`-byte writes, padding its end with
 /// 0xFF up to the CRC.
-#[allow(dead_code)]
 struct RecordWriter<'a, S: NorFlash> {
     flash: &'a mut S,
     /// Flash offset of `buf[0]`.
@@ -328,7 +317,6 @@ struct RecordWriter<'a, S: NorFlash> {
     err: Option<S::Error>,
 }
 
-#[allow(dead_code)]
 impl<S: NorFlash> RecordWriter<'_, S> {
     fn push(&mut self, mut b: &[u8]) {
         while !b.is_empty() {
@@ -376,5 +364,40 @@ impl<S: NorFlash> RecordWriter<'_, S> {
             Some(e) => Err(Error::Flash(e)),
             None => Ok(()),
         }
+    }
+}
+
+/// Reads a checkpoint's body front to back, in `RECORD_ALIGN`-byte reads.
+pub(crate) struct CheckpointReader<'a, S: NorFlash> {
+    flash: &'a mut S,
+    pos: u32,
+    end: u32,
+    buf: [u8; RECORD_ALIGN],
+    /// Flash offset `buf` holds (`u32::MAX`: nothing).
+    base: u32,
+    /// The first flash error met.
+    pub(crate) err: Option<S::Error>,
+}
+
+impl<S: NorFlash> CheckpointReader<'_, S> {
+    /// Fills `out` with the next bytes; `false` past the end or on a flash
+    /// error.
+    pub(crate) fn read(&mut self, out: &mut [u8]) -> bool {
+        for o in out.iter_mut() {
+            if self.pos >= self.end || self.err.is_some() {
+                return false;
+            }
+            let base = self.pos - self.pos % RECORD_ALIGN as u32;
+            if base != self.base {
+                if let Err(e) = self.flash.read(base, &mut self.buf) {
+                    self.err = Some(e);
+                    return false;
+                }
+                self.base = base;
+            }
+            *o = self.buf[(self.pos - base) as usize % RECORD_ALIGN];
+            self.pos += 1;
+        }
+        true
     }
 }

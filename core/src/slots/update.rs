@@ -26,6 +26,11 @@ pub struct Installed {
 
 /// An update being written into the inactive slot. Feed it the patch with
 /// [`Update::feed`], then call [`Update::finish`].
+///
+/// Each time the target is written up to another erase unit boundary
+/// (every [`super::Config::checkpoint_units`] units), the update stops and
+/// appends a checkpoint to the state area before it goes on; after a reset
+/// [`super::Slots::resume`] continues from the newest one.
 pub struct Update<'s, P, S> {
     applier: Applier<&'s mut P, &'s mut P>,
     store: &'s mut Store<S>,
@@ -46,9 +51,18 @@ where
         target_slot: Slot,
         running: Slot,
         running_image: Image,
+        every: u32,
     ) -> Self {
+        const {
+            assert!(
+                P::ERASE_SIZE.is_multiple_of(64),
+                "erase units must hold whole write buffers"
+            );
+        }
+        let mut applier = Applier::new(source, target);
+        applier.set_checkpoints(every.saturating_mul(P::ERASE_SIZE as u32));
         Update {
-            applier: Applier::new(source, target),
+            applier,
             store,
             target: target_slot,
             running,
@@ -59,8 +73,37 @@ where
     /// Takes the next chunk of the patch (any size), as
     /// [`Applier::feed`] does.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Status, Error<P::Error>> {
-        let _ = &mut self.store;
-        self.applier.feed(chunk)
+        let mut rest = chunk;
+        loop {
+            match self.applier.feed_some(&mut rest)? {
+                Some(status) => return Ok(status),
+                None => self.checkpoint()?,
+            }
+        }
+    }
+
+    /// Appends the applier's state to the state area.
+    fn checkpoint(&mut self) -> Result<(), Error<P::Error>> {
+        let applier = &self.applier;
+        self.store
+            .write_checkpoint(CHECKPOINT_LEN, |out| applier.save_state(out))
+    }
+
+    /// Loads the newest checkpoint; the patch offset to feed from, or
+    /// `None` if there is none or it cannot be used.
+    pub(crate) fn load(&mut self) -> Result<Option<u32>, Error<P::Error>> {
+        let Some(mut reader) = self.store.checkpoint_reader() else {
+            return Ok(None);
+        };
+        let ok = self.applier.load_state(&mut |b| reader.read(b));
+        if let Some(e) = reader.err {
+            return Err(Error::Flash(e));
+        }
+        if !ok {
+            self.store.drop_checkpoint();
+            return Ok(None);
+        }
+        Ok(Some(self.applier.consumed()))
     }
 
     /// How far the update has come.

@@ -1,0 +1,121 @@
+//! Resume: an update cut off by a reset continues from its newest
+//! checkpoint, rewriting at most one erase unit of the target, and the
+//! sender re-sends only the patch bytes from the offset the device reports.
+
+use flashpatch::mock::Cut;
+use flashpatch::slots::Slot;
+use flashpatch::{Outcome, Status};
+use flashpatch_tests::corpus;
+use flashpatch_tests::device::{DevUpdate, Device};
+
+const E: usize = 4096;
+const CHUNK: usize = 1024;
+
+/// Feeds `patch[from..]` in chunks; the consumed offset when it stopped,
+/// and whether it completed.
+fn feed_from(up: &mut DevUpdate<'_, '_, E>, patch: &[u8], from: usize) -> bool {
+    for piece in patch[from..].chunks(CHUNK) {
+        match up.feed(piece) {
+            Ok(Status::Done(_)) => return true,
+            Ok(Status::NeedMore) => {}
+            Err(_) => return false,
+        }
+    }
+    false
+}
+
+#[test]
+fn a_cut_in_the_middle_of_a_large_pair_resumes_from_the_checkpoint() {
+    let pairs = corpus();
+    let Some((name, old, new)) = pairs
+        .iter()
+        .find(|(n, _, _)| n == "esp8266-micropython-v1.9.4-v1.10")
+    else {
+        return;
+    };
+    let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
+    let slot = old.len().max(new.len()) + 2 * E;
+    let dev = Device::<E>::provisioned(old, slot, 2);
+    let target_at = dev.layout.slot_b;
+    let in_target = |a: &u32| (target_at..target_at + dev.layout.slot_size).contains(a);
+
+    // A first run that is cut half way through the target.
+    dev.flash.borrow_mut().erase_log = Some(Vec::new());
+    let consumed_at_cut;
+    {
+        let mut slots = dev.slots().unwrap();
+        let mut up = slots.begin_update().unwrap();
+        let half = new.len() as u32 / 2;
+        let mut fed = 0;
+        while up.progress().written < half {
+            up.feed(&patch[fed..fed + CHUNK]).unwrap();
+            fed += CHUNK;
+        }
+        dev.flash.borrow_mut().cut_at(3, Cut::MidWrite, 99);
+        assert!(!feed_from(&mut up, &patch, fed));
+        consumed_at_cut = up.progress().consumed;
+    }
+    let before: Vec<u32> = dev
+        .flash
+        .borrow_mut()
+        .erase_log
+        .replace(Vec::new())
+        .unwrap();
+    let done_before: Vec<u32> = before.iter().copied().filter(in_target).collect();
+    dev.flash.borrow_mut().reboot();
+
+    // The boot stage still boots the old image.
+    assert_eq!(dev.boot().unwrap().slot, Slot::A);
+
+    // Resume: feed only from the reported offset.
+    let offset = {
+        let mut slots = dev.slots().unwrap();
+        let r = slots.resume().unwrap().expect("a checkpoint");
+        let (mut up, offset) = (r.update, r.offset as usize);
+        assert!(offset > 0 && offset <= consumed_at_cut as usize);
+        assert!(
+            feed_from(&mut up, &patch, offset),
+            "the resumed update did not complete"
+        );
+        let inst = up.finish().unwrap();
+        assert_eq!(inst.outcome, Outcome::Applied);
+        slots.activate(&inst).unwrap();
+        offset
+    };
+    let after: Vec<u32> = dev.flash.borrow_mut().erase_log.take().unwrap();
+    let rewritten = after
+        .iter()
+        .filter(|a| in_target(a) && done_before.contains(a))
+        .count();
+    println!(
+        "{name}: patch {} bytes, cut after {consumed_at_cut} consumed, resumed from {offset} \
+         (re-sent {} bytes); target units erased before the cut {}, erased again {rewritten}",
+        patch.len(),
+        consumed_at_cut as usize - offset,
+        done_before.len()
+    );
+    assert!(rewritten <= 1, "{rewritten} target erase units rewritten");
+    assert!(
+        done_before.len() > 10,
+        "the cut came too early to mean anything"
+    );
+    assert_eq!(dev.slot_bytes(Slot::B, new.len()), *new);
+    assert_eq!(dev.boot().unwrap().slot, Slot::B);
+}
+
+#[test]
+fn nothing_to_resume_and_stale_checkpoints() {
+    let (old, new) = flashpatch_tests::firmware_pair(8, 40_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 48 * 1024, 2);
+    assert!(dev.slots().unwrap().resume().unwrap().is_none());
+    {
+        let mut slots = dev.slots().unwrap();
+        let mut up = slots.begin_update().unwrap();
+        assert!(feed_from(&mut up, &patch, 0));
+        let inst = up.finish().unwrap();
+        slots.activate(&inst).unwrap();
+    }
+    // The checkpoints belong to the state before activation.
+    assert!(dev.slots().unwrap().resume().unwrap().is_none());
+}
