@@ -130,7 +130,7 @@ pub fn demo() -> Result<(), String> {
     let ipb = ticks * 40 / v2.len().max(1) as u64;
     println!(
         "demo summary: image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
-applier RAM {} B (0 B static + {} B stack high-water, of which applier state {} B); update-path code {} B; {} instructions per output byte",
+applier RAM {} B (0 B static + {} B stack high-water of the install, applier state {} B of it); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
         v2.len(),
         patch.len(),
         patch.len() as f64 * 100.0 / v2.len() as f64,
