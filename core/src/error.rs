@@ -47,6 +47,20 @@ pub enum Error<E> {
     },
     /// No entry of the patch is for the image in the source partition.
     NoSuitablePatch,
+    /// A signature is required and an entry header has none (or no body
+    /// digest).
+    Unsigned,
+    /// An entry header's signature is not the required key's.
+    BadSignature,
+    /// The body does not match the SHA-256 its signed header records.
+    BodyDigest,
+    /// The entry's security counter is below the device's minimum.
+    Rollback {
+        /// The entry's counter.
+        counter: u32,
+        /// The lowest counter the device accepts.
+        min: u32,
+    },
     /// The applier failed before and must be started anew.
     Failed,
     /// The state area is too small for two banks of a boot record and a
@@ -101,9 +115,13 @@ impl<E> Error<E> {
             | Error::BodyInvalid
             | Error::Truncated
             | Error::TrailingData
-            | Error::TargetMismatch => Verdict::Corrupt,
+            | Error::TargetMismatch
+            | Error::Unsigned
+            | Error::BadSignature
+            | Error::BodyDigest => Verdict::Corrupt,
             Error::NoSuitablePatch => Verdict::NoSuitablePatch,
             Error::Flash(_)
+            | Error::Rollback { .. }
             | Error::TargetTooSmall { .. }
             | Error::Failed
             | Error::StateArea
@@ -129,6 +147,10 @@ impl<E> Error<E> {
                 Error::TargetTooSmall { needed, capacity }
             }
             Error::NoSuitablePatch => Error::NoSuitablePatch,
+            Error::Unsigned => Error::Unsigned,
+            Error::BadSignature => Error::BadSignature,
+            Error::BodyDigest => Error::BodyDigest,
+            Error::Rollback { counter, min } => Error::Rollback { counter, min },
             Error::Failed => Error::Failed,
             Error::StateArea => Error::StateArea,
             Error::NoBootRecord => Error::NoBootRecord,
@@ -206,6 +228,13 @@ impl<E: fmt::Debug> fmt::Display for Error<E> {
                 )
             }
             Error::NoSuitablePatch => f.write_str("no entry of the patch is for this source"),
+            Error::Unsigned => f.write_str("the patch is not signed, and this device requires signed patches"),
+            Error::BadSignature => f.write_str("the patch's signature is not valid for the required key"),
+            Error::BodyDigest => f.write_str("the patch body does not match its signed SHA-256"),
+            Error::Rollback { counter, min } => write!(
+                f,
+                "the patch's security counter {counter} is below the minimum {min} (an older version)"
+            ),
             Error::Failed => f.write_str("the applier has already failed"),
             Error::StateArea => f.write_str(
                 "the state area cannot hold two banks of a boot record and a checkpoint",

@@ -41,6 +41,14 @@ pub mod tag {
     pub const VERSION: u8 = 0x01;
     /// Modification time of the new file: i64 LE, seconds since the Unix epoch.
     pub const MTIME: u8 = 0x02;
+    /// Security counter of the target: u32 LE. A device with anti-rollback
+    /// refuses a counter below its minimum; absent means 0.
+    pub const SECURITY_COUNTER: u8 = 0x03;
+    /// SHA-256 of the entry's body, so that a signature covers the body.
+    pub const BODY_SHA256: u8 = 0x04;
+    /// Ed25519 signature of the entry header (see `crate::sign`); 64
+    /// bytes, and the last record when present.
+    pub const SIGNATURE: u8 = 0x05;
     /// Set on tags whose records must be understood.
     pub const CRITICAL: u8 = 0x80;
 }
@@ -77,7 +85,7 @@ pub struct EntryHeader {
     pub version: u8,
     /// Entry flags (0 in version 1).
     pub flags: u8,
-    /// Codec identifier ([`crate::codec::CODEC_RC1`]).
+    /// Codec identifier ([`crate::codec::CODEC_RC2`]).
     pub codec: u8,
     /// Codec parameter byte.
     pub params: u8,
@@ -167,6 +175,13 @@ pub fn container_header(entries: u16) -> [u8; CONTAINER_HEADER_LEN] {
 /// The records of an entry header: `(tag, value)` pairs.
 #[derive(Clone, Debug)]
 pub struct Records<'a>(&'a [u8]);
+
+impl<'a> Records<'a> {
+    /// The records in `bytes` (an entry header's bytes from +76 to its CRC).
+    pub const fn new(bytes: &'a [u8]) -> Self {
+        Records(bytes)
+    }
+}
 
 impl<'a> Iterator for Records<'a> {
     type Item = Result<(u8, &'a [u8]), HeaderError>;

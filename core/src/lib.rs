@@ -40,6 +40,9 @@ pub mod crc32;
 mod error;
 pub mod format;
 mod partition;
+#[cfg(feature = "proto")]
+pub mod proto;
+pub mod sign;
 pub mod slots;
 
 pub use apply::{Applier, Outcome, Progress, Status};

@@ -145,6 +145,29 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
         }
     }
 
+    /// A flash of `size` bytes (rounded up to whole erase units) that holds
+    /// `image` at offset 0, programmed, and is erased after it. It takes
+    /// `image`'s buffer rather than copying it.
+    pub fn with_image(mut image: Vec<u8>, size: usize) -> Self {
+        let () = Self::CHECK;
+        let size = size.max(image.len()).div_ceil(ERASE) * ERASE;
+        let programmed = image.len().div_ceil(WRITE);
+        image.resize(size, 0xFF);
+        let mut written = vec![false; size / WRITE];
+        written[..programmed].fill(true);
+        MockFlash {
+            bytes: image,
+            written,
+            stats: Stats::default(),
+            ops: 0,
+            armed: None,
+            dead: false,
+            rng: Rng(0x5EED),
+            erase_log: None,
+            op_trace: None,
+        }
+    }
+
     /// Arms a power cut: the `n`-th flash-changing operation from now
     /// (0: the next one) is cut as `kind` says; `seed` drives the random
     /// bits a torn operation leaves. Replaces any cut already armed.
@@ -199,6 +222,11 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
     /// The whole contents.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
+    }
+
+    /// The whole contents, by value.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Puts `data` at `offset` as if it had been programmed there before
@@ -403,6 +431,24 @@ mod tests {
             f.write(4, &[0; 4]),
             Err(MockError::WriteTwice { .. })
         ));
+    }
+
+    #[test]
+    fn with_image_is_programmed_then_erased() {
+        let mut f = MockFlash::<1, 4, 256>::with_image(vec![0x12; 6], 300);
+        assert_eq!(f.capacity(), 512);
+        assert_eq!(
+            &f.as_bytes()[..7],
+            &[0x12, 0x12, 0x12, 0x12, 0x12, 0x12, 0xFF]
+        );
+        assert!(f.as_bytes()[6..].iter().all(|&b| b == 0xFF));
+        // The write unit holding the image's tail counts as programmed.
+        assert!(matches!(
+            f.write(4, &[0; 4]),
+            Err(MockError::WriteTwice { offset: 4 })
+        ));
+        f.write(8, &[0; 4]).unwrap();
+        assert_eq!(f.into_bytes().len(), 512);
     }
 
     #[test]

@@ -54,46 +54,84 @@ pub fn apply_chunked(
     old: &[u8],
     chunk: usize,
 ) -> Result<(Outcome, Vec<u8>), ApplyError> {
-    apply_with_progress(patch, old, chunk, &mut |_, _| {})
+    apply_owned(
+        patch,
+        old.to_vec(),
+        chunk,
+        &Policy::default(),
+        &mut |_, _| {},
+    )
+    .map_err(|(e, _)| e)
 }
 
-/// As [`apply_chunked`], calling `progress(consumed, total)` after each piece.
-pub fn apply_with_progress(
+/// What a device requires of a patch beyond its integrity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Policy {
+    /// Entries must be signed by this Ed25519 public key.
+    pub key: Option<[u8; flashpatch::sign::PUBLIC_KEY_LEN]>,
+    /// ... with at least this security counter.
+    pub min_counter: u32,
+}
+
+/// As [`apply_chunked`], under `policy`, but takes `old` by value: its buffer becomes the
+/// source slot and then the returned image, so a large image is neither
+/// copied nor mapped twice. `progress(consumed, total)` is called after each
+/// piece. On failure, `old` is handed back with the error (the applier
+/// never writes the source slot).
+#[allow(clippy::type_complexity)]
+pub fn apply_owned(
     patch: &[u8],
-    old: &[u8],
+    old: Vec<u8>,
     chunk: usize,
+    policy: &Policy,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Outcome, Vec<u8>), ApplyError> {
-    let src_len = old.len().div_ceil(ERASE).max(1) * ERASE;
-    let tgt_len = target_room(patch, old).div_ceil(ERASE).max(1) * ERASE;
-    let mut flash = HostFlash::new(src_len + tgt_len);
-    flash.preload(0, old);
-    let flash = RefCell::new(flash);
-    let part = |o: usize, l: usize| {
-        Partition::new(&flash, o as u32, l as u32).expect("slots are erase-aligned")
+) -> Result<(Outcome, Vec<u8>), (ApplyError, Vec<u8>)> {
+    let old_len = old.len();
+    let src_len = old_len.div_ceil(ERASE).max(1) * ERASE;
+    let tgt_len = target_room(patch, &old).div_ceil(ERASE).max(1) * ERASE;
+    let flash = RefCell::new(HostFlash::with_image(old, src_len + tgt_len));
+    let mut run = || {
+        let part = |o: usize, l: usize| {
+            Partition::new(&flash, o as u32, l as u32).expect("slots are erase-aligned")
+        };
+        let mut applier: HostApplier = Applier::new(part(0, src_len), part(src_len, tgt_len));
+        if let Some(key) = policy.key {
+            applier.require_signature(key, policy.min_counter);
+        }
+        let step = if chunk == 0 {
+            patch.len().max(1)
+        } else {
+            chunk
+        };
+        let mut status = Status::NeedMore;
+        for (i, piece) in patch.chunks(step).enumerate() {
+            status = applier.feed(piece)?;
+            progress(((i + 1) * step).min(patch.len()), patch.len());
+        }
+        let outcome = match status {
+            Status::Done(o) => o,
+            Status::NeedMore => applier.finish()?,
+        };
+        Ok((
+            outcome,
+            applier.result_target().map_or(0, |t| t.size as usize),
+        ))
     };
-    let mut applier: HostApplier = Applier::new(part(0, src_len), part(src_len, tgt_len));
-    let step = if chunk == 0 {
-        patch.len().max(1)
-    } else {
-        chunk
-    };
-    let mut status = Status::NeedMore;
-    for (i, piece) in patch.chunks(step).enumerate() {
-        status = applier.feed(piece)?;
-        progress(((i + 1) * step).min(patch.len()), patch.len());
+    let result = run();
+    let mut bytes = flash.into_inner().into_bytes();
+    match result {
+        Ok((outcome, size)) => {
+            if outcome == Outcome::Applied {
+                bytes.drain(..src_len);
+            }
+            bytes.truncate(size);
+            Ok((outcome, bytes))
+        }
+        Err(e) => {
+            bytes.truncate(old_len);
+            Err((e, bytes))
+        }
     }
-    let outcome = match status {
-        Status::Done(o) => o,
-        Status::NeedMore => applier.finish()?,
-    };
-    let size = applier.result_target().map_or(0, |t| t.size as usize);
-    let flash = flash.into_inner();
-    let image = match outcome {
-        Outcome::Applied => &flash.as_bytes()[src_len..src_len + size],
-        Outcome::AlreadyInstalled => &flash.as_bytes()[..size],
-    };
-    Ok((outcome, image.to_vec()))
 }
 
 /// Applies `patch` to `old` in one piece.

@@ -6,6 +6,7 @@ use flashpatch::format::{
     self, container_header, tag, ContainerError, EntryHeader, HeaderError, SourceId, TargetId,
     CONTAINER_HEADER_LEN, MAX_HEADER_LEN,
 };
+use flashpatch::sign;
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
@@ -34,6 +35,8 @@ pub struct Metadata {
     pub version: Option<String>,
     /// Modification time of the new file, seconds since the Unix epoch.
     pub mtime: Option<i64>,
+    /// Security counter of the new image (anti-rollback).
+    pub security_counter: Option<u32>,
 }
 
 /// One entry of a patch file, as read back.
@@ -45,6 +48,10 @@ pub struct Entry {
     pub meta: Metadata,
     /// Records this tool does not know (tag, value).
     pub unknown: Vec<(u8, Vec<u8>)>,
+    /// The body's SHA-256, as recorded for a signature.
+    pub body_sha256: Option<[u8; 32]>,
+    /// The header's Ed25519 signature.
+    pub signature: Option<[u8; sign::SIGNATURE_LEN]>,
     /// Where the entry starts in the file.
     pub offset: usize,
     /// The entry's bytes: length field, header and body.
@@ -60,6 +67,26 @@ impl Entry {
     /// Whether the body matches its CRC-32.
     pub fn body_ok(&self) -> bool {
         crc32(self.body()) == self.header.body_crc32
+    }
+
+    /// The header's `H` bytes.
+    pub fn raw_header(&self) -> &[u8] {
+        &self.bytes[2..self.bytes.len() - self.header.body_len as usize]
+    }
+
+    /// Whether the entry is signed by `key`: its header signature checks
+    /// out and its body matches the signed SHA-256.
+    pub fn signed_by(&self, key: &[u8; sign::PUBLIC_KEY_LEN]) -> bool {
+        let Ok(t) = sign::Trust::of(self.raw_header()) else {
+            return false;
+        };
+        match (t.signature, t.body_sha256) {
+            (Some(sig), Some(body)) => {
+                sign::verify(key, &t.signed_digest, &sig)
+                    && <[u8; 32]>::from(Sha256::digest(self.body())) == body
+            }
+            _ => false,
+        }
     }
 }
 
@@ -105,6 +132,10 @@ pub fn build_entry(header: &EntryHeader, meta: &Metadata, body: &[u8]) -> Vec<u8
     if let Some(m) = &mtime {
         records.push((tag::MTIME, m));
     }
+    let counter = meta.security_counter.map(u32::to_le_bytes);
+    if let Some(c) = &counter {
+        records.push((tag::SECURITY_COUNTER, c));
+    }
     let mut buf = [0u8; 2 + MAX_HEADER_LEN];
     let n = header
         .write(&records, &mut buf)
@@ -144,6 +175,7 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
             EntryHeader::parse(raw).map_err(|error| ParseError::Header { index, error })?;
         let mut meta = Metadata::default();
         let mut unknown = Vec::new();
+        let (mut body_sha256, mut signature) = (None, None);
         for r in records {
             let (t, v) = r.map_err(|error| ParseError::Header { index, error })?;
             match t {
@@ -151,6 +183,11 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
                 tag::MTIME if v.len() == 8 => {
                     meta.mtime = Some(i64::from_le_bytes(v.try_into().unwrap_or([0; 8])))
                 }
+                tag::SECURITY_COUNTER if v.len() == 4 => {
+                    meta.security_counter = Some(u32::from_le_bytes(v.try_into().unwrap_or([0; 4])))
+                }
+                tag::BODY_SHA256 if v.len() == 32 => body_sha256 = v.try_into().ok(),
+                tag::SIGNATURE if v.len() == sign::SIGNATURE_LEN => signature = v.try_into().ok(),
                 _ => unknown.push((t, v.to_vec())),
             }
         }
@@ -163,6 +200,8 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
             header,
             meta,
             unknown,
+            body_sha256,
+            signature,
             offset,
             bytes,
         });
@@ -172,6 +211,58 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
         return Err(ParseError::Trailing(file.len() - at));
     }
     Ok(entries)
+}
+
+/// Why an entry cannot be signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    /// The bytes are not one well-formed entry.
+    #[error("not a well-formed entry")]
+    Malformed,
+    /// The header has no room left for the digest and signature records.
+    #[error("the entry header has no room for a signature (shorten --version)")]
+    HeaderFull,
+}
+
+/// Signs one entry (length field, header, body, as [`build_entry`] makes
+/// it): its header gets the body's SHA-256 and, last, an Ed25519 signature
+/// by `key` (`crate::keys`). A signature already there is replaced.
+pub fn sign_entry(entry: &[u8], key: &crate::keys::SecretKey) -> Result<Vec<u8>, SignError> {
+    let h = entry
+        .get(..2)
+        .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+        .ok_or(SignError::Malformed)?;
+    let raw = entry.get(2..2 + h).ok_or(SignError::Malformed)?;
+    let (header, recs) = EntryHeader::parse(raw).map_err(|_| SignError::Malformed)?;
+    let body = &entry[2 + h..];
+    if body.len() != header.body_len as usize {
+        return Err(SignError::Malformed);
+    }
+    let mut records: Vec<(u8, Vec<u8>)> = Vec::new();
+    for r in recs {
+        let (t, v) = r.map_err(|_| SignError::Malformed)?;
+        if t != tag::BODY_SHA256 && t != tag::SIGNATURE {
+            records.push((t, v.to_vec()));
+        }
+    }
+    records.push((tag::BODY_SHA256, Sha256::digest(body).to_vec()));
+    records.push((tag::SIGNATURE, vec![0; sign::SIGNATURE_LEN]));
+    let write = |records: &[(u8, Vec<u8>)]| {
+        let refs: Vec<(u8, &[u8])> = records.iter().map(|(t, v)| (*t, v.as_slice())).collect();
+        let mut buf = [0u8; 2 + MAX_HEADER_LEN];
+        let n = header.write(&refs, &mut buf).ok_or(SignError::HeaderFull)?;
+        Ok::<_, SignError>(buf[..n].to_vec())
+    };
+    let unsigned = write(&records)?;
+    let h = unsigned.len() - 2;
+    let before_signature = &unsigned[2..2 + h - 4 - sign::SIGNATURE_RECORD_LEN];
+    let digest = sign::signed_digest(h as u16, before_signature);
+    if let Some(last) = records.last_mut() {
+        last.1 = key.sign(&digest).to_vec();
+    }
+    let mut out = write(&records)?;
+    out.extend_from_slice(body);
+    Ok(out)
 }
 
 /// Writes a patch file holding `entries` (each from [`build_entry`]).

@@ -1,4 +1,4 @@
-//! Turns a plan into codec 1's operations and codes them.
+//! Turns a plan into codec 2's operations and codes them.
 //!
 //! A `Copy` step becomes exact runs (`Copy`, or `Seek` where the cursor
 //! must move) separated by single-byte differences (`Diff`); a `Literal`
@@ -6,12 +6,25 @@
 //! differing bytes where the cursor must move begin with those bytes as
 //! literals, since a seek always copies at least one byte.
 
-use flashpatch::codec::{Encoder, Model, Op, Params};
+use flashpatch::codec::rc::adapt;
+use flashpatch::codec::{BitIo, Encoder, Model, Op, Params};
 
 use crate::plan::Step;
 
-/// Codes `steps` (which must cover `new` exactly) into a codec 1 body.
+/// Codes `steps` (which must cover `new` exactly) into a codec 2 body.
 pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Vec<u8> {
+    encode_body_lits(old, new, steps, params).0
+}
+
+/// [`encode_body`] that also returns the target positions coded as
+/// literal bytes, for [`literal_bits`].
+pub fn encode_body_lits(
+    old: &[u8],
+    new: &[u8],
+    steps: &[Step],
+    params: Params,
+) -> (Vec<u8>, Vec<u32>) {
+    let mut lits = Vec::new();
     let mut body = Vec::with_capacity(new.len() / 8 + 16);
     let mut sink = |b: u8| body.push(b);
     let mut e = Emitter {
@@ -21,6 +34,7 @@ pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Ve
         cursor: 0,
         out: 0,
         run: 0,
+        lits: &mut lits,
     };
     let vsrc = |i: usize| {
         if i < old.len() {
@@ -67,7 +81,37 @@ pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Ve
     e.flush_run();
     debug_assert_eq!(e.out, new.len(), "plan does not cover the new image");
     e.io.finish();
-    body
+    (body, lits)
+}
+
+/// The bits the literal bytes at `lits` (ascending target positions) take
+/// with `params`. Only literals depend on the parameters, and their models
+/// see nothing else, so this ranks parameter sets without coding a body.
+pub fn literal_bits(new: &[u8], lits: &[u32], params: Params) -> f64 {
+    let mut cost = CostIo(0.0);
+    let mut model = Model::new(params);
+    for &pos in lits {
+        let prev = pos.checked_sub(1).map_or(0, |p| new[p as usize]);
+        model.literal(&mut cost, prev, pos, new[pos as usize]);
+    }
+    cost.0
+}
+
+/// A [`BitIo`] that only adds up what each decision costs.
+struct CostIo(f64);
+
+impl BitIo for CostIo {
+    fn bit(&mut self, p: &mut u16, bit: u32) -> u32 {
+        let p0 = f64::from(*p) / 2048.0;
+        self.0 -= if bit == 0 { p0 } else { 1.0 - p0 }.log2();
+        adapt(p, bit);
+        bit
+    }
+
+    fn direct(&mut self, bit: u32) -> u32 {
+        self.0 += 1.0;
+        bit
+    }
 }
 
 /// Codes operations, holding back an exact run until something else comes
@@ -82,11 +126,13 @@ struct Emitter<'a, 'o> {
     out: usize,
     /// Exact-run bytes held back (at `cursor`, producing `out..`).
     run: usize,
+    /// Target positions coded as literal bytes.
+    lits: &'a mut Vec<u32>,
 }
 
 impl Emitter<'_, '_> {
     fn op(&mut self, op: Op) {
-        self.model.op(&mut self.io, op);
+        self.model.op(&mut self.io, self.out as u32, op);
     }
 
     fn flush_run(&mut self) {
@@ -110,9 +156,9 @@ impl Emitter<'_, '_> {
                 self.run += 1;
             } else {
                 self.flush_run();
-                self.op(Op::Diff {
-                    d: n.wrapping_sub(s),
-                });
+                let d = self.model.diff_addend(s, n);
+                self.op(Op::Diff { d });
+                self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.out += 1;
             }
@@ -130,6 +176,7 @@ impl Emitter<'_, '_> {
             };
             self.model
                 .literal(&mut self.io, prev, self.out as u32, self.new[self.out]);
+            self.lits.push(self.out as u32);
             self.out += 1;
         }
     }

@@ -5,9 +5,11 @@
 pub mod apply;
 pub mod container;
 pub mod encode;
+pub mod keys;
 pub mod plan;
+pub mod send;
 
-use flashpatch::codec::{Params, CODEC_RC1};
+use flashpatch::codec::{Params, CODEC_RC2};
 use flashpatch::format::{EntryHeader, VERSION};
 
 pub use container::Metadata;
@@ -17,9 +19,22 @@ pub use container::Metadata;
 pub struct GenOptions {
     /// Matcher options.
     pub plan: plan::PlanOptions,
+    /// Search harder (`genpat --best`): plan with every minimum match
+    /// length of [`BEST_MIN_MATCHES`] and every switch margin of
+    /// [`BEST_SWITCH_MARGINS`] as well as with `plan`, code each plan with
+    /// every parameter set, and keep the smallest body (the earliest of
+    /// equals). Slower, and as deterministic as the default.
+    pub best: bool,
     /// Metadata recorded in the entry.
     pub meta: Metadata,
 }
+
+/// The minimum match lengths that `--best` tries.
+pub const BEST_MIN_MATCHES: [usize; 4] = [4, 5, 6, 8];
+/// The switch margins that `--best` tries.
+pub const BEST_SWITCH_MARGINS: [usize; 3] = [3, 4, 5];
+/// The switch margins that the default tries besides the one asked for.
+pub const FAST_SWITCH_MARGINS: [usize; 1] = [5];
 
 /// Something that wants to hear how far a long job has come. Every method
 /// has a default that does nothing.
@@ -57,26 +72,73 @@ pub fn generate(
             return Err(GenError::TooLarge(len));
         }
     }
-    progress.start("matching", new.len() as u64);
-    let steps = plan::plan(old, new, &opts.plan, &mut |done| {
-        progress.update(done as u64)
-    });
-    progress.finish();
-    progress.start("coding", Params::ALL.len() as u64);
-    let mut best: Option<(Params, Vec<u8>)> = None;
-    for (i, p) in Params::ALL.into_iter().enumerate() {
-        let body = encode::encode_body(old, new, &steps, p);
-        if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
-            best = Some((p, body));
+    // The settings to plan with: the ones asked for first, then the
+    // search's, each once.
+    let mut plans = vec![opts.plan.clone()];
+    let (matches, margins): (&[usize], &[usize]) = if opts.best {
+        (&BEST_MIN_MATCHES, &BEST_SWITCH_MARGINS)
+    } else {
+        (&[opts.plan.min_match], &FAST_SWITCH_MARGINS)
+    };
+    for &min_match in matches {
+        for &switch_margin in margins {
+            let p = plan::PlanOptions {
+                min_match,
+                switch_margin,
+                ..opts.plan.clone()
+            };
+            if !plans
+                .iter()
+                .any(|q| (q.min_match, q.switch_margin) == (min_match, switch_margin))
+            {
+                plans.push(p);
+            }
         }
-        progress.update(i as u64 + 1);
     }
-    progress.finish();
+    let mut index = plan::Index::new(old, new);
+    let mut best: Option<(Params, Vec<u8>)> = None;
+    for plan_opts in &plans {
+        progress.start("matching", new.len() as u64);
+        let steps = index.plan(plan_opts, &mut |done| progress.update(done as u64));
+        progress.finish();
+        progress.start("coding", Params::ALL.len() as u64);
+        let (first, lits) = encode::encode_body_lits(old, new, &steps, Params::ALL[0]);
+        let mut bodies = vec![(Params::ALL[0], first)];
+        if opts.best {
+            // Code with every parameter set.
+            for p in &Params::ALL[1..] {
+                bodies.push((*p, encode::encode_body(old, new, &steps, *p)));
+            }
+        } else {
+            // Only literals depend on the parameters: rank the sets by what
+            // the literals cost and code once more if another one wins.
+            let cost = |p| encode::literal_bits(new, &lits, p);
+            let c0 = cost(Params::ALL[0]);
+            let mut winner = (Params::ALL[0], c0);
+            for p in &Params::ALL[1..] {
+                let c = cost(*p);
+                if c < winner.1 {
+                    winner = (*p, c);
+                }
+            }
+            if winner.0 != Params::ALL[0] {
+                bodies.push((winner.0, encode::encode_body(old, new, &steps, winner.0)));
+            }
+        }
+        for (p, body) in bodies {
+            // Ties keep the earlier candidate: the result is deterministic.
+            if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
+                best = Some((p, body));
+            }
+        }
+        progress.update(Params::ALL.len() as u64);
+        progress.finish();
+    }
     let (params, body) = best.expect("at least one parameter set");
     let header = EntryHeader {
         version: VERSION,
         flags: 0,
-        codec: CODEC_RC1,
+        codec: CODEC_RC2,
         params: params.to_byte(),
         source: container::source_id(old),
         target: container::target_id(new),
@@ -91,4 +153,38 @@ pub fn generate(
 pub fn diff(old: &[u8], new: &[u8], opts: &GenOptions) -> Result<Vec<u8>, GenError> {
     let (_, entry) = generate(old, new, opts, &mut NoProgress)?;
     Ok(container::assemble([entry.as_slice()]).expect("one entry fits"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flashpatch::mock::Rng;
+
+    #[test]
+    fn best_is_deterministic_and_never_larger() {
+        let old = Rng(3).bytes(20_000);
+        let mut new = old[..7_000].to_vec();
+        new.extend(Rng(4).bytes(300));
+        new.extend(old[7_000..].iter().enumerate().map(|(i, &b)| {
+            // Moved code whose 4-byte words carry shifted addresses.
+            if i % 24 == 1 {
+                b.wrapping_add(3)
+            } else {
+                b
+            }
+        }));
+        let plain = diff(&old, &new, &GenOptions::default()).unwrap();
+        let best_opts = GenOptions {
+            best: true,
+            ..GenOptions::default()
+        };
+        let best = diff(&old, &new, &best_opts).unwrap();
+        assert!(
+            best.len() <= plain.len(),
+            "{} > {}",
+            best.len(),
+            plain.len()
+        );
+        assert_eq!(best, diff(&old, &new, &best_opts).unwrap());
+    }
 }

@@ -59,8 +59,8 @@ pub struct PlanOptions {
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            min_match: 6,
-            switch_margin: 2,
+            min_match: 5,
+            switch_margin: 4,
             max_compare: 256,
             candidates: 16,
         }
@@ -71,8 +71,9 @@ impl Default for PlanOptions {
 const SEEK_BASE: f64 = 6.0;
 const SEEK_PER_LOG2: f64 = 1.5;
 const COPY_HEADER: i32 = 6;
-const EQ_RUN: i32 = 5;
+const EQ_RUN: i32 = 3;
 const DIFF_BYTE: i32 = 10;
+const REP_DIFF: i32 = 4;
 const LIT_HEADER: i32 = 6;
 const LIT_BYTE: i32 = 7;
 
@@ -82,8 +83,9 @@ fn seek_bits(delta: usize) -> f64 {
 
 /// Rough size in bits of `steps` as the encoder would code it: a Copy costs
 /// a seek (6 + 1.5·log2|delta| bits) unless it starts where the previous Copy
-/// ended, 6 bits for its length, 5 bits per maximal run of equal bytes and
-/// 10 bits per differing byte; a Literal run costs 6 bits plus 7 per byte.
+/// ended, 6 bits for its length, 3 bits per maximal run of equal bytes and
+/// 10 bits per differing byte (4 where the difference repeats one of the two
+/// before it); a Literal run costs 6 bits plus 7 per byte.
 pub fn estimate_bits(old: &[u8], new: &[u8], steps: &[Step]) -> f64 {
     let mut bits = 0.0;
     let (mut at, mut src_end) = (0usize, 0usize);
@@ -107,13 +109,22 @@ pub fn estimate_bits(old: &[u8], new: &[u8], steps: &[Step]) -> f64 {
     bits
 }
 
-/// Bits for the contents of a Copy: equal runs and differing bytes.
+/// Bits for the contents of a Copy: equal runs and differing bytes (cheaper
+/// where the difference repeats one of the two before it).
 fn copy_content_bits(pairs: impl Iterator<Item = (u8, u8)>) -> f64 {
-    let (mut bits, mut prev_eq) = (0, false);
+    let (mut bits, mut prev_eq, mut recent) = (0, false, [0u8; 2]);
     for (a, b) in pairs {
         let eq = a == b;
         if !eq {
-            bits += DIFF_BYTE;
+            let d = b.wrapping_sub(a);
+            bits += if recent.contains(&d) {
+                REP_DIFF
+            } else {
+                DIFF_BYTE
+            };
+            if recent[0] != d {
+                recent = [d, recent[0]];
+            }
         } else if !prev_eq {
             bits += EQ_RUN;
         }
@@ -316,10 +327,21 @@ fn extension_scores(scores: &mut Vec<i32>, pairs: impl Iterator<Item = (u8, u8)>
     scores.clear();
     scores.push(0);
     let (mut score, mut prev_eq) = (0i32, true);
+    // The codec codes a difference that repeats one of the last two cheaply.
+    let mut recent = [0u8; 2];
     for (a, b) in pairs {
         let eq = a == b;
         score += if !eq {
-            LIT_BYTE - DIFF_BYTE
+            let d = b.wrapping_sub(a);
+            let cost = if recent.contains(&d) {
+                REP_DIFF
+            } else {
+                DIFF_BYTE
+            };
+            if recent[0] != d {
+                recent = [d, recent[0]];
+            }
+            LIT_BYTE - cost
         } else if prev_eq {
             LIT_BYTE
         } else {
@@ -358,6 +380,23 @@ pub fn plan(
     plan_counted(old, new, opts, progress).0
 }
 
+/// The suffix array of an old image, built once for several plans against
+/// the same pair (the search of `genpat --best` and of the default).
+pub struct Index<'a>(Matcher<'a>);
+
+impl<'a> Index<'a> {
+    /// Indexes `old` for planning `new`.
+    pub fn new(old: &'a [u8], new: &'a [u8]) -> Self {
+        Index(Matcher::new(old, new))
+    }
+
+    /// The same as [`plan`] on this index's pair.
+    pub fn plan(&mut self, opts: &PlanOptions, progress: &mut dyn FnMut(usize)) -> Vec<Step> {
+        self.0.work = 0;
+        plan_with(&mut self.0, opts, progress).0
+    }
+}
+
 /// [`plan`] that also returns the work done (bytes compared and probes).
 fn plan_counted(
     old: &[u8],
@@ -365,7 +404,15 @@ fn plan_counted(
     opts: &PlanOptions,
     progress: &mut dyn FnMut(usize),
 ) -> (Vec<Step>, u64) {
-    let mut m = Matcher::new(old, new);
+    plan_with(&mut Matcher::new(old, new), opts, progress)
+}
+
+fn plan_with(
+    m: &mut Matcher<'_>,
+    opts: &PlanOptions,
+    progress: &mut dyn FnMut(usize),
+) -> (Vec<Step>, u64) {
+    let (old, new) = (m.old, m.new);
     let mut anchors = m.find_anchors(opts, progress);
     // Sentinel with no extent at the end of new.
     anchors.push(Anchor {
@@ -622,7 +669,10 @@ mod tests {
             vec![Step::Literal { len: 3 }, Step::Copy { from: 0, len: 4000 }]
         );
         let bits = estimate_bits(&old, &new, &steps);
-        assert_eq!(bits, 6.0 + 7.0 * 3.0 + 6.0 + 250.0 * (10.0 + 5.0) + 5.0);
+        // The differences are +1 and -1: the first of each costs 10 bits,
+        // the other 248 repeat a recent one (4 bits).
+        let diffs = 2.0 * 10.0 + 248.0 * 4.0;
+        assert_eq!(bits, 6.0 + 7.0 * 3.0 + 6.0 + diffs + 250.0 * 3.0 + 3.0);
         let lit = [Step::Literal { len: new.len() }];
         assert_eq!(estimate_bits(&old, &new, &lit), 6.0 + 7.0 * 4003.0);
     }

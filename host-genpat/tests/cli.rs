@@ -331,7 +331,8 @@ fn help_and_version_exit_0_and_document_exit_codes() {
     }
     let o = genpat(&d, &["diff", "--help"]);
     assert!(stdout(&o).contains("--block-size"));
-    assert!(stdout(&o).contains("[default: 6]"));
+    assert!(stdout(&o).contains("[default: 5]"));
+    assert!(stdout(&o).contains("--best"));
     let o = genpat(&d, &["info", "--help"]);
     assert!(stdout(&o).contains("\"entries\""));
     let o = genpat(&d, &["--version"]);
@@ -454,4 +455,103 @@ fn out_is_replaced_only_on_success() {
     let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
     assert_exit(&o, 0);
     assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    // The durable form (fsync of file and directory) writes the same.
+    assert_exit(&genpat(&d, &["--sync", "v1.bin", "v2.bin", "s.pat"]), 0);
+    assert_eq!(read(&d, "s.pat"), read(&d, "p.pat"));
+    assert_applied(
+        &d,
+        &["apply", "--sync", "s.pat", "v1.bin", "synced.bin"],
+        "synced.bin",
+        "v2.bin",
+    );
+}
+
+#[test]
+fn keygen_sign_and_apply_with_a_key() {
+    let (_t, d) = setup();
+    let o = genpat(&d, &["keygen", "k"]);
+    assert_exit(&o, 0);
+    assert!(fs::read_to_string(d.join("k.pub"))
+        .unwrap()
+        .starts_with("flashpatch-ed25519-public "));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(d.join("k")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "secret key readable by others: {mode:o}");
+    }
+    // Keys are never replaced.
+    let before = read(&d, "k");
+    assert_exit(&genpat(&d, &["keygen", "k"]), 2);
+    assert_eq!(read(&d, "k"), before);
+    assert_exit(&genpat(&d, &["keygen", "k2"]), 0);
+
+    let o = genpat(
+        &d,
+        &[
+            "v1.bin",
+            "v2.bin",
+            "s.pat",
+            "--sign",
+            "k",
+            "--security-counter",
+            "3",
+        ],
+    );
+    assert_exit(&o, 0);
+    let info = info_json(&d, "s.pat");
+    assert_eq!(info["entries"][0]["security_counter"], 3);
+    assert_eq!(info["entries"][0]["signature"].as_str().unwrap().len(), 128);
+    assert_applied(
+        &d,
+        &["apply", "--key", "k.pub", "s.pat", "v1.bin", "out.bin"],
+        "out.bin",
+        "v2.bin",
+    );
+    // Another key, a newer minimum counter, an unsigned patch: refused.
+    let o = genpat(
+        &d,
+        &["apply", "--key", "k2.pub", "s.pat", "v1.bin", "x.bin"],
+    );
+    assert_exit(&o, 4);
+    assert_eq!(stdout(&o), "Patch data is invalid or corrupt\n");
+    assert!(
+        stderr(&o).contains("signature is not valid"),
+        "{}",
+        stderr(&o)
+    );
+    let o = genpat(
+        &d,
+        &[
+            "apply",
+            "--key",
+            "k.pub",
+            "--min-counter",
+            "4",
+            "s.pat",
+            "v1.bin",
+            "x.bin",
+        ],
+    );
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("security counter 3 is below the minimum 4"),
+        "{}",
+        stderr(&o)
+    );
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "u.pat"]), 0);
+    let o = genpat(&d, &["apply", "--key", "k.pub", "u.pat", "v1.bin", "x.bin"]);
+    assert_exit(&o, 4);
+    assert!(stderr(&o).contains("not signed"), "{}", stderr(&o));
+    assert!(!d.join("x.bin").exists());
+    // Signed afterwards with `genpat sign`, it is accepted.
+    assert_exit(&genpat(&d, &["sign", "u.pat", "--key", "k"]), 0);
+    assert_applied(
+        &d,
+        &["apply", "--key", "k.pub", "u.pat", "v1.bin", "out2.bin"],
+        "out2.bin",
+        "v2.bin",
+    );
+    // A public key is not a secret key.
+    assert_exit(&genpat(&d, &["sign", "u.pat", "--key", "k.pub"]), 2);
 }

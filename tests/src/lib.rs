@@ -3,6 +3,7 @@
 //! the flash outside the target slot.
 
 pub mod device;
+pub mod fuzz;
 pub mod life;
 
 use core::cell::RefCell;
@@ -111,6 +112,19 @@ pub fn apply_guarded(
     chunk: usize,
     new_len: usize,
 ) -> Guarded {
+    apply_guarded_with(patch, old, slot, chunk, new_len, None)
+}
+
+/// As [`apply_guarded`], with an applier that requires entries signed by
+/// `trust`'s key with at least its security counter.
+pub fn apply_guarded_with(
+    patch: &[u8],
+    old: &[u8],
+    slot: usize,
+    chunk: usize,
+    new_len: usize,
+    trust: Option<([u8; 32], u32)>,
+) -> Guarded {
     const E: usize = 4096;
     let slot = slot.div_ceil(E).max(1) * E;
     let (src_at, tgt_at) = (GUARD, 2 * GUARD + slot);
@@ -122,6 +136,9 @@ pub fn apply_guarded(
         Partition::new(&flash, src_at as u32, slot as u32).unwrap(),
         Partition::new(&flash, tgt_at as u32, slot as u32).unwrap(),
     );
+    if let Some((key, min)) = trust {
+        applier.require_signature(key, min);
+    }
     let mut result = None;
     for piece in patch.chunks(chunk.max(1)) {
         match applier.feed(piece) {

@@ -3,7 +3,7 @@
 //! matcher that changes these must be deliberate (and, for the format, bump
 //! its version).
 
-use flashpatch::Outcome;
+use flashpatch::{Error, Outcome};
 use flashpatch_tests::apply_guarded;
 
 const OLD: &[u8] = b"The quick brown fox jumps over the lazy dog. The quick brown fox jumps again.";
@@ -32,24 +32,62 @@ fn tiny_patch_bytes_are_pinned() {
 const GOLDEN: &str = concat!(
     "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
     "5000",             // H = 80
-    "01000100",         // version 1, flags 0, codec 1, params 0
+    "01000200",         // version 1, flags 0, codec 2, params 0
     "4d000000",
     "782090f2",
     "f9cb655c0b611fb48c74f8dc23996566", // source size, CRC-32, MD5
     "4d000000",
     "da136512",
     "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3", // target
-    "0e000000",
-    "055a8931",                     // body length, body CRC-32
-    "3eb8a332",                     // header CRC-32
-    "000817e9e1d2bd798a6787419c00", // body
+    "0f000000",
+    "0ba81572",                       // body length, body CRC-32
+    "bd981668",                       // header CRC-32
+    "000817f77e37f421d7ddca1d450000", // body
 );
+
+/// The same pair as patched by codec 1 (flashpatch 0.1): a decoder of this
+/// version refuses it with a typed error before writing anything.
+const CODEC1: &str = concat!(
+    "4650415401000100",
+    "5000",
+    "01000100", // codec 1
+    "4d000000",
+    "782090f2",
+    "f9cb655c0b611fb48c74f8dc23996566",
+    "4d000000",
+    "da136512",
+    "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3",
+    "0e000000",
+    "055a8931",
+    "3eb8a332",
+    "000817e9e1d2bd798a6787419c00",
+);
+
+#[test]
+fn codec1_patches_are_refused_with_a_typed_error() {
+    let patch: Vec<u8> = (0..CODEC1.len() / 2)
+        .map(|i| u8::from_str_radix(&CODEC1[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let g = apply_guarded(&patch, OLD, 4096, 5, NEW.len());
+    assert_eq!(
+        g.result,
+        Err(Error::Codec {
+            codec: 1,
+            params: 0
+        })
+    );
+    assert_eq!((g.stats.erases, g.stats.writes), (0, 0));
+    assert_eq!(
+        g.result.unwrap_err().to_string(),
+        "codec 1 with parameters 0x00 is not supported"
+    );
+}
 
 /// Wear of a small update through the slot manager, phase by phase: a
 /// 10,000-byte image over 4 KiB erase units, 64-byte write buffer.
 /// Update + activation: the target's 3 units (3 erases, 157 writes), two
-/// checkpoints (each a bank erase, a 96-byte boot record copy and 13
-/// writes of the 3,264-byte record) and the activation record. Every later
+/// checkpoints (each a bank erase, a 96-byte boot record copy and 14
+/// writes of the 3,424-byte record) and the activation record. Every later
 /// session that writes starts a fresh bank: one erase and one record.
 #[test]
 fn slot_update_wear_is_pinned() {
@@ -57,6 +95,13 @@ fn slot_update_wear_is_pinned() {
     use flashpatch_tests::device::Device;
     use flashpatch_tests::life::CHUNK;
 
+    use flashpatch::slots::{BOOT_RECORD_LEN, CHECKPOINT_LEN};
+    println!(
+        "boot record {BOOT_RECORD_LEN} bytes, checkpoint record {CHECKPOINT_LEN} bytes \
+         (codec state {} bytes of it)",
+        flashpatch::codec::SAVED_LEN
+    );
+    assert_eq!((BOOT_RECORD_LEN, CHECKPOINT_LEN), (96, 3424));
     let (old, new) = flashpatch_tests::firmware_pair(77, 20_000);
     let (old, new) = (&old[..10_000], &new[..10_000]);
     let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
@@ -85,7 +130,7 @@ fn slot_update_wear_is_pinned() {
         let inst = up.finish().unwrap();
         slots.activate(&inst).unwrap();
     }
-    assert_eq!(phase("update + activate"), (5, 186, 16_816));
+    assert_eq!(phase("update + activate"), (5, 188, 17_136));
     assert_eq!(dev.boot().unwrap().slot, Slot::B);
     assert_eq!(phase("first boot (trial)"), (1, 1, 96));
     dev.slots().unwrap().confirm().unwrap();

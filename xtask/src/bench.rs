@@ -1,14 +1,20 @@
-//! `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and wall times of
-//! genpat side by side with bsdiff (and the sizes of xdelta3 and
-//! `zstd --patch-from` where they are installed), per pair of the corpus,
-//! all from one run. Times are medians of `--runs` runs (default 5);
-//! comparisons are ratios within this run.
+//! `cargo xtask bench [CORPUS_DIR] [--runs N]`: per pair of the corpus,
+//! genpat's patch size, generation time (default and `--best`) and host
+//! apply time, side by side with bsdiff, xdelta3 -9 and `zstd -19
+//! --patch-from` where they are installed, and the geomean size ratios;
+//! then the device-side figures (see `device.rs`): the applier's RAM, the
+//! `.text` of the apply path on `thumbv7em-none-eabihf` and instructions per
+//! output byte (callgrind, when valgrind is installed). Everything comes
+//! from one run: times are medians of `--runs` runs (default 5), and
+//! comparisons are ratios within the run.
 //!
-//! Peers come from Debian: `apt-get install bsdiff xdelta3 zstd`.
+//! Peers come from Debian: `apt-get install bsdiff xdelta3 zstd valgrind`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::device;
 
 struct Row {
     pair: String,
@@ -16,9 +22,13 @@ struct Row {
     ours: u64,
     gen: Duration,
     apply: Duration,
+    /// `genpat --best`: size and generation time.
+    best: (u64, Duration),
     bsdiff: Option<(u64, Duration, Duration)>,
-    xdelta3: Option<u64>,
-    zstd: Option<u64>,
+    xdelta3: Option<(u64, Duration)>,
+    zstd: Option<(u64, Duration)>,
+    /// Instructions of the applier (all, in digests), if measured.
+    instr: Option<(u64, u64)>,
 }
 
 fn have(tool: &str) -> bool {
@@ -87,8 +97,9 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         have("xdelta3"),
         have("zstd"),
     );
-    if !(bsdiff && xdelta3 && zstd) {
-        eprintln!("xtask: some peers are missing; install them with `apt-get install bsdiff xdelta3 zstd`");
+    let valgrind = have("valgrind") && have("callgrind_annotate");
+    if !(bsdiff && xdelta3 && zstd && valgrind) {
+        eprintln!("xtask: some tools are missing; install them with `apt-get install bsdiff xdelta3 zstd valgrind`");
     }
     let work = std::env::temp_dir().join(format!("flashpatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -119,6 +130,20 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             times.sort();
             times[runs / 2]
         };
+        let best_patch = work.join(format!("{pair}.best.fp"));
+        let best_gen = {
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                let _ = std::fs::remove_file(&best_patch);
+                times.push(timed(
+                    1,
+                    genpat,
+                    &[Path::new("--best"), &old, &new, &best_patch],
+                )?);
+            }
+            times.sort();
+            times[runs / 2]
+        };
         let apply = timed(runs, genpat, &[Path::new("apply"), &patch, &old, &out])?;
         if !same(&out, &new)? {
             return Err(format!("{pair}: genpat apply gave a wrong image"));
@@ -133,8 +158,8 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         };
         let xd = if xdelta3 {
             let p = work.join(format!("{pair}.vcdiff"));
-            timed(
-                1,
+            let t = timed(
+                runs,
                 "xdelta3",
                 &[
                     Path::new("-e"),
@@ -146,21 +171,33 @@ pub fn bench(args: &[String]) -> Result<(), String> {
                     &p,
                 ],
             )?;
-            Some(size(&p)?)
+            Some((size(&p)?, t))
         } else {
             None
         };
         let zs = if zstd {
             let p = work.join(format!("{pair}.zst"));
-            let from = format!("--patch-from={}", old.display());
-            let st = Command::new("zstd")
-                .args(["-q", "-f", "-19", "--long=27", &from])
-                .arg(&new)
-                .arg("-o")
-                .arg(&p)
-                .output()
-                .map_err(|e| e.to_string())?;
-            st.status.success().then(|| size(&p)).transpose()?
+            let from = PathBuf::from(format!("--patch-from={}", old.display()));
+            let t = timed(
+                runs,
+                "zstd",
+                &[
+                    Path::new("-q"),
+                    Path::new("-f"),
+                    Path::new("-19"),
+                    Path::new("--long=27"),
+                    &from,
+                    &new,
+                    Path::new("-o"),
+                    &p,
+                ],
+            )?;
+            Some((size(&p)?, t))
+        } else {
+            None
+        };
+        let instr = if valgrind {
+            Some(device::instructions(genpat, &patch, &old, &out)?)
         } else {
             None
         };
@@ -170,13 +207,66 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             ours: size(&patch)?,
             gen,
             apply,
+            best: (size(&best_patch)?, best_gen),
             bsdiff: bs,
             xdelta3: xd,
             zstd: zs,
+            instr,
         });
     }
     let _ = std::fs::remove_dir_all(&work);
     print_table(&rows, runs);
+    print_device(&rows)
+}
+
+fn print_device(rows: &[Row]) -> Result<(), String> {
+    let (applier, model) = device::ram()?;
+    println!("\n**Device side**\n");
+    println!("- RAM: the applier as `genpat apply` instantiates it (64-byte write buffer, 64-byte read cache) is {applier} bytes (`size_of`), of which the codec model {model}.");
+    let c = device::code_size(false)?;
+    let parts: Vec<String> = c
+        .parts
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    println!(
+        "- Code: the apply path on `{}` (opt-level z, LTO, compact SHA-256) is {} bytes of `.text` ({}) and {} bytes of `.rodata`.",
+        device::TARGET,
+        c.text,
+        parts.join(", "),
+        c.rodata
+    );
+    let s = device::code_size(true)?;
+    println!(
+        "- Code with the signature check (feature `sign`: Ed25519 with `opt_size`, body SHA-256): {} bytes of `.text` (+{}) and {} bytes of `.rodata` (+{}).",
+        s.text,
+        s.text.saturating_sub(c.text),
+        s.rodata,
+        s.rodata.saturating_sub(c.rodata)
+    );
+    let measured: Vec<_> = rows.iter().filter_map(|r| Some((r, r.instr?))).collect();
+    if measured.is_empty() {
+        println!("- Instructions per output byte: valgrind is not installed (`apt-get install valgrind`).");
+        return Ok(());
+    }
+    println!("- Instructions per output byte (x86-64, callgrind, everything `Applier::run` executes while `genpat apply` runs; a stand-in for a Cortex-M4 count):\n");
+    println!("| pair | instructions | per output byte | of which source and target digests |");
+    println!("|---|---:|---:|---:|");
+    let mut per = Vec::new();
+    for (r, (all, digests)) in &measured {
+        let p = *all as f64 / r.new_len.max(1) as f64;
+        per.push(p);
+        println!(
+            "| {} | {all} | {p:.1} | {:.1} |",
+            r.pair,
+            *digests as f64 / r.new_len.max(1) as f64
+        );
+    }
+    println!(
+        "\nmean over the corpus: {:.1} instructions per output byte",
+        per.iter().sum::<f64>() / per.len() as f64
+    );
     Ok(())
 }
 
@@ -185,45 +275,91 @@ fn ms(d: Duration) -> String {
 }
 
 fn print_table(rows: &[Row], runs: usize) {
-    let opt = |v: Option<u64>| v.map_or("–".to_string(), |v| v.to_string());
-    println!("| pair | new | flashpatch | bsdiff | xdelta3 -9 | zstd -19 | ratio to bsdiff | genpat ms | bsdiff ms | genpat apply ms | bspatch ms |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut logs = Vec::new();
+    let opt = |v: Option<(u64, Duration)>| v.map_or("–".to_string(), |v| v.0.to_string());
+    let opt_ms = |v: Option<(u64, Duration)>| v.map_or("–".to_string(), |v| ms(v.1));
+    println!("**Patch size** (bytes) and **time** (ms, medians of {runs} runs)\n");
+    println!("| pair | new | flashpatch | --best | bsdiff | xdelta3 -9 | zstd -19 | flashpatch / bsdiff | genpat ms | --best ms | bsdiff ms | xdelta3 ms | zstd ms | genpat apply ms | bspatch ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // ln(size / bsdiff size) for flashpatch, --best, xdelta3, zstd.
+    let mut logs: [Vec<f64>; 4] = Default::default();
     for r in rows {
         let (bs, bg, ba, ratio) = match r.bsdiff {
             Some((s, g, a)) => {
-                let q = r.ours as f64 / s as f64;
-                logs.push(q.ln());
+                let s = s as f64;
+                let q = r.ours as f64 / s;
+                logs[0].push(q.ln());
+                logs[1].push((r.best.0 as f64 / s).ln());
+                if let Some((x, _)) = r.xdelta3 {
+                    logs[2].push((x as f64 / s).ln());
+                }
+                if let Some((z, _)) = r.zstd {
+                    logs[3].push((z as f64 / s).ln());
+                }
                 (s.to_string(), ms(g), ms(a), format!("{q:.3}"))
             }
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
         println!(
-            "| {} | {} | {} | {bs} | {} | {} | {ratio} | {} | {bg} | {} | {ba} |",
+            "| {} | {} | {} | {} | {bs} | {} | {} | {ratio} | {} | {} | {bg} | {} | {} | {} | {ba} |",
             r.pair,
             r.new_len,
             r.ours,
+            r.best.0,
             opt(r.xdelta3),
             opt(r.zstd),
             ms(r.gen),
+            ms(r.best.1),
+            opt_ms(r.xdelta3),
+            opt_ms(r.zstd),
             ms(r.apply),
         );
     }
-    if !logs.is_empty() {
-        let g = (logs.iter().sum::<f64>() / logs.len() as f64).exp();
-        println!(
-            "\ngeomean patch size vs bsdiff: {g:.3} over {} pairs",
-            logs.len()
+    let geo = |v: &[f64]| (v.iter().sum::<f64>() / v.len() as f64).exp();
+    if !logs[0].is_empty() {
+        let mut line = format!(
+            "\ngeomean patch size vs bsdiff over {} pairs: flashpatch {:.3}, flashpatch --best {:.3}",
+            logs[0].len(),
+            geo(&logs[0]),
+            geo(&logs[1])
         );
+        for (name, v) in [("xdelta3", &logs[2]), ("zstd", &logs[3])] {
+            if v.len() == logs[0].len() {
+                line += &format!(", {name} {:.3}", geo(v));
+            }
+        }
+        println!("{line}");
+        let worst = rows
+            .iter()
+            .filter_map(|r| Some((r.ours as f64 / r.bsdiff?.0 as f64, &r.pair)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((q, pair)) = worst {
+            println!("largest ratio to bsdiff: {q:.3} ({pair})");
+        }
     }
     if let Some(big) = rows.iter().max_by_key(|r| r.new_len) {
         if let Some((_, g, a)) = big.bsdiff {
             println!(
-                "largest pair {}: generation {:.2}x bsdiff's time, apply {:.2}x bspatch's time (medians of {runs} runs)",
+                "largest pair {}: generation {:.2}x bsdiff's time, apply {:.2}x bspatch's time",
                 big.pair,
                 big.gen.as_secs_f64() / g.as_secs_f64(),
                 big.apply.as_secs_f64() / a.as_secs_f64()
             );
         }
+    }
+    let slowest = rows
+        .iter()
+        .filter_map(|r| Some((r.gen.as_secs_f64() / r.bsdiff?.1.as_secs_f64(), &r.pair)))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some((q, pair)) = slowest {
+        println!("largest generation time ratio to bsdiff: {q:.2}x ({pair})");
+    }
+    let (bytes, secs) = rows.iter().fold((0u64, 0f64), |(b, s), r| {
+        (b + r.new_len, s + r.best.1.as_secs_f64())
+    });
+    if bytes > 0 {
+        println!(
+            "--best: {:.2} s per MiB of new image over the corpus",
+            secs / (bytes as f64 / (1 << 20) as f64)
+        );
     }
 }

@@ -4,16 +4,24 @@
 //! - `cargo xtask test`: installs the no_std targets, runs the whole
 //!   workspace test suite, and builds `core` for the two Cortex-M targets.
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
-//!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus.
+//!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
+//!   device-side figures (RAM, code size, instructions per byte).
+//! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
+//!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
 
 mod bench;
+mod device;
+mod fuzz;
 
 use std::process::{exit, Command};
 
 /// The microcontroller targets `core` must build for.
 const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
+
+/// Seconds per fuzz target in `cargo xtask test`.
+const FUZZ_SECS: u64 = 20;
 
 fn main() {
     let task = std::env::args().nth(1).unwrap_or_default();
@@ -21,8 +29,9 @@ fn main() {
         "test" => test(),
         "check" => check(),
         "bench" => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "fuzz" => fuzz::main(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <test|check|bench>\n  test   install targets, run every test, build core for Cortex-M\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd");
+            eprintln!("usage: cargo xtask <test|check|bench>\n  test   install targets, run every test, build core for Cortex-M\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
             exit(1);
         }
     };
@@ -107,7 +116,7 @@ fn test() -> Result<(), String> {
     install_targets()?;
     let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
     for t in NO_STD_TARGETS {
-        for features in ["", "defmt"] {
+        for features in ["", "defmt", "sign"] {
             let mut args = vec![
                 "build",
                 "--package",
@@ -123,6 +132,8 @@ fn test() -> Result<(), String> {
         }
     }
     eprintln!("xtask: core builds for {}", NO_STD_TARGETS.join(" and "));
+    // A short run of every fuzz target; `cargo xtask fuzz` runs longer.
+    fuzz::fuzz(FUZZ_SECS, &fuzz::TARGETS.map(String::from))?;
     println!("tests: {passed} passed, {failed} failed");
     Ok(())
 }

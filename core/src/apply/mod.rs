@@ -28,7 +28,7 @@ mod resume;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
-use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC1, MAX_OP_INPUT};
+use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC2, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -148,6 +148,62 @@ pub struct Applier<S, T, const W: usize = 64, const R: usize = 64> {
     ckpt_next: u32,
     /// Decoding stopped at a checkpoint.
     paused: bool,
+    #[cfg(feature = "sign")]
+    gate: Gate,
+}
+
+/// The signature policy and the running body digest (feature `sign`).
+#[cfg(feature = "sign")]
+struct Gate {
+    /// Entries must be signed by this key.
+    key: Option<[u8; crate::sign::PUBLIC_KEY_LEN]>,
+    /// ... and have at least this security counter.
+    min_counter: u32,
+    /// The body digest the current entry's signed header promises.
+    want: Option<[u8; 32]>,
+    /// The current entry's security counter.
+    counter: u32,
+    /// The security counter of the entry the outcome refers to.
+    result_counter: u32,
+    body: sha2::Sha256,
+}
+
+#[cfg(feature = "sign")]
+impl Gate {
+    /// Checks a just-parsed entry header (its `H` bytes) against the policy.
+    fn check<E>(&mut self, raw: &[u8]) -> Res<(), E> {
+        use sha2::Digest;
+        self.want = None;
+        let t = crate::sign::Trust::of(raw)?;
+        self.counter = t.counter;
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let (Some(sig), Some(body)) = (t.signature, t.body_sha256) else {
+            return Err(Error::Unsigned);
+        };
+        if !crate::sign::verify(key, &t.signed_digest, &sig) {
+            return Err(Error::BadSignature);
+        }
+        if t.counter < self.min_counter {
+            return Err(Error::Rollback {
+                counter: t.counter,
+                min: self.min_counter,
+            });
+        }
+        self.want = Some(body);
+        self.body = sha2::Sha256::new();
+        Ok(())
+    }
+
+    /// Checks the body digest once the whole body has been read.
+    fn check_body<E>(&mut self) -> Res<(), E> {
+        use sha2::Digest;
+        match self.want {
+            Some(w) if <[u8; 32]>::from(self.body.finalize_reset()) != w => Err(Error::BodyDigest),
+            _ => Ok(()),
+        }
+    }
 }
 
 type Res<T, E> = Result<T, Error<E>>;
@@ -201,7 +257,34 @@ where
             ckpt_every: 0,
             ckpt_next: 0,
             paused: false,
+            #[cfg(feature = "sign")]
+            gate: Gate {
+                key: None,
+                min_counter: 0,
+                want: None,
+                counter: 0,
+                result_counter: 0,
+                body: sha2::Digest::new(),
+            },
         }
+    }
+
+    /// Accepts only entries signed by `key` (an Ed25519 public key) whose
+    /// security counter is at least `min_counter`: each entry header's
+    /// signature is checked before anything of it is used, and the body
+    /// against its signed SHA-256 before the target is read back. Call it
+    /// before the first [`Applier::feed`].
+    #[cfg(feature = "sign")]
+    pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
+        self.gate.key = Some(key);
+        self.gate.min_counter = min_counter;
+    }
+
+    /// The security counter of the entry the outcome refers to, once there
+    /// is an outcome (0 for an entry without one).
+    #[cfg(feature = "sign")]
+    pub fn result_counter(&self) -> Option<u32> {
+        self.outcome.map(|_| self.gate.result_counter)
     }
 
     /// Gives the flashes back.
@@ -313,6 +396,10 @@ where
                         tail = (tail + 1) % BUF;
                     }
                     self.body_crc.update(&chunk[..n]);
+                    #[cfg(feature = "sign")]
+                    if self.gate.want.is_some() {
+                        sha2::Digest::update(&mut self.gate.body, &chunk[..n]);
+                    }
                     self.len += n as u16;
                     self.body_left -= n as u32;
                     self.consumed = self.consumed.saturating_add(n as u32);
@@ -358,6 +445,8 @@ where
             }
             _ => {
                 let (entry, _) = EntryHeader::parse(&self.buf[..self.need as usize])?;
+                #[cfg(feature = "sign")]
+                self.gate.check(&self.buf[..self.need as usize])?;
                 self.entry = entry;
                 self.body_left = entry.body_len;
                 self.body_crc = Crc32::new();
@@ -383,7 +472,9 @@ where
     fn select(&mut self) -> Res<Phase, T::Error> {
         let e = self.entry;
         self.cache.invalidate();
-        let buf = &mut self.cache.buf;
+        // The header is parsed, so the input buffer is free: the digest
+        // passes read through it, in fewer and larger reads than the cache.
+        let buf = &mut self.buf[..];
         let flash = Error::Flash;
         let (ts, ss) = (e.target.size, e.source.size);
         // One CRC pass serves both pre-checks: is the target already in
@@ -402,6 +493,10 @@ where
         {
             self.outcome = Some(Outcome::AlreadyInstalled);
             self.result = e.target;
+            #[cfg(feature = "sign")]
+            {
+                self.gate.result_counter = self.gate.counter;
+            }
             return Ok(Phase::Skip);
         }
         if !s_fits
@@ -411,7 +506,7 @@ where
             return Ok(Phase::Skip);
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
-            (CODEC_RC1, Some(p)) => p,
+            (CODEC_RC2, Some(p)) => p,
             _ => {
                 return Err(Error::Codec {
                     codec: e.codec,
@@ -431,6 +526,10 @@ where
         {
             self.outcome = Some(Outcome::AlreadyInstalled);
             self.result = e.target;
+            #[cfg(feature = "sign")]
+            {
+                self.gate.result_counter = self.gate.counter;
+            }
             return Ok(Phase::Skip);
         }
         self.model = Model::new(params);
@@ -450,18 +549,20 @@ where
             return Err(Error::BodyCrc);
         }
         if self.phase == Phase::Body {
-            self.cache.invalidate();
-            let sha = sha256_of(
-                &mut self.target,
-                &mut self.cache.buf,
-                self.entry.target.size,
-            )
-            .map_err(Error::Flash)?;
+            #[cfg(feature = "sign")]
+            self.gate.check_body()?;
+            // The body is used up (`len == 0`): the input buffer is free.
+            let sha = sha256_of(&mut self.target, &mut self.buf, self.entry.target.size)
+                .map_err(Error::Flash)?;
             if sha != self.entry.target.sha256 {
                 return Err(Error::TargetMismatch);
             }
             self.outcome = Some(Outcome::Applied);
             self.result = self.entry.target;
+            #[cfg(feature = "sign")]
+            {
+                self.gate.result_counter = self.gate.counter;
+            }
         }
         self.entries_left -= 1;
         if self.entries_left > 0 {
@@ -545,7 +646,8 @@ where
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let op = self.decode_with(|m, d| m.op(d, Op::Copy { len: 0 }))?;
+                    let pos = self.out;
+                    let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
                     self.start_op(op, left)?;
                 }
             }
@@ -578,7 +680,8 @@ where
                 Ok(())
             }
             Op::Diff { d } => {
-                let b = self.virtual_byte(self.cursor)?.wrapping_add(d);
+                let s = self.virtual_byte(self.cursor)?;
+                let b = self.model.diff_byte(s, d);
                 self.cursor += 1;
                 self.emit(b)
             }

@@ -14,7 +14,7 @@
 //! | 2 + 2 + 256 | input ring: head, length, bytes |
 //! | 4 + 4 + 1 | cursor, target bytes written, previous byte |
 //! | 1 + 4 | pending job: 0 none, 1 copy, 2 literal run; its length |
-//! | 8 + 2,844 | codec state: [`crate::codec::save_state`] |
+//! | [`crate::codec::SAVED_LEN`] | codec state: [`crate::codec::save_state`] |
 //!
 //! A checkpoint is taken only when the write buffer is empty and the
 //! target is written up to an erase unit boundary, so the target bytes
@@ -24,7 +24,7 @@ use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
 use super::io::{align_up, Writer};
 use super::{Applier, Job, Phase, BUF};
-use crate::codec::{self, Params, CODEC_RC1};
+use crate::codec::{self, Params, CODEC_RC2};
 use crate::crc32::Crc32;
 use crate::format::{EntryHeader, FIXED_HEADER_LEN};
 
@@ -164,7 +164,7 @@ where
         ok = ok
             && self.started
             && self.entries_left >= 1
-            && e.codec == CODEC_RC1
+            && e.codec == CODEC_RC2
             && Params::from_byte(e.params) == Some(self.model.params())
             && align_up(size as u64, T::ERASE_SIZE) <= self.target.capacity() as u64
             && self.out < size

@@ -1,4 +1,4 @@
-//! Codec 1: operations (copy, seek-and-copy, byte difference, literal run)
+//! Codec 2: operations (copy, seek-and-copy, byte difference, literal run)
 //! coded with a binary adaptive range coder and small context models.
 //!
 //! See `docs/FORMAT.md` for the normative description.
@@ -9,8 +9,8 @@ pub mod rc;
 pub use model::{Model, Op, Params, MAX_OP_INPUT};
 pub use rc::{BitIo, ByteSource, Decoder, DecoderState, Encoder};
 
-/// The codec identifier of codec 1 in an entry header.
-pub const CODEC_RC1: u8 = 1;
+/// The codec identifier of codec 2 in an entry header.
+pub const CODEC_RC2: u8 = 2;
 
 /// Bytes of the saved decoder state (range decoder and model), as
 /// [`save_state`] writes it.
@@ -55,7 +55,7 @@ mod tests {
                 2 => Op::Diff { d: i as u8 | 1 },
                 _ => Op::Lit { len: i % 7 + 1 },
             };
-            m.op(&mut enc, op);
+            m.op(&mut enc, i, op);
             m.literal(&mut enc, i as u8, i, (i * 7) as u8);
         }
         let bytes = [0u8, 0x12, 0x34, 0x56, 0x78];

@@ -1,4 +1,4 @@
-//! The probability models of codec 1 and the grammar of its operations.
+//! The probability models of codec 2 and the grammar of its operations.
 //!
 //! Every function here takes a [`BitIo`], so the same code encodes (on the
 //! host) and decodes (on the device).
@@ -22,44 +22,56 @@ fn tree<I: BitIo, const N: usize>(
     (m as u32).wrapping_sub(1 << nbits)
 }
 
-/// A model for integers from 1 to 2³²−1: the bit length (5-bit tree), the
-/// two bits below the leading one (adaptive, per bit length), and the rest
+/// Bit lengths whose two bits below the leading one are modelled; longer
+/// numbers code those bits as direct bits too.
+const MANT_LENS: usize = 12;
+
+/// A model for integers from 1 to 2³²−1: the bit length (a 5-bit tree, one
+/// of `C` trees chosen by the caller's context), the two bits below the
+/// leading one (adaptive, per bit length up to `MANT_LENS` (12)), and the rest
 /// as direct bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Number {
-    len: [Prob; 32],
-    mant: [Prob; 128],
+pub struct Number<const C: usize> {
+    len: [[Prob; 32]; C],
+    mant: [Prob; MANT_LENS * 4],
 }
 
-impl Number {
+impl<const C: usize> Number<C> {
+    /// Probabilities in a `Number<C>`.
+    const PROBS: usize = 32 * C + MANT_LENS * 4;
+
     fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
-        f(&self.len);
+        for t in &self.len {
+            f(t);
+        }
         f(&self.mant);
     }
 
     fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
-        f(&mut self.len);
+        for t in &mut self.len {
+            f(t);
+        }
         f(&mut self.mant);
     }
 
     const fn new() -> Self {
         Number {
-            len: [PROB_INIT; 32],
-            mant: [PROB_INIT; 128],
+            len: [[PROB_INIT; 32]; C],
+            mant: [PROB_INIT; MANT_LENS * 4],
         }
     }
 
-    /// Codes `v` (≥ 1; the encoder must not pass 0).
-    pub fn code<I: BitIo>(&mut self, io: &mut I, v: u32) -> u32 {
+    /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
+    pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
         let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
-        let n = tree(io, &mut self.len, 5, n.wrapping_sub(1)) + 1;
+        let n = tree(io, &mut self.len[ctx % C], 5, n.wrapping_sub(1)) + 1;
         let mut out = 1u32;
         let mut m = 1usize;
         for i in (0..n - 1).rev() {
             let b = (v >> i) & 1;
-            let b = if m < 4 {
-                let idx = ((n as usize - 1) * 4 + m) % 128;
-                let b = io.bit(&mut self.mant[idx], b);
+            let idx = (n as usize - 1) * 4 + m;
+            let b = if m < 4 && idx < MANT_LENS * 4 {
+                let b = io.bit(&mut self.mant[idx % (MANT_LENS * 4)], b);
                 m = (m << 1) | b as usize;
                 b
             } else {
@@ -87,10 +99,11 @@ pub enum Op {
         /// Bytes to copy (at least 1).
         len: u32,
     },
-    /// One byte: the source byte at the cursor plus `d` (wrapping, never 0);
-    /// the cursor advances by one.
+    /// One byte: the source byte at the cursor plus `d`, plus the carry
+    /// out of a `Diff` right before it (see [`Model::diff_byte`]); the cursor
+    /// advances by one.
     Diff {
-        /// The difference, new byte minus source byte.
+        /// The addend.
         d: u8,
     },
     /// `len` literal bytes follow; the cursor stays where it is.
@@ -100,28 +113,44 @@ pub enum Op {
     },
 }
 
-/// Contexts for the operation kind: what the previous operation was.
-const AFTER_START: usize = 0;
-const AFTER_COPY: usize = 1;
-const AFTER_DIFF: usize = 2;
-const AFTER_LIT: usize = 3;
+/// Kinds of operation as the contexts see them.
+const AFTER_START: u8 = 0;
+const AFTER_COPY: u8 = 1;
+const AFTER_DIFF: u8 = 2;
+const AFTER_LIT: u8 = 3;
 
-/// All adaptive state of codec 1 (under 3 KiB; `size_of` is pinned by a test).
+/// All adaptive state of codec 2: probabilities (`u16`) and a few small
+/// integers, nothing else, so that it can be saved and restored as it is
+/// (`size_of` is pinned by a test).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
-    kind: [[Prob; 3]; 4],
+    /// Operation kind, by the kinds of the two previous operations.
+    kind: [[Prob; 3]; 16],
     seek_sign: Prob,
-    prev: u8,
+    /// Kinds of the last two operations (`AFTER_*`), the latest first.
+    prev: [u8; 2],
     params: Params,
     lit: [[Prob; 256]; 2],
-    diff: [Prob; 256],
-    copy_len: Number,
-    seek_len: Number,
-    seek_mag: Number,
-    lit_len: Number,
+    /// `Diff` values, by whether the previous operation was a `Diff` too.
+    diff: [[Prob; 256]; 2],
+    /// Whether a `Diff` repeats one of the two last values of its context:
+    /// how many `Diff`s came right before it (0, 1, 2, 3 or more).
+    rep: [[Prob; 2]; 4],
+    /// The two last `Diff` values per context, the latest first.
+    last_d: [[u8; 2]; 4],
+    /// `Diff`s in a row just before this point, at most 3.
+    diff_run: u8,
+    /// The carry out of the last byte if the last operation was a `Diff`
+    /// (0 or 1), else 0.
+    carry: u8,
+    /// Copy lengths, by target position modulo 4.
+    copy_len: Number<4>,
+    seek_len: Number<1>,
+    seek_mag: Number<1>,
+    lit_len: Number<1>,
 }
 
-/// Codec 1's parameters: how literals pick one of the two literal tables.
+/// Codec 2's parameters: how literals pick one of the two literal tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Params {
@@ -160,9 +189,52 @@ impl Params {
 }
 
 impl Model {
-    /// Bytes of [`Model::save`]'s output: the context and parameter bytes,
-    /// then every probability as a little-endian `u16`.
-    pub const SAVED_LEN: usize = 2 + 2 * (12 + 1 + 2 * 256 + 256 + 4 * (32 + 128));
+    /// Bytes of [`Model::save`]'s output: the context bytes (two previous
+    /// kinds, parameters, two `Diff` histories, carry), then every
+    /// probability as a little-endian `u16`.
+    pub const SAVED_LEN: usize = Self::CTX_LEN
+        + 2 * (16 * 3
+            + 1
+            + 2 * 256
+            + 2 * 256
+            + 4 * 2
+            + Number::<4>::PROBS
+            + 3 * Number::<1>::PROBS);
+
+    /// Bytes of the non-probability state: two previous kinds, parameters,
+    /// the `Diff` histories, the `Diff` run and the carry.
+    const CTX_LEN: usize = 2 + 1 + 4 * 2 + 1 + 1;
+
+    fn ctx_bytes(&self) -> [u8; Self::CTX_LEN] {
+        let mut b = [0u8; Self::CTX_LEN];
+        b[..2].copy_from_slice(&self.prev);
+        b[2] = self.params.to_byte();
+        for (i, d) in self.last_d.iter().enumerate() {
+            b[3 + 2 * i..5 + 2 * i].copy_from_slice(d);
+        }
+        b[11] = self.diff_run;
+        b[12] = self.carry;
+        b
+    }
+
+    /// Takes the non-probability state back; `false` if a value is not
+    /// one the decoder can be in.
+    fn set_ctx(&mut self, b: &[u8; Self::CTX_LEN]) -> bool {
+        let Some(params) = Params::from_byte(b[2]) else {
+            return false;
+        };
+        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[11] > 3 || b[12] > 1 {
+            return false;
+        }
+        self.prev = [b[0], b[1]];
+        self.params = params;
+        for (i, d) in self.last_d.iter_mut().enumerate() {
+            *d = [b[3 + 2 * i], b[4 + 2 * i]];
+        }
+        self.diff_run = b[11];
+        self.carry = b[12];
+        true
+    }
 
     /// Every probability table, in the order [`Model::save`] writes them.
     /// `save`, `load` and `SAVED_LEN` are the only places that know the
@@ -175,13 +247,14 @@ impl Model {
         for l in &self.lit {
             f(l);
         }
-        f(&self.diff);
-        for n in [
-            &self.copy_len,
-            &self.seek_len,
-            &self.seek_mag,
-            &self.lit_len,
-        ] {
+        for d in &self.diff {
+            f(d);
+        }
+        for r in &self.rep {
+            f(r);
+        }
+        self.copy_len.tables(f);
+        for n in [&self.seek_len, &self.seek_mag, &self.lit_len] {
             n.tables(f);
         }
     }
@@ -194,13 +267,14 @@ impl Model {
         for l in &mut self.lit {
             f(l);
         }
-        f(&mut self.diff);
-        for n in [
-            &mut self.copy_len,
-            &mut self.seek_len,
-            &mut self.seek_mag,
-            &mut self.lit_len,
-        ] {
+        for d in &mut self.diff {
+            f(d);
+        }
+        for r in &mut self.rep {
+            f(r);
+        }
+        self.copy_len.tables_mut(f);
+        for n in [&mut self.seek_len, &mut self.seek_mag, &mut self.lit_len] {
             n.tables_mut(f);
         }
     }
@@ -208,7 +282,7 @@ impl Model {
     /// Writes the whole adaptive state ([`Model::SAVED_LEN`] bytes): the
     /// previous-operation context, the parameter byte, every probability.
     pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
-        out(&[self.prev, self.params.to_byte()]);
+        out(&self.ctx_bytes());
         self.tables(&mut |t| {
             for p in t {
                 out(&p.to_le_bytes());
@@ -220,18 +294,10 @@ impl Model {
     /// or a value is out of range (a probability outside `1..2048`, an
     /// unknown context or parameter byte).
     pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut b = [0u8; 2];
-        if !input(&mut b) {
+        let mut b = [0u8; Self::CTX_LEN];
+        if !input(&mut b) || !self.set_ctx(&b) {
             return false;
         }
-        let Some(params) = Params::from_byte(b[1]) else {
-            return false;
-        };
-        if b[0] as usize > AFTER_LIT {
-            return false;
-        }
-        self.prev = b[0];
-        self.params = params;
         let mut ok = true;
         self.tables_mut(&mut |t| {
             for p in t {
@@ -252,12 +318,16 @@ impl Model {
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {
-            kind: [[PROB_INIT; 3]; 4],
+            kind: [[PROB_INIT; 3]; 16],
             seek_sign: PROB_INIT,
-            prev: AFTER_START as u8,
+            prev: [AFTER_START; 2],
             params,
             lit: [[PROB_INIT; 256]; 2],
-            diff: [PROB_INIT; 256],
+            diff: [[PROB_INIT; 256]; 2],
+            rep: [[PROB_INIT; 2]; 4],
+            last_d: [[0; 2]; 4],
+            diff_run: 0,
+            carry: 0,
             copy_len: Number::new(),
             seek_len: Number::new(),
             seek_mag: Number::new(),
@@ -265,22 +335,24 @@ impl Model {
         }
     }
 
-    /// Codes one operation (not the literal bytes of a `Lit`).
-    pub fn op<I: BitIo>(&mut self, io: &mut I, op: Op) -> Op {
+    /// Codes one operation (not the literal bytes of a `Lit`) that starts
+    /// at target position `pos`.
+    pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, op: Op) -> Op {
         let (fam, sub) = match op {
             Op::Copy { .. } => (0, 0),
             Op::Seek { .. } => (0, 1),
             Op::Diff { .. } => (1, 0),
             Op::Lit { .. } => (1, 1),
         };
-        let k = &mut self.kind[self.prev as usize % 4];
+        let [p0, p1] = self.prev;
+        let k = &mut self.kind[(p0 as usize * 4 + p1 as usize) % 16];
         let fam = io.bit(&mut k[0], fam);
         let sub = io.bit(&mut k[1 + fam as usize], sub);
         let out = match (fam, sub) {
             (0, 0) => {
                 let len = if let Op::Copy { len } = op { len } else { 0 };
                 Op::Copy {
-                    len: self.copy_len.code(io, len),
+                    len: self.copy_len.code(io, pos as usize & 3, len),
                 }
             }
             (0, _) => {
@@ -290,8 +362,8 @@ impl Model {
                     (0, 0)
                 };
                 let neg = io.bit(&mut self.seek_sign, (delta < 0) as u32);
-                let mag = self.seek_mag.code(io, delta.unsigned_abs() as u32) as i64;
-                let len = self.seek_len.code(io, len);
+                let mag = self.seek_mag.code(io, 0, delta.unsigned_abs() as u32) as i64;
+                let len = self.seek_len.code(io, 0, len);
                 Op::Seek {
                     delta: if neg == 1 { -mag } else { mag },
                     len,
@@ -300,22 +372,67 @@ impl Model {
             (_, 0) => {
                 let d = if let Op::Diff { d } = op { d } else { 0 };
                 Op::Diff {
-                    d: tree(io, &mut self.diff, 8, d as u32) as u8,
+                    d: self.diff(io, d),
                 }
             }
             _ => {
                 let len = if let Op::Lit { len } = op { len } else { 0 };
                 Op::Lit {
-                    len: self.lit_len.code(io, len),
+                    len: self.lit_len.code(io, 0, len),
                 }
             }
         };
-        self.prev = match out {
+        let kind = match out {
             Op::Copy { .. } | Op::Seek { .. } => AFTER_COPY,
             Op::Diff { .. } => AFTER_DIFF,
             Op::Lit { .. } => AFTER_LIT,
-        } as u8;
+        };
+        self.prev = [kind, p0];
+        if kind == AFTER_DIFF {
+            self.diff_run = (self.diff_run + 1).min(3);
+        } else {
+            self.carry = 0;
+            self.diff_run = 0;
+        }
         out
+    }
+
+    /// The byte a `Diff` with addend `d` makes of source byte `old`: bytes
+    /// changed in a row are one little-endian number plus another, so the
+    /// carry out of each byte goes into the next one (a pointer moved by
+    /// 0x5A8 is then always `Diff(0xA8)`, `Diff(0x05)`, whatever its old
+    /// value). Call it once per decoded `Diff`.
+    pub fn diff_byte(&mut self, old: u8, d: u8) -> u8 {
+        let sum = old as u32 + d as u32 + self.carry as u32;
+        self.carry = (sum >> 8) as u8;
+        sum as u8
+    }
+
+    /// The addend of a `Diff` that turns `old` into `new` at this point of
+    /// the stream (the encoder's inverse of [`Model::diff_byte`]).
+    pub fn diff_addend(&self, old: u8, new: u8) -> u8 {
+        new.wrapping_sub(old).wrapping_sub(self.carry)
+    }
+
+    /// Codes the value of a `Diff`: one of the two last values of its
+    /// context (the `Diff`s right before it), or a tree (one for the first
+    /// `Diff` of a row, one for the others).
+    fn diff<I: BitIo>(&mut self, io: &mut I, d: u8) -> u8 {
+        let r = self.diff_run as usize % 4;
+        let c = (r > 0) as usize;
+        let [r0, r1] = self.last_d[r];
+        let rep = &mut self.rep[r];
+        let d = if io.bit(&mut rep[0], (d != r0) as u32) == 0 {
+            r0
+        } else if io.bit(&mut rep[1], (d != r1) as u32) == 0 {
+            r1
+        } else {
+            tree(io, &mut self.diff[c], 8, d as u32) as u8
+        };
+        if d != r0 {
+            self.last_d[r] = [d, r0];
+        }
+        d
     }
 
     /// Codes one literal byte; `prev` is the target byte before it (0 at the
@@ -336,3 +453,51 @@ impl Model {
 /// more than 2⁻⁶ between normalisations). A `Seek` is the longest: 2 kind
 /// bits, a sign, two numbers of at most 5 + 2 + 29 decisions each.
 pub const MAX_OP_INPUT: usize = 2 + 1 + 2 * 36;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: codec 2 added tables and context bytes that the saved
+    /// state must carry; every one of them must survive a save and a load.
+    #[test]
+    fn save_load_round_trip_covers_the_whole_model() {
+        let mut m = Model::new(Params { lc: 1, lp: 0 });
+        let mut k = 7u16;
+        m.tables_mut(&mut |t| {
+            for p in t {
+                k = k.wrapping_mul(31).wrapping_add(17) % 2000 + 1;
+                *p = k;
+            }
+        });
+        m.prev = [AFTER_DIFF, AFTER_LIT];
+        m.last_d = [[1, 2], [3, 4], [5, 6], [7, 8]];
+        m.diff_run = 2;
+        m.carry = 1;
+        let mut bytes = [0u8; Model::SAVED_LEN + 1];
+        let mut n = 0;
+        m.save(&mut |b| {
+            bytes[n..n + b.len()].copy_from_slice(b);
+            n += b.len();
+        });
+        assert_eq!(n, Model::SAVED_LEN);
+        let mut back = Model::new(Params::default());
+        let mut at = 0;
+        assert!(back.load(&mut |b| {
+            b.copy_from_slice(&bytes[at..at + b.len()]);
+            at += b.len();
+            true
+        }));
+        assert_eq!(at, Model::SAVED_LEN);
+        assert_eq!(back, m);
+        // A probability of 0 is no state the decoder can be in.
+        bytes[Model::CTX_LEN] = 0;
+        bytes[Model::CTX_LEN + 1] = 0;
+        let mut at = 0;
+        assert!(!Model::new(Params::default()).load(&mut |b| {
+            b.copy_from_slice(&bytes[at..at + b.len()]);
+            at += b.len();
+            true
+        }));
+    }
+}

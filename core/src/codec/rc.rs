@@ -14,7 +14,7 @@ pub(crate) const PROB_BITS: u32 = 11;
 pub(crate) const PROB_ONE: u32 = 1 << PROB_BITS;
 /// The initial probability: an even guess.
 pub const PROB_INIT: Prob = (PROB_ONE / 2) as Prob;
-const MOVE_BITS: u32 = 5;
+const MOVE_BITS: u32 = 4;
 const TOP: u32 = 1 << 24;
 
 /// Bytes the decoder reads before the first decision.
@@ -31,8 +31,9 @@ pub trait BitIo {
     fn direct(&mut self, bit: u32) -> u32;
 }
 
+/// Moves `p` towards `bit` as every coded decision does.
 #[inline(always)]
-fn adapt(p: &mut Prob, bit: u32) {
+pub fn adapt(p: &mut Prob, bit: u32) {
     if bit == 0 {
         *p += ((PROB_ONE - *p as u32) >> MOVE_BITS) as Prob;
     } else {

@@ -24,12 +24,14 @@ macro_rules! exit_codes {
   0  success (apply: \"OK\" or \"OK, new version already installed\")
   1  arguments missing or invalid
   2  any other error: a file cannot be read or written, PATCH exists but is
-     not a valid patch file, ... (apply: \"An error occurred while patching\")
+     not a valid patch file, a link fails or a device does not answer, ...
+     (apply, send: \"An error occurred while patching\")
   3  PATCH already has an entry for this OLD image; nothing was changed
      (pass --replace to replace that entry)
-  4  apply, info: the patch data is invalid or corrupt
-     (apply: \"Patch data is invalid or corrupt\")
-  5  apply: no entry of PATCH is for OLD (\"No suitable patches were found\")"
+  4  apply, info, send: the patch data is invalid or corrupt
+     (\"Patch data is invalid or corrupt\")
+  5  apply, send: no entry of PATCH is for OLD or for the device's image
+     (\"No suitable patches were found\")"
     };
 }
 
@@ -46,6 +48,8 @@ where each ENTRY is
    \"body\": {\"offset\": N, \"len\": BYTES, \"crc32\": \"8 hex digits\", \"crc32_ok\": true},
    \"version\": \"STRING\" or null, \"mtime\": SECONDS or null,
    \"mtime_utc\": \"YYYY-MM-DDTHH:MM:SSZ\" or null,
+   \"security_counter\": N or null, \"body_sha256\": \"64 hex digits\" or null,
+   \"signature\": \"128 hex digits\" (Ed25519) or null,
    \"unknown_records\": [{\"tag\": 51, \"value\": \"hex\"}, ...]}
 \"index\" counts from 1; offsets and sizes are in bytes within the file; hex is
 lower case. Fields may be added in later versions; none will be removed or
@@ -88,6 +92,18 @@ enum Command {
         after_long_help = concat!(info_json_shape!(), "\n\n", exit_codes!())
     )]
     Info(InfoArgs),
+    /// Make an Ed25519 key pair for signing patches: KEY (secret) and
+    /// KEY.pub (public).
+    #[command(after_help = exit_codes!())]
+    Keygen(KeygenArgs),
+    /// Sign every entry of PATCH with KEY (in place), e.g. on the machine
+    /// that holds the key, after the patch was built elsewhere.
+    #[command(after_help = exit_codes!())]
+    Sign(SignArgs),
+    /// Send PATCH to a device over a serial port, TCP or a Unix socket, with
+    /// the update protocol (docs/PROTOCOL.md); print the device's answer.
+    #[command(after_help = exit_codes!())]
+    Send(SendArgs),
 }
 
 /// Arguments of `genpat diff` (and of `genpat OLD NEW PATCH`).
@@ -114,6 +130,11 @@ pub struct DiffArgs {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=1 << 20)
     )]
     pub block_size: usize,
+    /// Search harder: also plan with the block sizes 4, 5, 6 and 8, each
+    /// with three matcher switch margins, and keep the smallest patch (about
+    /// ten times slower; the same inputs still give the same bytes).
+    #[arg(long)]
+    pub best: bool,
     /// If PATCH already has an entry for this OLD image, replace it (without
     /// this, genpat stops with exit code 3 and leaves PATCH unchanged).
     #[arg(long)]
@@ -121,6 +142,20 @@ pub struct DiffArgs {
     /// Version string of NEW to record in the entry (at most 64 bytes).
     #[arg(long = "version", value_name = "STRING", value_parser = version_string)]
     pub version_string: Option<String>,
+    /// Sign the entry with this secret key (from `genpat keygen`): its
+    /// header then carries the body's SHA-256 and an Ed25519 signature.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// Security counter of NEW, recorded in the entry (and signed with
+    /// --sign): a device refuses a patch whose counter is below its minimum.
+    #[arg(long, value_name = "N")]
+    pub security_counter: Option<u32>,
+    /// Also make the written file durable across a host power cut: fsync
+    /// it before the rename and its directory after. Without this the
+    /// replacement is still atomic (a reader or a killed genpat never sees a
+    /// part of it), as with most tools that do not sync.
+    #[arg(long)]
+    pub sync: bool,
 }
 
 /// Arguments of `genpat apply`.
@@ -143,6 +178,19 @@ pub struct ApplyArgs {
     /// it would (0: all at once). The result does not depend on N.
     #[arg(long, value_name = "N", default_value_t = 4096)]
     pub chunk: usize,
+    /// Accept only entries signed by this public key (KEY.pub from `genpat
+    /// keygen`), as a device built with it does.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// With --key: refuse entries whose security counter is below N.
+    #[arg(long, value_name = "N", default_value_t = 0, requires = "key")]
+    pub min_counter: u32,
+    /// Also make the written file durable across a host power cut: fsync
+    /// it before the rename and its directory after. Without this the
+    /// replacement is still atomic (a reader or a killed genpat never sees a
+    /// part of it), as with most tools that do not sync.
+    #[arg(long)]
+    pub sync: bool,
 }
 
 /// Arguments of `genpat info`.
@@ -158,6 +206,61 @@ pub struct InfoArgs {
     /// Print one JSON document instead of text (shape below in --help).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `genpat keygen`.
+///
+/// Writes the secret key to KEY (readable by its owner only) and the public
+/// key to KEY.pub, each as one line of text. Existing files are not
+/// replaced.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key; the public key goes to KEY.pub.
+    pub key: PathBuf,
+}
+
+/// Arguments of `genpat sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The patch file; replaced atomically with its entries signed.
+    pub patch: PathBuf,
+    /// The secret key (from `genpat keygen`).
+    #[arg(long, value_name = "KEY")]
+    pub key: PathBuf,
+}
+
+/// Arguments of `genpat send`.
+///
+/// Asks the device what it runs, sends PATCH (resuming an interrupted
+/// transfer of the same patch from where the device has it), and prints
+/// the device's answer on stdout: one of VPatch's results, "OK" when the
+/// device applied, verified and activated the update. After "OK" it waits
+/// for the device to restart and says what it runs then.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("link").required(true).args(["port", "tcp", "unix"])))]
+pub struct SendArgs {
+    /// The patch file.
+    pub patch: PathBuf,
+    /// A serial port (for example /dev/ttyUSB0).
+    #[arg(long, value_name = "DEVICE")]
+    pub port: Option<String>,
+    /// The serial port's baud rate.
+    #[arg(long, value_name = "N", default_value_t = 115_200, requires = "port")]
+    pub baud: u32,
+    /// A device (or relay) listening on TCP.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub tcp: Option<String>,
+    /// A device (or relay) listening on a Unix socket.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+    /// Seconds the device may stay silent before genpat asks again (three
+    /// times, then it gives up).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Seconds to wait for the device to announce itself after it restarts
+    /// into the new image (0: do not wait).
+    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    pub restart_timeout: f64,
 }
 
 /// Checks `--version STRING`: the format keeps at most 64 bytes of it.
@@ -178,7 +281,10 @@ fn version_string(s: &str) -> Result<String, String> {
 fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
     let explicit = match args.get(1).map(|a| a.to_str()) {
         None => true,
-        Some(Some("diff" | "apply" | "info" | "help" | "-h" | "--help" | "-V")) => true,
+        Some(Some(
+            "diff" | "apply" | "info" | "keygen" | "sign" | "send" | "help" | "-h" | "--help"
+            | "-V",
+        )) => true,
         // `genpat --version` alone is the tool's version; with more
         // arguments it is the entry's version string.
         Some(Some("--version")) => args.len() == 2,
@@ -207,6 +313,9 @@ fn main() -> ExitCode {
         Command::Diff(args) => cli::diff::run(args),
         Command::Apply(args) => cli::apply::run(args),
         Command::Info(args) => cli::info::run(args),
+        Command::Keygen(args) => cli::keys::keygen(args),
+        Command::Sign(args) => cli::keys::sign(args),
+        Command::Send(args) => cli::send::run(args),
     })
     .unwrap_or_else(|_| Err(Failure::quiet(EXIT_ERROR)));
     match result {

@@ -2,7 +2,7 @@
 //! flash, with VPatch's result on stdout.
 
 use flashpatch::{Outcome, Verdict};
-use host_genpat::apply::apply_with_progress;
+use host_genpat::apply::{apply_owned, Policy};
 
 use super::progress::Bars;
 use super::{
@@ -24,11 +24,20 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
     let patch = read_input("PATCH", &args.patch).map_err(error)?;
     let old = read_input("OLD", &args.old).map_err(error)?;
     let mut bars = Bars::new(patch.len() + old.len());
-    let result = apply_with_progress(&patch, &old, args.chunk, &mut |done, total| {
+    let policy = Policy {
+        key: args
+            .key
+            .as_deref()
+            .map(super::keys::read_public)
+            .transpose()
+            .map_err(error)?,
+        min_counter: args.min_counter,
+    };
+    let result = apply_owned(&patch, old, args.chunk, &policy, &mut |done, total| {
         bars.bytes("applying", done, total)
     });
     drop(bars);
-    let (outcome, image) = result.map_err(|e| {
+    let (outcome, image) = result.map_err(|(e, old)| {
         let verdict = e.verdict();
         let code = match verdict {
             Verdict::Corrupt => EXIT_CORRUPT,
@@ -48,7 +57,7 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         }
         (verdict, failure)
     })?;
-    write_atomic(&args.out, &image).map_err(|e| {
+    write_atomic(&args.out, &image, args.sync).map_err(|e| {
         error(Failure::new(
             EXIT_ERROR,
             format!("cannot write OUT '{}': {}", args.out.display(), reason(&e)),

@@ -22,6 +22,11 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
         .ok()
         .map(unix_seconds);
     let existing = read_existing(&args.patch)?;
+    let key = args
+        .sign
+        .as_deref()
+        .map(super::keys::read_secret)
+        .transpose()?;
 
     // Refuse early, before the (possibly long) generation.
     let source = container::source_id(&old);
@@ -40,15 +45,21 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             min_match: args.block_size,
             ..PlanOptions::default()
         },
+        best: args.best,
         meta: Metadata {
             version: args.version_string.clone(),
             mtime,
+            security_counter: args.security_counter,
         },
     };
     let mut bars = Bars::new(old.len() + new.len());
     let generated = host_genpat::generate(&old, &new, &opts, &mut bars);
     drop(bars);
-    let (header, entry) = generated.map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+    let (header, mut entry) = generated.map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+    if let Some(key) = &key {
+        entry = container::sign_entry(&entry, key)
+            .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+    }
 
     let existing_file = existing.as_ref().map(|e| e.file.as_slice());
     let (file, added) = match container::add_entry(existing_file, &header, &entry, args.replace) {
@@ -61,7 +72,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             ))
         }
     };
-    write_atomic(&args.patch, &file).map_err(|e| {
+    write_atomic(&args.patch, &file, args.sync).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
             format!(

@@ -32,6 +32,9 @@ struct EntryInfo {
     version: Option<String>,
     mtime: Option<i64>,
     mtime_utc: Option<String>,
+    security_counter: Option<u32>,
+    body_sha256: Option<String>,
+    signature: Option<String>,
     unknown_records: Vec<RecordInfo>,
 }
 
@@ -91,6 +94,9 @@ impl EntryInfo {
             version: e.meta.version.clone(),
             mtime: e.meta.mtime,
             mtime_utc: e.meta.mtime.map(utc),
+            security_counter: e.meta.security_counter,
+            body_sha256: e.body_sha256.map(|d| hex(&d)),
+            signature: e.signature.map(|d| hex(&d)),
             unknown_records: e
                 .unknown
                 .iter()
@@ -184,6 +190,15 @@ fn text(name: &str, doc: &Document) -> String {
         }
         if let (Some(t), Some(u)) = (e.mtime, &e.mtime_utc) {
             let _ = write!(s, "\n  mtime           {u} ({t})");
+        }
+        if let Some(c) = e.security_counter {
+            let _ = write!(s, "\n  security counter {c}");
+        }
+        if let Some(d) = &e.body_sha256 {
+            let _ = write!(s, "\n  body SHA-256    {d}");
+        }
+        if let Some(sig) = &e.signature {
+            let _ = write!(s, "\n  signature       Ed25519 {sig}");
         }
         for r in &e.unknown_records {
             let _ = write!(

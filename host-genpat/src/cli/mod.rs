@@ -6,7 +6,9 @@
 pub mod apply;
 pub mod diff;
 pub mod info;
+pub mod keys;
 pub mod progress;
+pub mod send;
 
 use std::fs;
 use std::io::{self, Write as _};
@@ -109,9 +111,11 @@ pub fn say(text: &str) {
 }
 
 /// Writes `data` to `path` atomically: into a temporary file in the same
-/// directory, synced, then renamed over `path`. Whatever happens, `path`
-/// holds either its old contents or all of `data`.
-pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+/// directory, then renamed over `path`, so that a reader, or a genpat that
+/// is killed, never sees a part of `data`. With `sync` the file is synced
+/// before the rename and the directory after it, so that this also holds
+/// across a host power cut (at a cost of milliseconds).
+pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -132,12 +136,16 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
     if let Some(p) = existing {
         tmp.as_file().set_permissions(p)?;
     }
-    tmp.as_file().sync_all()?;
+    if sync {
+        tmp.as_file().sync_all()?;
+    }
     tmp.persist(path).map_err(|e| e.error)?;
     #[cfg(unix)]
-    if let Ok(d) = fs::File::open(dir) {
-        // Makes the rename itself durable; not every file system allows it.
-        let _ = d.sync_all();
+    if sync {
+        if let Ok(d) = fs::File::open(dir) {
+            // Makes the rename itself durable; not every file system allows it.
+            let _ = d.sync_all();
+        }
     }
     Ok(())
 }

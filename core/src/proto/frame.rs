@@ -1,0 +1,175 @@
+//! Frames: a payload and its CRC-32, COBS-encoded, ended by one zero byte.
+//!
+//! ```text
+//!  on the wire:  COBS( payload | CRC-32(payload), little-endian ) 0x00
+//! ```
+//!
+//! COBS removes every zero byte from the encoded part, so a zero always
+//! ends a frame and a receiver that joins in the middle of a stream, or
+//! sees garbage, finds the next frame at the next zero.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crc32::crc32;
+
+/// The largest payload (postcard bytes of one message).
+pub const MAX_PAYLOAD: usize = 320;
+/// The largest encoded frame, delimiter included.
+pub const MAX_FRAME: usize = cobs_max(MAX_PAYLOAD + 4) + 1;
+
+/// The COBS-encoded size of `n` bytes, at most.
+pub const fn cobs_max(n: usize) -> usize {
+    n + n / 254 + 1
+}
+
+/// Why a frame was refused or could not be built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FrameError {
+    /// More bytes arrived before a delimiter than a frame can have.
+    TooLong,
+    /// The COBS encoding is broken.
+    Cobs,
+    /// The frame is shorter than its CRC.
+    Short,
+    /// The CRC-32 does not match.
+    Crc,
+    /// The payload is not a message of this protocol.
+    Message,
+    /// The message does not fit in a frame.
+    TooBig,
+}
+
+/// Encodes `msg` as one frame into `out`; returns the frame's length
+/// (delimiter included).
+pub fn encode<T: Serialize>(msg: &T, out: &mut [u8; MAX_FRAME]) -> Result<usize, FrameError> {
+    let mut raw = [0u8; MAX_PAYLOAD + 4];
+    let n = postcard::to_slice(msg, &mut raw[..MAX_PAYLOAD])
+        .map_err(|_| FrameError::TooBig)?
+        .len();
+    let crc = crc32(&raw[..n]).to_le_bytes();
+    raw[n..n + 4].copy_from_slice(&crc);
+    let len = cobs_encode(&raw[..n + 4], &mut out[..MAX_FRAME - 1]);
+    out[len] = 0;
+    Ok(len + 1)
+}
+
+/// COBS-encodes `data` into `out` (at least `cobs_max(data.len())` long);
+/// returns the encoded length.
+fn cobs_encode(data: &[u8], out: &mut [u8]) -> usize {
+    let mut code_at = 0;
+    let mut o = 1;
+    let mut code = 1u8;
+    for &b in data {
+        if b == 0 {
+            out[code_at] = code;
+            code_at = o;
+            o += 1;
+            code = 1;
+        } else {
+            out[o] = b;
+            o += 1;
+            code += 1;
+            if code == 0xFF {
+                out[code_at] = code;
+                code_at = o;
+                o += 1;
+                code = 1;
+            }
+        }
+    }
+    out[code_at] = code;
+    o
+}
+
+/// Decodes COBS in place; returns the decoded length.
+fn cobs_decode(buf: &mut [u8]) -> Result<usize, FrameError> {
+    let (mut i, mut o) = (0, 0);
+    while i < buf.len() {
+        let code = buf[i] as usize;
+        if code == 0 || i + code > buf.len() {
+            return Err(FrameError::Cobs);
+        }
+        buf.copy_within(i + 1..i + code, o);
+        o += code - 1;
+        i += code;
+        if code != 0xFF && i < buf.len() {
+            buf[o] = 0;
+            o += 1;
+        }
+    }
+    Ok(o)
+}
+
+/// Gathers frames from a byte stream, push-style: hand it whatever bytes
+/// arrived, get back each frame's payload as its delimiter arrives.
+pub struct FrameDecoder {
+    buf: [u8; MAX_FRAME],
+    len: usize,
+    overflow: bool,
+}
+
+impl Default for FrameDecoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FrameDecoder {
+    /// A decoder waiting for the start of a frame.
+    pub const fn new() -> Self {
+        FrameDecoder {
+            buf: [0; MAX_FRAME],
+            len: 0,
+            overflow: false,
+        }
+    }
+
+    /// Takes bytes from `input` up to and including the first frame
+    /// delimiter. Returns how many bytes were taken and, if a delimiter
+    /// was among them, the frame: its checked payload, or why it was
+    /// refused. Empty frames (two zeros in a row) are skipped. Call again
+    /// with the rest of `input`.
+    pub fn feed<'s>(&'s mut self, input: &[u8]) -> (usize, Option<Result<&'s [u8], FrameError>>) {
+        for (i, &b) in input.iter().enumerate() {
+            if b != 0 {
+                if self.len < MAX_FRAME {
+                    self.buf[self.len] = b;
+                    self.len += 1;
+                } else {
+                    self.overflow = true;
+                }
+                continue;
+            }
+            let (len, overflow) = (self.len, self.overflow);
+            self.len = 0;
+            self.overflow = false;
+            if len == 0 && !overflow {
+                continue;
+            }
+            return (i + 1, Some(self.finish(len, overflow)));
+        }
+        (input.len(), None)
+    }
+
+    fn finish(&mut self, len: usize, overflow: bool) -> Result<&[u8], FrameError> {
+        if overflow {
+            return Err(FrameError::TooLong);
+        }
+        let n = cobs_decode(&mut self.buf[..len])?;
+        if n < 4 {
+            return Err(FrameError::Short);
+        }
+        let (payload, crc) = self.buf[..n].split_at(n - 4);
+        if crc32(payload).to_le_bytes() != crc {
+            return Err(FrameError::Crc);
+        }
+        Ok(payload)
+    }
+}
+
+/// Reads a message from a frame's payload.
+pub fn decode<'a, T: Deserialize<'a>>(payload: &'a [u8]) -> Result<T, FrameError> {
+    postcard::from_bytes(payload).map_err(|_| FrameError::Message)
+}

@@ -1,0 +1,100 @@
+//! The update protocol (feature `proto`): how a host hands a patch to a
+//! device over any byte link (a UART, TCP), specified in
+//! `docs/PROTOCOL.md`.
+//!
+//! - [`frame`]: COBS frames with a CRC-32, and a push-style decoder that
+//!   resynchronises after garbage.
+//! - [`msg`]: the messages, postcard-encoded.
+//! - [`stage`]: the device stores the patch in a staging partition as it
+//!   arrives, so that a transfer resumes after a power cut.
+//!
+//! The device side of a session is [`handle`] (what to answer to a host
+//! message) and [`feed_staged`] (feeds the stored patch to an
+//! applier); the firmware adds the link and the slot activation.
+
+pub mod device;
+pub mod frame;
+pub mod msg;
+pub mod stage;
+
+use embedded_storage::nor_flash::NorFlash;
+
+pub use frame::{FrameDecoder, FrameError, MAX_FRAME};
+pub use msg::{Announce, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION};
+pub use stage::{StageError, Staging};
+
+use crate::{Error, Status, Verdict};
+
+/// What a device does about a host message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Action {
+    /// Announce itself ([`DeviceMsg::Hello`]).
+    Announce,
+    /// Send [`DeviceMsg::Ack`]; if `complete`, the patch is all stored:
+    /// apply it next ([`feed_staged`]).
+    Ack {
+        /// Bytes stored.
+        offset: u32,
+        /// Whether that is the whole patch.
+        complete: bool,
+    },
+    /// End the update with this result ([`DeviceMsg::Result`]).
+    Fail(Verdict, &'static str),
+}
+
+/// What a device answers to `msg`, with its patch staged in `staging`.
+pub fn handle<F: NorFlash>(staging: &mut Staging<F>, msg: &HostMsg<'_>) -> Action {
+    let stored = match *msg {
+        HostMsg::Hello => return Action::Announce,
+        HostMsg::Begin { size, crc32 } => staging.begin(size, crc32),
+        HostMsg::Chunk { offset, data } => staging.write(offset, data),
+    };
+    match stored {
+        Ok(offset) => Action::Ack {
+            offset,
+            complete: staging.complete(),
+        },
+        Err(StageError::Offset { expected }) => Action::Ack {
+            offset: expected,
+            complete: staging.complete(),
+        },
+        Err(StageError::TooLarge { .. }) => {
+            Action::Fail(Verdict::Error, "the patch is larger than the staging area")
+        }
+        Err(StageError::NotStarted) => Action::Fail(Verdict::Error, "patch data before Begin"),
+        Err(StageError::Length) => Action::Fail(Verdict::Error, "a chunk has a bad length"),
+        Err(StageError::Flash(_)) => Action::Fail(Verdict::Error, "the staging flash failed"),
+    }
+}
+
+/// Hands the patch stored in `staging` to `feed` (an applier's or an
+/// update's `feed`), read through `buf` (its length rounded down to a
+/// multiple of 4 bytes, at least 4), and calls `progress` with the bytes
+/// fed so far after each piece. The patch must be complete
+/// ([`Staging::complete`]); the caller then calls the applier's `finish`.
+pub fn feed_staged<F, E>(
+    staging: &mut Staging<F>,
+    buf: &mut [u8],
+    mut feed: impl FnMut(&[u8]) -> Result<Status, Error<E>>,
+    mut progress: impl FnMut(u32),
+) -> Result<(), Error<E>>
+where
+    F: NorFlash<Error = E>,
+{
+    let size = staging.resume().map_or(0, |r| r.size);
+    let step = buf.len() as u32 & !3;
+    if !staging.complete() || step == 0 {
+        return Err(Error::Truncated);
+    }
+    let mut at = 0;
+    while at < size {
+        let n = step.min(size - at) as usize;
+        let nr = n.next_multiple_of(4);
+        staging.read(at, &mut buf[..nr]).map_err(Error::Flash)?;
+        feed(&buf[..n])?;
+        at += n as u32;
+        progress(at);
+    }
+    Ok(())
+}

@@ -1,0 +1,257 @@
+//! Patch staging: the patch is stored in a flash partition as it arrives,
+//! so that a transfer resumes after a power cut from what was stored, and
+//! the patch is applied only once it is complete.
+//!
+//! Layout of the staging partition, with `E` its erase size:
+//!
+//! ```text
+//!  offset   size   field
+//!  0        4      magic "FPST"
+//!  4        4      patch size
+//!  8        4      patch CRC-32
+//!  12       4      CRC-32 of bytes 0..12
+//!  16+4k    4      progress word of data unit k: 0xFFFFFFFF until unit k
+//!                  (patch bytes [kE, (k+1)E)) is completely written
+//!  E        ...    the patch, unit k at E + kE
+//! ```
+//!
+//! A progress word is written only after its whole unit is, so any word
+//! that is not erased (even one torn by a power cut) means its unit is
+//! complete. A transfer resumes at the first incomplete unit, which is
+//! erased again before its first write. A new patch erases the header
+//! unit first; a torn header fails its CRC and is no transfer at all.
+
+use embedded_storage::nor_flash::NorFlash;
+
+use super::msg::Resume;
+use crate::crc32::Crc32;
+
+const MAGIC: [u8; 4] = *b"FPST";
+const HEADER: u32 = 16;
+
+/// Why a staging step failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum StageError<E> {
+    /// The flash failed.
+    Flash(E),
+    /// The patch does not fit in the staging partition.
+    TooLarge {
+        /// Largest patch the partition holds.
+        max: u32,
+    },
+    /// No transfer was begun.
+    NotStarted,
+    /// A chunk does not start where the stored bytes end.
+    Offset {
+        /// Where the next chunk must start.
+        expected: u32,
+    },
+    /// A chunk is too long, reaches past the patch, or is not a multiple
+    /// of 4 bytes without ending the patch.
+    Length,
+}
+
+/// An interrupted or running transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Transfer {
+    size: u32,
+    crc32: u32,
+    received: u32,
+    erased: u32,
+}
+
+/// A staging partition: `F` is a [`NorFlash`] window holding nothing else.
+pub struct Staging<F> {
+    flash: F,
+    transfer: Option<Transfer>,
+}
+
+type Res<T, E> = Result<T, StageError<E>>;
+
+impl<F: NorFlash> Staging<F> {
+    const UNIT: u32 = F::ERASE_SIZE as u32;
+
+    /// Opens the staging partition and finds an interrupted transfer.
+    pub fn open(flash: F) -> Result<Self, F::Error> {
+        const {
+            assert!(F::WRITE_SIZE <= 4 && 4 % F::WRITE_SIZE == 0);
+            assert!(F::READ_SIZE <= 4 && 4 % F::READ_SIZE == 0);
+            assert!(F::ERASE_SIZE >= 64);
+        };
+        let mut s = Staging {
+            flash,
+            transfer: None,
+        };
+        s.transfer = s.scan()?;
+        Ok(s)
+    }
+
+    fn scan(&mut self) -> Result<Option<Transfer>, F::Error> {
+        let mut h = [0u8; HEADER as usize];
+        self.flash.read(0, &mut h)?;
+        let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        if h[..4] != MAGIC || crate::crc32::crc32(&h[..12]) != word(12) {
+            return Ok(None);
+        }
+        let (size, crc32) = (word(4), word(8));
+        if size > self.max_size() {
+            return Ok(None);
+        }
+        let units = size.div_ceil(Self::UNIT);
+        let mut done = 0;
+        while done < units {
+            let mut w = [0u8; 4];
+            self.flash.read(HEADER + 4 * done, &mut w)?;
+            if w == [0xFF; 4] {
+                break;
+            }
+            done += 1;
+        }
+        let received = (done * Self::UNIT).min(size);
+        Ok(Some(Transfer {
+            size,
+            crc32,
+            received,
+            erased: done * Self::UNIT,
+        }))
+    }
+
+    /// The largest patch this partition holds.
+    pub fn max_size(&self) -> u32 {
+        let cap = self.flash.capacity() as u64;
+        let data = cap.saturating_sub(Self::UNIT as u64);
+        let words = (Self::UNIT - HEADER) as u64 / 4;
+        data.min(words * Self::UNIT as u64).min(u32::MAX as u64) as u32
+    }
+
+    /// The transfer held, if any: what a device announces.
+    pub fn resume(&self) -> Option<Resume> {
+        self.transfer.map(|t| Resume {
+            size: t.size,
+            crc32: t.crc32,
+            offset: t.received,
+        })
+    }
+
+    /// Whether the whole patch is stored.
+    pub fn complete(&self) -> bool {
+        self.transfer.is_some_and(|t| t.received == t.size)
+    }
+
+    /// Starts a transfer of a patch of `size` bytes with CRC-32 `crc32`, or
+    /// continues the one held if it is the same patch. Returns the offset
+    /// the host continues from.
+    pub fn begin(&mut self, size: u32, crc32: u32) -> Res<u32, F::Error> {
+        if let Some(t) = self.transfer {
+            if t.size == size && t.crc32 == crc32 {
+                return Ok(t.received);
+            }
+        }
+        let max = self.max_size();
+        if size > max {
+            return Err(StageError::TooLarge { max });
+        }
+        self.transfer = None;
+        self.flash.erase(0, Self::UNIT).map_err(StageError::Flash)?;
+        let mut h = [0u8; HEADER as usize];
+        h[..4].copy_from_slice(&MAGIC);
+        h[4..8].copy_from_slice(&size.to_le_bytes());
+        h[8..12].copy_from_slice(&crc32.to_le_bytes());
+        let c = crate::crc32::crc32(&h[..12]);
+        h[12..].copy_from_slice(&c.to_le_bytes());
+        self.flash.write(0, &h).map_err(StageError::Flash)?;
+        self.transfer = Some(Transfer {
+            size,
+            crc32,
+            received: 0,
+            erased: 0,
+        });
+        Ok(0)
+    }
+
+    /// Stores `data` at patch offset `offset`; returns the bytes stored in
+    /// all. `offset` must be where the stored bytes end.
+    pub fn write(&mut self, offset: u32, data: &[u8]) -> Res<u32, F::Error> {
+        let mut t = self.transfer.ok_or(StageError::NotStarted)?;
+        if offset != t.received {
+            return Err(StageError::Offset {
+                expected: t.received,
+            });
+        }
+        let end = offset as u64 + data.len() as u64;
+        let last = end == t.size as u64;
+        if data.len() > super::MAX_CHUNK
+            || end > t.size as u64
+            || (!last && !data.len().is_multiple_of(4))
+        {
+            return Err(StageError::Length);
+        }
+        let end = end as u32;
+        let flash = StageError::Flash;
+        while t.erased < end.next_multiple_of(4) {
+            let at = Self::UNIT + t.erased;
+            self.flash.erase(at, at + Self::UNIT).map_err(flash)?;
+            t.erased += Self::UNIT;
+        }
+        let whole = data.len() & !3;
+        self.flash
+            .write(Self::UNIT + offset, &data[..whole])
+            .map_err(flash)?;
+        if whole < data.len() {
+            let mut tail = [0xFF; 4];
+            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+            self.flash
+                .write(Self::UNIT + offset + whole as u32, &tail)
+                .map_err(flash)?;
+        }
+        // Progress words of every unit this chunk completed.
+        let first = offset / Self::UNIT;
+        let done = if last {
+            end.div_ceil(Self::UNIT)
+        } else {
+            end / Self::UNIT
+        };
+        for k in first..done {
+            self.flash.write(HEADER + 4 * k, &[0; 4]).map_err(flash)?;
+        }
+        t.received = end;
+        self.transfer = Some(t);
+        Ok(end)
+    }
+
+    /// Reads stored patch bytes at `offset` into `buf`.
+    pub fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), F::Error> {
+        self.flash.read(Self::UNIT + offset, buf)
+    }
+
+    /// Whether the stored patch matches the CRC-32 it was begun with,
+    /// read back through `buf`.
+    pub fn check(&mut self, buf: &mut [u8]) -> Result<bool, F::Error> {
+        let Some(t) = self.transfer.filter(|t| t.received == t.size) else {
+            return Ok(false);
+        };
+        let mut c = Crc32::new();
+        let mut at = 0;
+        while at < t.size && !buf.is_empty() {
+            let n = (buf.len() as u32).min(t.size - at) as usize;
+            let nr = n.next_multiple_of(F::READ_SIZE).min(buf.len());
+            self.flash.read(Self::UNIT + at, &mut buf[..nr])?;
+            c.update(&buf[..n]);
+            at += n as u32;
+        }
+        Ok(c.value() == t.crc32)
+    }
+
+    /// Forgets the transfer (erases the header unit).
+    pub fn clear(&mut self) -> Result<(), F::Error> {
+        self.transfer = None;
+        self.flash.erase(0, Self::UNIT)
+    }
+
+    /// Gives the flash back.
+    pub fn into_inner(self) -> F {
+        self.flash
+    }
+}

@@ -1,0 +1,181 @@
+//! `genpat send PATCH (--port DEVICE [--baud N] | --tcp HOST:PORT | --unix PATH)`:
+//! hands PATCH to a device over the update protocol and prints its answer.
+
+use std::io::{self, IsTerminal as _};
+use std::time::Duration;
+
+use flashpatch::proto::Stage;
+use flashpatch::Verdict;
+use host_genpat::send::{self, DeviceInfo, Link, SendEvents, SendOptions};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::{hex, read_input, reason, say, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE};
+use crate::SendArgs;
+
+/// How often a read returns when nothing arrives.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Sends, prints the device's answer on stdout, and maps it to an exit code.
+pub fn run(args: &SendArgs) -> Result<(), Failure> {
+    let patch = read_input("PATCH", &args.patch)?;
+    let (mut link, name) = open(args)?;
+    let opts = SendOptions {
+        timeout: Duration::from_secs_f64(args.timeout),
+        restart: Duration::from_secs_f64(args.restart_timeout),
+    };
+    let mut bar = Bar::new();
+    let report = send::send(link.as_mut(), &patch, &opts, &mut bar).map_err(|e| {
+        Failure::new(EXIT_ERROR, format!("{name}: {e}")).help(
+            "run the same command again: the device keeps what it received and the transfer resumes",
+        )
+    })?;
+    drop(bar);
+    let r = &report;
+    say(&r.text);
+    if r.resumed_from > 0 {
+        eprintln!(
+            "genpat: resumed at byte {} of {}",
+            r.resumed_from,
+            patch.len()
+        );
+    }
+    eprintln!(
+        "genpat: sent {} patch bytes ({} on the wire) in {:.2} s; device answered {:.2} s later",
+        r.bytes_sent,
+        r.wire_bytes,
+        r.transfer.as_secs_f64(),
+        r.apply.as_secs_f64()
+    );
+    if let Some(after) = &r.after {
+        eprintln!("genpat: device restarted: {}", describe(after));
+    }
+    match r.verdict {
+        Verdict::Ok | Verdict::AlreadyInstalled => Ok(()),
+        Verdict::Corrupt => Err(Failure::quiet(EXIT_CORRUPT)),
+        Verdict::NoSuitablePatch => Err(Failure::new(
+            EXIT_NO_SUITABLE,
+            format!(
+                "the device runs an image the patch has no entry for ({} bytes, SHA-256 {})",
+                r.before.image_size,
+                hex(&r.before.image_sha256)
+            ),
+        )),
+        Verdict::Error => Err(Failure::quiet(EXIT_ERROR)),
+    }
+}
+
+/// One line about a device.
+fn describe(d: &DeviceInfo) -> String {
+    format!(
+        "version {}, image {} bytes, SHA-256 {}…, {}",
+        d.version,
+        d.image_size,
+        &hex(&d.image_sha256)[..16],
+        if d.trial { "on trial" } else { "confirmed" }
+    )
+}
+
+fn open(args: &SendArgs) -> Result<(Box<dyn Link>, String), Failure> {
+    let fail = |what: &str, e: &io::Error| {
+        Failure::new(EXIT_ERROR, format!("cannot open {what}: {}", reason(e)))
+    };
+    if let Some(port) = &args.port {
+        let p = serialport::new(port, args.baud)
+            .timeout(POLL)
+            .open()
+            .map_err(|e| fail(&format!("serial port '{port}'"), &io::Error::from(e)))?;
+        return Ok((Box::new(p), port.clone()));
+    }
+    if let Some(addr) = &args.tcp {
+        let s = std::net::TcpStream::connect(addr).map_err(|e| fail(addr, &e))?;
+        s.set_read_timeout(Some(POLL)).map_err(|e| fail(addr, &e))?;
+        let _ = s.set_nodelay(true);
+        return Ok((Box::new(s), addr.clone()));
+    }
+    #[cfg(unix)]
+    if let Some(path) = &args.unix {
+        let shown = path.display().to_string();
+        let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| fail(&shown, &e))?;
+        s.set_read_timeout(Some(POLL))
+            .map_err(|e| fail(&shown, &e))?;
+        return Ok((Box::new(s), shown));
+    }
+    Err(Failure::new(
+        super::EXIT_USAGE,
+        "give one of --port, --tcp or --unix",
+    ))
+}
+
+/// The device's progress: lines on stderr, and a bar while the patch
+/// travels when stderr is a terminal.
+struct Bar {
+    terminal: bool,
+    bar: Option<ProgressBar>,
+    stage: Option<Stage>,
+}
+
+impl Bar {
+    fn new() -> Self {
+        Bar {
+            terminal: io::stderr().is_terminal(),
+            bar: None,
+            stage: None,
+        }
+    }
+}
+
+impl SendEvents for Bar {
+    fn device(&mut self, info: &DeviceInfo) {
+        eprintln!("genpat: device: {}", describe(info));
+    }
+
+    fn start(&mut self, offset: u32, size: u32) {
+        if offset > 0 {
+            eprintln!("genpat: the device holds {offset} bytes of this patch: resuming");
+        }
+        if self.terminal {
+            let style = ProgressStyle::with_template(
+                "  sending [{wide_bar}] {bytes}/{total_bytes}  {bytes_per_sec}",
+            )
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bar = ProgressBar::new(size as u64).with_style(style);
+            bar.set_position(offset as u64);
+            self.bar = Some(bar);
+        }
+    }
+
+    fn acked(&mut self, acked: u32, size: u32) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(acked as u64);
+            if acked >= size {
+                bar.finish_and_clear();
+            }
+        }
+    }
+
+    fn stage(&mut self, stage: Stage, _done: u32, _total: u32) {
+        if self.stage != Some(stage) {
+            if let Some(bar) = self.bar.take() {
+                bar.finish_and_clear();
+            }
+            eprintln!(
+                "genpat: device: {}",
+                match stage {
+                    Stage::Applying => "applying the patch",
+                    Stage::Activating => "activating the new image",
+                    Stage::Restarting => "restarting",
+                }
+            );
+            self.stage = Some(stage);
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! A simulated device for `genpat send` tests: the real `flashpatch` slot
+//! manager, staging and applier over a `MockFlash`, speaking the update
+//! protocol on one connection at a time. Only the flash survives a
+//! "power cut" (the connection dropped in the middle) or a restart.
+
+use std::cell::RefCell;
+use std::io::{ErrorKind, Read, Write};
+
+use flashpatch::mock::MockFlash;
+use flashpatch::proto::device::install;
+use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
+use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Staging, PROTO_VERSION};
+use flashpatch::slots::{Config, Layout, Slot, Slots};
+use flashpatch::Partition;
+use sha2::{Digest, Sha256};
+
+pub type Flash = MockFlash<1, 4, 4096>;
+const SLOT: u32 = 128 * 1024;
+const LAYOUT: Layout = Layout::new(4096, 0, SLOT, SLOT, 2 * SLOT, 2 * 4096);
+const STAGE_AT: u32 = 2 * SLOT + 2 * 4096;
+const STAGE: u32 = 96 * 1024;
+
+/// The device: its flash and the names of the images it may run.
+pub struct Sim {
+    pub flash: RefCell<Flash>,
+    versions: Vec<([u8; 32], String)>,
+    /// Drop the connection (a power cut) after this many chunks.
+    pub cut_after_chunks: Option<usize>,
+}
+
+impl Sim {
+    /// A device running `image` (named `version`), confirmed.
+    pub fn new(image: &[u8], version: &str) -> Sim {
+        let mut f = Flash::new((STAGE_AT + STAGE) as usize);
+        f.preload(0, image);
+        let sim = Sim {
+            flash: RefCell::new(f),
+            versions: vec![(Sha256::digest(image).into(), version.into())],
+            cut_after_chunks: None,
+        };
+        let [a, b, s] = LAYOUT.partitions(&sim.flash).unwrap();
+        let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
+        slots.provision(Slot::A, image.len() as u32).unwrap();
+        sim
+    }
+
+    /// Names another image the device may come to run.
+    pub fn knows(&mut self, image: &[u8], version: &str) {
+        self.versions
+            .push((Sha256::digest(image).into(), version.into()));
+    }
+
+    /// The image in the active slot and its version name.
+    pub fn running(&self) -> (Vec<u8>, String) {
+        let [a, b, s] = LAYOUT.partitions(&self.flash).unwrap();
+        let slots = Slots::new(a, b, s, Config::default()).unwrap();
+        let rec = slots.state().unwrap();
+        let img = rec.images[match rec.active {
+            Slot::A => 0,
+            Slot::B => 1,
+        }];
+        let at = match rec.active {
+            Slot::A => LAYOUT.slot_a,
+            Slot::B => LAYOUT.slot_b,
+        } as usize;
+        let bytes = self.flash.borrow().as_bytes()[at..at + img.size as usize].to_vec();
+        (bytes, self.name(&img.sha256))
+    }
+
+    fn name(&self, sha: &[u8; 32]) -> String {
+        self.versions
+            .iter()
+            .find(|(s, _)| s == sha)
+            .map_or_else(|| "unknown".into(), |(_, n)| n.clone())
+    }
+
+    /// Boots (the boot stage's select, then the application confirms) and
+    /// serves one connection until it closes or the power is cut.
+    pub fn serve(&self, mut link: impl Read + Write) {
+        let mut chunks = 0usize;
+        'boot: loop {
+            let [a, b, s] = LAYOUT.partitions(&self.flash).unwrap();
+            let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
+            let boot = slots.select().unwrap();
+            slots.confirm().unwrap();
+            let rec = slots.state().unwrap();
+            let img = rec.images[match boot.slot {
+                Slot::A => 0,
+                Slot::B => 1,
+            }];
+            let version = self.name(&img.sha256);
+            let stage_part = Partition::new(&self.flash, STAGE_AT, STAGE).unwrap();
+            let mut staging = Staging::open(stage_part).unwrap();
+            let mut out = Vec::new();
+            let announce = |resume| {
+                DeviceMsg::Hello(Announce {
+                    proto: PROTO_VERSION,
+                    version: &version,
+                    image_size: img.size,
+                    image_sha256: img.sha256,
+                    trial: false,
+                    resume,
+                })
+            };
+            put(&mut out, &announce(staging.resume()));
+            let mut dec = FrameDecoder::new();
+            let mut buf = [0u8; 1024];
+            loop {
+                if link.write_all(&out).is_err() {
+                    return;
+                }
+                out.clear();
+                let n = match link.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(_) => return,
+                };
+                let mut input = &buf[..n];
+                while !input.is_empty() {
+                    let (used, f) = dec.feed(input);
+                    input = &input[used..];
+                    let Some(Ok(payload)) = f else { continue };
+                    let Ok(msg) = frame::decode::<HostMsg>(payload) else {
+                        continue;
+                    };
+                    if matches!(msg, HostMsg::Chunk { .. }) {
+                        chunks += 1;
+                        if self.cut_after_chunks == Some(chunks) {
+                            return; // Power cut: only the flash remains.
+                        }
+                    }
+                    match proto::handle(&mut staging, &msg) {
+                        Action::Announce => put(&mut out, &announce(staging.resume())),
+                        Action::Ack { offset, complete } => {
+                            put(
+                                &mut out,
+                                &DeviceMsg::Ack {
+                                    offset,
+                                    window: 512,
+                                },
+                            );
+                            if complete {
+                                let mut rd = [0u8; 256];
+                                let r = install(&mut slots, &mut staging, &mut rd, &mut |m| {
+                                    put(&mut out, m)
+                                });
+                                if r.restart {
+                                    let _ = link.write_all(&out);
+                                    continue 'boot;
+                                }
+                            }
+                        }
+                        Action::Fail(v, text) => put(
+                            &mut out,
+                            &DeviceMsg::Result {
+                                code: proto::msg::verdict_code(v),
+                                text,
+                            },
+                        ),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn put(out: &mut Vec<u8>, m: &DeviceMsg<'_>) {
+    let mut f = [0u8; MAX_FRAME];
+    let n = frame::encode(m, &mut f).unwrap();
+    out.extend_from_slice(&f[..n]);
+}

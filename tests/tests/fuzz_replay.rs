@@ -1,0 +1,144 @@
+//! Runs the fuzzing harnesses of `flashpatch_tests::fuzz` in the normal
+//! test run: every input kept in `tests/fuzz-regressions/<harness>/`
+//! (inputs that once broke a property), then seeded random inputs. The
+//! long runs are `cargo xtask fuzz`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flashpatch::Verdict;
+use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture, proto_session};
+use flashpatch_tests::Rng;
+
+/// How often each verdict came out.
+#[derive(Default, Debug)]
+struct Tally(BTreeMap<&'static str, usize>);
+
+impl Tally {
+    fn add(&mut self, v: Verdict) {
+        *self.0.entry(v.message()).or_default() += 1;
+    }
+
+    /// Asserts that every verdict a patch can earn came out at least once,
+    /// so that the inputs reach every stage of the applier.
+    fn assert_covers_all(&self) {
+        for v in [
+            Verdict::Ok,
+            Verdict::AlreadyInstalled,
+            Verdict::Corrupt,
+            Verdict::NoSuitablePatch,
+        ] {
+            assert!(
+                self.0.contains_key(v.message()),
+                "never '{}': {self:?}",
+                v.message()
+            );
+        }
+    }
+}
+
+fn regressions(harness: &str, run: fn(&[u8]) -> Verdict) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz-regressions")
+        .join(harness);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.filter_map(Result::ok) {
+        let data = std::fs::read(e.path()).unwrap();
+        println!("replaying {}", e.path().display());
+        run(&data);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn apply_bytes_replay() {
+    let kept = regressions("apply_bytes", apply_bytes);
+    let f = fixture();
+    let mut r = Rng(5);
+    let mut tally = Tally::default();
+    // The valid file, for every running image and chunk size.
+    for pick in 0..=255u8 {
+        let mut data = vec![pick];
+        data.extend_from_slice(&f.file);
+        tally.add(apply_bytes(&data));
+    }
+    // Random files, and the valid file with a few bytes changed.
+    for i in 0..1500 {
+        let data = if i % 2 == 0 {
+            let n = r.below(4000);
+            r.bytes(n)
+        } else {
+            let mut d = vec![r.below(256) as u8];
+            d.extend_from_slice(&f.file);
+            for _ in 0..1 + r.below(4) {
+                let at = 1 + r.below(d.len() - 1);
+                d[at] ^= 1 + r.below(255) as u8;
+            }
+            d
+        };
+        tally.add(apply_bytes(&data));
+    }
+    let runs: usize = tally.0.values().sum();
+    println!("apply_bytes: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}");
+    tally.assert_covers_all();
+}
+
+#[test]
+fn apply_structured_replay() {
+    let kept = regressions("apply_structured", apply_structured);
+    // Image 0, chunk 1, the signed file applied with its key, no edits;
+    // then the same with one signature or body-digest bit flipped.
+    let signed = [0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0];
+    assert_eq!(apply_structured(&signed), Verdict::Ok);
+    for bit in 0..8u8 {
+        // One edit, of entry 0: op 13 (a trust bit), which one by `bit`.
+        let mut data = signed[..9].to_vec();
+        data.extend_from_slice(&[1, 0, 0, 0, 0, 0, 0, 0, 13, 0, 0, 0]);
+        data.extend_from_slice(&[bit, bit, 0, 0, 0, bit, 0, 0, 0]);
+        assert_eq!(apply_structured(&data), Verdict::Corrupt, "trust bit {bit}");
+    }
+    let mut r = Rng(6);
+    let mut tally = Tally::default();
+    for _ in 0..1500 {
+        let n = r.below(64);
+        tally.add(apply_structured(&r.bytes(n)));
+    }
+    let runs: usize = tally.0.values().sum();
+    println!(
+        "apply_structured: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}"
+    );
+    tally.assert_covers_all();
+}
+
+#[test]
+fn proto_session_replay() {
+    let kept = regressions("proto_session", |d| {
+        proto_session(d);
+        Verdict::Ok
+    });
+    let mut r = Rng(7);
+    let (mut runs, mut frames, mut complete) = (0, 0, 0);
+    for i in 0..600 {
+        let n = r.below(if i % 2 == 0 { 300 } else { 3000 });
+        let mut data = r.bytes(n);
+        if let Some(b) = data.first_mut() {
+            *b = i as u8; // alternate raw bytes and built frames
+        }
+        let (f, done) = proto_session(&data);
+        frames += f;
+        complete += done as usize;
+        runs += 1;
+    }
+    assert!(
+        frames > runs,
+        "built frames must get through: {frames} in {runs} runs"
+    );
+    assert!(complete > 0, "no seeded run completed a transfer");
+    println!(
+        "proto_session: {runs} seeded inputs ({frames} frames accepted, {complete} transfers completed and applied), {kept} kept regressions, 0 failures"
+    );
+}

@@ -1,0 +1,262 @@
+//! The device-side figures of `cargo xtask bench`: the applier's RAM
+//! (`size_of`), the code size of the apply path on `thumbv7em-none-eabihf`
+//! and instructions per output byte (callgrind on the host as a stand-in
+//! for a Cortex-M4 count).
+
+use std::path::Path;
+use std::process::Command;
+
+/// The target whose code size is reported.
+pub const TARGET: &str = "thumbv7em-none-eabihf";
+/// The probe program that links the applier and nothing else.
+const PROBE: &str = "xtask/apply-size/Cargo.toml";
+const PROBE_DIR: &str = "target/apply-size";
+/// The compact (looped) SHA-256 of the `sha2` crate; its default unrolls
+/// the rounds into about 7 KiB of Thumb code.
+const COMPACT_SHA: &str = "--cfg sha2_backend_soft=\"compact\"";
+
+/// `size_of` of the applier and of the codec model, from the RAM test.
+pub fn ram() -> Result<(u64, u64), String> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--release", "--quiet", "-p", "flashpatch-tests"])
+        .args(["--test", "ram", "--", "--nocapture"])
+        .output()
+        .map_err(|e| format!("cannot run cargo test: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("applier RAM"))
+        .ok_or("the RAM test printed no figure")?;
+    // "applier RAM (…): 3616 bytes; codec model 3008 bytes"
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match numbers[..] {
+        [a, m] => Ok((a, m)),
+        _ => Err(format!("cannot read the RAM test's line: {line}")),
+    }
+}
+
+/// Code size of the apply path: `.text` of the probe, in total and by
+/// where the code comes from.
+pub struct CodeSize {
+    /// `.text` bytes.
+    pub text: u64,
+    /// `.rodata` bytes (CRC table, SHA-256 constants).
+    pub rodata: u64,
+    /// Function bytes by origin: flashpatch (with the probe's entry point,
+    /// which the applier is inlined into), MD5, SHA-256, compiler builtins
+    /// (`memcpy`, `memset`), everything else.
+    pub parts: [(&'static str, u64); 5],
+}
+
+/// Builds the probe for [`TARGET`] (with the signature check too if
+/// `sign`) and measures it.
+pub fn code_size(sign: bool) -> Result<CodeSize, String> {
+    let dir = if sign {
+        format!("{PROBE_DIR}-sign")
+    } else {
+        PROBE_DIR.to_string()
+    };
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--manifest-path", PROBE])
+        .args(["--target", TARGET, "--target-dir", &dir])
+        .args(if sign {
+            &["--features", "sign"][..]
+        } else {
+            &[]
+        })
+        .env("RUSTFLAGS", COMPACT_SHA)
+        .status()
+        .map_err(|e| format!("cannot build the size probe: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the size probe failed (is the target installed? `rustup target add {TARGET}`)"
+        ));
+    }
+    let elf = Path::new(&dir)
+        .join(TARGET)
+        .join("release/flashpatch-apply-size");
+    let bytes = std::fs::read(&elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    measure(&bytes)
+}
+
+fn measure(elf: &[u8]) -> Result<CodeSize, String> {
+    let e = Elf32::parse(elf)?;
+    let text = e.section(".text").map_or(0, |s| s.size);
+    let rodata = e.section(".rodata").map_or(0, |s| s.size);
+    let mut parts = [
+        ("flashpatch", 0),
+        ("md5", 0),
+        ("sha2", 0),
+        ("compiler builtins", 0),
+        ("other", 0),
+    ];
+    for (name, size) in e.functions()? {
+        let i = if name.contains("flashpatch") || name == "_start" {
+            0
+        } else if name.contains("md5") {
+            1
+        } else if name.contains("sha2") {
+            2
+        } else if name.contains("compiler_builtins") || name.starts_with("__aeabi") {
+            3
+        } else {
+            4
+        };
+        parts[i].1 += size;
+    }
+    Ok(CodeSize {
+        text,
+        rodata,
+        parts,
+    })
+}
+
+/// Just enough of a little-endian ELF32 file: sections and function symbols.
+struct Elf32<'a> {
+    data: &'a [u8],
+    sections: Vec<Section>,
+}
+
+struct Section {
+    name: String,
+    kind: u32,
+    offset: u64,
+    size: u64,
+    link: u32,
+}
+
+impl<'a> Elf32<'a> {
+    fn parse(data: &'a [u8]) -> Result<Self, String> {
+        if data.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 1, 1][..]) {
+            return Err("the size probe is not a little-endian ELF32 file".into());
+        }
+        let u16_at = |o: usize| -> Result<u64, String> {
+            data.get(o..o + 2)
+                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u64)
+                .ok_or_else(|| "truncated ELF file".to_string())
+        };
+        let u32_at = |o: usize| -> Result<u64, String> {
+            data.get(o..o + 4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64)
+                .ok_or_else(|| "truncated ELF file".to_string())
+        };
+        let (shoff, shentsize, shnum, shstrndx) =
+            (u32_at(32)?, u16_at(46)?, u16_at(48)?, u16_at(50)?);
+        let mut raw = Vec::new();
+        for i in 0..shnum {
+            let h = (shoff + i * shentsize) as usize;
+            raw.push((
+                u32_at(h)?,
+                u32_at(h + 4)? as u32,
+                u32_at(h + 16)?,
+                u32_at(h + 20)?,
+                u32_at(h + 24)? as u32,
+            ));
+        }
+        let strtab = raw.get(shstrndx as usize).ok_or("no section name table")?.2 as usize;
+        let sections = raw
+            .into_iter()
+            .map(|(name, kind, offset, size, link)| Section {
+                name: c_str(data, strtab + name as usize),
+                kind,
+                offset,
+                size,
+                link,
+            })
+            .collect();
+        Ok(Elf32 { data, sections })
+    }
+
+    fn section(&self, name: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// (name, size) of every function symbol.
+    fn functions(&self) -> Result<Vec<(String, u64)>, String> {
+        const SHT_SYMTAB: u32 = 2;
+        const STT_FUNC: u8 = 2;
+        let symtab = self
+            .sections
+            .iter()
+            .find(|s| s.kind == SHT_SYMTAB)
+            .ok_or("the size probe has no symbol table")?;
+        let strtab = self
+            .sections
+            .get(symtab.link as usize)
+            .ok_or("bad symbol string table")?;
+        let mut out = Vec::new();
+        for i in 0..symtab.size / 16 {
+            let at = (symtab.offset + 16 * i) as usize;
+            let ent = self.data.get(at..at + 16).ok_or("truncated symbol table")?;
+            let word = |k: usize| u32::from_le_bytes([ent[k], ent[k + 1], ent[k + 2], ent[k + 3]]);
+            if ent[12] & 0xf == STT_FUNC {
+                let name = c_str(self.data, strtab.offset as usize + word(0) as usize);
+                out.push((name, word(8) as u64));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn c_str(data: &[u8], at: usize) -> String {
+    let rest = data.get(at..).unwrap_or_default();
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end]).into_owned()
+}
+
+/// Instructions executed by the applier (`Applier::run`, everything it
+/// calls included) while `genpat apply` applies `patch` to `old`, counted
+/// by callgrind: (all of it, the part in the source and target digests).
+pub fn instructions(
+    genpat: &str,
+    patch: &Path,
+    old: &Path,
+    out: &Path,
+) -> Result<(u64, u64), String> {
+    let file = out.with_extension("callgrind");
+    let st = Command::new("valgrind")
+        .args(["--tool=callgrind", "--quiet"])
+        .arg(format!("--callgrind-out-file={}", file.display()))
+        .arg(genpat)
+        .arg("apply")
+        .args([patch, old, out])
+        .output()
+        .map_err(|e| format!("cannot run valgrind: {e}"))?;
+    if !st.status.success() {
+        return Err(format!(
+            "valgrind genpat apply failed: {}",
+            String::from_utf8_lossy(&st.stderr)
+        ));
+    }
+    let report = Command::new("callgrind_annotate")
+        .arg("--inclusive=yes")
+        .arg("--threshold=100")
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("cannot run callgrind_annotate: {e}"))?;
+    let _ = std::fs::remove_file(&file);
+    let text = String::from_utf8_lossy(&report.stdout);
+    // Lines look like "6,045,616 (89.20%)  /path/file.rs:crate::path::fn
+    // [/path/binary]", one per source file that code of the function comes
+    // from (inlining); the largest is the function's inclusive count.
+    let cost = |func: &str| -> u64 {
+        let (tail, tagged) = (format!(":{func}"), format!(":{func} ["));
+        text.lines()
+            .filter(|l| l.trim_end().ends_with(&tail) || l.contains(&tagged))
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|n| n.replace(',', "").parse::<u64>().ok())
+            .max()
+            .unwrap_or(0)
+    };
+    let total = cost("flashpatch::apply::Applier<S,T,_,_>::run");
+    if total == 0 {
+        return Err("callgrind_annotate shows no Applier::run (is debug info on?)".into());
+    }
+    let digests = cost("flashpatch::apply::io::sha256_of")
+        + cost("flashpatch::apply::io::md5_of")
+        + cost("flashpatch::apply::io::crc_of_prefixes");
+    Ok((total, digests))
+}
