@@ -95,6 +95,13 @@ fn slot_update_wear_is_pinned() {
     use flashpatch_tests::device::Device;
     use flashpatch_tests::life::CHUNK;
 
+    use flashpatch::slots::{BOOT_RECORD_LEN, CHECKPOINT_LEN};
+    println!(
+        "boot record {BOOT_RECORD_LEN} bytes, checkpoint record {CHECKPOINT_LEN} bytes \
+         (codec state {} bytes of it)",
+        flashpatch::codec::SAVED_LEN
+    );
+    assert_eq!((BOOT_RECORD_LEN, CHECKPOINT_LEN), (96, 3424));
     let (old, new) = flashpatch_tests::firmware_pair(77, 20_000);
     let (old, new) = (&old[..10_000], &new[..10_000]);
     let patch = host_genpat::diff(old, new, &Default::default()).unwrap();

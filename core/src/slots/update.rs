@@ -7,8 +7,10 @@ use super::{Image, Slot, RECORD_ALIGN};
 use crate::error::Error;
 use crate::{Applier, Outcome, Progress, Status};
 
-/// Bytes of a checkpoint record on flash.
-pub(crate) const CHECKPOINT_LEN: usize =
+/// Bytes of a checkpoint record on flash (header, the applier's state,
+/// padding, CRC). A checkpoint of another length (another codec's or
+/// version's) is ignored.
+pub const CHECKPOINT_LEN: usize =
     (HEADER_LEN + crate::apply::SAVED_LEN + 4).div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
 
 /// The image an update left, ready for [`super::Slots::activate`].
@@ -92,6 +94,10 @@ where
     /// Loads the newest checkpoint; the patch offset to feed from, or
     /// `None` if there is none or it cannot be used.
     pub(crate) fn load(&mut self) -> Result<Option<u32>, Error<P::Error>> {
+        if self.store.checkpoint.map(|(c, _)| c.len as usize) != Some(CHECKPOINT_LEN) {
+            self.store.drop_checkpoint();
+            return Ok(None);
+        }
         let Some(mut reader) = self.store.checkpoint_reader() else {
             return Ok(None);
         };
