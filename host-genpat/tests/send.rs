@@ -216,6 +216,47 @@ fn line_noise_costs_retries_not_the_update() {
     assert!(sim.lock().unwrap().running() == (v2, "v2".into()));
 }
 
+/// A result lost on the way makes the host ask again: a refusal is
+/// refused again, and an update that happened is found installed.
+#[test]
+fn lost_result_is_asked_for_again() {
+    let (dir, v1, v2) = setup();
+    let mut patch = std::fs::read(dir.path().join("up.fpat")).unwrap();
+    let at = patch.len() - 100;
+    patch[at] ^= 0x10;
+    std::fs::write(dir.path().join("bad.fpat"), &patch).unwrap();
+    for (file, stdout, code, runs) in [
+        ("bad.fpat", "Patch data is invalid or corrupt\n", 4, "v1"),
+        ("up.fpat", "OK, new version already installed\n", 0, "v2"),
+    ] {
+        let mut sim = device(&v1, &v2);
+        sim.lose_first_result = true;
+        let sim = Arc::new(Mutex::new(sim));
+        let sock = dir.path().join(format!("{file}.sock"));
+        let listener = UnixListener::bind(&sock).unwrap();
+        let s = sim.clone();
+        let server = thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            s.lock().unwrap().serve(conn);
+        });
+        let out = genpat(
+            dir.path(),
+            &[
+                "send",
+                file,
+                "--unix",
+                sock.to_str().unwrap(),
+                "--timeout",
+                "0.3",
+            ],
+        );
+        server.join().unwrap();
+        assert_eq!(text(&out.stdout), stdout, "{}", text(&out.stderr));
+        assert_eq!(out.status.code(), Some(code));
+        assert_eq!(sim.lock().unwrap().running().1, runs);
+    }
+}
+
 #[test]
 fn update_over_loopback_tcp() {
     let (dir, v1, v2) = setup();

@@ -30,6 +30,8 @@ pub struct Sim {
     /// send a burst of garbage (between zero bytes) before every fourth
     /// message.
     pub noise_every: Option<usize>,
+    /// Lose the first result message (as line noise would).
+    pub lose_first_result: bool,
 }
 
 impl Sim {
@@ -42,6 +44,7 @@ impl Sim {
             versions: vec![(Sha256::digest(image).into(), version.into())],
             cut_after_chunks: None,
             noise_every: None,
+            lose_first_result: false,
         };
         let [a, b, s] = LAYOUT.partitions(&sim.flash).unwrap();
         let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
@@ -85,6 +88,7 @@ impl Sim {
         let mut chunks = 0usize;
         let mut received = 0usize;
         let mut sent = 0usize;
+        let lost = std::cell::Cell::new(!self.lose_first_result);
         'boot: loop {
             let [a, b, s] = LAYOUT.partitions(&self.flash).unwrap();
             let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
@@ -166,6 +170,10 @@ impl Sim {
                             if complete {
                                 let mut rd = [0u8; 256];
                                 let r = install(&mut slots, &mut staging, &mut rd, &mut |m| {
+                                    if matches!(m, DeviceMsg::Result { .. }) && !lost.get() {
+                                        lost.set(true);
+                                        return;
+                                    }
                                     put(&mut out, m)
                                 });
                                 if r.restart {
