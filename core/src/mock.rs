@@ -113,6 +113,9 @@ pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE:
     /// Flash-changing operations (`write` and `erase` calls that passed
     /// their checks) so far, including a cut one.
     pub ops: u64,
+    /// When `Some`, every flash-changing operation (a cut one included) is
+    /// appended: `true` for a write, `false` for an erase.
+    pub op_trace: Option<Vec<bool>>,
     /// When `Some`, the start of every erase unit erased (or torn) is
     /// appended, in order.
     pub erase_log: Option<Vec<u32>>,
@@ -135,6 +138,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
             stats: Stats::default(),
             ops: 0,
             erase_log: None,
+            op_trace: None,
             armed: None,
             dead: false,
             rng: Rng(0x5EED),
@@ -160,6 +164,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
             dead: false,
             rng: Rng(0x5EED),
             erase_log: None,
+            op_trace: None,
         }
     }
 
@@ -192,6 +197,9 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
     /// and how; counts it.
     fn due(&mut self, write: bool) -> Option<Cut> {
         self.ops += 1;
+        if let Some(t) = &mut self.op_trace {
+            t.push(write);
+        }
         let a = self.armed.as_mut()?;
         if a.countdown > 0 {
             a.countdown -= 1;

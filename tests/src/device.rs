@@ -62,6 +62,19 @@ impl<const E: usize> Device<E> {
         dev
     }
 
+    /// A copy of the device as it is now (no cut armed, no logs).
+    pub fn snapshot(&self) -> Self {
+        let mut flash = self.flash.borrow().clone();
+        flash.disarm();
+        flash.op_trace = None;
+        flash.erase_log = None;
+        Device {
+            flash: RefCell::new(flash),
+            layout: self.layout,
+            config: self.config,
+        }
+    }
+
     /// The slot manager, built afresh over the flash (as after a reset).
     pub fn slots(&self) -> Result<DevSlots<'_, E>, DevError> {
         let [a, b, s] = self.layout.partitions(&self.flash).unwrap();

@@ -4,6 +4,7 @@
 
 pub mod device;
 pub mod fuzz;
+pub mod life;
 
 use core::cell::RefCell;
 use std::path::PathBuf;

@@ -119,3 +119,72 @@ fn nothing_to_resume_and_stale_checkpoints() {
     // The checkpoints belong to the state before activation.
     assert!(dev.slots().unwrap().resume().unwrap().is_none());
 }
+
+/// Regression: a checkpoint write that lost power looped for ever padding
+/// the record (the record writer stopped advancing after an error).
+#[test]
+fn a_cut_while_writing_a_checkpoint_ends_the_update_with_an_error() {
+    let (old, new) = flashpatch_tests::firmware_pair(9, 20_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let base = Device::<E>::provisioned(&old, 24 * 1024, 2);
+    // Unit 0 of the target: one erase and 64 writes; then the first
+    // checkpoint: a bank erase, the boot record copy, 13 writes.
+    for at in 60..85u64 {
+        let dev = base.snapshot();
+        dev.flash.borrow_mut().cut_at(at, Cut::MidWrite, at);
+        let mut slots = dev.slots().unwrap();
+        let mut up = slots.begin_update().unwrap();
+        assert!(!feed_from(&mut up, &patch, 0), "cut at {at}");
+        assert!(dev.flash.borrow().is_dead(), "cut at {at}");
+    }
+}
+
+/// Regression: when the checkpoint's input ring held the whole rest of the
+/// patch, the resumed update (offset = patch length, nothing left to feed)
+/// never decoded it and finished as truncated.
+#[test]
+fn a_resume_with_nothing_left_to_feed_completes() {
+    // The changes are all at the front: the last units are one long copy,
+    // so the last checkpoints come after the last patch byte.
+    let (old, front) = flashpatch_tests::firmware_pair(10, 30_000);
+    let mut new = front[..3000].to_vec();
+    new.extend_from_slice(&old[3000..]);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let base = Device::<E>::provisioned(&old, 32 * 1024, 2);
+    let dev = base.snapshot();
+    let before = dev.flash.borrow().ops;
+    {
+        let mut slots = dev.slots().unwrap();
+        let mut up = slots.begin_update().unwrap();
+        assert!(feed_from(&mut up, &patch, 0));
+        up.finish().unwrap();
+    }
+    let ops = dev.flash.borrow().ops - before;
+    let mut at_end = 0;
+    for at in 0..ops {
+        let dev = base.snapshot();
+        dev.flash.borrow_mut().cut_at(at, Cut::Before, 1);
+        {
+            let mut slots = dev.slots().unwrap();
+            let mut up = slots.begin_update().unwrap();
+            assert!(!feed_from(&mut up, &patch, 0));
+        }
+        dev.flash.borrow_mut().reboot();
+        let mut slots = dev.slots().unwrap();
+        let Some(r) = slots.resume().unwrap() else {
+            continue;
+        };
+        let (mut up, offset) = (r.update, r.offset as usize);
+        if offset == patch.len() {
+            at_end += 1;
+        }
+        feed_from(&mut up, &patch, offset);
+        let inst = up.finish().unwrap();
+        assert_eq!(inst.outcome, Outcome::Applied, "cut at {at}");
+        assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);
+    }
+    assert!(
+        at_end > 0,
+        "no cut left the whole rest of the patch in the ring"
+    );
+}

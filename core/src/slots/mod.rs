@@ -46,24 +46,26 @@
 //! An update stops each time the target is written up to another erase
 //! unit boundary and appends a checkpoint: the applier's whole state (the
 //! entry header, positions, the running body CRC, the 256-byte input
-//! ring, the range decoder and every probability of the codec model —
-//! 3,217 bytes, a 3,264-byte record). After a reset, [`Slots::resume`]
-//! loads the newest one and reports the patch offset to feed from; the
-//! target is rewritten from the start of the erase unit that was in
-//! progress, so at most one unit is written twice.
+//! ring, the range decoder and the codec model's context bytes and every
+//! probability — 3,380 bytes with codec 2, a [`CHECKPOINT_LEN`] = 3,424-byte
+//! record). After a reset, [`Slots::resume`] loads the newest one and
+//! reports the patch offset to feed from; the target is rewritten from the
+//! start of the erase unit that was in progress, so at most one unit is
+//! written twice.
 //!
-//! Cost per checkpoint: 3,264 bytes programmed in 13 writes of at most 256
+//! Cost per checkpoint: 3,424 bytes programmed in 14 writes of at most 256
 //! bytes, and, when the current bank has no room for it (always, with
 //! 4 KiB banks), one bank erase and a 96-byte copy of the boot record
 //! before it. With 4 KiB erase units that is about as much flash work as
-//! the target unit it protects (one erase, ~3.3 KiB programmed against
-//! 4 KiB), so an update costs roughly twice the flash time and wear of an
-//! update without checkpoints; the state-area banks take one erase per
-//! two target units each. Larger banks make the erases rarer (a bank of
-//! N KiB holds about N/3.3 checkpoints), and [`Config::checkpoint_units`]
-//! trades rewrite-after-reset for fewer checkpoints. The CPU work
-//! (serialising 3.2 KiB and a CRC over it) is small next to the flash
-//! work. `tests/tests/golden.rs` pins the exact counts of a small update.
+//! the target unit it protects (one erase and ~3.4 KiB programmed against
+//! one erase and 4 KiB), so an update costs roughly twice the flash time
+//! of an update without checkpoints, and each of the two state-area banks
+//! takes one erase per two target units. Larger banks make the erases
+//! rarer (a bank of N KiB holds about N/3.4 checkpoints), and
+//! [`Config::checkpoint_units`] trades rewrite-after-reset for fewer
+//! checkpoints. The CPU work (serialising 3.4 KiB and a CRC over it) is
+//! small next to the flash work. `tests/tests/golden.rs` pins the record
+//! sizes and the exact erase and write counts of a small update.
 //!
 //! [`Slots::select`] never returns a slot whose image fails its size and
 //! SHA-256 check. A trial image that has been booted
@@ -82,7 +84,7 @@ use crate::error::Error;
 use store::Store;
 
 pub use record::{BootRecord, Image, BOOT_RECORD_LEN};
-pub use update::{Installed, Update};
+pub use update::{Installed, Update, CHECKPOINT_LEN};
 
 /// Records are written and read in multiples of this many bytes.
 pub const RECORD_ALIGN: usize = 32;

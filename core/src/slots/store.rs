@@ -336,13 +336,14 @@ impl<S: NorFlash> RecordWriter<'_, S> {
     }
 
     fn flush(&mut self) {
-        if self.err.is_none() && self.fill > 0 {
-            let n = self.fill.div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
+        let n = self.fill.div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
+        if self.err.is_none() && n > 0 {
             if let Err(e) = self.flash.write(self.at, &self.buf[..n]) {
                 self.err = Some(e);
             }
-            self.at += n as u32;
         }
+        // Moves on even after an error, so that the record still ends.
+        self.at += n as u32;
         self.fill = 0;
         self.buf = [0xFF; CHUNK];
     }

@@ -7,8 +7,10 @@ use super::{Image, Slot, RECORD_ALIGN};
 use crate::error::Error;
 use crate::{Applier, Outcome, Progress, Status};
 
-/// Bytes of a checkpoint record on flash.
-pub(crate) const CHECKPOINT_LEN: usize =
+/// Bytes of a checkpoint record on flash (header, the applier's state,
+/// padding, CRC). A checkpoint of another length (another codec's or
+/// version's) is ignored.
+pub const CHECKPOINT_LEN: usize =
     (HEADER_LEN + crate::apply::SAVED_LEN + 4).div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
 
 /// The image an update left, ready for [`super::Slots::activate`].
@@ -92,6 +94,10 @@ where
     /// Loads the newest checkpoint; the patch offset to feed from, or
     /// `None` if there is none or it cannot be used.
     pub(crate) fn load(&mut self) -> Result<Option<u32>, Error<P::Error>> {
+        if self.store.checkpoint.map(|(c, _)| c.len as usize) != Some(CHECKPOINT_LEN) {
+            self.store.drop_checkpoint();
+            return Ok(None);
+        }
         let Some(mut reader) = self.store.checkpoint_reader() else {
             return Ok(None);
         };
@@ -113,6 +119,9 @@ where
 
     /// The patch has ended: the image it installed, or why it failed.
     pub fn finish(mut self) -> Result<Installed, Error<P::Error>> {
+        // A resumed update may hold the rest of the body in its input ring
+        // already (offset = patch length): decode it.
+        self.feed(&[])?;
         let outcome = self.applier.finish()?;
         let t = self.applier.result_target().ok_or(Error::Failed)?;
         let image = Image {

@@ -1,0 +1,249 @@
+//! The power-cut sweep. For real corpus pairs and generated ones: count
+//! the flash operations of a whole update (apply with checkpoints, verify,
+//! activate, first boot, confirm; and separately a trial that is never
+//! confirmed and rolls back), then cut power at every one of them — before
+//! it, and in the middle of it (a torn write or a torn erase, as the
+//! operation is) — reboot, and live on: every boot selection must pick a
+//! slot holding exactly the old or exactly the new image, and the update
+//! must come to its end (new image active and confirmed; in the rollback
+//! run, the old image active). Then seeded random runs with up to three
+//! cuts each.
+//!
+//! Fast by default (k64f-mbed-blinky, due-simba-shell, generated pairs,
+//! 10,000 random runs). `FLASHPATCH_SWEEP=full` (CI) adds
+//! esp32-hello-world and ten times the random runs. The counts are written to stderr past
+//! the test harness's capture, so they show in every test run.
+
+use std::io::Write;
+
+use flashpatch::mock::{Cut, Rng};
+use flashpatch_tests::device::Device;
+use flashpatch_tests::life::{live, Scenario};
+use flashpatch_tests::{corpus, firmware_pair};
+
+/// Boots a trial gets: more than the cuts a random run makes, so that cuts
+/// alone never roll an update back.
+const ATTEMPTS: u8 = 4;
+
+fn full() -> bool {
+    std::env::var("FLASHPATCH_SWEEP").is_ok_and(|v| v == "full")
+}
+
+/// Writes past libtest's output capture.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+#[derive(Default)]
+struct Counts {
+    ops: usize,
+    writes: usize,
+    erases: usize,
+    runs: usize,
+    failures: Vec<String>,
+}
+
+fn device<const E: usize>(old: &[u8], new: &[u8], state_units: usize) -> Device<E> {
+    let slot = old.len().max(new.len()) + E;
+    let mut dev = Device::<E>::provisioned(old, slot, state_units);
+    dev.config.max_boot_attempts = ATTEMPTS;
+    dev
+}
+
+/// Every operation of the update × the cuts that apply to it.
+fn sweep<const E: usize>(sc: &Scenario<'_>, state_units: usize) -> Counts {
+    let base = device::<E>(sc.old, sc.new, state_units);
+    let dev = base.snapshot();
+    dev.flash.borrow_mut().op_trace = Some(Vec::new());
+    let clean = live(&dev, sc, |_| {});
+    let trace = dev.flash.borrow_mut().op_trace.take().unwrap_or_default();
+    let mut c = Counts {
+        ops: trace.len(),
+        writes: trace.iter().filter(|&&w| w).count(),
+        erases: trace.iter().filter(|&&w| !w).count(),
+        ..Counts::default()
+    };
+    if let Err(e) = clean {
+        c.failures.push(format!("no cut: {e}"));
+        return c;
+    }
+    for (i, &write) in trace.iter().enumerate() {
+        let torn = if write { Cut::MidWrite } else { Cut::MidErase };
+        for kind in [Cut::Before, torn] {
+            let dev = base.snapshot();
+            dev.flash
+                .borrow_mut()
+                .cut_at(i as u64, kind, i as u64 * 7 + 1);
+            c.runs += 1;
+            match live(&dev, sc, |_| {}) {
+                Ok(l) if l.cuts == 1 => {}
+                Ok(l) => c.failures.push(format!("op {i} {kind:?}: {} cuts", l.cuts)),
+                Err(e) => c.failures.push(format!("op {i} {kind:?}: {e}")),
+            }
+        }
+    }
+    c
+}
+
+fn sweep_both<const E: usize>(name: &str, old: &[u8], new: &[u8], state_units: usize) -> usize {
+    let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
+    let mut failures = 0;
+    for rollback in [false, true] {
+        let sc = Scenario {
+            old,
+            new,
+            patch: &patch,
+            rollback,
+        };
+        let c = sweep::<E>(&sc, state_units);
+        report(&format!(
+            "power-cut sweep {name} ({}): {} ops ({} writes, {} erases) x cuts = {} runs \
+             ({} before + {} mid-write + {} mid-erase), {} failures",
+            if rollback {
+                "trial rolled back"
+            } else {
+                "update confirmed"
+            },
+            c.ops,
+            c.writes,
+            c.erases,
+            c.runs,
+            c.ops,
+            c.writes,
+            c.erases,
+            c.failures.len()
+        ));
+        for f in c.failures.iter().take(5) {
+            report(&format!("  FAILED {f}"));
+        }
+        failures += c.failures.len();
+    }
+    failures
+}
+
+fn real_pair(name: &str) {
+    let pairs = corpus();
+    let Some((_, old, new)) = pairs.iter().find(|(n, _, _)| n == name) else {
+        report(&format!("power-cut sweep {name}: no corpus, skipped"));
+        return;
+    };
+    assert_eq!(sweep_both::<4096>(name, old, new, 2), 0);
+}
+
+#[test]
+fn sweep_k64f_mbed_blinky() {
+    real_pair("k64f-mbed-blinky");
+}
+
+#[test]
+fn sweep_due_simba_shell() {
+    real_pair("due-simba-shell");
+}
+
+#[test]
+fn sweep_esp32_hello_world_in_full_mode() {
+    if !full() {
+        report("power-cut sweep esp32-hello-world: with FLASHPATCH_SWEEP=full only");
+        return;
+    }
+    real_pair("esp32-hello-world");
+}
+
+#[test]
+fn sweep_generated_pairs() {
+    let mut failures = 0;
+    for (seed, size) in [(11u64, 700usize), (12, 6000), (13, 13_000)] {
+        let (old, new) = firmware_pair(seed, size);
+        failures += sweep_both::<4096>(&format!("generated-{size}"), &old, &new, 2);
+    }
+    // 1 KiB erase units: banks of four units, torn multi-unit erases.
+    let (old, new) = firmware_pair(14, 9000);
+    failures += sweep_both::<1024>("generated-9000-1k-units", &old, &new, 8);
+    assert_eq!(failures, 0);
+}
+
+#[test]
+fn random_multi_cut_runs() {
+    let runs = if full() { 100_000 } else { 10_000 };
+    let pairs: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = [(21u64, 3000usize), (22, 9000), (23, 20_000)]
+        .iter()
+        .map(|&(seed, size)| {
+            let (old, new) = firmware_pair(seed, size);
+            let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+            (old, new, patch)
+        })
+        .collect();
+    let bases: Vec<Device<4096>> = pairs
+        .iter()
+        .map(|(old, new, _)| device::<4096>(old, new, 2))
+        .collect();
+    // Operations of a clean run of each, to draw cut points from.
+    let ops: Vec<u64> = pairs
+        .iter()
+        .zip(&bases)
+        .map(|((old, new, patch), base)| {
+            let dev = base.snapshot();
+            let sc = Scenario {
+                old,
+                new,
+                patch,
+                rollback: true,
+            };
+            let before = dev.flash.borrow().ops;
+            live(&dev, &sc, |_| {}).unwrap();
+            let after = dev.flash.borrow().ops;
+            after - before
+        })
+        .collect();
+    let mut rng = Rng(0x5EED_CAFE);
+    let (mut failures, mut cuts, mut by_cuts) = (Vec::new(), 0u64, [0u64; 4]);
+    // Runs until `runs` of them had at least one cut (a cut drawn past the
+    // last operation of its kind never happens).
+    let mut run = 0;
+    while by_cuts[1..].iter().sum::<u64>() + (failures.len() as u64) < runs as u64 {
+        run += 1;
+        let k = run % pairs.len();
+        let (old, new, patch) = &pairs[k];
+        let sc = Scenario {
+            old,
+            new,
+            patch,
+            rollback: rng.below(4) == 0,
+        };
+        let dev = bases[k].snapshot();
+        let mut left = 1 + rng.below(3);
+        let arm = |f: &mut flashpatch::mock::MockFlash<1, 4, 4096>, rng: &mut Rng| {
+            let kind = Cut::ALL[rng.below(3)];
+            let at = rng.below(ops[k] as usize) as u64;
+            let seed = rng.next_u64();
+            f.cut_at(at, kind, seed);
+        };
+        arm(&mut dev.flash.borrow_mut(), &mut rng);
+        left -= 1;
+        let result = live(&dev, &sc, |f| {
+            if left > 0 {
+                left -= 1;
+                arm(f, &mut rng);
+            }
+        });
+        match result {
+            Ok(l) => {
+                cuts += l.cuts as u64;
+                by_cuts[(l.cuts as usize).min(3)] += 1;
+            }
+            Err(e) => failures.push(format!("run {run}: {e}")),
+        }
+    }
+    report(&format!(
+        "power-cut random runs: {run} seeded runs drawing up to 3 cuts each: {} with 1 cut, {} with 2, {} with 3 ({} with none: drawn past the end), {cuts} cuts in all, {} failures",
+        by_cuts[1],
+        by_cuts[2],
+        by_cuts[3],
+        by_cuts[0],
+        failures.len()
+    ));
+    for f in failures.iter().take(5) {
+        report(&format!("  FAILED {f}"));
+    }
+    assert!(failures.is_empty());
+}
