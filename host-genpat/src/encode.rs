@@ -17,7 +17,7 @@ pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Ve
 }
 
 /// [`encode_body`] that also returns the target positions coded as
-/// literal bytes, for [`literal_bits`].
+/// literal bytes, for [`literal_cost`].
 pub fn encode_body_lits(
     old: &[u8],
     new: &[u8],
@@ -84,11 +84,13 @@ pub fn encode_body_lits(
     (body, lits)
 }
 
-/// The bits the literal bytes at `lits` (ascending target positions) take
-/// with `params`. Only literals depend on the parameters, and their models
-/// see nothing else, so this ranks parameter sets without coding a body.
-pub fn literal_bits(new: &[u8], lits: &[u32], params: Params) -> f64 {
-    let mut cost = CostIo(0.0);
+/// The cost, in 1/256 bit, of the literal bytes at `lits` (ascending
+/// target positions) with `params`. Only literals depend on the parameters,
+/// and their models see nothing else, so this ranks parameter sets without
+/// coding a body. Integer arithmetic only: the choice, and so the patch,
+/// is the same on every machine.
+pub fn literal_cost(new: &[u8], lits: &[u32], params: Params) -> u64 {
+    let mut cost = CostIo(0);
     let mut model = Model::new(params);
     for &pos in lits {
         let prev = pos.checked_sub(1).map_or(0, |p| new[p as usize]);
@@ -97,19 +99,37 @@ pub fn literal_bits(new: &[u8], lits: &[u32], params: Params) -> f64 {
     cost.0
 }
 
-/// A [`BitIo`] that only adds up what each decision costs.
-struct CostIo(f64);
+/// `log2(x)` for `1 ≤ x < 2¹⁶`, in 1/256 (exact to the last bit of the
+/// fraction, rounded down), by repeated squaring.
+fn log2_q8(x: u32) -> u32 {
+    let int = 31 - x.max(1).leading_zeros();
+    // x / 2^int in [1, 2), 16 fraction bits.
+    let mut y = (u64::from(x) << 16) >> int;
+    let mut frac = 0;
+    for bit in (0..8).rev() {
+        y = (y * y) >> 16;
+        if y >= 2 << 16 {
+            y >>= 1;
+            frac |= 1 << bit;
+        }
+    }
+    (int << 8) | frac
+}
+
+/// A [`BitIo`] that only adds up what each decision costs (1/256 bit).
+struct CostIo(u64);
 
 impl BitIo for CostIo {
     fn bit(&mut self, p: &mut u16, bit: u32) -> u32 {
-        let p0 = f64::from(*p) / 2048.0;
-        self.0 -= if bit == 0 { p0 } else { 1.0 - p0 }.log2();
+        let p0 = u32::from(*p);
+        let q = if bit == 0 { p0 } else { 2048 - p0 };
+        self.0 += u64::from((11 << 8) - log2_q8(q));
         adapt(p, bit);
         bit
     }
 
     fn direct(&mut self, bit: u32) -> u32 {
-        self.0 += 1.0;
+        self.0 += 256;
         bit
     }
 }
@@ -178,6 +198,24 @@ impl Emitter<'_, '_> {
                 .literal(&mut self.io, prev, self.out as u32, self.new[self.out]);
             self.lits.push(self.out as u32);
             self.out += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log2_q8_is_exact_where_it_can_be_checked() {
+        for k in 0..16 {
+            assert_eq!(log2_q8(1 << k), k << 8);
+        }
+        // log2(3) = 1.58496..., log2(1000) = 9.96578...
+        assert_eq!(log2_q8(3), 256 + 149);
+        assert_eq!(log2_q8(1000), 9 * 256 + 247);
+        for x in 1..2048 {
+            assert!(log2_q8(x) <= log2_q8(x + 1));
         }
     }
 }

@@ -112,7 +112,7 @@ pub fn generate(
         } else {
             // Only literals depend on the parameters: rank the sets by what
             // the literals cost and code once more if another one wins.
-            let cost = |p| encode::literal_bits(new, &lits, p);
+            let cost = |p| encode::literal_cost(new, &lits, p);
             let c0 = cost(Params::ALL[0]);
             let mut winner = (Params::ALL[0], c0);
             for p in &Params::ALL[1..] {
@@ -174,6 +174,7 @@ mod tests {
             }
         }));
         let plain = diff(&old, &new, &GenOptions::default()).unwrap();
+        assert_eq!(plain, diff(&old, &new, &GenOptions::default()).unwrap());
         let best_opts = GenOptions {
             best: true,
             ..GenOptions::default()

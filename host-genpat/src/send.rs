@@ -131,8 +131,10 @@ impl Wire<'_> {
     fn send(&mut self, msg: &HostMsg<'_>) -> Result<(), SendError> {
         let mut out = [0u8; MAX_FRAME];
         let n = frame::encode(msg, &mut out).map_err(|_| SendError::TooLarge(0))?;
-        self.link.write_all(&out[..n])?;
-        self.link.flush()?;
+        self.link
+            .write_all(&out[..n])
+            .and_then(|()| self.link.flush())
+            .map_err(lost)?;
         self.wire_bytes += n as u64;
         Ok(())
     }
@@ -165,9 +167,20 @@ impl Wire<'_> {
                             | io::ErrorKind::WouldBlock
                             | io::ErrorKind::Interrupted
                     ) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(lost(e)),
             }
         }
+    }
+}
+
+/// A link error, with the peer going away told apart.
+fn lost(e: io::Error) -> SendError {
+    match e.kind() {
+        io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::UnexpectedEof => SendError::Closed("by the device"),
+        _ => SendError::Io(e),
     }
 }
 
@@ -346,4 +359,26 @@ pub fn send(
         apply: done - transfer_end,
         after,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a device that went away while genpat was writing gave
+    /// "link error: Broken pipe" instead of saying the link was closed.
+    #[test]
+    fn peer_gone_while_writing_is_a_closed_link() {
+        for kind in [
+            io::ErrorKind::BrokenPipe,
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+        ] {
+            assert!(matches!(lost(kind.into()), SendError::Closed(_)));
+        }
+        assert!(matches!(
+            lost(io::ErrorKind::PermissionDenied.into()),
+            SendError::Io(_)
+        ));
+    }
 }

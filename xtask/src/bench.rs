@@ -250,7 +250,7 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         println!("- Instructions per output byte: valgrind is not installed (`apt-get install valgrind`).");
         return Ok(());
     }
-    println!("- Instructions per output byte (x86-64, callgrind, everything `Applier::run` executes while `genpat apply` runs; a stand-in for a Cortex-M4 count):\n");
+    println!("- Instructions per output byte (x86-64, callgrind, everything `Applier::feed` executes while `genpat apply` runs; a stand-in for a Cortex-M4 count):\n");
     println!("| pair | instructions | per output byte | of which source and target digests |");
     println!("|---|---:|---:|---:|");
     let mut per = Vec::new();

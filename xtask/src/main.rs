@@ -2,7 +2,9 @@
 //! machine that has only the Rust toolchain (rustup).
 //!
 //! - `cargo xtask test`: installs the no_std targets, runs the whole
-//!   workspace test suite, and builds `core` for the two Cortex-M targets.
+//!   workspace test suite, builds `core` for the two Cortex-M targets, and
+//!   runs the end-to-end tests of `firmware-demo` on QEMU (`e2e.rs`).
+//! - `cargo xtask demo`: the firmware demo on QEMU (`demo.rs`).
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
 //!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
 //!   device-side figures (RAM, code size, instructions per byte).
@@ -12,8 +14,11 @@
 //!   as errors.
 
 mod bench;
+mod demo;
 mod device;
+mod e2e;
 mod fuzz;
+mod qemu;
 
 use std::process::{exit, Command};
 
@@ -29,9 +34,18 @@ fn main() {
         "test" => test(),
         "check" => check(),
         "bench" => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "demo" => demo::demo(),
+        "qemu-test" => e2e::run_all().and_then(|(p, f)| {
+            println!("qemu tests: {p} passed, {f} failed");
+            if f == 0 {
+                Ok(())
+            } else {
+                Err("QEMU tests failed".into())
+            }
+        }),
         "fuzz" => fuzz::main(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <test|check|bench>\n  test   install targets, run every test, build core for Cortex-M\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
+            eprintln!("usage: cargo xtask <test|check|bench|demo|qemu-test|fuzz>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
             exit(1);
         }
     };
@@ -42,7 +56,7 @@ fn main() {
 }
 
 /// Runs a command, echoing it, and fails if it fails.
-fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+pub(crate) fn run(program: &str, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
     eprintln!("xtask: $ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -134,7 +148,13 @@ fn test() -> Result<(), String> {
     eprintln!("xtask: core builds for {}", NO_STD_TARGETS.join(" and "));
     // A short run of every fuzz target; `cargo xtask fuzz` runs longer.
     fuzz::fuzz(FUZZ_SECS, &fuzz::TARGETS.map(String::from))?;
+    let (qp, qf) = e2e::run_all()?;
+    println!("qemu tests: {qp} passed, {qf} failed");
+    let (passed, failed) = (passed + qp, failed + qf);
     println!("tests: {passed} passed, {failed} failed");
+    if failed > 0 {
+        return Err("QEMU end-to-end tests failed".into());
+    }
     Ok(())
 }
 

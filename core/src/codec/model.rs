@@ -190,8 +190,8 @@ impl Params {
 
 impl Model {
     /// Bytes of [`Model::save`]'s output: the context bytes (two previous
-    /// kinds, parameters, two `Diff` histories, carry), then every
-    /// probability as a little-endian `u16`.
+    /// kinds, parameters, four `Diff` histories, the `Diff` run, carry), then
+    /// every probability as a little-endian `u16`.
     pub const SAVED_LEN: usize = Self::CTX_LEN
         + 2 * (16 * 3
             + 1

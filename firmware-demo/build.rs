@@ -1,0 +1,16 @@
+//! Gives each binary its own `memory.x` (`link/app/memory.x`,
+//! `link/boot/memory.x`; none may lie in the crate root, where the linker
+//! would find it for both), and makes the version of the application
+//! (`DEMO_VERSION`, `DEMO_BAD`, `DEMO_BLOB`) a build input.
+
+fn main() {
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    for bin in ["app", "boot"] {
+        let dir = root.join("link").join(bin);
+        println!("cargo:rustc-link-arg-bin={bin}=-L{}", dir.display());
+        println!("cargo:rerun-if-changed={}", dir.join("memory.x").display());
+    }
+    println!("cargo:rerun-if-env-changed=DEMO_VERSION");
+    println!("cargo:rerun-if-env-changed=DEMO_BAD");
+    println!("cargo:rerun-if-env-changed=DEMO_BLOB");
+}

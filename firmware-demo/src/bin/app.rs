@@ -1,0 +1,259 @@
+//! The application: built as v1, v2 and a bad v3 from this one source
+//! (`DEMO_VERSION`, `DEMO_BAD`). It confirms itself after its self-test
+//! (the bad build fails it and restarts, so the boot stage rolls it back),
+//! then serves the update protocol on UART0: stores the patch, applies it
+//! with flashpatch into the inactive slot, activates it and restarts.
+#![no_std]
+#![no_main]
+
+use cortex_m_rt::entry;
+use firmware_demo::uart::Uart;
+use firmware_demo::{log, semihost, Part, CONFIG, LAYOUT, STAGE};
+use flashpatch::proto::device::install;
+use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
+use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Staging};
+use flashpatch::slots::{Slot, Slots, Update};
+use flashpatch::Partition;
+
+firmware_demo::handlers!();
+
+/// The version text of this build.
+const VERSION: &str = match option_env!("DEMO_VERSION") {
+    Some(v) => v,
+    None => "v1",
+};
+/// Whether this build's self-test fails.
+const BAD: bool = option_env!("DEMO_BAD").is_some();
+
+/// Data that differs per version (`DEMO_BLOB` set: 16 KiB), standing in
+/// for a larger change, so that a transfer lasts long enough to be cut.
+const BLOB_LEN: usize = if option_env!("DEMO_BLOB").is_some() {
+    16384
+} else {
+    0
+};
+static BLOB: [u8; BLOB_LEN] = blob();
+
+// With no blob the loop below does nothing, which clippy sees.
+#[allow(clippy::absurd_extreme_comparisons)]
+const fn blob() -> [u8; BLOB_LEN] {
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let v = VERSION.as_bytes();
+    let mut i = 0;
+    while i < v.len() {
+        seed = (seed ^ v[i] as u64).wrapping_mul(0x100_0000_01B3);
+        i += 1;
+    }
+    let mut out = [0u8; BLOB_LEN];
+    let mut j = 0;
+    while j < BLOB_LEN {
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        out[j] = (seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
+        j += 1;
+    }
+    out
+}
+
+fn self_test() -> bool {
+    let sum = BLOB
+        .iter()
+        .fold(0u32, |a, &b| a.wrapping_mul(31).wrapping_add(b as u32));
+    log!("app: self-test (data checksum {sum:08x})");
+    !core::hint::black_box(BAD)
+}
+
+fn send(uart: &mut Uart, m: &DeviceMsg<'_>) {
+    let mut out = [0u8; MAX_FRAME];
+    if let Ok(n) = frame::encode(m, &mut out) {
+        uart.write(&out[..n]);
+    }
+}
+
+#[entry]
+fn main() -> ! {
+    let mut cp =
+        cortex_m::Peripherals::take().unwrap_or_else(|| semihost::exit(semihost::exit::PANIC));
+    firmware_demo::cycles_start(&mut cp.SYST);
+    let mut uart = Uart::new();
+    let flash = firmware_demo::open_flash();
+    let Some([a, b, state]) = LAYOUT.partitions(&flash) else {
+        semihost::exit(semihost::exit::FLASH)
+    };
+    let mut slots =
+        Slots::new(a, b, state, CONFIG).unwrap_or_else(|_| semihost::exit(semihost::exit::FLASH));
+    let Some(rec) = slots.state() else {
+        semihost::exit(semihost::exit::NO_IMAGE)
+    };
+    log!(
+        "app: flashpatch demo {VERSION} running from slot {:?} ({})",
+        rec.active,
+        if rec.trial { "trial" } else { "confirmed" }
+    );
+    if rec.rolled_back {
+        log!("app: this image was restored by a rollback");
+    }
+    if VERSION != "v1" {
+        log!("app: new in {VERSION}: this line");
+    }
+    if !self_test() {
+        log!("app: self-test FAILED: not confirming; restarting");
+        firmware_demo::reset();
+    }
+    if rec.trial {
+        match slots.confirm() {
+            Ok(()) => log!("app: self-test passed: {VERSION} confirmed"),
+            Err(e) => log!("app: confirm failed: {e}"),
+        }
+    }
+    let Some(rec) = slots.state() else {
+        semihost::exit(semihost::exit::NO_IMAGE)
+    };
+    let image = rec.images[match rec.active {
+        Slot::A => 0,
+        Slot::B => 1,
+    }];
+    let Some(stage) = Partition::new(&flash, STAGE.0, STAGE.1) else {
+        semihost::exit(semihost::exit::FLASH)
+    };
+    let mut staging =
+        Staging::open(stage).unwrap_or_else(|_| semihost::exit(semihost::exit::FLASH));
+    let announce = |resume| {
+        DeviceMsg::Hello(Announce {
+            proto: proto::PROTO_VERSION,
+            version: VERSION,
+            image_size: image.size,
+            image_sha256: image.sha256,
+            trial: rec.trial,
+            resume,
+        })
+    };
+    if let Some(r) = staging.resume() {
+        log!("app: holds {} of {} bytes of a patch", r.offset, r.size);
+    }
+    send(&mut uart, &announce(staging.resume()));
+    log!("app: waiting for an update on UART0");
+    let mut dec = FrameDecoder::new();
+    loop {
+        let Some(byte) = uart.read() else { continue };
+        let (_, Some(Ok(payload))) = dec.feed(&[byte]) else {
+            continue;
+        };
+        let Ok(msg) = frame::decode::<HostMsg>(payload) else {
+            continue;
+        };
+        if let HostMsg::Begin { size, crc32 } = msg {
+            log!("app: begin: patch of {size} bytes, CRC-32 {crc32:08x}");
+        }
+        match proto::handle(&mut staging, &msg) {
+            Action::Announce => send(&mut uart, &announce(staging.resume())),
+            Action::Fail(v, text) => {
+                log!("app: refused: {text}");
+                send(
+                    &mut uart,
+                    &DeviceMsg::Result {
+                        code: proto::msg::verdict_code(v),
+                        text,
+                    },
+                );
+            }
+            Action::Ack { offset, complete } => {
+                send(
+                    &mut uart,
+                    &DeviceMsg::Ack {
+                        offset,
+                        window: 512,
+                    },
+                );
+                if complete {
+                    // The stack pointer here: update() and all it calls
+                    // use the stack below it.
+                    let painted = paint_stack();
+                    update(&mut uart, &mut slots, &mut staging, painted);
+                }
+            }
+        }
+    }
+}
+
+/// Applies the stored patch, measuring what it takes (the stack below
+/// `painted` was painted by the caller), and restarts into the new image
+/// on success.
+#[inline(never)]
+fn update(
+    uart: &mut Uart,
+    slots: &mut Slots<Part<'_>, Part<'_>>,
+    staging: &mut Staging<Part<'_>>,
+    painted: u32,
+) {
+    log!("app: patch stored; applying into the inactive slot");
+    let t0 = firmware_demo::ticks();
+    let mut buf = [0u8; 64];
+    let r = install(slots, staging, &mut buf, &mut |m| {
+        if let DeviceMsg::Progress { stage, done, total } = m {
+            log!(
+                "app: progress {} {done}/{total}",
+                match stage {
+                    Stage::Applying => "applying",
+                    Stage::Activating => "activating",
+                    Stage::Restarting => "restarting",
+                }
+            );
+        }
+        send(uart, m)
+    });
+    let ticks = firmware_demo::ticks() - t0;
+    let stack = stack_used(painted);
+    log!("app: result: {}", r.verdict.message());
+    log!(
+        "app: measured: applier_state={} stack_high_water={} ticks={}",
+        core::mem::size_of::<Update<'_, Part<'_>, Part<'_>>>(),
+        stack,
+        ticks
+    );
+    if r.restart {
+        log!("app: restarting into the new image");
+        // Let the last frame leave the UART.
+        for _ in 0..20_000 {
+            cortex_m::asm::nop();
+        }
+        firmware_demo::reset();
+    }
+}
+
+const PAINT: u32 = 0xC5C5_C5C5;
+
+extern "C" {
+    static mut __sheap: u32;
+}
+
+/// Fills the free stack below the caller's frame with a pattern; returns
+/// the caller's stack pointer. Inlined, so that it runs in the caller's
+/// frame and what the caller calls next starts right below `sp`.
+#[inline(always)]
+fn paint_stack() -> u32 {
+    let sp = cortex_m::register::msp::read();
+    // SAFETY: [__sheap, sp - 16) is free stack: nothing lives there now
+    // (an interrupt may push onto it, which then counts as used).
+    unsafe {
+        let mut p = core::ptr::addr_of_mut!(__sheap);
+        while (p as u32) < sp - 16 {
+            p.write_volatile(PAINT);
+            p = p.add(1);
+        }
+    }
+    sp
+}
+
+/// Bytes of stack used below `from` since [`paint_stack`].
+fn stack_used(from: u32) -> u32 {
+    // SAFETY: reads the painted region back.
+    unsafe {
+        let mut p = core::ptr::addr_of_mut!(__sheap) as *const u32;
+        while (p as u32) < from && p.read_volatile() == PAINT {
+            p = p.add(1);
+        }
+        from - p as u32
+    }
+}

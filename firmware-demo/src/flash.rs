@@ -1,0 +1,128 @@
+//! A NOR flash kept in a host file through semihosting, so that it
+//! survives a reset and a new QEMU process, and killing QEMU is a power
+//! cut. NOR rules hold: erase sets whole 4 KiB units to 0xFF, a write can
+//! only clear bits (what it would set stays as it was and the write
+//! fails), writes are 4-byte aligned.
+
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
+
+use crate::semihost;
+
+/// Errors of a [`FileFlash`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashError {
+    /// Outside the flash.
+    OutOfBounds,
+    /// Misaligned.
+    NotAligned,
+    /// The host file failed.
+    Io,
+    /// A write would have set a bit that erase did not.
+    SetsBits,
+}
+
+impl NorFlashError for FlashError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            FlashError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            FlashError::NotAligned => NorFlashErrorKind::NotAligned,
+            _ => NorFlashErrorKind::Other,
+        }
+    }
+}
+
+/// The flash file, `size` bytes.
+pub struct FileFlash {
+    handle: u32,
+    size: u32,
+}
+
+impl FileFlash {
+    /// Opens the host file `name` (which must exist, `size` bytes).
+    pub fn open(name: &str, size: u32) -> Option<FileFlash> {
+        semihost::open(name, 3).map(|handle| FileFlash { handle, size })
+    }
+
+    fn check(&self, offset: u32, len: usize, align: u32) -> Result<(), FlashError> {
+        if !offset.is_multiple_of(align) || !(len as u32).is_multiple_of(align) {
+            return Err(FlashError::NotAligned);
+        }
+        if offset as u64 + len as u64 > self.size as u64 {
+            return Err(FlashError::OutOfBounds);
+        }
+        Ok(())
+    }
+
+    fn raw_read(&self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        if semihost::seek(self.handle, offset) && semihost::read(self.handle, buf) {
+            Ok(())
+        } else {
+            Err(FlashError::Io)
+        }
+    }
+
+    fn raw_write(&self, offset: u32, buf: &[u8]) -> Result<(), FlashError> {
+        if semihost::seek(self.handle, offset) && semihost::write(self.handle, buf) {
+            Ok(())
+        } else {
+            Err(FlashError::Io)
+        }
+    }
+}
+
+impl ErrorType for FileFlash {
+    type Error = FlashError;
+}
+
+impl ReadNorFlash for FileFlash {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), FlashError> {
+        self.check(offset, bytes.len(), 1)?;
+        self.raw_read(offset, bytes)
+    }
+
+    fn capacity(&self) -> usize {
+        self.size as usize
+    }
+}
+
+impl NorFlash for FileFlash {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 4096;
+
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
+        let len = to.checked_sub(from).ok_or(FlashError::OutOfBounds)?;
+        self.check(from, len as usize, Self::ERASE_SIZE as u32)?;
+        let ff = [0xFFu8; 256];
+        let mut at = from;
+        while at < to {
+            self.raw_write(at, &ff)?;
+            at += ff.len() as u32;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
+        self.check(offset, bytes.len(), Self::WRITE_SIZE as u32)?;
+        let mut old = [0u8; 256];
+        for (i, piece) in bytes.chunks(old.len()).enumerate() {
+            let at = offset + (i * old.len()) as u32;
+            let old = &mut old[..piece.len()];
+            self.raw_read(at, old)?;
+            // NOR programming only clears bits.
+            let sets = piece.iter().zip(old.iter()).any(|(n, o)| n & !o != 0);
+            old.iter_mut().zip(piece).for_each(|(o, n)| *o &= n);
+            self.raw_write(at, old)?;
+            if sets {
+                return Err(FlashError::SetsBits);
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,156 @@
+//! What the boot stage and the application of the flashpatch demo share:
+//! the board (UART, semihosting, the flash file), the flash layout, a
+//! console, and fault handling. Runs on QEMU's `mps2-an386`.
+//!
+//! Flash (the host file `flash.bin`, 4 KiB erase units):
+//!
+//! ```text
+//!  0x00000  slot A          128 KiB
+//!  0x20000  slot B          128 KiB
+//!  0x40000  state area        8 KiB   (boot records: flashpatch::slots)
+//!  0x42000  patch staging    72 KiB   (flashpatch::proto::Staging)
+//!  0x54000  end
+//! ```
+//!
+//! The selected image is loaded to [`APP_BASE`] in code memory and started
+//! there; both slots hold images linked for that address.
+#![no_std]
+
+pub mod flash;
+pub mod semihost;
+pub mod uart;
+
+use core::cell::RefCell;
+use core::fmt::{self, Write as _};
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use flashpatch::slots::{Config, Layout};
+use flashpatch::Partition;
+
+pub use flash::FileFlash;
+
+/// The flash file, relative to QEMU's working directory.
+pub const FLASH_FILE: &str = "flash.bin";
+/// Bytes of the flash.
+pub const FLASH_SIZE: u32 = 0x54000;
+/// Erase unit.
+pub const ERASE: u32 = 4096;
+/// Slots and state area.
+pub const LAYOUT: Layout = Layout::new(ERASE, 0, 0x20000, 0x20000, 0x40000, 0x2000);
+/// Where the staging partition starts, and its size.
+pub const STAGE: (u32, u32) = (0x42000, 0x12000);
+/// Where images run.
+pub const APP_BASE: u32 = 0x0010_0000;
+/// Slot manager settings: a trial image gets two boots to confirm itself.
+/// No apply checkpoints: the patch is staged in flash, so an interrupted
+/// apply simply runs again from the staged patch.
+pub const CONFIG: Config = Config {
+    max_boot_attempts: 2,
+    checkpoint_units: 0,
+};
+
+/// The flash as both stages see it.
+pub type Flash = RefCell<FileFlash>;
+/// A partition of it.
+pub type Part<'a> = Partition<'a, FileFlash>;
+
+/// Opens the flash file, or stops QEMU with [`semihost::exit::FLASH`].
+pub fn open_flash() -> Flash {
+    match FileFlash::open(FLASH_FILE, FLASH_SIZE) {
+        Some(f) => RefCell::new(f),
+        None => {
+            log(format_args!("flash: cannot open {FLASH_FILE}"));
+            semihost::exit(semihost::exit::FLASH)
+        }
+    }
+}
+
+static CONSOLE: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// One line of text on the host console (QEMU's stdout).
+pub fn log(args: fmt::Arguments<'_>) {
+    struct Line {
+        buf: [u8; 200],
+        len: usize,
+    }
+    impl fmt::Write for Line {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.len().min(self.buf.len() - self.len);
+            self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+            self.len += n;
+            Ok(())
+        }
+    }
+    let mut h = CONSOLE.load(Ordering::Relaxed);
+    if h == u32::MAX {
+        h = semihost::open(":tt", 4).unwrap_or(u32::MAX);
+        CONSOLE.store(h, Ordering::Relaxed);
+    }
+    let mut line = Line {
+        buf: [0; 200],
+        len: 0,
+    };
+    let _ = line.write_fmt(args);
+    let _ = line.write_str("\n");
+    semihost::write(h, &line.buf[..line.len]);
+}
+
+/// `log!("...", args)`: a line on the host console.
+#[macro_export]
+macro_rules! log {
+    ($($t:tt)*) => { $crate::log(format_args!($($t)*)) };
+}
+
+/// SysTick wraps since [`cycles_start`].
+pub static SYSTICK_WRAPS: AtomicU32 = AtomicU32::new(0);
+
+/// Starts SysTick as a free-running counter of the core clock.
+pub fn cycles_start(syst: &mut cortex_m::peripheral::SYST) {
+    use cortex_m::peripheral::syst::SystClkSource;
+    syst.set_clock_source(SystClkSource::Core);
+    syst.set_reload(0x00FF_FFFF);
+    syst.clear_current();
+    syst.enable_interrupt();
+    syst.enable_counter();
+}
+
+/// SysTick ticks since [`cycles_start`] (under `-icount shift=0`, one
+/// tick is 40 instructions on this board).
+pub fn ticks() -> u64 {
+    loop {
+        let w = SYSTICK_WRAPS.load(Ordering::Relaxed);
+        let cur = cortex_m::peripheral::SYST::get_current();
+        if SYSTICK_WRAPS.load(Ordering::Relaxed) == w {
+            return w as u64 * 0x0100_0000 + (0x00FF_FFFF - cur) as u64;
+        }
+    }
+}
+
+/// Defines the HardFault and SysTick handlers of a binary: a HardFault
+/// stops QEMU with [`semihost::exit::HARD_FAULT`].
+#[macro_export]
+macro_rules! handlers {
+    () => {
+        #[cortex_m_rt::exception]
+        unsafe fn HardFault(ef: &cortex_m_rt::ExceptionFrame) -> ! {
+            $crate::log!("HARDFAULT at pc {:#010x}", ef.pc());
+            $crate::semihost::exit($crate::semihost::exit::HARD_FAULT)
+        }
+
+        #[cortex_m_rt::exception]
+        fn SysTick() {
+            $crate::SYSTICK_WRAPS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        }
+    };
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    log(format_args!("PANIC: {info}"));
+    semihost::exit(semihost::exit::PANIC)
+}
+
+/// Restarts the device (SYSRESETREQ).
+pub fn reset() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
+}

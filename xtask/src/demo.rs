@@ -1,0 +1,151 @@
+//! `cargo xtask demo`: v1 boots on an emulated Cortex-M4, receives a patch
+//! to v2 over its UART, applies it into the other slot, restarts into v2
+//! and confirms it; then one summary line of what it took.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use host_genpat::send::{self, DeviceInfo, SendEvents, SendOptions};
+
+use crate::qemu::{self, Qemu, RunOptions, Version};
+
+/// The work directory of the demo and the QEMU tests.
+pub fn work_dir(name: &str) -> Result<PathBuf, String> {
+    let d = qemu::root().join("target").join(name);
+    std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+    Ok(d)
+}
+
+/// Builds genpat and returns its path.
+pub fn genpat() -> Result<PathBuf, String> {
+    crate::cargo(&["build", "--release", "--quiet", "-p", "host-genpat"])?;
+    Ok(qemu::root().join("target").join("release").join("genpat"))
+}
+
+/// Runs `genpat OLD NEW PATCH` in `dir` (replacing PATCH).
+pub fn make_patch(
+    dir: &std::path::Path,
+    old: &str,
+    new: &str,
+    patch: &str,
+) -> Result<Vec<u8>, String> {
+    let _ = std::fs::remove_file(dir.join(patch));
+    crate::run(
+        genpat()?.to_str().ok_or("path")?,
+        &[
+            dir.join(old).to_str().ok_or("path")?,
+            dir.join(new).to_str().ok_or("path")?,
+            dir.join(patch).to_str().ok_or("path")?,
+        ],
+        &[],
+    )?;
+    std::fs::read(dir.join(patch)).map_err(|e| e.to_string())
+}
+
+struct Show;
+impl SendEvents for Show {
+    fn device(&mut self, d: &DeviceInfo) {
+        println!(
+            "host: device runs {} ({} bytes, {}); sending the patch",
+            d.version,
+            d.image_size,
+            if d.trial { "trial" } else { "confirmed" }
+        );
+    }
+}
+
+/// Finds `key` followed by a number in `line`.
+pub fn number_after(line: &str, key: &str) -> Option<u64> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+pub fn demo() -> Result<(), String> {
+    qemu::ensure_tools()?;
+    let dir = work_dir("demo")?;
+    let v = |name| Version {
+        name,
+        bad: false,
+        blob: false,
+    };
+    let (_, v1) = qemu::build(v("v1"), &dir)?;
+    let (v2_elf, v2) = qemu::build(v("v2"), &dir)?;
+    let boot = qemu::boot_elf(&dir)?;
+    let patch = make_patch(&dir, "v1.bin", "v2.bin", "v1-v2.fpat")?;
+    println!(
+        "demo: v1 is {} bytes, v2 {} bytes, the patch {} bytes",
+        v1.len(),
+        v2.len(),
+        patch.len()
+    );
+    std::fs::write(dir.join("flash.bin"), qemu::provisioned_flash(&v1)?)
+        .map_err(|e| e.to_string())?;
+    println!("demo: booting v1 on QEMU mps2-an386 (-icount shift=0); its console:");
+    let opts = RunOptions {
+        icount: true,
+        echo: true,
+    };
+    let (mut q, mut uart) = Qemu::start(&dir, &boot, &opts)?;
+    q.wait_for("waiting for an update", Duration::from_secs(30))
+        .ok_or("v1 did not start")?;
+    let report = send::send(
+        &mut uart,
+        &patch,
+        &SendOptions {
+            timeout: Duration::from_secs(10),
+            restart: Duration::from_secs(30),
+        },
+        &mut Show,
+    )
+    .map_err(|e| format!("send: {e}"))?;
+    println!("host: the device answered: {}", report.text);
+    let after = report
+        .after
+        .as_ref()
+        .ok_or("the device did not come back")?;
+    println!(
+        "host: the device restarted and runs {} ({})",
+        after.version,
+        if after.trial { "trial" } else { "confirmed" }
+    );
+    q.wait_for("v2 confirmed", Duration::from_secs(30))
+        .ok_or("v2 did not confirm itself")?;
+    q.wait_for("waiting for an update", Duration::from_secs(10));
+    q.kill();
+    let measured = q
+        .log
+        .iter()
+        .find(|l| l.contains("app: measured:"))
+        .ok_or("no measurement line on the console")?
+        .clone();
+    let state = number_after(&measured, "applier_state=").ok_or("no applier_state")?;
+    let stack = number_after(&measured, "stack_high_water=").ok_or("no stack_high_water")?;
+    let ticks = number_after(&measured, "ticks=").ok_or("no ticks")?;
+    let code = qemu::update_code_size(&v2_elf)?;
+    let ipb = ticks * 40 / v2.len().max(1) as u64;
+    println!(
+        "demo summary: image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
+applier RAM {} B (0 B static + {} B stack high-water of the install, applier state {} B of it); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
+        v2.len(),
+        patch.len(),
+        patch.len() as f64 * 100.0 / v2.len() as f64,
+        report.bytes_sent,
+        report.wire_bytes,
+        report.transfer.as_secs_f64(),
+        report.apply.as_secs_f64(),
+        stack,
+        stack,
+        state,
+        code,
+        ipb
+    );
+    if report.text != "OK" || after.version != "v2" {
+        return Err("the update did not end in v2".into());
+    }
+    Ok(())
+}

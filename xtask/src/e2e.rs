@@ -1,0 +1,346 @@
+//! End-to-end tests on QEMU, run by `cargo xtask test`: the firmware, the
+//! protocol and genpat's sender, with the device's flash in a file, so
+//! that killing QEMU is a power cut.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::Duration;
+
+use host_genpat::send::{self, Quiet, SendError, SendEvents, SendOptions, SendReport};
+
+use crate::demo::{make_patch, work_dir};
+use crate::qemu::{self, Qemu, RunOptions, Version};
+
+const QUIET: RunOptions = RunOptions {
+    icount: false,
+    echo: false,
+};
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn opts() -> SendOptions {
+    SendOptions {
+        timeout: SECS(10),
+        restart: SECS(30),
+    }
+}
+
+struct Bench {
+    dir: PathBuf,
+    boot: PathBuf,
+}
+
+impl Bench {
+    fn flash(&self, image: &[u8]) -> Result<(), String> {
+        std::fs::write(self.dir.join("flash.bin"), qemu::provisioned_flash(image)?)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Starts QEMU on the flash file as it is, and waits until the
+    /// application listens. A device that cannot boot fails the test.
+    fn start(&self) -> Result<(Qemu, UnixStream), String> {
+        let (mut q, s) = Qemu::start(&self.dir, &self.boot, &QUIET)?;
+        if q.wait_for("waiting for an update", SECS(30)).is_none() {
+            let code = q.wait_exit(SECS(1));
+            return Err(format!(
+                "the device did not come up (QEMU exit {code:?}; brick = exit {}): {:?}",
+                qemu::EXIT_NO_IMAGE,
+                q.log
+            ));
+        }
+        Ok((q, s))
+    }
+}
+
+fn send_ok(s: &mut UnixStream, patch: &[u8]) -> Result<SendReport, String> {
+    send::send(s, patch, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))
+}
+
+fn expect(cond: bool, what: &str, q: &Qemu) -> Result<(), String> {
+    if cond {
+        Ok(())
+    } else {
+        Err(format!("{what}; device console: {:#?}", q.log))
+    }
+}
+
+/// One QEMU session: refusals keep v1; v1 -> v2 confirmed; the same patch
+/// again; v2 -> bad v3 rolls back to v2 by itself.
+fn results_and_rollback(b: &Bench, imgs: &Images) -> Result<(), String> {
+    b.flash(&imgs.v1)?;
+    let (mut q, mut s) = b.start()?;
+    let r = send_ok(&mut s, &imgs.corrupt)?;
+    expect(
+        r.text == "Patch data is invalid or corrupt",
+        &format!("corrupt patch: {}", r.text),
+        &q,
+    )?;
+    let r = send_ok(&mut s, &imgs.v3_v2)?;
+    expect(
+        r.text == "No suitable patches were found",
+        &format!("foreign patch: {}", r.text),
+        &q,
+    )?;
+    let d = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
+    expect(d.version == "v1" && !d.trial, "still v1 after refusals", &q)?;
+    println!("qemu e2e: corrupt patch and foreign patch refused, v1 keeps running ... ok");
+
+    let r = send_ok(&mut s, &imgs.v1_v2)?;
+    let after = r.after.clone().map(|a| a.version);
+    expect(
+        r.text == "OK" && after.as_deref() == Some("v2"),
+        &format!("v1 -> v2: {} / {after:?}", r.text),
+        &q,
+    )?;
+    expect(
+        q.wait_for("v2 confirmed", SECS(20)).is_some(),
+        "v2 confirmed itself",
+        &q,
+    )?;
+    println!("qemu e2e: v1 -> v2 over the UART, v2 boots and confirms ... ok");
+
+    let r = send_ok(&mut s, &imgs.v1_v2)?;
+    expect(
+        r.text == "OK, new version already installed",
+        &format!("same patch twice: {}", r.text),
+        &q,
+    )?;
+    println!("qemu e2e: the same patch twice: already installed ... ok");
+
+    let r = send_ok(&mut s, &imgs.v2_v3)?;
+    expect(r.text == "OK", &format!("v2 -> v3: {}", r.text), &q)?;
+    let back = r.after.as_ref().map(|a| a.version.as_str());
+    expect(
+        back == Some("v2"),
+        &format!("after bad v3 the device runs {back:?}"),
+        &q,
+    )?;
+    let restored = q.wait_for("restored by a rollback", SECS(30)).is_some();
+    expect(restored, "v2 says it was restored by a rollback", &q)?;
+    let fails = q
+        .log
+        .iter()
+        .filter(|l| l.contains("self-test FAILED"))
+        .count();
+    expect(fails >= 1, "v3 ran and failed its self-test", &q)?;
+    expect(
+        q.log.iter().any(|l| l.contains("rolled back")),
+        "boot stage rolled back",
+        &q,
+    )?;
+    let d = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
+    expect(
+        d.version == "v2" && !d.trial,
+        "v2 confirmed after the rollback",
+        &q,
+    )?;
+    println!("qemu e2e: v2 -> bad v3: v3 fails its self-test {fails}x, rolled back to v2 ... ok");
+    q.kill();
+    Ok(())
+}
+
+/// Where to cut the power.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// When the device has stored this many patch bytes.
+    Acked(u32),
+    /// At the `n`-th console line containing the text (from 1).
+    Line(&'static str, usize),
+}
+
+struct KillAt<'q> {
+    at: u32,
+    q: &'q mut Qemu,
+    done: bool,
+}
+
+impl SendEvents for KillAt<'_> {
+    fn acked(&mut self, acked: u32, _size: u32) {
+        if acked >= self.at && !self.done {
+            self.q.kill();
+            self.done = true;
+        }
+    }
+}
+
+/// Cuts the power at `cut` during v1 -> v2, restarts, checks that v1 or v2
+/// boots, and completes the update from where the device says.
+fn power_cut(b: &Bench, imgs: &Images, cut: Cut) -> Result<String, String> {
+    b.flash(&imgs.b1)?;
+    let patch = &imgs.b1_b2;
+    let (mut q, mut s) = b.start()?;
+    match cut {
+        Cut::Acked(at) => {
+            let mut k = KillAt {
+                at,
+                q: &mut q,
+                done: false,
+            };
+            let r = send::send(&mut s, patch, &opts(), &mut k);
+            if !k.done || !matches!(r, Err(SendError::Closed(_)) | Err(SendError::Io(_))) {
+                return Err(format!(
+                    "cut at {at} bytes did not happen: {:?}",
+                    r.map(|r| r.text)
+                ));
+            }
+        }
+        Cut::Line(pat, n) => {
+            let patch = patch.clone();
+            let mut s2 = s.try_clone().map_err(|e| e.to_string())?;
+            let sender = thread::spawn(move || send::send(&mut s2, &patch, &opts(), &mut Quiet));
+            for i in 0..n {
+                if q.wait_for(pat, SECS(30)).is_none() {
+                    return Err(format!("line {pat:?} #{} never came: {:#?}", i + 1, q.log));
+                }
+            }
+            q.kill();
+            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = sender.join();
+        }
+    }
+    let cut_log = q.log.clone();
+    drop(q);
+    // Power is back.
+    let (mut q, mut s) = b
+        .start()
+        .map_err(|e| format!("after the cut ({cut:?}): {e}; before: {cut_log:#?}"))?;
+    let d = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
+    expect(d.version == "v1" || d.version == "v2", "boots v1 or v2", &q)?;
+    let held = d
+        .resume
+        .filter(|r| r.size as usize == patch.len())
+        .map_or(0, |r| r.offset);
+    let r = send_ok(&mut s, patch)?;
+    expect(
+        r.resumed_from == held,
+        &format!("resumed at {} as announced ({held})", r.resumed_from),
+        &q,
+    )?;
+    if let Cut::Acked(at) = cut {
+        expect(
+            held >= at / 4096 * 4096 && held > 0 || at < 4096,
+            &format!("kept {held} of {at} bytes"),
+            &q,
+        )?;
+    }
+    let now = match r.text.as_str() {
+        "OK" => r
+            .after
+            .as_ref()
+            .map(|a| a.version.clone())
+            .unwrap_or_default(),
+        "OK, new version already installed" => d.version.clone(),
+        t => {
+            return Err(format!(
+                "after the cut ({cut:?}) the update ended with {t:?}"
+            ))
+        }
+    };
+    expect(now == "v2", &format!("ends in v2, not {now}"), &q)?;
+    q.wait_for("waiting for an update", SECS(10));
+    let d2 = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
+    expect(
+        d2.version == "v2" && !d2.trial,
+        "v2 confirmed at the end",
+        &q,
+    )?;
+    q.kill();
+    Ok(format!(
+        "booted {} after the cut, resumed at byte {held}, then {}",
+        d.version, r.text
+    ))
+}
+
+struct Images {
+    v1: Vec<u8>,
+    v1_v2: Vec<u8>,
+    v2_v3: Vec<u8>,
+    v3_v2: Vec<u8>,
+    corrupt: Vec<u8>,
+    b1: Vec<u8>,
+    b1_b2: Vec<u8>,
+}
+
+fn images(dir: &Path) -> Result<Images, String> {
+    let v = |name, bad, blob| Version { name, bad, blob };
+    let (_, v1) = qemu::build(v("v1", false, false), dir)?;
+    qemu::build(v("v2", false, false), dir)?;
+    qemu::build(v("v3", true, false), dir)?;
+    let (_, b1) = qemu::build(v("v1", false, true), dir)?;
+    qemu::build(v("v2", false, true), dir)?;
+    let v1_v2 = make_patch(dir, "v1.bin", "v2.bin", "v1-v2.fpat")?;
+    let mut corrupt = v1_v2.clone();
+    let at = corrupt.len() - 40;
+    corrupt[at] ^= 0x08;
+    Ok(Images {
+        v1,
+        v1_v2,
+        v2_v3: make_patch(dir, "v2.bin", "v3.bin", "v2-v3.fpat")?,
+        v3_v2: make_patch(dir, "v3.bin", "v2.bin", "v3-v2.fpat")?,
+        corrupt,
+        b1,
+        b1_b2: make_patch(dir, "v1-blob.bin", "v2-blob.bin", "b1-b2.fpat")?,
+    })
+}
+
+/// Runs every QEMU test; returns (passed, failed).
+pub fn run_all() -> Result<(u64, u64), String> {
+    qemu::ensure_tools()?;
+    let dir = work_dir("qemu-e2e")?;
+    let imgs = images(&dir)?;
+    let boot = qemu::boot_elf(&dir)?;
+    let b = Bench { dir, boot };
+    let (mut passed, mut failed) = (0, 0);
+    match results_and_rollback(&b, &imgs) {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            println!("qemu e2e: results and rollback ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    println!(
+        "qemu e2e: power cuts during v1 -> v2, a {}-byte patch",
+        imgs.b1_b2.len()
+    );
+    let size = imgs.b1_b2.len() as u32;
+    let cuts = [
+        ("transfer", Cut::Acked(1024)),
+        ("transfer", Cut::Acked(size / 3)),
+        ("transfer", Cut::Acked(size * 2 / 3)),
+        ("transfer", Cut::Acked(size - 256)),
+        ("apply", Cut::Line("progress applying", 1)),
+        ("apply", Cut::Line("progress applying", 3)),
+        (
+            "verify",
+            Cut::Line("progress applying", (size / 4096) as usize + 1),
+        ),
+        ("activation", Cut::Line("progress activating", 1)),
+        ("activation", Cut::Line("progress restarting", 1)),
+        ("first boot", Cut::Line("boot: slot B", 1)),
+        ("first boot", Cut::Line("running from slot B (trial)", 1)),
+        ("first boot", Cut::Line("self-test (", 1)),
+    ];
+    let mut cut_ok = 0;
+    for (i, (phase, cut)) in cuts.iter().enumerate() {
+        match power_cut(&b, &imgs, *cut) {
+            Ok(what) => {
+                cut_ok += 1;
+                println!(
+                    "qemu e2e: power cut {:2} ({phase}, {cut:?}): {what} ... ok",
+                    i + 1
+                );
+            }
+            Err(e) => println!(
+                "qemu e2e: power cut {:2} ({phase}, {cut:?}) ... FAILED: {e}",
+                i + 1
+            ),
+        }
+    }
+    println!("qemu e2e: power cuts: {cut_ok} of {} recovered", cuts.len());
+    if cut_ok == cuts.len() {
+        passed += 1;
+    } else {
+        failed += 1;
+    }
+    Ok((passed, failed))
+}

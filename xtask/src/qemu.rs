@@ -1,0 +1,355 @@
+//! Running `firmware-demo` on QEMU's mps2-an386: tools, builds, the flash
+//! file, and a QEMU process whose UART the host reaches through a Unix
+//! socket it listens on (QEMU connects as the client).
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use flashpatch::mock::MockFlash;
+use flashpatch::slots::{Config, Layout, Slot, Slots};
+
+/// The firmware's flash layout (`firmware-demo/src/lib.rs`): the boot
+/// stage refuses a flash file that does not match it.
+pub const FLASH_SIZE: usize = 0x54000;
+const LAYOUT: Layout = Layout::new(4096, 0, 0x20000, 0x20000, 0x40000, 0x2000);
+/// Where images run (the firmware's `APP_BASE`).
+const APP_BASE: u64 = 0x0010_0000;
+const SLOT_SIZE: u64 = 0x20000;
+/// The firmware's Config::max_boot_attempts.
+const CONFIG: Config = Config {
+    max_boot_attempts: 2,
+    checkpoint_units: 0,
+};
+
+/// QEMU's exit codes from the firmware (`firmware_demo::semihost::exit`).
+pub const EXIT_NO_IMAGE: i32 = 3;
+
+const TARGET: &str = "thumbv7em-none-eabihf";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Adds the Rust target and makes sure `qemu-system-arm` is there:
+/// installs it with apt-get when root, else says how in one line.
+pub fn ensure_tools() -> Result<(), String> {
+    crate::run("rustup", &["target", "add", TARGET], &[])?;
+    let have = |_: ()| {
+        Command::new("qemu-system-arm")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if have(()) {
+        return Ok(());
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        return Err("qemu-system-arm is missing: run `sudo apt-get install -y --no-install-recommends qemu-system-arm`, then this command again".into());
+    }
+    crate::run("apt-get", &["update", "-qq"], &[])?;
+    crate::run(
+        "apt-get",
+        &[
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "qemu-system-arm",
+        ],
+        &[("DEBIAN_FRONTEND", "noninteractive")],
+    )?;
+    if have(()) {
+        Ok(())
+    } else {
+        Err("qemu-system-arm still does not run after apt-get install".into())
+    }
+}
+
+/// A build of the application.
+#[derive(Clone, Copy, Debug)]
+pub struct Version {
+    /// Its version text.
+    pub name: &'static str,
+    /// Whether its self-test fails.
+    pub bad: bool,
+    /// Whether it carries 16 KiB of version-specific data.
+    pub blob: bool,
+}
+
+fn fw_dir() -> PathBuf {
+    root().join("firmware-demo")
+}
+
+fn elf(bin: &str) -> PathBuf {
+    fw_dir()
+        .join("target")
+        .join(TARGET)
+        .join("release")
+        .join(bin)
+}
+
+fn cargo_fw(env: &[(&str, &str)]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: $ (cd firmware-demo && {env:?} cargo build --release)");
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "--release", "--quiet"])
+        .current_dir(fw_dir())
+        .env_remove("DEMO_VERSION")
+        .env_remove("DEMO_BAD")
+        .env_remove("DEMO_BLOB")
+        .envs(env.iter().copied());
+    let st = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
+    st.success()
+        .then_some(())
+        .ok_or_else(|| "building firmware-demo failed".into())
+}
+
+/// Builds `v` and returns its ELF, copied to `out/NAME.elf`, and its
+/// image (what a slot holds), also written to `out/NAME.bin`.
+pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    let mut env = vec![("DEMO_VERSION", v.name)];
+    if v.bad {
+        env.push(("DEMO_BAD", "1"));
+    }
+    if v.blob {
+        env.push(("DEMO_BLOB", "1"));
+    }
+    cargo_fw(&env)?;
+    let tag = format!("{}{}", v.name, if v.blob { "-blob" } else { "" });
+    let elf_out = out.join(format!("{tag}.elf"));
+    std::fs::copy(elf("app"), &elf_out).map_err(|e| e.to_string())?;
+    let image = image_of(&std::fs::read(&elf_out).map_err(|e| e.to_string())?)?;
+    std::fs::write(out.join(format!("{tag}.bin")), &image).map_err(|e| e.to_string())?;
+    Ok((elf_out, image))
+}
+
+/// The boot stage's ELF (built with the last application build).
+pub fn boot_elf(out: &Path) -> Result<PathBuf, String> {
+    let p = out.join("boot.elf");
+    std::fs::copy(elf("boot"), &p).map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+/// The bytes an ELF puts in [APP_BASE, APP_BASE + slot): the image.
+fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
+    use object::read::elf::{ElfFile32, ProgramHeader as _};
+    let f = ElfFile32::<object::Endianness>::parse(elf).map_err(|e| e.to_string())?;
+    let e = f.endian();
+    let mut img = Vec::new();
+    for ph in f.elf_program_headers() {
+        let (pa, fs) = (ph.p_paddr(e) as u64, ph.p_filesz(e) as u64);
+        if ph.p_type(e) != object::elf::PT_LOAD || fs == 0 {
+            continue;
+        }
+        if pa < APP_BASE || pa + fs > APP_BASE + SLOT_SIZE {
+            return Err(format!("segment at {pa:#x} is outside the image"));
+        }
+        let data = ph.data(e, elf).map_err(|_| "bad segment")?;
+        let at = (pa - APP_BASE) as usize;
+        if img.len() < at + data.len() {
+            img.resize(at + data.len(), 0xFF);
+        }
+        img[at..at + data.len()].copy_from_slice(data);
+    }
+    Ok(img)
+}
+
+/// Bytes of code in `elf` whose symbols belong to flashpatch or to the
+/// hashes it uses: the update path's code size.
+pub fn update_code_size(elf: &Path) -> Result<u64, String> {
+    use object::{Object as _, ObjectSymbol as _, SymbolKind};
+    let data = std::fs::read(elf).map_err(|e| e.to_string())?;
+    let f = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    Ok(f.symbols()
+        .filter(|s| s.kind() == SymbolKind::Text)
+        .filter(|s| {
+            let n = s.name().unwrap_or("");
+            ["flashpatch", "4sha2", "3md5", "postcard"]
+                .iter()
+                .any(|k| n.contains(k))
+        })
+        .map(|s| s.size())
+        .sum())
+}
+
+/// A flash file with `image` in slot A, provisioned as the running,
+/// confirmed image, and the rest erased.
+pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
+    let mut f = MockFlash::<1, 4, 4096>::new(FLASH_SIZE);
+    f.preload(0, image);
+    let flash = std::cell::RefCell::new(f);
+    {
+        let [a, b, s] = LAYOUT.partitions(&flash).ok_or("layout does not fit")?;
+        let mut slots = Slots::new(a, b, s, CONFIG).map_err(|e| e.to_string())?;
+        slots
+            .provision(Slot::A, image.len() as u32)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(flash.into_inner().as_bytes().to_vec())
+}
+
+/// One QEMU run: its console lines arrive on a channel.
+pub struct Qemu {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every console line so far.
+    pub log: Vec<String>,
+}
+
+/// Options of a QEMU run.
+pub struct RunOptions {
+    /// Count instructions exactly (`-icount shift=0`).
+    pub icount: bool,
+    /// Print console lines as they come.
+    pub echo: bool,
+}
+
+impl Qemu {
+    /// Starts QEMU in `dir` (which holds `flash.bin`) with the boot stage
+    /// `boot`, and accepts its UART connection on a socket in `dir`.
+    pub fn start(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, UnixStream), String> {
+        let sock = dir.join("uart.sock");
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+        let mut cmd = Command::new("qemu-system-arm");
+        cmd.args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .arg("-serial")
+            .arg(format!("unix:{}", sock.display()))
+            .arg("-kernel")
+            .arg(boot)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if opts.icount {
+            cmd.args(["-icount", "shift=0"]);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
+        let (tx, lines) = channel();
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let tx2 = tx.clone();
+        let echo = opts.echo;
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if echo {
+                    println!("  | {line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let err = child.stderr.take().ok_or("no stderr")?;
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(format!("qemu: {line}"));
+            }
+        });
+        let mut q = Qemu {
+            child,
+            lines,
+            log: Vec::new(),
+        };
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let stream = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if Instant::now() > deadline || q.exited().is_some() {
+                        q.kill();
+                        return Err("QEMU did not connect its UART".into());
+                    }
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        };
+        stream.set_nonblocking(false).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .map_err(|e| e.to_string())?;
+        Ok((q, stream))
+    }
+
+    fn take(&mut self, line: String) -> String {
+        self.log.push(line.clone());
+        line
+    }
+
+    /// Waits up to `timeout` for a console line containing `pat`; returns it.
+    pub fn wait_for(&mut self, pat: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let l = self.take(l);
+                    if l.contains(pat) {
+                        return Some(l);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
+                    return None
+                }
+            }
+        }
+    }
+
+    /// Takes the console lines that have arrived.
+    pub fn drain(&mut self) {
+        while let Ok(l) = self.lines.try_recv() {
+            self.take(l);
+        }
+    }
+
+    /// QEMU's exit code if it has ended.
+    pub fn exited(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
+    /// Waits up to `timeout` for QEMU to end by itself (the host-side
+    /// watchdog: killed after that); its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(c) = self.exited() {
+                self.drain();
+                return Some(c);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+        None
+    }
+
+    /// Kills QEMU at once: a power cut.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        thread::sleep(Duration::from_millis(20));
+        self.drain();
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
