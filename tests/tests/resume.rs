@@ -95,6 +95,13 @@ fn a_cut_in_the_middle_of_a_large_pair_resumes_from_the_checkpoint() {
         done_before.len()
     );
     assert!(rewritten <= 1, "{rewritten} target erase units rewritten");
+    // The sender repeats only what the device had taken in since the last
+    // checkpoint: a small part of one erase unit's share of the patch.
+    assert!(
+        consumed_at_cut as usize - offset <= 4096,
+        "{} bytes re-sent",
+        consumed_at_cut as usize - offset
+    );
     assert!(
         done_before.len() > 10,
         "the cut came too early to mean anything"
