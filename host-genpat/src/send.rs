@@ -279,17 +279,17 @@ pub fn send(
         let Some(ev) = w.recv(Instant::now() + opts.timeout)? else {
             silent += 1;
             if silent >= 3 {
-                return Err(SendError::Timeout(match (begun, transfer_end) {
-                    (false, _) => "to Begin",
-                    (true, None) => "during the transfer",
-                    (true, Some(_)) => "after the transfer (no result)",
+                return Err(SendError::Timeout(match (acked, transfer_end) {
+                    (_, Some(_)) => "after the transfer (no result)",
+                    (0, None) => "to Begin",
+                    (_, None) => "during the transfer",
                 }));
             }
-            if transfer_end.is_none() {
-                // Something was lost: ask where to continue.
-                begun = false;
-                ask_begin = true;
-            }
+            // Something was lost: ask where to continue. After the whole
+            // patch is stored this makes the device run (or report) the
+            // update again, so a lost result is not a lost update.
+            begun = false;
+            ask_begin = true;
             continue;
         };
         silent = 0;

@@ -175,6 +175,89 @@ fn transfer_resumes_after_a_power_cut() {
 }
 
 #[test]
+fn line_noise_costs_retries_not_the_update() {
+    let (dir, v1, v2) = setup();
+    let mut sim = device(&v1, &v2);
+    sim.noise_every = Some(2999);
+    let sim = Arc::new(Mutex::new(sim));
+    let sock = dir.path().join("noisy.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let s = sim.clone();
+    let server = thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        s.lock().unwrap().serve(conn);
+    });
+    let out = genpat(
+        dir.path(),
+        &[
+            "send",
+            "up.fpat",
+            "--unix",
+            sock.to_str().unwrap(),
+            "--timeout",
+            "0.3",
+        ],
+    );
+    server.join().unwrap();
+    assert_eq!(text(&out.stdout), "OK\n", "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let sent: u64 = err
+        .split("sent ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    let patch_len = std::fs::metadata(dir.path().join("up.fpat")).unwrap().len();
+    // Damaged chunks were sent again: more than the patch, less than twice.
+    assert!(
+        sent > patch_len && sent < 2 * patch_len,
+        "{sent} of {patch_len}"
+    );
+    assert!(sim.lock().unwrap().running() == (v2, "v2".into()));
+}
+
+/// A result lost on the way makes the host ask again: a refusal is
+/// refused again, and an update that happened is found installed.
+#[test]
+fn lost_result_is_asked_for_again() {
+    let (dir, v1, v2) = setup();
+    let mut patch = std::fs::read(dir.path().join("up.fpat")).unwrap();
+    let at = patch.len() - 100;
+    patch[at] ^= 0x10;
+    std::fs::write(dir.path().join("bad.fpat"), &patch).unwrap();
+    for (file, stdout, code, runs) in [
+        ("bad.fpat", "Patch data is invalid or corrupt\n", 4, "v1"),
+        ("up.fpat", "OK, new version already installed\n", 0, "v2"),
+    ] {
+        let mut sim = device(&v1, &v2);
+        sim.lose_first_result = true;
+        let sim = Arc::new(Mutex::new(sim));
+        let sock = dir.path().join(format!("{file}.sock"));
+        let listener = UnixListener::bind(&sock).unwrap();
+        let s = sim.clone();
+        let server = thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            s.lock().unwrap().serve(conn);
+        });
+        let out = genpat(
+            dir.path(),
+            &[
+                "send",
+                file,
+                "--unix",
+                sock.to_str().unwrap(),
+                "--timeout",
+                "0.3",
+            ],
+        );
+        server.join().unwrap();
+        assert_eq!(text(&out.stdout), stdout, "{}", text(&out.stderr));
+        assert_eq!(out.status.code(), Some(code));
+        assert_eq!(sim.lock().unwrap().running().1, runs);
+    }
+}
+
+#[test]
 fn update_over_loopback_tcp() {
     let (dir, v1, v2) = setup();
     let sim = Arc::new(Mutex::new(device(&v1, &v2)));

@@ -169,6 +169,21 @@ fn check() -> Result<(), String> {
         "-D",
         "warnings",
     ])?;
+    // firmware-demo is a workspace of its own, for the Cortex-M4 only.
+    run("rustup", &["target", "add", "thumbv7em-none-eabihf"], &[])?;
+    let fw = "firmware-demo/Cargo.toml";
+    cargo(&["fmt", "--manifest-path", fw, "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--manifest-path",
+        fw,
+        "--target",
+        "thumbv7em-none-eabihf",
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     run(
         &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         &["doc", "--workspace", "--no-deps"],

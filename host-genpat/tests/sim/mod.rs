@@ -26,6 +26,12 @@ pub struct Sim {
     versions: Vec<([u8; 32], String)>,
     /// Drop the connection (a power cut) after this many chunks.
     pub cut_after_chunks: Option<usize>,
+    /// Line noise: flip a bit in every this-many-th byte received, and
+    /// send a burst of garbage (between zero bytes) before every fourth
+    /// message.
+    pub noise_every: Option<usize>,
+    /// Lose the first result message (as line noise would).
+    pub lose_first_result: bool,
 }
 
 impl Sim {
@@ -37,6 +43,8 @@ impl Sim {
             flash: RefCell::new(f),
             versions: vec![(Sha256::digest(image).into(), version.into())],
             cut_after_chunks: None,
+            noise_every: None,
+            lose_first_result: false,
         };
         let [a, b, s] = LAYOUT.partitions(&sim.flash).unwrap();
         let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
@@ -78,6 +86,9 @@ impl Sim {
     /// serves one connection until it closes or the power is cut.
     pub fn serve(&self, mut link: impl Read + Write) {
         let mut chunks = 0usize;
+        let mut received = 0usize;
+        let mut sent = 0usize;
+        let lost = std::cell::Cell::new(!self.lose_first_result);
         'boot: loop {
             let [a, b, s] = LAYOUT.partitions(&self.flash).unwrap();
             let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
@@ -106,6 +117,14 @@ impl Sim {
             let mut dec = FrameDecoder::new();
             let mut buf = [0u8; 1024];
             loop {
+                if self.noise_every.is_some() && !out.is_empty() {
+                    sent += 1;
+                    if sent.is_multiple_of(4) {
+                        let mut noisy = vec![0, 0x42, 0x17, 0xFF, 0x99, 0];
+                        noisy.extend_from_slice(&out);
+                        out = noisy;
+                    }
+                }
                 if link.write_all(&out).is_err() {
                     return;
                 }
@@ -116,6 +135,14 @@ impl Sim {
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(_) => return,
                 };
+                if let Some(k) = self.noise_every {
+                    for b in &mut buf[..n] {
+                        received += 1;
+                        if received.is_multiple_of(k) {
+                            *b ^= 0x40;
+                        }
+                    }
+                }
                 let mut input = &buf[..n];
                 while !input.is_empty() {
                     let (used, f) = dec.feed(input);
@@ -143,6 +170,10 @@ impl Sim {
                             if complete {
                                 let mut rd = [0u8; 256];
                                 let r = install(&mut slots, &mut staging, &mut rd, &mut |m| {
+                                    if matches!(m, DeviceMsg::Result { .. }) && !lost.get() {
+                                        lost.set(true);
+                                        return;
+                                    }
                                     put(&mut out, m)
                                 });
                                 if r.restart {

@@ -1,0 +1,137 @@
+//! Power cuts during a whole update over the protocol, on a MockFlash: at
+//! every flash write and erase of the transfer, the install (apply,
+//! verify, activate) and the first boot and confirmation, cut three ways
+//! (before, torn write, torn erase). After each cut the device must boot
+//! v1 or v2, announce a resume offset the host can continue from, and
+//! finish the update in v2.
+
+use core::cell::RefCell;
+
+use flashpatch::mock::{Cut, MockFlash, Rng};
+use flashpatch::proto::device::install;
+use flashpatch::proto::{self, Action, HostMsg, Staging, MAX_CHUNK};
+use flashpatch::slots::{Config, Layout, Slot, Slots};
+use flashpatch::{Partition, Verdict};
+use flashpatch_tests::firmware_pair;
+use sha2::{Digest, Sha256};
+
+type Flash = MockFlash<1, 4, 4096>;
+const SLOT: u32 = 32 * 1024;
+const LAYOUT: Layout = Layout::new(4096, 0, SLOT, SLOT, 2 * SLOT, 2 * 4096);
+const STAGE_AT: u32 = 2 * SLOT + 2 * 4096;
+const STAGE: u32 = 16 * 1024;
+const CONFIG: Config = Config {
+    max_boot_attempts: 2,
+    checkpoint_units: 0,
+};
+
+fn slots(flash: &RefCell<Flash>) -> Option<Slots<Partition<'_, Flash>, Partition<'_, Flash>>> {
+    let [a, b, s] = LAYOUT.partitions(flash)?;
+    Slots::new(a, b, s, CONFIG).ok()
+}
+
+/// Boot stage and application start: select, then confirm a trial (both
+/// versions are good). The SHA-256 of the image that runs, or `None` if
+/// the power failed.
+fn boot(flash: &RefCell<Flash>) -> Option<[u8; 32]> {
+    let mut s = slots(flash)?;
+    let b = s.select().ok()?;
+    if b.trial {
+        s.confirm().ok()?;
+    }
+    let rec = s.state()?;
+    Some(rec.images[if b.slot == Slot::A { 0 } else { 1 }].sha256)
+}
+
+/// One connection: the host sends `patch` from where the device says; the
+/// device stores and installs it. The result, or `None` if the power failed.
+fn session(flash: &RefCell<Flash>, patch: &[u8]) -> Option<(Verdict, bool)> {
+    let mut s = slots(flash)?;
+    let mut stage = Staging::open(Partition::new(flash, STAGE_AT, STAGE)?).ok()?;
+    let crc32 = flashpatch::crc32::crc32(patch);
+    let begin = HostMsg::Begin {
+        size: patch.len() as u32,
+        crc32,
+    };
+    let mut act = proto::handle(&mut stage, &begin);
+    loop {
+        match act {
+            Action::Ack { complete: true, .. } => {
+                let r = install(&mut s, &mut stage, &mut [0u8; 64], &mut |_| {});
+                return (!flash.borrow().is_dead()).then_some((r.verdict, r.restart));
+            }
+            Action::Ack { offset, .. } => {
+                let end = (offset as usize + MAX_CHUNK).min(patch.len());
+                let data = &patch[offset as usize..end];
+                act = proto::handle(&mut stage, &HostMsg::Chunk { offset, data });
+            }
+            Action::Fail(..) | Action::Announce => return None,
+        }
+    }
+}
+
+#[test]
+fn power_cut_at_every_flash_operation_of_an_update() {
+    let (v1, mut v2) = firmware_pair(21, 20_000);
+    v2[2000..8000].copy_from_slice(&Rng(5).bytes(6000));
+    let patch = host_genpat::diff(&v1, &v2, &Default::default()).unwrap();
+    assert!(patch.len() > 4096 && patch.len() < (STAGE - 4096) as usize);
+    let (h1, h2): ([u8; 32], [u8; 32]) = (Sha256::digest(&v1).into(), Sha256::digest(&v2).into());
+    let fresh = || {
+        let mut f = Flash::new((STAGE_AT + STAGE) as usize);
+        f.preload(0, &v1);
+        let flash = RefCell::new(f);
+        slots(&flash)
+            .unwrap()
+            .provision(Slot::A, v1.len() as u32)
+            .unwrap();
+        flash
+    };
+    let (mut runs, mut resumed_mid, mut ended_v1) = (0, 0, 0);
+    for (k, kind) in Cut::ALL.into_iter().enumerate() {
+        for n in 0.. {
+            let flash = fresh();
+            flash.borrow_mut().cut_at(n, kind, n * 3 + k as u64);
+            // The update and the first boot, with the power failing somewhere.
+            let first = session(&flash, &patch);
+            if let Some((v, restart)) = first {
+                assert_eq!(v, Verdict::Ok, "cut {n} {kind:?}");
+                assert!(restart);
+                boot(&flash);
+            }
+            if !flash.borrow().is_dead() {
+                flash.borrow_mut().disarm();
+                assert_eq!(boot(&flash), Some(h2));
+                break; // The cut came after everything: the sweep is done.
+            }
+            runs += 1;
+            flash.borrow_mut().reboot();
+            let running = boot(&flash).unwrap_or_else(|| panic!("brick after cut {n} {kind:?}"));
+            assert!(
+                running == h1 || running == h2,
+                "cut {n} {kind:?}: unknown image"
+            );
+            ended_v1 += usize::from(running == h1);
+            let held = Staging::open(Partition::new(&flash, STAGE_AT, STAGE).unwrap())
+                .unwrap()
+                .resume()
+                .map_or(0, |r| r.offset);
+            if held > 0 && (held as usize) < patch.len() {
+                resumed_mid += 1;
+            }
+            let (v, restart) = session(&flash, &patch).expect("no cut armed");
+            match v {
+                Verdict::Ok => assert!(restart),
+                Verdict::AlreadyInstalled => assert_eq!(running, h2),
+                v => panic!("cut {n} {kind:?}: the update ended with {v:?}"),
+            }
+            assert_eq!(boot(&flash), Some(h2), "cut {n} {kind:?}");
+            assert_eq!(boot(&flash), Some(h2), "cut {n} {kind:?}: confirmed");
+        }
+    }
+    println!(
+        "power cuts: {runs} runs, 0 bricks; {ended_v1} booted v1 after the cut, \
+         {resumed_mid} resumed a transfer midway"
+    );
+    assert!(runs > 300 && resumed_mid > 10 && ended_v1 > 0);
+}
