@@ -40,6 +40,10 @@ struct Counts {
     writes: usize,
     erases: usize,
     runs: usize,
+    /// Runs whose update went on from a checkpoint.
+    resumed: usize,
+    /// Patch bytes sent beyond one copy of the patch, over all runs.
+    resent: u64,
     failures: Vec<String>,
 }
 
@@ -76,7 +80,10 @@ fn sweep<const E: usize>(sc: &Scenario<'_>, state_units: usize) -> Counts {
                 .cut_at(i as u64, kind, i as u64 * 7 + 1);
             c.runs += 1;
             match live(&dev, sc, |_| {}) {
-                Ok(l) if l.cuts == 1 => {}
+                Ok(l) if l.cuts == 1 => {
+                    c.resumed += (l.resumes > 0) as usize;
+                    c.resent += l.sent.saturating_sub(sc.patch.len() as u64);
+                }
                 Ok(l) => c.failures.push(format!("op {i} {kind:?}: {} cuts", l.cuts)),
                 Err(e) => c.failures.push(format!("op {i} {kind:?}: {e}")),
             }
@@ -102,7 +109,8 @@ fn sweep_one<const E: usize>(
     let c = sweep::<E>(&sc, state_units);
     report(&format!(
         "power-cut sweep {name} ({}): {} ops ({} writes, {} erases) x cuts = {} runs \
-         ({} before + {} mid-write + {} mid-erase), {} failures",
+         ({} before + {} mid-write + {} mid-erase), {} failures; {} runs resumed from a \
+         checkpoint, {:.1} patch bytes re-sent per run",
         if rollback {
             "trial rolled back"
         } else {
@@ -115,7 +123,9 @@ fn sweep_one<const E: usize>(
         c.ops,
         c.writes,
         c.erases,
-        c.failures.len()
+        c.failures.len(),
+        c.resumed,
+        c.resent as f64 / c.runs.max(1) as f64
     ));
     for f in c.failures.iter().take(5) {
         report(&format!("  FAILED {f}"));

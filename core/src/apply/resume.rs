@@ -90,6 +90,11 @@ where
         self.ckpt_next = every;
     }
 
+    /// The target identity of the entry being applied.
+    pub(crate) fn entry_target(&self) -> crate::format::TargetId {
+        self.entry.target
+    }
+
     /// Patch bytes consumed so far: after a checkpoint, where the sender
     /// resumes.
     pub(crate) fn consumed(&self) -> u32 {
