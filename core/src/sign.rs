@@ -44,8 +44,8 @@ pub struct Trust {
     pub body_sha256: Option<[u8; 32]>,
     /// The signature, when present.
     pub signature: Option<[u8; SIGNATURE_LEN]>,
-    /// The digest the signature signs (meaningful when it is present).
-    pub signed_digest: [u8; 32],
+    /// Header bytes before the signature record: what it signs, with `H`.
+    pub signed_len: usize,
 }
 
 /// The digest a signature of a header of length `h` signs, given the
@@ -86,12 +86,18 @@ impl Trust {
                         return Err(HeaderError::Records);
                     }
                     t.signature = Some(v.try_into().map_err(|_| HeaderError::Records)?);
-                    t.signed_digest = signed_digest(raw.len() as u16, &raw[..start]);
+                    t.signed_len = start;
                 }
                 _ => {}
             }
         }
         Ok(t)
+    }
+
+    /// The digest the signature signs, for the header `raw` these records
+    /// were read from.
+    pub fn signed_digest(&self, raw: &[u8]) -> [u8; 32] {
+        signed_digest(raw.len() as u16, &raw[..self.signed_len.min(raw.len())])
     }
 }
 

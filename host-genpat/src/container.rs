@@ -82,7 +82,7 @@ impl Entry {
         };
         match (t.signature, t.body_sha256) {
             (Some(sig), Some(body)) => {
-                sign::verify(key, &t.signed_digest, &sig)
+                sign::verify(key, &t.signed_digest(self.raw_header()), &sig)
                     && <[u8; 32]>::from(Sha256::digest(self.body())) == body
             }
             _ => false,

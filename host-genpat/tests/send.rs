@@ -46,18 +46,23 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// Serves `sessions` connections of `sim` on a Unix socket in `dir`, and
-/// runs `genpat send PATCH --unix SOCKET` once per session with `args`.
-fn over_unix(sim: Arc<Mutex<Sim>>, dir: &Path, patch: &str, sessions: usize) -> Vec<Output> {
-    let sock = dir.join("device.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
+/// Serves `sessions` connections of `sim` on the Unix socket `sock`.
+fn serve_unix(sim: &Arc<Mutex<Sim>>, sock: &Path, sessions: usize) -> thread::JoinHandle<()> {
+    let listener = UnixListener::bind(sock).unwrap();
     let s = sim.clone();
-    let server = thread::spawn(move || {
+    thread::spawn(move || {
         for _ in 0..sessions {
             let (conn, _) = listener.accept().unwrap();
             s.lock().unwrap().serve(conn);
         }
-    });
+    })
+}
+
+/// Serves `sessions` connections of `sim` on a Unix socket in `dir`, and
+/// runs `genpat send PATCH --unix SOCKET` once per session with `args`.
+fn over_unix(sim: Arc<Mutex<Sim>>, dir: &Path, patch: &str, sessions: usize) -> Vec<Output> {
+    let sock = dir.join("device.sock");
+    let server = serve_unix(&sim, &sock, sessions);
     let sock = sock.to_str().unwrap().to_owned();
     let outs = (0..sessions)
         .map(|_| {
@@ -181,12 +186,7 @@ fn line_noise_costs_retries_not_the_update() {
     sim.noise_every = Some(2999);
     let sim = Arc::new(Mutex::new(sim));
     let sock = dir.path().join("noisy.sock");
-    let listener = UnixListener::bind(&sock).unwrap();
-    let s = sim.clone();
-    let server = thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        s.lock().unwrap().serve(conn);
-    });
+    let server = serve_unix(&sim, &sock, 1);
     let out = genpat(
         dir.path(),
         &[
@@ -233,12 +233,7 @@ fn lost_result_is_asked_for_again() {
         sim.lose_first_result = true;
         let sim = Arc::new(Mutex::new(sim));
         let sock = dir.path().join(format!("{file}.sock"));
-        let listener = UnixListener::bind(&sock).unwrap();
-        let s = sim.clone();
-        let server = thread::spawn(move || {
-            let (conn, _) = listener.accept().unwrap();
-            s.lock().unwrap().serve(conn);
-        });
+        let server = serve_unix(&sim, &sock, 1);
         let out = genpat(
             dir.path(),
             &[

@@ -112,8 +112,8 @@ pub fn fixture() -> &'static Fixture {
 /// `sign_entry` lays them out, their values given. Written by hand, as the
 /// header's fixed fields may hold values a parser refuses.
 fn with_trust(entry: &[u8], sha: &[u8; 32], sig: &[u8; 64]) -> Vec<u8> {
-    let h = u16::from_le_bytes([entry[0], entry[1]]) as usize;
-    let mut header = entry[2..2 + h - 4].to_vec();
+    let body_at = 2 + u16::from_le_bytes([entry[0], entry[1]]) as usize;
+    let mut header = entry[2..body_at - 4].to_vec();
     header.extend_from_slice(&[tag::BODY_SHA256, 32]);
     header.extend_from_slice(sha);
     header.extend_from_slice(&[tag::SIGNATURE, 64]);
@@ -123,7 +123,7 @@ fn with_trust(entry: &[u8], sha: &[u8; 32], sig: &[u8; 64]) -> Vec<u8> {
     out.extend_from_slice(&header);
     let crc = flashpatch::crc32::crc32(&out);
     out.extend_from_slice(&crc.to_le_bytes());
-    out.extend_from_slice(&entry[2 + u16::from_le_bytes([entry[0], entry[1]]) as usize..]);
+    out.extend_from_slice(&entry[body_at..]);
     out
 }
 
@@ -412,18 +412,12 @@ pub fn proto_session(data: &[u8]) -> (usize, bool) {
             complete = true;
         }
     }
-    {
-        let after = flash.borrow();
-        let after = after.as_bytes();
-        assert!(
-            after[..UNIT] == before[..UNIT],
-            "flash before the staging area changed"
-        );
-        assert!(
-            after[UNIT + STAGE..] == before[UNIT + STAGE..],
-            "flash after the staging area changed"
-        );
-    }
+    crate::assert_only_changed(
+        &before,
+        flash.borrow().as_bytes(),
+        UNIT..UNIT + STAGE,
+        "the staging area",
+    );
     if complete {
         // What was staged goes through the applier like any patch file.
         let mut staged = Vec::new();

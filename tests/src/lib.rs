@@ -88,6 +88,24 @@ pub fn firmware_pair(seed: u64, size: usize) -> (Vec<u8>, Vec<u8>) {
     (old, new)
 }
 
+/// Panics if `after` differs from `before` outside `inside` (the region
+/// called `what` in the message).
+pub fn assert_only_changed(
+    before: &[u8],
+    after: &[u8],
+    inside: core::ops::Range<usize>,
+    what: &str,
+) {
+    assert!(
+        after[..inside.start] == before[..inside.start],
+        "flash before {what} changed"
+    );
+    assert!(
+        after[inside.end..] == before[inside.end..],
+        "flash after {what} changed"
+    );
+}
+
 /// Bytes of unwritten flash kept on each side of the slots.
 pub const GUARD: usize = 4096;
 
@@ -156,14 +174,7 @@ pub fn apply_guarded_with(
     };
     let flash = flash.into_inner();
     let after = flash.as_bytes();
-    assert!(
-        after[..tgt_at] == before[..tgt_at],
-        "flash before the target slot changed"
-    );
-    assert!(
-        after[tgt_at + slot..] == before[tgt_at + slot..],
-        "flash after the target slot changed"
-    );
+    assert_only_changed(&before, after, tgt_at..tgt_at + slot, "the target slot");
     let end = (tgt_at + new_len).min(tgt_at + slot);
     Guarded {
         result,

@@ -182,7 +182,7 @@ impl Gate {
         let (Some(sig), Some(body)) = (t.signature, t.body_sha256) else {
             return Err(Error::Unsigned);
         };
-        if !crate::sign::verify(key, &t.signed_digest, &sig) {
+        if !crate::sign::verify(key, &t.signed_digest(raw), &sig) {
             return Err(Error::BadSignature);
         }
         if t.counter < self.min_counter {
