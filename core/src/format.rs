@@ -217,24 +217,7 @@ impl EntryHeader {
         if c.value() != u32_at(raw, h - 4) {
             return Err(HeaderError::Crc);
         }
-        let hdr = EntryHeader {
-            version: raw[0],
-            flags: raw[1],
-            codec: raw[2],
-            params: raw[3],
-            source: SourceId {
-                size: u32_at(raw, 4),
-                crc32: u32_at(raw, 8),
-                md5: array_at(raw, 12),
-            },
-            target: TargetId {
-                size: u32_at(raw, 28),
-                crc32: u32_at(raw, 32),
-                sha256: array_at(raw, 36),
-            },
-            body_len: u32_at(raw, 68),
-            body_crc32: u32_at(raw, 72),
-        };
+        let hdr = EntryHeader::from_fixed(&array_at(raw, 0));
         if hdr.version != VERSION {
             return Err(HeaderError::Version(hdr.version));
         }
@@ -249,6 +232,44 @@ impl EntryHeader {
             }
         }
         Ok((hdr, records))
+    }
+
+    /// The fixed fields as they lie in the header (bytes +0 … +75).
+    pub fn fixed(&self) -> [u8; FIXED_HEADER_LEN] {
+        let mut b = [0u8; FIXED_HEADER_LEN];
+        b[..4].copy_from_slice(&[self.version, self.flags, self.codec, self.params]);
+        b[4..8].copy_from_slice(&self.source.size.to_le_bytes());
+        b[8..12].copy_from_slice(&self.source.crc32.to_le_bytes());
+        b[12..28].copy_from_slice(&self.source.md5);
+        b[28..32].copy_from_slice(&self.target.size.to_le_bytes());
+        b[32..36].copy_from_slice(&self.target.crc32.to_le_bytes());
+        b[36..68].copy_from_slice(&self.target.sha256);
+        b[68..72].copy_from_slice(&self.body_len.to_le_bytes());
+        b[72..76].copy_from_slice(&self.body_crc32.to_le_bytes());
+        b
+    }
+
+    /// The fixed fields read from header bytes +0 … +75, unchecked (what
+    /// [`EntryHeader::fixed`] wrote).
+    pub fn from_fixed(b: &[u8; FIXED_HEADER_LEN]) -> Self {
+        EntryHeader {
+            version: b[0],
+            flags: b[1],
+            codec: b[2],
+            params: b[3],
+            source: SourceId {
+                size: u32_at(b, 4),
+                crc32: u32_at(b, 8),
+                md5: array_at(b, 12),
+            },
+            target: TargetId {
+                size: u32_at(b, 28),
+                crc32: u32_at(b, 32),
+                sha256: array_at(b, 36),
+            },
+            body_len: u32_at(b, 68),
+            body_crc32: u32_at(b, 72),
+        }
     }
 
     /// Writes the length field and the header with `records` into `out`
@@ -271,18 +292,7 @@ impl EntryHeader {
         }
         out[..2].copy_from_slice(&(h as u16).to_le_bytes());
         let b = &mut out[2..];
-        b[0] = self.version;
-        b[1] = self.flags;
-        b[2] = self.codec;
-        b[3] = self.params;
-        b[4..8].copy_from_slice(&self.source.size.to_le_bytes());
-        b[8..12].copy_from_slice(&self.source.crc32.to_le_bytes());
-        b[12..28].copy_from_slice(&self.source.md5);
-        b[28..32].copy_from_slice(&self.target.size.to_le_bytes());
-        b[32..36].copy_from_slice(&self.target.crc32.to_le_bytes());
-        b[36..68].copy_from_slice(&self.target.sha256);
-        b[68..72].copy_from_slice(&self.body_len.to_le_bytes());
-        b[72..76].copy_from_slice(&self.body_crc32.to_le_bytes());
+        b[..FIXED_HEADER_LEN].copy_from_slice(&self.fixed());
         let mut at = FIXED_HEADER_LEN;
         for (t, v) in records {
             b[at] = *t;

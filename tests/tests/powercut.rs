@@ -40,6 +40,10 @@ struct Counts {
     writes: usize,
     erases: usize,
     runs: usize,
+    /// Runs whose update went on from a checkpoint.
+    resumed: usize,
+    /// Patch bytes sent beyond one copy of the patch, over all runs.
+    resent: u64,
     failures: Vec<String>,
 }
 
@@ -76,7 +80,10 @@ fn sweep<const E: usize>(sc: &Scenario<'_>, state_units: usize) -> Counts {
                 .cut_at(i as u64, kind, i as u64 * 7 + 1);
             c.runs += 1;
             match live(&dev, sc, |_| {}) {
-                Ok(l) if l.cuts == 1 => {}
+                Ok(l) if l.cuts == 1 => {
+                    c.resumed += (l.resumes > 0) as usize;
+                    c.resent += l.sent.saturating_sub(sc.patch.len() as u64);
+                }
                 Ok(l) => c.failures.push(format!("op {i} {kind:?}: {} cuts", l.cuts)),
                 Err(e) => c.failures.push(format!("op {i} {kind:?}: {e}")),
             }
@@ -85,68 +92,95 @@ fn sweep<const E: usize>(sc: &Scenario<'_>, state_units: usize) -> Counts {
     c
 }
 
-fn sweep_both<const E: usize>(name: &str, old: &[u8], new: &[u8], state_units: usize) -> usize {
+fn sweep_one<const E: usize>(
+    name: &str,
+    old: &[u8],
+    new: &[u8],
+    rollback: bool,
+    state_units: usize,
+) -> usize {
     let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
-    let mut failures = 0;
-    for rollback in [false, true] {
-        let sc = Scenario {
-            old,
-            new,
-            patch: &patch,
-            rollback,
-        };
-        let c = sweep::<E>(&sc, state_units);
-        report(&format!(
-            "power-cut sweep {name} ({}): {} ops ({} writes, {} erases) x cuts = {} runs \
-             ({} before + {} mid-write + {} mid-erase), {} failures",
-            if rollback {
-                "trial rolled back"
-            } else {
-                "update confirmed"
-            },
-            c.ops,
-            c.writes,
-            c.erases,
-            c.runs,
-            c.ops,
-            c.writes,
-            c.erases,
-            c.failures.len()
-        ));
-        for f in c.failures.iter().take(5) {
-            report(&format!("  FAILED {f}"));
-        }
-        failures += c.failures.len();
+    let sc = Scenario {
+        old,
+        new,
+        patch: &patch,
+        rollback,
+    };
+    let c = sweep::<E>(&sc, state_units);
+    report(&format!(
+        "power-cut sweep {name} ({}): {} ops ({} writes, {} erases) x cuts = {} runs \
+         ({} before + {} mid-write + {} mid-erase), {} failures; {} runs resumed from a \
+         checkpoint, {:.1} patch bytes re-sent per run",
+        if rollback {
+            "trial rolled back"
+        } else {
+            "update confirmed"
+        },
+        c.ops,
+        c.writes,
+        c.erases,
+        c.runs,
+        c.ops,
+        c.writes,
+        c.erases,
+        c.failures.len(),
+        c.resumed,
+        c.resent as f64 / c.runs.max(1) as f64
+    ));
+    for f in c.failures.iter().take(5) {
+        report(&format!("  FAILED {f}"));
     }
-    failures
+    c.failures.len()
 }
 
-fn real_pair(name: &str) {
+fn sweep_both<const E: usize>(name: &str, old: &[u8], new: &[u8], state_units: usize) -> usize {
+    sweep_one::<E>(name, old, new, false, state_units)
+        + sweep_one::<E>(name, old, new, true, state_units)
+}
+
+fn real_pair(name: &str, rollback: bool) {
     let pairs = corpus();
     let Some((_, old, new)) = pairs.iter().find(|(n, _, _)| n == name) else {
         report(&format!("power-cut sweep {name}: no corpus, skipped"));
         return;
     };
-    assert_eq!(sweep_both::<4096>(name, old, new, 2), 0);
+    assert_eq!(sweep_one::<4096>(name, old, new, rollback, 2), 0);
 }
 
 #[test]
 fn sweep_k64f_mbed_blinky() {
-    real_pair("k64f-mbed-blinky");
+    real_pair("k64f-mbed-blinky", false);
+}
+
+#[test]
+fn sweep_k64f_mbed_blinky_rollback() {
+    real_pair("k64f-mbed-blinky", true);
 }
 
 #[test]
 fn sweep_due_simba_shell() {
-    real_pair("due-simba-shell");
+    real_pair("due-simba-shell", false);
+}
+
+#[test]
+fn sweep_due_simba_shell_rollback() {
+    real_pair("due-simba-shell", true);
 }
 
 #[test]
 fn sweep_esp32_hello_world_in_full_mode() {
-    if !full() {
+    if full() {
+        real_pair("esp32-hello-world", false);
+    } else {
         report("power-cut sweep esp32-hello-world: with FLASHPATCH_SWEEP=full only");
-        return;
     }
-    real_pair("esp32-hello-world");
+}
+
+#[test]
+fn sweep_esp32_hello_world_rollback_in_full_mode() {
+    if full() {
+        real_pair("esp32-hello-world", true);
+    }
 }
 
 #[test]

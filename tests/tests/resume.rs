@@ -9,6 +9,11 @@ use flashpatch_tests::corpus;
 use flashpatch_tests::device::{DevUpdate, Device};
 
 const E: usize = 4096;
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
+}
 const CHUNK: usize = 1024;
 
 /// Feeds `patch[from..]` in chunks; the consumed offset when it stopped,
@@ -71,6 +76,8 @@ fn a_cut_in_the_middle_of_a_large_pair_resumes_from_the_checkpoint() {
     let offset = {
         let mut slots = dev.slots().unwrap();
         let r = slots.resume().unwrap().expect("a checkpoint");
+        assert_eq!(r.target.sha256.as_slice(), sha256(new).as_slice());
+        assert_eq!(r.target.size as usize, new.len());
         let (mut up, offset) = (r.update, r.offset as usize);
         assert!(offset > 0 && offset <= consumed_at_cut as usize);
         assert!(
@@ -95,6 +102,13 @@ fn a_cut_in_the_middle_of_a_large_pair_resumes_from_the_checkpoint() {
         done_before.len()
     );
     assert!(rewritten <= 1, "{rewritten} target erase units rewritten");
+    // The sender repeats only what the device had taken in since the last
+    // checkpoint: a small part of one erase unit's share of the patch.
+    assert!(
+        consumed_at_cut as usize - offset <= 4096,
+        "{} bytes re-sent",
+        consumed_at_cut as usize - offset
+    );
     assert!(
         done_before.len() > 10,
         "the cut came too early to mean anything"

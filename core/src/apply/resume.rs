@@ -32,40 +32,6 @@ use crate::format::{EntryHeader, FIXED_HEADER_LEN};
 pub(crate) const SAVED_LEN: usize =
     2 + 4 + FIXED_HEADER_LEN + 4 + 4 + 1 + 4 + BUF + 9 + 5 + codec::SAVED_LEN;
 
-fn entry_bytes(e: &EntryHeader) -> [u8; FIXED_HEADER_LEN] {
-    let mut b = [0u8; FIXED_HEADER_LEN];
-    b[..4].copy_from_slice(&[e.version, e.flags, e.codec, e.params]);
-    b[4..8].copy_from_slice(&e.source.size.to_le_bytes());
-    b[8..12].copy_from_slice(&e.source.crc32.to_le_bytes());
-    b[12..28].copy_from_slice(&e.source.md5);
-    b[28..32].copy_from_slice(&e.target.size.to_le_bytes());
-    b[32..36].copy_from_slice(&e.target.crc32.to_le_bytes());
-    b[36..68].copy_from_slice(&e.target.sha256);
-    b[68..72].copy_from_slice(&e.body_len.to_le_bytes());
-    b[72..76].copy_from_slice(&e.body_crc32.to_le_bytes());
-    b
-}
-
-fn entry_from(b: &[u8; FIXED_HEADER_LEN]) -> EntryHeader {
-    let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-    let mut e = EntryHeader {
-        version: b[0],
-        flags: b[1],
-        codec: b[2],
-        params: b[3],
-        ..EntryHeader::default()
-    };
-    e.source.size = u(4);
-    e.source.crc32 = u(8);
-    e.source.md5.copy_from_slice(&b[12..28]);
-    e.target.size = u(28);
-    e.target.crc32 = u(32);
-    e.target.sha256.copy_from_slice(&b[36..68]);
-    e.body_len = u(68);
-    e.body_crc32 = u(72);
-    e
-}
-
 fn u16_of(input: &mut dyn FnMut(&mut [u8]) -> bool, ok: &mut bool) -> u16 {
     let mut b = [0u8; 2];
     *ok &= input(&mut b);
@@ -90,6 +56,11 @@ where
         self.ckpt_next = every;
     }
 
+    /// The target identity of the entry being applied.
+    pub(crate) fn entry_target(&self) -> crate::format::TargetId {
+        self.entry.target
+    }
+
     /// Patch bytes consumed so far: after a checkpoint, where the sender
     /// resumes.
     pub(crate) fn consumed(&self) -> u32 {
@@ -101,7 +72,7 @@ where
     pub(crate) fn save_state(&self, out: &mut dyn FnMut(&[u8])) {
         out(&self.entries_left.to_le_bytes());
         out(&self.consumed.to_le_bytes());
-        out(&entry_bytes(&self.entry));
+        out(&self.entry.fixed());
         out(&self.body_left.to_le_bytes());
         out(&self.body_crc.register().to_le_bytes());
         out(&[self.started as u8]);
@@ -132,7 +103,7 @@ where
         self.consumed = u32_of(input, &mut ok);
         let mut e = [0u8; FIXED_HEADER_LEN];
         ok &= input(&mut e);
-        self.entry = entry_from(&e);
+        self.entry = EntryHeader::from_fixed(&e);
         self.body_left = u32_of(input, &mut ok);
         self.body_crc = Crc32::from_register(u32_of(input, &mut ok));
         let mut b = [0u8; 1];

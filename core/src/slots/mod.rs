@@ -241,6 +241,9 @@ pub struct Resumed<'s, P, S> {
     pub update: Update<'s, P, S>,
     /// The patch offset to feed from: the sender re-sends `patch[offset..]`.
     pub offset: u32,
+    /// The image the interrupted update makes. If the patch on offer now is
+    /// for another target, drop this and [`Slots::begin_update`] instead.
+    pub target: crate::format::TargetId,
 }
 
 /// The two slots and the state area. Build one at every start (boot stage
@@ -462,7 +465,11 @@ where
             return Ok(None);
         }
         let mut up = self.begin_update()?;
-        Ok(up.load()?.map(|offset| Resumed { update: up, offset }))
+        Ok(up.load()?.map(|offset| Resumed {
+            target: up.target(),
+            update: up,
+            offset,
+        }))
     }
 
     /// Application: makes the image [`Update::finish`] reported the one to

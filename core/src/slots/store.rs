@@ -358,8 +358,10 @@ impl<S: NorFlash> RecordWriter<'_, S> {
         // `end` is 4 bytes short of a RECORD_ALIGN boundary, so the CRC
         // always fits in the chunk.
         let crc = self.crc.value().to_le_bytes();
-        self.buf[self.fill..self.fill + 4].copy_from_slice(&crc);
-        self.fill += 4;
+        if let Some(at) = self.buf.get_mut(self.fill..self.fill + 4) {
+            at.copy_from_slice(&crc);
+            self.fill += 4;
+        }
         self.flush();
         match self.err {
             Some(e) => Err(Error::Flash(e)),

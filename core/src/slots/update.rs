@@ -112,6 +112,12 @@ where
         Ok(Some(self.applier.consumed()))
     }
 
+    /// The image being made (known once the entry for the running image
+    /// has been read, or after a resume).
+    pub fn target(&self) -> crate::format::TargetId {
+        self.applier.entry_target()
+    }
+
     /// How far the update has come.
     pub fn progress(&self) -> Progress {
         self.applier.progress()

@@ -10,7 +10,7 @@ use host_genpat::plan::PlanOptions;
 use host_genpat::{GenOptions, Metadata};
 
 use super::progress::Bars;
-use super::{hex, parse_patch, read_input, reason, write_atomic, Failure, EXIT_ERROR, EXIT_EXISTS};
+use super::{hex, parse_patch, read_input, reason, write_patch, Failure, EXIT_ERROR, EXIT_EXISTS};
 use crate::DiffArgs;
 
 /// Builds the entry and writes PATCH.
@@ -72,16 +72,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             ))
         }
     };
-    write_atomic(&args.patch, &file, args.sync).map_err(|e| {
-        Failure::new(
-            EXIT_ERROR,
-            format!(
-                "cannot write PATCH '{}': {}",
-                args.patch.display(),
-                reason(&e)
-            ),
-        )
-    })?;
+    write_patch(&args.patch, &file, args.sync)?;
 
     let entries = parse_patch(&file).unwrap_or_default();
     let index = entries

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use host_genpat::container;
 use host_genpat::keys::{self, SecretKey};
 
-use super::{parse_patch, read_input, reason, write_atomic, Failure, EXIT_ERROR};
+use super::{parse_patch, read_input, reason, write_patch, Failure, EXIT_ERROR};
 use crate::{KeygenArgs, SignArgs};
 
 /// Reads a secret key file.
@@ -115,16 +115,7 @@ pub fn sign(args: &SignArgs) -> Result<(), Failure> {
     }
     let out = container::assemble(signed.iter().map(Vec::as_slice))
         .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
-    write_atomic(&args.patch, &out, false).map_err(|e| {
-        Failure::new(
-            EXIT_ERROR,
-            format!(
-                "cannot write PATCH '{}': {}",
-                args.patch.display(),
-                reason(&e)
-            ),
-        )
-    })?;
+    write_patch(&args.patch, &out, false)?;
     eprintln!(
         "genpat: signed {} entr{} of {}",
         signed.len(),

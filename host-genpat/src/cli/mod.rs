@@ -150,6 +150,16 @@ pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// [`write_atomic`] for PATCH, with genpat's message if it fails.
+pub fn write_patch(path: &Path, data: &[u8], sync: bool) -> Result<(), Failure> {
+    write_atomic(path, data, sync).map_err(|e| {
+        Failure::new(
+            EXIT_ERROR,
+            format!("cannot write PATCH '{}': {}", path.display(), reason(&e)),
+        )
+    })
+}
+
 /// Reads a whole patch file.
 pub fn parse_patch(file: &[u8]) -> Result<Vec<Entry>, String> {
     container::parse(file).map_err(|e| e.to_string())
