@@ -1,7 +1,7 @@
 //! Gives each binary its own `memory.x` (`link/app/memory.x`,
 //! `link/boot/memory.x`; none may lie in the crate root, where the linker
 //! would find it for both), and makes the version of the application
-//! (`DEMO_VERSION`, `DEMO_BAD`, `DEMO_BLOB`) a build input.
+//! (`DEMO_VERSION`, `DEMO_BAD`, `DEMO_BLOB`, `DEMO_FAULT`) a build input.
 
 fn main() {
     let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -13,4 +13,5 @@ fn main() {
     println!("cargo:rerun-if-env-changed=DEMO_VERSION");
     println!("cargo:rerun-if-env-changed=DEMO_BAD");
     println!("cargo:rerun-if-env-changed=DEMO_BLOB");
+    println!("cargo:rerun-if-env-changed=DEMO_FAULT");
 }

@@ -72,6 +72,7 @@ pub fn demo() -> Result<(), String> {
         name,
         bad: false,
         blob: false,
+        fault: None,
     };
     let (_, v1) = qemu::build(v("v1"), &dir)?;
     let (v2_elf, v2) = qemu::build(v("v2"), &dir)?;

@@ -251,6 +251,44 @@ fn power_cut(b: &Bench, imgs: &Images, cut: Cut) -> Result<String, String> {
     ))
 }
 
+/// A panic and a HardFault end QEMU with their own exit codes and say so
+/// on the console; a device that runs on is stopped by the host.
+fn faults(b: &Bench, imgs: &Images) -> Result<(), String> {
+    for (fault, code, says) in [
+        ("panic", qemu::EXIT_PANIC, "PANIC"),
+        ("hardfault", qemu::EXIT_HARD_FAULT, "HARDFAULT at pc"),
+    ] {
+        let (_, image) = qemu::build(
+            Version {
+                name: "v1",
+                bad: false,
+                blob: false,
+                fault: Some(fault),
+            },
+            &b.dir,
+        )?;
+        b.flash(&image)?;
+        let (mut q, _s) = Qemu::start(&b.dir, &b.boot, &QUIET)?;
+        let got = q.wait_exit(SECS(30));
+        if got != Some(code) || !q.log.iter().any(|l| l.contains(says)) {
+            return Err(format!(
+                "{fault}: QEMU exit {got:?}, not {code}: {:#?}",
+                q.log
+            ));
+        }
+        println!("qemu e2e: a {fault} ends QEMU with exit code {code} ... ok");
+    }
+    // The host-side watchdog: a device that never answers is stopped.
+    b.flash(&imgs.v1)?;
+    let (mut q, _s) = b.start()?;
+    let got = q.wait_exit(Duration::from_millis(300));
+    if got.is_some() || q.exited().is_none() {
+        return Err(format!("watchdog: QEMU exit {got:?} or still running"));
+    }
+    println!("qemu e2e: the host-side watchdog stops a device that runs on ... ok");
+    Ok(())
+}
+
 struct Images {
     v1: Vec<u8>,
     v1_v2: Vec<u8>,
@@ -262,7 +300,12 @@ struct Images {
 }
 
 fn images(dir: &Path) -> Result<Images, String> {
-    let v = |name, bad, blob| Version { name, bad, blob };
+    let v = |name, bad, blob| Version {
+        name,
+        bad,
+        blob,
+        fault: None,
+    };
     let (_, v1) = qemu::build(v("v1", false, false), dir)?;
     qemu::build(v("v2", false, false), dir)?;
     qemu::build(v("v3", true, false), dir)?;
@@ -295,6 +338,13 @@ pub fn run_all() -> Result<(u64, u64), String> {
         Ok(()) => passed += 1,
         Err(e) => {
             println!("qemu e2e: results and rollback ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    match faults(&b, &imgs) {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            println!("qemu e2e: faults ... FAILED: {e}");
             failed += 1;
         }
     }

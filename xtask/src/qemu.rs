@@ -28,6 +28,10 @@ const CONFIG: Config = Config {
 
 /// QEMU's exit codes from the firmware (`firmware_demo::semihost::exit`).
 pub const EXIT_NO_IMAGE: i32 = 3;
+/// A panic.
+pub const EXIT_PANIC: i32 = 101;
+/// A HardFault.
+pub const EXIT_HARD_FAULT: i32 = 102;
 
 const TARGET: &str = "thumbv7em-none-eabihf";
 
@@ -84,6 +88,8 @@ pub struct Version {
     pub bad: bool,
     /// Whether it carries 16 KiB of version-specific data.
     pub blob: bool,
+    /// A fault to commit at start (`DEMO_FAULT`: "panic" or "hardfault").
+    pub fault: Option<&'static str>,
 }
 
 fn fw_dir() -> PathBuf {
@@ -107,6 +113,7 @@ fn cargo_fw(env: &[(&str, &str)]) -> Result<(), String> {
         .env_remove("DEMO_VERSION")
         .env_remove("DEMO_BAD")
         .env_remove("DEMO_BLOB")
+        .env_remove("DEMO_FAULT")
         .envs(env.iter().copied());
     let st = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     st.success()
@@ -124,8 +131,16 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     if v.blob {
         env.push(("DEMO_BLOB", "1"));
     }
+    if let Some(f) = v.fault {
+        env.push(("DEMO_FAULT", f));
+    }
     cargo_fw(&env)?;
-    let tag = format!("{}{}", v.name, if v.blob { "-blob" } else { "" });
+    let tag = format!(
+        "{}{}{}",
+        v.name,
+        if v.blob { "-blob" } else { "" },
+        v.fault.map_or(String::new(), |f| format!("-{f}"))
+    );
     let elf_out = out.join(format!("{tag}.elf"));
     std::fs::copy(elf("app"), &elf_out).map_err(|e| e.to_string())?;
     let image = image_of(&std::fs::read(&elf_out).map_err(|e| e.to_string())?)?;

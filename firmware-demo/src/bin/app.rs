@@ -76,6 +76,18 @@ fn main() -> ! {
     let mut cp =
         cortex_m::Peripherals::take().unwrap_or_else(|| semihost::exit(semihost::exit::PANIC));
     firmware_demo::cycles_start(&mut cp.SYST);
+    // Test builds only (`DEMO_FAULT`): show that faults stop QEMU with
+    // their own exit codes.
+    match option_env!("DEMO_FAULT") {
+        Some("panic") => panic!("DEMO_FAULT=panic"),
+        Some("hardfault") => {
+            // SAFETY: none; reading unmapped memory is the point (a bus
+            // fault, escalated to HardFault).
+            let v = unsafe { (0xF000_0000 as *const u32).read_volatile() };
+            log!("app: read {v} from unmapped memory?");
+        }
+        _ => {}
+    }
     let mut uart = Uart::new();
     let flash = firmware_demo::open_flash();
     let Some([a, b, state]) = LAYOUT.partitions(&flash) else {
