@@ -65,6 +65,15 @@ pub struct SourceId {
     pub md5: [u8; 16],
 }
 
+impl SourceId {
+    /// All zeros (the [`Default`], usable in `const` context).
+    pub const EMPTY: SourceId = SourceId {
+        size: 0,
+        crc32: 0,
+        md5: [0; 16],
+    };
+}
+
 /// The identity of the image an entry produces.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -75,6 +84,15 @@ pub struct TargetId {
     pub crc32: u32,
     /// SHA-256 of the target image (what is verified after writing).
     pub sha256: [u8; 32],
+}
+
+impl TargetId {
+    /// All zeros (the [`Default`], usable in `const` context).
+    pub const EMPTY: TargetId = TargetId {
+        size: 0,
+        crc32: 0,
+        sha256: [0; 32],
+    };
 }
 
 /// The fixed fields of an entry header.
@@ -97,6 +115,20 @@ pub struct EntryHeader {
     pub body_len: u32,
     /// CRC-32 of the body.
     pub body_crc32: u32,
+}
+
+impl EntryHeader {
+    /// All zeros (the [`Default`], usable in `const` context).
+    pub const EMPTY: EntryHeader = EntryHeader {
+        version: 0,
+        flags: 0,
+        codec: 0,
+        params: 0,
+        source: SourceId::EMPTY,
+        target: TargetId::EMPTY,
+        body_len: 0,
+        body_crc32: 0,
+    };
 }
 
 /// Why an entry header was refused.

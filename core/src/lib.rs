@@ -14,12 +14,13 @@
 //! ```
 //! # #[cfg(feature = "mock")] {
 //! use core::cell::RefCell;
-//! use flashpatch::{mock::MockFlash, Applier, Partition, Status};
+//! use flashpatch::{mock::MockFlash, Applier, ApplierState, Partition, Status};
 //!
 //! let flash = RefCell::new(MockFlash::<1, 4, 4096>::new(2 * 65536));
 //! let source = Partition::new(&flash, 0, 65536).unwrap();
 //! let target = Partition::new(&flash, 65536, 65536).unwrap();
-//! let mut applier: Applier<_, _> = Applier::new(source, target);
+//! let mut state = ApplierState::new();
+//! let mut applier: Applier<_, _> = Applier::new(source, target, &mut state);
 //! // A patch with no entries is refused as corrupt:
 //! let bad = b"FPAT\x01\x00\x00\x00";
 //! assert!(applier.feed(bad).is_err());
@@ -45,6 +46,6 @@ pub mod proto;
 pub mod sign;
 pub mod slots;
 
-pub use apply::{Applier, Outcome, Progress, Status};
+pub use apply::{Applier, ApplierState, Outcome, Progress, Status};
 pub use error::{Error, Verdict};
 pub use partition::{Partition, PartitionError};

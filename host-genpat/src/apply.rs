@@ -5,13 +5,16 @@ use core::cell::RefCell;
 
 use flashpatch::format::{EntryHeader, CONTAINER_HEADER_LEN};
 use flashpatch::mock::{MockError, MockFlash};
-use flashpatch::{Applier, Error, Outcome, Partition, PartitionError, Status};
+use flashpatch::{Applier, ApplierState, Error, Outcome, Partition, PartitionError, Status};
 
 /// The flash geometry of host-side apply: byte reads, 4-byte writes, 4 KiB
 /// erase units (a common internal-flash layout).
 pub type HostFlash = MockFlash<1, 4, 4096>;
-/// The applier exactly as `genpat apply` instantiates it.
-pub type HostApplier<'a> = Applier<Partition<'a, HostFlash>, Partition<'a, HostFlash>, 64, 64>;
+/// The applier exactly as `genpat apply` instantiates it (its RAM is this
+/// plus [`HostApplierState`]).
+pub type HostApplier<'a> = Applier<'a, Partition<'a, HostFlash>, Partition<'a, HostFlash>, 64, 64>;
+/// The working memory of [`HostApplier`].
+pub type HostApplierState = ApplierState<64, 64>;
 /// Errors of host-side apply.
 pub type ApplyError = Error<PartitionError<MockError>>;
 
@@ -90,11 +93,13 @@ pub fn apply_owned(
     let src_len = old_len.div_ceil(ERASE).max(1) * ERASE;
     let tgt_len = target_room(patch, &old).div_ceil(ERASE).max(1) * ERASE;
     let flash = RefCell::new(HostFlash::with_image(old, src_len + tgt_len));
+    let mut state = HostApplierState::new();
     let mut run = || {
         let part = |o: usize, l: usize| {
             Partition::new(&flash, o as u32, l as u32).expect("slots are erase-aligned")
         };
-        let mut applier: HostApplier = Applier::new(part(0, src_len), part(src_len, tgt_len));
+        let mut applier: HostApplier =
+            Applier::new(part(0, src_len), part(src_len, tgt_len), &mut state);
         if let Some(key) = policy.key {
             applier.require_signature(key, policy.min_counter);
         }

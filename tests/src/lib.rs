@@ -10,7 +10,7 @@ use core::cell::RefCell;
 use std::path::PathBuf;
 
 use flashpatch::mock::{MockError, MockFlash};
-use flashpatch::{Applier, Error, Outcome, Partition, PartitionError, Status};
+use flashpatch::{Applier, ApplierState, Error, Outcome, Partition, PartitionError, Status};
 
 /// `../shared/corpus`, where the real firmware pairs are.
 pub fn corpus_dir() -> PathBuf {
@@ -150,9 +150,11 @@ pub fn apply_guarded_with(
     flash.preload(src_at, old);
     let before = flash.as_bytes().to_vec();
     let flash = RefCell::new(flash);
+    let mut mem = ApplierState::new();
     let mut applier: Applier<_, _> = Applier::new(
         Partition::new(&flash, src_at as u32, slot as u32).unwrap(),
         Partition::new(&flash, tgt_at as u32, slot as u32).unwrap(),
+        &mut mem,
     );
     if let Some((key, min)) = trust {
         applier.require_signature(key, min);

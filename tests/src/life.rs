@@ -7,6 +7,7 @@
 
 use flashpatch::mock::MockFlash;
 use flashpatch::slots::{Boot, Slot};
+use flashpatch::ApplierState;
 use flashpatch::Status;
 
 use crate::device::{DevError, DevUpdate, Device};
@@ -165,7 +166,8 @@ fn update<const E: usize>(
     lived: &mut Lived,
 ) -> Result<(), DevError> {
     let mut slots = dev.slots()?;
-    let resumed = slots.resume()?;
+    let mut mem = ApplierState::new();
+    let resumed = slots.resume(&mut mem)?;
     let inst = match resumed {
         Some(r) => {
             lived.resumes += 1;
@@ -175,7 +177,8 @@ fn update<const E: usize>(
         }
         None => {
             lived.starts += 1;
-            let mut up = slots.begin_update()?;
+            let mut mem = ApplierState::new();
+            let mut up = slots.begin_update(&mut mem)?;
             feed(&mut up, sc.patch, lived)?;
             up.finish()?
         }

@@ -3,6 +3,7 @@
 //! matcher that changes these must be deliberate (and, for the format, bump
 //! its version).
 
+use flashpatch::ApplierState;
 use flashpatch::{Error, Outcome};
 use flashpatch_tests::apply_guarded;
 
@@ -123,7 +124,8 @@ fn slot_update_wear_is_pinned() {
     };
     {
         let mut slots = dev.slots().unwrap();
-        let mut up = slots.begin_update().unwrap();
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
         for piece in patch.chunks(CHUNK) {
             up.feed(piece).unwrap();
         }

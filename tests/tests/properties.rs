@@ -4,7 +4,7 @@
 use core::cell::RefCell;
 
 use flashpatch::mock::MockFlash;
-use flashpatch::{Applier, Outcome, Partition, Status};
+use flashpatch::{Applier, ApplierState, Outcome, Partition, Status};
 use flashpatch_tests::firmware_pair;
 use proptest::prelude::*;
 
@@ -20,9 +20,11 @@ fn apply_geometry<const R: usize, const W: usize, const E: usize>(
     let mut flash = MockFlash::<R, W, E>::new(2 * slot);
     flash.preload(0, old);
     let flash = RefCell::new(flash);
+    let mut mem = ApplierState::new();
     let mut a: Applier<_, _, 64, 64> = Applier::new(
         Partition::new(&flash, 0, slot as u32).unwrap(),
         Partition::new(&flash, slot as u32, slot as u32).unwrap(),
+        &mut mem,
     );
     let (mut at, mut i) = (0, 0);
     let mut done = None;

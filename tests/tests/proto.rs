@@ -9,7 +9,7 @@ use flashpatch::proto::frame::{self, FrameDecoder, FrameError, MAX_FRAME};
 use flashpatch::proto::{
     self, Action, Announce, DeviceMsg, HostMsg, Resume, Stage, Staging, MAX_CHUNK,
 };
-use flashpatch::{Applier, Outcome, Partition};
+use flashpatch::{Applier, ApplierState, Outcome, Partition};
 use flashpatch_tests::firmware_pair;
 
 fn enc<T: serde::Serialize>(msg: &T) -> Vec<u8> {
@@ -297,7 +297,8 @@ fn staged_transfer_resumes_after_power_cuts_and_applies() {
         let mut stage = Staging::open(Partition::new(&flash, 2 * SLOT, STAGE).unwrap()).unwrap();
         let src = Partition::new(&flash, 0, SLOT).unwrap();
         let dst = Partition::new(&flash, SLOT, SLOT).unwrap();
-        let mut applier: Applier<_, _> = Applier::new(src, dst);
+        let mut mem = ApplierState::new();
+        let mut applier: Applier<_, _> = Applier::new(src, dst, &mut mem);
         let mut calls = 0;
         proto::feed_staged(
             &mut stage,

@@ -11,7 +11,7 @@ use flashpatch::mock::{Cut, MockFlash, Rng};
 use flashpatch::proto::device::install;
 use flashpatch::proto::{self, Action, HostMsg, Staging, MAX_CHUNK};
 use flashpatch::slots::{Config, Layout, Slot, Slots};
-use flashpatch::{Partition, Verdict};
+use flashpatch::{ApplierState, Partition, Verdict};
 use flashpatch_tests::firmware_pair;
 use sha2::{Digest, Sha256};
 
@@ -57,7 +57,8 @@ fn session(flash: &RefCell<Flash>, patch: &[u8]) -> Option<(Verdict, bool)> {
     loop {
         match act {
             Action::Ack { complete: true, .. } => {
-                let r = install(&mut s, &mut stage, &mut [0u8; 64], &mut |_| {});
+                let mut mem = ApplierState::new();
+                let r = install(&mut s, &mut mem, &mut stage, &mut [0u8; 64], &mut |_| {});
                 return (!flash.borrow().is_dead()).then_some((r.verdict, r.restart));
             }
             Action::Ack { offset, .. } => {

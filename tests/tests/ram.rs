@@ -1,12 +1,17 @@
 //! The applier's RAM is its `size_of`: pinned here.
 
-use host_genpat::apply::HostApplier;
+use host_genpat::apply::{HostApplier, HostApplierState};
 
 #[test]
 fn applier_ram_is_bounded() {
-    let applier = core::mem::size_of::<HostApplier>();
+    let handle = core::mem::size_of::<HostApplier>();
+    let state = core::mem::size_of::<HostApplierState>();
+    let applier = handle + state;
     let model = core::mem::size_of::<flashpatch::codec::Model>();
-    println!("applier RAM (size_of, as genpat apply instantiates it): {applier} bytes; codec model {model} bytes");
+    println!(
+        "applier RAM (size_of, as genpat apply instantiates it): {applier} bytes \
+         (applier {handle} + its state {state}); codec model {model} bytes"
+    );
     assert!(applier <= 4096, "applier is {applier} bytes");
     assert!(model <= 3072, "model is {model} bytes");
 }
@@ -17,9 +22,14 @@ fn slot_manager_and_update_ram_is_bounded() {
     const E: usize = 4096;
     let slots = core::mem::size_of::<DevSlots<'static, E>>();
     let update = core::mem::size_of::<DevUpdate<'static, 'static, E>>();
+    let state = core::mem::size_of::<flashpatch::ApplierState>();
     println!(
-        "slot manager (size_of Slots) {slots} bytes + update in progress (size_of Update, applier inside) {update} bytes = {} bytes",
-        slots + update
+        "slot manager (size_of Slots) {slots} bytes + update in progress (size_of Update) {update} bytes \
+         + the applier's state (size_of ApplierState) {state} bytes = {} bytes",
+        slots + update + state
     );
-    assert!(slots + update <= 4096, "slots {slots} + update {update}");
+    assert!(
+        slots + update + state <= 4096,
+        "slots {slots} + update {update} + state {state}"
+    );
 }

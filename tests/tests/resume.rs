@@ -4,6 +4,7 @@
 
 use flashpatch::mock::Cut;
 use flashpatch::slots::Slot;
+use flashpatch::ApplierState;
 use flashpatch::{Outcome, Status};
 use flashpatch_tests::corpus;
 use flashpatch_tests::device::{DevUpdate, Device};
@@ -49,7 +50,8 @@ fn a_cut_in_the_middle_of_a_large_pair_resumes_from_the_checkpoint() {
     let consumed_at_cut;
     {
         let mut slots = dev.slots().unwrap();
-        let mut up = slots.begin_update().unwrap();
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
         let half = new.len() as u32 / 2;
         let mut fed = 0;
         while up.progress().written < half {
@@ -75,7 +77,8 @@ fn a_cut_in_the_middle_of_a_large_pair_resumes_from_the_checkpoint() {
     // Resume: feed only from the reported offset.
     let offset = {
         let mut slots = dev.slots().unwrap();
-        let r = slots.resume().unwrap().expect("a checkpoint");
+        let mut mem = ApplierState::new();
+        let r = slots.resume(&mut mem).unwrap().expect("a checkpoint");
         assert_eq!(r.target.sha256.as_slice(), sha256(new).as_slice());
         assert_eq!(r.target.size as usize, new.len());
         let (mut up, offset) = (r.update, r.offset as usize);
@@ -122,16 +125,19 @@ fn nothing_to_resume_and_stale_checkpoints() {
     let (old, new) = flashpatch_tests::firmware_pair(8, 40_000);
     let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
     let dev = Device::<E>::provisioned(&old, 48 * 1024, 2);
-    assert!(dev.slots().unwrap().resume().unwrap().is_none());
+    let mut mem = ApplierState::new();
+    assert!(dev.slots().unwrap().resume(&mut mem).unwrap().is_none());
     {
         let mut slots = dev.slots().unwrap();
-        let mut up = slots.begin_update().unwrap();
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
         assert!(feed_from(&mut up, &patch, 0));
         let inst = up.finish().unwrap();
         slots.activate(&inst).unwrap();
     }
     // The checkpoints belong to the state before activation.
-    assert!(dev.slots().unwrap().resume().unwrap().is_none());
+    let mut mem = ApplierState::new();
+    assert!(dev.slots().unwrap().resume(&mut mem).unwrap().is_none());
 }
 
 /// Regression: a checkpoint write that lost power looped for ever padding
@@ -147,7 +153,8 @@ fn a_cut_while_writing_a_checkpoint_ends_the_update_with_an_error() {
         let dev = base.snapshot();
         dev.flash.borrow_mut().cut_at(at, Cut::MidWrite, at);
         let mut slots = dev.slots().unwrap();
-        let mut up = slots.begin_update().unwrap();
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
         assert!(!feed_from(&mut up, &patch, 0), "cut at {at}");
         assert!(dev.flash.borrow().is_dead(), "cut at {at}");
     }
@@ -169,7 +176,8 @@ fn a_resume_with_nothing_left_to_feed_completes() {
     let before = dev.flash.borrow().ops;
     {
         let mut slots = dev.slots().unwrap();
-        let mut up = slots.begin_update().unwrap();
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
         assert!(feed_from(&mut up, &patch, 0));
         up.finish().unwrap();
     }
@@ -180,12 +188,14 @@ fn a_resume_with_nothing_left_to_feed_completes() {
         dev.flash.borrow_mut().cut_at(at, Cut::Before, 1);
         {
             let mut slots = dev.slots().unwrap();
-            let mut up = slots.begin_update().unwrap();
+            let mut mem = ApplierState::new();
+            let mut up = slots.begin_update(&mut mem).unwrap();
             assert!(!feed_from(&mut up, &patch, 0));
         }
         dev.flash.borrow_mut().reboot();
         let mut slots = dev.slots().unwrap();
-        let Some(r) = slots.resume().unwrap() else {
+        let mut mem = ApplierState::new();
+        let Some(r) = slots.resume(&mut mem).unwrap() else {
             continue;
         };
         let (mut up, offset) = (r.update, r.offset as usize);

@@ -2,6 +2,7 @@
 //! rollback, and the checks that refuse what must not happen.
 
 use flashpatch::slots::{Boot, Installed, Layout, Slot};
+use flashpatch::ApplierState;
 use flashpatch::{Error, Outcome, Status};
 use flashpatch_tests::device::{DevError, Device};
 use flashpatch_tests::firmware_pair;
@@ -11,7 +12,8 @@ const E: usize = 4096;
 /// The application's side of an update: patch in, image installed.
 fn install(dev: &Device<E>, patch: &[u8], chunk: usize) -> Result<Installed, DevError> {
     let mut slots = dev.slots()?;
-    let mut up = slots.begin_update()?;
+    let mut mem = ApplierState::new();
+    let mut up = slots.begin_update(&mut mem)?;
     for piece in patch.chunks(chunk) {
         if let Status::Done(_) = up.feed(piece)? {
             break;
@@ -148,8 +150,9 @@ fn what_is_not_allowed_is_refused() {
     activate(&dev, &inst);
     // An update while on trial.
     dev.boot().unwrap();
+    let mut mem = ApplierState::new();
     assert!(matches!(
-        dev.slots().unwrap().begin_update().err(),
+        dev.slots().unwrap().begin_update(&mut mem).err(),
         Some(Error::SlotState)
     ));
     // A patch whose target is running: installed in the active slot,

@@ -131,7 +131,7 @@ pub fn demo() -> Result<(), String> {
     let ipb = ticks * 40 / v2.len().max(1) as u64;
     println!(
         "demo summary: image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
-applier RAM {} B (0 B static + {} B stack high-water of the install, applier state {} B of it); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
+applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
         v2.len(),
         patch.len(),
         patch.len() as f64 * 100.0 / v2.len() as f64,
@@ -139,9 +139,9 @@ applier RAM {} B (0 B static + {} B stack high-water of the install, applier sta
         report.wire_bytes,
         report.transfer.as_secs_f64(),
         report.apply.as_secs_f64(),
-        stack,
-        stack,
+        state + stack,
         state,
+        stack,
         code,
         ipb
     );

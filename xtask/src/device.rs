@@ -27,13 +27,13 @@ pub fn ram() -> Result<(u64, u64), String> {
         .lines()
         .find(|l| l.starts_with("applier RAM"))
         .ok_or("the RAM test printed no figure")?;
-    // "applier RAM (…): 3616 bytes; codec model 3008 bytes"
+    // "applier RAM (…): 3824 bytes (applier 40 + its state 3784); codec model 3008 bytes"
     let numbers: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|w| w.parse().ok())
         .collect();
     match numbers[..] {
-        [a, m] => Ok((a, m)),
+        [a, _, _, m] => Ok((a, m)),
         _ => Err(format!("cannot read the RAM test's line: {line}")),
     }
 }

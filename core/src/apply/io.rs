@@ -2,8 +2,6 @@
 //! sequential target writer that erases ahead, and whole-image digests.
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
-use md5::Md5;
-use sha2::{Digest, Sha256};
 
 use crate::crc32::Crc32;
 
@@ -72,26 +70,94 @@ pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
     Ok(if a <= b { (s, l) } else { (l, s) })
 }
 
-/// MD5 of `[0, len)` of `flash`.
-pub(crate) fn md5_of<F: ReadNorFlash>(
+/// Runs a hash of 64-byte blocks whose padding ends in the message length
+/// in bits (MD5, SHA-256) over `[0, len)` of `flash`, with its compression
+/// function alone: whole blocks are compressed straight out of `buf`, and
+/// the padded last block(s) are built in `buf` too, so the chaining value
+/// is the only hash state (no block buffer, no copy of it on finalizing).
+/// `B` is at least 128 (two padding blocks) and a multiple of 64.
+fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
     flash: &mut F,
-    buf: &mut [u8],
+    buf: &mut [u8; B],
     len: u32,
-) -> Result<[u8; 16], F::Error> {
-    let mut h = Md5::new();
-    scan(flash, buf, len, |b| h.update(b))?;
-    Ok(h.finalize().into())
+    state: &mut [u32; N],
+    compress: fn(&mut [u32; N], &[[u8; 64]]),
+    len_big_endian: bool,
+) -> Result<(), F::Error> {
+    const { assert!(B >= 128 && B.is_multiple_of(64)) };
+    let mut off = 0u32;
+    loop {
+        let n = (B as u32).min(len - off) as usize;
+        if n > 0 {
+            let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(B);
+            flash.read(off, &mut buf[..nr])?;
+        }
+        off += n as u32;
+        let whole = n / 64 * 64;
+        compress(state, buf[..whole].as_chunks().0);
+        if off < len {
+            continue;
+        }
+        let tail = n - whole;
+        buf.copy_within(whole..n, 0);
+        buf[tail] = 0x80;
+        let end = if tail < 56 { 64 } else { 128 };
+        buf[tail + 1..end - 8].fill(0);
+        let bits = len as u64 * 8;
+        buf[end - 8..end].copy_from_slice(&if len_big_endian {
+            bits.to_be_bytes()
+        } else {
+            bits.to_le_bytes()
+        });
+        compress(state, buf[..end].as_chunks().0);
+        return Ok(());
+    }
 }
 
-/// SHA-256 of `[0, len)` of `flash`.
-pub(crate) fn sha256_of<F: ReadNorFlash>(
+/// MD5 of `[0, len)` of `flash`, read through `buf`.
+pub(crate) fn md5_of<F: ReadNorFlash, const B: usize>(
     flash: &mut F,
-    buf: &mut [u8],
+    buf: &mut [u8; B],
+    len: u32,
+) -> Result<[u8; 16], F::Error> {
+    let mut state = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+    block_hash(flash, buf, len, &mut state, md5::block_api::compress, false)?;
+    let mut out = [0u8; 16];
+    for (o, w) in out.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    Ok(out)
+}
+
+/// SHA-256 of `[0, len)` of `flash`, read through `buf`.
+pub(crate) fn sha256_of<F: ReadNorFlash, const B: usize>(
+    flash: &mut F,
+    buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
-    let mut h = Sha256::new();
-    scan(flash, buf, len, |b| h.update(b))?;
-    Ok(h.finalize().into())
+    let mut state = [
+        0x6a09_e667,
+        0xbb67_ae85,
+        0x3c6e_f372,
+        0xa54f_f53a,
+        0x510e_527f,
+        0x9b05_688c,
+        0x1f83_d9ab,
+        0x5be0_cd19,
+    ];
+    block_hash(
+        flash,
+        buf,
+        len,
+        &mut state,
+        sha2::block_api::compress256,
+        true,
+    )?;
+    let mut out = [0u8; 32];
+    for (o, w) in out.chunks_exact_mut(4).zip(state) {
+        o.copy_from_slice(&w.to_be_bytes());
+    }
+    Ok(out)
 }
 
 /// Which flash the read cache holds.
@@ -163,15 +229,12 @@ pub(crate) struct Writer<const W: usize> {
 }
 
 impl<const W: usize> Writer<W> {
-    /// A writer whose first `at` bytes are programmed (and erased up to
-    /// there): resuming at an erase unit boundary.
-    pub(crate) const fn at(at: u32) -> Self {
-        Writer {
-            buf: [0xFF; W],
-            len: 0,
-            flushed: at,
-            erased: at,
-        }
+    /// Starts again with the first `at` bytes programmed, in place.
+    pub(crate) fn restart(&mut self, at: u32) {
+        self.buf.fill(0xFF);
+        self.len = 0;
+        self.flushed = at;
+        self.erased = at;
     }
 
     pub(crate) const fn new() -> Self {
@@ -236,5 +299,58 @@ impl<const W: usize> Writer<W> {
         self.flushed = end;
         self.len = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embedded_storage::nor_flash::{ErrorType, NorFlashErrorKind};
+    use sha2::Digest;
+
+    /// A read-only flash over a byte slice, read in `R`-byte units.
+    struct Rom<'a, const R: usize>(&'a [u8]);
+
+    impl<const R: usize> ErrorType for Rom<'_, R> {
+        type Error = NorFlashErrorKind;
+    }
+
+    impl<const R: usize> ReadNorFlash for Rom<'_, R> {
+        const READ_SIZE: usize = R;
+
+        fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+            let at = offset as usize;
+            if !at.is_multiple_of(R)
+                || !bytes.len().is_multiple_of(R)
+                || at + bytes.len() > self.0.len()
+            {
+                return Err(NorFlashErrorKind::NotAligned);
+            }
+            bytes.copy_from_slice(&self.0[at..at + bytes.len()]);
+            Ok(())
+        }
+
+        fn capacity(&self) -> usize {
+            self.0.len()
+        }
+    }
+
+    fn check<const R: usize, const B: usize>(image: &[u8]) {
+        for len in (0..=300).chain([511, 512, 513, 1000, 1024]) {
+            let mut rom = Rom::<R>(image);
+            let mut buf = [0u8; B];
+            let want: [u8; 32] = sha2::Sha256::digest(&image[..len]).into();
+            assert_eq!(sha256_of(&mut rom, &mut buf, len as u32), Ok(want), "{len}");
+            let want: [u8; 16] = md5::Md5::digest(&image[..len]).into();
+            assert_eq!(md5_of(&mut rom, &mut buf, len as u32), Ok(want), "{len}");
+        }
+    }
+
+    #[test]
+    fn digests_match_the_digest_crates_at_every_padding_boundary() {
+        let image: [u8; 1040] = core::array::from_fn(|i| (i * 7 + i / 256) as u8);
+        check::<1, 128>(&image);
+        check::<4, 256>(&image);
+        check::<8, 192>(&image);
     }
 }

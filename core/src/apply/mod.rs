@@ -113,14 +113,25 @@ impl ByteSource for Ring<'_> {
 }
 
 /// Applies a patch, fed in chunks of any size, from the image in `source`
-/// into `target`.
+/// into `target`, working in an [`ApplierState`] that the caller owns.
 ///
 /// `W` is the write buffer and `R` the read cache, in bytes; both must be
 /// multiples of the flashes' read size, and `W` of the target's write
 /// size (checked at compile time).
-pub struct Applier<S, T, const W: usize = 64, const R: usize = 64> {
+pub struct Applier<'m, S, T, const W: usize = 64, const R: usize = 64> {
     source: S,
     target: T,
+    st: &'m mut ApplierState<W, R>,
+}
+
+/// The applier's working memory: everything but the two flashes (about
+/// 3.8 KiB with the default `W` and `R`; its `size_of` is the applier's
+/// RAM). It stays where the caller put it — a `static` (its
+/// [`ApplierState::new`] is `const`) or a long-lived stack frame — and is
+/// never moved: [`Applier::new`] resets it in place, so no copy of it
+/// lands on the stack. One state serves one applier at a time, and can be
+/// used again for the next update.
+pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     phase: Phase,
     entries_left: u16,
     outcome: Option<Outcome>,
@@ -152,6 +163,76 @@ pub struct Applier<S, T, const W: usize = 64, const R: usize = 64> {
     gate: Gate,
 }
 
+impl<const W: usize, const R: usize> Default for ApplierState<W, R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const W: usize, const R: usize> ApplierState<W, R> {
+    /// A state ready for [`Applier::new`].
+    pub const fn new() -> Self {
+        ApplierState {
+            phase: Phase::Container,
+            entries_left: 0,
+            outcome: None,
+            result: TargetId::EMPTY,
+            consumed: 0,
+            buf: [0; BUF],
+            head: 0,
+            len: 0,
+            need: CONTAINER_HEADER_LEN as u16,
+            entry: EntryHeader::EMPTY,
+            body_left: 0,
+            body_crc: Crc32::new(),
+            started: false,
+            rc: DecoderState::EMPTY,
+            model: Model::new(Params { lc: 0, lp: 0 }),
+            cursor: 0,
+            out: 0,
+            prev_byte: 0,
+            job: Job::None,
+            writer: Writer::new(),
+            cache: ReadCache::new(),
+            ckpt_every: 0,
+            ckpt_next: 0,
+            paused: false,
+            #[cfg(feature = "sign")]
+            gate: Gate::new(),
+        }
+    }
+
+    /// Back to the state [`ApplierState::new`] gives, field by field: the
+    /// model and the buffers are not copied (the input buffer and the
+    /// model are set up again before they are read).
+    fn reset(&mut self) {
+        self.phase = Phase::Container;
+        self.entries_left = 0;
+        self.outcome = None;
+        self.result = TargetId::EMPTY;
+        self.consumed = 0;
+        self.head = 0;
+        self.len = 0;
+        self.need = CONTAINER_HEADER_LEN as u16;
+        self.entry = EntryHeader::EMPTY;
+        self.body_left = 0;
+        self.body_crc = Crc32::new();
+        self.started = false;
+        self.rc = DecoderState::EMPTY;
+        self.cursor = 0;
+        self.out = 0;
+        self.prev_byte = 0;
+        self.job = Job::None;
+        self.writer.restart(0);
+        self.cache.invalidate();
+        self.ckpt_every = 0;
+        self.ckpt_next = 0;
+        self.paused = false;
+        #[cfg(feature = "sign")]
+        self.gate.reset();
+    }
+}
+
 /// The signature policy and the running body digest (feature `sign`).
 #[cfg(feature = "sign")]
 struct Gate {
@@ -165,11 +246,27 @@ struct Gate {
     counter: u32,
     /// The security counter of the entry the outcome refers to.
     result_counter: u32,
-    body: sha2::Sha256,
+    /// The running body digest, while `want` is set.
+    body: Option<sha2::Sha256>,
 }
 
 #[cfg(feature = "sign")]
 impl Gate {
+    const fn new() -> Self {
+        Gate {
+            key: None,
+            min_counter: 0,
+            want: None,
+            counter: 0,
+            result_counter: 0,
+            body: None,
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Gate::new();
+    }
+
     /// Checks a just-parsed entry header (its `H` bytes) against the policy.
     fn check<E>(&mut self, raw: &[u8]) -> Res<(), E> {
         use sha2::Digest;
@@ -192,30 +289,33 @@ impl Gate {
             });
         }
         self.want = Some(body);
-        self.body = sha2::Sha256::new();
+        self.body = Some(sha2::Sha256::new());
         Ok(())
     }
 
     /// Checks the body digest once the whole body has been read.
     fn check_body<E>(&mut self) -> Res<(), E> {
         use sha2::Digest;
-        match self.want {
-            Some(w) if <[u8; 32]>::from(self.body.finalize_reset()) != w => Err(Error::BodyDigest),
-            _ => Ok(()),
+        let (Some(want), Some(body)) = (self.want, self.body.take()) else {
+            return Ok(());
+        };
+        if <[u8; 32]>::from(body.finalize()) != want {
+            return Err(Error::BodyDigest);
         }
+        Ok(())
     }
 }
 
 type Res<T, E> = Result<T, Error<E>>;
 
-impl<S, T, const W: usize, const R: usize> Applier<S, T, W, R>
+impl<'m, S, T, const W: usize, const R: usize> Applier<'m, S, T, W, R>
 where
     T: NorFlash,
     S: ReadNorFlash<Error = T::Error>,
 {
     /// An applier that reads the running image from `source` and writes the
-    /// new one into `target`.
-    pub fn new(source: S, target: T) -> Self {
+    /// new one into `target`, working in `state` (reset first, in place).
+    pub fn new(source: S, target: T, state: &'m mut ApplierState<W, R>) -> Self {
         const {
             assert!(
                 W >= T::WRITE_SIZE
@@ -230,42 +330,11 @@ where
             );
             assert!(T::ERASE_SIZE % T::WRITE_SIZE == 0);
         };
+        state.reset();
         Applier {
             source,
             target,
-            phase: Phase::Container,
-            entries_left: 0,
-            outcome: None,
-            result: TargetId::default(),
-            consumed: 0,
-            buf: [0; BUF],
-            head: 0,
-            len: 0,
-            need: CONTAINER_HEADER_LEN as u16,
-            entry: EntryHeader::default(),
-            body_left: 0,
-            body_crc: Crc32::new(),
-            started: false,
-            rc: DecoderState::default(),
-            model: Model::new(Params { lc: 0, lp: 0 }),
-            cursor: 0,
-            out: 0,
-            prev_byte: 0,
-            job: Job::None,
-            writer: Writer::new(),
-            cache: ReadCache::new(),
-            ckpt_every: 0,
-            ckpt_next: 0,
-            paused: false,
-            #[cfg(feature = "sign")]
-            gate: Gate {
-                key: None,
-                min_counter: 0,
-                want: None,
-                counter: 0,
-                result_counter: 0,
-                body: sha2::Digest::new(),
-            },
+            st: state,
         }
     }
 
@@ -276,15 +345,15 @@ where
     /// before the first [`Applier::feed`].
     #[cfg(feature = "sign")]
     pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
-        self.gate.key = Some(key);
-        self.gate.min_counter = min_counter;
+        self.st.gate.key = Some(key);
+        self.st.gate.min_counter = min_counter;
     }
 
     /// The security counter of the entry the outcome refers to, once there
     /// is an outcome (0 for an entry without one).
     #[cfg(feature = "sign")]
     pub fn result_counter(&self) -> Option<u32> {
-        self.outcome.map(|_| self.gate.result_counter)
+        self.st.outcome.map(|_| self.st.gate.result_counter)
     }
 
     /// Gives the flashes back.
@@ -295,16 +364,20 @@ where
     /// The image the outcome refers to (the target of the entry that was
     /// applied or found installed), once there is an outcome.
     pub fn result_target(&self) -> Option<TargetId> {
-        self.outcome.map(|_| self.result)
+        self.st.outcome.map(|_| self.st.result)
     }
 
     /// How far the applier has come.
     pub fn progress(&self) -> Progress {
-        let applying = self.phase == Phase::Body;
+        let applying = self.st.phase == Phase::Body;
         Progress {
-            consumed: self.consumed,
-            written: if applying { self.out } else { 0 },
-            target_size: if applying { self.entry.target.size } else { 0 },
+            consumed: self.st.consumed,
+            written: if applying { self.st.out } else { 0 },
+            target_size: if applying {
+                self.st.entry.target.size
+            } else {
+                0
+            },
         }
     }
 
@@ -316,7 +389,7 @@ where
         loop {
             match self.feed_some(&mut chunk)? {
                 Some(status) => return Ok(status),
-                None => self.paused = false,
+                None => self.st.paused = false,
             }
         }
     }
@@ -325,13 +398,13 @@ where
     /// checkpoint is due; `None` in the second case (`chunk` then holds
     /// what is left, and the applier stays paused until called again).
     pub(crate) fn feed_some(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>, T::Error> {
-        if self.phase == Phase::Failed {
+        if self.st.phase == Phase::Failed {
             return Err(Error::Failed);
         }
-        self.paused = false;
+        self.st.paused = false;
         let r = self.run(chunk);
         if r.is_err() {
-            self.phase = Phase::Failed;
+            self.st.phase = Phase::Failed;
         }
         r
     }
@@ -339,81 +412,89 @@ where
     /// Says that the patch has ended; returns its outcome, or
     /// [`Error::Truncated`] if it ended early.
     pub fn finish(&mut self) -> Res<Outcome, T::Error> {
-        match (self.phase, self.outcome) {
+        match (self.st.phase, self.st.outcome) {
             (Phase::Done, Some(o)) => Ok(o),
             (Phase::Failed, _) => Err(Error::Failed),
             _ => {
-                self.phase = Phase::Failed;
+                self.st.phase = Phase::Failed;
                 Err(Error::Truncated)
             }
         }
     }
 
     fn run(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>, T::Error> {
-        self.run_inner(chunk).map(|s| (!self.paused).then_some(s))
+        self.run_inner(chunk)
+            .map(|s| (!self.st.paused).then_some(s))
     }
 
     fn run_inner(&mut self, chunk: &mut &[u8]) -> Res<Status, T::Error> {
         loop {
-            match self.phase {
+            match self.st.phase {
                 Phase::Done | Phase::Failed => {
-                    return match (chunk.is_empty(), self.outcome) {
+                    return match (chunk.is_empty(), self.st.outcome) {
                         (true, Some(o)) => Ok(Status::Done(o)),
                         (true, None) => Err(Error::Failed),
                         (false, _) => Err(Error::TrailingData),
                     };
                 }
                 Phase::Container | Phase::EntryLen | Phase::EntryHeader => {
-                    let want = self.need as usize - self.len as usize;
+                    let want = self.st.need as usize - self.st.len as usize;
                     let n = want.min(chunk.len());
-                    self.buf[self.len as usize..self.len as usize + n].copy_from_slice(&chunk[..n]);
-                    self.len += n as u16;
-                    self.consumed = self.consumed.saturating_add(n as u32);
+                    self.st.buf[self.st.len as usize..self.st.len as usize + n]
+                        .copy_from_slice(&chunk[..n]);
+                    self.st.len += n as u16;
+                    self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
-                    if self.len < self.need {
+                    if self.st.len < self.st.need {
                         return Ok(Status::NeedMore);
                     }
                     self.header_part()?;
                 }
                 Phase::Skip => {
-                    let n = (self.body_left as usize).min(chunk.len());
-                    self.body_crc.update(&chunk[..n]);
-                    self.body_left -= n as u32;
-                    self.consumed = self.consumed.saturating_add(n as u32);
+                    let n = (self.st.body_left as usize).min(chunk.len());
+                    self.st.body_crc.update(&chunk[..n]);
+                    self.st.body_left -= n as u32;
+                    self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
-                    if self.body_left > 0 {
+                    if self.st.body_left > 0 {
                         return Ok(Status::NeedMore);
                     }
                     self.end_of_body()?;
                 }
                 Phase::Body => {
-                    let n = (BUF - self.len as usize)
-                        .min(self.body_left as usize)
+                    let n = (BUF - self.st.len as usize)
+                        .min(self.st.body_left as usize)
                         .min(chunk.len());
-                    let mut tail = (self.head as usize + self.len as usize) % BUF;
+                    let mut tail = (self.st.head as usize + self.st.len as usize) % BUF;
                     for &b in &chunk[..n] {
-                        self.buf[tail] = b;
+                        self.st.buf[tail] = b;
                         tail = (tail + 1) % BUF;
                     }
-                    self.body_crc.update(&chunk[..n]);
+                    self.st.body_crc.update(&chunk[..n]);
                     #[cfg(feature = "sign")]
-                    if self.gate.want.is_some() {
-                        sha2::Digest::update(&mut self.gate.body, &chunk[..n]);
+                    if let Some(h) = &mut self.st.gate.body {
+                        sha2::Digest::update(h, &chunk[..n]);
                     }
-                    self.len += n as u16;
-                    self.body_left -= n as u32;
-                    self.consumed = self.consumed.saturating_add(n as u32);
+                    self.st.len += n as u16;
+                    self.st.body_left -= n as u32;
+                    self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
                     self.decode()?;
-                    if self.paused {
+                    if self.st.paused {
                         return Ok(Status::NeedMore);
                     }
-                    if self.out == self.entry.target.size && self.started && self.job == Job::None {
+                    if self.st.out == self.st.entry.target.size
+                        && self.st.started
+                        && self.st.job == Job::None
+                    {
                         // The coder uses up its body exactly; anything left is not ours.
-                        if self.len != 0 || self.body_left != 0 {
+                        if self.st.len != 0 || self.st.body_left != 0 {
                             return Err(Error::BodyInvalid);
                         }
-                        self.writer.flush(&mut self.target).map_err(Error::Flash)?;
+                        self.st
+                            .writer
+                            .flush(&mut self.target)
+                            .map_err(Error::Flash)?;
                         self.end_of_body()?;
                         continue;
                     }
@@ -425,34 +506,36 @@ where
         }
     }
 
-    /// A header piece is complete in `buf[..need]`.
+    /// A header piece is complete in `buf[..need]`. Not inlined (see
+    /// [`Applier::select`]).
+    #[inline(never)]
     fn header_part(&mut self) -> Res<(), T::Error> {
-        match self.phase {
+        match self.st.phase {
             Phase::Container => {
                 let mut b = [0u8; CONTAINER_HEADER_LEN];
-                b.copy_from_slice(&self.buf[..CONTAINER_HEADER_LEN]);
-                self.entries_left = format::parse_container(&b)?;
+                b.copy_from_slice(&self.st.buf[..CONTAINER_HEADER_LEN]);
+                self.st.entries_left = format::parse_container(&b)?;
                 self.start_entry();
             }
             Phase::EntryLen => {
-                let h = u16::from_le_bytes([self.buf[0], self.buf[1]]);
+                let h = u16::from_le_bytes([self.st.buf[0], self.st.buf[1]]);
                 if !(format::MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&(h as usize)) {
                     return Err(format::HeaderError::Length.into());
                 }
-                self.phase = Phase::EntryHeader;
-                self.need = h;
-                self.len = 0;
+                self.st.phase = Phase::EntryHeader;
+                self.st.need = h;
+                self.st.len = 0;
             }
             _ => {
-                let (entry, _) = EntryHeader::parse(&self.buf[..self.need as usize])?;
+                let (entry, _) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
                 #[cfg(feature = "sign")]
-                self.gate.check(&self.buf[..self.need as usize])?;
-                self.entry = entry;
-                self.body_left = entry.body_len;
-                self.body_crc = Crc32::new();
-                self.len = 0;
-                self.head = 0;
-                self.phase = if self.outcome.is_some() {
+                self.st.gate.check(&self.st.buf[..self.st.need as usize])?;
+                self.st.entry = entry;
+                self.st.body_left = entry.body_len;
+                self.st.body_crc = Crc32::new();
+                self.st.len = 0;
+                self.st.head = 0;
+                self.st.phase = if self.st.outcome.is_some() {
                     Phase::Skip
                 } else {
                     self.select()?
@@ -463,18 +546,21 @@ where
     }
 
     fn start_entry(&mut self) {
-        self.phase = Phase::EntryLen;
-        self.need = 2;
-        self.len = 0;
+        self.st.phase = Phase::EntryLen;
+        self.st.need = 2;
+        self.st.len = 0;
     }
 
-    /// Decides what to do with the entry whose header was just read.
+    /// Decides what to do with the entry whose header was just read. Not
+    /// inlined, so that the digests' state is on the stack only while it
+    /// runs, not under the decoder's frames.
+    #[inline(never)]
     fn select(&mut self) -> Res<Phase, T::Error> {
-        let e = self.entry;
-        self.cache.invalidate();
+        let e = self.st.entry;
+        self.st.cache.invalidate();
         // The header is parsed, so the input buffer is free: the digest
         // passes read through it, in fewer and larger reads than the cache.
-        let buf = &mut self.buf[..];
+        let buf = &mut self.st.buf;
         let flash = Error::Flash;
         let (ts, ss) = (e.target.size, e.source.size);
         // One CRC pass serves both pre-checks: is the target already in
@@ -491,11 +577,11 @@ where
             && t_crc == e.target.crc32
             && sha256_of(&mut self.source, buf, ts).map_err(flash)? == e.target.sha256
         {
-            self.outcome = Some(Outcome::AlreadyInstalled);
-            self.result = e.target;
+            self.st.outcome = Some(Outcome::AlreadyInstalled);
+            self.st.result = e.target;
             #[cfg(feature = "sign")]
             {
-                self.gate.result_counter = self.gate.counter;
+                self.st.gate.result_counter = self.st.gate.counter;
             }
             return Ok(Phase::Skip);
         }
@@ -524,51 +610,57 @@ where
         if crc_of(&mut self.target, buf, ts).map_err(flash)? == e.target.crc32
             && sha256_of(&mut self.target, buf, ts).map_err(flash)? == e.target.sha256
         {
-            self.outcome = Some(Outcome::AlreadyInstalled);
-            self.result = e.target;
+            self.st.outcome = Some(Outcome::AlreadyInstalled);
+            self.st.result = e.target;
             #[cfg(feature = "sign")]
             {
-                self.gate.result_counter = self.gate.counter;
+                self.st.gate.result_counter = self.st.gate.counter;
             }
             return Ok(Phase::Skip);
         }
-        self.model = Model::new(params);
-        self.started = false;
-        self.cursor = 0;
-        self.out = 0;
-        self.prev_byte = 0;
-        self.job = Job::None;
-        self.writer = Writer::new();
-        self.ckpt_next = self.ckpt_every;
+        self.st.model.reset(params);
+        self.st.started = false;
+        self.st.cursor = 0;
+        self.st.out = 0;
+        self.st.prev_byte = 0;
+        self.st.job = Job::None;
+        self.st.writer.restart(0);
+        self.st.ckpt_next = self.st.ckpt_every;
         Ok(Phase::Body)
     }
 
-    /// The body of the current entry has been read completely.
+    /// The body of the current entry has been read completely. Not
+    /// inlined (see [`Applier::select`]).
+    #[inline(never)]
     fn end_of_body(&mut self) -> Res<(), T::Error> {
-        if self.body_crc.value() != self.entry.body_crc32 {
+        if self.st.body_crc.value() != self.st.entry.body_crc32 {
             return Err(Error::BodyCrc);
         }
-        if self.phase == Phase::Body {
+        if self.st.phase == Phase::Body {
             #[cfg(feature = "sign")]
-            self.gate.check_body()?;
+            self.st.gate.check_body()?;
             // The body is used up (`len == 0`): the input buffer is free.
-            let sha = sha256_of(&mut self.target, &mut self.buf, self.entry.target.size)
-                .map_err(Error::Flash)?;
-            if sha != self.entry.target.sha256 {
+            let sha = sha256_of(
+                &mut self.target,
+                &mut self.st.buf,
+                self.st.entry.target.size,
+            )
+            .map_err(Error::Flash)?;
+            if sha != self.st.entry.target.sha256 {
                 return Err(Error::TargetMismatch);
             }
-            self.outcome = Some(Outcome::Applied);
-            self.result = self.entry.target;
+            self.st.outcome = Some(Outcome::Applied);
+            self.st.result = self.st.entry.target;
             #[cfg(feature = "sign")]
             {
-                self.gate.result_counter = self.gate.counter;
+                self.st.gate.result_counter = self.st.gate.counter;
             }
         }
-        self.entries_left -= 1;
-        if self.entries_left > 0 {
+        self.st.entries_left -= 1;
+        if self.st.entries_left > 0 {
             self.start_entry();
-        } else if self.outcome.is_some() {
-            self.phase = Phase::Done;
+        } else if self.st.outcome.is_some() {
+            self.st.phase = Phase::Done;
         } else {
             return Err(Error::NoSuitablePatch);
         }
@@ -582,16 +674,16 @@ where
         f: impl FnOnce(&mut Model, &mut Decoder<'_, Ring<'_>>) -> X,
     ) -> Res<X, T::Error> {
         let mut ring = Ring {
-            buf: &self.buf,
-            head: &mut self.head,
-            len: &mut self.len,
+            buf: &self.st.buf,
+            head: &mut self.st.head,
+            len: &mut self.st.len,
         };
         let mut dec = Decoder {
-            state: &mut self.rc,
+            state: &mut self.st.rc,
             src: &mut ring,
             starved: false,
         };
-        let x = f(&mut self.model, &mut dec);
+        let x = f(&mut self.st.model, &mut dec);
         if dec.starved {
             return Err(Error::BodyInvalid);
         }
@@ -600,53 +692,53 @@ where
 
     /// Decodes as far as the buffered input surely reaches.
     fn decode(&mut self) -> Res<(), T::Error> {
-        let all_in = self.body_left == 0;
-        let have = |s: &Self, n: usize| all_in || s.len as usize >= n;
-        if !self.started {
+        let all_in = self.st.body_left == 0;
+        let have = |s: &Self, n: usize| all_in || s.st.len as usize >= n;
+        if !self.st.started {
             if !have(self, crate::codec::rc::INIT_BYTES) {
                 return Ok(());
             }
             let mut ring = Ring {
-                buf: &self.buf,
-                head: &mut self.head,
-                len: &mut self.len,
+                buf: &self.st.buf,
+                head: &mut self.st.head,
+                len: &mut self.st.len,
             };
-            self.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
-            self.started = true;
+            self.st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
+            self.st.started = true;
         }
-        let size = self.entry.target.size;
+        let size = self.st.entry.target.size;
         loop {
-            if self.ckpt_every != 0
-                && self.writer.len == 0
-                && self.writer.flushed == self.ckpt_next
-                && self.out < size
+            if self.st.ckpt_every != 0
+                && self.st.writer.len == 0
+                && self.st.writer.flushed == self.st.ckpt_next
+                && self.st.out < size
             {
                 // A target erase unit is complete: stop for a checkpoint.
-                self.ckpt_next = self.ckpt_next.saturating_add(self.ckpt_every);
-                self.paused = true;
+                self.st.ckpt_next = self.st.ckpt_next.saturating_add(self.st.ckpt_every);
+                self.st.paused = true;
                 return Ok(());
             }
-            let left = size - self.out;
-            match self.job {
+            let left = size - self.st.out;
+            match self.st.job {
                 Job::Copy(n) => {
                     let k = self.copy_some(n)?;
-                    self.job = if n > k { Job::Copy(n - k) } else { Job::None };
+                    self.st.job = if n > k { Job::Copy(n - k) } else { Job::None };
                 }
                 _ if left == 0 => return Ok(()),
                 Job::Lit(n) => {
                     if !have(self, 8) {
                         return Ok(());
                     }
-                    let (prev, pos) = (self.prev_byte, self.out);
+                    let (prev, pos) = (self.st.prev_byte, self.st.out);
                     let b = self.decode_with(|m, d| m.literal(d, prev, pos, 0))?;
-                    self.job = if n > 1 { Job::Lit(n - 1) } else { Job::None };
+                    self.st.job = if n > 1 { Job::Lit(n - 1) } else { Job::None };
                     self.emit(b)?;
                 }
                 Job::None => {
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let pos = self.out;
+                    let pos = self.st.out;
                     let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
                     self.start_op(op, left)?;
                 }
@@ -656,33 +748,33 @@ where
 
     /// Checks a decoded operation against the images and starts it.
     fn start_op(&mut self, op: Op, left: u32) -> Res<(), T::Error> {
-        let reach = self.entry.source.size as u64 + self.out as u64;
+        let reach = self.st.entry.source.size as u64 + self.st.out as u64;
         match op {
             Op::Copy { len } | Op::Seek { len, .. } | Op::Lit { len } if len > left => {
                 Err(Error::BodyInvalid)
             }
             Op::Lit { len } => {
-                self.job = Job::Lit(len);
+                self.st.job = Job::Lit(len);
                 Ok(())
             }
             Op::Seek { delta, len } => {
-                let c = self.cursor as i64 + delta;
+                let c = self.st.cursor as i64 + delta;
                 if c < 0 || c as u64 >= reach {
                     return Err(Error::BodyInvalid);
                 }
-                self.cursor = c as u32;
-                self.job = Job::Copy(len);
+                self.st.cursor = c as u32;
+                self.st.job = Job::Copy(len);
                 Ok(())
             }
-            _ if self.cursor as u64 >= reach => Err(Error::BodyInvalid),
+            _ if self.st.cursor as u64 >= reach => Err(Error::BodyInvalid),
             Op::Copy { len } => {
-                self.job = Job::Copy(len);
+                self.st.job = Job::Copy(len);
                 Ok(())
             }
             Op::Diff { d } => {
-                let s = self.virtual_byte(self.cursor)?;
-                let b = self.model.diff_byte(s, d);
-                self.cursor += 1;
+                let s = self.virtual_byte(self.st.cursor)?;
+                let b = self.st.model.diff_byte(s, d);
+                self.st.cursor += 1;
                 self.emit(b)
             }
         }
@@ -692,16 +784,19 @@ where
     /// target written so far. The caller keeps `pos < source size + out`.
     #[inline]
     fn virtual_byte(&mut self, pos: u32) -> Res<u8, T::Error> {
-        let ss = self.entry.source.size;
+        let ss = self.st.entry.source.size;
         let b = if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            self.cache.at(Cached::Source, &mut self.source, pos, limit)
+            self.st
+                .cache
+                .at(Cached::Source, &mut self.source, pos, limit)
         } else {
-            let (t, w) = (pos - ss, &self.writer);
+            let (t, w) = (pos - ss, &self.st.writer);
             if t >= w.flushed {
                 return Ok(w.buf[(t - w.flushed) as usize % W]);
             }
-            self.cache
+            self.st
+                .cache
                 .at(Cached::Target, &mut self.target, t, w.flushed)
         };
         Ok(b.map_err(Error::Flash)?.first().copied().unwrap_or(0))
@@ -710,24 +805,26 @@ where
     /// Copies up to `n` (≥ 1) bytes from the cursor to the target, as many
     /// as one cached block and the write buffer allow; returns how many.
     fn copy_some(&mut self, n: u32) -> Res<u32, T::Error> {
-        let ss = self.entry.source.size;
-        let pos = self.cursor;
-        let room = (self.writer.room() as u32).min(n);
+        let ss = self.st.entry.source.size;
+        let pos = self.st.cursor;
+        let room = (self.st.writer.room() as u32).min(n);
         let piece = if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            self.cache.at(Cached::Source, &mut self.source, pos, limit)
-        } else if pos - ss < self.writer.flushed {
-            self.cache.at(
+            self.st
+                .cache
+                .at(Cached::Source, &mut self.source, pos, limit)
+        } else if pos - ss < self.st.writer.flushed {
+            self.st.cache.at(
                 Cached::Target,
                 &mut self.target,
                 pos - ss,
-                self.writer.flushed,
+                self.st.writer.flushed,
             )
         } else {
             // From the write buffer itself, perhaps overlapping what it
             // produces: byte by byte.
             let b = self.virtual_byte(pos)?;
-            self.cursor += 1;
+            self.st.cursor += 1;
             self.emit(b)?;
             return Ok(1);
         }
@@ -739,20 +836,24 @@ where
         }
         let piece = &piece[..k as usize];
         if let Some(&last) = piece.last() {
-            self.prev_byte = last;
+            self.st.prev_byte = last;
         }
-        self.writer
+        self.st
+            .writer
             .extend(&mut self.target, piece)
             .map_err(Error::Flash)?;
-        self.cursor += k;
-        self.out += k;
+        self.st.cursor += k;
+        self.st.out += k;
         Ok(k)
     }
 
     #[inline]
     fn emit(&mut self, b: u8) -> Res<(), T::Error> {
-        self.out += 1;
-        self.prev_byte = b;
-        self.writer.push(&mut self.target, b).map_err(Error::Flash)
+        self.st.out += 1;
+        self.st.prev_byte = b;
+        self.st
+            .writer
+            .push(&mut self.target, b)
+            .map_err(Error::Flash)
     }
 }

@@ -106,6 +106,15 @@ mod tests {
     }
 
     #[test]
+    fn reset_is_new() {
+        let (mut m, _) = adapted();
+        let params = Params { lc: 0, lp: 1 };
+        assert_ne!(m, Model::new(params));
+        m.reset(params);
+        assert_eq!(m, Model::new(params));
+    }
+
+    #[test]
     fn impossible_states_are_refused() {
         let (m, rc) = adapted();
         let (bytes, _) = saved(&rc, &m);

@@ -335,6 +335,17 @@ impl Model {
         }
     }
 
+    /// Puts the model back into the state [`Model::new`] gives it, in
+    /// place: no model-sized temporary on the stack.
+    pub fn reset(&mut self, params: Params) {
+        self.tables_mut(&mut |t| t.fill(PROB_INIT));
+        self.prev = [AFTER_START; 2];
+        self.params = params;
+        self.last_d = [[0; 2]; 4];
+        self.diff_run = 0;
+        self.carry = 0;
+    }
+
     /// Codes one operation (not the literal bytes of a `Lit`) that starts
     /// at target position `pos`.
     pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, op: Op) -> Op {

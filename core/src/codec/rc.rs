@@ -131,6 +131,11 @@ pub struct DecoderState {
     code: u32,
 }
 
+impl DecoderState {
+    /// Not started (the [`Default`], usable in `const` context).
+    pub const EMPTY: DecoderState = DecoderState { range: 0, code: 0 };
+}
+
 /// Where the decoder takes its bytes from. `next` returns `None` when no
 /// byte is there; the decoder then reads zeros and the caller must treat the
 /// result as corrupt.

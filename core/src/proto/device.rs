@@ -18,7 +18,7 @@ use embedded_storage::nor_flash::NorFlash;
 use super::msg::{verdict_code, DeviceMsg, Stage};
 use super::Staging;
 use crate::slots::Slots;
-use crate::{Outcome, Verdict};
+use crate::{ApplierState, Outcome, Verdict};
 
 /// How often (in patch bytes fed) [`install`] reports progress.
 pub const PROGRESS_EVERY: u32 = 4096;
@@ -33,13 +33,15 @@ pub struct Installed {
     pub restart: bool,
 }
 
-/// Installs the complete patch in `staging`: sends
+/// Installs the complete patch in `staging`, with the applier working in
+/// `state` (kept by the caller, e.g. in a `static`): sends
 /// [`DeviceMsg::Progress`] through `send` as it goes, and the
 /// [`DeviceMsg::Result`] at the end. `buf` is the read buffer for the
 /// staged patch (a multiple of 4 bytes). On "OK" the caller restarts the
 /// device ([`Installed::restart`]).
 pub fn install<P, S, F>(
     slots: &mut Slots<P, S>,
+    state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
@@ -49,7 +51,7 @@ where
     S: NorFlash<Error = P::Error>,
     F: NorFlash<Error = P::Error>,
 {
-    let (verdict, text, restart) = match run(slots, staging, buf, send) {
+    let (verdict, text, restart) = match run(slots, state, staging, buf, send) {
         Ok(Outcome::Applied) => (Verdict::Ok, Verdict::Ok.message(), true),
         Ok(Outcome::AlreadyInstalled) => {
             let v = Verdict::AlreadyInstalled;
@@ -72,6 +74,7 @@ type Failed = (Verdict, &'static str);
 
 fn run<P, S, F>(
     slots: &mut Slots<P, S>,
+    state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
@@ -97,7 +100,7 @@ where
         total: size,
     });
     let installed = {
-        let mut update = slots.begin_update().map_err(error)?;
+        let mut update = slots.begin_update(state).map_err(error)?;
         let mut next = PROGRESS_EVERY;
         super::feed_staged(
             staging,

@@ -228,6 +228,7 @@ impl<F: NorFlash> Staging<F> {
 
     /// Whether the stored patch matches the CRC-32 it was begun with,
     /// read back through `buf`.
+    #[inline(never)]
     pub fn check(&mut self, buf: &mut [u8]) -> Result<bool, F::Error> {
         let Some(t) = self.transfer.filter(|t| t.received == t.size) else {
             return Ok(false);

@@ -81,6 +81,7 @@ use embedded_storage::nor_flash::NorFlash;
 
 use crate::apply::io::sha256_of;
 use crate::error::Error;
+use crate::ApplierState;
 use store::Store;
 
 pub use record::{BootRecord, Image, BOOT_RECORD_LEN};
@@ -303,7 +304,7 @@ where
         if image.size == 0 || image.size as usize > flash.capacity() {
             return Ok(false);
         }
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 128];
         let sha = sha256_of(flash, &mut buf, image.size).map_err(Error::Flash)?;
         Ok(sha == image.sha256)
     }
@@ -319,7 +320,7 @@ where
         if size == 0 || size as usize > flash.capacity() {
             return Err(Error::NoBootableImage);
         }
-        let mut buf = [0u8; 64];
+        let mut buf = [0u8; 128];
         let sha256 = sha256_of(flash, &mut buf, size).map_err(Error::Flash)?;
         let mut images = [Image::NONE; 2];
         images[slot.index()] = Image { size, sha256 };
@@ -431,8 +432,13 @@ where
     /// from a patch against the active one. The running image must be
     /// confirmed ([`Error::SlotState`] otherwise). Checkpoints are
     /// written as [`Config::checkpoint_units`] says, so that
-    /// [`Slots::resume`] can continue after a reset.
-    pub fn begin_update(&mut self) -> Res<Update<'_, P, S>, P::Error> {
+    /// [`Slots::resume`] can continue after a reset. The applier works in
+    /// `state`, which the caller keeps (a `static` on a device): the
+    /// update itself is small.
+    pub fn begin_update<'s>(
+        &'s mut self,
+        state: &'s mut ApplierState,
+    ) -> Res<Update<'s, P, S>, P::Error> {
         let rec = self.state().ok_or(Error::NoBootRecord)?;
         let every = self.config.checkpoint_units;
         if rec.trial {
@@ -447,10 +453,10 @@ where
             source,
             target,
             &mut self.store,
-            rec.active.other(),
             rec.active,
             rec.images[rec.active.index()],
             every,
+            state,
         ))
     }
 
@@ -460,11 +466,14 @@ where
     /// there is nothing to resume (then [`Slots::begin_update`] and feed
     /// from 0). At most one erase unit of target (with the default
     /// [`Config::checkpoint_units`]) is written again.
-    pub fn resume(&mut self) -> Res<Option<Resumed<'_, P, S>>, P::Error> {
+    pub fn resume<'s>(
+        &'s mut self,
+        state: &'s mut ApplierState,
+    ) -> Res<Option<Resumed<'s, P, S>>, P::Error> {
         if self.store.checkpoint.is_none() || self.state().is_none_or(|r| r.trial) {
             return Ok(None);
         }
-        let mut up = self.begin_update()?;
+        let mut up = self.begin_update(state)?;
         Ok(up.load()?.map(|offset| Resumed {
             target: up.target(),
             update: up,
@@ -475,6 +484,7 @@ where
     /// Application: makes the image [`Update::finish`] reported the one to
     /// boot next, on trial. Checks the slot's image first. One record
     /// write; nothing if the image is the one running already.
+    #[inline(never)]
     pub fn activate(&mut self, installed: &Installed) -> Res<(), P::Error> {
         let rec = self.state().ok_or(Error::NoBootRecord)?;
         if installed.slot == rec.active {

@@ -5,7 +5,7 @@ use embedded_storage::nor_flash::NorFlash;
 use super::store::{Store, HEADER_LEN};
 use super::{Image, Slot, RECORD_ALIGN};
 use crate::error::Error;
-use crate::{Applier, Outcome, Progress, Status};
+use crate::{Applier, ApplierState, Outcome, Progress, Status};
 
 /// Bytes of a checkpoint record on flash (header, the applier's state,
 /// padding, CRC). A checkpoint of another length (another codec's or
@@ -34,7 +34,7 @@ pub struct Installed {
 /// appends a checkpoint to the state area before it goes on; after a reset
 /// [`super::Slots::resume`] continues from the newest one.
 pub struct Update<'s, P, S> {
-    applier: Applier<&'s mut P, &'s mut P>,
+    applier: Applier<'s, &'s mut P, &'s mut P>,
     store: &'s mut Store<S>,
     target: Slot,
     running: Slot,
@@ -50,10 +50,10 @@ where
         source: &'s mut P,
         target: &'s mut P,
         store: &'s mut Store<S>,
-        target_slot: Slot,
         running: Slot,
         running_image: Image,
         every: u32,
+        state: &'s mut ApplierState,
     ) -> Self {
         const {
             assert!(
@@ -61,12 +61,12 @@ where
                 "erase units must hold whole write buffers"
             );
         }
-        let mut applier = Applier::new(source, target);
+        let mut applier = Applier::new(source, target, state);
         applier.set_checkpoints(every.saturating_mul(P::ERASE_SIZE as u32));
         Update {
             applier,
             store,
-            target: target_slot,
+            target: running.other(),
             running,
             running_image,
         }
@@ -84,7 +84,9 @@ where
         }
     }
 
-    /// Appends the applier's state to the state area.
+    /// Appends the applier's state to the state area. Not inlined: its
+    /// record buffer is then on the stack only while it runs.
+    #[inline(never)]
     fn checkpoint(&mut self) -> Result<(), Error<P::Error>> {
         let applier = &self.applier;
         self.store

@@ -12,10 +12,14 @@ use firmware_demo::{log, semihost, Part, CONFIG, LAYOUT, STAGE};
 use flashpatch::proto::device::install;
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Staging};
-use flashpatch::slots::{Slot, Slots, Update};
-use flashpatch::Partition;
+use flashpatch::slots::{Slot, Slots};
+use flashpatch::{ApplierState, Partition};
 
 firmware_demo::handlers!();
+
+/// The applier's working memory: a static, so that neither it nor a copy
+/// of it is ever on the stack. Only `main` takes it, once.
+static mut APPLIER: ApplierState = ApplierState::new();
 
 /// The version text of this build.
 const VERSION: &str = match option_env!("DEMO_VERSION") {
@@ -89,6 +93,9 @@ fn main() -> ! {
         _ => {}
     }
     let mut uart = Uart::new();
+    // SAFETY: the only reference to APPLIER, taken once, before anything
+    // else could use it.
+    let applier = unsafe { &mut *core::ptr::addr_of_mut!(APPLIER) };
     let flash = firmware_demo::open_flash();
     let Some([a, b, state]) = LAYOUT.partitions(&flash) else {
         semihost::exit(semihost::exit::FLASH)
@@ -182,7 +189,7 @@ fn main() -> ! {
                     // The stack pointer here: update() and all it calls
                     // use the stack below it.
                     let painted = paint_stack();
-                    update(&mut uart, &mut slots, &mut staging, painted);
+                    update(&mut uart, &mut slots, applier, &mut staging, painted);
                 }
             }
         }
@@ -196,13 +203,14 @@ fn main() -> ! {
 fn update(
     uart: &mut Uart,
     slots: &mut Slots<Part<'_>, Part<'_>>,
+    applier: &mut ApplierState,
     staging: &mut Staging<Part<'_>>,
     painted: u32,
 ) {
     log!("app: patch stored; applying into the inactive slot");
     let t0 = firmware_demo::ticks();
     let mut buf = [0u8; 64];
-    let r = install(slots, staging, &mut buf, &mut |m| {
+    let r = install(slots, applier, staging, &mut buf, &mut |m| {
         if let DeviceMsg::Progress { stage, done, total } = m {
             log!(
                 "app: progress {} {done}/{total}",
@@ -220,7 +228,7 @@ fn update(
     log!("app: result: {}", r.verdict.message());
     log!(
         "app: measured: applier_state={} stack_high_water={} ticks={}",
-        core::mem::size_of::<Update<'_, Part<'_>, Part<'_>>>(),
+        core::mem::size_of::<ApplierState>(),
         stack,
         ticks
     );

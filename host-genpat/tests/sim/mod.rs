@@ -11,7 +11,7 @@ use flashpatch::proto::device::install;
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Staging, PROTO_VERSION};
 use flashpatch::slots::{Config, Layout, Slot, Slots};
-use flashpatch::Partition;
+use flashpatch::{ApplierState, Partition};
 use sha2::{Digest, Sha256};
 
 pub type Flash = MockFlash<1, 4, 4096>;
@@ -169,13 +169,20 @@ impl Sim {
                             );
                             if complete {
                                 let mut rd = [0u8; 256];
-                                let r = install(&mut slots, &mut staging, &mut rd, &mut |m| {
-                                    if matches!(m, DeviceMsg::Result { .. }) && !lost.get() {
-                                        lost.set(true);
-                                        return;
-                                    }
-                                    put(&mut out, m)
-                                });
+                                let mut mem = ApplierState::new();
+                                let r = install(
+                                    &mut slots,
+                                    &mut mem,
+                                    &mut staging,
+                                    &mut rd,
+                                    &mut |m| {
+                                        if matches!(m, DeviceMsg::Result { .. }) && !lost.get() {
+                                            lost.set(true);
+                                            return;
+                                        }
+                                        put(&mut out, m)
+                                    },
+                                );
                                 if r.restart {
                                     let _ = link.write_all(&out);
                                     continue 'boot;

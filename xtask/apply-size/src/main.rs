@@ -14,7 +14,7 @@ use core::hint::black_box;
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
-use flashpatch::{Applier, Partition, Status};
+use flashpatch::{Applier, ApplierState, Partition, Status};
 
 /// A flash whose contents the optimiser cannot see.
 struct Opaque;
@@ -69,7 +69,8 @@ pub extern "C" fn _start() -> ! {
     ) else {
         loop {}
     };
-    let mut applier: Applier<_, _> = Applier::new(source, target);
+    let mut state = ApplierState::new();
+    let mut applier: Applier<_, _> = Applier::new(source, target, &mut state);
     #[cfg(feature = "sign")]
     applier.require_signature(black_box([0; 32]), black_box(0));
     let chunk: &[u8] = black_box(&[]);
