@@ -237,10 +237,17 @@ pub struct SignArgs {
 /// device applied, verified and activated the update. After "OK" it waits
 /// for the device to restart and says what it runs then.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("link").required(true).args(["port", "tcp", "unix"])))]
 pub struct SendArgs {
     /// The patch file.
     pub patch: PathBuf,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// How to reach a device (`genpat send`, `genpat update`).
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("link").required(true).args(["port", "tcp", "unix"])))]
+pub struct LinkArgs {
     /// A serial port (for example /dev/ttyUSB0).
     #[arg(long, value_name = "DEVICE")]
     pub port: Option<String>,
