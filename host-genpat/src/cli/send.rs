@@ -19,7 +19,7 @@ const POLL: Duration = Duration::from_millis(50);
 pub fn run(args: &SendArgs) -> Result<(), Failure> {
     let patch = read_input("PATCH", &args.patch)?;
     let (mut link, name) = open(&args.link)?;
-    deliver(link.as_mut(), &name, &patch, &options(&args.link))
+    deliver(link.as_mut(), &name, &patch, &options(&args.link), true)
 }
 
 /// The send options of the command line.
@@ -31,15 +31,17 @@ pub fn options(args: &LinkArgs) -> SendOptions {
 }
 
 /// Sends `patch` to the device on `link` (called `name` in messages),
-/// prints the device's answer on stdout and how it went on stderr, and maps
-/// the answer to an exit code.
+/// prints the device's answer on stdout and how it went on stderr (with
+/// `show_device`, what the device runs before too), and maps the answer to
+/// an exit code.
 pub fn deliver(
     link: &mut dyn Link,
     name: &str,
     patch: &[u8],
     opts: &SendOptions,
+    show_device: bool,
 ) -> Result<(), Failure> {
-    let mut bar = Bar::new();
+    let mut bar = Bar::new(show_device);
     let report = send::send(link, patch, opts, &mut bar).map_err(|e| {
         Failure::new(EXIT_ERROR, format!("{name}: {e}")).help(
             "run the same command again: the device keeps what it received and the transfer resumes",
@@ -126,14 +128,16 @@ pub fn open(args: &LinkArgs) -> Result<(Box<dyn Link>, String), Failure> {
 /// The device's progress: lines on stderr, and a bar while the patch
 /// travels when stderr is a terminal.
 struct Bar {
+    show_device: bool,
     terminal: bool,
     bar: Option<ProgressBar>,
     stage: Option<Stage>,
 }
 
 impl Bar {
-    fn new() -> Self {
+    fn new(show_device: bool) -> Self {
         Bar {
+            show_device,
             terminal: io::stderr().is_terminal(),
             bar: None,
             stage: None,
@@ -143,7 +147,9 @@ impl Bar {
 
 impl SendEvents for Bar {
     fn device(&mut self, info: &DeviceInfo) {
-        eprintln!("genpat: device: {}", describe(info));
+        if self.show_device {
+            eprintln!("genpat: device: {}", describe(info));
+        }
     }
 
     fn start(&mut self, offset: u32, size: u32) {

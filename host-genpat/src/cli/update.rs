@@ -77,22 +77,25 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
             return Ok(());
         }
         Choice::Patch(p) => {
-            eprintln!("genpat: the manifest has a patch for the device's image");
+            eprintln!(
+                "genpat: the manifest has a patch for the device's image: {} ({} bytes)",
+                p.url, p.size
+            );
             (&p.url, p.size, p.sha256)
         }
         Choice::Full => {
-            eprintln!("genpat: no patch of the manifest is for the device's image: sending the full image");
+            eprintln!(
+                "genpat: no patch of the manifest is for the device's image: sending the full image {} ({} bytes)",
+                component.url, component.size
+            );
             (&component.url, component.size, component.sha256)
         }
     };
     let from = at.join(reference);
     let patch = fetch(&from, size)?;
     check_download(&from, &patch, size, sha256)?;
-    eprintln!(
-        "genpat: {from}: {} bytes, SHA-256 as the manifest says",
-        patch.len()
-    );
-    deliver(link.as_mut(), &name, &patch, &opts)
+    eprintln!("genpat: downloaded {from}: SHA-256 as the manifest says");
+    deliver(link.as_mut(), &name, &patch, &opts, false)
 }
 
 /// Reads `at`, at most `limit` bytes.
