@@ -125,11 +125,30 @@ enum Command {
     /// Write a release's update manifest (update.json): the full image and
     /// the patches from older images, with their URLs, sizes and SHA-256s;
     /// signed with --sign KEY in update.json.sig (docs/MANIFEST.md).
+    ///
+    /// Writes OUT (update.json) for one component: the target NEW, the full
+    /// image FULL (a patch with no source, which every device can apply) and
+    /// one patch per older image, keyed by that image's SHA-256 as devices
+    /// announce it. Every patch file is checked: intact, every entry makes NEW,
+    /// and one entry is for its OLD. The manifest names each file by its file
+    /// name, relative to the manifest (serve them beside it), or under
+    /// --base-url. OUT and its signature are replaced atomically.
     #[command(after_help = concat!(manifest_example!(), "\n\n", exit_codes!()))]
     Manifest(ManifestArgs),
     /// Update a device from a manifest: ask what it runs, download the patch
     /// for that image (or else the full image), check it against the
     /// manifest and send it as `genpat send` does.
+    ///
+    /// Reads the manifest (with --key, refuses it unless MANIFEST.sig is a good
+    /// signature of it by that key), asks the device what it runs, and picks
+    /// the patch whose source is that image (size and SHA-256), else the full
+    /// image; if the device already runs the target it prints "OK, new version
+    /// already installed" and sends nothing. Relative URLs in the manifest are
+    /// resolved against the manifest's own URL or directory. The file is
+    /// downloaded, checked against the manifest's size and SHA-256 (and refused
+    /// before anything is sent if it differs), and sent as `genpat send` sends
+    /// a patch, with the same output and exit codes. http:// is built in;
+    /// https:// needs genpat built with the cargo feature `https`.
     #[command(after_help = exit_codes!())]
     Update(UpdateArgs),
 }
@@ -298,15 +317,7 @@ pub struct LinkArgs {
     pub restart_timeout: f64,
 }
 
-/// Arguments of `genpat manifest`.
-///
-/// Writes OUT (update.json) for one component: the target NEW, the full
-/// image FULL (a patch with no source, which every device can apply) and
-/// one patch per older image, keyed by that image's SHA-256 as devices
-/// announce it. Every patch file is checked: intact, every entry makes NEW,
-/// and one entry is for its OLD. The manifest names each file by its file
-/// name, relative to the manifest (serve them beside it), or under
-/// --base-url. OUT and its signature are replaced atomically.
+/// Arguments of `genpat manifest` (its help is on `Command::Manifest`).
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
     /// The release's version text.
@@ -355,18 +366,7 @@ pub struct ManifestArgs {
     pub sync: bool,
 }
 
-/// Arguments of `genpat update`.
-///
-/// Reads the manifest (with --key, refuses it unless MANIFEST.sig is a good
-/// signature of it by that key), asks the device what it runs, and picks
-/// the patch whose source is that image (size and SHA-256), else the full
-/// image; if the device already runs the target it prints "OK, new version
-/// already installed" and sends nothing. Relative URLs in the manifest are
-/// resolved against the manifest's own URL or directory. The file is
-/// downloaded, checked against the manifest's size and SHA-256 (and refused
-/// before anything is sent if it differs), and sent as `genpat send` sends
-/// a patch, with the same output and exit codes. http:// is built in;
-/// https:// needs genpat built with the cargo feature `https`.
+/// Arguments of `genpat update` (its help is on `Command::Update`).
 #[derive(Debug, Args)]
 pub struct UpdateArgs {
     /// The manifest: an http:// or https:// URL, or a local path.
