@@ -5,7 +5,9 @@
 pub mod apply;
 pub mod container;
 pub mod encode;
+pub mod fetch;
 pub mod keys;
+pub mod manifest;
 pub mod plan;
 pub mod send;
 

@@ -317,6 +317,8 @@ fn help_and_version_exit_0_and_document_exit_codes() {
         &["-h"],
         &["diff", "--help"],
         &["apply", "--help"],
+        &["manifest", "--help"],
+        &["update", "--help"],
     ] {
         let o = genpat(&d, args);
         assert_exit(&o, 0);

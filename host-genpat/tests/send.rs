@@ -5,14 +5,13 @@
 mod sim;
 
 use std::net::TcpListener;
-use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
 use flashpatch::mock::Rng;
-use sim::Sim;
+use sim::{serve_unix, Sim};
 use tempfile::TempDir;
 
 /// Two versions of a 48 KiB image: the second has 10 KiB of new bytes,
@@ -44,18 +43,6 @@ fn genpat(dir: &Path, args: &[&str]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// Serves `sessions` connections of `sim` on the Unix socket `sock`.
-fn serve_unix(sim: &Arc<Mutex<Sim>>, sock: &Path, sessions: usize) -> thread::JoinHandle<()> {
-    let listener = UnixListener::bind(sock).unwrap();
-    let s = sim.clone();
-    thread::spawn(move || {
-        for _ in 0..sessions {
-            let (conn, _) = listener.accept().unwrap();
-            s.lock().unwrap().serve(conn);
-        }
-    })
 }
 
 /// Serves `sessions` connections of `sim` on a Unix socket in `dir`, and

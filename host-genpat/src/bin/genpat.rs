@@ -29,9 +29,27 @@ macro_rules! exit_codes {
   3  PATCH already has an entry for this OLD image; nothing was changed
      (pass --replace to replace that entry)
   4  apply, info, send: the patch data is invalid or corrupt
-     (\"Patch data is invalid or corrupt\")
+     (\"Patch data is invalid or corrupt\"); manifest: a patch file is
+     damaged; update: with --key the manifest is unsigned, changed or
+     signed with another key, or a download is not the file the manifest
+     names (nothing is sent)
   5  apply, send: no entry of PATCH is for OLD or for the device's image
-     (\"No suitable patches were found\")"
+     (\"No suitable patches were found\"); update: the manifest has no
+     such component"
+    };
+}
+
+/// An example of `genpat manifest`.
+macro_rules! manifest_example {
+    () => {
+        "Example (v1.bin, v2.bin: images in the field; v3.bin: the release):
+  genpat v1.bin v3.bin v1-v3.fpatch
+  genpat v2.bin v3.bin v2-v3.fpatch
+  genpat manifest --version 3 --image v3.bin --full v3.fpatch \\
+      --patch v1.bin v1-v3.fpatch --patch v2.bin v2-v3.fpatch \\
+      --notes \"Fixes the watchdog.\" --sign release.key -o update.json
+  (serve update.json, update.json.sig and the .fpatch files side by side)
+  genpat update --manifest http://HOST/update.json --key release.key.pub --port /dev/ttyUSB0"
     };
 }
 
@@ -104,6 +122,35 @@ enum Command {
     /// the update protocol (docs/PROTOCOL.md); print the device's answer.
     #[command(after_help = exit_codes!())]
     Send(SendArgs),
+    /// Write a release's update manifest (update.json): the full image and
+    /// the patches from older images, with their URLs, sizes and SHA-256s;
+    /// signed with --sign KEY in update.json.sig (docs/MANIFEST.md).
+    ///
+    /// Writes OUT (update.json) for one component: the target NEW, the full
+    /// image FULL (a patch with no source, which every device can apply) and
+    /// one patch per older image, keyed by that image's SHA-256 as devices
+    /// announce it. Every patch file is checked: intact, every entry makes NEW,
+    /// and one entry is for its OLD. The manifest names each file by its file
+    /// name, relative to the manifest (serve them beside it), or under
+    /// --base-url. OUT and its signature are replaced atomically.
+    #[command(after_help = concat!(manifest_example!(), "\n\n", exit_codes!()))]
+    Manifest(ManifestArgs),
+    /// Update a device from a manifest: ask what it runs, download the patch
+    /// for that image (or else the full image), check it against the
+    /// manifest and send it as `genpat send` does.
+    ///
+    /// Reads the manifest (with --key, refuses it unless MANIFEST.sig is a good
+    /// signature of it by that key), asks the device what it runs, and picks
+    /// the patch whose source is that image (size and SHA-256), else the full
+    /// image; if the device already runs the target it prints "OK, new version
+    /// already installed" and sends nothing. Relative URLs in the manifest are
+    /// resolved against the manifest's own URL or directory. The file is
+    /// downloaded, checked against the manifest's size and SHA-256 (and refused
+    /// before anything is sent if it differs), and sent as `genpat send` sends
+    /// a patch, with the same output and exit codes. http:// is built in;
+    /// https:// needs genpat built with the cargo feature `https`.
+    #[command(after_help = exit_codes!())]
+    Update(UpdateArgs),
 }
 
 /// Arguments of `genpat diff` (and of `genpat OLD NEW PATCH`).
@@ -237,10 +284,17 @@ pub struct SignArgs {
 /// device applied, verified and activated the update. After "OK" it waits
 /// for the device to restart and says what it runs then.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("link").required(true).args(["port", "tcp", "unix"])))]
 pub struct SendArgs {
     /// The patch file.
     pub patch: PathBuf,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+/// How to reach a device (`genpat send`, `genpat update`).
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("link").required(true).args(["port", "tcp", "unix"])))]
+pub struct LinkArgs {
     /// A serial port (for example /dev/ttyUSB0).
     #[arg(long, value_name = "DEVICE")]
     pub port: Option<String>,
@@ -263,6 +317,72 @@ pub struct SendArgs {
     pub restart_timeout: f64,
 }
 
+/// Arguments of `genpat manifest` (its help is on `Command::Manifest`).
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    /// The release's version text.
+    #[arg(long = "version", value_name = "TEXT")]
+    pub version_text: String,
+    /// The new image, which every patch makes.
+    #[arg(long, value_name = "NEW")]
+    pub image: PathBuf,
+    /// The full image as a patch file with no source. If FULL does not
+    /// exist, genpat builds it from NEW (and signs its entry with --sign).
+    #[arg(long, value_name = "FULL")]
+    pub full: PathBuf,
+    /// A patch from the older image OLD to NEW (repeat for every older
+    /// image).
+    #[arg(long, num_args = 2, value_names = ["OLD", "PATCH"])]
+    pub patch: Vec<PathBuf>,
+    /// The URL of the directory that will serve FULL and the patches: the
+    /// manifest then names them by absolute URLs (the base followed by the
+    /// file's name). Without it they are named relative to the manifest.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Release notes.
+    #[arg(long, value_name = "TEXT", default_value = "")]
+    pub notes: String,
+    /// Release notes from a UTF-8 text file.
+    #[arg(long, value_name = "FILE", conflicts_with = "notes")]
+    pub notes_file: Option<PathBuf>,
+    /// The component's name.
+    #[arg(long, value_name = "NAME", default_value = host_genpat::manifest::DEFAULT_COMPONENT)]
+    pub component: String,
+    /// Sign the manifest with this secret key (from `genpat keygen`): the
+    /// Ed25519 signature of OUT's exact bytes goes to OUT.sig. Without it an
+    /// old OUT.sig is removed.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+    /// The manifest to write.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "OUT",
+        default_value = "update.json"
+    )]
+    pub out: PathBuf,
+    /// Also make the written files durable across a host power cut (fsync).
+    #[arg(long)]
+    pub sync: bool,
+}
+
+/// Arguments of `genpat update` (its help is on `Command::Update`).
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The manifest: an http:// or https:// URL, or a local path.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    pub manifest: String,
+    /// Accept only a manifest signed with this public key (KEY.pub from
+    /// `genpat keygen`); its signature is read from MANIFEST.sig.
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<PathBuf>,
+    /// The component to update (default: the manifest's only one).
+    #[arg(long, value_name = "NAME")]
+    pub component: Option<String>,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
 /// Checks `--version STRING`: the format keeps at most 64 bytes of it.
 fn version_string(s: &str) -> Result<String, String> {
     if s.len() > cli::MAX_VERSION_LEN {
@@ -282,8 +402,8 @@ fn with_default_command(mut args: Vec<OsString>) -> Vec<OsString> {
     let explicit = match args.get(1).map(|a| a.to_str()) {
         None => true,
         Some(Some(
-            "diff" | "apply" | "info" | "keygen" | "sign" | "send" | "help" | "-h" | "--help"
-            | "-V",
+            "diff" | "apply" | "info" | "keygen" | "sign" | "send" | "manifest" | "update" | "help"
+            | "-h" | "--help" | "-V",
         )) => true,
         // `genpat --version` alone is the tool's version; with more
         // arguments it is the entry's version string.
@@ -316,6 +436,8 @@ fn main() -> ExitCode {
         Command::Keygen(args) => cli::keys::keygen(args),
         Command::Sign(args) => cli::keys::sign(args),
         Command::Send(args) => cli::send::run(args),
+        Command::Manifest(args) => cli::manifest::run(args),
+        Command::Update(args) => cli::update::run(args),
     })
     .unwrap_or_else(|_| Err(Failure::quiet(EXIT_ERROR)));
     match result {

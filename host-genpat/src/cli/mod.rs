@@ -7,8 +7,10 @@ pub mod apply;
 pub mod diff;
 pub mod info;
 pub mod keys;
+pub mod manifest;
 pub mod progress;
 pub mod send;
+pub mod update;
 
 use std::fs;
 use std::io::{self, Write as _};

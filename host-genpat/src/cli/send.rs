@@ -10,7 +10,7 @@ use host_genpat::send::{self, DeviceInfo, Link, SendEvents, SendOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{hex, read_input, reason, say, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE};
-use crate::SendArgs;
+use crate::{LinkArgs, SendArgs};
 
 /// How often a read returns when nothing arrives.
 const POLL: Duration = Duration::from_millis(50);
@@ -18,13 +18,31 @@ const POLL: Duration = Duration::from_millis(50);
 /// Sends, prints the device's answer on stdout, and maps it to an exit code.
 pub fn run(args: &SendArgs) -> Result<(), Failure> {
     let patch = read_input("PATCH", &args.patch)?;
-    let (mut link, name) = open(args)?;
-    let opts = SendOptions {
+    let (mut link, name) = open(&args.link)?;
+    deliver(link.as_mut(), &name, &patch, &options(&args.link), true)
+}
+
+/// The send options of the command line.
+pub fn options(args: &LinkArgs) -> SendOptions {
+    SendOptions {
         timeout: Duration::from_secs_f64(args.timeout),
         restart: Duration::from_secs_f64(args.restart_timeout),
-    };
-    let mut bar = Bar::new();
-    let report = send::send(link.as_mut(), &patch, &opts, &mut bar).map_err(|e| {
+    }
+}
+
+/// Sends `patch` to the device on `link` (called `name` in messages),
+/// prints the device's answer on stdout and how it went on stderr (with
+/// `show_device`, what the device runs before too), and maps the answer to
+/// an exit code.
+pub fn deliver(
+    link: &mut dyn Link,
+    name: &str,
+    patch: &[u8],
+    opts: &SendOptions,
+    show_device: bool,
+) -> Result<(), Failure> {
+    let mut bar = Bar::new(show_device);
+    let report = send::send(link, patch, opts, &mut bar).map_err(|e| {
         Failure::new(EXIT_ERROR, format!("{name}: {e}")).help(
             "run the same command again: the device keeps what it received and the transfer resumes",
         )
@@ -65,7 +83,7 @@ pub fn run(args: &SendArgs) -> Result<(), Failure> {
 }
 
 /// One line about a device.
-fn describe(d: &DeviceInfo) -> String {
+pub fn describe(d: &DeviceInfo) -> String {
     format!(
         "version {}, image {} bytes, SHA-256 {}…, {}",
         d.version,
@@ -75,7 +93,8 @@ fn describe(d: &DeviceInfo) -> String {
     )
 }
 
-fn open(args: &SendArgs) -> Result<(Box<dyn Link>, String), Failure> {
+/// Opens the link the command line names; returns it and its name.
+pub fn open(args: &LinkArgs) -> Result<(Box<dyn Link>, String), Failure> {
     let fail = |what: &str, e: &io::Error| {
         Failure::new(EXIT_ERROR, format!("cannot open {what}: {}", reason(e)))
     };
@@ -109,14 +128,16 @@ fn open(args: &SendArgs) -> Result<(Box<dyn Link>, String), Failure> {
 /// The device's progress: lines on stderr, and a bar while the patch
 /// travels when stderr is a terminal.
 struct Bar {
+    show_device: bool,
     terminal: bool,
     bar: Option<ProgressBar>,
     stage: Option<Stage>,
 }
 
 impl Bar {
-    fn new() -> Self {
+    fn new(show_device: bool) -> Self {
         Bar {
+            show_device,
             terminal: io::stderr().is_terminal(),
             bar: None,
             stage: None,
@@ -126,7 +147,9 @@ impl Bar {
 
 impl SendEvents for Bar {
     fn device(&mut self, info: &DeviceInfo) {
-        eprintln!("genpat: device: {}", describe(info));
+        if self.show_device {
+            eprintln!("genpat: device: {}", describe(info));
+        }
     }
 
     fn start(&mut self, offset: u32, size: u32) {

@@ -5,6 +5,10 @@
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread;
 
 use flashpatch::mock::MockFlash;
 use flashpatch::proto::device::install;
@@ -207,4 +211,16 @@ fn put(out: &mut Vec<u8>, m: &DeviceMsg<'_>) {
     let mut f = [0u8; MAX_FRAME];
     let n = frame::encode(m, &mut f).unwrap();
     out.extend_from_slice(&f[..n]);
+}
+
+/// Serves `sessions` connections of `sim` on the Unix socket `sock`.
+pub fn serve_unix(sim: &Arc<Mutex<Sim>>, sock: &Path, sessions: usize) -> thread::JoinHandle<()> {
+    let listener = UnixListener::bind(sock).unwrap();
+    let s = sim.clone();
+    thread::spawn(move || {
+        for _ in 0..sessions {
+            let (conn, _) = listener.accept().unwrap();
+            s.lock().unwrap().serve(conn);
+        }
+    })
 }

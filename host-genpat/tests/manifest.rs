@@ -1,0 +1,181 @@
+//! `genpat manifest` on its own (no network, no device): what it writes,
+//! the full image it builds, and the mistakes it refuses.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use flashpatch::mock::Rng;
+use host_genpat::manifest::{self, Image, Manifest};
+use tempfile::TempDir;
+
+fn genpat(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_genpat"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("genpat runs")
+}
+
+#[track_caller]
+fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// v1, v2 (v1 with new bytes) and v3 (v2 with new bytes), 16 KiB each, and
+/// the patches v1→v3 and v2→v3.
+fn setup() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    let mut rng = Rng(5);
+    let v1 = rng.bytes(16 * 1024);
+    let mut v2 = v1.clone();
+    v2[1000..1500].copy_from_slice(&rng.bytes(500));
+    let mut v3 = v2.clone();
+    v3[9000..9300].copy_from_slice(&rng.bytes(300));
+    for (name, img) in [("v1.bin", &v1), ("v2.bin", &v2), ("v3.bin", &v3)] {
+        fs::write(dir.path().join(name), img).unwrap();
+    }
+    for args in [
+        &["v1.bin", "v3.bin", "v1-v3.fpatch"][..],
+        &["v2.bin", "v3.bin", "v2-v3.fpatch"],
+        &["v1.bin", "v2.bin", "v1-v2.fpatch"],
+        &["keygen", "k"],
+    ] {
+        assert_exit(&genpat(dir.path(), args), 0);
+    }
+    dir
+}
+
+const BASE: [&str; 7] = [
+    "manifest",
+    "--version",
+    "3",
+    "--image",
+    "v3.bin",
+    "--full",
+    "v3.fpatch",
+];
+
+fn manifest_with(d: &Path, extra: &[&str]) -> Output {
+    let args: Vec<&str> = BASE.iter().chain(extra).copied().collect();
+    genpat(d, &args)
+}
+
+#[test]
+fn writes_a_signed_manifest_and_builds_the_full_image() {
+    let t = setup();
+    let d = t.path();
+    let o = manifest_with(
+        d,
+        &[
+            "--patch",
+            "v1.bin",
+            "v1-v3.fpatch",
+            "--patch",
+            "v2.bin",
+            "v2-v3.fpatch",
+            "--notes",
+            "Fixes.",
+            "--sign",
+            "k",
+        ],
+    );
+    assert_exit(&o, 0);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("built the full image"));
+    let bytes = fs::read(d.join("update.json")).unwrap();
+    let m = Manifest::from_bytes(&bytes).unwrap();
+    assert_eq!((m.version.as_str(), m.notes.as_str()), ("3", "Fixes."));
+    let c = m.component(None).unwrap();
+    assert_eq!(c.name, "app");
+    let v3 = fs::read(d.join("v3.bin")).unwrap();
+    assert_eq!(c.target, Image::of(&v3));
+    assert_eq!(c.url, "v3.fpatch");
+    assert_eq!(c.size, fs::metadata(d.join("v3.fpatch")).unwrap().len());
+    for (old, patch) in [("v1.bin", "v1-v3.fpatch"), ("v2.bin", "v2-v3.fpatch")] {
+        let source = Image::of(&fs::read(d.join(old)).unwrap());
+        let p = &c.patch_urls[&source.sha256];
+        assert_eq!(
+            (p.url.as_str(), p.source, p.target),
+            (patch, source, c.target)
+        );
+        let file = fs::read(d.join(patch)).unwrap();
+        assert_eq!(p.sha256, manifest::Sha256Hex::of(&file));
+    }
+    let sig = fs::read_to_string(d.join("update.json.sig")).unwrap();
+    let key =
+        host_genpat::keys::public_from_text(&fs::read_to_string(d.join("k.pub")).unwrap()).unwrap();
+    assert_eq!(manifest::verify(&bytes, &sig, &key), Ok(()));
+
+    // The full image applies to any image, and is signed with the key.
+    let o = genpat(
+        d,
+        &[
+            "apply",
+            "--key",
+            "k.pub",
+            "v3.fpatch",
+            "v1-v2.fpatch",
+            "out.bin",
+        ],
+    );
+    assert_exit(&o, 0);
+    assert_eq!(fs::read(d.join("out.bin")).unwrap(), v3);
+
+    // Again, unsigned and with a base URL: FULL is reused, the old
+    // signature removed.
+    let o = manifest_with(d, &["--base-url", "http://cdn.test/rel/3"]);
+    assert_exit(&o, 0);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("built the full image") && err.contains("removed"),
+        "{err}"
+    );
+    assert!(!d.join("update.json.sig").exists());
+    let m = Manifest::from_bytes(&fs::read(d.join("update.json")).unwrap()).unwrap();
+    assert_eq!(m.components[0].url, "http://cdn.test/rel/3/v3.fpatch");
+}
+
+#[test]
+fn mismatched_or_damaged_patches_are_refused() {
+    let t = setup();
+    let d = t.path();
+    assert_exit(&manifest_with(d, &[]), 0);
+    // A patch that makes another image than --image.
+    let o = manifest_with(d, &["--patch", "v1.bin", "v1-v2.fpatch"]);
+    assert_exit(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("makes another image"));
+    // A patch that has no entry for its OLD.
+    let o = manifest_with(d, &["--patch", "v2.bin", "v1-v3.fpatch"]);
+    assert_exit(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has no entry for OLD"));
+    // A damaged patch.
+    let mut p = fs::read(d.join("v1-v3.fpatch")).unwrap();
+    let at = p.len() - 5;
+    p[at] ^= 0x20;
+    fs::write(d.join("bad.fpatch"), &p).unwrap();
+    assert_exit(&manifest_with(d, &["--patch", "v1.bin", "bad.fpatch"]), 4);
+    // A FULL that is a delta, not a full image.
+    let o = genpat(
+        d,
+        &[
+            "manifest",
+            "--version",
+            "3",
+            "--image",
+            "v3.bin",
+            "--full",
+            "v1-v3.fpatch",
+        ],
+    );
+    assert_exit(&o, 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no full-image entry"));
+    // The same OLD twice; --patch with one value.
+    let twice = ["--patch", "v1.bin", "v1-v3.fpatch"].repeat(2);
+    assert_exit(&manifest_with(d, &twice), 1);
+    assert_exit(&manifest_with(d, &["--patch", "v1.bin"]), 1);
+}

@@ -1,0 +1,341 @@
+//! `genpat manifest` and `genpat update` over loopback HTTP: a directory
+//! served by `python3 -m http.server` holds a signed manifest, patches
+//! v1→v3 and v2→v3 and the full v3 image; simulated devices (the send
+//! tests' device, on Unix sockets) run v1, v2 and an image the manifest
+//! does not know. Each gets the file meant for it and ends up running v3
+//! byte for byte. A changed or unsigned manifest is refused under `--key`,
+//! and a download that is not the file the manifest names is refused before
+//! anything is sent. Without python3 the tests say so and pass.
+
+mod sim;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use flashpatch::mock::Rng;
+use sim::{serve_unix, Sim};
+use tempfile::TempDir;
+
+/// A 48 KiB image, and the next two versions of it (each with a few KiB of
+/// new bytes, so that patches are far smaller than the full image).
+fn versions(seed: u64) -> [Vec<u8>; 3] {
+    let mut rng = Rng(seed);
+    let v1: Vec<u8> = (0..48 * 1024)
+        .map(|i| {
+            if i % 3 == 0 {
+                rng.next_u64() as u8
+            } else {
+                (i / 7) as u8
+            }
+        })
+        .collect();
+    let mut v2 = v1.clone();
+    v2[5000..8000].copy_from_slice(&rng.bytes(3000));
+    let mut v3 = v2.clone();
+    v3[20_000..22_000].copy_from_slice(&rng.bytes(2000));
+    v3[40_000] ^= 0xA5;
+    [v1, v2, v3]
+}
+
+fn genpat(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_genpat"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("genpat runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `python3 -m http.server` on a free loopback port; killed on drop.
+struct Http {
+    child: Child,
+    port: u16,
+}
+
+impl Http {
+    /// Serves `dir`, or says why it cannot and returns `None`.
+    fn serve(dir: &Path) -> Option<Http> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let spawned = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .arg("--directory")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut http = match spawned {
+            Ok(child) => Http { child, port },
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run python3 -m http.server ({e}); the update tests need python3");
+                return None;
+            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || http.child.try_wait().ok().flatten().is_some() {
+                eprintln!("SKIPPED: python3 -m http.server did not start on port {port}");
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(http)
+    }
+
+    fn url(&self, file: &str) -> String {
+        format!("http://127.0.0.1:{}/{file}", self.port)
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A release of v3 in `dir/www`: v1-v3.fpatch, v2-v3.fpatch, the full
+/// image v3.fpatch and update.json signed with `dir/release.key`.
+struct Release {
+    dir: TempDir,
+    images: [Vec<u8>; 3],
+}
+
+impl Release {
+    fn new() -> Release {
+        let dir = TempDir::new().unwrap();
+        let images = versions(21);
+        std::fs::create_dir(dir.path().join("www")).unwrap();
+        for (i, img) in images.iter().enumerate() {
+            std::fs::write(dir.path().join(format!("v{}.bin", i + 1)), img).unwrap();
+        }
+        let steps: [&[&str]; 4] = [
+            &["v1.bin", "v3.bin", "www/v1-v3.fpatch"],
+            &["v2.bin", "v3.bin", "www/v2-v3.fpatch"],
+            &["keygen", "release.key"],
+            &[
+                "manifest",
+                "--version",
+                "3.0.0",
+                "--image",
+                "v3.bin",
+                "--full",
+                "www/v3.fpatch",
+                "--patch",
+                "v1.bin",
+                "www/v1-v3.fpatch",
+                "--patch",
+                "v2.bin",
+                "www/v2-v3.fpatch",
+                "--notes",
+                "Fixes the watchdog.",
+                "--sign",
+                "release.key",
+                "-o",
+                "www/update.json",
+            ],
+        ];
+        for args in steps {
+            let out = genpat(dir.path(), args);
+            assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        }
+        Release { dir, images }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn size(&self, file: &str) -> u64 {
+        std::fs::metadata(self.path(file)).unwrap().len()
+    }
+
+    /// A device running `image`, which knows v3 by name.
+    fn device(&self, image: &[u8], name: &str) -> Arc<Mutex<Sim>> {
+        let mut sim = Sim::new(image, name);
+        sim.knows(&self.images[2], "3.0.0");
+        Arc::new(Mutex::new(sim))
+    }
+
+    /// `genpat update --manifest MANIFEST --unix SOCKET` with `extra`
+    /// arguments; `device`, if given, serves one session on SOCKET (without
+    /// one, nothing listens there and genpat cannot reach a device).
+    fn update(&self, device: Option<&Arc<Mutex<Sim>>>, manifest: &str, extra: &[&str]) -> Output {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static SOCKETS: AtomicU64 = AtomicU64::new(0);
+        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+        let sock = self.path(&format!("device-{n}.sock"));
+        let server = device.map(|d| serve_unix(d, &sock, 1));
+        let mut args = vec![
+            "update",
+            "--manifest",
+            manifest,
+            "--unix",
+            sock.to_str().unwrap(),
+            "--restart-timeout",
+            "5",
+        ];
+        args.extend_from_slice(extra);
+        let out = genpat(self.dir.path(), &args);
+        if let Some(s) = server {
+            s.join().unwrap();
+        }
+        out
+    }
+}
+
+/// The number after "sent " in genpat's report.
+fn bytes_sent(stderr: &str) -> u64 {
+    stderr
+        .split("sent ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("nothing sent: {stderr}"))
+}
+
+#[test]
+fn each_device_gets_its_patch_or_the_full_image_and_runs_v3() {
+    let rel = Release::new();
+    let Some(http) = Http::serve(&rel.path("www")) else {
+        return;
+    };
+    let url = http.url("update.json");
+    let [v1, v2, v3] = rel.images.clone();
+    let unknown = versions(77)[0].clone();
+    let cases = [
+        (
+            &v1,
+            "1.0.0",
+            "v1-v3.fpatch",
+            "a patch for the device's image",
+        ),
+        (
+            &v2,
+            "2.0.0",
+            "v2-v3.fpatch",
+            "a patch for the device's image",
+        ),
+        (&unknown, "0.9.0", "v3.fpatch", "sending the full image"),
+    ];
+    for (image, name, file, why) in cases {
+        let dev = rel.device(image, name);
+        let out = rel.update(Some(&dev), &url, &["--key", "release.key.pub"]);
+        let err = text(&out.stderr);
+        assert_eq!(text(&out.stdout), "OK\n", "{name}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        assert!(err.contains("signature good"), "{name}: {err}");
+        assert!(err.contains(&format!("device: version {name}")), "{err}");
+        assert!(err.contains(why), "{name}: {err}");
+        assert!(err.contains(&http.url(file)), "{name}: {err}");
+        assert_eq!(bytes_sent(&err), rel.size(&format!("www/{file}")), "{err}");
+        assert!(err.contains("device restarted: version 3.0.0"), "{err}");
+        assert!(dev.lock().unwrap().running() == (v3.clone(), "3.0.0".into()));
+    }
+    assert!(rel.size("www/v1-v3.fpatch") * 4 < rel.size("www/v3.fpatch"));
+
+    // A device on v3 gets nothing; a local manifest names local files.
+    let dev = rel.device(&v3, "3.0.0");
+    let out = rel.update(Some(&dev), "www/update.json", &["--key", "release.key.pub"]);
+    assert_eq!(
+        text(&out.stdout),
+        "OK, new version already installed\n",
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert!(!text(&out.stderr).contains("sent "));
+}
+
+#[test]
+fn changed_unsigned_or_foreign_manifests_are_refused_under_key() {
+    let rel = Release::new();
+    let Some(http) = Http::serve(&rel.path("www")) else {
+        return;
+    };
+    let url = http.url("update.json");
+    let good = std::fs::read_to_string(rel.path("www/update.json")).unwrap();
+    let out = genpat(rel.dir.path(), &["keygen", "other.key"]);
+    assert!(out.status.success());
+    let v1 = rel.images[0].clone();
+
+    // A changed field: the v1 device is sent the v2 patch's URL.
+    let changed = good.replacen("\"url\": \"v1-v3.fpatch\"", "\"url\": \"v2-v3.fpatch\"", 1);
+    assert_ne!(changed, good);
+    std::fs::write(rel.path("www/update.json"), &changed).unwrap();
+    let refused = |out: &Output, why: &str| {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert!(
+            err.contains("refusing the manifest") && err.contains(why),
+            "{err}"
+        );
+    };
+    let dev = rel.device(&v1, "1.0.0");
+    refused(
+        &rel.update(None, &url, &["--key", "release.key.pub"]),
+        "signature does not match",
+    );
+    // Signed, but by another key.
+    std::fs::write(rel.path("www/update.json"), &good).unwrap();
+    refused(
+        &rel.update(None, &url, &["--key", "other.key.pub"]),
+        "signature does not match",
+    );
+    // Not signed at all.
+    std::fs::remove_file(rel.path("www/update.json.sig")).unwrap();
+    refused(
+        &rel.update(None, &url, &["--key", "release.key.pub"]),
+        "not signed",
+    );
+    assert!(dev.lock().unwrap().running() == (v1, "1.0.0".into()));
+
+    // Without --key genpat says that it does not check, and updates.
+    let out = rel.update(Some(&dev), &url, &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("signature is not checked"), "{err}");
+    assert!(dev.lock().unwrap().running().0 == rel.images[2]);
+}
+
+#[test]
+fn a_download_unlike_the_manifest_is_refused_before_sending() {
+    let rel = Release::new();
+    let Some(http) = Http::serve(&rel.path("www")) else {
+        return;
+    };
+    let url = http.url("update.json");
+    let patch = rel.path("www/v1-v3.fpatch");
+    let good = std::fs::read(&patch).unwrap();
+    let mut flipped = good.clone();
+    let at = good.len() - 10;
+    flipped[at] ^= 0x01;
+    let other = std::fs::read(rel.path("www/v2-v3.fpatch")).unwrap();
+    let v1 = rel.images[0].clone();
+    for (bytes, why) in [(&flipped, "SHA-256"), (&other, "bytes")] {
+        std::fs::write(&patch, bytes).unwrap();
+        let dev = rel.device(&v1, "1.0.0");
+        let flash = dev.lock().unwrap().flash.borrow().as_bytes().to_vec();
+        let out = rel.update(Some(&dev), &url, &["--key", "release.key.pub"]);
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{err}");
+        assert!(err.contains("not sending it") && err.contains(why), "{err}");
+        assert!(!err.contains("sent "), "{err}");
+        let d = dev.lock().unwrap();
+        assert!(d.running() == (v1.clone(), "1.0.0".into()));
+        assert!(
+            d.flash.borrow().as_bytes() == &flash[..],
+            "the device's flash changed"
+        );
+    }
+}
