@@ -128,6 +128,8 @@ fn install_targets() -> Result<(), String> {
 
 fn test() -> Result<(), String> {
     install_targets()?;
+    // python3 serves the manifest test's files over loopback HTTP.
+    qemu::ensure_packages(&[("python3", "python3")])?;
     let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
     for t in NO_STD_TARGETS {
         for features in ["", "defmt", "sign"] {

@@ -44,38 +44,46 @@ pub fn root() -> PathBuf {
 /// installs it with apt-get when root, else says how in one line.
 pub fn ensure_tools() -> Result<(), String> {
     crate::run("rustup", &["target", "add", TARGET], &[])?;
-    let have = |_: ()| {
-        Command::new("qemu-system-arm")
+    ensure_packages(&[("qemu-system-arm", "qemu-system-arm")])
+}
+
+/// Makes sure each `(command, Debian package)` runs (`command --version`):
+/// installs the missing packages with apt-get when root, else says how in
+/// one line.
+pub fn ensure_packages(tools: &[(&str, &str)]) -> Result<(), String> {
+    let have = |cmd: &str| {
+        Command::new(cmd)
             .arg("--version")
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
-    if have(()) {
+    let missing: Vec<&str> = tools
+        .iter()
+        .filter(|(cmd, _)| !have(cmd))
+        .map(|&(_, pkg)| pkg)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let list = missing.join(" ");
     if !root {
-        return Err("qemu-system-arm is missing: run `sudo apt-get install -y --no-install-recommends qemu-system-arm`, then this command again".into());
+        return Err(format!(
+            "{list} missing: run `sudo apt-get install -y --no-install-recommends {list}`, then this command again"
+        ));
     }
     crate::run("apt-get", &["update", "-qq"], &[])?;
-    crate::run(
-        "apt-get",
-        &[
-            "install",
-            "-y",
-            "--no-install-recommends",
-            "qemu-system-arm",
-        ],
-        &[("DEBIAN_FRONTEND", "noninteractive")],
-    )?;
-    if have(()) {
-        Ok(())
-    } else {
-        Err("qemu-system-arm still does not run after apt-get install".into())
+    let mut args = vec!["install", "-y", "--no-install-recommends"];
+    args.extend(&missing);
+    crate::run("apt-get", &args, &[("DEBIAN_FRONTEND", "noninteractive")])?;
+    match tools.iter().find(|(cmd, _)| !have(cmd)) {
+        None => Ok(()),
+        Some((cmd, _)) => Err(format!("{cmd} still does not run after apt-get install")),
     }
 }
 
