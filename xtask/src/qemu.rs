@@ -148,6 +148,15 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     Ok((elf_out, image))
 }
 
+/// Builds the firmware as it is by default and returns the ELF of `bin`,
+/// copied to `out/BIN.elf`.
+pub fn build_bin(bin: &str, out: &Path) -> Result<PathBuf, String> {
+    cargo_fw(&[])?;
+    let p = out.join(format!("{bin}.elf"));
+    std::fs::copy(elf(bin), &p).map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
 /// The boot stage's ELF (built with the last application build).
 pub fn boot_elf(out: &Path) -> Result<PathBuf, String> {
     let p = out.join("boot.elf");
@@ -213,6 +222,19 @@ pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
     Ok(flash.into_inner().as_bytes().to_vec())
 }
 
+/// `qemu-system-arm` on mps2-an386 with semihosting, no display and no
+/// monitor, started in `dir` (where the firmware's host files are) with
+/// `kernel`.
+pub fn command(dir: &Path, kernel: &Path) -> Command {
+    let mut cmd = Command::new("qemu-system-arm");
+    cmd.args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-kernel")
+        .arg(kernel)
+        .current_dir(dir);
+    cmd
+}
+
 /// One QEMU run: its console lines arrive on a channel.
 pub struct Qemu {
     child: Child,
@@ -236,14 +258,9 @@ impl Qemu {
         let sock = dir.join("uart.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        let mut cmd = Command::new("qemu-system-arm");
-        cmd.args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .arg("-serial")
+        let mut cmd = command(dir, boot);
+        cmd.arg("-serial")
             .arg(format!("unix:{}", sock.display()))
-            .arg("-kernel")
-            .arg(boot)
-            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
