@@ -104,11 +104,17 @@ fn elf(bin: &str) -> PathBuf {
         .join(bin)
 }
 
-fn cargo_fw(env: &[(&str, &str)]) -> Result<(), String> {
+/// Builds the binaries `bins` of the firmware with `env`.
+fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("xtask: $ (cd firmware-demo && {env:?} cargo build --release)");
+    let flags: Vec<String> = bins.iter().map(|b| format!("--bin={b}")).collect();
+    eprintln!(
+        "xtask: $ (cd firmware-demo && {env:?} cargo build --release {})",
+        flags.join(" ")
+    );
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--quiet"])
+        .args(&flags)
         .current_dir(fw_dir())
         .env_remove("DEMO_VERSION")
         .env_remove("DEMO_BAD")
@@ -134,7 +140,7 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     if let Some(f) = v.fault {
         env.push(("DEMO_FAULT", f));
     }
-    cargo_fw(&env)?;
+    cargo_fw(&env, &["app", "boot"])?;
     let tag = format!(
         "{}{}{}",
         v.name,
@@ -148,10 +154,10 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     Ok((elf_out, image))
 }
 
-/// Builds the firmware as it is by default and returns the ELF of `bin`,
-/// copied to `out/BIN.elf`.
+/// Builds the firmware binary `bin` as it is by default and returns its
+/// ELF, copied to `out/BIN.elf`.
 pub fn build_bin(bin: &str, out: &Path) -> Result<PathBuf, String> {
-    cargo_fw(&[])?;
+    cargo_fw(&[], &[bin])?;
     let p = out.join(format!("{bin}.elf"));
     std::fs::copy(elf(bin), &p).map_err(|e| e.to_string())?;
     Ok(p)

@@ -23,8 +23,10 @@
 //! instructions. The firmware checks that first with a loop of a known
 //! number of instructions (the `clock:` line). QEMU does not model DWT
 //! CYCCNT (it reads 0) and the CMSDK timers count the same 25 MHz clock,
-//! so no timer the guest can read is finer; each reading is exact to one
-//! tick, so every figure below is exact to ±40 instructions.
+//! so no timer the guest can read is finer. Each reading is exact to one
+//! tick, so a figure is exact to ±40 instructions for each `feed` call it
+//! spans (one per 4 KiB of patch): a few ticks in all, far below 0.01
+//! instructions per output byte, and what differs from run to run.
 //!
 //! Semihosting calls (the flash files, the patch file, the console) are
 //! host work: the guest executes one `BKPT` for each, so the counts hold
