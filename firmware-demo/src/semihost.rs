@@ -10,6 +10,8 @@ pub mod exit {
     pub const NO_IMAGE: u32 = 3;
     /// The flash file cannot be used.
     pub const FLASH: u32 = 4;
+    /// The work measured by `applybench` failed.
+    pub const FAILED: u32 = 5;
     /// A panic.
     pub const PANIC: u32 = 101;
     /// A HardFault.
@@ -20,6 +22,7 @@ const SYS_OPEN: u32 = 0x01;
 const SYS_WRITE: u32 = 0x05;
 const SYS_READ: u32 = 0x06;
 const SYS_SEEK: u32 = 0x0A;
+const SYS_FLEN: u32 = 0x0C;
 const SYS_EXIT_EXTENDED: u32 = 0x20;
 const ADP_STOPPED_APPLICATION_EXIT: u32 = 0x20026;
 
@@ -50,6 +53,13 @@ pub fn open(name: &str, mode: u32) -> Option<u32> {
 pub fn seek(h: u32, pos: u32) -> bool {
     let block = [h, pos];
     call(SYS_SEEK, block.as_ptr()) == 0
+}
+
+/// Length of file `h`.
+pub fn flen(h: u32) -> Option<u32> {
+    let block = [h];
+    let n = call(SYS_FLEN, block.as_ptr());
+    (n >= 0).then_some(n as u32)
 }
 
 /// Reads exactly `buf.len()` bytes; false if fewer came.

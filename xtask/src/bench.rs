@@ -3,18 +3,21 @@
 //! apply time, side by side with bsdiff, xdelta3 -9 and `zstd -19
 //! --patch-from` where they are installed, and the geomean size ratios;
 //! then the device-side figures (see `device.rs`): the applier's RAM, the
-//! `.text` of the apply path on `thumbv7em-none-eabihf` and instructions per
-//! output byte (callgrind, when valgrind is installed). Everything comes
-//! from one run: times are medians of `--runs` runs (default 5), and
-//! comparisons are ratios within the run.
+//! `.text` of the apply path on `thumbv7em-none-eabihf`, and instructions
+//! per output byte on the Cortex-M4, by phase (QEMU `-icount`, see
+//! `icount.rs`; when `qemu-system-arm` and the target are installed),
+//! with the x86-64 count under callgrind beside it (when valgrind is).
+//! Everything comes from one run: times are medians of `--runs` runs
+//! (default 5), and comparisons are ratios within the run.
 //!
-//! Peers come from Debian: `apt-get install bsdiff xdelta3 zstd valgrind`.
+//! Peers come from Debian: `apt-get install bsdiff xdelta3 zstd valgrind
+//! qemu-system-arm`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::device;
+use crate::{device, icount};
 
 struct Row {
     pair: String,
@@ -27,8 +30,10 @@ struct Row {
     bsdiff: Option<(u64, Duration, Duration)>,
     xdelta3: Option<(u64, Duration)>,
     zstd: Option<(u64, Duration)>,
-    /// Instructions of the applier (all, in digests), if measured.
-    instr: Option<(u64, u64)>,
+    /// x86-64 instructions of the applier, if measured.
+    instr: Option<u64>,
+    /// Cortex-M4 instructions of the apply, if measured.
+    m4: Option<icount::M4Count>,
 }
 
 fn have(tool: &str) -> bool {
@@ -72,6 +77,23 @@ fn same(a: &Path, b: &Path) -> Result<bool, String> {
     Ok(read(a)? == read(b)?)
 }
 
+/// The pairs of the corpus (folders holding `old` and `new`), by name.
+pub fn pairs(corpus: &Path) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(corpus)
+        .map_err(|e| format!("corpus {}: {e}", corpus.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("old").is_file() && p.join("new").is_file())
+        .collect();
+    dirs.sort();
+    Ok(dirs
+        .into_iter()
+        .map(|d| {
+            let name = d.file_name().unwrap_or_default().to_string_lossy();
+            (name.into_owned(), d)
+        })
+        .collect())
+}
+
 pub fn bench(args: &[String]) -> Result<(), String> {
     let mut corpus = PathBuf::from("../shared/corpus");
     let mut runs = 5usize;
@@ -103,19 +125,13 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     }
     let work = std::env::temp_dir().join(format!("flashpatch-bench-{}", std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&corpus)
-        .map_err(|e| format!("corpus {}: {e}", corpus.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.join("old").is_file() && p.join("new").is_file())
-        .collect();
-    dirs.sort();
+    let m4 = if icount::available() {
+        Some(icount::build(&work)?)
+    } else {
+        None
+    };
     let mut rows = Vec::new();
-    for d in &dirs {
-        let pair = d
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for (pair, d) in pairs(&corpus)? {
         eprintln!("xtask: bench {pair}");
         let (old, new) = (d.join("old"), d.join("new"));
         let patch = work.join(format!("{pair}.fp"));
@@ -201,6 +217,16 @@ pub fn bench(args: &[String]) -> Result<(), String> {
         } else {
             None
         };
+        let m4 = match &m4 {
+            Some(elf) => Some(icount::count(
+                elf,
+                &old,
+                &new,
+                &patch,
+                &work.join(format!("{pair}.m4")),
+            )?),
+            None => None,
+        };
         rows.push(Row {
             pair,
             new_len: size(&new)?,
@@ -212,6 +238,7 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             xdelta3: xd,
             zstd: zs,
             instr,
+            m4,
         });
     }
     let _ = std::fs::remove_dir_all(&work);
@@ -245,28 +272,19 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         s.rodata,
         s.rodata.saturating_sub(c.rodata)
     );
-    let measured: Vec<_> = rows.iter().filter_map(|r| Some((r, r.instr?))).collect();
-    if measured.is_empty() {
-        println!("- Instructions per output byte: valgrind is not installed (`apt-get install valgrind`).");
+    let m4: Vec<_> = rows
+        .iter()
+        .filter_map(|r| {
+            let x86 = r.instr.map(|all| all as f64 / r.new_len.max(1) as f64);
+            Some((r.pair.as_str(), r.m4?, x86))
+        })
+        .collect();
+    if m4.is_empty() {
+        println!("- Instructions per output byte on the Cortex-M4: not measured (needs qemu-system-arm and the {} target).", device::TARGET);
         return Ok(());
     }
-    println!("- Instructions per output byte (x86-64, callgrind, everything `Applier::feed` executes while `genpat apply` runs; a stand-in for a Cortex-M4 count):\n");
-    println!("| pair | instructions | per output byte | of which source and target digests |");
-    println!("|---|---:|---:|---:|");
-    let mut per = Vec::new();
-    for (r, (all, digests)) in &measured {
-        let p = *all as f64 / r.new_len.max(1) as f64;
-        per.push(p);
-        println!(
-            "| {} | {all} | {p:.1} | {:.1} |",
-            r.pair,
-            *digests as f64 / r.new_len.max(1) as f64
-        );
-    }
-    println!(
-        "\nmean over the corpus: {:.1} instructions per output byte",
-        per.iter().sum::<f64>() / per.len() as f64
-    );
+    println!("- Instructions per output byte on the Cortex-M4 (`firmware-demo`'s `applybench` on QEMU mps2-an386 with `-icount shift=0`, opt-level s, compact SHA-256; everything `Applier::feed` executes, the guest side of the emulated flash's driver included; then that driver's share and each phase, per output byte{}):\n", if m4.iter().any(|r| r.2.is_some()) { "; last, the x86-64 count of `genpat apply` under callgrind" } else { "" });
+    icount::print_table(&m4);
     Ok(())
 }
 

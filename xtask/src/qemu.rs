@@ -112,11 +112,17 @@ fn elf(bin: &str) -> PathBuf {
         .join(bin)
 }
 
-fn cargo_fw(env: &[(&str, &str)]) -> Result<(), String> {
+/// Builds the binaries `bins` of the firmware with `env`.
+fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    eprintln!("xtask: $ (cd firmware-demo && {env:?} cargo build --release)");
+    let flags: Vec<String> = bins.iter().map(|b| format!("--bin={b}")).collect();
+    eprintln!(
+        "xtask: $ (cd firmware-demo && {env:?} cargo build --release {})",
+        flags.join(" ")
+    );
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--quiet"])
+        .args(&flags)
         .current_dir(fw_dir())
         .env_remove("DEMO_VERSION")
         .env_remove("DEMO_BAD")
@@ -142,7 +148,7 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     if let Some(f) = v.fault {
         env.push(("DEMO_FAULT", f));
     }
-    cargo_fw(&env)?;
+    cargo_fw(&env, &["app", "boot"])?;
     let tag = format!(
         "{}{}{}",
         v.name,
@@ -154,6 +160,15 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     let image = image_of(&std::fs::read(&elf_out).map_err(|e| e.to_string())?)?;
     std::fs::write(out.join(format!("{tag}.bin")), &image).map_err(|e| e.to_string())?;
     Ok((elf_out, image))
+}
+
+/// Builds the firmware binary `bin` as it is by default and returns its
+/// ELF, copied to `out/BIN.elf`.
+pub fn build_bin(bin: &str, out: &Path) -> Result<PathBuf, String> {
+    cargo_fw(&[], &[bin])?;
+    let p = out.join(format!("{bin}.elf"));
+    std::fs::copy(elf(bin), &p).map_err(|e| e.to_string())?;
+    Ok(p)
 }
 
 /// The boot stage's ELF (built with the last application build).
@@ -221,6 +236,19 @@ pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
     Ok(flash.into_inner().as_bytes().to_vec())
 }
 
+/// `qemu-system-arm` on mps2-an386 with semihosting, no display and no
+/// monitor, started in `dir` (where the firmware's host files are) with
+/// `kernel`.
+pub fn command(dir: &Path, kernel: &Path) -> Command {
+    let mut cmd = Command::new("qemu-system-arm");
+    cmd.args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .arg("-kernel")
+        .arg(kernel)
+        .current_dir(dir);
+    cmd
+}
+
 /// One QEMU run: its console lines arrive on a channel.
 pub struct Qemu {
     child: Child,
@@ -244,14 +272,9 @@ impl Qemu {
         let sock = dir.join("uart.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        let mut cmd = Command::new("qemu-system-arm");
-        cmd.args(["-M", "mps2-an386", "-display", "none", "-monitor", "none"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .arg("-serial")
+        let mut cmd = command(dir, boot);
+        cmd.arg("-serial")
             .arg(format!("unix:{}", sock.display()))
-            .arg("-kernel")
-            .arg(boot)
-            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
