@@ -1,7 +1,8 @@
 //! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), the checksum of
 //! zlib, PNG and Ethernet.
 //!
-//! On a device: table-driven, a byte at a time, 1 KiB of table in flash.
+//! On a device: table-driven, a 32-bit word at a time (four table steps
+//! per word), 1 KiB of table in flash.
 //! With the feature `fast-crc` (host tools; needs `std`) the work goes to
 //! `crc32fast`, which uses the CPU's carry-less multiply: the same values,
 //! ten times faster.
@@ -53,9 +54,17 @@ impl Crc32 {
         }
         #[cfg(not(feature = "fast-crc"))]
         {
+            // A word at a time: one load and one XOR per four bytes, then
+            // four table steps (about 4 instructions a byte on a Cortex-M4
+            // instead of 7).
+            let step = |c: u32| (c >> 8) ^ TABLE[(c & 0xFF) as usize];
+            let (words, rest) = bytes.as_chunks::<4>();
             let mut c = self.0;
-            for &b in bytes {
-                c = (c >> 8) ^ TABLE[((c ^ b as u32) & 0xFF) as usize];
+            for w in words {
+                c = step(step(step(step(c ^ u32::from_le_bytes(*w)))));
+            }
+            for &b in rest {
+                c = step(c ^ b as u32);
             }
             self.0 = c;
         }
@@ -88,6 +97,31 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The bit-at-a-time definition.
+    fn reference(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
+            }
+        }
+        !c
+    }
+
+    #[test]
+    fn every_length_and_split_matches_the_definition() {
+        let data: [u8; 70] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+        for len in 0..data.len() {
+            for cut in 0..=len.min(9) {
+                let mut c = Crc32::new();
+                c.update(&data[..cut]);
+                c.update(&data[cut..len]);
+                assert_eq!(c.value(), reference(&data[..len]), "{len} {cut}");
+            }
+        }
+    }
 
     #[test]
     fn check_value() {
