@@ -1,10 +1,12 @@
 //! End-to-end tests of the `genpat` binary: the real executable, run in
 //! temporary directories on small generated firmware-like images.
 
+mod common;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::genpat;
 use tempfile::TempDir;
 
 const OK: &str = "OK\n";
@@ -51,15 +53,6 @@ fn next_version(old: &[u8], seed: u64) -> Vec<u8> {
     new.truncate(tail);
     new.extend(rng.bytes(120));
     new
-}
-
-/// The binary under test, run in `dir`.
-fn genpat(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_genpat"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("genpat runs")
 }
 
 fn stdout(o: &Output) -> String {

@@ -1,21 +1,15 @@
 //! `genpat manifest` on its own (no network, no device): what it writes,
 //! the full image it builds, and the mistakes it refuses.
 
+mod common;
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::genpat;
 use flashpatch::mock::Rng;
 use host_genpat::manifest::{self, Image, Manifest};
 use tempfile::TempDir;
-
-fn genpat(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_genpat"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("genpat runs")
-}
 
 #[track_caller]
 fn assert_exit(o: &Output, code: i32) {

@@ -2,14 +2,16 @@
 //! staging and applier over a MockFlash) on a Unix socket and on loopback
 //! TCP: results, exit codes, resume after a power cut, link failures.
 
+mod common;
 mod sim;
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use common::genpat;
 use flashpatch::mock::Rng;
 use sim::{serve_unix, Sim};
 use tempfile::TempDir;
@@ -18,27 +20,11 @@ use tempfile::TempDir;
 /// so that its patch spans several staging units.
 fn images(seed: u64) -> (Vec<u8>, Vec<u8>) {
     let mut rng = Rng(seed);
-    let v1: Vec<u8> = (0..48 * 1024)
-        .map(|i| {
-            if i % 3 == 0 {
-                rng.next_u64() as u8
-            } else {
-                (i / 7) as u8
-            }
-        })
-        .collect();
+    let v1 = common::image_48k(&mut rng);
     let mut v2 = v1.clone();
     v2[5000..15_240].copy_from_slice(&rng.bytes(10_240));
     v2[40_000] ^= 0xA5;
     (v1, v2)
-}
-
-fn genpat(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_genpat"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("genpat runs")
 }
 
 fn text(b: &[u8]) -> String {

@@ -7,6 +7,7 @@
 //! and a download that is not the file the manifest names is refused before
 //! anything is sent. Without python3 the tests say so and pass.
 
+mod common;
 mod sim;
 
 use std::net::{TcpListener, TcpStream};
@@ -15,6 +16,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::genpat;
 use flashpatch::mock::Rng;
 use sim::{serve_unix, Sim};
 use tempfile::TempDir;
@@ -23,29 +25,13 @@ use tempfile::TempDir;
 /// new bytes, so that patches are far smaller than the full image).
 fn versions(seed: u64) -> [Vec<u8>; 3] {
     let mut rng = Rng(seed);
-    let v1: Vec<u8> = (0..48 * 1024)
-        .map(|i| {
-            if i % 3 == 0 {
-                rng.next_u64() as u8
-            } else {
-                (i / 7) as u8
-            }
-        })
-        .collect();
+    let v1 = common::image_48k(&mut rng);
     let mut v2 = v1.clone();
     v2[5000..8000].copy_from_slice(&rng.bytes(3000));
     let mut v3 = v2.clone();
     v3[20_000..22_000].copy_from_slice(&rng.bytes(2000));
     v3[40_000] ^= 0xA5;
     [v1, v2, v3]
-}
-
-fn genpat(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_genpat"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("genpat runs")
 }
 
 fn text(b: &[u8]) -> String {
