@@ -86,13 +86,18 @@ fn update_then_same_patch_again_over_unix_socket() {
     assert!(sim.lock().unwrap().running().0 == v2);
 }
 
+/// `bad.fpat` in `dir`: `up.fpat` with one bit of its body flipped.
+fn write_corrupt(dir: &Path) {
+    let mut patch = std::fs::read(dir.join("up.fpat")).unwrap();
+    let at = patch.len() - 100;
+    patch[at] ^= 0x10;
+    std::fs::write(dir.join("bad.fpat"), &patch).unwrap();
+}
+
 #[test]
 fn corrupt_patch_is_refused_and_device_keeps_its_image() {
     let (dir, v1, v2) = setup();
-    let mut patch = std::fs::read(dir.path().join("up.fpat")).unwrap();
-    let at = patch.len() - 100;
-    patch[at] ^= 0x10;
-    std::fs::write(dir.path().join("bad.fpat"), &patch).unwrap();
+    write_corrupt(dir.path());
     let sim = Arc::new(Mutex::new(device(&v1, &v2)));
     let outs = over_unix(sim.clone(), dir.path(), "bad.fpat", 1);
     assert_eq!(text(&outs[0].stdout), "Patch data is invalid or corrupt\n");
@@ -194,10 +199,7 @@ fn line_noise_costs_retries_not_the_update() {
 #[test]
 fn lost_result_is_asked_for_again() {
     let (dir, v1, v2) = setup();
-    let mut patch = std::fs::read(dir.path().join("up.fpat")).unwrap();
-    let at = patch.len() - 100;
-    patch[at] ^= 0x10;
-    std::fs::write(dir.path().join("bad.fpat"), &patch).unwrap();
+    write_corrupt(dir.path());
     for (file, stdout, code, runs) in [
         ("bad.fpat", "Patch data is invalid or corrupt\n", 4, "v1"),
         ("up.fpat", "OK, new version already installed\n", 0, "v2"),
