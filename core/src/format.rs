@@ -103,7 +103,7 @@ pub struct EntryHeader {
     pub version: u8,
     /// Entry flags (0 in version 1).
     pub flags: u8,
-    /// Codec identifier ([`crate::codec::CODEC_RC2`]).
+    /// Codec identifier ([`crate::codec::CODEC_RC3`]).
     pub codec: u8,
     /// Codec parameter byte.
     pub params: u8,

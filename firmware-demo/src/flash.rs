@@ -99,7 +99,7 @@ impl NorFlash for FileFlash {
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         let len = to.checked_sub(from).ok_or(FlashError::OutOfBounds)?;
         self.check(from, len as usize, Self::ERASE_SIZE as u32)?;
-        let ff = [0xFFu8; 256];
+        let ff = [0xFFu8; 64];
         let mut at = from;
         while at < to {
             self.raw_write(at, &ff)?;
@@ -110,7 +110,7 @@ impl NorFlash for FileFlash {
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
         self.check(offset, bytes.len(), Self::WRITE_SIZE as u32)?;
-        let mut old = [0u8; 256];
+        let mut old = [0u8; 64];
         for (i, piece) in bytes.chunks(old.len()).enumerate() {
             let at = offset + (i * old.len()) as u32;
             let old = &mut old[..piece.len()];

@@ -1,4 +1,4 @@
-//! Turns a plan into codec 2's operations and codes them.
+//! Turns a plan into codec 3's operations and codes them.
 //!
 //! A `Copy` step becomes exact runs (`Copy`, or `Seek` where the cursor
 //! must move) separated by single-byte differences (`Diff`); a `Literal`
@@ -11,7 +11,7 @@ use flashpatch::codec::{BitIo, Encoder, Model, Op, Params};
 
 use crate::plan::Step;
 
-/// Codes `steps` (which must cover `new` exactly) into a codec 2 body.
+/// Codes `steps` (which must cover `new` exactly) into a codec 3 body.
 pub fn encode_body(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Vec<u8> {
     encode_body_lits(old, new, steps, params).0
 }

@@ -11,7 +11,7 @@ pub mod manifest;
 pub mod plan;
 pub mod send;
 
-use flashpatch::codec::{Params, CODEC_RC2};
+use flashpatch::codec::{Params, CODEC_RC3};
 use flashpatch::format::{EntryHeader, VERSION};
 
 pub use container::Metadata;
@@ -140,7 +140,7 @@ pub fn generate(
     let header = EntryHeader {
         version: VERSION,
         flags: 0,
-        codec: CODEC_RC2,
+        codec: CODEC_RC3,
         params: params.to_byte(),
         source: container::source_id(old),
         target: container::target_id(new),

@@ -33,6 +33,24 @@ fn tiny_patch_bytes_are_pinned() {
 const GOLDEN: &str = concat!(
     "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
     "5000",             // H = 80
+    "01000300",         // version 1, flags 0, codec 3, params 0
+    "4d000000",
+    "782090f2",
+    "f9cb655c0b611fb48c74f8dc23996566", // source size, CRC-32, MD5
+    "4d000000",
+    "da136512",
+    "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3", // target
+    "0f000000",
+    "893d09b3",                       // body length, body CRC-32
+    "36d2c539",                       // header CRC-32
+    "000817f77e37f421d7de21080c0000", // body
+);
+
+/// The same pair as patched by codec 2 (earlier builds): a decoder of this
+/// version refuses it with a typed error before writing anything.
+const CODEC2: &str = concat!(
+    "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
+    "5000",             // H = 80
     "01000200",         // version 1, flags 0, codec 2, params 0
     "4d000000",
     "782090f2",
@@ -46,8 +64,8 @@ const GOLDEN: &str = concat!(
     "000817f77e37f421d7ddca1d450000", // body
 );
 
-/// The same pair as patched by codec 1 (flashpatch 0.1): a decoder of this
-/// version refuses it with a typed error before writing anything.
+/// The same pair as patched by codec 1 (flashpatch 0.1), refused the same
+/// way.
 const CODEC1: &str = concat!(
     "4650415401000100",
     "5000",
@@ -65,30 +83,26 @@ const CODEC1: &str = concat!(
 );
 
 #[test]
-fn codec1_patches_are_refused_with_a_typed_error() {
-    let patch: Vec<u8> = (0..CODEC1.len() / 2)
-        .map(|i| u8::from_str_radix(&CODEC1[2 * i..2 * i + 2], 16).unwrap())
-        .collect();
-    let g = apply_guarded(&patch, OLD, 4096, 5, NEW.len());
-    assert_eq!(
-        g.result,
-        Err(Error::Codec {
-            codec: 1,
-            params: 0
-        })
-    );
-    assert_eq!((g.stats.erases, g.stats.writes), (0, 0));
-    assert_eq!(
-        g.result.unwrap_err().to_string(),
-        "codec 1 with parameters 0x00 is not supported"
-    );
+fn retired_codecs_are_refused_with_a_typed_error() {
+    for (codec, hexed) in [(1u8, CODEC1), (2, CODEC2)] {
+        let patch: Vec<u8> = (0..hexed.len() / 2)
+            .map(|i| u8::from_str_radix(&hexed[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let g = apply_guarded(&patch, OLD, 4096, 5, NEW.len());
+        assert_eq!(g.result, Err(Error::Codec { codec, params: 0 }));
+        assert_eq!((g.stats.erases, g.stats.writes), (0, 0));
+        assert_eq!(
+            g.result.unwrap_err().to_string(),
+            format!("codec {codec} with parameters 0x00 is not supported")
+        );
+    }
 }
 
 /// Wear of a small update through the slot manager, phase by phase: a
 /// 10,000-byte image over 4 KiB erase units, 64-byte write buffer.
 /// Update + activation: the target's 3 units (3 erases, 157 writes), two
-/// checkpoints (each a bank erase, a 96-byte boot record copy and 14
-/// writes of the 3,424-byte record) and the activation record. Every later
+/// checkpoints (each a bank erase, a 96-byte boot record copy and 40
+/// 64-byte writes of the 2,528-byte record) and the activation record. Every later
 /// session that writes starts a fresh bank: one erase and one record.
 #[test]
 fn slot_update_wear_is_pinned() {
@@ -102,7 +116,7 @@ fn slot_update_wear_is_pinned() {
          (codec state {} bytes of it)",
         flashpatch::codec::SAVED_LEN
     );
-    assert_eq!((BOOT_RECORD_LEN, CHECKPOINT_LEN), (96, 3424));
+    assert_eq!((BOOT_RECORD_LEN, CHECKPOINT_LEN), (96, 2528));
     let (old, new) = flashpatch_tests::firmware_pair(77, 20_000);
     let (old, new) = (&old[..10_000], &new[..10_000]);
     let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
@@ -132,7 +146,7 @@ fn slot_update_wear_is_pinned() {
         let inst = up.finish().unwrap();
         slots.activate(&inst).unwrap();
     }
-    assert_eq!(phase("update + activate"), (5, 188, 17_136));
+    assert_eq!(phase("update + activate"), (5, 240, 15_344));
     assert_eq!(dev.boot().unwrap().slot, Slot::B);
     assert_eq!(phase("first boot (trial)"), (1, 1, 96));
     dev.slots().unwrap().confirm().unwrap();

@@ -124,6 +124,99 @@ fn largest_chunk_fits_a_frame_and_has_no_zero_inside() {
     );
 }
 
+/// The encoder works in its output buffer alone: for chunks of every
+/// length with long zero and non-zero runs (COBS's 254-byte blocks), and in
+/// buffers from too small to `MAX_FRAME`, the frame is the same and decodes
+/// back, or the buffer is too small (`TooBig`, never a bad frame).
+#[test]
+fn in_place_encoding_in_any_buffer_size() {
+    let mut rng = Rng(7);
+    for len in (0..=MAX_CHUNK).step_by(7).chain([253, 254, 255, MAX_CHUNK]) {
+        let data: Vec<u8> = (0..len)
+            .map(|i| match (i / 40) % 3 {
+                0 => 0,
+                1 => 1 + (rng.next_u64() % 255) as u8,
+                _ => (rng.next_u64() % 2) as u8,
+            })
+            .collect();
+        let msg = HostMsg::Chunk {
+            offset: 5,
+            data: &data,
+        };
+        let want = enc(&msg);
+        // The encoder reserves COBS's worst case for the buffer it has, so
+        // it may want one byte more than the frame takes.
+        for size in want.len() - 1..=MAX_FRAME {
+            let mut out = vec![0xEE; size];
+            match frame::encode(&msg, &mut out) {
+                Ok(n) => assert_eq!(&out[..n], &want[..], "chunk {len}, buffer {size}"),
+                Err(e) => {
+                    assert_eq!(e, FrameError::TooBig);
+                    assert!(size <= want.len(), "chunk {len}, buffer {size}");
+                }
+            }
+        }
+        let got = frames(&want, 1);
+        let back: HostMsg<'_> = frame::decode(got[0].as_ref().unwrap()).unwrap();
+        assert_eq!(back, msg);
+    }
+}
+
+/// Whatever a device says fits its small send buffer: the largest `Hello`
+/// (longest version string, every number at its widest, a resume) and a
+/// `Result` with any text the device code sends, or any other of up to 64
+/// bytes.
+#[test]
+fn device_messages_fit_the_device_frame() {
+    use flashpatch::proto::frame::MAX_DEVICE_FRAME;
+    use flashpatch::Verdict;
+    let version = "v".repeat(proto::msg::MAX_VERSION);
+    let hello = DeviceMsg::Hello(Announce {
+        proto: u8::MAX,
+        version: &version,
+        image_size: u32::MAX,
+        image_sha256: [0xFF; 32],
+        trial: true,
+        resume: Some(Resume {
+            size: u32::MAX,
+            crc32: u32::MAX,
+            offset: u32::MAX,
+        }),
+    });
+    let mut out = [0u8; MAX_DEVICE_FRAME];
+    let n = frame::encode(&hello, &mut out).unwrap();
+    println!("largest Hello: {n} of {MAX_DEVICE_FRAME} bytes");
+    let texts = [
+        Verdict::Ok,
+        Verdict::AlreadyInstalled,
+        Verdict::Error,
+        Verdict::Corrupt,
+        Verdict::NoSuitablePatch,
+    ]
+    .map(|v| v.message());
+    let long = "x".repeat(64);
+    let sent = [
+        "the staging flash failed",
+        "the patch is larger than the staging area",
+        "patch data before Begin",
+        "a chunk has a bad length",
+        &long,
+    ];
+    for text in texts.iter().copied().chain(sent) {
+        let r = DeviceMsg::Result {
+            code: u8::MAX,
+            text,
+        };
+        assert!(frame::encode(&r, &mut out).is_ok(), "{text}");
+    }
+    let progress = DeviceMsg::Progress {
+        stage: Stage::Restarting,
+        done: u32::MAX,
+        total: u32::MAX,
+    };
+    assert!(frame::encode(&progress, &mut out).is_ok());
+}
+
 /// Pins the wire bytes of one message: a change here breaks every device
 /// in the field.
 #[test]

@@ -35,6 +35,7 @@ pub(crate) fn scan<F: ReadNorFlash>(
 }
 
 /// CRC-32 of `[0, len)` of `flash`.
+#[inline(never)]
 pub(crate) fn crc_of<F: ReadNorFlash>(
     flash: &mut F,
     buf: &mut [u8],
@@ -47,6 +48,7 @@ pub(crate) fn crc_of<F: ReadNorFlash>(
 
 /// CRC-32s of the prefixes `[0, a)` and `[0, b)` of `flash`, in one pass
 /// over the longer one.
+#[inline(never)]
 pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
     flash: &mut F,
     buf: &mut [u8],

@@ -28,7 +28,7 @@ mod resume;
 
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
-use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC2, MAX_OP_INPUT};
+use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -448,7 +448,11 @@ where
                     if self.st.len < self.st.need {
                         return Ok(Status::NeedMore);
                     }
-                    self.header_part()?;
+                    // Entry selection runs after the header's frame is gone:
+                    // the two are never on the stack together.
+                    if self.header_part()? {
+                        self.st.phase = self.select()?;
+                    }
                 }
                 Phase::Skip => {
                     let n = (self.st.body_left as usize).min(chunk.len());
@@ -506,10 +510,11 @@ where
         }
     }
 
-    /// A header piece is complete in `buf[..need]`. Not inlined (see
-    /// [`Applier::select`]).
+    /// A header piece is complete in `buf[..need]`; `true` if it was an
+    /// entry header and the entry is to be selected ([`Applier::select`])
+    /// next. Not inlined (see [`Applier::select`]).
     #[inline(never)]
-    fn header_part(&mut self) -> Res<(), T::Error> {
+    fn header_part(&mut self) -> Res<bool, T::Error> {
         match self.st.phase {
             Phase::Container => {
                 let mut b = [0u8; CONTAINER_HEADER_LEN];
@@ -535,14 +540,13 @@ where
                 self.st.body_crc = Crc32::new();
                 self.st.len = 0;
                 self.st.head = 0;
-                self.st.phase = if self.st.outcome.is_some() {
-                    Phase::Skip
-                } else {
-                    self.select()?
-                };
+                if self.st.outcome.is_none() {
+                    return Ok(true);
+                }
+                self.st.phase = Phase::Skip;
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     fn start_entry(&mut self) {
@@ -592,7 +596,7 @@ where
             return Ok(Phase::Skip);
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
-            (CODEC_RC2, Some(p)) => p,
+            (CODEC_RC3, Some(p)) => p,
             _ => {
                 return Err(Error::Codec {
                     codec: e.codec,

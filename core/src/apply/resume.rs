@@ -24,7 +24,7 @@ use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
 use super::io::align_up;
 use super::{Applier, Job, Phase, BUF};
-use crate::codec::{self, Params, CODEC_RC2};
+use crate::codec::{self, Params, CODEC_RC3};
 use crate::crc32::Crc32;
 use crate::format::{EntryHeader, FIXED_HEADER_LEN};
 
@@ -135,7 +135,7 @@ where
         ok = ok
             && self.st.started
             && self.st.entries_left >= 1
-            && e.codec == CODEC_RC2
+            && e.codec == CODEC_RC3
             && Params::from_byte(e.params) == Some(self.st.model.params())
             && align_up(size as u64, T::ERASE_SIZE) <= self.target.capacity() as u64
             && self.st.out < size

@@ -1,4 +1,4 @@
-//! Codec 2: operations (copy, seek-and-copy, byte difference, literal run)
+//! Codec 3: operations (copy, seek-and-copy, byte difference, literal run)
 //! coded with a binary adaptive range coder and small context models.
 //!
 //! See `docs/FORMAT.md` for the normative description.
@@ -9,8 +9,8 @@ pub mod rc;
 pub use model::{Model, Op, Params, MAX_OP_INPUT};
 pub use rc::{BitIo, ByteSource, Decoder, DecoderState, Encoder};
 
-/// The codec identifier of codec 2 in an entry header.
-pub const CODEC_RC2: u8 = 2;
+/// The codec identifier of codec 3 in an entry header.
+pub const CODEC_RC3: u8 = 3;
 
 /// Bytes of the saved decoder state (range decoder and model), as
 /// [`save_state`] writes it.

@@ -41,45 +41,68 @@ pub enum FrameError {
     TooBig,
 }
 
+/// The largest frame a device sends: every [`DeviceMsg`] fits (a
+/// `Hello` with the longest version string is the largest), so a device's
+/// send buffer is this, not [`MAX_FRAME`].
+///
+/// [`DeviceMsg`]: super::msg::DeviceMsg
+pub const MAX_DEVICE_FRAME: usize = 128;
+
 /// Encodes `msg` as one frame into `out`; returns the frame's length
-/// (delimiter included).
-pub fn encode<T: Serialize>(msg: &T, out: &mut [u8; MAX_FRAME]) -> Result<usize, FrameError> {
-    let mut raw = [0u8; MAX_PAYLOAD + 4];
-    let n = postcard::to_slice(msg, &mut raw[..MAX_PAYLOAD])
+/// (delimiter included). `out` is the only buffer: the payload is
+/// serialized into its tail and COBS-encoded in place. [`MAX_FRAME`] bytes
+/// hold any message; fewer hold smaller ones, with room for COBS's worst
+/// case (up to a byte more than the frame; [`FrameError::TooBig`] if `msg`
+/// does not fit).
+pub fn encode<T: Serialize>(msg: &T, out: &mut [u8]) -> Result<usize, FrameError> {
+    // COBS adds one byte, and one more per 254 bytes: at most `skip` for
+    // anything that fits in `out`. With the raw bytes that far in, the
+    // encoder's output never overtakes its input.
+    let skip = 1 + out.len() / 254;
+    let room = out
+        .len()
+        .checked_sub(skip + 4 + 1)
+        .ok_or(FrameError::TooBig)?
+        .min(MAX_PAYLOAD);
+    let n = postcard::to_slice(msg, &mut out[skip..skip + room])
         .map_err(|_| FrameError::TooBig)?
         .len();
-    let crc = crc32(&raw[..n]).to_le_bytes();
-    raw[n..n + 4].copy_from_slice(&crc);
-    let len = cobs_encode(&raw[..n + 4], &mut out[..MAX_FRAME - 1]);
+    let crc = crc32(&out[skip..skip + n]).to_le_bytes();
+    out[skip + n..skip + n + 4].copy_from_slice(&crc);
+    let len = cobs_encode_in_place(out, skip, n + 4);
     out[len] = 0;
     Ok(len + 1)
 }
 
-/// COBS-encodes `data` into `out` (at least `cobs_max(data.len())` long);
-/// returns the encoded length.
-fn cobs_encode(data: &[u8], out: &mut [u8]) -> usize {
+/// COBS-encodes the `n` bytes at `buf[from..]` into `buf[..]`, where
+/// `from` is at least the encoding's overhead (`cobs_max(n) - n`); returns
+/// the encoded length. Byte `k` of the input is read before anything is
+/// written at or after its place: the output is at most
+/// `1 + k + k / 254` bytes long then.
+fn cobs_encode_in_place(buf: &mut [u8], from: usize, n: usize) -> usize {
     let mut code_at = 0;
     let mut o = 1;
     let mut code = 1u8;
-    for &b in data {
+    for i in from..from + n {
+        let b = buf[i];
         if b == 0 {
-            out[code_at] = code;
+            buf[code_at] = code;
             code_at = o;
             o += 1;
             code = 1;
         } else {
-            out[o] = b;
+            buf[o] = b;
             o += 1;
             code += 1;
             if code == 0xFF {
-                out[code_at] = code;
+                buf[code_at] = code;
                 code_at = o;
                 o += 1;
                 code = 1;
             }
         }
     }
-    out[code_at] = code;
+    buf[code_at] = code;
     o
 }
 

@@ -47,23 +47,24 @@
 //! unit boundary and appends a checkpoint: the applier's whole state (the
 //! entry header, positions, the running body CRC, the 256-byte input
 //! ring, the range decoder and the codec model's context bytes and every
-//! probability — 3,380 bytes with codec 2, a [`CHECKPOINT_LEN`] = 3,424-byte
+//! probability — 2,500 bytes with codec 3, a [`CHECKPOINT_LEN`] = 2,528-byte
 //! record). After a reset, [`Slots::resume`] loads the newest one and
 //! reports the patch offset to feed from; the target is rewritten from the
 //! start of the erase unit that was in progress, so at most one unit is
 //! written twice.
 //!
-//! Cost per checkpoint: 3,424 bytes programmed in 14 writes of at most 256
-//! bytes, and, when the current bank has no room for it (always, with
+//! Cost per checkpoint: 2,528 bytes programmed in 40 writes of at most 64
+//! bytes (a small buffer, as it is on the stack under the decoder's
+//! frames), and, when the current bank has no room for it (always, with
 //! 4 KiB banks), one bank erase and a 96-byte copy of the boot record
 //! before it. With 4 KiB erase units that is about as much flash work as
-//! the target unit it protects (one erase and ~3.4 KiB programmed against
+//! the target unit it protects (one erase and ~2.5 KiB programmed against
 //! one erase and 4 KiB), so an update costs roughly twice the flash time
 //! of an update without checkpoints, and each of the two state-area banks
 //! takes one erase per two target units. Larger banks make the erases
-//! rarer (a bank of N KiB holds about N/3.4 checkpoints), and
+//! rarer (a bank of N KiB holds about N/2.5 checkpoints), and
 //! [`Config::checkpoint_units`] trades rewrite-after-reset for fewer
-//! checkpoints. The CPU work (serialising 3.4 KiB and a CRC over it) is
+//! checkpoints. The CPU work (serialising 2.5 KiB and a CRC over it) is
 //! small next to the flash work. `tests/tests/golden.rs` pins the record
 //! sizes and the exact erase and write counts of a small update.
 //!

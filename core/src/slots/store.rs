@@ -299,8 +299,9 @@ impl<S: NorFlash> Store<S> {
     }
 }
 
-/// Bytes a checkpoint is written in at a time.
-const CHUNK: usize = 256;
+/// Bytes a checkpoint is written in at a time: its buffer is on the stack
+/// under the decoder's frames, so it is small.
+const CHUNK: usize = 64;
 const _: () = assert!(CHUNK.is_multiple_of(RECORD_ALIGN));
 
 /// Streams a record to flash in `CHUNK`-byte writes, padding its end with

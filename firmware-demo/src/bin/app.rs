@@ -10,7 +10,7 @@ use cortex_m_rt::entry;
 use firmware_demo::uart::Uart;
 use firmware_demo::{log, semihost, Part, CONFIG, LAYOUT, STAGE};
 use flashpatch::proto::device::install;
-use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
+use flashpatch::proto::frame::{self, FrameDecoder, MAX_DEVICE_FRAME};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Staging};
 use flashpatch::slots::{Slot, Slots};
 use flashpatch::{ApplierState, Partition};
@@ -69,7 +69,7 @@ fn self_test() -> bool {
 }
 
 fn send(uart: &mut Uart, m: &DeviceMsg<'_>) {
-    let mut out = [0u8; MAX_FRAME];
+    let mut out = [0u8; MAX_DEVICE_FRAME];
     if let Ok(n) = frame::encode(m, &mut out) {
         uart.write(&out[..n]);
     }

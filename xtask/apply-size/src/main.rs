@@ -1,6 +1,6 @@
 //! Links the flashpatch applier into a bare Cortex-M program and nothing
 //! else, so that the `.text` of the result is the code a device needs to
-//! apply a patch: header parsing, the codec 2 decoder, the source checks
+//! apply a patch: header parsing, the codec 3 decoder, the source checks
 //! (CRC-32, MD5), the target read-back (SHA-256), plus this file's stub
 //! flash driver (a few dozen bytes) and the compiler's `memcpy`.
 //! `cargo xtask bench` builds it for `thumbv7em-none-eabihf` and reads the
