@@ -12,12 +12,17 @@
 //! complete until the update has been activated (or refused), so the host
 //! sending the same patch again makes the device run [`install`] again;
 //! the running slot is never written.
+//!
+//! A device built with a public key calls [`install_signed`] instead
+//! (feature `sign`): the update then requires the key's signature
+//! ([`Update::require_signature`]), and a patch it refuses is cleared from
+//! staging like any other refused patch.
 
 use embedded_storage::nor_flash::NorFlash;
 
 use super::msg::{verdict_code, DeviceMsg, Stage};
 use super::Staging;
-use crate::slots::Slots;
+use crate::slots::{Slots, Update};
 use crate::{ApplierState, Outcome, Verdict};
 
 /// How often (in patch bytes fed) [`install`] reports progress.
@@ -51,7 +56,54 @@ where
     S: NorFlash<Error = P::Error>,
     F: NorFlash<Error = P::Error>,
 {
-    let (verdict, text, restart) = match run(slots, state, staging, buf, send) {
+    install_with(slots, state, staging, buf, send, |_| {})
+}
+
+/// [`install`] on a device that holds a public key (feature `sign`): only
+/// a patch whose entries are signed by `key` (an Ed25519 public key, e.g.
+/// the 32 bytes of a `genpat keygen` `KEY.pub`) with a security counter of
+/// at least `min_counter` is applied. Each entry header's signature is
+/// checked before anything of the entry is used, the body against its
+/// signed SHA-256 as it streams, and the image against its signed SHA-256
+/// before activation. An unsigned patch, one signed with another key and a
+/// tampered one get "Patch data is invalid or corrupt"; a counter below
+/// `min_counter` gets "An error occurred while patching". The running
+/// slot is never written either way.
+#[cfg(feature = "sign")]
+pub fn install_signed<P, S, F>(
+    slots: &mut Slots<P, S>,
+    state: &mut ApplierState,
+    staging: &mut Staging<F>,
+    buf: &mut [u8],
+    key: [u8; crate::sign::PUBLIC_KEY_LEN],
+    min_counter: u32,
+    send: &mut dyn FnMut(&DeviceMsg<'_>),
+) -> Installed
+where
+    P: NorFlash,
+    S: NorFlash<Error = P::Error>,
+    F: NorFlash<Error = P::Error>,
+{
+    install_with(slots, state, staging, buf, send, |u| {
+        u.require_signature(key, min_counter)
+    })
+}
+
+/// [`install`], with `policy` applied to the update before it is fed.
+fn install_with<P, S, F>(
+    slots: &mut Slots<P, S>,
+    state: &mut ApplierState,
+    staging: &mut Staging<F>,
+    buf: &mut [u8],
+    send: &mut dyn FnMut(&DeviceMsg<'_>),
+    policy: impl FnOnce(&mut Update<'_, P, S>),
+) -> Installed
+where
+    P: NorFlash,
+    S: NorFlash<Error = P::Error>,
+    F: NorFlash<Error = P::Error>,
+{
+    let (verdict, text, restart) = match run(slots, state, staging, buf, send, policy) {
         Ok(Outcome::Applied) => (Verdict::Ok, Verdict::Ok.message(), true),
         Ok(Outcome::AlreadyInstalled) => {
             let v = Verdict::AlreadyInstalled;
@@ -78,6 +130,7 @@ fn run<P, S, F>(
     staging: &mut Staging<F>,
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
+    policy: impl FnOnce(&mut Update<'_, P, S>),
 ) -> Result<Outcome, Failed>
 where
     P: NorFlash,
@@ -101,6 +154,7 @@ where
     });
     let installed = {
         let mut update = slots.begin_update(state).map_err(error)?;
+        policy(&mut update);
         let mut next = PROGRESS_EVERY;
         super::feed_staged(
             staging,

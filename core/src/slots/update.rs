@@ -72,6 +72,17 @@ where
         }
     }
 
+    /// Accepts only entries signed by `key` whose security counter is at
+    /// least `min_counter`, as [`Applier::require_signature`] does. Call it
+    /// before the first [`Update::feed`]. On an update continued by
+    /// [`super::Slots::resume`] the entry in progress had its signature
+    /// checked before its first checkpoint, and its image is still checked
+    /// against the signed SHA-256, but the body digest is not carried over.
+    #[cfg(feature = "sign")]
+    pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
+        self.applier.require_signature(key, min_counter);
+    }
+
     /// Takes the next chunk of the patch (any size), as
     /// [`Applier::feed`] does.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<Status, Error<P::Error>> {
