@@ -15,14 +15,14 @@
 //!
 //! A device built with a public key calls [`install_signed`] instead
 //! (feature `sign`): the update then requires the key's signature
-//! ([`Update::require_signature`]), and a patch it refuses is cleared from
+//! ([`crate::slots::Update::require_signature`]), and a patch it refuses is cleared from
 //! staging like any other refused patch.
 
 use embedded_storage::nor_flash::NorFlash;
 
 use super::msg::{verdict_code, DeviceMsg, Stage};
 use super::Staging;
-use crate::slots::{Slots, Update};
+use crate::slots::Slots;
 use crate::{ApplierState, Outcome, Verdict};
 
 /// How often (in patch bytes fed) [`install`] reports progress.
@@ -56,7 +56,7 @@ where
     S: NorFlash<Error = P::Error>,
     F: NorFlash<Error = P::Error>,
 {
-    install_with(slots, state, staging, buf, send, |_| {})
+    install_with(slots, state, staging, buf, send, Policy::default())
 }
 
 /// [`install`] on a device that holds a public key (feature `sign`): only
@@ -84,9 +84,19 @@ where
     S: NorFlash<Error = P::Error>,
     F: NorFlash<Error = P::Error>,
 {
-    install_with(slots, state, staging, buf, send, |u| {
-        u.require_signature(key, min_counter)
-    })
+    let policy = Policy {
+        key: Some((key, min_counter)),
+    };
+    install_with(slots, state, staging, buf, send, policy)
+}
+
+/// What an install requires of the patch's signatures. Empty without the
+/// feature `sign`, so that an install without it is exactly what it was.
+#[derive(Clone, Copy, Default)]
+struct Policy {
+    /// The key entries must be signed by, and the lowest security counter.
+    #[cfg(feature = "sign")]
+    key: Option<([u8; crate::sign::PUBLIC_KEY_LEN], u32)>,
 }
 
 /// [`install`], with `policy` applied to the update before it is fed.
@@ -96,7 +106,7 @@ fn install_with<P, S, F>(
     staging: &mut Staging<F>,
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
-    policy: impl FnOnce(&mut Update<'_, P, S>),
+    policy: Policy,
 ) -> Installed
 where
     P: NorFlash,
@@ -130,7 +140,7 @@ fn run<P, S, F>(
     staging: &mut Staging<F>,
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
-    policy: impl FnOnce(&mut Update<'_, P, S>),
+    policy: Policy,
 ) -> Result<Outcome, Failed>
 where
     P: NorFlash,
@@ -154,7 +164,11 @@ where
     });
     let installed = {
         let mut update = slots.begin_update(state).map_err(error)?;
-        policy(&mut update);
+        #[cfg(feature = "sign")]
+        if let Some((key, min_counter)) = policy.key {
+            update.require_signature(key, min_counter);
+        }
+        let _ = policy;
         let mut next = PROGRESS_EVERY;
         super::feed_staged(
             staging,
