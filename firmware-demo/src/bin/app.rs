@@ -3,13 +3,20 @@
 //! (the bad build fails it and restarts, so the boot stage rolls it back),
 //! then serves the update protocol on UART0: stores the patch, applies it
 //! with flashpatch into the inactive slot, activates it and restarts.
+//!
+//! Built with the feature `signed` (and `DEMO_PUBKEY`, see `build.rs`), it
+//! installs only patches signed by that key
+//! (`flashpatch::proto::device::install_signed`).
 #![no_std]
 #![no_main]
 
 use cortex_m_rt::entry;
 use firmware_demo::uart::Uart;
 use firmware_demo::{log, semihost, Part, CONFIG, LAYOUT, STAGE};
+#[cfg(not(feature = "signed"))]
 use flashpatch::proto::device::install;
+#[cfg(feature = "signed")]
+use flashpatch::proto::device::install_signed;
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_DEVICE_FRAME};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Staging};
 use flashpatch::slots::{Slot, Slots};
@@ -26,6 +33,33 @@ const VERSION: &str = match option_env!("DEMO_VERSION") {
     Some(v) => v,
     None => "v1",
 };
+/// The Ed25519 public key updates must be signed with (feature `signed`):
+/// the key file `DEMO_PUBKEY` names, as `build.rs` hands it over.
+#[cfg(feature = "signed")]
+const PUBLIC_KEY: [u8; 32] = hex32(env!("DEMO_PUBLIC_KEY"));
+
+/// 64 hex digits as 32 bytes, at compile time.
+#[cfg(feature = "signed")]
+const fn hex32(text: &str) -> [u8; 32] {
+    const fn digit(c: u8) -> u8 {
+        match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => panic!("DEMO_PUBLIC_KEY: not a hex digit"),
+        }
+    }
+    let t = text.as_bytes();
+    assert!(t.len() == 64, "DEMO_PUBLIC_KEY: not 64 hex digits");
+    let mut out = [0u8; 32];
+    let mut i = 0;
+    while i < 32 {
+        out[i] = digit(t[2 * i]) << 4 | digit(t[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
 /// Whether this build's self-test fails.
 const BAD: bool = option_env!("DEMO_BAD").is_some();
 
@@ -109,6 +143,11 @@ fn main() -> ! {
         "app: flashpatch demo {VERSION} running from slot {:?} ({})",
         rec.active,
         if rec.trial { "trial" } else { "confirmed" }
+    );
+    #[cfg(feature = "signed")]
+    log!(
+        "app: updates must be signed by Ed25519 key {}",
+        env!("DEMO_PUBLIC_KEY")
     );
     if rec.rolled_back {
         log!("app: this image was restored by a rollback");
@@ -210,7 +249,7 @@ fn update(
     log!("app: patch stored; applying into the inactive slot");
     let t0 = firmware_demo::ticks();
     let mut buf = [0u8; 64];
-    let r = install(slots, applier, staging, &mut buf, &mut |m| {
+    let mut report = |m: &DeviceMsg<'_>| {
         if let DeviceMsg::Progress { stage, done, total } = m {
             log!(
                 "app: progress {} {done}/{total}",
@@ -222,7 +261,20 @@ fn update(
             );
         }
         send(uart, m)
-    });
+    };
+    #[cfg(not(feature = "signed"))]
+    let r = install(slots, applier, staging, &mut buf, &mut report);
+    // Security counter floor 0: any counter is accepted.
+    #[cfg(feature = "signed")]
+    let r = install_signed(
+        slots,
+        applier,
+        staging,
+        &mut buf,
+        PUBLIC_KEY,
+        0,
+        &mut report,
+    );
     let ticks = firmware_demo::ticks() - t0;
     let stack = stack_used(painted);
     log!("app: result: {}", r.verdict.message());
