@@ -6,7 +6,8 @@
 //! `.text` of the apply path on `thumbv7em-none-eabihf`, and instructions
 //! per output byte on the Cortex-M4, by phase (QEMU `-icount`, see
 //! `icount.rs`; when `qemu-system-arm` and the target are installed),
-//! with the x86-64 count under callgrind beside it (when valgrind is).
+//! with the x86-64 count under callgrind beside it (when valgrind is),
+//! and what the signature check takes on the device (`signed.rs`).
 //! Everything comes from one run: times are medians of `--runs` runs
 //! (default 5), and comparisons are ratios within the run.
 //!
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::{device, icount};
+use crate::{device, icount, signed};
 
 struct Row {
     pair: String,
@@ -272,6 +273,12 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         s.rodata,
         s.rodata.saturating_sub(c.rodata)
     );
+    if icount::available() {
+        let f = signed::standalone(|l| eprintln!("xtask: {l}"))?;
+        println!("- Signature check on the device (`cargo xtask signed`: `firmware-demo` built with a public key on QEMU mps2-an386, a signed v1 -> v2 install; the stack available is RAM above the statics, from the ELF symbols): {}.", f.summary());
+    } else {
+        println!("- Signature check on the device: not measured (needs qemu-system-arm and the {} target).", device::TARGET);
+    }
     let m4: Vec<_> = rows
         .iter()
         .filter_map(|r| {

@@ -29,16 +29,26 @@ pub fn make_patch(
     new: &str,
     patch: &str,
 ) -> Result<Vec<u8>, String> {
+    make_patch_with(dir, old, new, patch, &[])
+}
+
+/// Runs `genpat OLD NEW PATCH OPTIONS…` in `dir` (replacing PATCH).
+pub fn make_patch_with(
+    dir: &std::path::Path,
+    old: &str,
+    new: &str,
+    patch: &str,
+    options: &[&str],
+) -> Result<Vec<u8>, String> {
     let _ = std::fs::remove_file(dir.join(patch));
-    crate::run(
-        genpat()?.to_str().ok_or("path")?,
-        &[
-            dir.join(old).to_str().ok_or("path")?,
-            dir.join(new).to_str().ok_or("path")?,
-            dir.join(patch).to_str().ok_or("path")?,
-        ],
-        &[],
-    )?;
+    let mut args = vec![
+        dir.join(old).to_str().ok_or("path")?.to_string(),
+        dir.join(new).to_str().ok_or("path")?.to_string(),
+        dir.join(patch).to_str().ok_or("path")?.to_string(),
+    ];
+    args.extend(options.iter().map(|o| o.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::run(genpat()?.to_str().ok_or("path")?, &args, &[])?;
     std::fs::read(dir.join(patch)).map_err(|e| e.to_string())
 }
 

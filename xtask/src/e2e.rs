@@ -1,6 +1,6 @@
 //! End-to-end tests on QEMU, run by `cargo xtask test`: the firmware, the
 //! protocol and genpat's sender, with the device's flash in a file, so
-//! that killing QEMU is a power cut.
+//! that killing QEMU is a power cut; last, signed updates (`signed.rs`).
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -391,6 +391,19 @@ pub fn run_all() -> Result<(u64, u64), String> {
         passed += 1;
     } else {
         failed += 1;
+    }
+    match crate::signed::run(&b.dir, &b.boot, |l| println!("{l}")) {
+        Ok(f) => {
+            passed += 1;
+            println!(
+                "qemu e2e: signature check on the device: {} ... ok",
+                f.summary()
+            );
+        }
+        Err(e) => {
+            println!("qemu e2e: signed updates ... FAILED: {e}");
+            failed += 1;
+        }
     }
     Ok((passed, failed))
 }

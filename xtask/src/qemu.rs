@@ -112,10 +112,14 @@ fn elf(bin: &str) -> PathBuf {
         .join(bin)
 }
 
-/// Builds the binaries `bins` of the firmware with `env`.
+/// Builds the binaries `bins` of the firmware with `env` (and the
+/// feature `signed` if `env` names a key in `DEMO_PUBKEY`).
 fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let flags: Vec<String> = bins.iter().map(|b| format!("--bin={b}")).collect();
+    let mut flags: Vec<String> = bins.iter().map(|b| format!("--bin={b}")).collect();
+    if env.iter().any(|(k, _)| *k == "DEMO_PUBKEY") {
+        flags.push("--features=signed".into());
+    }
     eprintln!(
         "xtask: $ (cd firmware-demo && {env:?} cargo build --release {})",
         flags.join(" ")
@@ -128,6 +132,7 @@ fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
         .env_remove("DEMO_BAD")
         .env_remove("DEMO_BLOB")
         .env_remove("DEMO_FAULT")
+        .env_remove("DEMO_PUBKEY")
         .envs(env.iter().copied());
     let st = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     st.success()
@@ -136,8 +141,21 @@ fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
 }
 
 /// Builds `v` and returns its ELF, copied to `out/NAME.elf`, and its
-/// image (what a slot holds), also written to `out/NAME.bin`.
+/// image (what a slot holds), also written to `out/NAME.bin`. The boot
+/// stage is built with it.
 pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    build_with(v, None, out)
+}
+
+/// Builds `v` with the feature `signed` and the public key file `key`
+/// (`DEMO_PUBKEY`), as [`build`] does, into `out/NAME-signed.elf` and
+/// `.bin`. The boot stage is left as it was.
+pub fn build_signed(v: Version, key: &Path, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    build_with(v, Some(key), out)
+}
+
+fn build_with(v: Version, key: Option<&Path>, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    let key = key.map(|k| k.to_str().ok_or("key path")).transpose()?;
     let mut env = vec![("DEMO_VERSION", v.name)];
     if v.bad {
         env.push(("DEMO_BAD", "1"));
@@ -148,12 +166,19 @@ pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     if let Some(f) = v.fault {
         env.push(("DEMO_FAULT", f));
     }
-    cargo_fw(&env, &["app", "boot"])?;
+    match key {
+        Some(k) => {
+            env.push(("DEMO_PUBKEY", k));
+            cargo_fw(&env, &["app"])?;
+        }
+        None => cargo_fw(&env, &["app", "boot"])?,
+    }
     let tag = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         v.name,
         if v.blob { "-blob" } else { "" },
-        v.fault.map_or(String::new(), |f| format!("-{f}"))
+        v.fault.map_or(String::new(), |f| format!("-{f}")),
+        if key.is_some() { "-signed" } else { "" }
     );
     let elf_out = out.join(format!("{tag}.elf"));
     std::fs::copy(elf("app"), &elf_out).map_err(|e| e.to_string())?;
@@ -203,7 +228,7 @@ fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// Bytes of code in `elf` whose symbols belong to flashpatch or to the
-/// hashes it uses: the update path's code size.
+/// hashes and the signature check it uses: the update path's code size.
 pub fn update_code_size(elf: &Path) -> Result<u64, String> {
     use object::{Object as _, ObjectSymbol as _, SymbolKind};
     let data = std::fs::read(elf).map_err(|e| e.to_string())?;
@@ -212,12 +237,30 @@ pub fn update_code_size(elf: &Path) -> Result<u64, String> {
         .filter(|s| s.kind() == SymbolKind::Text)
         .filter(|s| {
             let n = s.name().unwrap_or("");
-            ["flashpatch", "4sha2", "3md5", "postcard"]
+            ["flashpatch", "4sha2", "3md5", "postcard", "ed25519_compact"]
                 .iter()
                 .any(|k| n.contains(k))
         })
         .map(|s| s.size())
         .sum())
+}
+
+/// Bytes of stack a firmware ELF has: from the top of its RAM
+/// (`_stack_start`) down to the end of its statics (`_stack_end`, where
+/// cortex-m-rt places the heap start, and this firmware has no heap).
+pub fn stack_size(elf: &Path) -> Result<u64, String> {
+    use object::{Object as _, ObjectSymbol as _};
+    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let f = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    let addr = |name: &str| {
+        f.symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+            .ok_or_else(|| format!("{}: no symbol {name}", elf.display()))
+    };
+    let (top, end) = (addr("_stack_start")?, addr("_stack_end")?);
+    top.checked_sub(end)
+        .ok_or_else(|| format!("{}: _stack_start below _stack_end", elf.display()))
 }
 
 /// A flash file with `image` in slot A, provisioned as the running,
