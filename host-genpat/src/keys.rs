@@ -8,9 +8,9 @@
 //! flashpatch-ed25519-public <64 hex digits: the 32-byte public key>
 //! ```
 //!
-//! The device gets the 32 public-key bytes (for example with
-//! `include_bytes!` of a file made by `genpat keygen --raw-pub`, or the hex
-//! pasted into its source).
+//! The device gets the 32 public-key bytes: read from `KEY.pub` when it is
+//! built (as `firmware-demo`'s `build.rs` does with `DEMO_PUBKEY`), or the
+//! hex pasted into its source.
 
 use std::fmt;
 
