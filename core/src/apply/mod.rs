@@ -347,7 +347,8 @@ where
     }
 
     /// Accepts only entries signed by `key` (an Ed25519 public key) whose
-    /// security counter is at least `min_counter`: each entry header's
+    /// security counter, for entries of the applier's component, is at
+    /// least `min_counter` (with slots: [`crate::slots::BootRecord::floor`]): each entry header's
     /// signature is checked before anything of it is used, and the body
     /// against its signed SHA-256 before the target is read back. Call it
     /// before the first [`Applier::feed`].
