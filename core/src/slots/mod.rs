@@ -304,6 +304,9 @@ where
     }
 
     /// Whether `slot` of `component` holds `image` (size and SHA-256).
+    /// Not inlined: its read buffer and digest are on the stack only while
+    /// it runs.
+    #[inline(never)]
     pub fn holds_in(&mut self, component: usize, slot: Slot, image: &Image) -> Res<bool, P::Error> {
         let Some(pair) = self.slots.get_mut(component) else {
             return Ok(false);
@@ -609,12 +612,10 @@ where
         if !changed {
             return Ok(());
         }
-        self.store.write_boot(&BootState {
-            trial: true,
-            attempts: 0,
-            rolled_back: false,
-            gen: rec.gen.wrapping_add(1),
-            components: next.components,
-        })
+        next.trial = true;
+        next.attempts = 0;
+        next.rolled_back = false;
+        next.gen = rec.gen.wrapping_add(1);
+        self.store.write_boot(&next)
     }
 }

@@ -180,51 +180,49 @@ fn u32_at(r: &[u8], i: usize) -> u32 {
 }
 
 impl<const N: usize> BootState<N> {
-    /// Hands the record's body (from +16 up to the CRC) to `out`.
+    /// Hands the record's body (from +16 up to the CRC) to `out`, field by
+    /// field (no record-sized buffer on the stack).
     pub(crate) fn encode(&self, out: &mut dyn FnMut(&[u8])) {
         const { assert!(N >= 1 && N <= 255, "1 to 255 components") };
         let c0 = &self.components[0];
-        let mut b = [0u8; BASE];
-        b[0] = slot_byte(c0.active);
-        b[1] = if self.trial {
-            STATE_TRIAL
-        } else {
-            STATE_CONFIRMED
-        };
-        b[2] = self.attempts;
-        b[3] = if self.rolled_back {
+        let mut flags = if self.rolled_back {
             FLAG_ROLLED_BACK
         } else {
             0
         };
         if self.trial && !c0.on_trial {
-            b[3] |= FLAG_C0_NOT_ON_TRIAL;
+            flags |= FLAG_C0_NOT_ON_TRIAL;
         }
-        for (i, img) in c0.images.iter().enumerate() {
-            let at = 4 + 36 * i;
-            b[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
-            b[at + 4..at + 36].copy_from_slice(&img.sha256);
-            b[76 + 4 * i..80 + 4 * i].copy_from_slice(&img.counter.to_le_bytes());
+        let state = if self.trial {
+            STATE_TRIAL
+        } else {
+            STATE_CONFIRMED
+        };
+        out(&[slot_byte(c0.active), state, self.attempts, flags]);
+        for img in &c0.images {
+            out(&img.size.to_le_bytes());
+            out(&img.sha256);
         }
-        b[84..88].copy_from_slice(&c0.floor.to_le_bytes());
-        b[88] = N as u8;
-        out(&b);
+        for img in &c0.images {
+            out(&img.counter.to_le_bytes());
+        }
+        out(&c0.floor.to_le_bytes());
+        out(&[N as u8]);
+        out(&[0; BASE - 89]);
         for c in &self.components[1..] {
-            let mut k = [0u8; BLOCK];
-            k[0] = slot_byte(c.active);
-            k[1] = if self.trial && c.on_trial {
+            let flags = if self.trial && c.on_trial {
                 FLAG_ON_TRIAL
             } else {
                 0
             };
-            for (i, img) in c.images.iter().enumerate() {
-                let at = 4 + 40 * i;
-                k[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
-                k[at + 4..at + 36].copy_from_slice(&img.sha256);
-                k[at + 36..at + 40].copy_from_slice(&img.counter.to_le_bytes());
+            out(&[slot_byte(c.active), flags, 0, 0]);
+            for img in &c.images {
+                out(&img.size.to_le_bytes());
+                out(&img.sha256);
+                out(&img.counter.to_le_bytes());
             }
-            k[84..88].copy_from_slice(&c.floor.to_le_bytes());
-            out(&k);
+            out(&c.floor.to_le_bytes());
+            out(&[0; BLOCK - 88]);
         }
     }
 

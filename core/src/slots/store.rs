@@ -158,7 +158,10 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     }
 
     /// Writes a record of `kind` and `len` bytes at `at`, its body from
-    /// `fill` (in pieces of any size), padded with 0xFF up to the CRC.
+    /// `fill` (in pieces of any size), padded with 0xFF up to the CRC. Not
+    /// inlined: its write buffer is on the stack only while it runs, not
+    /// under the copy of the boot record a fresh bank starts with.
+    #[inline(never)]
     fn write_record(
         &mut self,
         at: u32,
@@ -352,10 +355,12 @@ impl<S: NorFlash> RecordWriter<'_, S> {
         // Moves on even after an error, so that the record still ends.
         self.at += n as u32;
         self.fill = 0;
-        self.buf = [0xFF; CHUNK];
+        self.buf.fill(0xFF);
     }
 
-    fn finish(mut self) -> Result<(), Error<S::Error>> {
+    /// Pads and closes the record. By reference: moving the writer would
+    /// copy its buffer on the stack.
+    fn finish(&mut self) -> Result<(), Error<S::Error>> {
         // Pad up to the CRC, then the CRC closes the record.
         while self.at + (self.fill as u32) < self.end {
             let pad = [0xFFu8; RECORD_ALIGN];
@@ -370,7 +375,7 @@ impl<S: NorFlash> RecordWriter<'_, S> {
             self.fill += 4;
         }
         self.flush();
-        match self.err {
+        match self.err.take() {
             Some(e) => Err(Error::Flash(e)),
             None => Ok(()),
         }
