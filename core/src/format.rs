@@ -49,8 +49,23 @@ pub mod tag {
     /// Ed25519 signature of the entry header (see `crate::sign`); 64
     /// bytes, and the last record when present.
     pub const SIGNATURE: u8 = 0x05;
+    /// The component the entry is for: u8 (absent means component 0).
+    /// Critical: a decoder that does not know components must not apply
+    /// an entry meant for another one.
+    pub const COMPONENT: u8 = 0x80;
     /// Set on tags whose records must be understood.
     pub const CRITICAL: u8 = 0x80;
+}
+
+/// What an entry's records tell a decoder to act on, besides trust.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct EntryMeta {
+    /// The component the entry is for ([`tag::COMPONENT`]; 0 when absent).
+    pub component: u8,
+    /// The target's security counter ([`tag::SECURITY_COUNTER`]; 0 when
+    /// absent).
+    pub counter: u32,
 }
 
 /// The identity of the image an entry applies to.
@@ -147,6 +162,31 @@ pub enum HeaderError {
     Flags(u8),
     /// A critical record this decoder does not know.
     CriticalRecord(u8),
+}
+
+impl Records<'_> {
+    /// The component and security counter the records give. A component
+    /// record that is not one byte, or comes twice, and a counter record
+    /// that is not four bytes, make the header malformed.
+    pub fn meta(self) -> Result<EntryMeta, HeaderError> {
+        let mut m = EntryMeta::default();
+        let mut seen = false;
+        for r in self {
+            match r? {
+                (tag::COMPONENT, &[c]) if !seen => {
+                    m.component = c;
+                    seen = true;
+                }
+                (tag::COMPONENT, _) => return Err(HeaderError::Records),
+                (tag::SECURITY_COUNTER, v) => {
+                    let b: [u8; 4] = v.try_into().map_err(|_| HeaderError::Records)?;
+                    m.counter = u32::from_le_bytes(b);
+                }
+                _ => {}
+            }
+        }
+        Ok(m)
+    }
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -259,10 +299,11 @@ impl EntryHeader {
         let records = Records(&raw[FIXED_HEADER_LEN..h - 4]);
         for r in records.clone() {
             let (t, _) = r?;
-            if t & tag::CRITICAL != 0 {
+            if t & tag::CRITICAL != 0 && t != tag::COMPONENT {
                 return Err(HeaderError::CriticalRecord(t));
             }
         }
+        records.clone().meta()?;
         Ok((hdr, records))
     }
 
@@ -389,5 +430,42 @@ mod tests {
             EntryHeader::parse(&buf[2..n]).unwrap_err(),
             HeaderError::CriticalRecord(0x83)
         );
+    }
+
+    #[test]
+    fn component_record_is_known_and_checked() {
+        let hdr = EntryHeader {
+            version: VERSION,
+            ..Default::default()
+        };
+        let mut buf = [0u8; 2 + MAX_HEADER_LEN];
+        let meta = |buf: &[u8], n| EntryHeader::parse(&buf[2..n]).and_then(|(_, r)| r.meta());
+        let n = hdr.write(&[], &mut buf).unwrap();
+        assert_eq!(meta(&buf, n), Ok(EntryMeta::default()));
+        let n = hdr
+            .write(
+                &[
+                    (tag::COMPONENT, &[7]),
+                    (tag::SECURITY_COUNTER, &[9, 0, 0, 0]),
+                ],
+                &mut buf,
+            )
+            .unwrap();
+        assert_eq!(
+            meta(&buf, n),
+            Ok(EntryMeta {
+                component: 7,
+                counter: 9
+            })
+        );
+        for bad in [
+            &[(tag::COMPONENT, &[1, 0][..])][..],
+            &[(tag::COMPONENT, &[][..])],
+            &[(tag::COMPONENT, &[1][..]), (tag::COMPONENT, &[1][..])],
+            &[(tag::SECURITY_COUNTER, &[1, 0][..])],
+        ] {
+            let n = hdr.write(bad, &mut buf).unwrap();
+            assert_eq!(meta(&buf, n), Err(HeaderError::Records), "{bad:?}");
+        }
     }
 }

@@ -74,6 +74,8 @@ pub struct Policy {
     pub key: Option<[u8; flashpatch::sign::PUBLIC_KEY_LEN]>,
     /// ... with at least this security counter.
     pub min_counter: u32,
+    /// The component to apply (entries for others are skipped).
+    pub component: u8,
 }
 
 /// As [`apply_chunked`], under `policy`, but takes `old` by value: its buffer becomes the
@@ -100,6 +102,7 @@ pub fn apply_owned(
         };
         let mut applier: HostApplier =
             Applier::new(part(0, src_len), part(src_len, tgt_len), &mut state);
+        applier.set_component(policy.component);
         if let Some(key) = policy.key {
             applier.require_signature(key, policy.min_counter);
         }

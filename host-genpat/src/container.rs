@@ -37,6 +37,8 @@ pub struct Metadata {
     pub mtime: Option<i64>,
     /// Security counter of the new image (anti-rollback).
     pub security_counter: Option<u32>,
+    /// The component the entry is for (0, the default, writes no record).
+    pub component: u8,
 }
 
 /// One entry of a patch file, as read back.
@@ -56,6 +58,16 @@ pub struct Entry {
     pub offset: usize,
     /// The entry's bytes: length field, header and body.
     pub bytes: Vec<u8>,
+}
+
+impl Entry {
+    /// Whether this entry is for `source` (size and MD5) of `component`:
+    /// a file holds at most one such entry.
+    pub fn same_slot(&self, source: &SourceId, component: u8) -> bool {
+        self.header.source.size == source.size
+            && self.header.source.md5 == source.md5
+            && self.meta.component == component
+    }
 }
 
 impl Entry {
@@ -136,6 +148,10 @@ pub fn build_entry(header: &EntryHeader, meta: &Metadata, body: &[u8]) -> Vec<u8
     if let Some(c) = &counter {
         records.push((tag::SECURITY_COUNTER, c));
     }
+    let component = [meta.component];
+    if meta.component != 0 {
+        records.push((tag::COMPONENT, &component));
+    }
     let mut buf = [0u8; 2 + MAX_HEADER_LEN];
     let n = header
         .write(&records, &mut buf)
@@ -186,6 +202,7 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
                 tag::SECURITY_COUNTER if v.len() == 4 => {
                     meta.security_counter = Some(u32::from_le_bytes(v.try_into().unwrap_or([0; 4])))
                 }
+                tag::COMPONENT if v.len() == 1 => meta.component = v[0],
                 tag::BODY_SHA256 if v.len() == 32 => body_sha256 = v.try_into().ok(),
                 tag::SIGNATURE if v.len() == sign::SIGNATURE_LEN => signature = v.try_into().ok(),
                 _ => unknown.push((t, v.to_vec())),
@@ -288,9 +305,9 @@ pub enum Added {
 }
 
 /// Adds `entry` (whose header is `header`) to the patch file `existing`
-/// (or starts a new file). An entry for the same source (size and MD5) is
-/// replaced when `replace` is set; otherwise the result is `Ok(None)` and
-/// nothing changes.
+/// (or starts a new file). An entry for the same source (size and MD5)
+/// and the same component is replaced when `replace` is set; otherwise the
+/// result is `Ok(None)` and nothing changes.
 pub fn add_entry(
     existing: Option<&[u8]>,
     header: &EntryHeader,
@@ -301,9 +318,11 @@ pub fn add_entry(
         return Ok(Some((assemble([entry])?, Added::Created)));
     };
     let old = parse(file)?;
-    let same = |e: &Entry| {
-        e.header.source.size == header.source.size && e.header.source.md5 == header.source.md5
-    };
+    let component = assemble([entry])
+        .and_then(|f| parse(&f))?
+        .first()
+        .map_or(0, |e| e.meta.component);
+    let same = |e: &Entry| e.same_slot(&header.source, component);
     match old.iter().position(same) {
         Some(_) if !replace => Ok(None),
         Some(i) => {

@@ -550,3 +550,70 @@ fn keygen_sign_and_apply_with_a_key() {
     // A public key is not a secret key.
     assert_exit(&genpat(&d, &["sign", "u.pat", "--key", "k.pub"]), 2);
 }
+
+#[test]
+fn components_in_one_file() {
+    let (_t, d) = setup();
+    // The same OLD for two components: an application (component 0,
+    // v1 -> v3) and a data partition (component 1, v1 -> v2).
+    assert_exit(&genpat(&d, &["v1.bin", "v3.bin", "c.pat"]), 0);
+    let o = genpat(&d, &["v1.bin", "v2.bin", "c.pat", "--component", "1"]);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).starts_with("genpat: added to c.pat: entry 2 of 2, component 1, "),
+        "{}",
+        stderr(&o)
+    );
+    // Same OLD and same component: refused, the file unchanged.
+    let before = read(&d, "c.pat");
+    let o = genpat(&d, &["v1.bin", "v2.bin", "c.pat", "--component", "1"]);
+    assert_exit(&o, 3);
+    assert!(
+        stderr(&o).contains("this OLD image and component"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(read(&d, "c.pat"), before);
+
+    let info = info_json(&d, "c.pat");
+    let entries = info["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["component"], 0);
+    assert_eq!(entries[1]["component"], 1);
+    let o = genpat(&d, &["info", "c.pat"]);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o).contains("  component       1\n"),
+        "{}",
+        stdout(&o)
+    );
+
+    assert_applied(
+        &d,
+        &["apply", "c.pat", "v1.bin", "out.bin"],
+        "out.bin",
+        "v3.bin",
+    );
+    assert_applied(
+        &d,
+        &[
+            "apply",
+            "--component",
+            "1",
+            "--chunk",
+            "1",
+            "c.pat",
+            "v1.bin",
+            "out.bin",
+        ],
+        "out.bin",
+        "v2.bin",
+    );
+    let o = genpat(
+        &d,
+        &["apply", "--component", "2", "c.pat", "v1.bin", "out.bin"],
+    );
+    assert_exit(&o, 5);
+    assert_eq!(stdout(&o), NO_SUITABLE);
+    assert!(stderr(&o).contains("(component 2)"), "{}", stderr(&o));
+}

@@ -101,22 +101,27 @@ fn retired_codecs_are_refused_with_a_typed_error() {
 /// Wear of a small update through the slot manager, phase by phase: a
 /// 10,000-byte image over 4 KiB erase units, 64-byte write buffer.
 /// Update + activation: the target's 3 units (3 erases, 157 writes), two
-/// checkpoints (each a bank erase, a 96-byte boot record copy and 40
-/// 64-byte writes of the 2,528-byte record) and the activation record. Every later
-/// session that writes starts a fresh bank: one erase and one record.
+/// checkpoints (each a bank erase, a 128-byte boot record copy and 40
+/// writes of the 2,528-byte record) and the activation record; records are
+/// written 64 bytes at a time. Every later session that writes starts a
+/// fresh bank: one erase and one record.
 #[test]
 fn slot_update_wear_is_pinned() {
     use flashpatch::slots::Slot;
     use flashpatch_tests::device::Device;
     use flashpatch_tests::life::CHUNK;
 
-    use flashpatch::slots::{BOOT_RECORD_LEN, CHECKPOINT_LEN};
+    use flashpatch::slots::{boot_record_len, BOOT_RECORD_LEN, CHECKPOINT_LEN};
     println!(
-        "boot record {BOOT_RECORD_LEN} bytes, checkpoint record {CHECKPOINT_LEN} bytes \
-         (codec state {} bytes of it)",
+        "boot record {BOOT_RECORD_LEN} bytes ({} with two components), checkpoint record \
+         {CHECKPOINT_LEN} bytes (codec state {} bytes of it)",
+        boot_record_len(2),
         flashpatch::codec::SAVED_LEN
     );
-    assert_eq!((BOOT_RECORD_LEN, CHECKPOINT_LEN), (96, 2528));
+    assert_eq!(
+        (BOOT_RECORD_LEN, boot_record_len(2), CHECKPOINT_LEN),
+        (128, 224, 2528)
+    );
     let (old, new) = flashpatch_tests::firmware_pair(77, 20_000);
     let (old, new) = (&old[..10_000], &new[..10_000]);
     let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
@@ -146,11 +151,11 @@ fn slot_update_wear_is_pinned() {
         let inst = up.finish().unwrap();
         slots.activate(&inst).unwrap();
     }
-    assert_eq!(phase("update + activate"), (5, 240, 15_344));
+    assert_eq!(phase("update + activate"), (5, 243, 15_440));
     assert_eq!(dev.boot().unwrap().slot, Slot::B);
-    assert_eq!(phase("first boot (trial)"), (1, 1, 96));
+    assert_eq!(phase("first boot (trial)"), (1, 2, 128));
     dev.slots().unwrap().confirm().unwrap();
-    assert_eq!(phase("confirm"), (1, 1, 96));
+    assert_eq!(phase("confirm"), (1, 2, 128));
     assert!(!dev.boot().unwrap().trial);
     assert_eq!(phase("second boot"), (0, 0, 0));
     assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);

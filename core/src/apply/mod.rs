@@ -17,6 +17,10 @@
 //! 4. otherwise the body is decoded into the target partition, which is
 //!    then read back and checked against the target's SHA-256.
 //!
+//! Entries for another component than the applier's
+//! ([`Applier::set_component`]) are skipped before step 1, like entries
+//! for other sources: their bodies stream past, CRC-checked, unbuffered.
+//!
 //! Every entry's header and body CRC is checked, applied or not, and the
 //! result is given once the whole patch has been fed.
 //!
@@ -159,6 +163,11 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     ckpt_next: u32,
     /// Decoding stopped at a checkpoint.
     paused: bool,
+    /// The component to apply: entries for others are skipped.
+    component: u8,
+    /// The security counter of the entry being applied, then of the one
+    /// the outcome refers to.
+    counter: u32,
     #[cfg(feature = "sign")]
     gate: Gate,
 }
@@ -197,6 +206,8 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             ckpt_every: 0,
             ckpt_next: 0,
             paused: false,
+            component: 0,
+            counter: 0,
             #[cfg(feature = "sign")]
             gate: Gate::new(),
         }
@@ -228,6 +239,8 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.ckpt_every = 0;
         self.ckpt_next = 0;
         self.paused = false;
+        self.component = 0;
+        self.counter = 0;
         #[cfg(feature = "sign")]
         self.gate.reset();
     }
@@ -242,10 +255,6 @@ struct Gate {
     min_counter: u32,
     /// The body digest the current entry's signed header promises.
     want: Option<[u8; 32]>,
-    /// The current entry's security counter.
-    counter: u32,
-    /// The security counter of the entry the outcome refers to.
-    result_counter: u32,
     /// The running body digest, while `want` is set.
     body: Option<sha2::Sha256>,
 }
@@ -257,8 +266,6 @@ impl Gate {
             key: None,
             min_counter: 0,
             want: None,
-            counter: 0,
-            result_counter: 0,
             body: None,
         }
     }
@@ -267,12 +274,13 @@ impl Gate {
         *self = Gate::new();
     }
 
-    /// Checks a just-parsed entry header (its `H` bytes) against the policy.
-    fn check<E>(&mut self, raw: &[u8]) -> Res<(), E> {
+    /// Checks a just-parsed entry header (its `H` bytes) against the policy;
+    /// the security counter only if the entry is for the applier's
+    /// component (`ours`): other components count on their own.
+    fn check<E>(&mut self, raw: &[u8], ours: bool) -> Res<(), E> {
         use sha2::Digest;
         self.want = None;
         let t = crate::sign::Trust::of(raw)?;
-        self.counter = t.counter;
         let Some(key) = &self.key else {
             return Ok(());
         };
@@ -282,7 +290,7 @@ impl Gate {
         if !crate::sign::verify(key, &t.signed_digest(raw), &sig) {
             return Err(Error::BadSignature);
         }
-        if t.counter < self.min_counter {
+        if ours && t.counter < self.min_counter {
             return Err(Error::Rollback {
                 counter: t.counter,
                 min: self.min_counter,
@@ -339,7 +347,8 @@ where
     }
 
     /// Accepts only entries signed by `key` (an Ed25519 public key) whose
-    /// security counter is at least `min_counter`: each entry header's
+    /// security counter, for entries of the applier's component, is at
+    /// least `min_counter` (with slots: [`crate::slots::BootRecord::floor`]): each entry header's
     /// signature is checked before anything of it is used, and the body
     /// against its signed SHA-256 before the target is read back. Call it
     /// before the first [`Applier::feed`].
@@ -351,9 +360,17 @@ where
 
     /// The security counter of the entry the outcome refers to, once there
     /// is an outcome (0 for an entry without one).
-    #[cfg(feature = "sign")]
     pub fn result_counter(&self) -> Option<u32> {
-        self.st.outcome.map(|_| self.st.gate.result_counter)
+        self.st.outcome.map(|_| self.st.counter)
+    }
+
+    /// Applies the entries for component `id` (records `0x80`, see
+    /// `docs/FORMAT.md`) and skips the others, as it skips entries for
+    /// other sources. Without this call the applier applies component 0,
+    /// which entries without a component record are for. Call it before
+    /// the first [`Applier::feed`].
+    pub fn set_component(&mut self, id: u8) {
+        self.st.component = id;
     }
 
     /// Gives the flashes back.
@@ -532,15 +549,20 @@ where
                 self.st.len = 0;
             }
             _ => {
-                let (entry, _) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
+                let (entry, records) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
+                let meta = records.meta()?;
+                let ours = meta.component == self.st.component;
                 #[cfg(feature = "sign")]
-                self.st.gate.check(&self.st.buf[..self.st.need as usize])?;
+                self.st
+                    .gate
+                    .check(&self.st.buf[..self.st.need as usize], ours)?;
                 self.st.entry = entry;
                 self.st.body_left = entry.body_len;
                 self.st.body_crc = Crc32::new();
                 self.st.len = 0;
                 self.st.head = 0;
-                if self.st.outcome.is_none() {
+                if self.st.outcome.is_none() && ours {
+                    self.st.counter = meta.counter;
                     return Ok(true);
                 }
                 self.st.phase = Phase::Skip;
@@ -583,10 +605,6 @@ where
         {
             self.st.outcome = Some(Outcome::AlreadyInstalled);
             self.st.result = e.target;
-            #[cfg(feature = "sign")]
-            {
-                self.st.gate.result_counter = self.st.gate.counter;
-            }
             return Ok(Phase::Skip);
         }
         if !s_fits
@@ -616,10 +634,6 @@ where
         {
             self.st.outcome = Some(Outcome::AlreadyInstalled);
             self.st.result = e.target;
-            #[cfg(feature = "sign")]
-            {
-                self.st.gate.result_counter = self.st.gate.counter;
-            }
             return Ok(Phase::Skip);
         }
         self.st.model.reset(params);
@@ -655,10 +669,6 @@ where
             }
             self.st.outcome = Some(Outcome::Applied);
             self.st.result = self.st.entry.target;
-            #[cfg(feature = "sign")]
-            {
-                self.st.gate.result_counter = self.st.gate.counter;
-            }
         }
         self.st.entries_left -= 1;
         if self.st.entries_left > 0 {

@@ -8,6 +8,7 @@
 //! | 2 | entries left, the current one included |
 //! | 4 | patch bytes consumed: where the sender resumes |
 //! | 76 | the current entry's fixed header fields, in header order |
+//! | 4 | the current entry's security counter |
 //! | 4 | body bytes not yet received |
 //! | 4 | running body CRC-32 register |
 //! | 1 | 1 (the range decoder has started) |
@@ -30,7 +31,7 @@ use crate::format::{EntryHeader, FIXED_HEADER_LEN};
 
 /// Bytes of the applier's saved state.
 pub(crate) const SAVED_LEN: usize =
-    2 + 4 + FIXED_HEADER_LEN + 4 + 4 + 1 + 4 + BUF + 9 + 5 + codec::SAVED_LEN;
+    2 + 4 + FIXED_HEADER_LEN + 4 + 4 + 4 + 1 + 4 + BUF + 9 + 5 + codec::SAVED_LEN;
 
 fn u16_of(input: &mut dyn FnMut(&mut [u8]) -> bool, ok: &mut bool) -> u16 {
     let mut b = [0u8; 2];
@@ -73,6 +74,7 @@ where
         out(&self.st.entries_left.to_le_bytes());
         out(&self.st.consumed.to_le_bytes());
         out(&self.st.entry.fixed());
+        out(&self.st.counter.to_le_bytes());
         out(&self.st.body_left.to_le_bytes());
         out(&self.st.body_crc.register().to_le_bytes());
         out(&[self.st.started as u8]);
@@ -104,6 +106,7 @@ where
         let mut e = [0u8; FIXED_HEADER_LEN];
         ok &= input(&mut e);
         self.st.entry = EntryHeader::from_fixed(&e);
+        self.st.counter = u32_of(input, &mut ok);
         self.st.body_left = u32_of(input, &mut ok);
         self.st.body_crc = Crc32::from_register(u32_of(input, &mut ok));
         let mut b = [0u8; 1];

@@ -1,5 +1,6 @@
-//! A/B slots: two image slots and a state area, atomic activation, trial
-//! boot with automatic rollback, and updates that resume after a reset.
+//! A/B slots: two image slots (per component) and a state area, atomic
+//! activation, trial boot with automatic rollback, an anti-rollback floor,
+//! and updates that resume after a reset.
 //!
 //! The boot stage and the application share nothing but the flash: every
 //! decision is made from what the state area holds, so either side may be
@@ -15,12 +16,18 @@
 //!          +6 2 length L (a multiple of 32)  +8 4 sequence  +12 4 generation
 //!          +16 .. body          L-4 4 CRC-32 of bytes 0..L-4
 //!
-//!  boot record body (L = 96):
+//!  boot record body (L = 128 for one component, +96 per further one):
 //!          +16 1 active slot (0 A, 1 B)   +17 1 state (1 trial, 2 confirmed)
-//!          +18 1 boot attempts            +19 1 flags (bit 0: rolled back)
+//!          +18 1 boot attempts            +19 1 flags (bit 0: rolled back,
+//!                                               bit 1: component 0 not on trial)
 //!          +20 4 slot A image size  +24 32 slot A image SHA-256   (size 0: none)
 //!          +56 4 slot B image size  +60 32 slot B image SHA-256
-//!          +92 4 CRC-32
+//!          +92 4 slot A security counter  +96 4 slot B security counter
+//!          +100 4 floor  +104 1 components N  +105 19 zero
+//!          +124 96 × (N-1) further components (see `record.rs`)
+//!          L-4 4 CRC-32
+//!  (a 96-byte boot record, written before security counters, ends at +92
+//!   with its CRC and is read as counters 0 and floor 0)
 //! ```
 //!
 //! `docs/FORMAT.md` (section "State area") is the normative description.
@@ -34,12 +41,35 @@
 //!
 //! | who | call | writes |
 //! |---|---|---|
-//! | factory | [`Slots::provision`] | one confirmed boot record for the image in a slot |
-//! | boot stage | [`Slots::select`] | trial: one record per boot (attempt count), or a rollback record; confirmed: nothing |
-//! | application | [`Slots::begin_update`], [`Update::feed`], [`Update::finish`] | the inactive slot, and a checkpoint per target erase unit |
+//! | factory | [`Slots::provision`] ([`Slots::provision_group`]) | one confirmed boot record for the image in a slot (of each component) |
+//! | boot stage | [`Slots::select`] ([`Slots::select_group`]) | trial: one record per boot (attempt count), or a rollback record; confirmed: nothing |
+//! | application | [`Slots::begin_update`] ([`Slots::begin_component_update`]), [`Update::feed`], [`Update::finish`] | the inactive slot, and a checkpoint per target erase unit |
 //! | application | [`Slots::resume`] | continues an update from its newest checkpoint |
-//! | application | [`Slots::activate`] | one boot record: the new image, on trial |
-//! | application | [`Slots::confirm`] | one boot record: the image is confirmed |
+//! | application | [`Slots::activate`] ([`Slots::activate_group`]) | one boot record: the new image(s), on trial |
+//! | application | [`Slots::confirm`] | one boot record: the images are confirmed, floors raised |
+//!
+//! ## Anti-rollback floor
+//!
+//! Each slot's image is recorded with the security counter of the patch
+//! entry that made it ([`Installed::image`]). Each component has a
+//! **floor**: [`Slots::confirm`] raises it to the running image's counter,
+//! and nothing lowers it. [`Slots::activate`] refuses an image below the
+//! floor ([`Error::Rollback`]), and [`Slots::select`] never boots one nor
+//! rolls back to one. The application passes [`BootRecord::floor`] to
+//! `Applier::require_signature` as the minimum counter, so that an older
+//! patch is refused before anything is written.
+//!
+//! ## Components
+//!
+//! A `Slots<P, S, N>` manages `N` components (the application, a data
+//! partition, ...), each with its own slot pair, in one state area: one
+//! boot record holds them all, so one record write activates, confirms or
+//! rolls back every component at once. [`Slots::begin_component_update`]
+//! applies one component's entries of a patch file (entries for the
+//! others are skipped); [`Slots::activate_group`] activates what the
+//! updates installed, all or nothing. The single-component API
+//! ([`Slots::new`], [`Slots::select`], ...) is `N = 1`, and its methods
+//! act on component 0 of a group.
 //!
 //! ## Resume and what a checkpoint costs
 //!
@@ -47,8 +77,9 @@
 //! unit boundary and appends a checkpoint: the applier's whole state (the
 //! entry header, positions, the running body CRC, the 256-byte input
 //! ring, the range decoder and the codec model's context bytes and every
-//! probability — 2,500 bytes with codec 3, a [`CHECKPOINT_LEN`] = 2,528-byte
-//! record). After a reset, [`Slots::resume`] loads the newest one and
+//! probability — 2,504 bytes with codec 3, after the component byte, a
+//! [`CHECKPOINT_LEN`] = 2,528-byte record). After a reset, [`Slots::resume`]
+//! loads the newest one and
 //! reports the patch offset to feed from; the target is rewritten from the
 //! start of the erase unit that was in progress, so at most one unit is
 //! written twice.
@@ -56,7 +87,7 @@
 //! Cost per checkpoint: 2,528 bytes programmed in 40 writes of at most 64
 //! bytes (a small buffer, as it is on the stack under the decoder's
 //! frames), and, when the current bank has no room for it (always, with
-//! 4 KiB banks), one bank erase and a 96-byte copy of the boot record
+//! 4 KiB banks), one bank erase and a 128-byte copy of the boot record
 //! before it. With 4 KiB erase units that is about as much flash work as
 //! the target unit it protects (one erase and ~2.5 KiB programmed against
 //! one erase and 4 KiB), so an update costs roughly twice the flash time
@@ -69,11 +100,12 @@
 //! sizes and the exact erase and write counts of a small update.
 //!
 //! [`Slots::select`] never returns a slot whose image fails its size and
-//! SHA-256 check. A trial image that has been booted
+//! SHA-256 check or is below the floor. A trial image that has been booted
 //! [`Config::max_boot_attempts`] times without a confirmation is rolled
 //! back to the previous image, and [`Slots::state`] then reports
 //! `rolled_back` to the application.
 
+mod layout;
 mod record;
 mod store;
 mod update;
@@ -85,7 +117,8 @@ use crate::error::Error;
 use crate::ApplierState;
 use store::Store;
 
-pub use record::{BootRecord, Image, BOOT_RECORD_LEN};
+pub use layout::Layout;
+pub use record::{boot_record_len, BootRecord, BootState, Component, Image, BOOT_RECORD_LEN};
 pub use update::{Installed, Update, CHECKPOINT_LEN};
 
 /// Records are written and read in multiples of this many bytes.
@@ -152,95 +185,25 @@ pub struct Boot {
     pub rolled_back: bool,
 }
 
-/// Where the slots and the state area lie in one flash, checked when it
-/// is built in a `const` (so a bad layout fails the build).
-///
-/// ```
-/// use flashpatch::slots::Layout;
-/// const LAYOUT: Layout = Layout::new(4096, 0x1_0000, 0x4_0000, 0x5_0000, 0x9_0000, 0x2000);
-/// assert_eq!(LAYOUT.slot_b, 0x5_0000);
-/// ```
+/// What the boot stage should start, for every component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    /// Start of slot A.
-    pub slot_a: u32,
-    /// Start of slot B.
-    pub slot_b: u32,
-    /// Bytes of each slot.
-    pub slot_size: u32,
-    /// Start of the state area.
-    pub state: u32,
-    /// Bytes of the state area.
-    pub state_size: u32,
-}
-
-impl Layout {
-    /// A layout for a flash with `erase` bytes per erase unit: slot A at
-    /// `slot_a`, slot B at `slot_b`, both `slot_size` bytes, the state area
-    /// at `state`, `state_size` bytes. Panics (at compile time in a
-    /// `const`) if anything is misaligned, the three overlap, or the state
-    /// area has fewer than two erase units.
-    pub const fn new(
-        erase: u32,
-        slot_a: u32,
-        slot_size: u32,
-        slot_b: u32,
-        state: u32,
-        state_size: u32,
-    ) -> Layout {
-        assert!(erase > 0, "erase size is zero");
-        assert!(
-            slot_a.is_multiple_of(erase)
-                && slot_b.is_multiple_of(erase)
-                && state.is_multiple_of(erase),
-            "a region does not start on an erase unit"
-        );
-        assert!(
-            slot_size.is_multiple_of(erase) && state_size.is_multiple_of(erase),
-            "a region is not a whole number of erase units"
-        );
-        assert!(slot_size > 0, "empty slots");
-        assert!(
-            state_size >= 2 * erase,
-            "the state area needs two erase units"
-        );
-        const fn disjoint(a: u32, al: u32, b: u32, bl: u32) -> bool {
-            a as u64 + al as u64 <= b as u64 || b as u64 + bl as u64 <= a as u64
-        }
-        assert!(
-            disjoint(slot_a, slot_size, slot_b, slot_size)
-                && disjoint(slot_a, slot_size, state, state_size)
-                && disjoint(slot_b, slot_size, state, state_size),
-            "regions overlap"
-        );
-        Layout {
-            slot_a,
-            slot_b,
-            slot_size,
-            state,
-            state_size,
-        }
-    }
-
-    /// The three regions as partitions of `flash`: slot A, slot B, state
-    /// area. `None` if they do not fit the flash or its erase size.
-    pub fn partitions<'a, F: NorFlash>(
-        &self,
-        flash: &'a core::cell::RefCell<F>,
-    ) -> Option<[crate::Partition<'a, F>; 3]> {
-        use crate::Partition;
-        Some([
-            Partition::new(flash, self.slot_a, self.slot_size)?,
-            Partition::new(flash, self.slot_b, self.slot_size)?,
-            Partition::new(flash, self.state, self.state_size)?,
-        ])
-    }
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct GroupBoot<const N: usize> {
+    /// Each component's slot; its image (if one is recorded) has been
+    /// verified.
+    pub slots: [Slot; N],
+    /// Whether an activation is on trial (the application must confirm it).
+    pub trial: bool,
+    /// Whether a trial was rolled back to reach this state.
+    pub rolled_back: bool,
 }
 
 /// An update continued from a checkpoint by [`Slots::resume`].
-pub struct Resumed<'s, P, S> {
+pub struct Resumed<'s, P, S, const N: usize = 1> {
     /// The update, ready for the rest of the patch.
-    pub update: Update<'s, P, S>,
+    pub update: Update<'s, P, S, N>,
+    /// The component it updates.
+    pub component: u8,
     /// The patch offset to feed from: the sender re-sends `patch[offset..]`.
     pub offset: u32,
     /// The image the interrupted update makes. If the patch on offer now is
@@ -248,11 +211,13 @@ pub struct Resumed<'s, P, S> {
     pub target: crate::format::TargetId,
 }
 
-/// The two slots and the state area. Build one at every start (boot stage
-/// or application) with [`Slots::new`]; it reads the state area once.
-pub struct Slots<P, S> {
-    slots: [P; 2],
-    store: Store<S>,
+/// The slot pairs of `N` components (one by default: slot A and slot B)
+/// and the state area. Build one at every start (boot stage or
+/// application) with [`Slots::new`] or [`Slots::new_group`]; it reads the
+/// state area once.
+pub struct Slots<P, S, const N: usize = 1> {
+    slots: [[P; 2]; N],
+    store: Store<S, N>,
     config: Config,
 }
 
@@ -268,40 +233,87 @@ where
     /// banks (each a whole number of erase units, at least
     /// [`Slots::MIN_BANK`] bytes).
     pub fn new(a: P, b: P, state: S, config: Config) -> Res<Self, P::Error> {
+        Self::new_group([[a, b]], state, config)
+    }
+
+    /// Gives the flashes back: slot A, slot B, state area.
+    pub fn into_parts(self) -> (P, P, S) {
+        let ([[a, b]], s) = self.into_group_parts();
+        (a, b, s)
+    }
+
+    /// Factory step: records the first `size` bytes of `slot` as the
+    /// confirmed, running image (security counter 0, floor 0). Only
+    /// allowed while the state area holds no boot record
+    /// ([`Error::SlotState`] otherwise).
+    pub fn provision(&mut self, slot: Slot, size: u32) -> Res<(), P::Error> {
+        self.provision_group([(slot, size)])
+    }
+}
+
+impl<P, S, const N: usize> Slots<P, S, N>
+where
+    P: NorFlash,
+    S: NorFlash<Error = P::Error>,
+{
+    /// The slot manager over the slot pairs of `N` components (`[A, B]`
+    /// each) and the state area, which holds the boot state of all of
+    /// them. Reads the state area; [`Error::StateArea`] as [`Slots::new`].
+    /// The boot stage and the application must use the same `N`.
+    pub fn new_group(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self, P::Error> {
         const {
             assert!(RECORD_ALIGN.is_multiple_of(S::WRITE_SIZE));
             assert!(RECORD_ALIGN.is_multiple_of(S::READ_SIZE));
             assert!(S::ERASE_SIZE.is_multiple_of(RECORD_ALIGN));
         }
         Ok(Slots {
-            slots: [a, b],
+            slots: pairs,
             store: Store::open(state, Self::MIN_BANK)?,
             config,
         })
     }
 
     /// The smallest bank: a boot record and a checkpoint.
-    pub const MIN_BANK: u32 = (BOOT_RECORD_LEN + update::CHECKPOINT_LEN) as u32;
+    pub const MIN_BANK: u32 = (boot_record_len(N) + update::CHECKPOINT_LEN) as u32;
 
-    /// The boot state: the newest valid boot record, if any.
-    pub fn state(&self) -> Option<BootRecord> {
+    /// The boot state of every component: the newest valid boot record,
+    /// if any.
+    pub fn boot_state(&self) -> Option<BootState<N>> {
         self.store.boot()
     }
 
-    /// The slot the boot state says runs (A before provisioning).
+    /// The boot state as component 0 (the one a single-component device
+    /// has) sees it: the newest valid boot record, if any. Its `floor` is
+    /// the minimum security counter to require of the next patch.
+    pub fn state(&self) -> Option<BootRecord> {
+        self.store.boot().and_then(|s| s.record(0))
+    }
+
+    /// The slot the boot state says component 0 runs (A before
+    /// provisioning).
     pub fn active(&self) -> Slot {
         self.state().map(|r| r.active).unwrap_or(Slot::A)
     }
 
-    /// Gives the flashes back: slot A, slot B, state area.
-    pub fn into_parts(self) -> (P, P, S) {
-        let [a, b] = self.slots;
-        (a, b, self.store.flash)
+    /// Gives the flashes back: the slot pairs and the state area.
+    pub fn into_group_parts(self) -> ([[P; 2]; N], S) {
+        (self.slots, self.store.flash)
     }
 
-    /// Whether `slot` holds `image` (size and SHA-256).
+    /// Whether `slot` of component 0 holds `image` (size and SHA-256).
     pub fn holds(&mut self, slot: Slot, image: &Image) -> Res<bool, P::Error> {
-        let flash = &mut self.slots[slot.index()];
+        self.holds_in(0, slot, image)
+    }
+
+    /// Whether `slot` of `component` holds `image` (size and SHA-256).
+    /// Not inlined: its read buffer and digest are on the stack only while
+    /// it runs.
+    #[inline(never)]
+    pub fn holds_in(&mut self, component: usize, slot: Slot, image: &Image) -> Res<bool, P::Error> {
+        let Some(pair) = self.slots.get_mut(component) else {
+            return Ok(false);
+        };
+        let flash = &mut pair[slot.index()];
         if image.size == 0 || image.size as usize > flash.capacity() {
             return Ok(false);
         }
@@ -310,143 +322,196 @@ where
         Ok(sha == image.sha256)
     }
 
-    /// Factory step: records the first `size` bytes of `slot` as the
-    /// confirmed, running image. Only allowed while the state area holds
-    /// no boot record ([`Error::SlotState`] otherwise).
-    pub fn provision(&mut self, slot: Slot, size: u32) -> Res<(), P::Error> {
-        if self.state().is_some() {
+    /// Whether `slot` of component `k` may be booted with `image`
+    /// recorded: the image verifies and its counter is not below `floor`.
+    fn bootable(&mut self, k: usize, slot: Slot, image: &Image, floor: u32) -> Res<bool, P::Error> {
+        Ok(image.counter >= floor && self.holds_in(k, slot, image)?)
+    }
+
+    /// Factory step: for each component, records the first `size` bytes
+    /// of its `slot` as its confirmed, running image (counter 0, floor 0).
+    /// Size 0 leaves a component other than 0 empty: nothing to verify at
+    /// boot, until an update (a full image) fills it. Only allowed while
+    /// the state area holds no boot record ([`Error::SlotState`]).
+    pub fn provision_group(&mut self, images: [(Slot, u32); N]) -> Res<(), P::Error> {
+        if self.store.boot().is_some() {
             return Err(Error::SlotState);
         }
-        let flash = &mut self.slots[slot.index()];
-        if size == 0 || size as usize > flash.capacity() {
-            return Err(Error::NoBootableImage);
+        let mut components = [Component::EMPTY; N];
+        for (k, (slot, size)) in images.into_iter().enumerate() {
+            let flash = &mut self.slots[k][slot.index()];
+            components[k].active = slot;
+            if size == 0 && k > 0 {
+                continue;
+            }
+            if size == 0 || size as usize > flash.capacity() {
+                return Err(Error::NoBootableImage);
+            }
+            let mut buf = [0u8; 128];
+            let sha256 = sha256_of(flash, &mut buf, size).map_err(Error::Flash)?;
+            components[k].images[slot.index()] = Image {
+                size,
+                sha256,
+                counter: 0,
+            };
         }
-        let mut buf = [0u8; 128];
-        let sha256 = sha256_of(flash, &mut buf, size).map_err(Error::Flash)?;
-        let mut images = [Image::NONE; 2];
-        images[slot.index()] = Image { size, sha256 };
-        self.store.write_boot(&BootRecord {
-            active: slot,
+        self.store.write_boot(&BootState {
             trial: false,
             attempts: 0,
             rolled_back: false,
-            images,
             gen: 1,
+            components,
         })
     }
 
-    /// Boot stage: the slot to start. Verifies the image first and never
-    /// returns a slot whose image fails. A trial image is counted (one
-    /// record write) before it is returned; after
+    /// Boot stage: the slot to start (component 0's, for a group see
+    /// [`Slots::select_group`]). Verifies the image first and never
+    /// returns a slot whose image fails its size and SHA-256 check or has a
+    /// security counter below the recorded floor. A trial image is counted
+    /// (one record write) before it is returned; after
     /// [`Config::max_boot_attempts`] unconfirmed boots, or if it fails
     /// verification, the previous image is made active again (one record
     /// write) and returned with `rolled_back` set.
     pub fn select(&mut self) -> Res<Boot, P::Error> {
-        let rec = self.state().ok_or(Error::NoBootRecord)?;
-        let act = rec.active;
-        let good = self.holds(act, &rec.images[act.index()])?;
+        let g = self.select_group()?;
+        Ok(Boot {
+            slot: g.slots[0],
+            trial: g.trial,
+            rolled_back: g.rolled_back,
+        })
+    }
+
+    /// Boot stage, for every component: as [`Slots::select`], over all of
+    /// them at once. Each component's active image (where one is
+    /// recorded) must verify and be at or above its floor. A trial is
+    /// counted once for all; a rollback (attempts used up, or a component
+    /// that fails) switches back every component the trial switched, and
+    /// any damaged one, in one record write, provided each previous image
+    /// verifies and is at or above its floor.
+    pub fn select_group(&mut self) -> Res<GroupBoot<N>, P::Error> {
+        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
+        let mut good = [true; N];
+        for (k, c) in rec.components.iter().enumerate() {
+            let empty = k > 0 && c.image().size == 0;
+            good[k] = empty || self.bootable(k, c.active, &c.image(), c.floor)?;
+        }
+        let all = good.iter().all(|g| *g);
+        let boot = |s: &BootState<N>, trial, rolled_back| GroupBoot {
+            slots: s.components.map(|c| c.active),
+            trial,
+            rolled_back,
+        };
         if rec.trial {
-            if good && rec.attempts < self.config.max_boot_attempts.max(1) {
-                let next = BootRecord {
+            if all && rec.attempts < self.config.max_boot_attempts.max(1) {
+                self.store.write_boot(&BootState {
                     attempts: rec.attempts + 1,
                     gen: rec.gen.wrapping_add(1),
                     ..rec
-                };
-                self.store.write_boot(&next)?;
-                return Ok(Boot {
-                    slot: act,
-                    trial: true,
-                    rolled_back: false,
-                });
+                })?;
+                return Ok(boot(&rec, true, false));
             }
-            if self.fall_back(&rec)? {
-                return Ok(Boot {
-                    slot: act.other(),
-                    trial: false,
-                    rolled_back: true,
-                });
+            if let Some(back) = self.fall_back(&rec, &good)? {
+                return Ok(boot(&back, false, true));
             }
-            // The previous image is gone too: a verified trial image is
+            // The previous images are gone too: verified trial images are
             // better than nothing.
-            return match good {
-                true => Ok(Boot {
-                    slot: act,
-                    trial: true,
-                    rolled_back: false,
-                }),
+            return match all {
+                true => Ok(boot(&rec, true, false)),
                 false => Err(Error::NoBootableImage),
             };
         }
-        if good {
-            return Ok(Boot {
-                slot: act,
-                trial: false,
-                rolled_back: rec.rolled_back,
-            });
+        if all {
+            return Ok(boot(&rec, false, rec.rolled_back));
         }
-        // The confirmed image is damaged: the other one, if it is whole.
-        if self.fall_back(&rec)? {
-            return Ok(Boot {
-                slot: act.other(),
-                trial: false,
-                rolled_back: true,
-            });
+        // A confirmed image is damaged: the other one, if it is whole.
+        if let Some(back) = self.fall_back(&rec, &good)? {
+            return Ok(boot(&back, false, true));
         }
         Err(Error::NoBootableImage)
     }
 
-    /// Makes the other slot active and confirmed, if its image verifies.
-    fn fall_back(&mut self, rec: &BootRecord) -> Res<bool, P::Error> {
-        let prev = rec.active.other();
-        if !self.holds(prev, &rec.images[prev.index()])? {
-            return Ok(false);
-        }
-        let mut images = rec.images;
-        images[rec.active.index()] = Image::NONE;
-        self.store.write_boot(&BootRecord {
-            active: prev,
+    /// Switches back every component on trial and every one that is not
+    /// `good`, confirmed, if each previous image may be booted; writes
+    /// that state and returns it, or `None` (nothing written).
+    fn fall_back(
+        &mut self,
+        rec: &BootState<N>,
+        good: &[bool; N],
+    ) -> Res<Option<BootState<N>>, P::Error> {
+        let mut next = BootState {
             trial: false,
             attempts: 0,
             rolled_back: true,
-            images,
             gen: rec.gen.wrapping_add(1),
-        })?;
-        Ok(true)
+            components: rec.components,
+        };
+        for (k, c) in rec.components.iter().enumerate() {
+            next.components[k].on_trial = false;
+            if (rec.trial && c.on_trial) || !good[k] {
+                let prev = c.active.other();
+                if !self.bootable(k, prev, &c.images[prev.index()], c.floor)? {
+                    return Ok(None);
+                }
+                next.components[k].images[c.active.index()] = Image::NONE;
+                next.components[k].active = prev;
+            }
+        }
+        self.store.write_boot(&next)?;
+        Ok(Some(next))
     }
 
-    /// Application: the image it runs works; a trial becomes confirmed (one
-    /// record write). Nothing is written if it is confirmed already.
+    /// Application: the images it runs work; a trial becomes confirmed
+    /// (one record write, for every component), and each component's
+    /// floor rises to its active image's security counter (it never
+    /// falls). Nothing is written if the state is confirmed already.
     pub fn confirm(&mut self) -> Res<(), P::Error> {
-        let rec = self.state().ok_or(Error::NoBootRecord)?;
+        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         if !rec.trial {
             return Ok(());
         }
-        self.store.write_boot(&BootRecord {
+        let mut next = BootState {
             trial: false,
             attempts: 0,
             gen: rec.gen.wrapping_add(1),
             ..rec
-        })
+        };
+        for c in next.components.iter_mut() {
+            c.on_trial = false;
+            c.floor = c.floor.max(c.image().counter);
+        }
+        self.store.write_boot(&next)
     }
 
-    /// Application: starts writing a new image into the inactive slot,
-    /// from a patch against the active one. The running image must be
-    /// confirmed ([`Error::SlotState`] otherwise). Checkpoints are
-    /// written as [`Config::checkpoint_units`] says, so that
-    /// [`Slots::resume`] can continue after a reset. The applier works in
-    /// `state`, which the caller keeps (a `static` on a device): the
-    /// update itself is small.
+    /// Application: starts writing a new image of component 0 into its
+    /// inactive slot, as [`Slots::begin_component_update`].
     pub fn begin_update<'s>(
         &'s mut self,
         state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S>, P::Error> {
-        let rec = self.state().ok_or(Error::NoBootRecord)?;
+    ) -> Res<Update<'s, P, S, N>, P::Error> {
+        self.begin_component_update(0, state)
+    }
+
+    /// Application: starts writing a new image of `component` into its
+    /// inactive slot, from a patch against its active one; the applier
+    /// skips entries for other components. Nothing may be on trial
+    /// ([`Error::SlotState`] otherwise, or for a component past the last).
+    /// Checkpoints are written as [`Config::checkpoint_units`] says, so
+    /// that [`Slots::resume`] can continue after a reset. The applier
+    /// works in `state`, which the caller keeps (a `static` on a device):
+    /// the update itself is small.
+    pub fn begin_component_update<'s>(
+        &'s mut self,
+        component: u8,
+        state: &'s mut ApplierState,
+    ) -> Res<Update<'s, P, S, N>, P::Error> {
+        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let every = self.config.checkpoint_units;
-        if rec.trial {
-            return Err(Error::SlotState);
-        }
-        let [a, b] = &mut self.slots;
-        let (source, target) = match rec.active {
+        let c = match rec.components.get(component as usize) {
+            Some(c) if !rec.trial => *c,
+            _ => return Err(Error::SlotState),
+        };
+        let [a, b] = &mut self.slots[component as usize];
+        let (source, target) = match c.active {
             Slot::A => (a, b),
             Slot::B => (b, a),
         };
@@ -454,58 +519,105 @@ where
             source,
             target,
             &mut self.store,
-            rec.active,
-            rec.images[rec.active.index()],
+            component,
+            (c.active, c.image()),
             every,
             state,
         ))
     }
 
     /// Application, after a reset: continues the update the newest
-    /// checkpoint belongs to. Returns it with the patch offset from which
-    /// to feed again (the sender re-sends only from there), or `None` if
-    /// there is nothing to resume (then [`Slots::begin_update`] and feed
-    /// from 0). At most one erase unit of target (with the default
-    /// [`Config::checkpoint_units`]) is written again.
+    /// checkpoint belongs to (whatever its component). Returns it with the
+    /// patch offset from which to feed again (the sender re-sends only
+    /// from there), or `None` if there is nothing to resume (then
+    /// [`Slots::begin_update`] and feed from 0). At most one erase unit of
+    /// target (with the default [`Config::checkpoint_units`]) is written
+    /// again.
     pub fn resume<'s>(
         &'s mut self,
         state: &'s mut ApplierState,
-    ) -> Res<Option<Resumed<'s, P, S>>, P::Error> {
-        if self.store.checkpoint.is_none() || self.state().is_none_or(|r| r.trial) {
+    ) -> Res<Option<Resumed<'s, P, S, N>>, P::Error> {
+        if self.store.checkpoint.is_none() || self.store.boot().is_none_or(|r| r.trial) {
             return Ok(None);
         }
-        let mut up = self.begin_update(state)?;
+        // A checkpoint's body starts with the component it is for.
+        let mut c = [0u8; 1];
+        if let Some(mut r) = self.store.checkpoint_reader() {
+            r.read(&mut c);
+            if let Some(e) = r.err {
+                return Err(Error::Flash(e));
+            }
+        }
+        let component = c[0];
+        if component as usize >= N {
+            self.store.drop_checkpoint();
+            return Ok(None);
+        }
+        let mut up = self.begin_component_update(component, state)?;
         Ok(up.load()?.map(|offset| Resumed {
             target: up.target(),
+            component,
             update: up,
             offset,
         }))
     }
 
     /// Application: makes the image [`Update::finish`] reported the one to
-    /// boot next, on trial. Checks the slot's image first. One record
-    /// write; nothing if the image is the one running already.
-    #[inline(never)]
+    /// boot next, on trial, as [`Slots::activate_group`] with one image.
     pub fn activate(&mut self, installed: &Installed) -> Res<(), P::Error> {
-        let rec = self.state().ok_or(Error::NoBootRecord)?;
-        if installed.slot == rec.active {
+        self.activate_group(core::slice::from_ref(installed))
+    }
+
+    /// Application: makes the images [`Update::finish`] reported (at most
+    /// one per component) the ones to boot next, all on trial together:
+    /// **one record write** switches every component whose image is not
+    /// the running one, so a reset at any instant leaves all of them old
+    /// or all new. Checks each slot's image first ([`Error::TargetMismatch`])
+    /// and its security counter against the component's floor
+    /// ([`Error::Rollback`]); nothing is written if any fails, or if every
+    /// image is running already. [`Error::SlotState`] if a trial is not
+    /// confirmed yet, or a component is past the last or given twice.
+    #[inline(never)]
+    pub fn activate_group(&mut self, installed: &[Installed]) -> Res<(), P::Error> {
+        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
+        let mut next = rec;
+        let mut seen = [false; N];
+        let mut changed = false;
+        for i in installed {
+            let k = i.component as usize;
+            match seen.get_mut(k) {
+                Some(s) if !*s => *s = true,
+                _ => return Err(Error::SlotState),
+            }
+            let c = rec.components[k];
+            if i.slot == c.active {
+                continue;
+            }
+            if rec.trial {
+                return Err(Error::SlotState);
+            }
+            if i.image.counter < c.floor {
+                return Err(Error::Rollback {
+                    counter: i.image.counter,
+                    min: c.floor,
+                });
+            }
+            if !self.holds_in(k, i.slot, &i.image)? {
+                return Err(Error::TargetMismatch);
+            }
+            let n = &mut next.components[k];
+            n.images[i.slot.index()] = i.image;
+            n.active = i.slot;
+            n.on_trial = true;
+            changed = true;
+        }
+        if !changed {
             return Ok(());
         }
-        if rec.trial {
-            return Err(Error::SlotState);
-        }
-        if !self.holds(installed.slot, &installed.image)? {
-            return Err(Error::TargetMismatch);
-        }
-        let mut images = rec.images;
-        images[installed.slot.index()] = installed.image;
-        self.store.write_boot(&BootRecord {
-            active: installed.slot,
-            trial: true,
-            attempts: 0,
-            rolled_back: false,
-            images,
-            gen: rec.gen.wrapping_add(1),
-        })
+        next.trial = true;
+        next.attempts = 0;
+        next.rolled_back = false;
+        next.gen = rec.gen.wrapping_add(1);
+        self.store.write_boot(&next)
     }
 }

@@ -1,13 +1,42 @@
-//! The boot record: its fields and its 96 bytes on flash.
+//! The boot record: the boot state of every component, in one record.
+//!
+//! ```text
+//!  +16 1 component 0: active slot (0 A, 1 B)
+//!  +17 1 state (1 trial, 2 confirmed)     +18 1 boot attempts
+//!  +19 1 flags: bit 0 rolled back, bit 1 component 0 is not part of the trial
+//!  +20 4 component 0, slot A image size   +24 32 its SHA-256   (size 0: none)
+//!  +56 4 component 0, slot B image size   +60 32 its SHA-256
+//!  --- a 96-byte record (written before security counters) ends here, CRC at +92
+//!  +92 4 component 0, slot A image security counter   +96 4 slot B's
+//!  +100 4 component 0, floor (lowest security counter it boots)
+//!  +104 1 components N (≥ 1)   +105 19 zero
+//!  +124 96 bytes for each of components 1 … N-1:
+//!        +0 1 active slot   +1 1 flags (bit 0: part of the trial)   +2 2 zero
+//!        +4 4 slot A size   +8 32 SHA-256   +40 4 security counter
+//!        +44 4 slot B size  +48 32 SHA-256  +80 4 security counter
+//!        +84 4 floor        +88 8 zero
+//!  L-4 4 CRC-32           (L = 128 + 96 (N-1))
+//! ```
 
-use super::store::HEADER_LEN;
 use super::Slot;
-use crate::crc32::crc32;
 
-/// Bytes of a boot record on flash.
-pub const BOOT_RECORD_LEN: usize = 96;
+/// Bytes of the boot record of one component (a [`super::Slots`]).
+pub const BOOT_RECORD_LEN: usize = boot_record_len(1);
+/// Bytes of a boot record from before security counters: component 0 only,
+/// read as counters 0 and floor 0.
+pub(crate) const V1_LEN: usize = 96;
+/// Bytes of the record's fields shared with component 0 (+16 … +124).
+const BASE: usize = 108;
+/// Bytes of each further component.
+const BLOCK: usize = 96;
 
-/// An image in a slot: its size and SHA-256. Size 0 means no image.
+/// Bytes of the boot record of `n` components.
+pub const fn boot_record_len(n: usize) -> usize {
+    128 + BLOCK * (n - 1)
+}
+
+/// An image in a slot: its size, SHA-256 and security counter. Size 0
+/// means no image.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Image {
@@ -15,6 +44,9 @@ pub struct Image {
     pub size: u32,
     /// SHA-256 of the image.
     pub sha256: [u8; 32],
+    /// Security counter of the image (of the patch entry that made it; 0
+    /// when unknown). Not part of [`super::Slots::holds`]'s check.
+    pub counter: u32,
 }
 
 impl Image {
@@ -22,10 +54,68 @@ impl Image {
     pub const NONE: Image = Image {
         size: 0,
         sha256: [0; 32],
+        counter: 0,
     };
+
+    /// Whether `other` is the same bytes (size and SHA-256).
+    pub fn same_bytes(&self, other: &Image) -> bool {
+        self.size == other.size && self.sha256 == other.sha256
+    }
 }
 
-/// The boot state, as the newest valid boot record holds it.
+/// One component's slot pair in the boot state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Component {
+    /// The slot that runs (or is read, for a data component).
+    pub active: Slot,
+    /// The image each slot is known to hold (`[A, B]`); [`Image::NONE`]
+    /// where nothing is known.
+    pub images: [Image; 2],
+    /// The lowest security counter the boot stage accepts for this
+    /// component: raised to the running image's counter on each
+    /// confirmation, never lowered.
+    pub floor: u32,
+    /// Whether the activation on trial switched this component (a rollback
+    /// switches it back).
+    pub on_trial: bool,
+}
+
+impl Component {
+    /// A component nothing is known of (slot A, no images, floor 0).
+    pub const EMPTY: Component = Component {
+        active: Slot::A,
+        images: [Image::NONE; 2],
+        floor: 0,
+        on_trial: false,
+    };
+
+    /// The image of the active slot.
+    pub fn image(&self) -> Image {
+        self.images[self.active.index()]
+    }
+}
+
+/// The boot state of `N` components, as the newest valid boot record holds
+/// it. Every change of it is one record write, for all components at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BootState<const N: usize = 1> {
+    /// Whether an activation is on trial (not yet confirmed).
+    pub trial: bool,
+    /// Boots of the trial so far.
+    pub attempts: u8,
+    /// Whether this state was reached by a rollback. Stays set until the
+    /// next activation.
+    pub rolled_back: bool,
+    /// Boot-state changes so far.
+    pub gen: u32,
+    /// Each component's slots.
+    pub components: [Component; N],
+}
+
+/// The boot state as one component sees it (the whole boot state of a
+/// single-component [`super::Slots`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct BootRecord {
@@ -41,74 +131,163 @@ pub struct BootRecord {
     /// The image each slot is known to hold (`[A, B]`); [`Image::NONE`]
     /// where nothing is known.
     pub images: [Image; 2],
+    /// The lowest security counter the boot stage boots: pass it to
+    /// `Applier::require_signature` as the minimum.
+    pub floor: u32,
     /// Boot-state changes so far.
     pub gen: u32,
+}
+
+impl<const N: usize> BootState<N> {
+    /// Component `k`'s view of the boot state (`None` past the last).
+    pub fn record(&self, k: usize) -> Option<BootRecord> {
+        let c = self.components.get(k)?;
+        Some(BootRecord {
+            active: c.active,
+            trial: self.trial && c.on_trial,
+            attempts: self.attempts,
+            rolled_back: self.rolled_back,
+            images: c.images,
+            floor: c.floor,
+            gen: self.gen,
+        })
+    }
 }
 
 const STATE_TRIAL: u8 = 1;
 const STATE_CONFIRMED: u8 = 2;
 const FLAG_ROLLED_BACK: u8 = 1;
+const FLAG_C0_NOT_ON_TRIAL: u8 = 2;
+const FLAG_ON_TRIAL: u8 = 1;
 
-impl BootRecord {
-    /// The record on flash, with the common header `h` in front.
-    pub(crate) fn encode(&self, h: [u8; HEADER_LEN]) -> [u8; BOOT_RECORD_LEN] {
-        let mut r = [0u8; BOOT_RECORD_LEN];
-        r[..HEADER_LEN].copy_from_slice(&h);
-        r[16] = match self.active {
-            Slot::A => 0,
-            Slot::B => 1,
-        };
-        r[17] = if self.trial {
-            STATE_TRIAL
-        } else {
-            STATE_CONFIRMED
-        };
-        r[18] = self.attempts;
-        r[19] = if self.rolled_back {
+fn slot_byte(s: Slot) -> u8 {
+    match s {
+        Slot::A => 0,
+        Slot::B => 1,
+    }
+}
+
+fn slot_of(b: u8) -> Option<Slot> {
+    match b {
+        0 => Some(Slot::A),
+        1 => Some(Slot::B),
+        _ => None,
+    }
+}
+
+fn u32_at(r: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]])
+}
+
+impl<const N: usize> BootState<N> {
+    /// Hands the record's body (from +16 up to the CRC) to `out`, field by
+    /// field (no record-sized buffer on the stack).
+    pub(crate) fn encode(&self, out: &mut dyn FnMut(&[u8])) {
+        const { assert!(N >= 1 && N <= 255, "1 to 255 components") };
+        let c0 = &self.components[0];
+        let mut flags = if self.rolled_back {
             FLAG_ROLLED_BACK
         } else {
             0
         };
-        for (i, img) in self.images.iter().enumerate() {
-            let at = 20 + 36 * i;
-            r[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
-            r[at + 4..at + 36].copy_from_slice(&img.sha256);
+        if self.trial && !c0.on_trial {
+            flags |= FLAG_C0_NOT_ON_TRIAL;
         }
-        let crc = crc32(&r[..BOOT_RECORD_LEN - 4]);
-        r[BOOT_RECORD_LEN - 4..].copy_from_slice(&crc.to_le_bytes());
-        r
+        let state = if self.trial {
+            STATE_TRIAL
+        } else {
+            STATE_CONFIRMED
+        };
+        out(&[slot_byte(c0.active), state, self.attempts, flags]);
+        for img in &c0.images {
+            out(&img.size.to_le_bytes());
+            out(&img.sha256);
+        }
+        for img in &c0.images {
+            out(&img.counter.to_le_bytes());
+        }
+        out(&c0.floor.to_le_bytes());
+        out(&[N as u8]);
+        out(&[0; BASE - 89]);
+        for c in &self.components[1..] {
+            let flags = if self.trial && c.on_trial {
+                FLAG_ON_TRIAL
+            } else {
+                0
+            };
+            out(&[slot_byte(c.active), flags, 0, 0]);
+            for img in &c.images {
+                out(&img.size.to_le_bytes());
+                out(&img.sha256);
+                out(&img.counter.to_le_bytes());
+            }
+            out(&c.floor.to_le_bytes());
+            out(&[0; BLOCK - 88]);
+        }
     }
 
-    /// The fields of a record whose header and CRC were checked; `None`
-    /// for values no writer produces.
-    pub(crate) fn parse(r: &[u8; BOOT_RECORD_LEN]) -> Option<BootRecord> {
-        let u = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
-        let active = match r[16] {
-            0 => Slot::A,
-            1 => Slot::B,
-            _ => return None,
-        };
-        let trial = match r[17] {
+    /// The fields of a boot record of `len` bytes whose header and CRC were
+    /// checked, read front to back from +16 by `read`; `None` for values no
+    /// writer produces or a short read. Components the record does not
+    /// have are [`Component::EMPTY`]; those this state has no room for are
+    /// ignored.
+    pub(crate) fn parse(
+        len: usize,
+        gen: u32,
+        read: &mut dyn FnMut(&mut [u8]) -> bool,
+    ) -> Option<Self> {
+        let mut b = [0u8; BASE];
+        let v1 = len < boot_record_len(1);
+        if len < V1_LEN || !read(&mut b[..if v1 { V1_LEN - 20 } else { BASE }]) {
+            return None;
+        }
+        let trial = match b[1] {
             STATE_TRIAL => true,
             STATE_CONFIRMED => false,
             _ => return None,
         };
-        if r[19] & !FLAG_ROLLED_BACK != 0 {
+        if b[3] & !(FLAG_ROLLED_BACK | FLAG_C0_NOT_ON_TRIAL) != 0 {
             return None;
         }
-        let mut images = [Image::NONE; 2];
-        for (i, img) in images.iter_mut().enumerate() {
-            let at = 20 + 36 * i;
-            img.size = u(at);
-            img.sha256.copy_from_slice(&r[at + 4..at + 36]);
+        let count = if v1 { 1 } else { b[88] as usize };
+        if count == 0 || (!v1 && len < boot_record_len(count)) {
+            return None;
         }
-        Some(BootRecord {
-            active,
+        let mut c0 = Component {
+            active: slot_of(b[0])?,
+            on_trial: trial && b[3] & FLAG_C0_NOT_ON_TRIAL == 0,
+            floor: u32_at(&b, 84),
+            ..Component::EMPTY
+        };
+        for (i, img) in c0.images.iter_mut().enumerate() {
+            let at = 4 + 36 * i;
+            img.size = u32_at(&b, at);
+            img.sha256.copy_from_slice(&b[at + 4..at + 36]);
+            img.counter = u32_at(&b, 76 + 4 * i);
+        }
+        let mut s = BootState {
             trial,
-            attempts: r[18],
-            rolled_back: r[19] & FLAG_ROLLED_BACK != 0,
-            images,
-            gen: u(12),
-        })
+            attempts: b[2],
+            rolled_back: b[3] & FLAG_ROLLED_BACK != 0,
+            gen,
+            components: [Component::EMPTY; N],
+        };
+        s.components[0] = c0;
+        for c in s.components.iter_mut().take(count).skip(1) {
+            let mut k = [0u8; BLOCK];
+            if !read(&mut k) {
+                return None;
+            }
+            c.active = slot_of(k[0])?;
+            c.on_trial = trial && k[1] & FLAG_ON_TRIAL != 0;
+            for (i, img) in c.images.iter_mut().enumerate() {
+                let at = 4 + 40 * i;
+                img.size = u32_at(&k, at);
+                img.sha256.copy_from_slice(&k[at + 4..at + 36]);
+                img.counter = u32_at(&k, at + 36);
+            }
+            c.floor = u32_at(&k, 84);
+        }
+        Some(s)
     }
 }

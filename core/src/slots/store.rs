@@ -18,7 +18,8 @@ use embedded_storage::nor_flash::NorFlash;
 use crate::crc32::Crc32;
 use crate::error::Error;
 
-use super::{BootRecord, RECORD_ALIGN};
+use super::record::boot_record_len;
+use super::{BootState, RECORD_ALIGN};
 
 /// The first four bytes of every record: `"FPSR"`.
 pub const RECORD_MAGIC: [u8; 4] = *b"FPSR";
@@ -41,12 +42,12 @@ pub(crate) struct CheckpointAt {
     pub(crate) len: u32,
 }
 
-/// The state area and what its scan found.
-pub(crate) struct Store<S> {
+/// The state area and what its scan found, for `N` components.
+pub(crate) struct Store<S, const N: usize> {
     pub(crate) flash: S,
     bank_size: u32,
     /// The newest valid boot record, and the bank it is in.
-    pub(crate) current: Option<(BootRecord, u8)>,
+    pub(crate) current: Option<(BootState<N>, u8)>,
     /// The sequence number of `current`.
     current_seq: u32,
     /// The newest valid checkpoint of `current`'s generation, and its bank.
@@ -68,7 +69,10 @@ struct Header {
 
 type Res<T, E> = Result<T, Error<E>>;
 
-impl<S: NorFlash> Store<S> {
+/// Hands a record's body to the sink it is given, in pieces of any size.
+pub(crate) type Fill<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8]));
+
+impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Scans the state area; [`Error::StateArea`] if it cannot hold two
     /// banks of at least `min_bank` bytes each.
     pub(crate) fn open(flash: S, min_bank: u32) -> Res<Self, S::Error> {
@@ -90,8 +94,8 @@ impl<S: NorFlash> Store<S> {
         Ok(store)
     }
 
-    /// The newest boot record.
-    pub(crate) fn boot(&self) -> Option<BootRecord> {
+    /// The newest boot state.
+    pub(crate) fn boot(&self) -> Option<BootState<N>> {
         self.current.map(|(r, _)| r)
     }
 
@@ -138,37 +142,35 @@ impl<S: NorFlash> Store<S> {
         h
     }
 
-    /// Appends a boot record in one write. A record of a new generation
-    /// makes the checkpoints of the old one stale.
-    pub(crate) fn write_boot(&mut self, rec: &BootRecord) -> Res<(), S::Error> {
-        let len = super::BOOT_RECORD_LEN;
+    /// Appends a boot record (one write for up to two components). A
+    /// record of a new generation makes the checkpoints of the old one
+    /// stale.
+    pub(crate) fn write_boot(&mut self, rec: &BootState<N>) -> Res<(), S::Error> {
+        let len = boot_record_len(N);
         let at = self.place(len as u32, false)?;
-        let h = self.header(KIND_BOOT, len, rec.gen);
-        let raw = rec.encode(h);
-        let bank = (at / self.bank_size) as u8;
-        self.next = None;
-        self.flash.write(at, &raw).map_err(Error::Flash)?;
-        self.next = Some((bank, at + len as u32));
+        self.write_record(at, KIND_BOOT, len, rec.gen, &mut |out| rec.encode(out))?;
         if self.current.is_none_or(|(c, _)| c.gen != rec.gen) {
             self.checkpoint = None;
         }
-        self.current = Some((*rec, bank));
+        self.current = Some((*rec, (at / self.bank_size) as u8));
         self.current_seq = self.seq;
         Ok(())
     }
 
-    /// Appends a checkpoint of `len` bytes (header and CRC included) for
-    /// the current generation; `fill` hands its body to the sink given to
-    /// it, in pieces of any size (what does not fit is dropped).
-    pub(crate) fn write_checkpoint(
+    /// Writes a record of `kind` and `len` bytes at `at`, its body from
+    /// `fill` (in pieces of any size), padded with 0xFF up to the CRC. Not
+    /// inlined: its write buffer is on the stack only while it runs, not
+    /// under the copy of the boot record a fresh bank starts with.
+    #[inline(never)]
+    fn write_record(
         &mut self,
+        at: u32,
+        kind: u8,
         len: usize,
-        fill: impl FnOnce(&mut dyn FnMut(&[u8])),
+        gen: u32,
+        fill: Fill<'_>,
     ) -> Res<(), S::Error> {
-        let gen = self.current.map(|(c, _)| c.gen).unwrap_or(0);
-        let at = self.place(len as u32, true)?;
-        let h = self.header(KIND_CHECKPOINT, len, gen);
-        let seq = self.seq;
+        let h = self.header(kind, len, gen);
         let bank = (at / self.bank_size) as u8;
         self.next = None;
         let mut w = RecordWriter {
@@ -184,6 +186,18 @@ impl<S: NorFlash> Store<S> {
         fill(&mut |b: &[u8]| w.push(b));
         w.finish()?;
         self.next = Some((bank, at + len as u32));
+        Ok(())
+    }
+
+    /// Appends a checkpoint of `len` bytes (header and CRC included) for
+    /// the current generation; `fill` hands its body to the sink given to
+    /// it, in pieces of any size (what does not fit is dropped).
+    pub(crate) fn write_checkpoint(&mut self, len: usize, fill: Fill<'_>) -> Res<(), S::Error> {
+        let gen = self.current.map(|(c, _)| c.gen).unwrap_or(0);
+        let at = self.place(len as u32, true)?;
+        let bank = (at / self.bank_size) as u8;
+        self.write_record(at, KIND_CHECKPOINT, len, gen, fill)?;
+        let seq = self.seq;
         self.checkpoint = Some((
             CheckpointAt {
                 seq,
@@ -198,16 +212,9 @@ impl<S: NorFlash> Store<S> {
     /// A reader over the body of the current checkpoint (after its
     /// header, up to its CRC, which the scan checked); `None` if there is
     /// no checkpoint.
-    pub(crate) fn checkpoint_reader(&mut self) -> Option<CheckpointReader<'_, S>> {
+    pub(crate) fn checkpoint_reader(&mut self) -> Option<RecordReader<'_, S>> {
         let (ck, _) = self.checkpoint?;
-        Some(CheckpointReader {
-            flash: &mut self.flash,
-            pos: ck.at + HEADER_LEN as u32,
-            end: ck.at + ck.len - 4,
-            buf: [0; RECORD_ALIGN],
-            base: u32::MAX,
-            err: None,
-        })
+        Some(record_reader(&mut self.flash, ck.at, ck.len))
     }
 
     /// Forgets the checkpoint (it did not load); the next record goes to a
@@ -225,9 +232,12 @@ impl<S: NorFlash> Store<S> {
             while let Some(h) = self.valid_record(at, end)? {
                 self.seq = self.seq.max(h.seq);
                 if h.kind == KIND_BOOT {
-                    let mut raw = [0u8; super::BOOT_RECORD_LEN];
-                    self.flash.read(at, &mut raw).map_err(Error::Flash)?;
-                    if let Some(r) = BootRecord::parse(&raw) {
+                    let mut reader = record_reader(&mut self.flash, at, h.len);
+                    let rec = BootState::parse(h.len as usize, h.gen, &mut |b| reader.read(b));
+                    if let Some(e) = reader.err {
+                        return Err(Error::Flash(e));
+                    }
+                    if let Some(r) = rec {
                         if self.current.is_none() || self.current_seq < h.seq {
                             self.current = Some((r, bank));
                             self.current_seq = h.seq;
@@ -346,10 +356,12 @@ impl<S: NorFlash> RecordWriter<'_, S> {
         // Moves on even after an error, so that the record still ends.
         self.at += n as u32;
         self.fill = 0;
-        self.buf = [0xFF; CHUNK];
+        self.buf.fill(0xFF);
     }
 
-    fn finish(mut self) -> Result<(), Error<S::Error>> {
+    /// Pads and closes the record. By reference: moving the writer would
+    /// copy its buffer on the stack.
+    fn finish(&mut self) -> Result<(), Error<S::Error>> {
         // Pad up to the CRC, then the CRC closes the record.
         while self.at + (self.fill as u32) < self.end {
             let pad = [0xFFu8; RECORD_ALIGN];
@@ -364,15 +376,28 @@ impl<S: NorFlash> RecordWriter<'_, S> {
             self.fill += 4;
         }
         self.flush();
-        match self.err {
+        match self.err.take() {
             Some(e) => Err(Error::Flash(e)),
             None => Ok(()),
         }
     }
 }
 
-/// Reads a checkpoint's body front to back, in `RECORD_ALIGN`-byte reads.
-pub(crate) struct CheckpointReader<'a, S: NorFlash> {
+/// A reader over the body of the record of `len` bytes at `at` (after its
+/// header, up to its CRC).
+fn record_reader<S: NorFlash>(flash: &mut S, at: u32, len: u32) -> RecordReader<'_, S> {
+    RecordReader {
+        flash,
+        pos: at + HEADER_LEN as u32,
+        end: at + len - 4,
+        buf: [0; RECORD_ALIGN],
+        base: u32::MAX,
+        err: None,
+    }
+}
+
+/// Reads a record's body front to back, in `RECORD_ALIGN`-byte reads.
+pub(crate) struct RecordReader<'a, S: NorFlash> {
     flash: &'a mut S,
     pos: u32,
     end: u32,
@@ -383,7 +408,7 @@ pub(crate) struct CheckpointReader<'a, S: NorFlash> {
     pub(crate) err: Option<S::Error>,
 }
 
-impl<S: NorFlash> CheckpointReader<'_, S> {
+impl<S: NorFlash> RecordReader<'_, S> {
     /// Fills `out` with the next bytes; `false` past the end or on a flash
     /// error.
     pub(crate) fn read(&mut self, out: &mut [u8]) -> bool {

@@ -7,20 +7,22 @@ use super::{Image, Slot, RECORD_ALIGN};
 use crate::error::Error;
 use crate::{Applier, ApplierState, Outcome, Progress, Status};
 
-/// Bytes of a checkpoint record on flash (header, the applier's state,
-/// padding, CRC). A checkpoint of another length (another codec's or
-/// version's) is ignored.
+/// Bytes of a checkpoint record on flash (header, the component, the
+/// applier's state, padding, CRC). A checkpoint of another length (another
+/// codec's or version's) is ignored.
 pub const CHECKPOINT_LEN: usize =
-    (HEADER_LEN + crate::apply::SAVED_LEN + 4).div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
+    (HEADER_LEN + 1 + crate::apply::SAVED_LEN + 4).div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
 
 /// The image an update left, ready for [`super::Slots::activate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Installed {
+    /// The component the image is for.
+    pub component: u8,
     /// Where the image is. The active slot if the patch found its target
     /// running already (activating it then writes nothing).
     pub slot: Slot,
-    /// The image.
+    /// The image, with the security counter of the entry that made it.
     pub image: Image,
     /// What the patch did.
     pub outcome: Outcome,
@@ -33,15 +35,16 @@ pub struct Installed {
 /// (every [`super::Config::checkpoint_units`] units), the update stops and
 /// appends a checkpoint to the state area before it goes on; after a reset
 /// [`super::Slots::resume`] continues from the newest one.
-pub struct Update<'s, P, S> {
+pub struct Update<'s, P, S, const N: usize = 1> {
     applier: Applier<'s, &'s mut P, &'s mut P>,
-    store: &'s mut Store<S>,
+    store: &'s mut Store<S, N>,
+    component: u8,
     target: Slot,
     running: Slot,
     running_image: Image,
 }
 
-impl<'s, P, S> Update<'s, P, S>
+impl<'s, P, S, const N: usize> Update<'s, P, S, N>
 where
     P: NorFlash,
     S: NorFlash<Error = P::Error>,
@@ -49,9 +52,9 @@ where
     pub(crate) fn new(
         source: &'s mut P,
         target: &'s mut P,
-        store: &'s mut Store<S>,
-        running: Slot,
-        running_image: Image,
+        store: &'s mut Store<S, N>,
+        component: u8,
+        (running, running_image): (Slot, Image),
         every: u32,
         state: &'s mut ApplierState,
     ) -> Self {
@@ -63,9 +66,11 @@ where
         }
         let mut applier = Applier::new(source, target, state);
         applier.set_checkpoints(every.saturating_mul(P::ERASE_SIZE as u32));
+        applier.set_component(component);
         Update {
             applier,
             store,
+            component,
             target: running.other(),
             running,
             running_image,
@@ -73,11 +78,13 @@ where
     }
 
     /// Accepts only entries signed by `key` whose security counter is at
-    /// least `min_counter`, as [`Applier::require_signature`] does. Call it
-    /// before the first [`Update::feed`]. On an update continued by
-    /// [`super::Slots::resume`] the entry in progress had its signature
-    /// checked before its first checkpoint, and its image is still checked
-    /// against the signed SHA-256, but the body digest is not carried over.
+    /// least `min_counter` (pass the component's
+    /// [`super::BootRecord::floor`]), as [`Applier::require_signature`]
+    /// does. Call it before the first [`Update::feed`]. On an update
+    /// continued by [`super::Slots::resume`] the entry in progress had its
+    /// signature checked before its first checkpoint, and its image is still
+    /// checked against the signed SHA-256, but the body digest is not
+    /// carried over.
     #[cfg(feature = "sign")]
     pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
         self.applier.require_signature(key, min_counter);
@@ -99,9 +106,11 @@ where
     /// record buffer is then on the stack only while it runs.
     #[inline(never)]
     fn checkpoint(&mut self) -> Result<(), Error<P::Error>> {
-        let applier = &self.applier;
-        self.store
-            .write_checkpoint(CHECKPOINT_LEN, |out| applier.save_state(out))
+        let (applier, component) = (&self.applier, self.component);
+        self.store.write_checkpoint(CHECKPOINT_LEN, &mut |out| {
+            out(&[component]);
+            applier.save_state(out)
+        })
     }
 
     /// Loads the newest checkpoint; the patch offset to feed from, or
@@ -114,7 +123,10 @@ where
         let Some(mut reader) = self.store.checkpoint_reader() else {
             return Ok(None);
         };
-        let ok = self.applier.load_state(&mut |b| reader.read(b));
+        let mut c = [0u8; 1];
+        let ok = reader.read(&mut c)
+            && c[0] == self.component
+            && self.applier.load_state(&mut |b| reader.read(b));
         if let Some(e) = reader.err {
             return Err(Error::Flash(e));
         }
@@ -146,14 +158,17 @@ where
         let image = Image {
             size: t.size,
             sha256: t.sha256,
+            counter: self.applier.result_counter().unwrap_or(0),
         };
         // "Already installed" may mean the running image is the target.
-        let slot = if outcome == Outcome::AlreadyInstalled && image == self.running_image {
+        let slot = if outcome == Outcome::AlreadyInstalled && image.same_bytes(&self.running_image)
+        {
             self.running
         } else {
             self.target
         };
         Ok(Installed {
+            component: self.component,
             slot,
             image,
             outcome,

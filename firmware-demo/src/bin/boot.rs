@@ -1,5 +1,6 @@
 //! The boot stage: picks the slot to run with flashpatch's slot manager
-//! (which verifies the image and counts or rolls back a trial), loads the
+//! (which verifies the image, refuses one whose security counter is below
+//! the recorded floor, and counts or rolls back a trial), loads the
 //! image to `APP_BASE`, checks the copy, and starts it: vector table,
 //! stack pointer, reset handler.
 #![no_std]
@@ -43,9 +44,11 @@ fn main() -> ! {
     };
     let image = rec.images[index];
     log!(
-        "boot: slot {:?}, {} bytes, {}{}",
+        "boot: slot {:?}, {} bytes, counter {} (floor {}), {}{}",
         boot.slot,
         image.size,
+        image.counter,
+        rec.floor,
         if boot.trial { "trial" } else { "confirmed" },
         if boot.rolled_back {
             ", rolled back"

@@ -66,6 +66,7 @@ where each ENTRY is
    \"body\": {\"offset\": N, \"len\": BYTES, \"crc32\": \"8 hex digits\", \"crc32_ok\": true},
    \"version\": \"STRING\" or null, \"mtime\": SECONDS or null,
    \"mtime_utc\": \"YYYY-MM-DDTHH:MM:SSZ\" or null,
+   \"component\": N (0 when the entry has no component record),
    \"security_counter\": N or null, \"body_sha256\": \"64 hex digits\" or null,
    \"signature\": \"128 hex digits\" (Ed25519) or null,
    \"unknown_records\": [{\"tag\": 51, \"value\": \"hex\"}, ...]}
@@ -197,6 +198,13 @@ pub struct DiffArgs {
     /// --sign): a device refuses a patch whose counter is below its minimum.
     #[arg(long, value_name = "N")]
     pub security_counter: Option<u32>,
+    /// The component NEW is for (0-255; 0, the default, records nothing):
+    /// a device applies each component's entries to that component's
+    /// slots and skips the others. Adding entries of several components
+    /// to one PATCH makes one file for all of them; "an entry for this OLD"
+    /// then means for this OLD and this component.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub component: u8,
     /// Also make the written file durable across a host power cut: fsync
     /// it before the rename and its directory after. Without this the
     /// replacement is still atomic (a reader or a killed genpat never sees a
@@ -232,6 +240,10 @@ pub struct ApplyArgs {
     /// With --key: refuse entries whose security counter is below N.
     #[arg(long, value_name = "N", default_value_t = 0, requires = "key")]
     pub min_counter: u32,
+    /// Apply the entries for component N (0-255) and skip the others, as a
+    /// device's slot pair for that component does.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub component: u8,
     /// Also make the written file durable across a host power cut: fsync
     /// it before the rename and its directory after. Without this the
     /// replacement is still atomic (a reader or a killed genpat never sees a

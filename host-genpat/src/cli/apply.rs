@@ -32,6 +32,7 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
             .transpose()
             .map_err(error)?,
         min_counter: args.min_counter,
+        component: args.component,
     };
     let result = apply_owned(&patch, old, args.chunk, &policy, &mut |done, total| {
         bars.bytes("applying", done, total)
@@ -48,10 +49,12 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         if verdict == Verdict::NoSuitablePatch {
             let id = host_genpat::container::source_id(&old);
             failure = failure.help(format!(
-                "OLD '{}' is {} bytes with MD5 {}; `genpat info {}` lists the images the patch is for",
+                "OLD '{}' is {} bytes with MD5 {} (component {}); `genpat info {}` lists the \
+                 images and components the patch is for",
                 args.old.display(),
                 id.size,
                 hex(&id.md5),
+                args.component,
                 args.patch.display()
             ));
         }

@@ -34,7 +34,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
         check_body_crcs(&args.patch, entries)?;
         let same = entries
             .iter()
-            .position(|e| e.header.source.size == source.size && e.header.source.md5 == source.md5);
+            .position(|e| e.same_slot(&source, args.component));
         if let (Some(i), false) = (same, args.replace) {
             return Err(exists(&args.patch, i, file.len()));
         }
@@ -50,6 +50,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             version: args.version_string.clone(),
             mtime,
             security_counter: args.security_counter,
+            component: args.component,
         },
     };
     let mut bars = Bars::new(old.len() + new.len());
@@ -77,7 +78,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
     let entries = parse_patch(&file).unwrap_or_default();
     let index = entries
         .iter()
-        .position(|e| e.header.source == header.source)
+        .position(|e| e.header.source == header.source && e.meta.component == args.component)
         .map_or(entries.len(), |i| i + 1);
     let verb = match added {
         Added::Created => "created",
@@ -93,8 +94,12 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             new.len()
         )
     };
+    let component = match args.component {
+        0 => String::new(),
+        c => format!("component {c}, "),
+    };
     eprintln!(
-        "genpat: {verb} {}: entry {index} of {}, {} bytes{share}, source {}… → target {}…",
+        "genpat: {verb} {}: entry {index} of {}, {component}{} bytes{share}, source {}… → target {}…",
         args.patch.display(),
         entries.len(),
         entry.len(),
@@ -170,7 +175,8 @@ fn exists(path: &Path, index: usize, size: usize) -> Failure {
     Failure::new(
         EXIT_EXISTS,
         format!(
-            "PATCH '{}' already has an entry for this OLD image (entry {}); the file ({size} bytes) is unchanged",
+            "PATCH '{}' already has an entry for this OLD image and component (entry {}); the file \
+             ({size} bytes) is unchanged",
             path.display(),
             index + 1
         ),

@@ -32,6 +32,7 @@ struct EntryInfo {
     version: Option<String>,
     mtime: Option<i64>,
     mtime_utc: Option<String>,
+    component: u8,
     security_counter: Option<u32>,
     body_sha256: Option<String>,
     signature: Option<String>,
@@ -94,6 +95,7 @@ impl EntryInfo {
             version: e.meta.version.clone(),
             mtime: e.meta.mtime,
             mtime_utc: e.meta.mtime.map(utc),
+            component: e.meta.component,
             security_counter: e.meta.security_counter,
             body_sha256: e.body_sha256.map(|d| hex(&d)),
             signature: e.signature.map(|d| hex(&d)),
@@ -163,6 +165,7 @@ fn text(name: &str, doc: &Document) -> String {
             s,
             "\n\nentry {} at offset {}, {} bytes\n\
              \x20 format version  {}, flags {:#04x}\n\
+             \x20 component       {}\n\
              \x20 codec           {}, params {:#04x}\n\
              \x20 source          {} bytes, CRC-32 {}, MD5 {}\n\
              \x20 target          {} bytes, CRC-32 {}, SHA-256 {}\n\
@@ -172,6 +175,7 @@ fn text(name: &str, doc: &Document) -> String {
             e.size,
             e.format_version,
             e.flags,
+            e.component,
             e.codec,
             e.params,
             e.source.size,
