@@ -4,6 +4,7 @@
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
 use crate::crc32::Crc32;
+use crate::digest::{md5_compress, sha256_compress, MD5_INIT, SHA256_INIT};
 
 /// Rounds `v` up to a multiple of `to`.
 pub(crate) const fn align_up(v: u64, to: usize) -> u64 {
@@ -70,19 +71,51 @@ pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
     Ok(if a <= b { (s, l) } else { (l, s) })
 }
 
-/// Runs a hash of 64-byte blocks whose padding ends in the message length
-/// in bits (MD5, SHA-256) over `[0, len)` of `flash`, with its compression
-/// function alone: whole blocks are compressed straight out of `buf`, and
-/// the padded last block(s) are built in `buf` too, so the chaining value
-/// is the only hash state (no block buffer, no copy of it on finalizing).
-/// `B` is at least 128 (two padding blocks) and a multiple of 64.
-fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
+/// Sets every byte of `bytes` to `v`. Every fill of the apply path goes
+/// through here, so that a device links one `memset` (the compiler has a
+/// variant for each of zero, other values and word alignment, about
+/// 200 bytes of Thumb code each).
+#[inline(never)]
+pub(crate) fn fill(bytes: &mut [u8], v: u8) {
+    bytes.fill(v);
+}
+
+/// A hash of 64-byte blocks whose padding ends in the message length in
+/// bits: MD5 or SHA-256. Its chaining value is the first four or all
+/// eight words of a `[u32; 8]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlockHash {
+    Md5,
+    Sha256,
+}
+
+impl BlockHash {
+    fn compress(self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        match self {
+            BlockHash::Md5 => {
+                if let Some(s) = state.first_chunk_mut::<4>() {
+                    md5_compress(s, blocks);
+                }
+            }
+            BlockHash::Sha256 => sha256_compress(state, blocks),
+        }
+    }
+}
+
+/// Runs `hash` over `[0, len)` of `flash` from the chaining value
+/// `state`, with its compression function alone: whole blocks are
+/// compressed straight out of `buf`, and the padded last block(s) are
+/// built in `buf` too, so the chaining value is the only hash state (no
+/// block buffer, no copy of it on finalizing). `B` is at least 128 (two
+/// padding blocks) and a multiple of 64. One function for both hashes:
+/// not inlined, so a device has one copy.
+#[inline(never)]
+fn block_hash<F: ReadNorFlash, const B: usize>(
     flash: &mut F,
     buf: &mut [u8; B],
     len: u32,
-    state: &mut [u32; N],
-    compress: fn(&mut [u32; N], &[[u8; 64]]),
-    len_big_endian: bool,
+    hash: BlockHash,
+    state: &mut [u32; 8],
 ) -> Result<(), F::Error> {
     const { assert!(B >= 128 && B.is_multiple_of(64)) };
     let mut off = 0u32;
@@ -94,7 +127,7 @@ fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
         }
         off += n as u32;
         let whole = n / 64 * 64;
-        compress(state, buf[..whole].as_chunks().0);
+        hash.compress(state, buf[..whole].as_chunks().0);
         if off < len {
             continue;
         }
@@ -107,14 +140,14 @@ fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
         }
         buf[tail] = 0x80;
         let end = if tail < 56 { 64 } else { 128 };
-        buf[tail + 1..end - 8].fill(0);
+        fill(&mut buf[tail + 1..end - 8], 0);
         let bits = len as u64 * 8;
-        buf[end - 8..end].copy_from_slice(&if len_big_endian {
+        buf[end - 8..end].copy_from_slice(&if hash == BlockHash::Sha256 {
             bits.to_be_bytes()
         } else {
             bits.to_le_bytes()
         });
-        compress(state, buf[..end].as_chunks().0);
+        hash.compress(state, buf[..end].as_chunks().0);
         return Ok(());
     }
 }
@@ -125,11 +158,12 @@ pub(crate) fn md5_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 16], F::Error> {
-    let mut state = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    block_hash(flash, buf, len, &mut state, md5::block_api::compress, false)?;
+    let mut state = [0; 8];
+    state[..4].copy_from_slice(&MD5_INIT);
+    block_hash(flash, buf, len, BlockHash::Md5, &mut state)?;
     let mut out = [0u8; 16];
-    for (o, w) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_le_bytes());
+    for i in 0..4 {
+        out[4 * i..4 * i + 4].copy_from_slice(&state[i].to_le_bytes());
     }
     Ok(out)
 }
@@ -140,27 +174,11 @@ pub(crate) fn sha256_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
-    let mut state = [
-        0x6a09_e667,
-        0xbb67_ae85,
-        0x3c6e_f372,
-        0xa54f_f53a,
-        0x510e_527f,
-        0x9b05_688c,
-        0x1f83_d9ab,
-        0x5be0_cd19,
-    ];
-    block_hash(
-        flash,
-        buf,
-        len,
-        &mut state,
-        sha2::block_api::compress256,
-        true,
-    )?;
+    let mut state = SHA256_INIT;
+    block_hash(flash, buf, len, BlockHash::Sha256, &mut state)?;
     let mut out = [0u8; 32];
-    for (o, w) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_be_bytes());
+    for i in 0..8 {
+        out[4 * i..4 * i + 4].copy_from_slice(&state[i].to_be_bytes());
     }
     Ok(out)
 }
@@ -234,9 +252,10 @@ pub(crate) struct Writer<const W: usize> {
 }
 
 impl<const W: usize> Writer<W> {
-    /// Starts again with the first `at` bytes programmed, in place.
+    /// Starts again with the first `at` bytes programmed, in place. What
+    /// the buffer held stays: only its first `len` bytes are ever read,
+    /// and [`Writer::flush`] pads the rest.
     pub(crate) fn restart(&mut self, at: u32) {
-        self.buf.fill(0xFF);
         self.len = 0;
         self.flushed = at;
         self.erased = at;
@@ -293,7 +312,7 @@ impl<const W: usize> Writer<W> {
             return Ok(());
         }
         let n = (align_up(self.len as u64, F::WRITE_SIZE) as usize).min(W);
-        self.buf[self.len as usize..n].fill(0xFF);
+        fill(&mut self.buf[self.len as usize..n], 0xFF);
         let end = self.flushed + n as u32;
         while self.erased < end {
             let next = self.erased + F::ERASE_SIZE as u32;
