@@ -41,9 +41,9 @@ pub(crate) fn crc_of<F: ReadNorFlash>(
     buf: &mut [u8],
     len: u32,
 ) -> Result<u32, F::Error> {
-    let mut c = Crc32::new();
-    scan(flash, buf, len, |b| c.update(b))?;
-    Ok(c.value())
+    // One function for both passes over a device's flash (the same work:
+    // a prefix of `len` is the whole).
+    Ok(crc_of_prefixes(flash, buf, len, len)?.0)
 }
 
 /// CRC-32s of the prefixes `[0, a)` and `[0, b)` of `flash`, in one pass
@@ -102,22 +102,26 @@ impl BlockHash {
     }
 }
 
-/// Runs `hash` over `[0, len)` of `flash` from the chaining value
-/// `state`, with its compression function alone: whole blocks are
-/// compressed straight out of `buf`, and the padded last block(s) are
-/// built in `buf` too, so the chaining value is the only hash state (no
-/// block buffer, no copy of it on finalizing). `B` is at least 128 (two
-/// padding blocks) and a multiple of 64. One function for both hashes:
-/// not inlined, so a device has one copy.
+/// Runs `hash` over `[0, len)` of `flash` and returns the digest (MD5's
+/// in the first 16 bytes), with the compression function alone: whole
+/// blocks are compressed straight out of `buf`, and the padded last
+/// block(s) are built in `buf` too, so the chaining value is the only
+/// hash state (no block buffer, no copy of it on finalizing). `B` is at
+/// least 128 (two padding blocks) and a multiple of 64. One function for
+/// both hashes, not inlined: a device has one copy.
 #[inline(never)]
 fn block_hash<F: ReadNorFlash, const B: usize>(
     flash: &mut F,
     buf: &mut [u8; B],
     len: u32,
     hash: BlockHash,
-    state: &mut [u32; 8],
-) -> Result<(), F::Error> {
+) -> Result<[u8; 32], F::Error> {
     const { assert!(B >= 128 && B.is_multiple_of(64)) };
+    let sha = hash == BlockHash::Sha256;
+    let mut state = SHA256_INIT;
+    if !sha {
+        state[..4].copy_from_slice(&MD5_INIT);
+    }
     let mut off = 0u32;
     loop {
         let n = (B as u32).min(len - off) as usize;
@@ -127,7 +131,7 @@ fn block_hash<F: ReadNorFlash, const B: usize>(
         }
         off += n as u32;
         let whole = n / 64 * 64;
-        hash.compress(state, buf[..whole].as_chunks().0);
+        hash.compress(&mut state, buf[..whole].as_chunks().0);
         if off < len {
             continue;
         }
@@ -142,13 +146,18 @@ fn block_hash<F: ReadNorFlash, const B: usize>(
         let end = if tail < 56 { 64 } else { 128 };
         fill(&mut buf[tail + 1..end - 8], 0);
         let bits = len as u64 * 8;
-        buf[end - 8..end].copy_from_slice(&if hash == BlockHash::Sha256 {
+        buf[end - 8..end].copy_from_slice(&if sha {
             bits.to_be_bytes()
         } else {
             bits.to_le_bytes()
         });
-        hash.compress(state, buf[..end].as_chunks().0);
-        return Ok(());
+        hash.compress(&mut state, buf[..end].as_chunks().0);
+        let mut out = [0u8; 32];
+        for (i, w) in state.iter().enumerate() {
+            let w = if sha { w.to_be_bytes() } else { w.to_le_bytes() };
+            out[4 * i..4 * i + 4].copy_from_slice(&w);
+        }
+        return Ok(out);
     }
 }
 
@@ -158,14 +167,8 @@ pub(crate) fn md5_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 16], F::Error> {
-    let mut state = [0; 8];
-    state[..4].copy_from_slice(&MD5_INIT);
-    block_hash(flash, buf, len, BlockHash::Md5, &mut state)?;
-    let mut out = [0u8; 16];
-    for i in 0..4 {
-        out[4 * i..4 * i + 4].copy_from_slice(&state[i].to_le_bytes());
-    }
-    Ok(out)
+    let d = block_hash(flash, buf, len, BlockHash::Md5)?;
+    Ok(*d.first_chunk().unwrap_or(&[0; 16]))
 }
 
 /// SHA-256 of `[0, len)` of `flash`, read through `buf`.
@@ -174,13 +177,7 @@ pub(crate) fn sha256_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
-    let mut state = SHA256_INIT;
-    block_hash(flash, buf, len, BlockHash::Sha256, &mut state)?;
-    let mut out = [0u8; 32];
-    for i in 0..8 {
-        out[4 * i..4 * i + 4].copy_from_slice(&state[i].to_be_bytes());
-    }
-    Ok(out)
+    block_hash(flash, buf, len, BlockHash::Sha256)
 }
 
 /// Which flash the read cache holds.
@@ -261,9 +258,12 @@ impl<const W: usize> Writer<W> {
         self.erased = at;
     }
 
+    /// A writer at the start of the target. The buffer starts zeroed,
+    /// like the rest of an [`crate::ApplierState`]: its bytes are read only
+    /// once written, and [`Writer::flush`] pads with 0xFF.
     pub(crate) const fn new() -> Self {
         Writer {
-            buf: [0xFF; W],
+            buf: [0; W],
             len: 0,
             flushed: 0,
             erased: 0,
