@@ -82,7 +82,7 @@ mod compact {
     /// Runs SHA-256's compression function over `blocks`: the whole
     /// message schedule first, each word with its round constant added
     /// once nothing needs it any more, then eight calls of
-    /// [`eight_rounds`].
+    /// [`four_rounds`].
     pub(crate) fn sha256(state: &mut [u32; 8], blocks: &[[u8; 64]]) {
         for block in blocks {
             let mut w = [0u32; 64];
@@ -100,8 +100,8 @@ mod compact {
                 w[t] = w[t].wrapping_add(*k);
             }
             let mut v = *state;
-            for kw in w.as_chunks::<8>().0 {
-                eight_rounds(&mut v, kw);
+            for kw in w.as_chunks::<4>().0 {
+                four_rounds(&mut v, kw);
             }
             for i in 0..8 {
                 state[i] = state[i].wrapping_add(v[i]);
@@ -109,11 +109,14 @@ mod compact {
         }
     }
 
-    /// Eight rounds of SHA-256 on the working variables `v`, given each
-    /// round's message word plus round constant. A function of its own so
-    /// that the working variables are all it keeps in registers.
+    /// Four rounds of SHA-256 on the working variables `v`, given each
+    /// round's message word plus round constant. The rounds are unrolled
+    /// with the variables' names rotated, so that no round moves a value,
+    /// and the variables are stored back rotated by four, ready for the
+    /// next call. A function of its own, so that the working variables are
+    /// all it keeps in registers.
     #[inline(never)]
-    fn eight_rounds(v: &mut [u32; 8], kw: &[u32; 8]) {
+    fn four_rounds(v: &mut [u32; 8], kw: &[u32; 4]) {
         macro_rules! round {
             ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $kw:expr) => {
                 $h = $h
@@ -131,11 +134,7 @@ mod compact {
         round!(h, a, b, c, d, e, f, g, kw[1]);
         round!(g, h, a, b, c, d, e, f, kw[2]);
         round!(f, g, h, a, b, c, d, e, kw[3]);
-        round!(e, f, g, h, a, b, c, d, kw[4]);
-        round!(d, e, f, g, h, a, b, c, kw[5]);
-        round!(c, d, e, f, g, h, a, b, kw[6]);
-        round!(b, c, d, e, f, g, h, a, kw[7]);
-        *v = [a, b, c, d, e, f, g, h];
+        *v = [e, f, g, h, a, b, c, d];
     }
 
     /// MD5's sine table (RFC 1321 §3.4): `T[i] = ⌊2³² · |sin(i + 1)|⌋`.
