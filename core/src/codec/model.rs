@@ -60,6 +60,10 @@ impl<const C: usize> Number<C> {
             mant: [PROB_INIT; MANT_LENS * 4],
         }
     }
+    const UNSET: Self = Number {
+        len: [[0; 32]; C],
+        mant: [0; MANT_LENS * 4],
+    };
 
     /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
     pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
@@ -315,6 +319,23 @@ impl Model {
         self.params
     }
 
+    /// A model to be [`Model::reset`] before use.
+    pub(crate) const UNSET: Model = Model {
+        kind: [[0; 3]; 16],
+        seek_sign: 0,
+        prev: [AFTER_START; 2],
+        params: Params { lc: 0, lp: 0 },
+        lit: [[0; 256]; 2],
+        diff: [[0; 256]; 2],
+        rep: [[0; 2]; 4],
+        last_d: [[0; 2]; 4],
+        diff_run: 0,
+        carry: 0,
+        copy_len: Number::UNSET,
+        seek_len: Number::UNSET,
+        seek_mag: Number::UNSET,
+        lit_len: Number::UNSET,
+    };
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {
