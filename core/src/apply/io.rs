@@ -16,26 +16,8 @@ pub(crate) fn fits<F: ReadNorFlash>(flash: &F, len: u32) -> bool {
     align_up(len as u64, F::READ_SIZE) <= flash.capacity() as u64
 }
 
-/// Reads `[0, len)` of `flash` through `buf` and hands each piece to `f`.
-/// The caller checks [`fits`] first.
-pub(crate) fn scan<F: ReadNorFlash>(
-    flash: &mut F,
-    buf: &mut [u8],
-    len: u32,
-    mut f: impl FnMut(&[u8]),
-) -> Result<(), F::Error> {
-    let mut off = 0u32;
-    while off < len {
-        let n = buf.len().min((len - off) as usize);
-        let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(buf.len());
-        flash.read(off, &mut buf[..nr])?;
-        f(&buf[..n]);
-        off += n as u32;
-    }
-    Ok(())
-}
-
-/// CRC-32 of `[0, len)` of `flash`.
+/// CRC-32 of `[0, len)` of `flash`, read through `buf`. The caller checks
+/// [`fits`] first.
 pub(crate) fn crc_of<F: ReadNorFlash>(
     flash: &mut F,
     buf: &mut [u8],
@@ -47,7 +29,8 @@ pub(crate) fn crc_of<F: ReadNorFlash>(
 }
 
 /// CRC-32s of the prefixes `[0, a)` and `[0, b)` of `flash`, in one pass
-/// over the longer one.
+/// over the longer one, read through `buf`. The caller checks [`fits`]
+/// first.
 pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
     flash: &mut F,
     buf: &mut [u8],
@@ -56,28 +39,35 @@ pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
 ) -> Result<(u32, u32), F::Error> {
     let (short, long) = (a.min(b), a.max(b));
     let mut c = Crc32::new();
-    let mut at_short = (short == 0).then_some(c.value());
-    let mut seen = 0u32;
-    scan(flash, buf, long, |piece| {
-        let cut = (short.saturating_sub(seen) as usize).min(piece.len());
-        c.update(&piece[..cut]);
-        seen += piece.len() as u32;
-        if at_short.is_none() && seen >= short {
-            at_short = Some(c.value());
+    let mut at_short = c.value();
+    let mut off = 0u32;
+    while off < long {
+        let n = buf.len().min((long - off) as usize);
+        let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(buf.len());
+        flash.read(off, &mut buf[..nr])?;
+        // The bytes of this piece before `short`: all, some (then the
+        // short prefix ends here) or none.
+        let cut = (short.saturating_sub(off) as usize).min(n);
+        c.update(&buf[..cut]);
+        if off + cut as u32 == short {
+            at_short = c.value();
         }
-        c.update(&piece[cut..]);
-    })?;
-    let (s, l) = (at_short.unwrap_or(c.value()), c.value());
+        c.update(&buf[cut..n]);
+        off += n as u32;
+    }
+    let (s, l) = (at_short, c.value());
     Ok(if a <= b { (s, l) } else { (l, s) })
 }
 
-/// Sets every byte of `bytes` to `v`. Every fill of the apply path goes
-/// through here, so that a device links one `memset` (the compiler has a
-/// variant for each of zero, other values and word alignment, about
-/// 200 bytes of Thumb code each).
+/// Sets every byte of `bytes` to `v`: the few bytes of padding after a
+/// digest's message or before a write's end. A plain loop (`black_box`
+/// keeps the compiler from turning it into a `memset` call, which would
+/// link about 200 bytes of Thumb code for these short runs).
 #[inline(never)]
 pub(crate) fn fill(bytes: &mut [u8], v: u8) {
-    bytes.fill(v);
+    for b in bytes {
+        *b = core::hint::black_box(v);
+    }
 }
 
 /// Whether `a` and `b` hold the same bytes. The digest checks go through
@@ -358,6 +348,59 @@ mod tests {
             let want: [u8; 16] = md5::Md5::digest(&image[..len]).into();
             assert_eq!(md5_of(&mut flash, &mut buf, len as u32), Ok(want), "{len}");
         }
+    }
+
+    fn crc(bytes: &[u8]) -> u32 {
+        let mut c = Crc32::new();
+        c.update(bytes);
+        c.value()
+    }
+
+    #[test]
+    fn crc_of_prefixes_matches_the_crc_of_each_prefix() {
+        let image: [u8; 700] = core::array::from_fn(|i| (i * 13 + i / 7) as u8);
+        let mut flash = MockFlash::<4, 4, 4096>::new(4096);
+        flash.preload(0, &image);
+        let lens = [0, 1, 63, 64, 65, 127, 128, 129, 255, 256, 257, 500, 700];
+        for buf_len in [64, 100, 128] {
+            let mut buf = [0u8; 128];
+            let buf = &mut buf[..buf_len];
+            for a in lens {
+                for b in lens {
+                    let got = crc_of_prefixes(&mut flash, buf, a as u32, b as u32);
+                    let want = (crc(&image[..a]), crc(&image[..b]));
+                    assert_eq!(got, Ok(want), "prefixes {a} and {b}, {buf_len}-byte buffer");
+                }
+                assert_eq!(crc_of(&mut flash, buf, a as u32), Ok(crc(&image[..a])));
+            }
+        }
+    }
+
+    #[test]
+    fn a_restarted_writer_pads_with_0xff_whatever_its_buffer_held() {
+        let mut flash = MockFlash::<1, 4, 4096>::new(8192);
+        let mut w = Writer::<16>::new();
+        w.buf = [0x5A; 16];
+        w.restart(4096);
+        for b in [1, 2, 3, 4, 5] {
+            w.push(&mut flash, b).unwrap();
+        }
+        w.flush(&mut flash).unwrap();
+        assert_eq!(w.flushed, 4096 + 8);
+        let bytes = flash.as_bytes();
+        assert_eq!(bytes[4096..4096 + 8], [1, 2, 3, 4, 5, 0xFF, 0xFF, 0xFF]);
+        assert!(bytes[4096 + 8..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn fill_and_same() {
+        let mut b = [1u8, 2, 3, 4, 5];
+        fill(&mut b[1..4], 0xFF);
+        assert_eq!(b, [1, 0xFF, 0xFF, 0xFF, 5]);
+        assert!(same(&b, &[1, 0xFF, 0xFF, 0xFF, 5]));
+        assert!(!same(&b, &[1, 0xFF, 0xFF, 0xFF, 4]));
+        assert!(!same(&b, &b[..4]));
+        assert!(same(&[], &[]));
     }
 
     #[test]
