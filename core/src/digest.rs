@@ -102,24 +102,16 @@ mod compact {
                 }
                 w[t] = w[t].wrapping_add(*k);
             }
-            let mut v = *state;
-            for kw in w.as_chunks::<4>().0 {
-                four_rounds(&mut v, kw);
-            }
-            for i in 0..8 {
-                state[i] = state[i].wrapping_add(v[i]);
-            }
+            sixty_four_rounds(state, &w);
         }
     }
 
-    /// Four rounds of SHA-256 on the working variables `v`, given each
-    /// round's message word plus round constant. The rounds are unrolled
-    /// with the variables' names rotated, so that no round moves a value,
-    /// and the variables are stored back rotated by four, ready for the
-    /// next call. A function of its own, so that the working variables are
-    /// all it keeps in registers.
+    /// The 64 rounds of SHA-256 from the chaining value `v`, given each
+    /// round's message word plus round constant, and the result added to
+    /// `v`: a loop of four rounds unrolled with the working variables'
+    /// names rotated, after which the two halves trade places.
     #[inline(never)]
-    fn four_rounds(v: &mut [u32; 8], kw: &[u32; 4]) {
+    fn sixty_four_rounds(v: &mut [u32; 8], kw: &[u32; 64]) {
         macro_rules! round {
             ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $kw:expr) => {
                 $h = $h
@@ -133,11 +125,16 @@ mod compact {
             };
         }
         let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *v;
-        round!(a, b, c, d, e, f, g, h, kw[0]);
-        round!(h, a, b, c, d, e, f, g, kw[1]);
-        round!(g, h, a, b, c, d, e, f, kw[2]);
-        round!(f, g, h, a, b, c, d, e, kw[3]);
-        *v = [e, f, g, h, a, b, c, d];
+        for kw in kw.as_chunks::<4>().0 {
+            round!(a, b, c, d, e, f, g, h, kw[0]);
+            round!(h, a, b, c, d, e, f, g, kw[1]);
+            round!(g, h, a, b, c, d, e, f, kw[2]);
+            round!(f, g, h, a, b, c, d, e, kw[3]);
+            (a, b, c, d, e, f, g, h) = (e, f, g, h, a, b, c, d);
+        }
+        for (v, x) in v.iter_mut().zip([a, b, c, d, e, f, g, h].iter()) {
+            *v = v.wrapping_add(*x);
+        }
     }
 
     /// MD5's sine table (RFC 1321 §3.4): `T[i] = ⌊2³² · |sin(i + 1)|⌋`.
@@ -161,80 +158,48 @@ mod compact {
         0xf753_7e82, 0xbd3a_f235, 0x2ad7_d2bb, 0xeb86_d391,
     ];
 
-    /// Runs MD5's compression function over `blocks`: four rounds of 16
-    /// steps, each round a loop over four steps with the state's names
-    /// rotated.
+    /// Runs MD5's compression function over `blocks`: one loop over the
+    /// 64 steps, four at a time with the state's names rotated, where
+    /// each step picks its round's function, message word and rotation.
     pub(crate) fn md5(state: &mut [u32; 4], blocks: &[[u8; 64]]) {
-        /// One round: its function, its message word for step `i`
-        /// (0..16), its four rotations, and its 16 sine constants.
-        #[inline(always)]
-        fn round(
-            s: &mut [u32; 4],
-            m: &[[u8; 4]; 16],
-            t: &[u32; 16],
-            f: impl Fn(u32, u32, u32) -> u32,
-            word: impl Fn(usize) -> usize,
-            r: [u32; 4],
-        ) {
-            let [mut a, mut b, mut c, mut d] = *s;
-            macro_rules! step {
-                ($a:ident, $b:ident, $c:ident, $d:ident, $i:expr, $r:expr) => {
-                    $a = $b.wrapping_add(
-                        $a.wrapping_add(f($b, $c, $d))
-                            .wrapping_add(u32::from_le_bytes(m[word($i) & 15]))
-                            .wrapping_add(t[$i & 15])
-                            .rotate_left($r),
-                    );
-                };
-            }
-            for i in (0..16).step_by(4) {
-                step!(a, b, c, d, i, r[0]);
-                step!(d, a, b, c, i + 1, r[1]);
-                step!(c, d, a, b, i + 2, r[2]);
-                step!(b, c, d, a, i + 3, r[3]);
-            }
-            *s = [a, b, c, d];
-        }
-        let t = T.as_chunks::<16>().0;
+        // Round r's step i reads message word (MUL[r]·i + ADD[r]) mod 16
+        // and rotates left by ROT[r][i mod 4] (RFC 1321 §3.4).
+        const MUL: [usize; 4] = [1, 5, 3, 7];
+        const ADD: [usize; 4] = [0, 1, 5, 0];
+        const ROT: [[u32; 4]; 4] = [
+            [7, 12, 17, 22],
+            [5, 9, 14, 20],
+            [4, 11, 16, 23],
+            [6, 10, 15, 21],
+        ];
         for block in blocks {
             let m = block.as_chunks::<4>().0;
-            let Ok(m) = <&[[u8; 4]; 16]>::try_from(m) else {
-                continue;
-            };
-            let mut s = *state;
-            round(
-                &mut s,
-                m,
-                &t[0],
-                |x, y, z| z ^ (x & (y ^ z)),
-                |i| i,
-                [7, 12, 17, 22],
-            );
-            round(
-                &mut s,
-                m,
-                &t[1],
-                |x, y, z| y ^ (z & (x ^ y)),
-                |i| 5 * i + 1,
-                [5, 9, 14, 20],
-            );
-            round(
-                &mut s,
-                m,
-                &t[2],
-                |x, y, z| x ^ y ^ z,
-                |i| 3 * i + 5,
-                [4, 11, 16, 23],
-            );
-            round(
-                &mut s,
-                m,
-                &t[3],
-                |x, y, z| y ^ (x | !z),
-                |i| 7 * i,
-                [6, 10, 15, 21],
-            );
-            for (x, v) in state.iter_mut().zip(s) {
+            let [mut a, mut b, mut c, mut d] = *state;
+            for i in (0..64).step_by(4) {
+                let r = (i / 16) & 3;
+                macro_rules! step {
+                    ($a:ident, $b:ident, $c:ident, $d:ident, $k:literal) => {
+                        let f = match r {
+                            0 => $d ^ ($b & ($c ^ $d)),
+                            1 => $c ^ ($d & ($b ^ $c)),
+                            2 => $b ^ $c ^ $d,
+                            _ => $c ^ ($b | !$d),
+                        };
+                        let w = m[(MUL[r] * (i + $k) + ADD[r]) & 15];
+                        $a = $b.wrapping_add(
+                            $a.wrapping_add(f)
+                                .wrapping_add(u32::from_le_bytes(w))
+                                .wrapping_add(T[(i + $k) & 63])
+                                .rotate_left(ROT[r][$k]),
+                        );
+                    };
+                }
+                step!(a, b, c, d, 0);
+                step!(d, a, b, c, 1);
+                step!(c, d, a, b, 2);
+                step!(b, c, d, a, 3);
+            }
+            for (x, v) in state.iter_mut().zip([a, b, c, d]) {
                 *x = x.wrapping_add(v);
             }
         }
