@@ -60,6 +60,8 @@ impl<const C: usize> Number<C> {
             mant: [PROB_INIT; MANT_LENS * 4],
         }
     }
+
+    /// All probabilities zero: for [`Model::UNSET`].
     const UNSET: Self = Number {
         len: [[0; 32]; C],
         mant: [0; MANT_LENS * 4],
@@ -319,7 +321,10 @@ impl Model {
         self.params
     }
 
-    /// A model to be [`Model::reset`] before use.
+    /// A model whose tables are zero, to be [`Model::reset`] (or loaded)
+    /// before any use: what an `ApplierState` starts with, so that
+    /// building one is mostly zeroing memory (the applier resets the model
+    /// once it has chosen an entry).
     pub(crate) const UNSET: Model = Model {
         kind: [[0; 3]; 16],
         seek_sign: 0,
@@ -336,6 +341,7 @@ impl Model {
         seek_mag: Number::UNSET,
         lit_len: Number::UNSET,
     };
+
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {
         Model {
