@@ -167,7 +167,8 @@ pub enum HeaderError {
 impl Records<'_> {
     /// The component and security counter the records give. A component
     /// record that is not one byte, or comes twice, and a counter record
-    /// that is not four bytes, make the header malformed.
+    /// that is not four bytes, make the header malformed; another critical
+    /// record makes it one this decoder cannot use.
     pub fn meta(self) -> Result<EntryMeta, HeaderError> {
         let mut m = EntryMeta::default();
         let mut seen = false;
@@ -182,6 +183,7 @@ impl Records<'_> {
                     let b: [u8; 4] = v.try_into().map_err(|_| HeaderError::Records)?;
                     m.counter = u32::from_le_bytes(b);
                 }
+                (t, _) if t & tag::CRITICAL != 0 => return Err(HeaderError::CriticalRecord(t)),
                 _ => {}
             }
         }
@@ -297,12 +299,6 @@ impl EntryHeader {
             return Err(HeaderError::Flags(hdr.flags));
         }
         let records = Records(&raw[FIXED_HEADER_LEN..h - 4]);
-        for r in records.clone() {
-            let (t, _) = r?;
-            if t & tag::CRITICAL != 0 && t != tag::COMPONENT {
-                return Err(HeaderError::CriticalRecord(t));
-            }
-        }
         records.clone().meta()?;
         Ok((hdr, records))
     }

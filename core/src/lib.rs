@@ -38,6 +38,7 @@ pub mod mock;
 mod apply;
 pub mod codec;
 pub mod crc32;
+mod digest;
 mod error;
 pub mod format;
 mod partition;

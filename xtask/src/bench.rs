@@ -247,10 +247,10 @@ pub fn bench(args: &[String]) -> Result<(), String> {
     print_device(&rows)
 }
 
-fn print_device(rows: &[Row]) -> Result<(), String> {
-    let (applier, model) = device::ram()?;
-    println!("\n**Device side**\n");
-    println!("- RAM: the applier as `genpat apply` instantiates it (64-byte write buffer, 64-byte read cache) is {applier} bytes (`size_of`), of which the codec model {model}.");
+/// The code size lines of the device-side figures (also `cargo xtask
+/// size`); returns the release profile they were built with.
+pub fn print_code() -> Result<String, String> {
+    let profile = device::shared_profile()?;
     let c = device::code_size(false)?;
     let parts: Vec<String> = c
         .parts
@@ -259,7 +259,7 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         .map(|(name, n)| format!("{name} {n}"))
         .collect();
     println!(
-        "- Code: the apply path on `{}` (opt-level z, LTO, compact SHA-256) is {} bytes of `.text` ({}) and {} bytes of `.rodata`.",
+        "- Code: the apply path on `{}` ({profile}; the same build as the instruction counts) is {} bytes of `.text` ({}) and {} bytes of `.rodata`.",
         device::TARGET,
         c.text,
         parts.join(", "),
@@ -273,6 +273,14 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         s.rodata,
         s.rodata.saturating_sub(c.rodata)
     );
+    Ok(profile)
+}
+
+fn print_device(rows: &[Row]) -> Result<(), String> {
+    let (applier, model) = device::ram()?;
+    println!("\n**Device side**\n");
+    println!("- RAM: the applier as `genpat apply` instantiates it (64-byte write buffer, 64-byte read cache) is {applier} bytes (`size_of`), of which the codec model {model}.");
+    let profile = print_code()?;
     if icount::available() {
         let f = signed::standalone(|l| eprintln!("xtask: {l}"))?;
         println!("- Signature check on the device (`cargo xtask signed`: `firmware-demo` built with a public key on QEMU mps2-an386, a signed v1 -> v2 install; the stack available is RAM above the statics, from the ELF symbols): {}.", f.summary());
@@ -290,7 +298,7 @@ fn print_device(rows: &[Row]) -> Result<(), String> {
         println!("- Instructions per output byte on the Cortex-M4: not measured (needs qemu-system-arm and the {} target).", device::TARGET);
         return Ok(());
     }
-    println!("- Instructions per output byte on the Cortex-M4 (`firmware-demo`'s `applybench` on QEMU mps2-an386 with `-icount shift=0`, opt-level s, compact SHA-256; everything `Applier::feed` executes, the guest side of the emulated flash's driver included; then that driver's share and each phase, per output byte{}):\n", if m4.iter().any(|r| r.2.is_some()) { "; last, the x86-64 count of `genpat apply` under callgrind" } else { "" });
+    println!("- Instructions per output byte on the Cortex-M4 (`firmware-demo`'s `applybench` on QEMU mps2-an386 with `-icount shift=0`, {profile}; everything `Applier::feed` executes, the guest side of the emulated flash's driver included; then that driver's share and each phase, per output byte{}):\n", if m4.iter().any(|r| r.2.is_some()) { "; last, the x86-64 count of `genpat apply` under callgrind" } else { "" });
     icount::print_table(&m4);
     Ok(())
 }

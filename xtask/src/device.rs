@@ -15,6 +15,51 @@ const PROBE_DIR: &str = "target/apply-size";
 /// the rounds into about 7 KiB of Thumb code.
 const COMPACT_SHA: &str = "--cfg sha2_backend_soft=\"compact\"";
 
+/// The firmware whose Cortex-M4 instructions are counted (`icount.rs`).
+const FIRMWARE: &str = "firmware-demo/Cargo.toml";
+/// The `[profile.release]` settings that shape the code.
+const PROFILE_KEYS: [&str; 4] = ["opt-level", "lto", "codegen-units", "panic"];
+
+/// The code-shaping settings of `[profile.release]` in the Cargo manifest
+/// `text`, in the order of [`PROFILE_KEYS`] (absent ones left out).
+fn release_profile(text: &str) -> Vec<(&'static str, String)> {
+    let mut section = false;
+    let mut found = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line == "[profile.release]";
+        } else if let (true, Some((k, v))) = (section, line.split_once('=')) {
+            if let Some(key) = PROFILE_KEYS.iter().find(|&&key| key == k.trim()) {
+                found.push((*key, v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    found.sort_by_key(|(k, _)| PROFILE_KEYS.iter().position(|p| p == k));
+    found
+}
+
+/// The release profile that both device figures come from: the size
+/// probe's and `firmware-demo`'s, which must agree (one build
+/// configuration for the code size and the instruction counts), as
+/// "opt-level z, lto true, codegen-units 1, panic abort".
+pub fn shared_profile() -> Result<String, String> {
+    let read = |m: &str| {
+        let path = crate::qemu::root().join(m);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let (probe, firmware) = (read(PROBE)?, read(FIRMWARE)?);
+    let (p, f) = (release_profile(&probe), release_profile(&firmware));
+    if p != f || p.is_empty() {
+        return Err(format!(
+            "{PROBE} and {FIRMWARE} build with different release profiles ({p:?} and {f:?}): the code size and the instruction counts must come from one configuration"
+        ));
+    }
+    Ok(p.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", "))
+}
+
 /// `size_of` of the applier and of the codec model, from the RAM test.
 pub fn ram() -> Result<(u64, u64), String> {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
@@ -47,9 +92,10 @@ pub struct CodeSize {
     /// `.rodata` bytes (CRC table, SHA-256 constants).
     pub rodata: u64,
     /// Function bytes by origin: flashpatch (with the probe's entry point,
-    /// which the applier is inlined into), MD5, SHA-256, compiler builtins
-    /// (`memcpy`, `memset`), everything else.
-    pub parts: [(&'static str, u64); 5],
+    /// which the applier is inlined into), the digests' compression
+    /// functions (MD5 and SHA-256: flashpatch's own on devices, or a
+    /// crate's), compiler builtins (`memcpy`, `memset`), everything else.
+    pub parts: [(&'static str, u64); 4],
 }
 
 /// Builds the probe for [`TARGET`] (with the signature check too if
@@ -61,7 +107,8 @@ pub fn code_size(sign: bool) -> Result<CodeSize, String> {
         PROBE_DIR.to_string()
     };
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "--quiet", "--manifest-path", PROBE])
+        .args(["build", "--release", "--quiet", "--manifest-path"])
+        .arg(crate::qemu::root().join(PROBE))
         .args(["--target", TARGET, "--target-dir", &dir])
         .args(if sign {
             &["--features", "sign"][..]
@@ -89,22 +136,22 @@ fn measure(elf: &[u8]) -> Result<CodeSize, String> {
     let rodata = e.section(".rodata").map_or(0, |s| s.size);
     let mut parts = [
         ("flashpatch", 0),
-        ("md5", 0),
-        ("sha2", 0),
+        ("digests", 0),
         ("compiler builtins", 0),
         ("other", 0),
     ];
     for (name, size) in e.functions()? {
-        let i = if name.contains("flashpatch") || name == "_start" {
-            0
-        } else if name.contains("md5") {
+        let i = if ["digest", "BlockHash", "md5", "sha2"]
+            .iter()
+            .any(|k| name.contains(k))
+        {
             1
-        } else if name.contains("sha2") {
-            2
+        } else if name.contains("flashpatch") || name == "_start" {
+            0
         } else if name.contains("compiler_builtins") || name.starts_with("__aeabi") {
-            3
+            2
         } else {
-            4
+            3
         };
         parts[i].1 += size;
     }
@@ -321,12 +368,26 @@ mod tests {
             c.parts,
             [
                 ("flashpatch", 60),
-                ("md5", 0),
-                ("sha2", 0),
+                ("digests", 0),
                 ("compiler builtins", 40),
                 ("other", 0)
             ]
         );
+    }
+
+    #[test]
+    fn reads_the_release_profile() {
+        let toml = "[package]\nopt-level = 3\n\n[profile.release]\nlto = true\nopt-level = \"z\"\ndebug = true\n\n[profile.dev]\nopt-level = 1\n";
+        assert_eq!(
+            release_profile(toml),
+            [("opt-level", "z".to_string()), ("lto", "true".to_string())]
+        );
+    }
+
+    #[test]
+    fn the_size_probe_and_the_firmware_build_with_one_profile() {
+        let p = shared_profile().unwrap();
+        assert!(p.starts_with("opt-level "), "{p}");
     }
 
     #[test]

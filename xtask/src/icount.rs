@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::demo::number_after;
-use crate::qemu;
+use crate::{device, qemu};
 
 const TARGET: &str = "thumbv7em-none-eabihf";
 /// The firmware's clock check: `2 × 1,000,000` loop instructions take
@@ -247,6 +247,7 @@ pub fn main(args: &[String]) -> Result<(), String> {
         rows.push((pair, c));
     }
     let rows: Vec<_> = rows.iter().map(|(p, c)| (p.as_str(), *c, None)).collect();
+    println!("Cortex-M4 build: {TARGET}, {}\n", device::shared_profile()?);
     print_table(&rows);
     Ok(())
 }

@@ -11,6 +11,8 @@
 //!   output byte).
 //! - `cargo xtask icount [CORPUS_DIR]`: only the Cortex-M4 instructions
 //!   per output byte (`icount.rs`), the README's figure.
+//! - `cargo xtask size`: only the code size of the apply path
+//!   (`device.rs`), built like `icount`'s firmware.
 //! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
 //!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
@@ -41,6 +43,7 @@ fn main() {
         "bench" => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
         "demo" => demo::demo(),
         "icount" => icount::main(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "size" => bench::print_code().map(drop),
         "qemu-test" => e2e::run_all().and_then(|(p, f)| {
             println!("qemu tests: {p} passed, {f} failed");
             if f == 0 {
@@ -54,7 +57,7 @@ fn main() {
         }),
         "fuzz" => fuzz::main(&std::env::args().skip(2).collect::<Vec<_>>()),
         _ => {
-            eprintln!("usage: cargo xtask <test|check|bench|icount|demo|qemu-test|signed|fuzz>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  signed  only the signed update on QEMU, with what the signature check costs on the device\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd; device figures\n  icount [CORPUS_DIR]  Cortex-M4 instructions per output byte of the apply (QEMU -icount)\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
+            eprintln!("usage: cargo xtask <test|check|bench|icount|size|demo|qemu-test|signed|fuzz>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  signed  only the signed update on QEMU, with what the signature check costs on the device\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd; device figures\n  icount [CORPUS_DIR]  Cortex-M4 instructions per output byte of the apply (QEMU -icount)\n  size   code size of the apply path on thumbv7em-none-eabihf\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
             exit(1);
         }
     };

@@ -4,6 +4,7 @@
 use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
 
 use crate::crc32::Crc32;
+use crate::digest::{md5_compress, sha256_compress, MD5_INIT, SHA256_INIT};
 
 /// Rounds `v` up to a multiple of `to`.
 pub(crate) const fn align_up(v: u64, to: usize) -> u64 {
@@ -15,40 +16,21 @@ pub(crate) fn fits<F: ReadNorFlash>(flash: &F, len: u32) -> bool {
     align_up(len as u64, F::READ_SIZE) <= flash.capacity() as u64
 }
 
-/// Reads `[0, len)` of `flash` through `buf` and hands each piece to `f`.
-/// The caller checks [`fits`] first.
-pub(crate) fn scan<F: ReadNorFlash>(
-    flash: &mut F,
-    buf: &mut [u8],
-    len: u32,
-    mut f: impl FnMut(&[u8]),
-) -> Result<(), F::Error> {
-    let mut off = 0u32;
-    while off < len {
-        let n = buf.len().min((len - off) as usize);
-        let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(buf.len());
-        flash.read(off, &mut buf[..nr])?;
-        f(&buf[..n]);
-        off += n as u32;
-    }
-    Ok(())
-}
-
-/// CRC-32 of `[0, len)` of `flash`.
-#[inline(never)]
+/// CRC-32 of `[0, len)` of `flash`, read through `buf`. The caller checks
+/// [`fits`] first.
 pub(crate) fn crc_of<F: ReadNorFlash>(
     flash: &mut F,
     buf: &mut [u8],
     len: u32,
 ) -> Result<u32, F::Error> {
-    let mut c = Crc32::new();
-    scan(flash, buf, len, |b| c.update(b))?;
-    Ok(c.value())
+    // One function for both passes over a device's flash (the same work:
+    // a prefix of `len` is the whole).
+    Ok(crc_of_prefixes(flash, buf, len, len)?.0)
 }
 
 /// CRC-32s of the prefixes `[0, a)` and `[0, b)` of `flash`, in one pass
-/// over the longer one.
-#[inline(never)]
+/// over the longer one, read through `buf`. The caller checks [`fits`]
+/// first.
 pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
     flash: &mut F,
     buf: &mut [u8],
@@ -57,36 +39,88 @@ pub(crate) fn crc_of_prefixes<F: ReadNorFlash>(
 ) -> Result<(u32, u32), F::Error> {
     let (short, long) = (a.min(b), a.max(b));
     let mut c = Crc32::new();
-    let mut at_short = (short == 0).then_some(c.value());
-    let mut seen = 0u32;
-    scan(flash, buf, long, |piece| {
-        let cut = (short.saturating_sub(seen) as usize).min(piece.len());
-        c.update(&piece[..cut]);
-        seen += piece.len() as u32;
-        if at_short.is_none() && seen >= short {
-            at_short = Some(c.value());
+    let mut at_short = c.value();
+    let mut off = 0u32;
+    while off < long {
+        let n = buf.len().min((long - off) as usize);
+        let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(buf.len());
+        flash.read(off, &mut buf[..nr])?;
+        // The bytes of this piece before `short`: all, some (then the
+        // short prefix ends here) or none.
+        let cut = (short.saturating_sub(off) as usize).min(n);
+        c.update(&buf[..cut]);
+        if off + cut as u32 == short {
+            at_short = c.value();
         }
-        c.update(&piece[cut..]);
-    })?;
-    let (s, l) = (at_short.unwrap_or(c.value()), c.value());
+        c.update(&buf[cut..n]);
+        off += n as u32;
+    }
+    let (s, l) = (at_short, c.value());
     Ok(if a <= b { (s, l) } else { (l, s) })
 }
 
-/// Runs a hash of 64-byte blocks whose padding ends in the message length
-/// in bits (MD5, SHA-256) over `[0, len)` of `flash`, with its compression
-/// function alone: whole blocks are compressed straight out of `buf`, and
-/// the padded last block(s) are built in `buf` too, so the chaining value
-/// is the only hash state (no block buffer, no copy of it on finalizing).
-/// `B` is at least 128 (two padding blocks) and a multiple of 64.
-fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
+/// Sets every byte of `bytes` to `v`: the few bytes of padding after a
+/// digest's message or before a write's end. A plain loop (`black_box`
+/// keeps the compiler from turning it into a `memset` call, which would
+/// link about 200 bytes of Thumb code for these short runs).
+#[inline(never)]
+pub(crate) fn fill(bytes: &mut [u8], v: u8) {
+    for b in bytes {
+        *b = core::hint::black_box(v);
+    }
+}
+
+/// Whether `a` and `b` hold the same bytes. The digest checks go through
+/// here rather than `==`, which calls `memcmp`: one function less on a
+/// device.
+#[inline(never)]
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// A hash of 64-byte blocks whose padding ends in the message length in
+/// bits: MD5 or SHA-256. Its chaining value is the first four or all
+/// eight words of a `[u32; 8]`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BlockHash {
+    Md5,
+    Sha256,
+}
+
+impl BlockHash {
+    fn compress(self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        match self {
+            BlockHash::Md5 => {
+                if let Some(s) = state.first_chunk_mut::<4>() {
+                    md5_compress(s, blocks);
+                }
+            }
+            BlockHash::Sha256 => sha256_compress(state, blocks),
+        }
+    }
+}
+
+/// Runs `hash` over `[0, len)` of `flash` and returns the digest (MD5's
+/// in the first 16 bytes), with the compression function alone: whole
+/// blocks are compressed straight out of `buf`, and the padded last
+/// block(s) are built in `buf` too, so the chaining value is the only
+/// hash state (no block buffer, no copy of it on finalizing). `B` is a
+/// multiple of 64; when the padding takes two blocks and `B` is 64, they
+/// are built one after the other. One function for both hashes, not
+/// inlined: a device has one copy per buffer size.
+#[inline(never)]
+fn block_hash<F: ReadNorFlash, const B: usize>(
     flash: &mut F,
     buf: &mut [u8; B],
     len: u32,
-    state: &mut [u32; N],
-    compress: fn(&mut [u32; N], &[[u8; 64]]),
-    len_big_endian: bool,
-) -> Result<(), F::Error> {
-    const { assert!(B >= 128 && B.is_multiple_of(64)) };
+    hash: BlockHash,
+) -> Result<[u8; 32], F::Error> {
+    const { assert!(B >= 64 && B.is_multiple_of(64)) };
+    let sha = hash == BlockHash::Sha256;
+    let mut state = SHA256_INIT;
+    if !sha {
+        state[..4].copy_from_slice(&MD5_INIT);
+    }
     let mut off = 0u32;
     loop {
         let n = (B as u32).min(len - off) as usize;
@@ -96,7 +130,7 @@ fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
         }
         off += n as u32;
         let whole = n / 64 * 64;
-        compress(state, buf[..whole].as_chunks().0);
+        hash.compress(&mut state, buf[..whole].as_chunks().0);
         if off < len {
             continue;
         }
@@ -108,16 +142,32 @@ fn block_hash<F: ReadNorFlash, const B: usize, const N: usize>(
             head[..tail].copy_from_slice(&rest[..tail]);
         }
         buf[tail] = 0x80;
-        let end = if tail < 56 { 64 } else { 128 };
-        buf[tail + 1..end - 8].fill(0);
+        if tail >= 56 {
+            // No room for the length: this block ends with zeros, and
+            // the next one is zeros and the length.
+            fill(&mut buf[tail + 1..64], 0);
+            hash.compress(&mut state, buf[..64].as_chunks().0);
+            fill(&mut buf[..56], 0);
+        } else {
+            fill(&mut buf[tail + 1..56], 0);
+        }
         let bits = len as u64 * 8;
-        buf[end - 8..end].copy_from_slice(&if len_big_endian {
+        buf[56..64].copy_from_slice(&if sha {
             bits.to_be_bytes()
         } else {
             bits.to_le_bytes()
         });
-        compress(state, buf[..end].as_chunks().0);
-        return Ok(());
+        hash.compress(&mut state, buf[..64].as_chunks().0);
+        // Built byte by byte, not zeroed first: no `memclr` call.
+        return Ok(core::array::from_fn(|i| {
+            let w = state[i / 4 % 8];
+            let b = if sha {
+                w.to_be_bytes()
+            } else {
+                w.to_le_bytes()
+            };
+            b[i % 4]
+        }));
     }
 }
 
@@ -127,13 +177,8 @@ pub(crate) fn md5_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 16], F::Error> {
-    let mut state = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
-    block_hash(flash, buf, len, &mut state, md5::block_api::compress, false)?;
-    let mut out = [0u8; 16];
-    for (o, w) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_le_bytes());
-    }
-    Ok(out)
+    let d = block_hash(flash, buf, len, BlockHash::Md5)?;
+    Ok(*d.first_chunk().unwrap_or(&[0; 16]))
 }
 
 /// SHA-256 of `[0, len)` of `flash`, read through `buf`.
@@ -142,29 +187,7 @@ pub(crate) fn sha256_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
-    let mut state = [
-        0x6a09_e667,
-        0xbb67_ae85,
-        0x3c6e_f372,
-        0xa54f_f53a,
-        0x510e_527f,
-        0x9b05_688c,
-        0x1f83_d9ab,
-        0x5be0_cd19,
-    ];
-    block_hash(
-        flash,
-        buf,
-        len,
-        &mut state,
-        sha2::block_api::compress256,
-        true,
-    )?;
-    let mut out = [0u8; 32];
-    for (o, w) in out.chunks_exact_mut(4).zip(state) {
-        o.copy_from_slice(&w.to_be_bytes());
-    }
-    Ok(out)
+    block_hash(flash, buf, len, BlockHash::Sha256)
 }
 
 /// Which flash the read cache holds.
@@ -236,17 +259,21 @@ pub(crate) struct Writer<const W: usize> {
 }
 
 impl<const W: usize> Writer<W> {
-    /// Starts again with the first `at` bytes programmed, in place.
+    /// Starts again with the first `at` bytes programmed, in place. What
+    /// the buffer held stays: only its first `len` bytes are ever read,
+    /// and [`Writer::flush`] pads the rest.
     pub(crate) fn restart(&mut self, at: u32) {
-        self.buf.fill(0xFF);
         self.len = 0;
         self.flushed = at;
         self.erased = at;
     }
 
+    /// A writer at the start of the target. The buffer starts zeroed,
+    /// like the rest of an [`crate::ApplierState`]: its bytes are read only
+    /// once written, and [`Writer::flush`] pads with 0xFF.
     pub(crate) const fn new() -> Self {
         Writer {
-            buf: [0xFF; W],
+            buf: [0; W],
             len: 0,
             flushed: 0,
             erased: 0,
@@ -295,7 +322,7 @@ impl<const W: usize> Writer<W> {
             return Ok(());
         }
         let n = (align_up(self.len as u64, F::WRITE_SIZE) as usize).min(W);
-        self.buf[self.len as usize..n].fill(0xFF);
+        fill(&mut self.buf[self.len as usize..n], 0xFF);
         let end = self.flushed + n as u32;
         while self.erased < end {
             let next = self.erased + F::ERASE_SIZE as u32;
@@ -331,9 +358,63 @@ mod tests {
         }
     }
 
+    fn crc(bytes: &[u8]) -> u32 {
+        let mut c = Crc32::new();
+        c.update(bytes);
+        c.value()
+    }
+
+    #[test]
+    fn crc_of_prefixes_matches_the_crc_of_each_prefix() {
+        let image: [u8; 700] = core::array::from_fn(|i| (i * 13 + i / 7) as u8);
+        let mut flash = MockFlash::<4, 4, 4096>::new(4096);
+        flash.preload(0, &image);
+        let lens = [0, 1, 63, 64, 65, 127, 128, 129, 255, 256, 257, 500, 700];
+        for buf_len in [64, 100, 128] {
+            let mut buf = [0u8; 128];
+            let buf = &mut buf[..buf_len];
+            for a in lens {
+                for b in lens {
+                    let got = crc_of_prefixes(&mut flash, buf, a as u32, b as u32);
+                    let want = (crc(&image[..a]), crc(&image[..b]));
+                    assert_eq!(got, Ok(want), "prefixes {a} and {b}, {buf_len}-byte buffer");
+                }
+                assert_eq!(crc_of(&mut flash, buf, a as u32), Ok(crc(&image[..a])));
+            }
+        }
+    }
+
+    #[test]
+    fn a_restarted_writer_pads_with_0xff_whatever_its_buffer_held() {
+        let mut flash = MockFlash::<1, 4, 4096>::new(8192);
+        let mut w = Writer::<16>::new();
+        w.buf = [0x5A; 16];
+        w.restart(4096);
+        for b in [1, 2, 3, 4, 5] {
+            w.push(&mut flash, b).unwrap();
+        }
+        w.flush(&mut flash).unwrap();
+        assert_eq!(w.flushed, 4096 + 8);
+        let bytes = flash.as_bytes();
+        assert_eq!(bytes[4096..4096 + 8], [1, 2, 3, 4, 5, 0xFF, 0xFF, 0xFF]);
+        assert!(bytes[4096 + 8..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn fill_and_same() {
+        let mut b = [1u8, 2, 3, 4, 5];
+        fill(&mut b[1..4], 0xFF);
+        assert_eq!(b, [1, 0xFF, 0xFF, 0xFF, 5]);
+        assert!(same(&b, &[1, 0xFF, 0xFF, 0xFF, 5]));
+        assert!(!same(&b, &[1, 0xFF, 0xFF, 0xFF, 4]));
+        assert!(!same(&b, &b[..4]));
+        assert!(same(&[], &[]));
+    }
+
     #[test]
     fn digests_match_the_digest_crates_at_every_padding_boundary() {
         let image: [u8; 1040] = core::array::from_fn(|i| (i * 7 + i / 256) as u8);
+        check::<1, 64>(&image);
         check::<1, 128>(&image);
         check::<4, 256>(&image);
         check::<8, 192>(&image);

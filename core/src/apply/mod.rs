@@ -36,7 +36,9 @@ use crate::codec::{ByteSource, Decoder, DecoderState, Model, Op, Params, CODEC_R
 use crate::crc32::Crc32;
 use crate::error::Error;
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
-use io::{align_up, crc_of, crc_of_prefixes, fits, md5_of, sha256_of, Cached, ReadCache, Writer};
+use io::{
+    align_up, crc_of, crc_of_prefixes, fits, md5_of, same, sha256_of, Cached, ReadCache, Writer,
+};
 
 /// Bytes of the input buffer: it holds an entry header, then serves as the
 /// ring the body is decoded from.
@@ -196,7 +198,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             body_crc: Crc32::new(),
             started: false,
             rc: DecoderState::EMPTY,
-            model: Model::new(Params { lc: 0, lp: 0 }),
+            model: Model::UNSET,
             cursor: 0,
             out: 0,
             prev_byte: 0,
@@ -582,7 +584,7 @@ where
     /// runs, not under the decoder's frames.
     #[inline(never)]
     fn select(&mut self) -> Res<Phase, T::Error> {
-        let e = self.st.entry;
+        let e = &self.st.entry;
         self.st.cache.invalidate();
         // The header is parsed, so the input buffer is free: the digest
         // passes read through it, in fewer and larger reads than the cache.
@@ -601,7 +603,10 @@ where
         .map_err(flash)?;
         if t_fits
             && t_crc == e.target.crc32
-            && sha256_of(&mut self.source, buf, ts).map_err(flash)? == e.target.sha256
+            && same(
+                &sha256_of(&mut self.source, buf, ts).map_err(flash)?,
+                &e.target.sha256,
+            )
         {
             self.st.outcome = Some(Outcome::AlreadyInstalled);
             self.st.result = e.target;
@@ -609,7 +614,10 @@ where
         }
         if !s_fits
             || s_crc != e.source.crc32
-            || md5_of(&mut self.source, buf, ss).map_err(flash)? != e.source.md5
+            || !same(
+                &md5_of(&mut self.source, buf, ss).map_err(flash)?,
+                &e.source.md5,
+            )
         {
             return Ok(Phase::Skip);
         }
@@ -630,7 +638,10 @@ where
             });
         }
         if crc_of(&mut self.target, buf, ts).map_err(flash)? == e.target.crc32
-            && sha256_of(&mut self.target, buf, ts).map_err(flash)? == e.target.sha256
+            && same(
+                &sha256_of(&mut self.target, buf, ts).map_err(flash)?,
+                &e.target.sha256,
+            )
         {
             self.st.outcome = Some(Outcome::AlreadyInstalled);
             self.st.result = e.target;
@@ -664,7 +675,7 @@ where
                 self.st.entry.target.size,
             )
             .map_err(Error::Flash)?;
-            if sha != self.st.entry.target.sha256 {
+            if !same(&sha, &self.st.entry.target.sha256) {
                 return Err(Error::TargetMismatch);
             }
             self.st.outcome = Some(Outcome::Applied);

@@ -46,8 +46,10 @@ const LOW: usize = 256 - TOP;
 /// together.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ByteTree {
-    top: [[Prob; TOP]; 2],
-    low: [Prob; LOW],
+    /// Context 0's top levels, context 1's, then the shared low levels:
+    /// node `m` of context `t` is at `64·t + m` if `m < 64`, else at
+    /// `m + 64`.
+    p: [Prob; 2 * TOP + LOW],
 }
 
 impl ByteTree {
@@ -56,37 +58,23 @@ impl ByteTree {
 
     const fn new() -> Self {
         ByteTree {
-            top: [[PROB_INIT; TOP]; 2],
-            low: [PROB_INIT; LOW],
+            p: [PROB_INIT; 2 * TOP + LOW],
         }
     }
 
-    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
-        for t in &self.top {
-            f(t);
-        }
-        f(&self.low);
-    }
-
-    fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
-        for t in &mut self.top {
-            f(t);
-        }
-        f(&mut self.low);
-    }
+    /// All probabilities zero: for [`Model::UNSET`].
+    const UNSET: Self = ByteTree {
+        p: [0; 2 * TOP + LOW],
+    };
 
     /// Codes `value` with the top levels of context `ctx` (0 or 1).
     #[inline]
     fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, value: u8) -> u8 {
-        let v = value as u32;
-        let top = &mut self.top[ctx % 2];
+        let top = TOP * (ctx % 2);
         let mut m = 1usize;
-        for i in (2..8).rev() {
-            let b = io.bit(&mut top[m % TOP], (v >> i) & 1);
-            m = (m << 1) | b as usize;
-        }
-        for i in (0..2).rev() {
-            let b = io.bit(&mut self.low[m.wrapping_sub(TOP) % LOW], (v >> i) & 1);
+        for i in (0..8).rev() {
+            let at = if m < TOP { top + m } else { m + TOP };
+            let b = io.bit(&mut self.p[at % Self::PROBS], (value as u32 >> i) & 1);
             m = (m << 1) | b as usize;
         }
         m as u8
@@ -127,6 +115,12 @@ impl<const C: usize> Number<C> {
             mant: [PROB_INIT; MANT],
         }
     }
+
+    /// All probabilities zero: for [`Model::UNSET`].
+    const UNSET: Self = Number {
+        len: [[0; 32]; C],
+        mant: [0; MANT],
+    };
 
     /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
     pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
@@ -311,8 +305,8 @@ impl Model {
             f(k);
         }
         f(core::slice::from_ref(&self.seek_sign));
-        self.lit.tables(f);
-        self.diff.tables(f);
+        f(&self.lit.p);
+        f(&self.diff.p);
         for r in &self.rep {
             f(r);
         }
@@ -327,8 +321,8 @@ impl Model {
             f(k);
         }
         f(core::slice::from_mut(&mut self.seek_sign));
-        self.lit.tables_mut(f);
-        self.diff.tables_mut(f);
+        f(&mut self.lit.p);
+        f(&mut self.diff.p);
         for r in &mut self.rep {
             f(r);
         }
@@ -373,6 +367,27 @@ impl Model {
     pub const fn params(&self) -> Params {
         self.params
     }
+
+    /// A model whose tables are zero, to be [`Model::reset`] (or loaded)
+    /// before any use: what an `ApplierState` starts with, so that
+    /// building one is mostly zeroing memory (the applier resets the model
+    /// once it has chosen an entry).
+    pub(crate) const UNSET: Model = Model {
+        kind: [[0; 3]; 16],
+        seek_sign: 0,
+        prev: [AFTER_START; 2],
+        params: Params { lc: 0, lp: 0 },
+        lit: ByteTree::UNSET,
+        diff: ByteTree::UNSET,
+        rep: [[0; 2]; 4],
+        last_d: [[0; 2]; 4],
+        diff_run: 0,
+        carry: 0,
+        copy_len: Number::UNSET,
+        seek_len: Number::UNSET,
+        seek_mag: Number::UNSET,
+        lit_len: Number::UNSET,
+    };
 
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {

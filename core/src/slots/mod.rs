@@ -317,7 +317,7 @@ where
         if image.size == 0 || image.size as usize > flash.capacity() {
             return Ok(false);
         }
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 64];
         let sha = sha256_of(flash, &mut buf, image.size).map_err(Error::Flash)?;
         Ok(sha == image.sha256)
     }
@@ -347,7 +347,7 @@ where
             if size == 0 || size as usize > flash.capacity() {
                 return Err(Error::NoBootableImage);
             }
-            let mut buf = [0u8; 128];
+            let mut buf = [0u8; 64];
             let sha256 = sha256_of(flash, &mut buf, size).map_err(Error::Flash)?;
             components[k].images[slot.index()] = Image {
                 size,

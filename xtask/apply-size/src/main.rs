@@ -69,8 +69,12 @@ pub extern "C" fn _start() -> ! {
     ) else {
         loop {}
     };
-    let mut state = ApplierState::new();
-    let mut applier: Applier<_, _> = Applier::new(source, target, &mut state);
+    // As a device keeps it (firmware-demo's application does the same): a
+    // static in `.bss`, zeroed by the start-up code, not built on the stack.
+    static mut STATE: ApplierState = ApplierState::new();
+    // SAFETY: the only reference to STATE, taken once; nothing else runs.
+    let state = unsafe { &mut *core::ptr::addr_of_mut!(STATE) };
+    let mut applier: Applier<_, _> = Applier::new(source, target, state);
     #[cfg(feature = "sign")]
     applier.require_signature(black_box([0; 32]), black_box(0));
     let chunk: &[u8] = black_box(&[]);
