@@ -394,12 +394,29 @@ fn existing_non_patch_file_is_left_alone() {
     assert!(stderr(&o).contains("CRC"), "{}", stderr(&o));
     assert_eq!(read(&d, "p.pat"), bad);
     // No temporary files are left behind.
-    let left: Vec<_> = fs::read_dir(&d)
+    assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
+}
+
+/// The names of the temporary files in `d`.
+fn temporaries(d: &Path) -> Vec<String> {
+    fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+        .collect()
+}
+
+/// Regression: a target of erased bytes only is already in the erased
+/// target slot; OUT got the start of OLD instead of it.
+#[test]
+fn erased_target_is_written_as_it_is() {
+    let (_t, d) = setup();
+    fs::write(d.join("erased.bin"), vec![0xFF; 3000]).unwrap();
+    assert_exit(&genpat(&d, &["v1.bin", "erased.bin", "e.pat"]), 0);
+    let o = genpat(&d, &["apply", "e.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), ALREADY);
+    assert_eq!(read(&d, "out.bin"), read(&d, "erased.bin"));
 }
 
 #[test]
@@ -447,6 +464,8 @@ fn out_is_replaced_only_on_success() {
     let o = genpat(&d, &["apply", "p.pat", "other.bin", "out.bin"]);
     assert_exit(&o, 5);
     assert_eq!(read(&d, "out.bin"), b"previous");
+    // No temporary file is left behind.
+    assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
     let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
     assert_exit(&o, 0);
     assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
