@@ -394,12 +394,29 @@ fn existing_non_patch_file_is_left_alone() {
     assert!(stderr(&o).contains("CRC"), "{}", stderr(&o));
     assert_eq!(read(&d, "p.pat"), bad);
     // No temporary files are left behind.
-    let left: Vec<_> = fs::read_dir(&d)
+    assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
+}
+
+/// The names of the temporary files in `d`.
+fn temporaries(d: &Path) -> Vec<String> {
+    fs::read_dir(d)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.ends_with(".tmp"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+        .collect()
+}
+
+/// Regression: a target of erased bytes only is already in the erased
+/// target slot; OUT got the start of OLD instead of it.
+#[test]
+fn erased_target_is_written_as_it_is() {
+    let (_t, d) = setup();
+    fs::write(d.join("erased.bin"), vec![0xFF; 3000]).unwrap();
+    assert_exit(&genpat(&d, &["v1.bin", "erased.bin", "e.pat"]), 0);
+    let o = genpat(&d, &["apply", "e.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), ALREADY);
+    assert_eq!(read(&d, "out.bin"), read(&d, "erased.bin"));
 }
 
 #[test]
@@ -447,9 +464,35 @@ fn out_is_replaced_only_on_success() {
     let o = genpat(&d, &["apply", "p.pat", "other.bin", "out.bin"]);
     assert_exit(&o, 5);
     assert_eq!(read(&d, "out.bin"), b"previous");
+    // No temporary file is left behind.
+    assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(d.join("out.bin"), fs::Permissions::from_mode(0o640)).unwrap();
+    }
     let o = genpat(&d, &["apply", "p.pat", "v1.bin", "out.bin"]);
     assert_exit(&o, 0);
     assert_eq!(read(&d, "out.bin"), read(&d, "v2.bin"));
+    // The file replaced is gone, and its permissions stay with OUT.
+    assert!(temporaries(&d).is_empty(), "{:?}", temporaries(&d));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(d.join("out.bin"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o640);
+        // A symbolic link as OUT is replaced by the file, its target kept.
+        std::os::unix::fs::symlink("v3.bin", d.join("link.bin")).unwrap();
+        assert_exit(&genpat(&d, &["apply", "p.pat", "v1.bin", "link.bin"]), 0);
+        assert!(!fs::symlink_metadata(d.join("link.bin"))
+            .unwrap()
+            .is_symlink());
+        assert_eq!(read(&d, "link.bin"), read(&d, "v2.bin"));
+        assert_eq!(read(&d, "v3.bin"), next_version(&read(&d, "v2.bin"), 3));
+    }
     // The durable form (fsync of file and directory) writes the same.
     assert_exit(&genpat(&d, &["--sync", "v1.bin", "v2.bin", "s.pat"]), 0);
     assert_eq!(read(&d, "s.pat"), read(&d, "p.pat"));

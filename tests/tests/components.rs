@@ -12,7 +12,7 @@ use flashpatch::mock::{Cut, MockError, MockFlash};
 use flashpatch::slots::{Config, GroupBoot, Installed, Slot, Slots};
 use flashpatch::{ApplierState, Error, Outcome, Partition, PartitionError, Status};
 use flashpatch_tests::firmware_pair;
-use host_genpat::apply::{apply_owned, Policy};
+use host_genpat::apply::{apply_with, target_room, Policy, TargetSlot};
 use host_genpat::container;
 use host_genpat::keys::SecretKey;
 use host_genpat::{GenOptions, Metadata};
@@ -70,10 +70,11 @@ fn host_apply(
         component,
         ..policy
     };
-    match apply_owned(patch, old.to_vec(), 1, &policy, &mut |_, _| {}) {
+    let target = TargetSlot::new(target_room(patch, old.len()));
+    match apply_with(patch, old, 1, &policy, &mut |_, _| {}, target) {
         Ok((Outcome::Applied, image)) => Ok(image),
         Ok((o, _)) => panic!("unexpected outcome {o:?}"),
-        Err((e, _)) => Err(match e {
+        Err(e) => Err(match e {
             Error::Header(h) => Error::Header(h),
             Error::NoSuitablePatch => Error::NoSuitablePatch,
             Error::BadSignature => Error::BadSignature,

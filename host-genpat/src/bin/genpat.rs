@@ -220,7 +220,7 @@ pub struct DiffArgs {
 /// "An error occurred while patching", "Patch data is invalid or corrupt" or
 /// "No suitable patches were found". The reason of a failure goes to stderr.
 /// OUT is written (atomically) only on success; for "already installed" it
-/// is a copy of OLD, which already is the target image.
+/// is the target image found in place (OLD, or its start).
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// The patch file.

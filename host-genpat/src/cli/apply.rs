@@ -1,8 +1,10 @@
 //! `genpat apply PATCH OLD OUT`: the device's own applier over an in-memory
 //! flash, with VPatch's result on stdout.
 
+use std::sync::mpsc;
+
 use flashpatch::{Outcome, Verdict};
-use host_genpat::apply::{apply_owned, Policy};
+use host_genpat::apply::{apply_with, slot_len, target_room, Policy, TargetSlot};
 
 use super::progress::Bars;
 use super::{
@@ -34,11 +36,21 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         min_counter: args.min_counter,
         component: args.component,
     };
-    let result = apply_owned(&patch, old, args.chunk, &policy, &mut |done, total| {
-        bars.bytes("applying", done, total)
-    });
+    // Another thread prepares the target slot's memory while the applier
+    // checks the source; the slot takes it only if it is ready by then.
+    let room = target_room(&patch, old.len());
+    let (memory_tx, memory) = mpsc::sync_channel(1);
+    std::thread::spawn(move || memory_tx.send(vec![0xFF; slot_len(room)]));
+    let result = apply_with(
+        &patch,
+        &old,
+        args.chunk,
+        &policy,
+        &mut |done, total| bars.bytes("applying", done, total),
+        TargetSlot::receiving(room, memory),
+    );
     drop(bars);
-    let (outcome, image) = result.map_err(|(e, old)| {
+    let (outcome, image) = result.map_err(|e| {
         let verdict = e.verdict();
         let code = match verdict {
             Verdict::Corrupt => EXIT_CORRUPT,
@@ -66,7 +78,7 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
             format!("cannot write OUT '{}': {}", args.out.display(), reason(&e)),
         ))
     })?;
-    Ok(match outcome {
+    let verdict = match outcome {
         Outcome::Applied => {
             eprintln!(
                 "genpat: wrote {}: {} bytes",
@@ -77,10 +89,13 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         }
         Outcome::AlreadyInstalled => {
             eprintln!(
-                "genpat: OLD already is the target image; wrote it unchanged to {}",
+                "genpat: the target image is already in place; wrote it to {}",
                 args.out.display()
             );
             Verdict::AlreadyInstalled
         }
-    })
+    };
+    // The process ends next, and frees these faster than `free` would.
+    std::mem::forget((patch, old, image));
+    Ok(verdict)
 }
