@@ -113,8 +113,7 @@ pub fn say(text: &str) {
 }
 
 /// Writes `data` to `path` atomically: into a temporary file in the same
-/// directory, then renamed over `path` (on Linux, exchanged with the file
-/// it replaces, which is then removed), so that a reader, or a genpat that
+/// directory, then renamed over `path`, so that a reader, or a genpat that
 /// is killed, never sees a part of `data`. With `sync` the file is synced
 /// before the rename and the directory after it, so that this also holds
 /// across a host power cut (at a cost of milliseconds).
@@ -142,14 +141,7 @@ pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     if sync {
         tmp.as_file().sync_all()?;
     }
-    let replaces = fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir());
-    let tmp = tmp.into_temp_path();
-    if replaces && exchange(&tmp, path)? {
-        // `tmp` now names the file replaced: removed when dropped.
-        drop(tmp);
-    } else {
-        tmp.persist(path).map_err(|e| e.error)?;
-    }
+    tmp.persist(path).map_err(|e| e.error)?;
     #[cfg(unix)]
     if sync {
         if let Ok(d) = fs::File::open(dir) {
@@ -158,35 +150,6 @@ pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Puts the file `tmp` names at `path` by exchanging the two names; the
-/// file replaced is then at `tmp`, to be removed. Renaming `tmp` over
-/// `path` does the same in one step, but on ext4 a rename over a file also
-/// starts writing the new one back before it returns (its "auto_da_alloc"
-/// safeguard for programs that do not sync), which costs a millisecond or
-/// more; after an exchange that is left to the kernel's usual writeback.
-/// Durability across a power cut is what `--sync` is for. `Ok(false)`
-/// where exchanging is not possible: the caller renames.
-#[cfg(target_os = "linux")]
-fn exchange(tmp: &tempfile::TempPath, path: &Path) -> io::Result<bool> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    let tmp: &Path = tmp;
-    if renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE).is_err() {
-        return Ok(false);
-    }
-    if fs::symlink_metadata(tmp).is_ok_and(|m| m.is_dir()) {
-        // `path` became a directory since it was looked at: put it back,
-        // and let the rename fail as it does on a directory.
-        renameat_with(CWD, tmp, CWD, path, RenameFlags::EXCHANGE)?;
-        return Ok(false);
-    }
-    Ok(true)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_: &tempfile::TempPath, _: &Path) -> io::Result<bool> {
-    Ok(false)
 }
 
 /// [`write_atomic`] for PATCH, with genpat's message if it fails.
