@@ -50,11 +50,14 @@ pub(crate) use resume::SAVED_LEN;
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+// Discriminants from 1, so that `None` of an `Option<Outcome>` is 0 and a
+// fresh `ApplierState` is all zeros: a `static` of it is in `.bss`, with no
+// initial image in flash.
 pub enum Outcome {
     /// The target image was written and verified.
-    Applied,
+    Applied = 1,
     /// The target image was already there; nothing was written.
-    AlreadyInstalled,
+    AlreadyInstalled = 2,
 }
 
 /// What [`Applier::feed`] reports.
@@ -192,10 +195,10 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             buf: [0; BUF],
             head: 0,
             len: 0,
-            need: CONTAINER_HEADER_LEN as u16,
+            need: 0,
             entry: EntryHeader::EMPTY,
             body_left: 0,
-            body_crc: Crc32::new(),
+            body_crc: Crc32::from_register(0),
             started: false,
             rc: DecoderState::EMPTY,
             model: Model::UNSET,
