@@ -5,7 +5,7 @@
 
 use core::cell::RefCell;
 
-use flashpatch::mock::{MockError, MockFlash};
+use flashpatch::mock::{Cut, MockError, MockFlash};
 use flashpatch::slots::{Boot, Config, Layout, Slot, Slots};
 use flashpatch::{Error, Partition, PartitionError};
 
@@ -62,6 +62,16 @@ impl<const E: usize> Device<E> {
         dev
     }
 
+    /// A copy of the device armed to lose power at its flash operation `i`
+    /// (counted from now), as `kind` says, the torn bytes seeded from `i`.
+    pub fn cut_copy(&self, i: usize, kind: Cut) -> Self {
+        let dev = self.snapshot();
+        dev.flash
+            .borrow_mut()
+            .cut_at(i as u64, kind, i as u64 * 7 + 1);
+        dev
+    }
+
     /// A copy of the device as it is now (no cut armed, no logs).
     pub fn snapshot(&self) -> Self {
         let mut flash = self.flash.borrow().clone();
@@ -99,4 +109,13 @@ impl<const E: usize> Device<E> {
     pub fn stats(&self) -> flashpatch::mock::Stats {
         self.flash.borrow().stats
     }
+}
+
+/// Every point of a run whose flash operations `trace` lists (`true`: a
+/// write) where power can be cut: before each operation, and in its middle.
+pub fn cut_points(trace: &[bool]) -> impl Iterator<Item = (usize, Cut)> + '_ {
+    trace.iter().enumerate().flat_map(|(i, &write)| {
+        let torn = if write { Cut::MidWrite } else { Cut::MidErase };
+        [(i, Cut::Before), (i, torn)]
+    })
 }

@@ -8,9 +8,10 @@ use core::cell::RefCell;
 
 use flashpatch::crc32::crc32;
 use flashpatch::format::CONTAINER_HEADER_LEN;
-use flashpatch::mock::{Cut, MockError, MockFlash};
+use flashpatch::mock::{MockError, MockFlash};
 use flashpatch::slots::{Config, GroupBoot, Installed, Slot, Slots};
 use flashpatch::{ApplierState, Error, Outcome, Partition, PartitionError, Status};
+use flashpatch_tests::device::cut_points;
 use flashpatch_tests::firmware_pair;
 use host_genpat::apply::{apply_with, target_room, Policy, TargetSlot};
 use host_genpat::container;
@@ -361,43 +362,40 @@ fn group_activation_is_all_or_nothing_under_power_cuts() {
     let trace = clean.flash.borrow_mut().op_trace.take().unwrap();
     let (mut runs, mut old_seen, mut new_seen) = (0, 0, 0);
     let mut resumed = [0; 2];
-    for (i, &write) in trace.iter().enumerate() {
-        let torn = if write { Cut::MidWrite } else { Cut::MidErase };
-        for kind in [Cut::Before, torn] {
-            let dev = base.snapshot();
-            dev.flash
-                .borrow_mut()
-                .cut_at(i as u64, kind, i as u64 * 7 + 1);
-            assert!(life(&dev).is_err(), "op {i} {kind:?}: no cut happened");
-            dev.flash.borrow_mut().reboot();
-            let b = dev.slots().unwrap().select_group().unwrap();
-            match observe(&dev, &im, &b) {
-                [Some(false), Some(false)] => old_seen += 1,
-                [Some(true), Some(true)] => new_seen += 1,
-                other => panic!("op {i} {kind:?}: a mix after the cut: {other:?} {b:?}"),
-            }
-            // Live on: the update comes to its end.
-            for _ in 0..4 {
-                let b = dev.slots().unwrap().select_group().unwrap();
-                match (observe(&dev, &im, &b), b.trial) {
-                    ([Some(true), Some(true)], true) => dev.slots().unwrap().confirm().unwrap(),
-                    ([Some(true), Some(true)], false) => break,
-                    ([Some(false), Some(false)], false) => {
-                        if let Some(c) = update(&dev, &patch, 97).unwrap() {
-                            resumed[c as usize] += 1;
-                        }
-                    }
-                    other => panic!("op {i} {kind:?}: {other:?}"),
-                }
-            }
-            let b = dev.slots().unwrap().select_group().unwrap();
-            assert_eq!(observe(&dev, &im, &b), [Some(true); 2], "op {i} {kind:?}");
-            assert!(!b.trial, "op {i} {kind:?}");
-            // The counters came through checkpoints too: both floors rose.
-            let st = dev.slots().unwrap().boot_state().unwrap();
-            assert_eq!(st.components.map(|c| c.floor), [7, 3], "op {i} {kind:?}");
-            runs += 1;
+    for (i, kind) in cut_points(&trace) {
+        let dev = base.snapshot();
+        dev.flash
+            .borrow_mut()
+            .cut_at(i as u64, kind, i as u64 * 7 + 1);
+        assert!(life(&dev).is_err(), "op {i} {kind:?}: no cut happened");
+        dev.flash.borrow_mut().reboot();
+        let b = dev.slots().unwrap().select_group().unwrap();
+        match observe(&dev, &im, &b) {
+            [Some(false), Some(false)] => old_seen += 1,
+            [Some(true), Some(true)] => new_seen += 1,
+            other => panic!("op {i} {kind:?}: a mix after the cut: {other:?} {b:?}"),
         }
+        // Live on: the update comes to its end.
+        for _ in 0..4 {
+            let b = dev.slots().unwrap().select_group().unwrap();
+            match (observe(&dev, &im, &b), b.trial) {
+                ([Some(true), Some(true)], true) => dev.slots().unwrap().confirm().unwrap(),
+                ([Some(true), Some(true)], false) => break,
+                ([Some(false), Some(false)], false) => {
+                    if let Some(c) = update(&dev, &patch, 97).unwrap() {
+                        resumed[c as usize] += 1;
+                    }
+                }
+                other => panic!("op {i} {kind:?}: {other:?}"),
+            }
+        }
+        let b = dev.slots().unwrap().select_group().unwrap();
+        assert_eq!(observe(&dev, &im, &b), [Some(true); 2], "op {i} {kind:?}");
+        assert!(!b.trial, "op {i} {kind:?}");
+        // The counters came through checkpoints too: both floors rose.
+        let st = dev.slots().unwrap().boot_state().unwrap();
+        assert_eq!(st.components.map(|c| c.floor), [7, 3], "op {i} {kind:?}");
+        runs += 1;
     }
     println!(
         "two-component update: {} flash operations, {runs} cut runs; after the cut \

@@ -17,7 +17,7 @@
 use std::io::Write;
 
 use flashpatch::mock::{Cut, Rng};
-use flashpatch_tests::device::Device;
+use flashpatch_tests::device::{cut_points, Device};
 use flashpatch_tests::life::{live, Scenario};
 use flashpatch_tests::{corpus, firmware_pair};
 
@@ -71,22 +71,16 @@ fn sweep<const E: usize>(sc: &Scenario<'_>, state_units: usize) -> Counts {
         c.failures.push(format!("no cut: {e}"));
         return c;
     }
-    for (i, &write) in trace.iter().enumerate() {
-        let torn = if write { Cut::MidWrite } else { Cut::MidErase };
-        for kind in [Cut::Before, torn] {
-            let dev = base.snapshot();
-            dev.flash
-                .borrow_mut()
-                .cut_at(i as u64, kind, i as u64 * 7 + 1);
-            c.runs += 1;
-            match live(&dev, sc, |_| {}) {
-                Ok(l) if l.cuts == 1 => {
-                    c.resumed += (l.resumes > 0) as usize;
-                    c.resent += l.sent.saturating_sub(sc.patch.len() as u64);
-                }
-                Ok(l) => c.failures.push(format!("op {i} {kind:?}: {} cuts", l.cuts)),
-                Err(e) => c.failures.push(format!("op {i} {kind:?}: {e}")),
+    for (i, kind) in cut_points(&trace) {
+        let dev = base.cut_copy(i, kind);
+        c.runs += 1;
+        match live(&dev, sc, |_| {}) {
+            Ok(l) if l.cuts == 1 => {
+                c.resumed += (l.resumes > 0) as usize;
+                c.resent += l.sent.saturating_sub(sc.patch.len() as u64);
             }
+            Ok(l) => c.failures.push(format!("op {i} {kind:?}: {} cuts", l.cuts)),
+            Err(e) => c.failures.push(format!("op {i} {kind:?}: {e}")),
         }
     }
     c

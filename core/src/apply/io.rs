@@ -104,18 +104,24 @@ impl BlockHash {
 /// in the first 16 bytes), with the compression function alone: whole
 /// blocks are compressed straight out of `buf`, and the padded last
 /// block(s) are built in `buf` too, so the chaining value is the only
-/// hash state (no block buffer, no copy of it on finalizing). `B` is a
-/// multiple of 64; when the padding takes two blocks and `B` is 64, they
-/// are built one after the other. One function for both hashes, not
-/// inlined: a device has one copy per buffer size.
+/// hash state (no block buffer, no copy of it on finalizing). `buf` is
+/// used in whole 64-byte blocks; when the padding takes two blocks and
+/// `buf` holds one, they are built one after the other. One function for
+/// both hashes and every buffer size, not inlined: a device has one copy
+/// per flash type.
 #[inline(never)]
-fn block_hash<F: ReadNorFlash, const B: usize>(
+fn block_hash<F: ReadNorFlash>(
     flash: &mut F,
-    buf: &mut [u8; B],
+    buf: &mut [u8],
     len: u32,
     hash: BlockHash,
 ) -> Result<[u8; 32], F::Error> {
-    const { assert!(B >= 64 && B.is_multiple_of(64)) };
+    let b = buf.len() / 64 * 64;
+    if b == 0 {
+        // Not reached: `md5_of` and `sha256_of` take whole blocks, checked
+        // when they are compiled.
+        return Ok([0; 32]);
+    }
     let sha = hash == BlockHash::Sha256;
     let mut state = SHA256_INIT;
     if !sha {
@@ -123,9 +129,9 @@ fn block_hash<F: ReadNorFlash, const B: usize>(
     }
     let mut off = 0u32;
     loop {
-        let n = (B as u32).min(len - off) as usize;
+        let n = (b as u32).min(len - off) as usize;
         if n > 0 {
-            let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(B);
+            let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(b);
             flash.read(off, &mut buf[..nr])?;
         }
         off += n as u32;
@@ -177,6 +183,7 @@ pub(crate) fn md5_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 16], F::Error> {
+    const { assert!(B >= 64 && B.is_multiple_of(64)) };
     let d = block_hash(flash, buf, len, BlockHash::Md5)?;
     Ok(*d.first_chunk().unwrap_or(&[0; 16]))
 }
@@ -187,6 +194,7 @@ pub(crate) fn sha256_of<F: ReadNorFlash, const B: usize>(
     buf: &mut [u8; B],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
+    const { assert!(B >= 64 && B.is_multiple_of(64)) };
     block_hash(flash, buf, len, BlockHash::Sha256)
 }
 
