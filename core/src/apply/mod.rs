@@ -173,6 +173,9 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// The security counter of the entry being applied, then of the one
     /// the outcome refers to.
     counter: u32,
+    /// A source identity the caller vouches for ([`Applier::vouch_source`]).
+    #[cfg(feature = "vouch")]
+    vouched: Option<(u32, [u8; 16])>,
     #[cfg(feature = "sign")]
     gate: Gate,
 }
@@ -213,6 +216,8 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             paused: false,
             component: 0,
             counter: 0,
+            #[cfg(feature = "vouch")]
+            vouched: None,
             #[cfg(feature = "sign")]
             gate: Gate::new(),
         }
@@ -246,8 +251,25 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.paused = false;
         self.component = 0;
         self.counter = 0;
+        #[cfg(feature = "vouch")]
+        {
+            self.vouched = None;
+        }
         #[cfg(feature = "sign")]
         self.gate.reset();
+    }
+
+    /// The MD5 the caller vouched for a source of `size` bytes, if any.
+    #[inline(always)]
+    fn vouched_md5(&self, size: u32) -> Option<[u8; 16]> {
+        #[cfg(feature = "vouch")]
+        if let Some((n, md5)) = self.vouched {
+            if n == size {
+                return Some(md5);
+            }
+        }
+        let _ = size;
+        None
     }
 }
 
@@ -376,6 +398,21 @@ where
     /// the first [`Applier::feed`].
     pub fn set_component(&mut self, id: u8) {
         self.st.component = id;
+    }
+
+    /// Vouches that the first `size` bytes of the source slot have the MD5
+    /// `md5`: an entry for a source of `size` bytes is then selected by
+    /// comparing its MD5 with this one instead of hashing the source slot
+    /// (its size and CRC-32 are still checked against the slot). The
+    /// applier trusts it: with a wrong `md5` it may write a target from
+    /// the wrong source, or skip a patch that was for it (the target's
+    /// digest is still verified after writing). `genpat apply` hashes its
+    /// source on another thread while the applier runs, and keeps the
+    /// result only if that MD5 is the one it vouched for. Call it before
+    /// the first [`Applier::feed`].
+    #[cfg(feature = "vouch")]
+    pub fn vouch_source(&mut self, size: u32, md5: [u8; 16]) {
+        self.st.vouched = Some((size, md5));
     }
 
     /// Gives the flashes back.
@@ -587,6 +624,7 @@ where
     /// runs, not under the decoder's frames.
     #[inline(never)]
     fn select(&mut self) -> Res<Phase, T::Error> {
+        let vouched = self.st.vouched_md5(self.st.entry.source.size);
         let e = &self.st.entry;
         self.st.cache.invalidate();
         // The header is parsed, so the input buffer is free: the digest
@@ -618,7 +656,10 @@ where
         if !s_fits
             || s_crc != e.source.crc32
             || !same(
-                &md5_of(&mut self.source, buf, ss).map_err(flash)?,
+                &match vouched {
+                    Some(md5) => md5,
+                    None => md5_of(&mut self.source, buf, ss).map_err(flash)?,
+                },
                 &e.source.md5,
             )
         {

@@ -1,0 +1,92 @@
+//! `Applier::vouch_source` (feature `vouch`, which host-genpat enables):
+//! a vouched MD5 stands in for hashing the source slot, and the applier
+//! trusts it, which is why `genpat apply` hashes the source anyway and
+//! keeps the result only if the two agree (`host-genpat`'s apply tests).
+
+use flashpatch::mock::{MockError, MockFlash, Stats};
+use flashpatch::{Applier, ApplierState, Error, Outcome, Status};
+use flashpatch_tests::firmware_pair;
+use host_genpat::container::source_id;
+
+type Flash = MockFlash<1, 4, 4096>;
+
+/// Applies `patch` from a source flash holding `old` to an erased target,
+/// vouching for `vouch` if given: the result, the target's first
+/// `new_len` bytes and both flashes' statistics.
+fn run(
+    patch: &[u8],
+    old: &[u8],
+    new_len: usize,
+    vouch: Option<(u32, [u8; 16])>,
+) -> (Result<Outcome, Error<MockError>>, Vec<u8>, Stats, Stats) {
+    let slot = 64 * 1024;
+    let mut source = Flash::new(slot);
+    source.preload(0, old);
+    let mut target = Flash::new(slot);
+    let mut state = ApplierState::<64, 64>::new();
+    let result = {
+        let mut applier = Applier::new(&mut source, &mut target, &mut state);
+        if let Some((size, md5)) = vouch {
+            applier.vouch_source(size, md5);
+        }
+        match applier.feed(patch) {
+            Ok(Status::Done(o)) => Ok(o),
+            Ok(Status::NeedMore) => applier.finish(),
+            Err(e) => Err(e),
+        }
+    };
+    (
+        result,
+        target.as_bytes()[..new_len].to_vec(),
+        source.stats,
+        target.stats,
+    )
+}
+
+#[test]
+fn a_vouched_md5_replaces_hashing_the_source() {
+    let (old, new) = firmware_pair(7, 40_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let id = source_id(&old);
+    let (plain, image, plain_reads, _) = run(&patch, &old, new.len(), None);
+    assert_eq!(plain, Ok(Outcome::Applied));
+    assert!(image == new);
+    let (vouched, image, vouched_reads, _) = run(&patch, &old, new.len(), Some((id.size, id.md5)));
+    assert_eq!(vouched, Ok(Outcome::Applied));
+    assert!(image == new);
+    // The MD5 pass over the source is the only read left out.
+    println!(
+        "source bytes read: {} hashing, {} vouched (source {} bytes)",
+        plain_reads.bytes_read,
+        vouched_reads.bytes_read,
+        old.len()
+    );
+    assert_eq!(
+        plain_reads.bytes_read - vouched_reads.bytes_read,
+        old.len() as u64
+    );
+}
+
+#[test]
+fn a_wrong_vouched_md5_is_trusted_and_nothing_is_written() {
+    let (old, new) = firmware_pair(8, 30_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let id = source_id(&old);
+    let (result, _, _, target) = run(&patch, &old, new.len(), Some((id.size, [0x5A; 16])));
+    assert_eq!(result, Err(Error::NoSuitablePatch));
+    assert_eq!((target.writes, target.erases), (0, 0));
+}
+
+#[test]
+fn a_vouch_for_another_size_is_ignored() {
+    let (old, new) = firmware_pair(9, 30_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let id = source_id(&old);
+    for md5 in [id.md5, [0x5A; 16]] {
+        let (result, image, reads, _) = run(&patch, &old, new.len(), Some((id.size + 1, md5)));
+        assert_eq!(result, Ok(Outcome::Applied));
+        assert!(image == new);
+        let (_, _, plain, _) = run(&patch, &old, new.len(), None);
+        assert_eq!(reads.bytes_read, plain.bytes_read, "the source is hashed");
+    }
+}
