@@ -2,6 +2,8 @@
 //! patch files with several entries, and host-side apply with the device's
 //! own code.
 
+#![forbid(unsafe_code)]
+
 pub mod apply;
 pub mod container;
 pub mod encode;

@@ -5,7 +5,7 @@
 pub mod slots;
 
 use embedded_storage::nor_flash::ReadNorFlash as _;
-use flashpatch::format::{EntryHeader, TargetId, CONTAINER_HEADER_LEN};
+use flashpatch::format::{EntryHeader, SourceId, TargetId, CONTAINER_HEADER_LEN};
 use flashpatch::mock::MockError;
 use flashpatch::{Applier, ApplierState, Error, Outcome, Status};
 use sha2::Digest as _;
@@ -20,33 +20,59 @@ pub type HostApplierState = ApplierState<64, 64>;
 /// Errors of host-side apply.
 pub type ApplyError = Error<MockError>;
 
+/// The headers of `patch`'s entries, in order, up to the first that is
+/// not sound (a header CRC that does not match, a length past the end).
+fn headers(patch: &[u8]) -> impl Iterator<Item = EntryHeader> + '_ {
+    let count = patch
+        .get(6..8)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
+    let mut at = CONTAINER_HEADER_LEN;
+    (0..count).map_while(move |_| {
+        let h = patch
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)?;
+        let Ok((e, _)) = EntryHeader::parse(patch.get(at + 2..at + 2 + h)?) else {
+            return None;
+        };
+        at += 2 + h + e.body_len as usize;
+        Some(e)
+    })
+}
+
 /// The target slot size to give a patch: the largest target among the
 /// entries that could apply to an image of `old_len` bytes (header CRC
 /// sound, source no longer than that). A damaged or hostile file therefore cannot make the host
 /// reserve memory its headers do not vouch for; it still gets the core's
 /// own verdict.
 pub fn target_room(patch: &[u8], old_len: usize) -> usize {
-    let mut at = CONTAINER_HEADER_LEN;
-    let mut room = 0usize;
-    let count = patch
-        .get(6..8)
-        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]));
-    for _ in 0..count {
-        let Some(h) = patch
-            .get(at..at + 2)
-            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
-        else {
-            break;
-        };
-        let Some(Ok((e, _))) = patch.get(at + 2..at + 2 + h).map(EntryHeader::parse) else {
-            break;
-        };
-        if e.source.size as usize <= old_len {
-            room = room.max(e.target.size as usize);
-        }
-        at += 2 + h + e.body_len as usize;
+    headers(patch)
+        .filter(|e| e.source.size as usize <= old_len)
+        .map(|e| e.target.size as usize)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The source of `patch` that `source` most likely holds: the one source
+/// identity among the entries that fit the slot, or when there are
+/// several, the one whose CRC-32 is the slot's (as the applier reads it:
+/// the image, then `0xFF`). None when no entry, or entries for different
+/// sources, pass that pre-check.
+pub fn likely_source(patch: &[u8], source: &SourceSlot) -> Option<SourceId> {
+    let mut fit: Vec<SourceId> = headers(patch)
+        .map(|e| e.source)
+        .filter(|id| id.size as usize <= source.capacity())
+        .collect();
+    fit.sort_by_key(|id| (id.size, id.crc32, id.md5));
+    fit.dedup();
+    if fit.len() > 1 {
+        // The applier checks size and CRC-32 itself; with one candidate
+        // they need not be checked here too.
+        fit.retain(|id| source.prefix_crc32(id.size as usize) == id.crc32);
     }
-    room
+    match fit[..] {
+        [id] => Some(id),
+        _ => None,
+    }
 }
 
 /// Feeds `patch` in pieces of `chunk` bytes (0: all at once) to the applier
@@ -92,7 +118,53 @@ pub fn apply_with(
     mut target: TargetSlot,
 ) -> Result<(Outcome, Vec<u8>), ApplyError> {
     let mut source = SourceSlot::new(old);
-    let (outcome, id) = run(&mut source, &mut target, patch, chunk, policy, progress)?;
+    // The applier checks the source's MD5 before it writes anything, and
+    // that hash is as long as the rest of its work. So the entry the
+    // source most likely is for is vouched for, the applier runs, and the
+    // source is hashed on another thread meanwhile; the result stands
+    // only if that MD5 is the one vouched for. If not, the applier runs
+    // again over a fresh target slot, hashing the source itself.
+    let (outcome, id) = match likely_source(patch, &source) {
+        Some(guess) => {
+            let (first, md5) = std::thread::scope(|s| {
+                let hashing = s.spawn(|| slot_md5(old, guess.size as usize));
+                let vouched = Some((guess.size, guess.md5));
+                let first = run(
+                    &mut source,
+                    &mut target,
+                    patch,
+                    chunk,
+                    policy,
+                    vouched,
+                    progress,
+                );
+                (first, hashing.join().ok())
+            });
+            if md5 == Some(guess.md5) {
+                first?
+            } else {
+                target = TargetSlot::new(target.capacity());
+                run(
+                    &mut source,
+                    &mut target,
+                    patch,
+                    chunk,
+                    policy,
+                    None,
+                    progress,
+                )?
+            }
+        }
+        None => run(
+            &mut source,
+            &mut target,
+            patch,
+            chunk,
+            policy,
+            None,
+            progress,
+        )?,
+    };
     let size = id.size as usize;
     if outcome == Outcome::AlreadyInstalled && size <= source.capacity() {
         // The applier looks for the target in the source slot first, then
@@ -106,6 +178,17 @@ pub fn apply_with(
     Ok((outcome, target.into_image(size)))
 }
 
+/// MD5 of the first `len` bytes of a source slot holding `old`: the image,
+/// then `0xFF`.
+fn slot_md5(old: &[u8], len: usize) -> [u8; 16] {
+    let mut md5 = md5::Md5::new();
+    md5.update(&old[..len.min(old.len())]);
+    for _ in old.len()..len {
+        md5.update([0xFF]);
+    }
+    md5.finalize().into()
+}
+
 /// Feeds `patch` to a [`HostApplier`] between `source` and `target`: the
 /// outcome and the image it refers to.
 fn run(
@@ -114,11 +197,15 @@ fn run(
     patch: &[u8],
     chunk: usize,
     policy: &Policy,
+    vouched: Option<(u32, [u8; 16])>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(Outcome, TargetId), ApplyError> {
     let mut state = HostApplierState::new();
     let mut applier: HostApplier = Applier::new(source, target, &mut state);
     applier.set_component(policy.component);
+    if let Some((size, md5)) = vouched {
+        applier.vouch_source(size, md5);
+    }
     if let Some(key) = policy.key {
         applier.require_signature(key, policy.min_counter);
     }
@@ -174,6 +261,71 @@ mod tests {
             assert_eq!(outcome, Outcome::AlreadyInstalled);
             assert!(image == new, "{} bytes", new.len());
         }
+    }
+
+    /// `patch` with every entry's source MD5 replaced by `md5` (headers
+    /// rebuilt, so they are sound).
+    fn with_source_md5(patch: &[u8], md5: [u8; 16]) -> Vec<u8> {
+        let rebuilt: Vec<Vec<u8>> = crate::container::parse(patch)
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let mut h = e.header;
+                h.source.md5 = md5;
+                crate::container::build_entry(&h, &e.meta, e.body())
+            })
+            .collect();
+        crate::container::assemble(rebuilt.iter().map(|e| &e[..])).unwrap()
+    }
+
+    fn image(seed: u32, len: usize) -> Vec<u8> {
+        (0..len as u32)
+            .map(|i| (i.wrapping_mul(seed) >> 7) as u8)
+            .collect()
+    }
+
+    /// An entry that names OLD's size and CRC-32 but another MD5 is
+    /// vouched for, applied, and found out by the hash on the other
+    /// thread: the apply is run again without vouching, and refuses the
+    /// patch as it always did.
+    #[test]
+    fn a_wrong_guess_is_refused_as_before() {
+        let (old, new) = (image(31, 9000), image(37, 9100));
+        let lying = with_source_md5(&patch(&old, &new), [0x5A; 16]);
+        let guess = likely_source(&lying, &SourceSlot::new(&old)).unwrap();
+        assert_eq!(guess.md5, [0x5A; 16]);
+        let e = apply(&lying, &old).unwrap_err();
+        assert!(e.verdict() == flashpatch::Verdict::NoSuitablePatch, "{e}");
+    }
+
+    /// Entries for two sources of one size: the CRC-32 tells which one
+    /// the slot holds; a third image of that size is neither.
+    #[test]
+    fn the_likely_source_is_told_by_crc_among_equal_sizes() {
+        let (v1, v2, v3, new) = (
+            image(31, 9000),
+            image(33, 9000),
+            image(35, 9000),
+            image(37, 9100),
+        );
+        let file = crate::container::assemble(
+            [patch(&v1, &new), patch(&v2, &new)]
+                .iter()
+                .map(|p| &p[CONTAINER_HEADER_LEN..]),
+        )
+        .unwrap();
+        for v in [&v1, &v2] {
+            let id = crate::container::source_id(v);
+            assert_eq!(likely_source(&file, &SourceSlot::new(v)), Some(id));
+            assert!(apply(&file, v).unwrap() == (Outcome::Applied, new.clone()));
+        }
+        assert_eq!(likely_source(&file, &SourceSlot::new(&v3)), None);
+        assert!(apply(&file, &v3).unwrap_err().verdict() == flashpatch::Verdict::NoSuitablePatch);
+        // One source in the file: it is the guess, CRC or not.
+        let one = patch(&v1, &new);
+        let id = crate::container::source_id(&v1);
+        assert_eq!(likely_source(&one, &SourceSlot::new(&v3)), Some(id));
+        assert!(apply(&one, &v3).unwrap_err().verdict() == flashpatch::Verdict::NoSuitablePatch);
     }
 
     /// Regression: an 88-byte file claiming a 4 GiB target made the host

@@ -16,7 +16,6 @@
 //! | [`TargetSlot`] | as asked, rounded up to whole erase units | blank units read `0xFF` | 4-byte units, once per erase; 4 KiB erase units |
 
 use core::ops::Range;
-use std::sync::mpsc::Receiver;
 
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 use flashpatch::mock::MockError;
@@ -72,6 +71,18 @@ impl<'a> SourceSlot<'a> {
     }
 }
 
+impl SourceSlot<'_> {
+    /// CRC-32 of [`SourceSlot::prefix`]`(len)`, without the copy.
+    pub fn prefix_crc32(&self, len: usize) -> u32 {
+        let mut crc = flashpatch::crc32::Crc32::new();
+        crc.update(&self.image[..len.min(self.image.len())]);
+        for _ in self.image.len()..len {
+            crc.update(&[0xFF]);
+        }
+        crc.value()
+    }
+}
+
 impl ErrorType for SourceSlot<'_> {
     type Error = MockError;
 }
@@ -116,8 +127,6 @@ enum Unit {
 pub struct TargetSlot {
     /// The contents of the units that are not stale.
     bytes: Vec<u8>,
-    /// Where `bytes` comes from while another thread prepares it.
-    pending: Option<Receiver<Vec<u8>>>,
     capacity: usize,
     units: Vec<Unit>,
     /// One bit per write unit: programmed since its last erase.
@@ -148,60 +157,14 @@ impl TargetSlot {
             // Zeroed allocations come from the OS untouched: no pass over
             // memory that may never be written.
             bytes: vec![0; capacity],
-            pending: None,
             capacity,
             units: vec![Unit::Stale; capacity / ERASE],
             written: vec![0; (capacity / WRITE).div_ceil(64)],
         }
     }
 
-    /// As [`TargetSlot::new`], but its memory comes through `memory`: a
-    /// buffer of the slot's capacity ([`slot_len`]) set to `0xFF`, which
-    /// another thread can prepare while the applier checks the source (it
-    /// touches the target only after that), so that neither the page
-    /// faults nor the fill are on its path. If it is not there when the
-    /// slot is first read or written, the slot does not wait for it but
-    /// makes its own.
-    pub fn receiving(size: usize, memory: Receiver<Vec<u8>>) -> Self {
-        let capacity = slot_len(size);
-        TargetSlot {
-            bytes: Vec::new(),
-            pending: Some(memory),
-            capacity,
-            units: vec![Unit::Clean; capacity / ERASE],
-            written: vec![0; (capacity / WRITE).div_ceil(64)],
-        }
-    }
-
-    /// Waits for the memory if it is still being prepared.
-    #[inline]
-    fn ready(&mut self) {
-        if self.pending.is_some() {
-            self.receive();
-        }
-    }
-
-    #[cold]
-    fn receive(&mut self) {
-        if let Some(rx) = self.pending.take() {
-            match rx.try_recv() {
-                Ok(bytes) if bytes.len() == self.capacity => self.bytes = bytes,
-                _ => {
-                    // Not there (yet): memory of our own, all stale.
-                    self.bytes = vec![0; self.capacity];
-                    for u in &mut self.units {
-                        if *u == Unit::Clean {
-                            *u = Unit::Stale;
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     /// The first `len` bytes of the slot (`len` ≤ its capacity).
     pub fn into_image(mut self, len: usize) -> Vec<u8> {
-        self.ready();
         for u in 0..len.div_ceil(ERASE) {
             self.fill_stale(u);
         }
@@ -227,7 +190,6 @@ impl ReadNorFlash for TargetSlot {
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
         let r = range(offset, bytes.len(), 1, self.capacity)?;
-        self.ready();
         let mut at = r.start;
         for out in bytes.chunks_mut(ERASE) {
             // A piece may straddle two erase units: split it there.
@@ -274,7 +236,6 @@ impl NorFlash for TargetSlot {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
         let r = range(offset, bytes.len(), WRITE, self.capacity)?;
         self.claim(r.start / WRITE..r.end / WRITE)?;
-        self.ready();
         // Every write unit in range is unwritten since its erase, so it
         // holds 0xFF once its erase unit is filled in: the write clears
         // bits only, and needs no check for setting any.
@@ -327,7 +288,6 @@ impl TargetSlot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::mpsc;
 
     #[test]
     fn source_reads_the_image_then_erased_bytes_and_nothing_beyond() {
@@ -347,21 +307,7 @@ mod tests {
 
     #[test]
     fn target_keeps_nor_rules() {
-        nor_rules(TargetSlot::new(2 * ERASE + 1));
-        // Memory prepared elsewhere, there in time.
-        let (tx, rx) = mpsc::sync_channel(1);
-        tx.send(vec![0xFF; slot_len(2 * ERASE + 1)]).unwrap();
-        nor_rules(TargetSlot::receiving(2 * ERASE + 1, rx));
-        // Not there when first needed: the slot makes its own, and no
-        // longer takes any.
-        let (tx, rx) = mpsc::sync_channel(1);
-        let mut t = TargetSlot::receiving(2 * ERASE + 1, rx);
-        t.read(0, &mut [0; 4]).unwrap();
-        assert!(tx.send(vec![0; slot_len(2 * ERASE + 1)]).is_err());
-        nor_rules(t);
-    }
-
-    fn nor_rules(mut t: TargetSlot) {
+        let mut t = TargetSlot::new(2 * ERASE + 1);
         assert_eq!(t.capacity(), 3 * ERASE);
         // Erasing an erased unit before anything is written.
         t.erase(0, ERASE as u32).unwrap();

@@ -4,6 +4,9 @@
 //! This file holds the command line (clap derive: the doc comments are the
 //! help text) and the exit codes; the commands live in `src/cli/`.
 
+// One `unsafe` block, allowed where it is: mapping an input file.
+#![deny(unsafe_code)]
+
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;

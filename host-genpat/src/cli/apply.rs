@@ -1,14 +1,13 @@
 //! `genpat apply PATCH OLD OUT`: the device's own applier over an in-memory
 //! flash, with VPatch's result on stdout.
 
-use std::sync::mpsc;
-
 use flashpatch::{Outcome, Verdict};
-use host_genpat::apply::{apply_with, slot_len, target_room, Policy, TargetSlot};
+use host_genpat::apply::{apply_with, target_room, Policy, TargetSlot};
 
 use super::progress::Bars;
 use super::{
-    hex, read_input, reason, say, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE,
+    hex, map_input, read_input, reason, say, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR,
+    EXIT_NO_SUITABLE,
 };
 use crate::ApplyArgs;
 
@@ -24,7 +23,7 @@ pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
 fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
     let error = |f: Failure| (Verdict::Error, f);
     let patch = read_input("PATCH", &args.patch).map_err(error)?;
-    let old = read_input("OLD", &args.old).map_err(error)?;
+    let old = map_input("OLD", &args.old).map_err(error)?;
     let mut bars = Bars::new(patch.len() + old.len());
     let policy = Policy {
         key: args
@@ -36,18 +35,14 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         min_counter: args.min_counter,
         component: args.component,
     };
-    // Another thread prepares the target slot's memory while the applier
-    // checks the source; the slot takes it only if it is ready by then.
     let room = target_room(&patch, old.len());
-    let (memory_tx, memory) = mpsc::sync_channel(1);
-    std::thread::spawn(move || memory_tx.send(vec![0xFF; slot_len(room)]));
     let result = apply_with(
         &patch,
         &old,
         args.chunk,
         &policy,
         &mut |done, total| bars.bytes("applying", done, total),
-        TargetSlot::receiving(room, memory),
+        TargetSlot::new(room),
     );
     drop(bars);
     let (outcome, image) = result.map_err(|e| {
