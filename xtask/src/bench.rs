@@ -9,7 +9,8 @@
 //! with the x86-64 count under callgrind beside it (when valgrind is),
 //! and what the signature check takes on the device (`signed.rs`).
 //! Everything comes from one run: times are medians of `--runs` runs
-//! (default 5), and comparisons are ratios within the run.
+//! (default 5), apply times of [`APPLY_RUNS_PER_RUN`] × `--runs` runs in
+//! turns with bspatch, and comparisons are ratios within the run.
 //!
 //! Peers come from Debian: `apt-get install bsdiff xdelta3 zstd valgrind
 //! qemu-system-arm`.
@@ -19,6 +20,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::{device, icount, signed};
+
+/// Apply runs per `--runs`: an apply takes milliseconds.
+const APPLY_RUNS_PER_RUN: usize = 10;
 
 struct Row {
     pair: String,
@@ -47,24 +51,38 @@ fn have(tool: &str) -> bool {
 /// Runs `cmd` `runs` times and returns the median wall time; fails if any
 /// run fails.
 fn timed(runs: usize, program: &str, args: &[&Path]) -> Result<Duration, String> {
-    let mut times = Vec::with_capacity(runs);
+    Ok(timed_turns(runs, &[(program, args)])?[0])
+}
+
+/// Runs the commands `cmds` in turn, `runs` rounds, and returns each one's
+/// median wall time: a change in the machine's load falls on all of them
+/// alike. Fails if any run fails.
+fn timed_turns(runs: usize, cmds: &[(&str, &[&Path])]) -> Result<Vec<Duration>, String> {
+    let mut times = vec![Vec::with_capacity(runs); cmds.len()];
     for _ in 0..runs {
-        let t = Instant::now();
-        let out = Command::new(program)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        times.push(t.elapsed());
-        // genpat apply exits 0 for both OK results; anything else is a failure.
-        if !out.status.success() {
-            return Err(format!(
-                "{program} {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
+        for (&(program, args), times) in cmds.iter().zip(&mut times) {
+            let t = Instant::now();
+            let out = Command::new(program)
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run {program}: {e}"))?;
+            times.push(t.elapsed());
+            // genpat apply exits 0 for both OK results; anything else is a failure.
+            if !out.status.success() {
+                return Err(format!(
+                    "{program} {args:?} failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
         }
     }
-    times.sort();
-    Ok(times[runs / 2])
+    Ok(times
+        .into_iter()
+        .map(|mut t| {
+            t.sort();
+            t[runs / 2]
+        })
+        .collect())
 }
 
 fn size(p: &Path) -> Result<u64, String> {
@@ -161,17 +179,29 @@ pub fn bench(args: &[String]) -> Result<(), String> {
             times.sort();
             times[runs / 2]
         };
-        let apply = timed(runs, genpat, &[Path::new("apply"), &patch, &old, &out])?;
+        let apply_args: &[&Path] = &[Path::new("apply"), &patch, &old, &out];
+        let bs_patch = work.join(format!("{pair}.bsdiff"));
+        let bs_out = work.join(format!("{pair}.bspatch.out"));
+        let bs_gen = if bsdiff {
+            Some(timed(runs, "bsdiff", &[&old, &new, &bs_patch])?)
+        } else {
+            None
+        };
+        // genpat apply and bspatch take milliseconds, of the order of the
+        // machine's own noise: more runs, and in turns.
+        let bs_args: &[&Path] = &[&old, &bs_out, &bs_patch];
+        let mut applies = vec![(genpat, apply_args)];
+        if bsdiff {
+            applies.push(("bspatch", bs_args));
+        }
+        let apply_times = timed_turns(APPLY_RUNS_PER_RUN * runs, &applies)?;
+        let apply = apply_times[0];
         if !same(&out, &new)? {
             return Err(format!("{pair}: genpat apply gave a wrong image"));
         }
-        let bs = if bsdiff {
-            let p = work.join(format!("{pair}.bsdiff"));
-            let g = timed(runs, "bsdiff", &[&old, &new, &p])?;
-            let a = timed(runs, "bspatch", &[&old, &out, &p])?;
-            Some((size(&p)?, g, a))
-        } else {
-            None
+        let bs = match bs_gen {
+            Some(g) => Some((size(&bs_patch)?, g, apply_times[1])),
+            None => None,
         };
         let xd = if xdelta3 {
             let p = work.join(format!("{pair}.vcdiff"));
@@ -310,7 +340,10 @@ fn ms(d: Duration) -> String {
 fn print_table(rows: &[Row], runs: usize) {
     let opt = |v: Option<(u64, Duration)>| v.map_or("–".to_string(), |v| v.0.to_string());
     let opt_ms = |v: Option<(u64, Duration)>| v.map_or("–".to_string(), |v| ms(v.1));
-    println!("**Patch size** (bytes) and **time** (ms, medians of {runs} runs)\n");
+    println!(
+        "**Patch size** (bytes) and **time** (ms, medians of {runs} runs; apply: of {} runs in turns with bspatch)\n",
+        APPLY_RUNS_PER_RUN * runs
+    );
     println!("| pair | new | flashpatch | --best | bsdiff | xdelta3 -9 | zstd -19 | flashpatch / bsdiff | genpat ms | --best ms | bsdiff ms | xdelta3 ms | zstd ms | genpat apply ms | bspatch ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     // ln(size / bsdiff size) for flashpatch, --best, xdelta3, zstd.
