@@ -2,7 +2,9 @@
 //! `cargo xtask bench`: the application built with a public key
 //! (`firmware-demo --features signed`, `DEMO_PUBKEY`) installs a patch
 //! signed with that key, and refuses an unsigned patch, another key's and
-//! tampered ones while v1 keeps running. What the signature check costs on
+//! tampered ones while v1 keeps running; once v2 (security counter 2) has
+//! confirmed itself, it refuses a patch back to v1 signed with counter 1,
+//! below the boot record's floor. What the signature check costs on
 //! the device: the signed install's stack high-water next to the stack the
 //! application and the boot stage have, and the image with and without it.
 
@@ -17,6 +19,9 @@ use crate::demo::{genpat, make_patch_with, number_after};
 use crate::qemu::{self, Qemu, RunOptions, Version};
 
 const CORRUPT: &str = "Patch data is invalid or corrupt";
+const ERROR: &str = "An error occurred while patching";
+/// The security counter of the signed v2: v1's is 0.
+const V2_COUNTER: &str = "2";
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
 /// What the signed update took on the device, in bytes.
@@ -155,10 +160,19 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
     let path = |p: &Path| p.to_str().map(String::from).ok_or("path");
     let patch = |name, key: Option<&Path>| -> Result<Vec<u8>, String> {
         let key = key.map(path).transpose()?;
-        let sign: Vec<&str> = key.iter().flat_map(|k| ["--sign", k.as_str()]).collect();
-        make_patch_with(dir, "v1-signed.bin", "v2-signed.bin", name, &sign)
+        let mut options: Vec<&str> = key.iter().flat_map(|k| ["--sign", k.as_str()]).collect();
+        options.extend(["--security-counter", V2_COUNTER]);
+        make_patch_with(dir, "v1-signed.bin", "v2-signed.bin", name, &options)
     };
     let signed = patch("v1-v2-signed.fpat", Some(&release))?;
+    let release_key = path(&release)?;
+    let rollback = make_patch_with(
+        dir,
+        "v2-signed.bin",
+        "v1-signed.bin",
+        "v2-v1-counter-1.fpat",
+        &["--sign", &release_key, "--security-counter", "1"],
+    )?;
     let refused = [
         ("an unsigned patch", patch("v1-v2-unsigned.fpat", None)?),
         ("another key's", patch("v1-v2-other.fpat", Some(&other))?),
@@ -213,12 +227,41 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         "v2 confirmed itself",
         &q,
     )?;
-    q.kill();
     say("qemu e2e: signed v1 -> v2 with the right key: OK, v2 boots and confirms ... ok");
+    let r = send::send(&mut s, &rollback, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))?;
+    expect(
+        r.text == ERROR,
+        &format!("v2 -> v1, counter 1: {}", r.text),
+        &q,
+    )?;
+    let d = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
+    expect(
+        d.version == "v2" && !d.trial && d.resume.is_none(),
+        "v2 -> v1, counter 1: v2 keeps running, nothing staged",
+        &q,
+    )?;
+    expect(
+        q.wait_for(
+            &format!("security counter of at least {V2_COUNTER}"),
+            SECS(10),
+        )
+        .is_some(),
+        "v2 requires the floor its confirmation raised",
+        &q,
+    )?;
+    expect(
+        q.wait_for("app: measured:", SECS(10)).is_some(),
+        "the refused install's figures",
+        &q,
+    )?;
+    q.kill();
+    say(&format!(
+        "qemu e2e: signed v2 (counter {V2_COUNTER}, confirmed) refuses v2 -> v1 with counter 1: {ERROR}, v2 keeps running ... ok"
+    ));
 
     let all = installs(&q.log);
-    let install_stack = match all.last() {
-        Some((r, s)) if r == "OK" && all.len() == refused.len() + 1 => *s,
+    let install_stack = match &all[..] {
+        [.., (ok, s), (no, _)] if ok == "OK" && no == ERROR && all.len() == refused.len() + 2 => *s,
         _ => return Err(format!("the console's install figures: {all:?}")),
     };
     let measured = q.log.iter().find(|l| l.contains("app: measured:"));
@@ -227,7 +270,12 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         .len();
     let f = Figures {
         install_stack,
-        refusal_stack: all[..refused.len()].iter().map(|r| r.1).max().unwrap_or(0),
+        refusal_stack: all
+            .iter()
+            .filter(|r| r.0 != "OK")
+            .map(|r| r.1)
+            .max()
+            .unwrap_or(0),
         app_stack: qemu::stack_size(&v1_elf)?,
         boot_stack: qemu::stack_size(boot)?,
         applier_state: measured

@@ -264,17 +264,22 @@ fn update(
     };
     #[cfg(not(feature = "signed"))]
     let r = install(slots, applier, staging, &mut buf, &mut report);
-    // Security counter floor 0: any counter is accepted.
+    // The boot record's floor: a patch whose security counter is below
+    // it would not boot, so it is refused before anything is written.
     #[cfg(feature = "signed")]
-    let r = install_signed(
-        slots,
-        applier,
-        staging,
-        &mut buf,
-        PUBLIC_KEY,
-        0,
-        &mut report,
-    );
+    let r = {
+        let floor = slots.state().map_or(0, |r| r.floor);
+        log!("app: requiring a security counter of at least {floor}");
+        install_signed(
+            slots,
+            applier,
+            staging,
+            &mut buf,
+            PUBLIC_KEY,
+            floor,
+            &mut report,
+        )
+    };
     let ticks = firmware_demo::ticks() - t0;
     let stack = stack_used(painted);
     log!("app: result: {}", r.verdict.message());
