@@ -636,3 +636,46 @@ fn components_in_one_file() {
     assert_eq!(stdout(&o), NO_SUITABLE);
     assert!(stderr(&o).contains("(component 2)"), "{}", stderr(&o));
 }
+
+/// OLD of 64 KiB or more is mapped rather than read; OLD through a pipe is
+/// read; both give the same image, and so does a small OLD (read).
+#[test]
+fn large_old_is_mapped_and_a_pipe_is_read() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let (_t, d) = setup();
+    let mut v1 = Vec::new();
+    for seed in 0..40 {
+        v1.extend(firmware(seed));
+    }
+    assert!(v1.len() >= 128 * 1024, "{} bytes", v1.len());
+    let v2 = next_version(&v1, 7);
+    fs::write(d.join("big1.bin"), &v1).unwrap();
+    fs::write(d.join("big2.bin"), &v2).unwrap();
+    assert_exit(&genpat(&d, &["big1.bin", "big2.bin", "big.pat"]), 0);
+    assert_applied(
+        &d,
+        &["apply", "big.pat", "big1.bin", "out.bin"],
+        "out.bin",
+        "big2.bin",
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_genpat"))
+        .args(["apply", "big.pat", "/dev/stdin", "piped.bin"])
+        .current_dir(&d)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&v1));
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_exit(&o, 0);
+    assert_eq!(stdout(&o), OK);
+    assert_eq!(read(&d, "piped.bin"), v2);
+    // A directory as OLD is neither mapped nor read.
+    let o = genpat(&d, &["apply", "big.pat", ".", "dir.bin"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("cannot read OLD '.'"), "{}", stderr(&o));
+}

@@ -124,38 +124,30 @@ pub fn apply_with(
     // source is hashed on another thread meanwhile; the result stands
     // only if that MD5 is the one vouched for. If not, the applier runs
     // again over a fresh target slot, hashing the source itself.
-    let (outcome, id) = match likely_source(patch, &source) {
-        Some(guess) => {
-            let (first, md5) = std::thread::scope(|s| {
-                let hashing = s.spawn(|| slot_md5(old, guess.size as usize));
-                let vouched = Some((guess.size, guess.md5));
-                let first = run(
-                    &mut source,
-                    &mut target,
-                    patch,
-                    chunk,
-                    policy,
-                    vouched,
-                    progress,
-                );
-                (first, hashing.join().ok())
-            });
-            if md5 == Some(guess.md5) {
-                first?
-            } else {
-                target = TargetSlot::new(target.capacity());
-                run(
-                    &mut source,
-                    &mut target,
-                    patch,
-                    chunk,
-                    policy,
-                    None,
-                    progress,
-                )?
-            }
-        }
-        None => run(
+    let guess = likely_source(patch, &source);
+    let (first, confirmed) = std::thread::scope(|s| {
+        let hashing = guess.map(|g| s.spawn(move || slot_md5(old, g.size as usize)));
+        let vouched = guess.map(|g| (g.size, g.md5));
+        let first = run(
+            &mut source,
+            &mut target,
+            patch,
+            chunk,
+            policy,
+            vouched,
+            progress,
+        );
+        let confirmed = match (hashing, guess) {
+            (Some(h), Some(g)) => h.join().ok() == Some(g.md5),
+            _ => true,
+        };
+        (first, confirmed)
+    });
+    let (outcome, id) = if confirmed {
+        first?
+    } else {
+        target = TargetSlot::new(target.capacity());
+        run(
             &mut source,
             &mut target,
             patch,
@@ -163,7 +155,7 @@ pub fn apply_with(
             policy,
             None,
             progress,
-        )?,
+        )?
     };
     let size = id.size as usize;
     if outcome == Outcome::AlreadyInstalled && size <= source.capacity() {

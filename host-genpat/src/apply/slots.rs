@@ -69,9 +69,7 @@ impl<'a> SourceSlot<'a> {
         v.resize(len, 0xFF);
         v
     }
-}
 
-impl SourceSlot<'_> {
     /// CRC-32 of [`SourceSlot::prefix`]`(len)`, without the copy.
     pub fn prefix_crc32(&self, len: usize) -> u32 {
         let mut crc = flashpatch::crc32::Crc32::new();

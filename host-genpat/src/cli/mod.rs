@@ -13,7 +13,7 @@ pub mod send;
 pub mod update;
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::Path;
 
 use host_genpat::container::{self, Entry};
@@ -135,10 +135,12 @@ pub fn map_input(role: &str, path: &Path) -> Result<Input, Failure> {
             format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
         )
     };
-    let file = fs::File::open(path).map_err(cannot)?;
+    let mut file = fs::File::open(path).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
     if !meta.is_file() || meta.len() < MAP_FROM {
-        return read_input(role, path).map(Input::Read);
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(cannot)?;
+        return Ok(Input::Read(bytes));
     }
     // SAFETY: the map is read-only, and nothing in this process writes
     // the file. Another process could still change it while the map is
