@@ -8,6 +8,7 @@
 //! the device: the signed install's stack high-water next to the stack the
 //! application and the boot stage have, and the image with and without it.
 
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -202,14 +203,7 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         &q,
     )?;
     for (what, p) in &refused {
-        let r = send::send(&mut s, p, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))?;
-        expect(r.text == CORRUPT, &format!("{what}: {}", r.text), &q)?;
-        let d = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
-        expect(
-            d.version == "v1" && !d.trial && d.resume.is_none(),
-            &format!("{what}: v1 keeps running, nothing staged"),
-            &q,
-        )?;
+        refused_by(&mut s, &q, p, CORRUPT, "v1", what)?;
     }
     say(&format!(
         "qemu e2e: signed v1 refuses {}: {CORRUPT}, v1 keeps running ... ok",
@@ -228,18 +222,7 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         &q,
     )?;
     say("qemu e2e: signed v1 -> v2 with the right key: OK, v2 boots and confirms ... ok");
-    let r = send::send(&mut s, &rollback, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))?;
-    expect(
-        r.text == ERROR,
-        &format!("v2 -> v1, counter 1: {}", r.text),
-        &q,
-    )?;
-    let d = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;
-    expect(
-        d.version == "v2" && !d.trial && d.resume.is_none(),
-        "v2 -> v1, counter 1: v2 keeps running, nothing staged",
-        &q,
-    )?;
+    refused_by(&mut s, &q, &rollback, ERROR, "v2", "v2 -> v1, counter 1")?;
     expect(
         q.wait_for(
             &format!("security counter of at least {V2_COUNTER}"),
@@ -292,6 +275,26 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         ));
     }
     Ok(f)
+}
+
+/// Sends `patch`, which the device running `version` must answer with
+/// `text` and then still run `version`, confirmed, with nothing staged.
+fn refused_by(
+    s: &mut UnixStream,
+    q: &Qemu,
+    patch: &[u8],
+    text: &str,
+    version: &str,
+    what: &str,
+) -> Result<(), String> {
+    let r = send::send(s, patch, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))?;
+    expect(r.text == text, &format!("{what}: {}", r.text), q)?;
+    let d = send::hello(s, &opts()).map_err(|e| e.to_string())?;
+    expect(
+        d.version == version && !d.trial && d.resume.is_none(),
+        &format!("{what}: {version} keeps running, nothing staged"),
+        q,
+    )
 }
 
 /// The signed update on its own, in `target/signed` (`cargo xtask

@@ -126,7 +126,8 @@ pub fn apply_with(
     // again over a fresh target slot, hashing the source itself.
     let guess = likely_source(patch, &source);
     let (first, confirmed) = std::thread::scope(|s| {
-        let hashing = guess.map(|g| s.spawn(move || slot_md5(old, g.size as usize)));
+        let slot = SourceSlot::new(old);
+        let hashing = guess.map(|g| s.spawn(move || slot.prefix_md5(g.size as usize)));
         let vouched = guess.map(|g| (g.size, g.md5));
         let first = run(
             &mut source,
@@ -168,17 +169,6 @@ pub fn apply_with(
         }
     }
     Ok((outcome, target.into_image(size)))
-}
-
-/// MD5 of the first `len` bytes of a source slot holding `old`: the image,
-/// then `0xFF`.
-fn slot_md5(old: &[u8], len: usize) -> [u8; 16] {
-    let mut md5 = md5::Md5::new();
-    md5.update(&old[..len.min(old.len())]);
-    for _ in old.len()..len {
-        md5.update([0xFF]);
-    }
-    md5.finalize().into()
 }
 
 /// Feeds `patch` to a [`HostApplier`] between `source` and `target`: the

@@ -70,14 +70,28 @@ impl<'a> SourceSlot<'a> {
         v
     }
 
+    /// Hands the bytes of [`SourceSlot::prefix`]`(len)` to `f`, in pieces,
+    /// without the copy.
+    pub fn prefix_pieces(&self, len: usize, mut f: impl FnMut(&[u8])) {
+        f(&self.image[..len.min(self.image.len())]);
+        for _ in self.image.len()..len {
+            f(&[0xFF]);
+        }
+    }
+
     /// CRC-32 of [`SourceSlot::prefix`]`(len)`, without the copy.
     pub fn prefix_crc32(&self, len: usize) -> u32 {
         let mut crc = flashpatch::crc32::Crc32::new();
-        crc.update(&self.image[..len.min(self.image.len())]);
-        for _ in self.image.len()..len {
-            crc.update(&[0xFF]);
-        }
+        self.prefix_pieces(len, |b| crc.update(b));
         crc.value()
+    }
+
+    /// MD5 of [`SourceSlot::prefix`]`(len)`, without the copy.
+    pub fn prefix_md5(&self, len: usize) -> [u8; 16] {
+        use md5::Digest as _;
+        let mut md5 = md5::Md5::new();
+        self.prefix_pieces(len, |b| md5.update(b));
+        md5.finalize().into()
     }
 }
 
