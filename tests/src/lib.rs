@@ -5,6 +5,7 @@
 pub mod device;
 pub mod fuzz;
 pub mod life;
+pub mod pinned;
 
 use core::cell::RefCell;
 use std::path::PathBuf;

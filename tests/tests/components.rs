@@ -405,6 +405,10 @@ fn group_activation_is_all_or_nothing_under_power_cuts() {
         resumed[0],
         resumed[1]
     );
+    assert_eq!(
+        (trace.len(), runs, old_seen, new_seen),
+        flashpatch_tests::pinned::TWO_COMPONENT_SWEEP
+    );
     assert!(old_seen > 0 && new_seen > 0);
     assert!(resumed[0] > 0 && resumed[1] > 0);
 }

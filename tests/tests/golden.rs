@@ -110,6 +110,7 @@ fn slot_update_wear_is_pinned() {
     use flashpatch::slots::Slot;
     use flashpatch_tests::device::Device;
     use flashpatch_tests::life::CHUNK;
+    use flashpatch_tests::pinned;
 
     use flashpatch::slots::{boot_record_len, BOOT_RECORD_LEN, CHECKPOINT_LEN};
     println!(
@@ -120,7 +121,7 @@ fn slot_update_wear_is_pinned() {
     );
     assert_eq!(
         (BOOT_RECORD_LEN, boot_record_len(2), CHECKPOINT_LEN),
-        (128, 224, 2528)
+        (128, 224, flashpatch_tests::pinned::CHECKPOINT_LEN)
     );
     let (old, new) = flashpatch_tests::firmware_pair(77, 20_000);
     let (old, new) = (&old[..10_000], &new[..10_000]);
@@ -151,11 +152,11 @@ fn slot_update_wear_is_pinned() {
         let inst = up.finish().unwrap();
         slots.activate(&inst).unwrap();
     }
-    assert_eq!(phase("update + activate"), (5, 243, 15_440));
+    assert_eq!(phase("update + activate"), pinned::UPDATE_WEAR);
     assert_eq!(dev.boot().unwrap().slot, Slot::B);
-    assert_eq!(phase("first boot (trial)"), (1, 2, 128));
+    assert_eq!(phase("first boot (trial)"), pinned::TRIAL_BOOT_WEAR);
     dev.slots().unwrap().confirm().unwrap();
-    assert_eq!(phase("confirm"), (1, 2, 128));
+    assert_eq!(phase("confirm"), pinned::CONFIRM_WEAR);
     assert!(!dev.boot().unwrap().trial);
     assert_eq!(phase("second boot"), (0, 0, 0));
     assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);

@@ -13,6 +13,8 @@ fn applier_ram_is_bounded() {
          (applier {handle} + its state {state}); codec model {model} bytes"
     );
     assert!(applier <= 4096, "applier is {applier} bytes");
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!((applier, model), flashpatch_tests::pinned::APPLIER_RAM);
     assert!(model <= 3072, "model is {model} bytes");
 }
 
@@ -28,6 +30,8 @@ fn slot_manager_and_update_ram_is_bounded() {
          + the applier's state (size_of ApplierState) {state} bytes = {} bytes",
         slots + update + state
     );
+    #[cfg(target_pointer_width = "64")]
+    assert_eq!((slots, update, state), flashpatch_tests::pinned::SLOTS_RAM);
     assert!(
         slots + update + state <= 4096,
         "slots {slots} + update {update} + state {state}"

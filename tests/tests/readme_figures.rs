@@ -1,0 +1,131 @@
+//! README.md and docs/ quote figures that other tests pin
+//! (`flashpatch_tests::pinned`): each quoted sentence is rebuilt here from
+//! the pinned values and must appear in the document as it is (line breaks
+//! and runs of spaces count as one space). And README.md stays short.
+
+use flashpatch_tests::pinned::*;
+
+/// A document of the repository with its whitespace runs made one space.
+fn doc(path: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `n` with a comma between thousands, as the documents write numbers.
+fn n(v: impl Into<u64>) -> String {
+    let s = v.into().to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn u(v: usize) -> String {
+    n(v as u64)
+}
+
+#[track_caller]
+fn quotes(path: &str, sentence: &str) {
+    assert!(
+        doc(path).contains(sentence),
+        "{path} does not say \"{sentence}\" (the value pinned by the tests)"
+    );
+}
+
+#[test]
+fn readme_has_at_most_300_lines() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let lines = std::fs::read_to_string(p).unwrap().lines().count();
+    assert!(lines <= 300, "README.md has {lines} lines");
+}
+
+#[test]
+fn wear_figures_are_the_pinned_ones() {
+    let (e, w, b) = UPDATE_WEAR;
+    assert_eq!(
+        TRIAL_BOOT_WEAR, CONFIRM_WEAR,
+        "the documents quote them as one"
+    );
+    let (be, bw, bb) = TRIAL_BOOT_WEAR;
+    let erase = |k: u64| if k == 1 { "erase" } else { "erases" };
+    quotes(
+        "README.md",
+        &format!(
+            "update + activate: {} erases, {} writes ({} bytes); first boot and confirm: {} {}, {} writes ({} bytes) each",
+            n(e), n(w), n(b), n(be), erase(be), n(bw), n(bb)
+        ),
+    );
+    quotes(
+        "docs/SLOTS.md",
+        &format!(
+            "update + activate: {} erases, {} writes, {} bytes written; first boot and confirm: {} {} and {} writes, {} bytes written, each",
+            n(e), n(w), n(b), n(be), erase(be), n(bw), n(bb)
+        ),
+    );
+}
+
+#[test]
+fn checkpoint_size_is_the_pinned_one() {
+    assert_eq!(CHECKPOINT_LEN, flashpatch::slots::CHECKPOINT_LEN);
+    quotes(
+        "README.md",
+        &format!("| checkpoint record | {} bytes |", u(CHECKPOINT_LEN)),
+    );
+    quotes(
+        "docs/SLOTS.md",
+        &format!("checkpoint record of {} bytes", u(CHECKPOINT_LEN)),
+    );
+}
+
+#[test]
+fn two_component_sweep_is_the_pinned_one() {
+    let (ops, runs, old, new) = TWO_COMPONENT_SWEEP;
+    let s = format!(
+        "{} flash operations, {} cut runs; after the cut {} booted both old, {} both new, none a mix",
+        u(ops), u(runs), u(old), u(new)
+    );
+    quotes("README.md", &s);
+    quotes("docs/SLOTS.md", &s);
+}
+
+#[test]
+fn ram_figures_are_the_pinned_ones() {
+    let (slots, update, state) = SLOTS_RAM;
+    let s = format!(
+        "{} bytes on the 64-bit host build ({} + {} + {})",
+        u(slots + update + state),
+        u(slots),
+        u(update),
+        u(state)
+    );
+    quotes("README.md", &s);
+    quotes("docs/SLOTS.md", &s);
+    quotes(
+        "README.md",
+        &format!(
+            "Its state is `size_of::<ApplierState>()`: {} bytes on the 64-bit host build",
+            u(state)
+        ),
+    );
+    let (applier, model) = APPLIER_RAM;
+    quotes(
+        "README.md",
+        &format!(
+            "{} bytes (`size_of`), of which the codec model {}",
+            u(applier),
+            u(model)
+        ),
+    );
+    // `cargo xtask bench`'s own line, as docs/FIGURES.md quotes it.
+    quotes(
+        "docs/FIGURES.md",
+        &format!("is {applier} bytes (`size_of`), of which the codec model {model}."),
+    );
+}
