@@ -126,6 +126,7 @@ fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
     );
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "--release", "--quiet"])
+        .args(["--config", &remap_config()?])
         .args(&flags)
         .current_dir(fw_dir())
         .env_remove("DEMO_VERSION")
@@ -138,6 +139,32 @@ fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
     st.success()
         .then_some(())
         .ok_or_else(|| "building firmware-demo failed".into())
+}
+
+/// A `--config` value that appends `--remap-path-prefix` flags to the
+/// firmware's rustflags (those of `firmware-demo/.cargo/config.toml`, which
+/// cargo merges with it): the checkout and `$CARGO_HOME` become fixed names
+/// in the panic locations the firmware embeds, so that its images, and their
+/// sizes, do not depend on where the checkout or the cargo home is.
+fn remap_config() -> Result<String, String> {
+    let root = root()
+        .canonicalize()
+        .map_err(|e| format!("checkout directory: {e}"))?;
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(h) => PathBuf::from(h),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").ok_or("neither CARGO_HOME nor HOME is set")?)
+                .join(".cargo")
+        }
+    };
+    let home = home.canonicalize().unwrap_or(home);
+    let mut flags = Vec::new();
+    for (from, to) in [(&home, "/cargo"), (&root, "/flashpatch")] {
+        let from = from.to_str().ok_or("a path that is not UTF-8")?;
+        // A TOML basic string: `{:?}` escapes quotes and backslashes alike.
+        flags.push(format!("{:?}", format!("--remap-path-prefix={from}={to}")));
+    }
+    Ok(format!("target.{TARGET}.rustflags=[{}]", flags.join(", ")))
 }
 
 /// Builds `v` and returns its ELF, copied to `out/NAME.elf`, and its
