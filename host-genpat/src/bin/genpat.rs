@@ -230,7 +230,8 @@ pub struct ApplyArgs {
     pub patch: PathBuf,
     /// The image to patch.
     pub old: PathBuf,
-    /// Where to write the patched image.
+    /// Where to write the patched image (`-`: standard output, and the
+    /// result goes to stderr). A device or FIFO is written to, not replaced.
     pub out: PathBuf,
     /// Feed the patch to the applier N bytes at a time, as a device receiving
     /// it would (0: all at once). The result does not depend on N.

@@ -87,6 +87,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), Failure> {
 /// `genpat sign PATCH --key KEY`.
 pub fn sign(args: &SignArgs) -> Result<(), Failure> {
     let key = read_secret(&args.key)?;
+    let lock = super::lock_patch(&args.patch)?;
     let file = read_input("PATCH", &args.patch)?;
     let entries = parse_patch(&file).map_err(|e| {
         Failure::new(
@@ -116,6 +117,7 @@ pub fn sign(args: &SignArgs) -> Result<(), Failure> {
     let out = container::assemble(signed.iter().map(Vec::as_slice))
         .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
     write_patch(&args.patch, &out, false)?;
+    drop(lock);
     eprintln!(
         "genpat: signed {} entr{} of {}",
         signed.len(),

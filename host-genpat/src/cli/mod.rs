@@ -8,6 +8,7 @@ pub mod diff;
 pub mod info;
 pub mod keys;
 pub mod manifest;
+pub mod output;
 pub mod progress;
 pub mod send;
 pub mod update;
@@ -17,6 +18,8 @@ use std::io::{self, Read as _, Write as _};
 use std::path::Path;
 
 use host_genpat::container::{self, Entry};
+
+pub use output::{lock_patch, refuse_same_file, write_atomic, write_patch};
 
 /// Success (for apply: "OK" or "OK, new version already installed").
 pub const EXIT_OK: u8 = 0;
@@ -162,56 +165,6 @@ pub fn say(text: &str) {
     let _ = out.write_all(text.as_bytes());
     let _ = out.write_all(b"\n");
     let _ = out.flush();
-}
-
-/// Writes `data` to `path` atomically: into a temporary file in the same
-/// directory, then renamed over `path`, so that a reader, or a genpat that
-/// is killed, never sees a part of `data`. With `sync` the file is synced
-/// before the rename and the directory after it, so that this also holds
-/// across a host power cut (at a cost of milliseconds).
-pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let existing = fs::metadata(path).ok().map(|m| m.permissions());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".genpat-").suffix(".tmp");
-    #[cfg(unix)]
-    let default_mode = {
-        use std::os::unix::fs::PermissionsExt as _;
-        // As a newly created file: 0666 less the umask.
-        fs::Permissions::from_mode(0o666)
-    };
-    #[cfg(unix)]
-    builder.permissions(existing.clone().unwrap_or(default_mode));
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    if let Some(p) = existing {
-        tmp.as_file().set_permissions(p)?;
-    }
-    if sync {
-        tmp.as_file().sync_all()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    #[cfg(unix)]
-    if sync {
-        if let Ok(d) = fs::File::open(dir) {
-            // Makes the rename itself durable; not every file system allows it.
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// [`write_atomic`] for PATCH, with genpat's message if it fails.
-pub fn write_patch(path: &Path, data: &[u8], sync: bool) -> Result<(), Failure> {
-    write_atomic(path, data, sync).map_err(|e| {
-        Failure::new(
-            EXIT_ERROR,
-            format!("cannot write PATCH '{}': {}", path.display(), reason(&e)),
-        )
-    })
 }
 
 /// Reads a whole patch file.
