@@ -214,3 +214,16 @@ fn temporaries_of_a_killed_genpat_are_removed() {
     assert!(live.exists());
     assert!(other.exists());
 }
+
+#[test]
+fn unsound_timeouts_are_argument_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    for flag in ["--timeout", "--restart-timeout"] {
+        for v in ["nan", "inf", "-inf", "-1", "1e300", "x"] {
+            let arg = format!("{flag}={v}");
+            let o = genpat(d, &["send", "p.pat", "--tcp", "127.0.0.1:9", &arg]);
+            assert_eq!(exit(&o), 1, "{arg}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+    }
+}

@@ -325,11 +325,11 @@ pub struct LinkArgs {
     pub unix: Option<PathBuf>,
     /// Seconds the device may stay silent before genpat asks again (three
     /// times, then it gives up).
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = seconds)]
     pub timeout: f64,
     /// Seconds to wait for the device to announce itself after it restarts
     /// into the new image (0: do not wait).
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, value_parser = seconds)]
     pub restart_timeout: f64,
 }
 
@@ -409,6 +409,20 @@ fn version_string(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_owned())
+}
+
+/// The longest `--timeout` or `--restart-timeout`: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Checks a number of seconds: finite, not negative, at most a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
+        return Err(format!(
+            "{s} is not a number of seconds from 0 to {MAX_SECONDS}"
+        ));
+    }
+    Ok(v)
 }
 
 /// Inserts `diff` after the program name unless the arguments already name
