@@ -227,3 +227,32 @@ fn unsound_timeouts_are_argument_errors() {
         }
     }
 }
+
+#[cfg(unix)]
+#[test]
+fn endless_inputs_are_refused_at_the_limit() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    patch(d);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_genpat"))
+            .args(args)
+            .env("GENPAT_INPUT_LIMIT", "1000000")
+            .current_dir(d)
+            .output()
+            .unwrap()
+    };
+    for args in [
+        &["apply", "p.pat", "/dev/zero", "out.bin"][..],
+        &["apply", "/dev/zero", "old0.bin", "out.bin"][..],
+        &["/dev/zero", "new.bin", "q.pat"][..],
+        &["old0.bin", "/dev/zero", "q.pat"][..],
+        &["old0.bin", "new.bin", "/dev/zero"][..],
+    ] {
+        let o = run(args);
+        assert_eq!(exit(&o), 2, "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("is larger than 1000000 bytes"), "{err}");
+    }
+    assert!(!d.join("out.bin").exists() && !d.join("q.pat").exists());
+}

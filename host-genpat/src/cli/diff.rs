@@ -150,8 +150,8 @@ struct Existing {
 
 /// Reads PATCH if it exists; it must then be a valid patch file.
 fn read_existing(path: &Path) -> Result<Option<Existing>, Failure> {
-    let file = match fs::read(path) {
-        Ok(f) => f,
+    let file = match fs::File::open(path) {
+        Ok(f) => super::read_bounded("PATCH", path, f, super::input_limit())?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(Failure::new(

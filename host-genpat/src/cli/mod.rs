@@ -96,14 +96,61 @@ pub fn reason(e: &io::Error) -> String {
     }
 }
 
+/// The largest input genpat reads: images are at most 4 GiB - 1 (the
+/// format records sizes in 32 bits), and a patch is no larger in practice.
+pub const MAX_INPUT: u64 = u32::MAX as u64;
+
+/// The input limit in force: [`MAX_INPUT`], or a smaller one from the
+/// (undocumented, for tests) environment variable `GENPAT_INPUT_LIMIT`.
+pub fn input_limit() -> u64 {
+    std::env::var("GENPAT_INPUT_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(MAX_INPUT, |v| v.min(MAX_INPUT))
+}
+
+fn too_large(role: &str, path: &Path, limit: u64) -> Failure {
+    Failure::new(
+        EXIT_ERROR,
+        format!(
+            "{role} '{}' is larger than {limit} bytes, the most genpat reads; stopped reading it",
+            path.display()
+        ),
+    )
+}
+
+/// Reads all of `file` (the input `path`, `role`), but not more than
+/// `limit` bytes: a larger input (such as /dev/zero) is an error.
+pub fn read_bounded(
+    role: &str,
+    path: &Path,
+    file: impl io::Read,
+    limit: u64,
+) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            Failure::new(
+                EXIT_ERROR,
+                format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
+            )
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(role, path, limit));
+    }
+    Ok(bytes)
+}
+
 /// Reads the input file `path`, which the command line calls `role`.
 pub fn read_input(role: &str, path: &Path) -> Result<Vec<u8>, Failure> {
-    fs::read(path).map_err(|e| {
+    let file = fs::File::open(path).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
             format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
         )
-    })
+    })?;
+    read_bounded(role, path, file, input_limit())
 }
 
 /// An input file's bytes: mapped into memory, or read.
@@ -139,12 +186,14 @@ pub fn map_input(role: &str, path: &Path) -> Result<Input, Failure> {
             format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
         )
     };
-    let mut file = fs::File::open(path).map_err(cannot)?;
+    let file = fs::File::open(path).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
+    let limit = input_limit();
     if !meta.is_file() || meta.len() < MAP_FROM {
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(cannot)?;
-        return Ok(Input::Read(bytes));
+        return read_bounded(role, path, file, limit).map(Input::Read);
+    }
+    if meta.len() > limit {
+        return Err(too_large(role, path, limit));
     }
     // SAFETY: the map is read-only, and nothing in this process writes
     // the file. Another process could still change it while the map is
@@ -175,4 +224,22 @@ pub fn parse_patch(file: &[u8]) -> Result<Vec<Entry>, String> {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_stops_at_the_limit() {
+        let p = Path::new("zero");
+        let endless = io::repeat(0);
+        let f = read_bounded("OLD", p, endless, 1000).unwrap_err();
+        assert_eq!(f.code, EXIT_ERROR);
+        assert!(f.message.unwrap().contains("larger than 1000 bytes"));
+        assert_eq!(
+            read_bounded("OLD", p, io::repeat(1).take(1000), 1000).unwrap(),
+            vec![1; 1000]
+        );
+    }
 }
