@@ -256,3 +256,23 @@ fn endless_inputs_are_refused_at_the_limit() {
     }
     assert!(!d.join("out.bin").exists() && !d.join("q.pat").exists());
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn keygen_that_cannot_write_leaves_no_key() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    // No file may grow (as on a full disk); SIGXFSZ ignored, so writes fail.
+    let o = Command::new("sh")
+        .args(["-c", "trap '' XFSZ; ulimit -f 0; exec \"$0\" keygen k"])
+        .arg(env!("CARGO_BIN_EXE_genpat"))
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(exit(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!d.join("k").exists() && !d.join("k.pub").exists());
+    let names: Vec<_> = fs::read_dir(d).unwrap().flatten().collect();
+    assert!(names.is_empty(), "{names:?}");
+    assert_eq!(exit(&genpat(d, &["keygen", "k"])), 0);
+    assert!(d.join("k").exists() && d.join("k.pub").exists());
+}
