@@ -48,13 +48,22 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         component: args.component,
     };
     let room = target_room(&patch, old.len());
+    let target = TargetSlot::try_new(room).ok_or_else(|| {
+        error(Failure::new(
+            EXIT_ERROR,
+            format!(
+                "'{}': an entry's target is {room} bytes, more memory than can be had",
+                args.patch.display()
+            ),
+        ))
+    })?;
     let result = apply_with(
         &patch,
         &old,
         args.chunk,
         &policy,
         &mut |done, total| bars.bytes("applying", done, total),
-        TargetSlot::new(room),
+        target,
     );
     drop(bars);
     let (outcome, image) = result.map_err(|e| {
