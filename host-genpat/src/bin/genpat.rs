@@ -162,7 +162,9 @@ enum Command {
 /// If PATCH does not exist it is created with one entry. If it exists it
 /// must be a patch file; the new entry is added to it, so that one file
 /// holds patches from several old images (1→3 and 2→3). PATCH is replaced
-/// atomically: it is never left half-written.
+/// atomically: it is never left half-written; genpats that add to one PATCH
+/// at the same time take turns (a lock on PATCH.lock beside it), and each
+/// adds its entry.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The image the device runs now.
@@ -222,7 +224,8 @@ pub struct DiffArgs {
 /// VPatch's results on stdout: "OK", "OK, new version already installed",
 /// "An error occurred while patching", "Patch data is invalid or corrupt" or
 /// "No suitable patches were found". The reason of a failure goes to stderr.
-/// OUT is written (atomically) only on success; for "already installed" it
+/// OUT is written only on success (atomically when it is a regular file or
+/// new, through a symbolic link to its target); for "already installed" it
 /// is the target image found in place (OLD, or its start).
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
