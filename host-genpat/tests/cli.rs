@@ -366,7 +366,7 @@ fn unreadable_inputs_exit_2() {
     let o = genpat(&d, &["apply", "p.pat", "v1.bin", "dir"]);
     assert_exit(&o, 2);
     assert_eq!(stdout(&o), ERROR);
-    assert!(stderr(&o).contains("cannot write OUT 'dir'"));
+    assert!(stderr(&o).contains("could not write OUT 'dir'"));
 }
 
 #[test]

@@ -147,7 +147,8 @@ pub fn apply_with(
     let (outcome, id) = if confirmed {
         first?
     } else {
-        target = TargetSlot::new(target.capacity());
+        // The same memory, erased: a hostile target size is not reserved twice.
+        target.erase_all();
         run(
             &mut source,
             &mut target,

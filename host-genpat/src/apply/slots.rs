@@ -175,6 +175,25 @@ impl TargetSlot {
         }
     }
 
+    /// As [`TargetSlot::new`], or None when the memory for it cannot be had
+    /// now (a hostile header that claims a huge target): checked with a
+    /// fallible reservation, so that genpat reports it instead of aborting.
+    pub fn try_new(size: usize) -> Option<Self> {
+        let capacity = slot_len(size);
+        let mut probe = Vec::<u8>::new();
+        // Reserved, never touched, and given back before the zeroed one.
+        probe.try_reserve_exact(capacity).ok()?;
+        drop(probe);
+        Some(Self::new(size))
+    }
+
+    /// Erases the whole slot again, in place: as a fresh slot of the same
+    /// size, without a second allocation.
+    pub fn erase_all(&mut self) {
+        self.units.fill(Unit::Stale);
+        self.written.fill(0);
+    }
+
     /// The first `len` bytes of the slot (`len` ≤ its capacity).
     pub fn into_image(mut self, len: usize) -> Vec<u8> {
         for u in 0..len.div_ceil(ERASE) {
@@ -417,5 +436,23 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_target_slot_too_large_to_have_is_none_not_an_abort() {
+        assert!(TargetSlot::try_new(usize::MAX / 2).is_none());
+        assert_eq!(TargetSlot::try_new(10).unwrap().capacity(), ERASE);
+    }
+
+    #[test]
+    fn erase_all_makes_the_slot_as_new() {
+        let mut t = TargetSlot::new(ERASE);
+        t.write(0, &[1; WRITE]).unwrap();
+        t.erase_all();
+        t.write(0, &[2; WRITE]).unwrap();
+        let mut b = [0u8; WRITE + 1];
+        t.read(0, &mut b).unwrap();
+        assert_eq!(b[..WRITE], [2; WRITE]);
+        assert_eq!(b[WRITE], 0xFF);
     }
 }

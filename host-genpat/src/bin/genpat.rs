@@ -162,7 +162,9 @@ enum Command {
 /// If PATCH does not exist it is created with one entry. If it exists it
 /// must be a patch file; the new entry is added to it, so that one file
 /// holds patches from several old images (1→3 and 2→3). PATCH is replaced
-/// atomically: it is never left half-written.
+/// atomically: it is never left half-written; genpats that add to one PATCH
+/// at the same time take turns (a lock on PATCH.lock beside it), and each
+/// adds its entry.
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// The image the device runs now.
@@ -222,7 +224,8 @@ pub struct DiffArgs {
 /// VPatch's results on stdout: "OK", "OK, new version already installed",
 /// "An error occurred while patching", "Patch data is invalid or corrupt" or
 /// "No suitable patches were found". The reason of a failure goes to stderr.
-/// OUT is written (atomically) only on success; for "already installed" it
+/// OUT is written only on success (atomically when it is a regular file or
+/// new, through a symbolic link to its target); for "already installed" it
 /// is the target image found in place (OLD, or its start).
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
@@ -230,7 +233,8 @@ pub struct ApplyArgs {
     pub patch: PathBuf,
     /// The image to patch.
     pub old: PathBuf,
-    /// Where to write the patched image.
+    /// Where to write the patched image (`-`: standard output, and the
+    /// result goes to stderr). A device or FIFO is written to, not replaced.
     pub out: PathBuf,
     /// Feed the patch to the applier N bytes at a time, as a device receiving
     /// it would (0: all at once). The result does not depend on N.
@@ -324,11 +328,11 @@ pub struct LinkArgs {
     pub unix: Option<PathBuf>,
     /// Seconds the device may stay silent before genpat asks again (three
     /// times, then it gives up).
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = seconds)]
     pub timeout: f64,
     /// Seconds to wait for the device to announce itself after it restarts
     /// into the new image (0: do not wait).
-    #[arg(long, value_name = "SECS", default_value_t = 20.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 20.0, value_parser = seconds)]
     pub restart_timeout: f64,
 }
 
@@ -408,6 +412,20 @@ fn version_string(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_owned())
+}
+
+/// The longest `--timeout` or `--restart-timeout`: a day.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Checks a number of seconds: finite, not negative, at most a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
+        return Err(format!(
+            "{s} is not a number of seconds from 0 to {MAX_SECONDS}"
+        ));
+    }
+    Ok(v)
 }
 
 /// Inserts `diff` after the program name unless the arguments already name

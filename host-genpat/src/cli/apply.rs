@@ -14,14 +14,26 @@ use crate::ApplyArgs;
 /// Applies, prints the verdict on stdout, and writes OUT on success.
 pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     let result = apply(args);
-    say(match &result {
+    let message = match &result {
         Ok(v) | Err((v, _)) => v.message(),
-    });
+    };
+    if args.out.as_os_str() == "-" {
+        // The image is on stdout.
+        eprintln!("{message}");
+    } else {
+        say(message);
+    }
     result.map(drop).map_err(|(_, f)| f)
 }
 
 fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
     let error = |f: Failure| (Verdict::Error, f);
+    super::refuse_same_file(
+        "OUT",
+        &args.out,
+        &[("PATCH", &args.patch), ("OLD", &args.old)],
+    )
+    .map_err(error)?;
     let patch = read_input("PATCH", &args.patch).map_err(error)?;
     let old = map_input("OLD", &args.old).map_err(error)?;
     let mut bars = Bars::new(patch.len() + old.len());
@@ -36,13 +48,22 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
         component: args.component,
     };
     let room = target_room(&patch, old.len());
+    let target = TargetSlot::try_new(room).ok_or_else(|| {
+        error(Failure::new(
+            EXIT_ERROR,
+            format!(
+                "'{}': an entry's target is {room} bytes, more memory than can be had",
+                args.patch.display()
+            ),
+        ))
+    })?;
     let result = apply_with(
         &patch,
         &old,
         args.chunk,
         &policy,
         &mut |done, total| bars.bytes("applying", done, total),
-        TargetSlot::new(room),
+        target,
     );
     drop(bars);
     let (outcome, image) = result.map_err(|e| {
@@ -70,7 +91,11 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
     write_atomic(&args.out, &image, args.sync).map_err(|e| {
         error(Failure::new(
             EXIT_ERROR,
-            format!("cannot write OUT '{}': {}", args.out.display(), reason(&e)),
+            format!(
+                "could not write OUT '{}': {}",
+                args.out.display(),
+                reason(&e)
+            ),
         ))
     })?;
     let verdict = match outcome {

@@ -10,11 +10,19 @@ use host_genpat::plan::PlanOptions;
 use host_genpat::{GenOptions, Metadata};
 
 use super::progress::Bars;
-use super::{hex, parse_patch, read_input, reason, write_patch, Failure, EXIT_ERROR, EXIT_EXISTS};
+use super::{
+    hex, lock_patch, parse_patch, read_input, reason, refuse_same_file, write_patch, Failure,
+    EXIT_ERROR, EXIT_EXISTS,
+};
 use crate::DiffArgs;
 
 /// Builds the entry and writes PATCH.
 pub fn run(args: &DiffArgs) -> Result<(), Failure> {
+    refuse_same_file(
+        "PATCH",
+        &args.patch,
+        &[("OLD", &args.old), ("NEW", &args.new)],
+    )?;
     let old = read_image("OLD", &args.old)?;
     let new = read_image("NEW", &args.new)?;
     let mtime = fs::metadata(&args.new)
@@ -62,6 +70,14 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
     }
 
+    // Another genpat may have changed PATCH meanwhile: it is read again
+    // under the lock, and the lock is held until the new file is in place,
+    // so that parallel runs each add their entry.
+    let lock = lock_patch(&args.patch)?;
+    let existing = read_existing(&args.patch)?;
+    if let Some(Existing { entries, .. }) = &existing {
+        check_body_crcs(&args.patch, entries)?;
+    }
     let existing_file = existing.as_ref().map(|e| e.file.as_slice());
     let (file, added) = match container::add_entry(existing_file, &header, &entry, args.replace) {
         Ok(Some(done)) => done,
@@ -74,6 +90,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
         }
     };
     write_patch(&args.patch, &file, args.sync)?;
+    drop(lock);
 
     let entries = parse_patch(&file).unwrap_or_default();
     let index = entries
@@ -133,8 +150,8 @@ struct Existing {
 
 /// Reads PATCH if it exists; it must then be a valid patch file.
 fn read_existing(path: &Path) -> Result<Option<Existing>, Failure> {
-    let file = match fs::read(path) {
-        Ok(f) => f,
+    let file = match fs::File::open(path) {
+        Ok(f) => super::read_bounded("PATCH", path, f, super::input_limit())?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(Failure::new(

@@ -31,32 +31,48 @@ fn pub_path(key: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// Writes `text` to a new file (never replacing one); `secret` files are
-/// readable by their owner only.
-fn create(path: &Path, text: &str, secret: bool) -> Result<(), Failure> {
-    let mut opts = fs::OpenOptions::new();
-    opts.write(true).create_new(true);
+/// `text` in a temporary file beside `path`, complete and synced, to be
+/// renamed to `path`; `secret` files are readable by their owner only.
+fn prepare(path: &Path, text: &str, secret: bool) -> Result<tempfile::NamedTempFile, Failure> {
+    let cannot = |e: std::io::Error| {
+        Failure::new(
+            EXIT_ERROR,
+            format!("could not write '{}': {}", path.display(), reason(&e)),
+        )
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!(".genpat-{}-", std::process::id());
+    builder.prefix(&prefix).suffix(".tmp");
     #[cfg(unix)]
-    if secret {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        opts.mode(0o600);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        builder.permissions(fs::Permissions::from_mode(if secret {
+            0o600
+        } else {
+            0o666
+        }));
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut f = opts.open(path).map_err(|e| {
+    let mut tmp = builder.tempfile_in(dir).map_err(cannot)?;
+    tmp.write_all(text.as_bytes())
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(cannot)?;
+    Ok(tmp)
+}
+
+/// Renames `tmp` to `path` unless `path` exists.
+fn place(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Failure> {
+    tmp.persist_noclobber(path).map(drop).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
-            format!("cannot create '{}': {}", path.display(), reason(&e)),
+            format!("could not write '{}': {}", path.display(), reason(&e.error)),
         )
-    })?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| {
-            Failure::new(
-                EXIT_ERROR,
-                format!("cannot write '{}': {}", path.display(), reason(&e)),
-            )
-        })
+    })
 }
 
 /// `genpat keygen KEY`.
@@ -74,8 +90,15 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), Failure> {
         }
     }
     let key = SecretKey::generate();
-    create(&args.key, &key.to_text(), true)?;
-    create(&public, &keys::public_text(&key.public()), false)?;
+    // Both files are written in full before either gets its name, so a
+    // failure (a full disk) leaves neither, and the next try can succeed.
+    let secret = prepare(&args.key, &key.to_text(), true)?;
+    let public_tmp = prepare(&public, &keys::public_text(&key.public()), false)?;
+    place(secret, &args.key)?;
+    if let Err(f) = place(public_tmp, &public) {
+        let _ = fs::remove_file(&args.key);
+        return Err(f);
+    }
     eprintln!(
         "genpat: wrote secret key {} and public key {}",
         args.key.display(),
@@ -87,6 +110,7 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), Failure> {
 /// `genpat sign PATCH --key KEY`.
 pub fn sign(args: &SignArgs) -> Result<(), Failure> {
     let key = read_secret(&args.key)?;
+    let lock = super::lock_patch(&args.patch)?;
     let file = read_input("PATCH", &args.patch)?;
     let entries = parse_patch(&file).map_err(|e| {
         Failure::new(
@@ -116,6 +140,7 @@ pub fn sign(args: &SignArgs) -> Result<(), Failure> {
     let out = container::assemble(signed.iter().map(Vec::as_slice))
         .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
     write_patch(&args.patch, &out, false)?;
+    drop(lock);
     eprintln!(
         "genpat: signed {} entr{} of {}",
         signed.len(),

@@ -8,6 +8,7 @@ pub mod diff;
 pub mod info;
 pub mod keys;
 pub mod manifest;
+pub mod output;
 pub mod progress;
 pub mod send;
 pub mod update;
@@ -17,6 +18,8 @@ use std::io::{self, Read as _, Write as _};
 use std::path::Path;
 
 use host_genpat::container::{self, Entry};
+
+pub use output::{lock_patch, refuse_same_file, write_atomic, write_patch};
 
 /// Success (for apply: "OK" or "OK, new version already installed").
 pub const EXIT_OK: u8 = 0;
@@ -93,14 +96,61 @@ pub fn reason(e: &io::Error) -> String {
     }
 }
 
+/// The largest input genpat reads: images are at most 4 GiB - 1 (the
+/// format records sizes in 32 bits), and a patch is no larger in practice.
+pub const MAX_INPUT: u64 = u32::MAX as u64;
+
+/// The input limit in force: [`MAX_INPUT`], or a smaller one from the
+/// (undocumented, for tests) environment variable `GENPAT_INPUT_LIMIT`.
+pub fn input_limit() -> u64 {
+    std::env::var("GENPAT_INPUT_LIMIT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(MAX_INPUT, |v| v.min(MAX_INPUT))
+}
+
+fn too_large(role: &str, path: &Path, limit: u64) -> Failure {
+    Failure::new(
+        EXIT_ERROR,
+        format!(
+            "{role} '{}' is larger than {limit} bytes, the most genpat reads; stopped reading it",
+            path.display()
+        ),
+    )
+}
+
+/// Reads all of `file` (the input `path`, `role`), but not more than
+/// `limit` bytes: a larger input (such as /dev/zero) is an error.
+pub fn read_bounded(
+    role: &str,
+    path: &Path,
+    file: impl io::Read,
+    limit: u64,
+) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            Failure::new(
+                EXIT_ERROR,
+                format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
+            )
+        })?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(role, path, limit));
+    }
+    Ok(bytes)
+}
+
 /// Reads the input file `path`, which the command line calls `role`.
 pub fn read_input(role: &str, path: &Path) -> Result<Vec<u8>, Failure> {
-    fs::read(path).map_err(|e| {
+    let file = fs::File::open(path).map_err(|e| {
         Failure::new(
             EXIT_ERROR,
             format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
         )
-    })
+    })?;
+    read_bounded(role, path, file, input_limit())
 }
 
 /// An input file's bytes: mapped into memory, or read.
@@ -136,12 +186,14 @@ pub fn map_input(role: &str, path: &Path) -> Result<Input, Failure> {
             format!("cannot read {role} '{}': {}", path.display(), reason(&e)),
         )
     };
-    let mut file = fs::File::open(path).map_err(cannot)?;
+    let file = fs::File::open(path).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
+    let limit = input_limit();
     if !meta.is_file() || meta.len() < MAP_FROM {
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(cannot)?;
-        return Ok(Input::Read(bytes));
+        return read_bounded(role, path, file, limit).map(Input::Read);
+    }
+    if meta.len() > limit {
+        return Err(too_large(role, path, limit));
     }
     // SAFETY: the map is read-only, and nothing in this process writes
     // the file. Another process could still change it while the map is
@@ -164,56 +216,6 @@ pub fn say(text: &str) {
     let _ = out.flush();
 }
 
-/// Writes `data` to `path` atomically: into a temporary file in the same
-/// directory, then renamed over `path`, so that a reader, or a genpat that
-/// is killed, never sees a part of `data`. With `sync` the file is synced
-/// before the rename and the directory after it, so that this also holds
-/// across a host power cut (at a cost of milliseconds).
-pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let existing = fs::metadata(path).ok().map(|m| m.permissions());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".genpat-").suffix(".tmp");
-    #[cfg(unix)]
-    let default_mode = {
-        use std::os::unix::fs::PermissionsExt as _;
-        // As a newly created file: 0666 less the umask.
-        fs::Permissions::from_mode(0o666)
-    };
-    #[cfg(unix)]
-    builder.permissions(existing.clone().unwrap_or(default_mode));
-    let mut tmp = builder.tempfile_in(dir)?;
-    tmp.write_all(data)?;
-    if let Some(p) = existing {
-        tmp.as_file().set_permissions(p)?;
-    }
-    if sync {
-        tmp.as_file().sync_all()?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    #[cfg(unix)]
-    if sync {
-        if let Ok(d) = fs::File::open(dir) {
-            // Makes the rename itself durable; not every file system allows it.
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
-}
-
-/// [`write_atomic`] for PATCH, with genpat's message if it fails.
-pub fn write_patch(path: &Path, data: &[u8], sync: bool) -> Result<(), Failure> {
-    write_atomic(path, data, sync).map_err(|e| {
-        Failure::new(
-            EXIT_ERROR,
-            format!("cannot write PATCH '{}': {}", path.display(), reason(&e)),
-        )
-    })
-}
-
 /// Reads a whole patch file.
 pub fn parse_patch(file: &[u8]) -> Result<Vec<Entry>, String> {
     container::parse(file).map_err(|e| e.to_string())
@@ -222,4 +224,22 @@ pub fn parse_patch(file: &[u8]) -> Result<Vec<Entry>, String> {
 /// Lower-case hex.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_stops_at_the_limit() {
+        let p = Path::new("zero");
+        let endless = io::repeat(0);
+        let f = read_bounded("OLD", p, endless, 1000).unwrap_err();
+        assert_eq!(f.code, EXIT_ERROR);
+        assert!(f.message.unwrap().contains("larger than 1000 bytes"));
+        assert_eq!(
+            read_bounded("OLD", p, io::repeat(1).take(1000), 1000).unwrap(),
+            vec![1; 1000]
+        );
+    }
 }
