@@ -40,13 +40,8 @@ fn prepare(path: &Path, text: &str, secret: bool) -> Result<tempfile::NamedTempF
             format!("could not write '{}': {}", path.display(), reason(&e)),
         )
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    let prefix = format!(".genpat-{}-", std::process::id());
-    builder.prefix(&prefix).suffix(".tmp");
+    let prefix = super::output::temp_prefix();
+    let mut builder = super::output::temp_builder(&prefix);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -58,7 +53,9 @@ fn prepare(path: &Path, text: &str, secret: bool) -> Result<tempfile::NamedTempF
     }
     #[cfg(not(unix))]
     let _ = secret;
-    let mut tmp = builder.tempfile_in(dir).map_err(cannot)?;
+    let mut tmp = builder
+        .tempfile_in(super::output::dir_of(path))
+        .map_err(cannot)?;
     tmp.write_all(text.as_bytes())
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(cannot)?;

@@ -38,7 +38,8 @@ pub fn resolve(path: &Path) -> PathBuf {
     p
 }
 
-fn dir_of(path: &Path) -> &Path {
+/// The directory `path` is in (`.` for a bare name).
+pub fn dir_of(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -77,9 +78,8 @@ pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let dir = dir_of(&path);
     remove_stale_temporaries(dir);
     let existing = existing.map(|m| m.permissions());
-    let prefix = format!("{TMP_PREFIX}{}-", std::process::id());
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(TMP_SUFFIX);
+    let prefix = temp_prefix();
+    let mut builder = temp_builder(&prefix);
     #[cfg(unix)]
     let default_mode = {
         use std::os::unix::fs::PermissionsExt as _;
@@ -105,6 +105,19 @@ pub fn write_atomic(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The start of this process's temporary files' names.
+pub fn temp_prefix() -> String {
+    format!("{TMP_PREFIX}{}-", std::process::id())
+}
+
+/// A builder of temporary files named as genpat's (`prefix` from
+/// [`temp_prefix`]), which [`remove_stale_temporaries`] recognises.
+pub fn temp_builder(prefix: &str) -> tempfile::Builder<'_, 'static> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(TMP_SUFFIX);
+    builder
 }
 
 /// Whether the temporary file named `name` was left by a genpat that no
