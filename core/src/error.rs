@@ -1,20 +1,92 @@
-//! The one error type of the crate.
+//! The errors of each layer: the applier's, the slot manager's, and the
+//! flash error they share, which says which flash failed.
 
 use core::fmt;
 
+use embedded_storage::nor_flash::{NorFlashError, NorFlashErrorKind};
+
 pub use crate::format::{ContainerError, HeaderError};
 
-/// Everything that can stop a patch from being applied. `E` is the flash
-/// driver's error.
-///
-/// Whatever the error, the source partition has not been written, so the
-/// device can still boot what it ran before.
+/// Which flash an operation failed on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum FlashRole {
+    /// The slot the running image is read from.
+    Source,
+    /// The slot the new image is written into.
+    Target,
+    /// The state area of the slot manager (boot records, checkpoints).
+    State,
+    /// The staging area a received patch is stored in.
+    Staging,
+}
+
+/// A flash driver's error, reduced to what any driver can say
+/// ([`NorFlashErrorKind`]) and which flash it was, so that the flashes of
+/// one update may be of different types with different error types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlashError {
+    /// The flash that failed.
+    pub role: FlashRole,
+    /// What its driver said.
+    pub kind: NorFlashErrorKind,
+}
+
+impl FlashError {
+    /// `e`, an error of the flash playing `role`.
+    #[inline]
+    pub fn new(role: FlashRole, e: impl NorFlashError) -> Self {
+        FlashError {
+            role,
+            kind: e.kind(),
+        }
+    }
+
+    /// A closure for `map_err` that makes a driver's error this one.
+    #[inline]
+    pub(crate) fn of<E: NorFlashError>(role: FlashRole) -> impl Fn(E) -> Self {
+        move |e| FlashError::new(role, e)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for FlashError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "{} flash: {}", self.role, kind_text(self.kind))
+    }
+}
+
+const fn kind_text(kind: NorFlashErrorKind) -> &'static str {
+    match kind {
+        NorFlashErrorKind::NotAligned => "access not aligned",
+        NorFlashErrorKind::OutOfBounds => "access out of bounds",
+        _ => "driver error",
+    }
+}
+
+impl fmt::Display for FlashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let role = match self.role {
+            FlashRole::Source => "source",
+            FlashRole::Target => "target",
+            FlashRole::State => "state area",
+            FlashRole::Staging => "staging",
+        };
+        write!(f, "the {role} flash failed: {}", kind_text(self.kind))
+    }
+}
+
+impl core::error::Error for FlashError {}
+
+/// Everything that can stop the applier. Whatever the error, the source
+/// has not been written, so the device can still boot what it ran before.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum Error<E> {
-    /// The flash driver failed.
-    Flash(E),
+pub enum ApplyError {
+    /// A flash driver failed.
+    Flash(FlashError),
     /// The container header is not one this decoder reads.
     Container(ContainerError),
     /// An entry header is damaged or of a kind this decoder cannot read.
@@ -63,6 +135,18 @@ pub enum Error<E> {
     },
     /// The applier failed before and must be started anew.
     Failed,
+}
+
+/// Everything that can stop the slot manager ([`crate::slots::Slots`]) and
+/// an update it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum SlotError {
+    /// A flash driver failed: a slot's or the state area's.
+    Flash(FlashError),
+    /// The applier of an update stopped.
+    Apply(ApplyError),
     /// The state area is too small for two banks of a boot record and a
     /// checkpoint each, or a record does not fit a bank.
     StateArea,
@@ -73,6 +157,16 @@ pub enum Error<E> {
     /// Not allowed in this boot state: an update or activation while the
     /// running image is on trial, or provisioning a provisioned device.
     SlotState,
+    /// An image to activate has a security counter below its component's
+    /// floor.
+    Rollback {
+        /// The image's counter.
+        counter: u32,
+        /// The component's floor.
+        min: u32,
+    },
+    /// A slot to activate does not hold the image reported for it.
+    ImageMismatch,
 }
 
 /// How a failure is reported to a person: VPatch's result texts.
@@ -104,71 +198,77 @@ impl Verdict {
     }
 }
 
-impl<E> Error<E> {
+impl ApplyError {
     /// Which of VPatch's results this error is.
     pub const fn verdict(&self) -> Verdict {
         match self {
-            Error::Container(_)
-            | Error::Header(_)
-            | Error::Codec { .. }
-            | Error::BodyCrc
-            | Error::BodyInvalid
-            | Error::Truncated
-            | Error::TrailingData
-            | Error::TargetMismatch
-            | Error::Unsigned
-            | Error::BadSignature
-            | Error::BodyDigest => Verdict::Corrupt,
-            Error::NoSuitablePatch => Verdict::NoSuitablePatch,
-            Error::Flash(_)
-            | Error::Rollback { .. }
-            | Error::TargetTooSmall { .. }
-            | Error::Failed
-            | Error::StateArea
-            | Error::NoBootRecord
-            | Error::NoBootableImage
-            | Error::SlotState => Verdict::Error,
+            ApplyError::Container(_)
+            | ApplyError::Header(_)
+            | ApplyError::Codec { .. }
+            | ApplyError::BodyCrc
+            | ApplyError::BodyInvalid
+            | ApplyError::Truncated
+            | ApplyError::TrailingData
+            | ApplyError::TargetMismatch
+            | ApplyError::Unsigned
+            | ApplyError::BadSignature
+            | ApplyError::BodyDigest => Verdict::Corrupt,
+            ApplyError::NoSuitablePatch => Verdict::NoSuitablePatch,
+            ApplyError::Flash(_)
+            | ApplyError::Rollback { .. }
+            | ApplyError::TargetTooSmall { .. }
+            | ApplyError::Failed => Verdict::Error,
         }
     }
+}
 
-    /// Replaces the flash error with another type.
-    pub fn map_flash<F>(self, f: impl FnOnce(E) -> F) -> Error<F> {
+impl SlotError {
+    /// Which of VPatch's results this error is.
+    pub const fn verdict(&self) -> Verdict {
         match self {
-            Error::Flash(e) => Error::Flash(f(e)),
-            Error::Container(e) => Error::Container(e),
-            Error::Header(e) => Error::Header(e),
-            Error::Codec { codec, params } => Error::Codec { codec, params },
-            Error::BodyCrc => Error::BodyCrc,
-            Error::BodyInvalid => Error::BodyInvalid,
-            Error::Truncated => Error::Truncated,
-            Error::TrailingData => Error::TrailingData,
-            Error::TargetMismatch => Error::TargetMismatch,
-            Error::TargetTooSmall { needed, capacity } => {
-                Error::TargetTooSmall { needed, capacity }
-            }
-            Error::NoSuitablePatch => Error::NoSuitablePatch,
-            Error::Unsigned => Error::Unsigned,
-            Error::BadSignature => Error::BadSignature,
-            Error::BodyDigest => Error::BodyDigest,
-            Error::Rollback { counter, min } => Error::Rollback { counter, min },
-            Error::Failed => Error::Failed,
-            Error::StateArea => Error::StateArea,
-            Error::NoBootRecord => Error::NoBootRecord,
-            Error::NoBootableImage => Error::NoBootableImage,
-            Error::SlotState => Error::SlotState,
+            SlotError::Apply(e) => e.verdict(),
+            SlotError::ImageMismatch => Verdict::Corrupt,
+            SlotError::Flash(_)
+            | SlotError::StateArea
+            | SlotError::NoBootRecord
+            | SlotError::NoBootableImage
+            | SlotError::SlotState
+            | SlotError::Rollback { .. } => Verdict::Error,
         }
     }
 }
 
-impl<E> From<HeaderError> for Error<E> {
-    fn from(e: HeaderError) -> Self {
-        Error::Header(e)
+impl From<FlashError> for ApplyError {
+    fn from(e: FlashError) -> Self {
+        ApplyError::Flash(e)
     }
 }
 
-impl<E> From<ContainerError> for Error<E> {
+impl From<FlashError> for SlotError {
+    fn from(e: FlashError) -> Self {
+        SlotError::Flash(e)
+    }
+}
+
+impl From<ApplyError> for SlotError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            // A slot's flash failing is the slot manager's flash error.
+            ApplyError::Flash(f) => SlotError::Flash(f),
+            e => SlotError::Apply(e),
+        }
+    }
+}
+
+impl From<HeaderError> for ApplyError {
+    fn from(e: HeaderError) -> Self {
+        ApplyError::Header(e)
+    }
+}
+
+impl From<ContainerError> for ApplyError {
     fn from(e: ContainerError) -> Self {
-        Error::Container(e)
+        ApplyError::Container(e)
     }
 }
 
@@ -202,50 +302,68 @@ impl fmt::Display for HeaderError {
     }
 }
 
-impl<E: fmt::Debug> fmt::Display for Error<E> {
+impl fmt::Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Flash(e) => write!(f, "flash error: {e:?}"),
-            Error::Container(e) => e.fmt(f),
-            Error::Header(e) => e.fmt(f),
-            Error::Codec { codec, params } => {
+            ApplyError::Flash(e) => e.fmt(f),
+            ApplyError::Container(e) => e.fmt(f),
+            ApplyError::Header(e) => e.fmt(f),
+            ApplyError::Codec { codec, params } => {
                 write!(
                     f,
                     "codec {codec} with parameters {params:#04x} is not supported"
                 )
             }
-            Error::BodyCrc => f.write_str("patch body CRC mismatch"),
-            Error::BodyInvalid => f.write_str("patch body does not decode to a valid image"),
-            Error::Truncated => f.write_str("the patch ends early"),
-            Error::TrailingData => f.write_str("bytes follow the end of the patch"),
-            Error::TargetMismatch => {
+            ApplyError::BodyCrc => f.write_str("patch body CRC mismatch"),
+            ApplyError::BodyInvalid => f.write_str("patch body does not decode to a valid image"),
+            ApplyError::Truncated => f.write_str("the patch ends early"),
+            ApplyError::TrailingData => f.write_str("bytes follow the end of the patch"),
+            ApplyError::TargetMismatch => {
                 f.write_str("the image written does not match the target's SHA-256")
             }
-            Error::TargetTooSmall { needed, capacity } => {
+            ApplyError::TargetTooSmall { needed, capacity } => {
                 write!(
                     f,
                     "the target partition holds {capacity} bytes, the image needs {needed}"
                 )
             }
-            Error::NoSuitablePatch => f.write_str("no entry of the patch is for this source"),
-            Error::Unsigned => f.write_str("the patch is not signed, and this device requires signed patches"),
-            Error::BadSignature => f.write_str("the patch's signature is not valid for the required key"),
-            Error::BodyDigest => f.write_str("the patch body does not match its signed SHA-256"),
-            Error::Rollback { counter, min } => write!(
+            ApplyError::NoSuitablePatch => f.write_str("no entry of the patch is for this source"),
+            ApplyError::Unsigned => f.write_str("the patch is not signed, and this device requires signed patches"),
+            ApplyError::BadSignature => f.write_str("the patch's signature is not valid for the required key"),
+            ApplyError::BodyDigest => f.write_str("the patch body does not match its signed SHA-256"),
+            ApplyError::Rollback { counter, min } => write!(
                 f,
                 "the patch's security counter {counter} is below the minimum {min} (an older version)"
             ),
-            Error::Failed => f.write_str("the applier has already failed"),
-            Error::StateArea => f.write_str(
-                "the state area cannot hold two banks of a boot record and a checkpoint",
-            ),
-            Error::NoBootRecord => {
-                f.write_str("the state area holds no boot record (device not provisioned)")
-            }
-            Error::NoBootableImage => f.write_str("no slot holds an image that verifies"),
-            Error::SlotState => f.write_str("not allowed in the current boot state"),
+            ApplyError::Failed => f.write_str("the applier has already failed"),
         }
     }
 }
 
-impl<E: fmt::Debug> core::error::Error for Error<E> {}
+impl core::error::Error for ApplyError {}
+
+impl fmt::Display for SlotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SlotError::Flash(e) => e.fmt(f),
+            SlotError::Apply(e) => e.fmt(f),
+            SlotError::StateArea => f.write_str(
+                "the state area cannot hold two banks of a boot record and a checkpoint",
+            ),
+            SlotError::NoBootRecord => {
+                f.write_str("the state area holds no boot record (device not provisioned)")
+            }
+            SlotError::NoBootableImage => f.write_str("no slot holds an image that verifies"),
+            SlotError::SlotState => f.write_str("not allowed in the current boot state"),
+            SlotError::Rollback { counter, min } => write!(
+                f,
+                "the image's security counter {counter} is below the component's floor {min}"
+            ),
+            SlotError::ImageMismatch => {
+                f.write_str("the slot does not hold the image reported for it")
+            }
+        }
+    }
+}
+
+impl core::error::Error for SlotError {}

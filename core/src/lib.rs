@@ -41,12 +41,21 @@ pub mod crc32;
 mod digest;
 mod error;
 pub mod format;
+
+/// The async API: the same types as the crate root's, over async flash
+/// drivers (`embedded_storage_async::nor_flash`), with `async` methods.
+/// Their logic is the blocking types' logic, compiled from the same
+/// source (see `flashpatch-macros`).
+pub mod asynch {
+    pub use crate::apply::asynch::Applier;
+}
 mod partition;
 #[cfg(feature = "proto")]
 pub mod proto;
 pub mod sign;
 pub mod slots;
 
-pub use apply::{Applier, ApplierState, Outcome, Progress, Status};
-pub use error::{Error, Verdict};
+pub use apply::blocking::Applier;
+pub use apply::{ApplierState, Outcome, Progress, Status};
+pub use error::{ApplyError, FlashError, FlashRole, SlotError, Verdict};
 pub use partition::{Partition, PartitionError};

@@ -26,6 +26,10 @@
 //! does after a reset.
 
 extern crate alloc;
+
+mod asynch;
+pub use asynch::Yielding;
+
 use alloc::vec;
 use alloc::vec::Vec;
 use embedded_storage::nor_flash::{

@@ -6,13 +6,13 @@ use core::cell::RefCell;
 
 use embedded_storage::nor_flash::NorFlash;
 use flashpatch::crc32::crc32;
-use flashpatch::mock::{MockError, MockFlash};
+use flashpatch::mock::MockFlash;
 use flashpatch::slots::{Boot, Config, Image, Installed, Layout, Slot, Slots};
-use flashpatch::{Error, Outcome, Partition, PartitionError};
+use flashpatch::{Outcome, Partition, SlotError as Error};
 use sha2::{Digest, Sha256};
 
 type Flash = MockFlash<1, 4, 4096>;
-type Err = Error<PartitionError<MockError>>;
+type Err = Error;
 const SLOT: u32 = 16 * 1024;
 const LAYOUT: Layout = Layout::new(4096, 0, SLOT, SLOT, 2 * SLOT, 8192);
 

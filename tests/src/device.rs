@@ -5,12 +5,12 @@
 
 use core::cell::RefCell;
 
-use flashpatch::mock::{Cut, MockError, MockFlash};
+use flashpatch::mock::{Cut, MockFlash};
 use flashpatch::slots::{Boot, Config, Layout, Slot, Slots};
-use flashpatch::{Error, Partition, PartitionError};
+use flashpatch::{Partition, SlotError};
 
 /// The device's flash error.
-pub type DevError = Error<PartitionError<MockError>>;
+pub type DevError = SlotError;
 
 /// The slot manager as the device builds it.
 pub type DevSlots<'a, const E: usize> =

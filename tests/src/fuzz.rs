@@ -422,7 +422,7 @@ pub fn proto_session(data: &[u8]) -> (usize, bool) {
         // What was staged goes through the applier like any patch file.
         let mut staged = Vec::new();
         let mut buf = [0u8; 64];
-        let _ = proto::feed_staged(
+        let _ = proto::feed_staged::<_, flashpatch::ApplyError>(
             &mut staging,
             &mut buf,
             |piece| {

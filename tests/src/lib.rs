@@ -10,8 +10,8 @@ pub mod pinned;
 use core::cell::RefCell;
 use std::path::PathBuf;
 
-use flashpatch::mock::{MockError, MockFlash};
-use flashpatch::{Applier, ApplierState, Error, Outcome, Partition, PartitionError, Status};
+use flashpatch::mock::MockFlash;
+use flashpatch::{Applier, ApplierState, ApplyError, Outcome, Partition, Status};
 
 /// `../shared/corpus`, where the real firmware pairs are.
 pub fn corpus_dir() -> PathBuf {
@@ -113,7 +113,7 @@ pub const GUARD: usize = 4096;
 /// What [`apply_guarded`] found.
 pub struct Guarded {
     /// The applier's result.
-    pub result: Result<Outcome, Error<PartitionError<MockError>>>,
+    pub result: Result<Outcome, ApplyError>,
     /// The target slot's first `new_len` bytes after the run.
     pub target: Vec<u8>,
     /// The flash operations of the run (with the source preloaded, not

@@ -5,7 +5,7 @@
 //! reported as applied.
 
 use flashpatch::format::{EntryHeader, MAX_HEADER_LEN};
-use flashpatch::{Error, Verdict};
+use flashpatch::{ApplyError as Error, Verdict};
 use flashpatch_tests::{apply_guarded, firmware_pair, Rng};
 use host_genpat::container;
 

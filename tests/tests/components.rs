@@ -8,9 +8,9 @@ use core::cell::RefCell;
 
 use flashpatch::crc32::crc32;
 use flashpatch::format::CONTAINER_HEADER_LEN;
-use flashpatch::mock::{MockError, MockFlash};
+use flashpatch::mock::MockFlash;
 use flashpatch::slots::{Config, GroupBoot, Installed, Slot, Slots};
-use flashpatch::{ApplierState, Error, Outcome, Partition, PartitionError, Status};
+use flashpatch::{ApplierState, ApplyError, Outcome, Partition, SlotError as Error, Status};
 use flashpatch_tests::device::cut_points;
 use flashpatch_tests::firmware_pair;
 use host_genpat::apply::{apply_with, target_room, Policy, TargetSlot};
@@ -20,7 +20,7 @@ use host_genpat::{GenOptions, Metadata};
 
 const E: usize = 4096;
 type Flash = MockFlash<1, 4, E>;
-type DevError = Error<PartitionError<MockError>>;
+type DevError = Error;
 
 /// The entry turning `old` into `new` for `component`, signed by `key`.
 fn entry(old: &[u8], new: &[u8], component: u8, counter: u32, key: Option<&SecretKey>) -> Vec<u8> {
@@ -76,9 +76,9 @@ fn host_apply(
         Ok((Outcome::Applied, image)) => Ok(image),
         Ok((o, _)) => panic!("unexpected outcome {o:?}"),
         Err(e) => Err(match e {
-            Error::Header(h) => Error::Header(h),
-            Error::NoSuitablePatch => Error::NoSuitablePatch,
-            Error::BadSignature => Error::BadSignature,
+            e @ (ApplyError::Header(_)
+            | ApplyError::NoSuitablePatch
+            | ApplyError::BadSignature) => Error::Apply(e),
             other => panic!("unexpected error {other:?}"),
         }),
     }
@@ -101,15 +101,15 @@ fn a_two_component_file_is_applied_component_by_component() {
     // there is no component 2.
     assert_eq!(
         host_apply(&patch, &im.data.0, 0, p),
-        Err(Error::NoSuitablePatch)
+        Err(Error::Apply(ApplyError::NoSuitablePatch))
     );
     assert_eq!(
         host_apply(&patch, &im.app.0, 1, p),
-        Err(Error::NoSuitablePatch)
+        Err(Error::Apply(ApplyError::NoSuitablePatch))
     );
     assert_eq!(
         host_apply(&patch, &im.app.0, 2, p),
-        Err(Error::NoSuitablePatch)
+        Err(Error::Apply(ApplyError::NoSuitablePatch))
     );
 }
 
@@ -141,7 +141,7 @@ fn signed_component_entries_whose_component_byte_changes_are_refused() {
         // As sent: the header CRC no longer holds.
         assert!(matches!(
             host_apply(&bad, &im.data.0, 1, p),
-            Err(Error::Header(_))
+            Err(Error::Apply(ApplyError::Header(_)))
         ));
         // With the header CRC made right again, the signature fails, for
         // the component the entry was for and the one it now claims.
@@ -151,7 +151,7 @@ fn signed_component_entries_whose_component_byte_changes_are_refused() {
             let old = if c == 1 { &im.data.0 } else { &im.app.0 };
             assert_eq!(
                 host_apply(&bad, old, c, p),
-                Err(Error::BadSignature),
+                Err(Error::Apply(ApplyError::BadSignature)),
                 "{to} {c}"
             );
         }

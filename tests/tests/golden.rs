@@ -4,7 +4,7 @@
 //! its version).
 
 use flashpatch::ApplierState;
-use flashpatch::{Error, Outcome};
+use flashpatch::{ApplyError as Error, Outcome};
 use flashpatch_tests::apply_guarded;
 
 const OLD: &[u8] = b"The quick brown fox jumps over the lazy dog. The quick brown fox jumps again.";

@@ -5,7 +5,7 @@
 
 use flashpatch::crc32::crc32;
 use flashpatch::format::CONTAINER_HEADER_LEN;
-use flashpatch::{Error, Outcome, Verdict};
+use flashpatch::{ApplyError as Error, Outcome, Verdict};
 use flashpatch_tests::{apply_guarded_with, firmware_pair};
 use host_genpat::container;
 use host_genpat::keys::SecretKey;

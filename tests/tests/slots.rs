@@ -3,7 +3,7 @@
 
 use flashpatch::slots::{Boot, Installed, Layout, Slot};
 use flashpatch::ApplierState;
-use flashpatch::{Error, Outcome, Status};
+use flashpatch::{ApplyError, Outcome, SlotError as Error, Status};
 use flashpatch_tests::device::{DevError, Device};
 use flashpatch_tests::firmware_pair;
 
@@ -137,14 +137,14 @@ fn what_is_not_allowed_is_refused() {
     let wrong = host_genpat::diff(&other, &new, &Default::default()).unwrap();
     assert_eq!(
         install(&dev, &wrong, 512).unwrap_err(),
-        Error::NoSuitablePatch
+        Error::Apply(ApplyError::NoSuitablePatch)
     );
     // Activating an image the slot does not hold.
     let mut inst = install(&dev, &patch, 512).unwrap();
     inst.image.sha256[0] ^= 1;
     assert_eq!(
         dev.slots().unwrap().activate(&inst),
-        Err(Error::TargetMismatch)
+        Err(Error::ImageMismatch)
     );
     inst.image.sha256[0] ^= 1;
     activate(&dev, &inst);

@@ -3,8 +3,8 @@
 //! trusts it, which is why `genpat apply` hashes the source anyway and
 //! keeps the result only if the two agree (`host-genpat`'s apply tests).
 
-use flashpatch::mock::{MockError, MockFlash, Stats};
-use flashpatch::{Applier, ApplierState, Error, Outcome, Status};
+use flashpatch::mock::{MockFlash, Stats};
+use flashpatch::{Applier, ApplierState, ApplyError as Error, Outcome, Status};
 use flashpatch_tests::firmware_pair;
 use host_genpat::container::source_id;
 
@@ -18,7 +18,7 @@ fn run(
     old: &[u8],
     new_len: usize,
     vouch: Option<(u32, [u8; 16])>,
-) -> (Result<Outcome, Error<MockError>>, Vec<u8>, Stats, Stats) {
+) -> (Result<Outcome, Error>, Vec<u8>, Stats, Stats) {
     let slot = 64 * 1024;
     let mut source = Flash::new(slot);
     source.preload(0, old);

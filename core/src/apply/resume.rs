@@ -21,17 +21,13 @@
 //! target is written up to an erase unit boundary, so the target bytes
 //! written equal the bytes programmed and nothing else needs saving.
 
-use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
-
-use super::io::align_up;
-use super::{Applier, Job, Phase, BUF};
+use super::run::Applier;
+use super::{NorFlash, ReadNorFlash};
+use crate::apply::io::align_up;
+use crate::apply::{Job, Phase, BUF};
 use crate::codec::{self, Params, CODEC_RC3};
 use crate::crc32::Crc32;
 use crate::format::{EntryHeader, FIXED_HEADER_LEN};
-
-/// Bytes of the applier's saved state.
-pub(crate) const SAVED_LEN: usize =
-    2 + 4 + FIXED_HEADER_LEN + 4 + 4 + 4 + 1 + 4 + BUF + 9 + 5 + codec::SAVED_LEN;
 
 fn u16_of(input: &mut dyn FnMut(&mut [u8]) -> bool, ok: &mut bool) -> u16 {
     let mut b = [0u8; 2];
@@ -47,8 +43,8 @@ fn u32_of(input: &mut dyn FnMut(&mut [u8]) -> bool, ok: &mut bool) -> u32 {
 
 impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R>
 where
+    S: ReadNorFlash,
     T: NorFlash,
-    S: ReadNorFlash<Error = T::Error>,
 {
     /// Stops for a checkpoint each time `every` more target bytes are
     /// programmed (a multiple of the target's erase size; 0: never).

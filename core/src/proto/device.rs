@@ -53,8 +53,8 @@ pub fn install<P, S, F>(
 ) -> Installed
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
-    F: NorFlash<Error = P::Error>,
+    S: NorFlash,
+    F: NorFlash,
 {
     install_with(slots, state, staging, buf, send, Policy::default())
 }
@@ -81,8 +81,8 @@ pub fn install_signed<P, S, F>(
 ) -> Installed
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
-    F: NorFlash<Error = P::Error>,
+    S: NorFlash,
+    F: NorFlash,
 {
     let policy = Policy {
         key: Some((key, min_counter)),
@@ -110,8 +110,8 @@ fn install_with<P, S, F>(
 ) -> Installed
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
-    F: NorFlash<Error = P::Error>,
+    S: NorFlash,
+    F: NorFlash,
 {
     let (verdict, text, restart) = match run(slots, state, staging, buf, send, policy) {
         Ok(Outcome::Applied) => (Verdict::Ok, Verdict::Ok.message(), true),
@@ -144,11 +144,11 @@ fn run<P, S, F>(
 ) -> Result<Outcome, Failed>
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
-    F: NorFlash<Error = P::Error>,
+    S: NorFlash,
+    F: NorFlash,
 {
     let size = staging.resume().map_or(0, |r| r.size);
-    let error = |e: crate::Error<P::Error>| {
+    let error = |e: crate::SlotError| {
         let v = e.verdict();
         (v, v.message())
     };

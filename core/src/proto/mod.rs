@@ -23,7 +23,7 @@ pub use frame::{FrameDecoder, FrameError, MAX_FRAME};
 pub use msg::{Announce, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION};
 pub use stage::{StageError, Staging};
 
-use crate::{Error, Status, Verdict};
+use crate::{ApplyError, FlashError, Status, Verdict};
 
 /// What a device does about a host message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,22 +76,23 @@ pub fn handle<F: NorFlash>(staging: &mut Staging<F>, msg: &HostMsg<'_>) -> Actio
 pub fn feed_staged<F, E>(
     staging: &mut Staging<F>,
     buf: &mut [u8],
-    mut feed: impl FnMut(&[u8]) -> Result<Status, Error<E>>,
+    mut feed: impl FnMut(&[u8]) -> Result<Status, E>,
     mut progress: impl FnMut(u32),
-) -> Result<(), Error<E>>
+) -> Result<(), E>
 where
-    F: NorFlash<Error = E>,
+    F: NorFlash,
+    E: From<ApplyError> + From<FlashError>,
 {
     let size = staging.resume().map_or(0, |r| r.size);
     let step = buf.len() as u32 & !3;
     if !staging.complete() || step == 0 {
-        return Err(Error::Truncated);
+        return Err(ApplyError::Truncated.into());
     }
     let mut at = 0;
     while at < size {
         let n = step.min(size - at) as usize;
         let nr = n.next_multiple_of(4);
-        staging.read(at, &mut buf[..nr]).map_err(Error::Flash)?;
+        staging.read(at, &mut buf[..nr])?;
         feed(&buf[..n])?;
         at += n as u32;
         progress(at);

@@ -25,6 +25,12 @@ use embedded_storage::nor_flash::NorFlash;
 
 use super::msg::Resume;
 use crate::crc32::Crc32;
+use crate::error::{FlashError, FlashRole};
+
+/// Makes a staging flash driver's error a [`FlashError`].
+fn staging<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> FlashError {
+    FlashError::new(FlashRole::Staging, e)
+}
 
 const MAGIC: [u8; 4] = *b"FPST";
 const HEADER: u32 = 16;
@@ -33,9 +39,9 @@ const HEADER: u32 = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
-pub enum StageError<E> {
+pub enum StageError {
     /// The flash failed.
-    Flash(E),
+    Flash(FlashError),
     /// The patch does not fit in the staging partition.
     TooLarge {
         /// Largest patch the partition holds.
@@ -68,13 +74,14 @@ pub struct Staging<F> {
     transfer: Option<Transfer>,
 }
 
-type Res<T, E> = Result<T, StageError<E>>;
+type Res<T> = Result<T, StageError>;
+
 
 impl<F: NorFlash> Staging<F> {
     const UNIT: u32 = F::ERASE_SIZE as u32;
 
     /// Opens the staging partition and finds an interrupted transfer.
-    pub fn open(flash: F) -> Result<Self, F::Error> {
+    pub fn open(flash: F) -> Result<Self, FlashError> {
         const {
             assert!(F::WRITE_SIZE <= 4 && 4 % F::WRITE_SIZE == 0);
             assert!(F::READ_SIZE <= 4 && 4 % F::READ_SIZE == 0);
@@ -88,9 +95,9 @@ impl<F: NorFlash> Staging<F> {
         Ok(s)
     }
 
-    fn scan(&mut self) -> Result<Option<Transfer>, F::Error> {
+    fn scan(&mut self) -> Result<Option<Transfer>, FlashError> {
         let mut h = [0u8; HEADER as usize];
-        self.flash.read(0, &mut h)?;
+        self.flash.read(0, &mut h).map_err(staging)?;
         let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         if h[..4] != MAGIC || crate::crc32::crc32(&h[..12]) != word(12) {
             return Ok(None);
@@ -103,7 +110,9 @@ impl<F: NorFlash> Staging<F> {
         let mut done = 0;
         while done < units {
             let mut w = [0u8; 4];
-            self.flash.read(HEADER + 4 * done, &mut w)?;
+            self.flash
+                .read(HEADER + 4 * done, &mut w)
+                .map_err(staging)?;
             if w == [0xFF; 4] {
                 break;
             }
@@ -143,7 +152,7 @@ impl<F: NorFlash> Staging<F> {
     /// Starts a transfer of a patch of `size` bytes with CRC-32 `crc32`, or
     /// continues the one held if it is the same patch. Returns the offset
     /// the host continues from.
-    pub fn begin(&mut self, size: u32, crc32: u32) -> Res<u32, F::Error> {
+    pub fn begin(&mut self, size: u32, crc32: u32) -> Res<u32> {
         if let Some(t) = self.transfer {
             if t.size == size && t.crc32 == crc32 {
                 return Ok(t.received);
@@ -154,14 +163,18 @@ impl<F: NorFlash> Staging<F> {
             return Err(StageError::TooLarge { max });
         }
         self.transfer = None;
-        self.flash.erase(0, Self::UNIT).map_err(StageError::Flash)?;
+        self.flash
+            .erase(0, Self::UNIT)
+            .map_err(|e| StageError::Flash(staging(e)))?;
         let mut h = [0u8; HEADER as usize];
         h[..4].copy_from_slice(&MAGIC);
         h[4..8].copy_from_slice(&size.to_le_bytes());
         h[8..12].copy_from_slice(&crc32.to_le_bytes());
         let c = crate::crc32::crc32(&h[..12]);
         h[12..].copy_from_slice(&c.to_le_bytes());
-        self.flash.write(0, &h).map_err(StageError::Flash)?;
+        self.flash
+            .write(0, &h)
+            .map_err(|e| StageError::Flash(staging(e)))?;
         self.transfer = Some(Transfer {
             size,
             crc32,
@@ -173,7 +186,7 @@ impl<F: NorFlash> Staging<F> {
 
     /// Stores `data` at patch offset `offset`; returns the bytes stored in
     /// all. `offset` must be where the stored bytes end.
-    pub fn write(&mut self, offset: u32, data: &[u8]) -> Res<u32, F::Error> {
+    pub fn write(&mut self, offset: u32, data: &[u8]) -> Res<u32> {
         let mut t = self.transfer.ok_or(StageError::NotStarted)?;
         if offset != t.received {
             return Err(StageError::Offset {
@@ -189,7 +202,7 @@ impl<F: NorFlash> Staging<F> {
             return Err(StageError::Length);
         }
         let end = end as u32;
-        let flash = StageError::Flash;
+        let flash = |e| StageError::Flash(staging(e));
         while t.erased < end.next_multiple_of(4) {
             let at = Self::UNIT + t.erased;
             self.flash.erase(at, at + Self::UNIT).map_err(flash)?;
@@ -222,14 +235,14 @@ impl<F: NorFlash> Staging<F> {
     }
 
     /// Reads stored patch bytes at `offset` into `buf`.
-    pub fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), F::Error> {
-        self.flash.read(Self::UNIT + offset, buf)
+    pub fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
+        self.flash.read(Self::UNIT + offset, buf).map_err(staging)
     }
 
     /// Whether the stored patch matches the CRC-32 it was begun with,
     /// read back through `buf`.
     #[inline(never)]
-    pub fn check(&mut self, buf: &mut [u8]) -> Result<bool, F::Error> {
+    pub fn check(&mut self, buf: &mut [u8]) -> Result<bool, FlashError> {
         let Some(t) = self.transfer.filter(|t| t.received == t.size) else {
             return Ok(false);
         };
@@ -238,7 +251,9 @@ impl<F: NorFlash> Staging<F> {
         while at < t.size && !buf.is_empty() {
             let n = (buf.len() as u32).min(t.size - at) as usize;
             let nr = n.next_multiple_of(F::READ_SIZE).min(buf.len());
-            self.flash.read(Self::UNIT + at, &mut buf[..nr])?;
+            self.flash
+                .read(Self::UNIT + at, &mut buf[..nr])
+                .map_err(staging)?;
             c.update(&buf[..n]);
             at += n as u32;
         }
@@ -246,9 +261,9 @@ impl<F: NorFlash> Staging<F> {
     }
 
     /// Forgets the transfer (erases the header unit).
-    pub fn clear(&mut self) -> Result<(), F::Error> {
+    pub fn clear(&mut self) -> Result<(), FlashError> {
         self.transfer = None;
-        self.flash.erase(0, Self::UNIT)
+        self.flash.erase(0, Self::UNIT).map_err(staging)
     }
 
     /// Gives the flash back.

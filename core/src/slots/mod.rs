@@ -112,8 +112,8 @@ mod update;
 
 use embedded_storage::nor_flash::NorFlash;
 
-use crate::apply::io::sha256_of;
-use crate::error::Error;
+use crate::apply::blocking::reads::sha256_of;
+use crate::error::{FlashError, FlashRole, SlotError as Error};
 use crate::ApplierState;
 use store::Store;
 
@@ -221,18 +221,18 @@ pub struct Slots<P, S, const N: usize = 1> {
     config: Config,
 }
 
-type Res<T, E> = Result<T, Error<E>>;
+type Res<T> = Result<T, Error>;
 
 impl<P, S> Slots<P, S>
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
+    S: NorFlash,
 {
     /// The slot manager over slot A, slot B and the state area. Reads the
     /// state area. [`Error::StateArea`] if the state area cannot hold two
     /// banks (each a whole number of erase units, at least
     /// [`Slots::MIN_BANK`] bytes).
-    pub fn new(a: P, b: P, state: S, config: Config) -> Res<Self, P::Error> {
+    pub fn new(a: P, b: P, state: S, config: Config) -> Res<Self> {
         Self::new_group([[a, b]], state, config)
     }
 
@@ -246,7 +246,7 @@ where
     /// confirmed, running image (security counter 0, floor 0). Only
     /// allowed while the state area holds no boot record
     /// ([`Error::SlotState`] otherwise).
-    pub fn provision(&mut self, slot: Slot, size: u32) -> Res<(), P::Error> {
+    pub fn provision(&mut self, slot: Slot, size: u32) -> Res<()> {
         self.provision_group([(slot, size)])
     }
 }
@@ -254,13 +254,13 @@ where
 impl<P, S, const N: usize> Slots<P, S, N>
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
+    S: NorFlash,
 {
     /// The slot manager over the slot pairs of `N` components (`[A, B]`
     /// each) and the state area, which holds the boot state of all of
     /// them. Reads the state area; [`Error::StateArea`] as [`Slots::new`].
     /// The boot stage and the application must use the same `N`.
-    pub fn new_group(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self, P::Error> {
+    pub fn new_group(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self> {
         const {
             assert!(RECORD_ALIGN.is_multiple_of(S::WRITE_SIZE));
             assert!(RECORD_ALIGN.is_multiple_of(S::READ_SIZE));
@@ -301,7 +301,7 @@ where
     }
 
     /// Whether `slot` of component 0 holds `image` (size and SHA-256).
-    pub fn holds(&mut self, slot: Slot, image: &Image) -> Res<bool, P::Error> {
+    pub fn holds(&mut self, slot: Slot, image: &Image) -> Res<bool> {
         self.holds_in(0, slot, image)
     }
 
@@ -309,7 +309,7 @@ where
     /// Not inlined: its read buffer and digest are on the stack only while
     /// it runs.
     #[inline(never)]
-    pub fn holds_in(&mut self, component: usize, slot: Slot, image: &Image) -> Res<bool, P::Error> {
+    pub fn holds_in(&mut self, component: usize, slot: Slot, image: &Image) -> Res<bool> {
         let Some(pair) = self.slots.get_mut(component) else {
             return Ok(false);
         };
@@ -318,13 +318,21 @@ where
             return Ok(false);
         }
         let mut buf = [0u8; 64];
-        let sha = sha256_of(flash, &mut buf, image.size).map_err(Error::Flash)?;
+        let sha = sha256_of(flash, &mut buf, image.size).map_err(|e| {
+            // The running image's slot is the source of an update.
+            let running = self.store.boot().map(|r| r.components[component].active);
+            let role = match running {
+                Some(s) if s != slot => FlashRole::Target,
+                _ => FlashRole::Source,
+            };
+            FlashError::new(role, e)
+        })?;
         Ok(sha == image.sha256)
     }
 
     /// Whether `slot` of component `k` may be booted with `image`
     /// recorded: the image verifies and its counter is not below `floor`.
-    fn bootable(&mut self, k: usize, slot: Slot, image: &Image, floor: u32) -> Res<bool, P::Error> {
+    fn bootable(&mut self, k: usize, slot: Slot, image: &Image, floor: u32) -> Res<bool> {
         Ok(image.counter >= floor && self.holds_in(k, slot, image)?)
     }
 
@@ -333,7 +341,7 @@ where
     /// Size 0 leaves a component other than 0 empty: nothing to verify at
     /// boot, until an update (a full image) fills it. Only allowed while
     /// the state area holds no boot record ([`Error::SlotState`]).
-    pub fn provision_group(&mut self, images: [(Slot, u32); N]) -> Res<(), P::Error> {
+    pub fn provision_group(&mut self, images: [(Slot, u32); N]) -> Res<()> {
         if self.store.boot().is_some() {
             return Err(Error::SlotState);
         }
@@ -348,7 +356,8 @@ where
                 return Err(Error::NoBootableImage);
             }
             let mut buf = [0u8; 64];
-            let sha256 = sha256_of(flash, &mut buf, size).map_err(Error::Flash)?;
+            let sha256 =
+                sha256_of(flash, &mut buf, size).map_err(FlashError::of(FlashRole::Source))?;
             components[k].images[slot.index()] = Image {
                 size,
                 sha256,
@@ -372,7 +381,7 @@ where
     /// [`Config::max_boot_attempts`] unconfirmed boots, or if it fails
     /// verification, the previous image is made active again (one record
     /// write) and returned with `rolled_back` set.
-    pub fn select(&mut self) -> Res<Boot, P::Error> {
+    pub fn select(&mut self) -> Res<Boot> {
         let g = self.select_group()?;
         Ok(Boot {
             slot: g.slots[0],
@@ -388,7 +397,7 @@ where
     /// that fails) switches back every component the trial switched, and
     /// any damaged one, in one record write, provided each previous image
     /// verifies and is at or above its floor.
-    pub fn select_group(&mut self) -> Res<GroupBoot<N>, P::Error> {
+    pub fn select_group(&mut self) -> Res<GroupBoot<N>> {
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let mut good = [true; N];
         for (k, c) in rec.components.iter().enumerate() {
@@ -437,7 +446,7 @@ where
         &mut self,
         rec: &BootState<N>,
         good: &[bool; N],
-    ) -> Res<Option<BootState<N>>, P::Error> {
+    ) -> Res<Option<BootState<N>>> {
         let mut next = BootState {
             trial: false,
             attempts: 0,
@@ -464,7 +473,7 @@ where
     /// (one record write, for every component), and each component's
     /// floor rises to its active image's security counter (it never
     /// falls). Nothing is written if the state is confirmed already.
-    pub fn confirm(&mut self) -> Res<(), P::Error> {
+    pub fn confirm(&mut self) -> Res<()> {
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         if !rec.trial {
             return Ok(());
@@ -487,7 +496,7 @@ where
     pub fn begin_update<'s>(
         &'s mut self,
         state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S, N>, P::Error> {
+    ) -> Res<Update<'s, P, S, N>> {
         self.begin_component_update(0, state)
     }
 
@@ -503,7 +512,7 @@ where
         &'s mut self,
         component: u8,
         state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S, N>, P::Error> {
+    ) -> Res<Update<'s, P, S, N>> {
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let every = self.config.checkpoint_units;
         let c = match rec.components.get(component as usize) {
@@ -536,7 +545,7 @@ where
     pub fn resume<'s>(
         &'s mut self,
         state: &'s mut ApplierState,
-    ) -> Res<Option<Resumed<'s, P, S, N>>, P::Error> {
+    ) -> Res<Option<Resumed<'s, P, S, N>>> {
         if self.store.checkpoint.is_none() || self.store.boot().is_none_or(|r| r.trial) {
             return Ok(None);
         }
@@ -545,7 +554,7 @@ where
         if let Some(mut r) = self.store.checkpoint_reader() {
             r.read(&mut c);
             if let Some(e) = r.err {
-                return Err(Error::Flash(e));
+                return Err(FlashError::new(FlashRole::State, e).into());
             }
         }
         let component = c[0];
@@ -564,7 +573,7 @@ where
 
     /// Application: makes the image [`Update::finish`] reported the one to
     /// boot next, on trial, as [`Slots::activate_group`] with one image.
-    pub fn activate(&mut self, installed: &Installed) -> Res<(), P::Error> {
+    pub fn activate(&mut self, installed: &Installed) -> Res<()> {
         self.activate_group(core::slice::from_ref(installed))
     }
 
@@ -572,13 +581,13 @@ where
     /// one per component) the ones to boot next, all on trial together:
     /// **one record write** switches every component whose image is not
     /// the running one, so a reset at any instant leaves all of them old
-    /// or all new. Checks each slot's image first ([`Error::TargetMismatch`])
+    /// or all new. Checks each slot's image first ([`Error::ImageMismatch`])
     /// and its security counter against the component's floor
     /// ([`Error::Rollback`]); nothing is written if any fails, or if every
     /// image is running already. [`Error::SlotState`] if a trial is not
     /// confirmed yet, or a component is past the last or given twice.
     #[inline(never)]
-    pub fn activate_group(&mut self, installed: &[Installed]) -> Res<(), P::Error> {
+    pub fn activate_group(&mut self, installed: &[Installed]) -> Res<()> {
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let mut next = rec;
         let mut seen = [false; N];
@@ -603,7 +612,7 @@ where
                 });
             }
             if !self.holds_in(k, i.slot, &i.image)? {
-                return Err(Error::TargetMismatch);
+                return Err(Error::ImageMismatch);
             }
             let n = &mut next.components[k];
             n.images[i.slot.index()] = i.image;

@@ -16,7 +16,7 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use crate::crc32::Crc32;
-use crate::error::Error;
+use crate::error::{FlashError, FlashRole, SlotError as Error};
 
 use super::record::boot_record_len;
 use super::{BootState, RECORD_ALIGN};
@@ -67,7 +67,7 @@ struct Header {
     gen: u32,
 }
 
-type Res<T, E> = Result<T, Error<E>>;
+type Res<T> = Result<T, Error>;
 
 /// Hands a record's body to the sink it is given, in pieces of any size.
 pub(crate) type Fill<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8]));
@@ -75,7 +75,7 @@ pub(crate) type Fill<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8]));
 impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Scans the state area; [`Error::StateArea`] if it cannot hold two
     /// banks of at least `min_bank` bytes each.
-    pub(crate) fn open(flash: S, min_bank: u32) -> Res<Self, S::Error> {
+    pub(crate) fn open(flash: S, min_bank: u32) -> Res<Self> {
         let erase = S::ERASE_SIZE as u32;
         let bank_size = (flash.capacity() as u32 / 2) / erase * erase;
         if bank_size < min_bank {
@@ -102,7 +102,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Room for a record of `len` bytes: in the bank this session writes,
     /// or in a freshly erased one (which then starts with a copy of the
     /// boot record if `copy_boot`). Returns its offset.
-    fn place(&mut self, len: u32, copy_boot: bool) -> Res<u32, S::Error> {
+    fn place(&mut self, len: u32, copy_boot: bool) -> Res<u32> {
         if let Some((bank, next)) = self.next {
             if next + len <= (bank as u32 + 1) * self.bank_size {
                 return Ok(next);
@@ -117,7 +117,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.next = None;
         self.flash
             .erase(start, start + self.bank_size)
-            .map_err(Error::Flash)?;
+            .map_err(FlashError::of(FlashRole::State))?;
         self.next = Some((fresh, start));
         if copy_boot {
             if let Some((rec, _)) = self.current {
@@ -145,7 +145,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Appends a boot record (one write for up to two components). A
     /// record of a new generation makes the checkpoints of the old one
     /// stale.
-    pub(crate) fn write_boot(&mut self, rec: &BootState<N>) -> Res<(), S::Error> {
+    pub(crate) fn write_boot(&mut self, rec: &BootState<N>) -> Res<()> {
         let len = boot_record_len(N);
         let at = self.place(len as u32, false)?;
         self.write_record(at, KIND_BOOT, len, rec.gen, &mut |out| rec.encode(out))?;
@@ -169,7 +169,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         len: usize,
         gen: u32,
         fill: Fill<'_>,
-    ) -> Res<(), S::Error> {
+    ) -> Res<()> {
         let h = self.header(kind, len, gen);
         let bank = (at / self.bank_size) as u8;
         self.next = None;
@@ -192,7 +192,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Appends a checkpoint of `len` bytes (header and CRC included) for
     /// the current generation; `fill` hands its body to the sink given to
     /// it, in pieces of any size (what does not fit is dropped).
-    pub(crate) fn write_checkpoint(&mut self, len: usize, fill: Fill<'_>) -> Res<(), S::Error> {
+    pub(crate) fn write_checkpoint(&mut self, len: usize, fill: Fill<'_>) -> Res<()> {
         let gen = self.current.map(|(c, _)| c.gen).unwrap_or(0);
         let at = self.place(len as u32, true)?;
         let bank = (at / self.bank_size) as u8;
@@ -223,7 +223,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.checkpoint = None;
     }
 
-    fn scan(&mut self) -> Res<(), S::Error> {
+    fn scan(&mut self) -> Res<()> {
         let mut best_ck: Option<(CheckpointAt, u8, u32)> = None;
         for bank in 0..2u8 {
             let start = bank as u32 * self.bank_size;
@@ -235,7 +235,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
                     let mut reader = record_reader(&mut self.flash, at, h.len);
                     let rec = BootState::parse(h.len as usize, h.gen, &mut |b| reader.read(b));
                     if let Some(e) = reader.err {
-                        return Err(Error::Flash(e));
+                        return Err(FlashError::new(FlashRole::State, e).into());
                     }
                     if let Some(r) = rec {
                         if self.current.is_none() || self.current_seq < h.seq {
@@ -263,12 +263,12 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
 
     /// The header of the valid record at `at` (bank ends at `end`), if
     /// there is one: magic, version, kind, length and CRC all hold.
-    fn valid_record(&mut self, at: u32, end: u32) -> Res<Option<Header>, S::Error> {
+    fn valid_record(&mut self, at: u32, end: u32) -> Res<Option<Header>> {
         if at + HEADER_LEN as u32 > end {
             return Ok(None);
         }
         let mut h = [0u8; HEADER_LEN];
-        self.flash.read(at, &mut h).map_err(Error::Flash)?;
+        self.flash.read(at, &mut h).map_err(FlashError::of(FlashRole::State))?;
         let len = u16::from_le_bytes([h[6], h[7]]) as u32;
         let kind = h[4];
         if h[..4] != RECORD_MAGIC
@@ -285,7 +285,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         let body_end = at + len - 4;
         let mut pos = at;
         while pos < at + len {
-            self.flash.read(pos, &mut buf).map_err(Error::Flash)?;
+            self.flash.read(pos, &mut buf).map_err(FlashError::of(FlashRole::State))?;
             let n = (body_end.saturating_sub(pos) as usize).min(RECORD_ALIGN);
             crc.update(&buf[..n]);
             pos += RECORD_ALIGN as u32;
@@ -361,7 +361,7 @@ impl<S: NorFlash> RecordWriter<'_, S> {
 
     /// Pads and closes the record. By reference: moving the writer would
     /// copy its buffer on the stack.
-    fn finish(&mut self) -> Result<(), Error<S::Error>> {
+    fn finish(&mut self) -> Result<(), Error> {
         // Pad up to the CRC, then the CRC closes the record.
         while self.at + (self.fill as u32) < self.end {
             let pad = [0xFFu8; RECORD_ALIGN];
@@ -377,7 +377,7 @@ impl<S: NorFlash> RecordWriter<'_, S> {
         }
         self.flush();
         match self.err.take() {
-            Some(e) => Err(Error::Flash(e)),
+            Some(e) => Err(FlashError::new(FlashRole::State, e).into()),
             None => Ok(()),
         }
     }

@@ -4,7 +4,7 @@ use embedded_storage::nor_flash::NorFlash;
 
 use super::store::{Store, HEADER_LEN};
 use super::{Image, Slot, RECORD_ALIGN};
-use crate::error::Error;
+use crate::error::{FlashError, FlashRole, SlotError as Error};
 use crate::{Applier, ApplierState, Outcome, Progress, Status};
 
 /// Bytes of a checkpoint record on flash (header, the component, the
@@ -47,7 +47,7 @@ pub struct Update<'s, P, S, const N: usize = 1> {
 impl<'s, P, S, const N: usize> Update<'s, P, S, N>
 where
     P: NorFlash,
-    S: NorFlash<Error = P::Error>,
+    S: NorFlash,
 {
     pub(crate) fn new(
         source: &'s mut P,
@@ -92,7 +92,7 @@ where
 
     /// Takes the next chunk of the patch (any size), as
     /// [`Applier::feed`] does.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<Status, Error<P::Error>> {
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Status, Error> {
         let mut rest = chunk;
         loop {
             match self.applier.feed_some(&mut rest)? {
@@ -105,7 +105,7 @@ where
     /// Appends the applier's state to the state area. Not inlined: its
     /// record buffer is then on the stack only while it runs.
     #[inline(never)]
-    fn checkpoint(&mut self) -> Result<(), Error<P::Error>> {
+    fn checkpoint(&mut self) -> Result<(), Error> {
         let (applier, component) = (&self.applier, self.component);
         self.store.write_checkpoint(CHECKPOINT_LEN, &mut |out| {
             out(&[component]);
@@ -115,7 +115,7 @@ where
 
     /// Loads the newest checkpoint; the patch offset to feed from, or
     /// `None` if there is none or it cannot be used.
-    pub(crate) fn load(&mut self) -> Result<Option<u32>, Error<P::Error>> {
+    pub(crate) fn load(&mut self) -> Result<Option<u32>, Error> {
         if self.store.checkpoint.map(|(c, _)| c.len as usize) != Some(CHECKPOINT_LEN) {
             self.store.drop_checkpoint();
             return Ok(None);
@@ -128,7 +128,7 @@ where
             && c[0] == self.component
             && self.applier.load_state(&mut |b| reader.read(b));
         if let Some(e) = reader.err {
-            return Err(Error::Flash(e));
+            return Err(FlashError::new(FlashRole::State, e).into());
         }
         if !ok {
             self.store.drop_checkpoint();
@@ -149,12 +149,15 @@ where
     }
 
     /// The patch has ended: the image it installed, or why it failed.
-    pub fn finish(mut self) -> Result<Installed, Error<P::Error>> {
+    pub fn finish(mut self) -> Result<Installed, Error> {
         // A resumed update may hold the rest of the body in its input ring
         // already (offset = patch length): decode it.
         self.feed(&[])?;
         let outcome = self.applier.finish()?;
-        let t = self.applier.result_target().ok_or(Error::Failed)?;
+        let t = self
+            .applier
+            .result_target()
+            .ok_or(Error::Apply(crate::ApplyError::Failed))?;
         let image = Image {
             size: t.size,
             sha256: t.sha256,

@@ -6,8 +6,7 @@ pub mod slots;
 
 use embedded_storage::nor_flash::ReadNorFlash as _;
 use flashpatch::format::{EntryHeader, SourceId, TargetId, CONTAINER_HEADER_LEN};
-use flashpatch::mock::MockError;
-use flashpatch::{Applier, ApplierState, Error, Outcome, Status};
+use flashpatch::{Applier, ApplierState, Outcome, Status};
 use sha2::Digest as _;
 
 pub use slots::{slot_len, SourceSlot, TargetSlot};
@@ -17,8 +16,8 @@ pub use slots::{slot_len, SourceSlot, TargetSlot};
 pub type HostApplier<'a, 'old> = Applier<'a, &'a mut SourceSlot<'old>, &'a mut TargetSlot, 64, 64>;
 /// The working memory of [`HostApplier`].
 pub type HostApplierState = ApplierState<64, 64>;
-/// Errors of host-side apply.
-pub type ApplyError = Error<MockError>;
+/// Errors of host-side apply: the applier's.
+pub use flashpatch::ApplyError;
 
 /// The headers of `patch`'s entries, in order, up to the first that is
 /// not sound (a header CRC that does not match, a length past the end).
