@@ -6,11 +6,10 @@ pub mod slots;
 
 use embedded_storage::nor_flash::ReadNorFlash as _;
 use flashpatch::format::{EntryHeader, SourceId, TargetId, CONTAINER_HEADER_LEN};
-use flashpatch::mock::MockError;
 use flashpatch::{Applier, ApplierState, Error, Outcome, Status};
 use sha2::Digest as _;
 
-pub use slots::{slot_len, SourceSlot, TargetSlot};
+pub use slots::{slot_len, SlotError, SourceSlot, TargetSlot};
 
 /// The applier exactly as `genpat apply` instantiates it (its RAM is this
 /// plus [`HostApplierState`]).
@@ -18,7 +17,7 @@ pub type HostApplier<'a, 'old> = Applier<'a, &'a mut SourceSlot<'old>, &'a mut T
 /// The working memory of [`HostApplier`].
 pub type HostApplierState = ApplierState<64, 64>;
 /// Errors of host-side apply.
-pub type ApplyError = Error<MockError>;
+pub type ApplyError = Error<SlotError>;
 
 /// The headers of `patch`'s entries, in order, up to the first that is
 /// not sound (a header CRC that does not match, a length past the end).
