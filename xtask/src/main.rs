@@ -177,7 +177,8 @@ fn test() -> Result<(), String> {
     // python3 serves the manifest test's files over loopback HTTP.
     qemu::ensure_packages(&[("python3", "python3")])?;
     let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
-    // Its test that checks the feature set is ignored in the workspace run.
+    // core again, with the devices' features; device_set.rs's check of
+    // the feature set, ignored in the workspace run, runs here.
     let (dp, df) = cargo_test(&[
         "test",
         "--release",
