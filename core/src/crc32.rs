@@ -6,6 +6,18 @@
 //! With the feature `fast-crc` (host tools; needs `std`) the work goes to
 //! `crc32fast`, which uses the CPU's carry-less multiply: the same values,
 //! ten times faster.
+//!
+//! ```
+//! use flashpatch::crc32::{crc32, Crc32};
+//!
+//! assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+//! // In pieces, as a patch arrives, and resumed from a saved register:
+//! let mut c = Crc32::new();
+//! c.update(b"1234");
+//! let mut c = Crc32::from_register(c.register());
+//! c.update(b"56789");
+//! assert_eq!(c.value(), 0xCBF4_3926);
+//! ```
 
 #[cfg_attr(feature = "fast-crc", allow(dead_code))]
 const POLY: u32 = 0xEDB8_8320;

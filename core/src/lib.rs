@@ -11,21 +11,46 @@
 //! partition; after the last byte it reads the target back and checks its
 //! SHA-256.
 //!
-//! ```
-//! # #[cfg(feature = "mock")] {
-//! use core::cell::RefCell;
-//! use flashpatch::{mock::MockFlash, Applier, ApplierState, Partition, Status};
+//! Here a patch of 121 bytes (made by `genpat OLD NEW PATCH`) turns a
+//! 608-byte image into the next version, between two slots of one flash
+//! (the mock flash of the feature `mock`; on a device, the chip's
+//! `NorFlash` driver):
 //!
-//! let flash = RefCell::new(MockFlash::<1, 4, 4096>::new(2 * 65536));
-//! let source = Partition::new(&flash, 0, 65536).unwrap();
-//! let target = Partition::new(&flash, 65536, 65536).unwrap();
+//! ```
+//! use core::cell::RefCell;
+//! use flashpatch::{mock::MockFlash, Applier, ApplierState, Outcome, Partition, Status};
+//!
+//! let old = b"Hello from version 1 of the firmware!\n".repeat(16);
+//! let new = b"Hello from version 2 of the firmware!\n".repeat(16);
+//! let patch = include_bytes!("../examples/data/hello.fpat");
+//!
+//! let mut chip = MockFlash::<1, 4, 4096>::new(2 * 4096);
+//! chip.preload(0, &old); // slot A runs the old image
+//! let flash = RefCell::new(chip);
+//! let source = Partition::new(&flash, 0, 4096).unwrap();
+//! let target = Partition::new(&flash, 4096, 4096).unwrap();
+//!
 //! let mut state = ApplierState::new();
 //! let mut applier: Applier<_, _> = Applier::new(source, target, &mut state);
-//! // A patch with no entries is refused as corrupt:
-//! let bad = b"FPAT\x01\x00\x00\x00";
-//! assert!(applier.feed(bad).is_err());
-//! # }
+//! let mut status = Status::NeedMore;
+//! for chunk in patch.chunks(16) {
+//!     status = applier.feed(chunk).unwrap();
+//! }
+//! assert_eq!(status, Status::Done(Outcome::Applied));
+//! assert_eq!(&flash.borrow().as_bytes()[4096..4096 + new.len()], &new[..]);
+//!
+//! // Something that is not a patch is refused, and nothing is written:
+//! let mut applier: Applier<_, _> = Applier::new(
+//!     Partition::new(&flash, 0, 4096).unwrap(),
+//!     Partition::new(&flash, 4096, 4096).unwrap(),
+//!     &mut state,
+//! );
+//! let e = applier.feed(b"FPAT\x01\x00\x00\x00").unwrap_err();
+//! assert_eq!(e.verdict().message(), "Patch data is invalid or corrupt");
 //! ```
+//!
+//! `core/examples/` holds whole programs (`cargo run --release -p
+//! flashpatch --example blocking`).
 //!
 //! The patch format is specified in `docs/FORMAT.md`.
 #![no_std]

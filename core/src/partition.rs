@@ -16,6 +16,22 @@ use embedded_storage::nor_flash::{
 
 /// A window `[offset, offset + size)` over a flash shared through a
 /// `RefCell`.
+///
+/// ```
+/// use core::cell::RefCell;
+/// use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
+/// use flashpatch::{mock::MockFlash, Partition, PartitionError};
+///
+/// let flash = RefCell::new(MockFlash::<1, 4, 4096>::new(3 * 4096));
+/// let mut slot = Partition::new(&flash, 4096, 4096).unwrap();
+/// slot.write(0, b"abcd").unwrap(); // offsets are the window's
+/// assert_eq!(&flash.borrow().as_bytes()[4096..4100], b"abcd");
+/// // Nothing outside the window is reached.
+/// let mut byte = [0u8];
+/// assert_eq!(slot.read(4096, &mut byte), Err(PartitionError::OutOfBounds));
+/// // A window must lie within the flash.
+/// assert!(Partition::new(&flash, 8192, 8192).is_none());
+/// ```
 pub struct Partition<'a, F> {
     flash: &'a RefCell<F>,
     offset: u32,

@@ -2,8 +2,10 @@
 //! machine that has only the Rust toolchain (rustup).
 //!
 //! - `cargo xtask test`: installs the no_std targets, runs the whole
-//!   workspace test suite, builds `core` for the two Cortex-M targets, and
-//!   runs the end-to-end tests of `firmware-demo` on QEMU (`e2e.rs`).
+//!   workspace test suite, core's tests again with the devices' feature
+//!   set, core's examples (each must print `OK`), builds `core` for the
+//!   two Cortex-M targets, and runs the end-to-end tests of
+//!   `firmware-demo` on QEMU (`e2e.rs`).
 //! - `cargo xtask demo`: the firmware demo on QEMU (`demo.rs`).
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
 //!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
@@ -15,6 +17,7 @@
 //!   (`device.rs`), built like `icount`'s firmware.
 //! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
 //!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
+//! - `cargo xtask examples`: only core's examples.
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
 
@@ -31,6 +34,16 @@ use std::process::{exit, Command};
 
 /// The microcontroller targets `core` must build for.
 const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
+
+/// core's features on a device (firmware-demo's `proto`), with the mock
+/// flash for the tests. `cargo test --workspace` builds core with every
+/// member's features at once (host-genpat's `fast-crc` and `vouch`, the
+/// tests' `sign`), so the code only devices run is tested in a run of its
+/// own; `core/tests/device_set.rs` fails there if a host feature leaks in.
+const DEVICE_FEATURES: &str = "mock,proto";
+
+/// core's examples (`core/examples/`): each must print `OK` last.
+const EXAMPLES: [&str; 1] = ["blocking"];
 
 /// Seconds per fuzz target in `cargo xtask test`.
 const FUZZ_SECS: u64 = 20;
@@ -56,8 +69,9 @@ fn main() {
             println!("signature check on the device: {}", f.summary());
         }),
         "fuzz" => fuzz::main(&std::env::args().skip(2).collect::<Vec<_>>()),
+        "examples" => EXAMPLES.iter().try_for_each(|name| run_example(name)),
         _ => {
-            eprintln!("usage: cargo xtask <test|check|bench|icount|size|demo|qemu-test|signed|fuzz>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  signed  only the signed update on QEMU, with what the signature check costs on the device\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd; device figures\n  icount [CORPUS_DIR]  Cortex-M4 instructions per output byte of the apply (QEMU -icount)\n  size   code size of the apply path on thumbv7em-none-eabihf\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)");
+            eprintln!("usage: cargo xtask <test|check|bench|icount|size|demo|qemu-test|signed|fuzz|examples>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test (core's also with the devices' features), run core's examples, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  signed  only the signed update on QEMU, with what the signature check costs on the device\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd; device figures\n  icount [CORPUS_DIR]  Cortex-M4 instructions per output byte of the apply (QEMU -icount)\n  size   code size of the apply path on thumbv7em-none-eabihf\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)\n  examples  run core's examples; each must print OK");
             exit(1);
         }
     };
@@ -132,6 +146,26 @@ fn cargo_test(args: &[&str]) -> Result<(u64, u64), String> {
     Ok((passed, failed))
 }
 
+/// Runs core's example `name` as a user would (`cargo run --release -p
+/// flashpatch --example NAME`) and fails unless it ends by printing `OK`.
+fn run_example(name: &str) -> Result<(), String> {
+    let program = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let args = ["run", "--release", "-p", "flashpatch", "--example", name];
+    eprintln!("xtask: $ {program} {}", args.join(" "));
+    let out = Command::new(&program)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    if out.status.success() && stdout.lines().last() == Some("OK") {
+        Ok(())
+    } else {
+        Err(format!("example {name} did not print OK ({})", out.status))
+    }
+}
+
 fn install_targets() -> Result<(), String> {
     let mut args = vec!["target", "add"];
     args.extend(NO_STD_TARGETS);
@@ -143,6 +177,24 @@ fn test() -> Result<(), String> {
     // python3 serves the manifest test's files over loopback HTTP.
     qemu::ensure_packages(&[("python3", "python3")])?;
     let (passed, failed) = cargo_test(&["test", "--workspace", "--release"])?;
+    // core again, with the devices' features; device_set.rs's check of
+    // the feature set, ignored in the workspace run, runs here.
+    let (dp, df) = cargo_test(&[
+        "test",
+        "--release",
+        "--package",
+        "flashpatch",
+        "--features",
+        DEVICE_FEATURES,
+        "--",
+        "--include-ignored",
+    ])?;
+    println!("device feature set ({DEVICE_FEATURES}): {dp} passed, {df} failed");
+    for name in EXAMPLES {
+        run_example(name)?;
+    }
+    println!("examples: {} passed, 0 failed", EXAMPLES.len());
+    let (passed, failed) = (passed + dp + EXAMPLES.len() as u64, failed + df);
     for t in NO_STD_TARGETS {
         for features in ["", "defmt", "sign"] {
             let mut args = vec![

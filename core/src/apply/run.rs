@@ -20,6 +20,35 @@ type Res<T> = Result<T, Error>;
 /// `W` is the write buffer and `R` the read cache, in bytes; both must be
 /// multiples of the flashes' read size, and `W` of the target's write
 /// size (checked at compile time).
+///
+/// The source and target may be two flashes. Fed to a target that already
+/// holds the new image, the same patch writes nothing:
+///
+/// ```
+/// use flashpatch::{mock::MockFlash, Applier, ApplierState, Outcome, Status};
+///
+/// let old = b"Hello from version 1 of the firmware!\n".repeat(16);
+/// let new = b"Hello from version 2 of the firmware!\n".repeat(16);
+/// let patch = include_bytes!("../../examples/data/hello.fpat");
+/// let mut source = MockFlash::<1, 4, 4096>::new(4096);
+/// source.preload(0, &old);
+/// let mut target = MockFlash::<1, 4, 4096>::new(4096);
+///
+/// let mut state = ApplierState::new();
+/// for round in 0..2 {
+///     let mut applier: Applier<_, _> = Applier::new(&mut source, &mut target, &mut state);
+///     // One piece at a time, of any size: the result is the same.
+///     let (head, tail) = patch.split_at(50);
+///     assert_eq!(applier.feed(head), Ok(Status::NeedMore));
+///     assert_eq!(applier.progress().consumed, 50);
+///     applier.feed(tail).unwrap();
+///     let outcome = applier.finish().unwrap();
+///     let expected = [Outcome::Applied, Outcome::AlreadyInstalled][round];
+///     assert_eq!(outcome, expected);
+///     assert_eq!(&target.as_bytes()[..new.len()], &new[..]);
+/// }
+/// assert_eq!(target.stats.erases, 1, "the second round erased nothing");
+/// ```
 pub struct Applier<'m, S, T, const W: usize = 64, const R: usize = 64> {
     pub(super) source: S,
     pub(super) target: T,

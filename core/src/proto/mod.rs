@@ -11,6 +11,53 @@
 //! The device side of a session is [`handle`] (what to answer to a host
 //! message) and [`feed_staged`] (feeds the stored patch to an
 //! applier); the firmware adds the link and the slot activation.
+//!
+//! A host's `Begin` and one `Chunk`, framed, sent over a link that cuts
+//! them into odd pieces, and staged by the device:
+//!
+//! ```
+//! use core::cell::RefCell;
+//! use flashpatch::crc32::crc32;
+//! use flashpatch::mock::MockFlash;
+//! use flashpatch::proto::{frame, handle, Action, FrameDecoder, HostMsg, Staging, MAX_FRAME};
+//! use flashpatch::Partition;
+//!
+//! let patch = include_bytes!("../../examples/data/hello.fpat");
+//! // The host: two messages, each one frame.
+//! let mut wire = Vec::new();
+//! let mut buf = [0u8; MAX_FRAME];
+//! for msg in [
+//!     HostMsg::Begin { size: patch.len() as u32, crc32: crc32(patch) },
+//!     HostMsg::Chunk { offset: 0, data: patch },
+//! ] {
+//!     let n = frame::encode(&msg, &mut buf).unwrap();
+//!     wire.extend_from_slice(&buf[..n]);
+//! }
+//!
+//! // The device: a staging partition, and the frames as they arrive.
+//! let flash = RefCell::new(MockFlash::<1, 4, 4096>::new(2 * 4096));
+//! let mut staging = Staging::open(Partition::new(&flash, 0, 2 * 4096).unwrap()).unwrap();
+//! let mut frames = FrameDecoder::new();
+//! let mut actions = Vec::new();
+//! for piece in wire.chunks(7) {
+//!     let mut rest = piece;
+//!     while !rest.is_empty() {
+//!         let (taken, payload) = frames.feed(rest);
+//!         rest = &rest[taken..];
+//!         if let Some(payload) = payload {
+//!             let msg: HostMsg = frame::decode(payload.unwrap()).unwrap();
+//!             actions.push(handle(&mut staging, &msg));
+//!         }
+//!     }
+//! }
+//! let n = patch.len() as u32;
+//! assert_eq!(actions, [
+//!     Action::Ack { offset: 0, complete: false },
+//!     Action::Ack { offset: n, complete: true },
+//! ]);
+//! // Staged whole: `device::install` applies and activates it.
+//! assert!(staging.complete());
+//! ```
 
 pub mod device;
 pub mod frame;

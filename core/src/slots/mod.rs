@@ -215,6 +215,45 @@ pub struct Resumed<'s, P, S, const N: usize = 1> {
 /// and the state area. Build one at every start (boot stage or
 /// application) with [`Slots::new`] or [`Slots::new_group`]; it reads the
 /// state area once.
+///
+/// A whole update, from the factory to a confirmed new image:
+///
+/// ```
+/// use core::cell::RefCell;
+/// use flashpatch::mock::MockFlash;
+/// use flashpatch::slots::{Config, Layout, Slot, Slots};
+/// use flashpatch::{ApplierState, Partition};
+///
+/// let old = b"Hello from version 1 of the firmware!\n".repeat(16);
+/// let patch = include_bytes!("../../examples/data/hello.fpat");
+/// // Slots of 4 KiB at 0 and 0x1000, a state area of two 4 KiB banks.
+/// const LAYOUT: Layout = Layout::new(4096, 0, 0x1000, 0x1000, 0x2000, 0x2000);
+/// let mut chip = MockFlash::<1, 4, 4096>::new(0x4000);
+/// chip.preload(0, &old);
+/// let flash = RefCell::new(chip);
+/// let open = || {
+///     let [a, b, state] = LAYOUT.partitions(&flash).unwrap();
+///     Slots::new(a, b, state, Config::default()).unwrap()
+/// };
+///
+/// // The factory records the image in slot A.
+/// open().provision(Slot::A, old.len() as u32).unwrap();
+/// // The application applies a patch into slot B and activates it.
+/// let mut slots = open();
+/// let mut mem = ApplierState::new();
+/// let mut update = slots.begin_update(&mut mem).unwrap();
+/// for chunk in patch.chunks(32) {
+///     update.feed(chunk).unwrap();
+/// }
+/// let installed = update.finish().unwrap();
+/// slots.activate(&installed).unwrap();
+/// // After the reset, the boot stage starts slot B on trial...
+/// let boot = open().select().unwrap();
+/// assert_eq!((boot.slot, boot.trial), (Slot::B, true));
+/// // ...and the new image, once it runs well, confirms itself.
+/// open().confirm().unwrap();
+/// assert!(!open().select().unwrap().trial);
+/// ```
 pub struct Slots<P, S, const N: usize = 1> {
     slots: [[P; 2]; N],
     store: Store<S, N>,

@@ -9,7 +9,7 @@ use flashpatch::format::{EntryHeader, SourceId, TargetId, CONTAINER_HEADER_LEN};
 use flashpatch::{Applier, ApplierState, Outcome, Status};
 use sha2::Digest as _;
 
-pub use slots::{slot_len, SourceSlot, TargetSlot};
+pub use slots::{slot_len, SlotError, SourceSlot, TargetSlot};
 
 /// The applier exactly as `genpat apply` instantiates it (its RAM is this
 /// plus [`HostApplierState`]).

@@ -2,10 +2,11 @@
 //!
 //! The source slot holds the old image and can only be read: it has no
 //! write or erase at all. The target slot is a NOR flash with the rules of
-//! [`flashpatch::mock::MockFlash`] that matter to the applier (erase sets
-//! whole erase units to `0xFF`, writes are aligned and program each write
-//! unit at most once between erases, nothing outside the slot is reached),
-//! built for speed rather than for power cuts: an erase only marks its
+//! core's test flash (`flashpatch::mock::MockFlash`) that matter to the
+//! applier (erase sets whole erase units to `0xFF`, writes are aligned and
+//! program each write unit at most once between erases, nothing outside
+//! the slot is reached, each refusal a [`SlotError`]), built for speed
+//! rather than for power cuts: an erase only marks its
 //! units blank, and a blank unit is filled with `0xFF` when it is first
 //! written, so the target costs one pass of memory traffic per byte the
 //! applier writes and nothing for the rest.
@@ -17,8 +18,9 @@
 
 use core::ops::Range;
 
-use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
-use flashpatch::mock::MockError;
+use embedded_storage::nor_flash::{
+    ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
+};
 
 /// Bytes of a write unit.
 pub const WRITE: usize = 4;
@@ -30,6 +32,32 @@ pub fn slot_len(size: usize) -> usize {
     size.div_ceil(ERASE).max(1) * ERASE
 }
 
+/// What a slot refuses. The slots are genpat's own flash, so that the
+/// tool does not build core's test flash (feature `mock`) in; these are
+/// the mock's errors that can happen to them, under the same names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SlotError {
+    /// The access reaches outside the slot.
+    OutOfBounds,
+    /// The access is not aligned.
+    NotAligned,
+    /// A write unit was written twice without an erase.
+    WriteTwice {
+        /// The first offending write unit.
+        offset: u32,
+    },
+}
+
+impl NorFlashError for SlotError {
+    fn kind(&self) -> NorFlashErrorKind {
+        match self {
+            SlotError::OutOfBounds => NorFlashErrorKind::OutOfBounds,
+            SlotError::NotAligned => NorFlashErrorKind::NotAligned,
+            SlotError::WriteTwice { .. } => NorFlashErrorKind::Other,
+        }
+    }
+}
+
 /// Checks an access of `len` bytes at `offset` against `capacity` and the
 /// alignment `align`; the byte range it covers.
 fn range(
@@ -37,14 +65,14 @@ fn range(
     len: usize,
     align: usize,
     capacity: usize,
-) -> Result<Range<usize>, MockError> {
+) -> Result<Range<usize>, SlotError> {
     let start = offset as usize;
     if !start.is_multiple_of(align) || !len.is_multiple_of(align) {
-        return Err(MockError::NotAligned);
+        return Err(SlotError::NotAligned);
     }
     match start.checked_add(len) {
         Some(end) if end <= capacity => Ok(start..end),
-        _ => Err(MockError::OutOfBounds),
+        _ => Err(SlotError::OutOfBounds),
     }
 }
 
@@ -96,13 +124,13 @@ impl<'a> SourceSlot<'a> {
 }
 
 impl ErrorType for SourceSlot<'_> {
-    type Error = MockError;
+    type Error = SlotError;
 }
 
 impl ReadNorFlash for SourceSlot<'_> {
     const READ_SIZE: usize = 1;
 
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SlotError> {
         let r = range(offset, bytes.len(), 1, self.capacity)?;
         match self.image.get(r.clone()) {
             Some(image) => bytes.copy_from_slice(image),
@@ -213,13 +241,13 @@ impl TargetSlot {
 }
 
 impl ErrorType for TargetSlot {
-    type Error = MockError;
+    type Error = SlotError;
 }
 
 impl ReadNorFlash for TargetSlot {
     const READ_SIZE: usize = 1;
 
-    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), SlotError> {
         let r = range(offset, bytes.len(), 1, self.capacity)?;
         let mut at = r.start;
         for out in bytes.chunks_mut(ERASE) {
@@ -250,8 +278,8 @@ impl NorFlash for TargetSlot {
     const WRITE_SIZE: usize = WRITE;
     const ERASE_SIZE: usize = ERASE;
 
-    fn erase(&mut self, from: u32, to: u32) -> Result<(), MockError> {
-        let len = to.checked_sub(from).ok_or(MockError::OutOfBounds)? as usize;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), SlotError> {
+        let len = to.checked_sub(from).ok_or(SlotError::OutOfBounds)? as usize;
         let r = range(from, len, ERASE, self.capacity)?;
         for u in &mut self.units[r.start / ERASE..r.end / ERASE] {
             if *u == Unit::Live {
@@ -264,7 +292,7 @@ impl NorFlash for TargetSlot {
         Ok(())
     }
 
-    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), MockError> {
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SlotError> {
         let r = range(offset, bytes.len(), WRITE, self.capacity)?;
         self.claim(r.start / WRITE..r.end / WRITE)?;
         // Every write unit in range is unwritten since its erase, so it
@@ -282,7 +310,7 @@ impl NorFlash for TargetSlot {
 impl TargetSlot {
     /// Marks write units `units` as programmed, unless one already is.
     #[inline]
-    fn claim(&mut self, units: Range<usize>) -> Result<(), MockError> {
+    fn claim(&mut self, units: Range<usize>) -> Result<(), SlotError> {
         let (w, n) = (units.start / 64, units.len());
         let taken = if n > 0 && (units.end - 1) / 64 == w {
             // Within one word of the bit set: the usual write of a few
@@ -310,7 +338,7 @@ impl TargetSlot {
             .find(|&(w, m)| self.written[w] & m != 0)
             .unwrap_or_default();
         let first = w * 64 + (self.written[w] & m).trailing_zeros() as usize;
-        Err(MockError::WriteTwice {
+        Err(SlotError::WriteTwice {
             offset: (first * WRITE) as u32,
         })
     }
@@ -331,7 +359,7 @@ mod tests {
         assert_eq!(b, [0xFF; 5]);
         assert_eq!(
             s.read(ERASE as u32 - 4, &mut b),
-            Err(MockError::OutOfBounds)
+            Err(SlotError::OutOfBounds)
         );
         assert_eq!(s.prefix(5), [1, 2, 3, 0xFF, 0xFF]);
     }
@@ -355,19 +383,19 @@ mod tests {
         );
         assert_eq!(
             t.write(ERASE as u32, &[0; 4]),
-            Err(MockError::WriteTwice {
+            Err(SlotError::WriteTwice {
                 offset: ERASE as u32
             })
         );
-        assert_eq!(t.write(2, &[0; 4]), Err(MockError::NotAligned));
-        assert_eq!(t.write(0, &[0; 3]), Err(MockError::NotAligned));
+        assert_eq!(t.write(2, &[0; 4]), Err(SlotError::NotAligned));
+        assert_eq!(t.write(0, &[0; 3]), Err(SlotError::NotAligned));
         assert_eq!(
             t.write(3 * ERASE as u32, &[0; 4]),
-            Err(MockError::OutOfBounds)
+            Err(SlotError::OutOfBounds)
         );
-        assert_eq!(t.erase(0, 100), Err(MockError::NotAligned));
-        assert_eq!(t.erase(ERASE as u32, 0), Err(MockError::OutOfBounds));
-        assert_eq!(t.erase(0, 4 * ERASE as u32), Err(MockError::OutOfBounds));
+        assert_eq!(t.erase(0, 100), Err(SlotError::NotAligned));
+        assert_eq!(t.erase(ERASE as u32, 0), Err(SlotError::OutOfBounds));
+        assert_eq!(t.erase(0, 4 * ERASE as u32), Err(SlotError::OutOfBounds));
         // Erasing the second unit frees its write units and blanks it; the
         // first keeps what was written.
         t.erase(ERASE as u32, 2 * ERASE as u32).unwrap();
@@ -376,7 +404,7 @@ mod tests {
         t.write(ERASE as u32, &[9; 4]).unwrap();
         assert_eq!(
             t.write(ERASE as u32 - 4, &[0; 4]),
-            Err(MockError::WriteTwice {
+            Err(SlotError::WriteTwice {
                 offset: ERASE as u32 - 4
             })
         );
@@ -385,7 +413,7 @@ mod tests {
         t.write(3000, &[0; 4]).unwrap();
         assert_eq!(
             t.write(256, &[0; 4000]),
-            Err(MockError::WriteTwice { offset: 3000 })
+            Err(SlotError::WriteTwice { offset: 3000 })
         );
         let image = t.into_image(ERASE + 8);
         assert_eq!(
@@ -404,7 +432,7 @@ mod tests {
             t.write(taken, &[1; 4]).unwrap();
             assert_eq!(
                 t.write(at, &vec![2; len]),
-                Err(MockError::WriteTwice { offset: taken })
+                Err(SlotError::WriteTwice { offset: taken })
             );
             t.write(at, &[3; 4]).unwrap();
             let mut b = [0u8; 4];
