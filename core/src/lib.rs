@@ -49,8 +49,40 @@
 //! assert_eq!(e.verdict().message(), "Patch data is invalid or corrupt");
 //! ```
 //!
+//! ## Blocking or async flash, and flashes of different types
+//!
+//! [`Applier`] takes blocking drivers (`embedded_storage::nor_flash`);
+//! [`asynch::Applier`] takes async ones (`embedded_storage_async`, as
+//! embassy's HALs give), and its `feed` is an `async fn`. Both are the same
+//! code: it is written once, as async code, and compiled a second time with
+//! every `async` and `.await` removed (`flashpatch-macros`), so the
+//! blocking applier has no futures in it. The source and the target may be
+//! flashes of different types with different error types (internal flash
+//! and an external SPI NOR, say); a driver's error reaches the caller as a
+//! [`FlashError`]: its `NorFlashErrorKind` and which flash it was
+//! ([`FlashRole`]). Each layer has its own error: the applier's
+//! [`ApplyError`], the slot manager's [`SlotError`].
+//!
+//! ```
+//! use flashpatch::{asynch, mock::Yielding, mock::MockFlash, ApplierState, Outcome};
+//!
+//! let old = b"Hello from version 1 of the firmware!\n".repeat(16);
+//! let patch = include_bytes!("../examples/data/hello.fpat");
+//! // Drivers that wait (return `Pending`) at every operation.
+//! let mut source = Yielding::new(MockFlash::<1, 4, 4096>::with_image(old, 4096));
+//! let mut target = Yielding::new(MockFlash::<1, 4, 4096>::new(4096));
+//! let mut state: ApplierState = ApplierState::new();
+//! let outcome = pollster::block_on(async {
+//!     let mut applier = asynch::Applier::new(&mut source, &mut target, &mut state);
+//!     applier.feed(patch).await?;
+//!     applier.finish()
+//! });
+//! assert_eq!(outcome, Ok(Outcome::Applied));
+//! assert!(target.suspensions > 0);
+//! ```
+//!
 //! `core/examples/` holds whole programs (`cargo run --release -p
-//! flashpatch --example blocking`).
+//! flashpatch --example blocking`, `async`, `two_flashes`).
 //!
 //! The patch format is specified in `docs/FORMAT.md`.
 #![no_std]

@@ -182,7 +182,10 @@ fn a_patch_for_another_image_is_refused_before_anything_is_written() {
         Partition::new(&flash, slot, slot).unwrap(),
         &mut state,
     );
-    assert_eq!(applier.feed(patch), Err(flashpatch::ApplyError::NoSuitablePatch));
+    assert_eq!(
+        applier.feed(patch),
+        Err(flashpatch::ApplyError::NoSuitablePatch)
+    );
     let f = flash.borrow();
     assert_eq!((f.stats.writes, f.stats.erases), (0, 0));
 }

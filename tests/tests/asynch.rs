@@ -11,7 +11,9 @@ use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 use flashpatch::mock::{MockFlash, Stats, Yielding};
-use flashpatch::{asynch, Applier, ApplierState, ApplyError, FlashError, FlashRole, Outcome, Status};
+use flashpatch::{
+    asynch, Applier, ApplierState, ApplyError, FlashError, FlashRole, Outcome, Status,
+};
 use flashpatch_tests::{corpus, firmware_pair};
 
 type Source = MockFlash<1, 4, 4096>;
@@ -30,7 +32,10 @@ fn flashes(old: &[u8], new: &[u8]) -> (Source, Target) {
     (Source::with_image(old.to_vec(), room), Target::new(room))
 }
 
-fn finish(result: Option<Result<Outcome, ApplyError>>, end: Result<Outcome, ApplyError>) -> Result<Outcome, ApplyError> {
+fn finish(
+    result: Option<Result<Outcome, ApplyError>>,
+    end: Result<Outcome, ApplyError>,
+) -> Result<Outcome, ApplyError> {
     match result {
         Some(Err(e)) => Err(e),
         _ => end,
@@ -97,9 +102,16 @@ fn same_on_both_paths(name: &str, old: &[u8], new: &[u8]) -> u64 {
         }
         let b = blocking(&patch, old, new, chunk);
         let a = asynchronous(&patch, old, new, chunk);
-        assert_eq!(b.result, Ok(Outcome::Applied), "{name}, {chunk}-byte chunks");
+        assert_eq!(
+            b.result,
+            Ok(Outcome::Applied),
+            "{name}, {chunk}-byte chunks"
+        );
         assert_eq!(a.result, b.result, "{name}, {chunk}-byte chunks");
-        assert!(a.target == new && b.target == new, "{name}, {chunk}-byte chunks");
+        assert!(
+            a.target == new && b.target == new,
+            "{name}, {chunk}-byte chunks"
+        );
         assert_eq!(a.stats, b.stats, "{name}: the same flash operations");
         assert_eq!(
             a.suspensions,
@@ -218,7 +230,11 @@ impl<F: NorFlash> NorFlash for Failing<F> {
     }
 }
 
-fn apply_all<S: ReadNorFlash, T: NorFlash>(patch: &[u8], source: S, target: T) -> Result<Outcome, ApplyError> {
+fn apply_all<S: ReadNorFlash, T: NorFlash>(
+    patch: &[u8],
+    source: S,
+    target: T,
+) -> Result<Outcome, ApplyError> {
     let mut state: ApplierState = ApplierState::new();
     let mut applier = Applier::new(source, target, &mut state);
     applier.feed(patch)?;
@@ -232,7 +248,10 @@ fn a_failing_flash_is_named_with_its_kind() {
     let (source, target) = flashes(&old, &new);
     // Source and target of different types and error types (MockError and
     // Broken): the source fails at its third read.
-    let failing = Failing { flash: source.clone(), ok: 2 };
+    let failing = Failing {
+        flash: source.clone(),
+        ok: 2,
+    };
     assert_eq!(
         apply_all(&patch, failing, target.clone()),
         Err(ApplyError::Flash(FlashError {
@@ -240,7 +259,10 @@ fn a_failing_flash_is_named_with_its_kind() {
             kind: NorFlashErrorKind::Other,
         }))
     );
-    let failing = Failing { flash: target.clone(), ok: 5 };
+    let failing = Failing {
+        flash: target.clone(),
+        ok: 5,
+    };
     let e = apply_all(&patch, source.clone(), failing).unwrap_err();
     assert_eq!(
         e,
@@ -251,6 +273,9 @@ fn a_failing_flash_is_named_with_its_kind() {
     );
     assert_eq!(e.to_string(), "the target flash failed: driver error");
     // With enough operations allowed, the same pair of types applies it.
-    let failing = Failing { flash: target, ok: usize::MAX };
+    let failing = Failing {
+        flash: target,
+        ok: usize::MAX,
+    };
     assert_eq!(apply_all(&patch, source, failing), Ok(Outcome::Applied));
 }

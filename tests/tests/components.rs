@@ -76,9 +76,10 @@ fn host_apply(
         Ok((Outcome::Applied, image)) => Ok(image),
         Ok((o, _)) => panic!("unexpected outcome {o:?}"),
         Err(e) => Err(match e {
-            e @ (ApplyError::Header(_)
-            | ApplyError::NoSuitablePatch
-            | ApplyError::BadSignature) => Error::Apply(e),
+            e
+            @ (ApplyError::Header(_) | ApplyError::NoSuitablePatch | ApplyError::BadSignature) => {
+                Error::Apply(e)
+            }
             other => panic!("unexpected error {other:?}"),
         }),
     }

@@ -43,7 +43,7 @@ const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"
 const DEVICE_FEATURES: &str = "mock,proto";
 
 /// core's examples (`core/examples/`): each must print `OK` last.
-const EXAMPLES: [&str; 1] = ["blocking"];
+const EXAMPLES: [&str; 3] = ["blocking", "async", "two_flashes"];
 
 /// Seconds per fuzz target in `cargo xtask test`.
 const FUZZ_SECS: u64 = 20;

@@ -91,7 +91,6 @@ impl<const R: usize> ReadCache<R> {
         }
         Some(&self.buf[(rel as usize).min(R)..(self.len as usize).min(R)])
     }
-
 }
 
 /// Writes the target front to back in `W`-byte pieces, erasing each erase
@@ -153,7 +152,6 @@ impl<const W: usize> Writer<W> {
         self.len += n as u16;
         self.len as usize == W
     }
-
 }
 
 #[cfg(test)]
@@ -176,11 +174,7 @@ mod tests {
                 "{len}"
             );
             let want: [u8; 16] = md5::Md5::digest(&image[..len]).into();
-            assert_eq!(
-                md5_of(&mut flash, &mut buf, len as u32),
-                Ok(want),
-                "{len}"
-            );
+            assert_eq!(md5_of(&mut flash, &mut buf, len as u32), Ok(want), "{len}");
         }
     }
 
@@ -205,10 +199,7 @@ mod tests {
                     let want = (crc(&image[..a]), crc(&image[..b]));
                     assert_eq!(got, Ok(want), "prefixes {a} and {b}, {buf_len}-byte buffer");
                 }
-                assert_eq!(
-                    crc_of(&mut flash, buf, a as u32),
-                    Ok(crc(&image[..a]))
-                );
+                assert_eq!(crc_of(&mut flash, buf, a as u32), Ok(crc(&image[..a])));
             }
         }
     }

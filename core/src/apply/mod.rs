@@ -72,8 +72,18 @@ const BUF: usize = MAX_HEADER_LEN;
 const _: () = assert!(BUF >= MAX_OP_INPUT + 8 && BUF <= u16::MAX as usize);
 
 /// Bytes of the applier's saved state.
-pub(crate) const SAVED_LEN: usize =
-    2 + 4 + crate::format::FIXED_HEADER_LEN + 4 + 4 + 4 + 1 + 4 + BUF + 9 + 5 + crate::codec::SAVED_LEN;
+pub(crate) const SAVED_LEN: usize = 2
+    + 4
+    + crate::format::FIXED_HEADER_LEN
+    + 4
+    + 4
+    + 4
+    + 1
+    + 4
+    + BUF
+    + 9
+    + 5
+    + crate::codec::SAVED_LEN;
 
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,7 +158,6 @@ impl ByteSource for Ring<'_> {
         Some(b)
     }
 }
-
 
 /// The applier's working memory: everything but the two flashes (about
 /// 3.8 KiB with the default `W` and `R`; its `size_of` is the applier's
@@ -357,4 +366,3 @@ impl Gate {
         Ok(())
     }
 }
-

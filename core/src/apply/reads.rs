@@ -163,11 +163,11 @@ pub(crate) async fn sha256_of<F: ReadNorFlash, const B: usize>(
 /// within its capacity). `pos < limit`.
 #[io]
 pub(crate) async fn fill_cache<F: ReadNorFlash, const R: usize>(
-cache: &mut ReadCache<R>,
-what: Cached,
-flash: &mut F,
-pos: u32,
-limit: u32,
+    cache: &mut ReadCache<R>,
+    what: Cached,
+    flash: &mut F,
+    pos: u32,
+    limit: u32,
 ) -> Result<(), F::Error> {
     let base = pos - pos % F::READ_SIZE as u32;
     let len = (R as u32).min(limit - base);
@@ -182,8 +182,8 @@ limit: u32,
 /// Programs what is buffered, padded with 0xFF to whole write units.
 #[io]
 pub(crate) async fn flush_writer<F: NorFlash, const W: usize>(
-w: &mut Writer<W>,
-flash: &mut F,
+    w: &mut Writer<W>,
+    flash: &mut F,
 ) -> Result<(), F::Error> {
     if w.len == 0 {
         return Ok(());

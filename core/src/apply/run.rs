@@ -167,7 +167,6 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
             }
         }
     }
-
 }
 
 #[io]
@@ -368,9 +367,7 @@ where
         if t_fits
             && t_crc == e.target.crc32
             && same(
-                &sha256_of(&mut self.source, buf, ts)
-                    .await
-                    .map_err(&src)?,
+                &sha256_of(&mut self.source, buf, ts).await.map_err(&src)?,
                 &e.target.sha256,
             )
         {
@@ -408,9 +405,7 @@ where
         }
         if crc_of(&mut self.target, buf, ts).await.map_err(&tgt)? == e.target.crc32
             && same(
-                &sha256_of(&mut self.target, buf, ts)
-                    .await
-                    .map_err(&tgt)?,
+                &sha256_of(&mut self.target, buf, ts).await.map_err(&tgt)?,
                 &e.target.sha256,
             )
         {
@@ -613,14 +608,26 @@ where
         let ss = self.st.entry.source.size;
         if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            fill_cache(&mut self.st.cache, Cached::Source, &mut self.source, pos, limit)
-                .await
-                .map_err(FlashError::of(FlashRole::Source))?;
+            fill_cache(
+                &mut self.st.cache,
+                Cached::Source,
+                &mut self.source,
+                pos,
+                limit,
+            )
+            .await
+            .map_err(FlashError::of(FlashRole::Source))?;
         } else {
             let flushed = self.st.writer.flushed;
-            fill_cache(&mut self.st.cache, Cached::Target, &mut self.target, pos - ss, flushed)
-                .await
-                .map_err(FlashError::of(FlashRole::Target))?;
+            fill_cache(
+                &mut self.st.cache,
+                Cached::Target,
+                &mut self.target,
+                pos - ss,
+                flushed,
+            )
+            .await
+            .map_err(FlashError::of(FlashRole::Target))?;
         }
         Ok(self.byte_at_hand(pos).unwrap_or(0))
     }

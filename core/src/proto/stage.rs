@@ -76,7 +76,6 @@ pub struct Staging<F> {
 
 type Res<T> = Result<T, StageError>;
 
-
 impl<F: NorFlash> Staging<F> {
     const UNIT: u32 = F::ERASE_SIZE as u32;
 

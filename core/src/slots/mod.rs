@@ -481,11 +481,7 @@ where
     /// Switches back every component on trial and every one that is not
     /// `good`, confirmed, if each previous image may be booted; writes
     /// that state and returns it, or `None` (nothing written).
-    fn fall_back(
-        &mut self,
-        rec: &BootState<N>,
-        good: &[bool; N],
-    ) -> Res<Option<BootState<N>>> {
+    fn fall_back(&mut self, rec: &BootState<N>, good: &[bool; N]) -> Res<Option<BootState<N>>> {
         let mut next = BootState {
             trial: false,
             attempts: 0,
@@ -532,10 +528,7 @@ where
 
     /// Application: starts writing a new image of component 0 into its
     /// inactive slot, as [`Slots::begin_component_update`].
-    pub fn begin_update<'s>(
-        &'s mut self,
-        state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S, N>> {
+    pub fn begin_update<'s>(&'s mut self, state: &'s mut ApplierState) -> Res<Update<'s, P, S, N>> {
         self.begin_component_update(0, state)
     }
 

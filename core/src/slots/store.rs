@@ -162,14 +162,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// inlined: its write buffer is on the stack only while it runs, not
     /// under the copy of the boot record a fresh bank starts with.
     #[inline(never)]
-    fn write_record(
-        &mut self,
-        at: u32,
-        kind: u8,
-        len: usize,
-        gen: u32,
-        fill: Fill<'_>,
-    ) -> Res<()> {
+    fn write_record(&mut self, at: u32, kind: u8, len: usize, gen: u32, fill: Fill<'_>) -> Res<()> {
         let h = self.header(kind, len, gen);
         let bank = (at / self.bank_size) as u8;
         self.next = None;
@@ -268,7 +261,9 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             return Ok(None);
         }
         let mut h = [0u8; HEADER_LEN];
-        self.flash.read(at, &mut h).map_err(FlashError::of(FlashRole::State))?;
+        self.flash
+            .read(at, &mut h)
+            .map_err(FlashError::of(FlashRole::State))?;
         let len = u16::from_le_bytes([h[6], h[7]]) as u32;
         let kind = h[4];
         if h[..4] != RECORD_MAGIC
@@ -285,7 +280,9 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         let body_end = at + len - 4;
         let mut pos = at;
         while pos < at + len {
-            self.flash.read(pos, &mut buf).map_err(FlashError::of(FlashRole::State))?;
+            self.flash
+                .read(pos, &mut buf)
+                .map_err(FlashError::of(FlashRole::State))?;
             let n = (body_end.saturating_sub(pos) as usize).min(RECORD_ALIGN);
             crc.update(&buf[..n]);
             pos += RECORD_ALIGN as u32;
