@@ -69,7 +69,7 @@ impl DmaFlash {
         self.waits += 1;
         Transfer(false).await;
         let start = at as usize;
-        if start % unit != 0 || len % unit != 0 {
+        if !start.is_multiple_of(unit) || !len.is_multiple_of(unit) {
             return Err(DmaError(NorFlashErrorKind::NotAligned));
         }
         match start.checked_add(len) {

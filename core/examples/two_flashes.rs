@@ -110,7 +110,7 @@ impl NorFlash for SpiNor {
     fn erase(&mut self, from: u32, to: u32) -> Result<(), SpiError> {
         for block in (from..to).step_by(BLOCK as usize) {
             self.commands += 1;
-            if block % BLOCK != 0 {
+            if !block.is_multiple_of(BLOCK) {
                 return Err(SpiError::Block(block));
             }
             let cells = self.chip.get_mut(block as usize..(block + BLOCK) as usize);

@@ -29,6 +29,8 @@
 
 pub(crate) mod io;
 
+// Loading the same files twice is the point: one source, two copies.
+#[allow(clippy::duplicate_mod)]
 /// The applier over blocking flash drivers (`embedded_storage`): this
 /// directory's `run.rs`, `reads.rs` and `resume.rs` as they are, with
 /// every `async` and `.await` removed (`flashpatch_macros::blocking`).
@@ -44,6 +46,7 @@ pub(crate) mod blocking {
     pub use run::Applier;
 }
 
+#[allow(clippy::duplicate_mod)]
 /// The applier over async flash drivers (`embedded_storage_async`): the
 /// same files, compiled as they are.
 #[path = "."]
@@ -98,7 +101,7 @@ pub enum Outcome {
     AlreadyInstalled = 2,
 }
 
-/// What [`Applier::feed`] reports.
+/// What [`crate::Applier::feed`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Status {
@@ -163,7 +166,7 @@ impl ByteSource for Ring<'_> {
 /// 3.8 KiB with the default `W` and `R`; its `size_of` is the applier's
 /// RAM). It stays where the caller put it — a `static` (its
 /// [`ApplierState::new`] is `const`) or a long-lived stack frame — and is
-/// never moved: [`Applier::new`] resets it in place, so no copy of it
+/// never moved: [`crate::Applier::new`] resets it in place, so no copy of it
 /// lands on the stack. One state serves one applier at a time, and can be
 /// used again for the next update.
 pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
@@ -213,7 +216,7 @@ impl<const W: usize, const R: usize> Default for ApplierState<W, R> {
 }
 
 impl<const W: usize, const R: usize> ApplierState<W, R> {
-    /// A state ready for [`Applier::new`].
+    /// A state ready for [`crate::Applier::new`].
     pub const fn new() -> Self {
         ApplierState {
             phase: Phase::Container,
