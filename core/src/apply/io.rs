@@ -324,7 +324,9 @@ impl<const W: usize> Writer<W> {
         Ok(())
     }
 
-    /// Programs what is buffered, padded with 0xFF to whole write units.
+    /// Programs what is buffered, padded with 0xFF to whole write units
+    /// (on flash erased to 0x00 as well: the padding goes into erased
+    /// flash, where any value can be programmed, and nothing reads it).
     pub(crate) fn flush<F: NorFlash>(&mut self, flash: &mut F) -> Result<(), F::Error> {
         if self.len == 0 {
             return Ok(());
@@ -406,6 +408,21 @@ mod tests {
         let bytes = flash.as_bytes();
         assert_eq!(bytes[4096..4096 + 8], [1, 2, 3, 4, 5, 0xFF, 0xFF, 0xFF]);
         assert!(bytes[4096 + 8..].iter().all(|&b| b == 0xFF));
+    }
+
+    #[test]
+    fn a_writer_programs_flash_erased_to_zero_in_wide_units() {
+        let mut flash = MockFlash::<1, 64, 4096, 0x00>::new(8192);
+        let mut w = Writer::<64>::new();
+        for b in 0..100u8 {
+            w.push(&mut flash, b).unwrap();
+        }
+        w.flush(&mut flash).unwrap();
+        assert_eq!((w.flushed, flash.stats.writes), (128, 2));
+        let bytes = flash.as_bytes();
+        assert!((0..100).all(|i| bytes[i] == i as u8));
+        assert!(bytes[100..128].iter().all(|&b| b == 0xFF));
+        assert!(bytes[128..].iter().all(|&b| b == 0));
     }
 
     #[test]
