@@ -11,9 +11,11 @@
 //!           each a multiple of the erase size; the two banks each hold
 //!           at least one boot record and one checkpoint
 //!
-//!  a bank: | record | record | record | ... | 0xFF ... |
+//!  a bank: | record | record | record | ... | erased ... |
 //!  record: +0 4 magic "FPSR"   +4 1 kind (1 boot, 2 checkpoint)  +5 1 version (1)
-//!          +6 2 length L (a multiple of 32)  +8 4 sequence  +12 4 generation
+//!          +6 2 length L (a multiple of the record alignment: 32, or 64
+//!          on flash with 64-byte write or read units; see `record_align`)
+//!          +8 4 sequence  +12 4 generation
 //!          +16 .. body          L-4 4 CRC-32 of bytes 0..L-4
 //!
 //!  boot record body (L = 128 for one component, +96 per further one):
