@@ -85,6 +85,22 @@
 //! flashpatch --example blocking`, `async`, `two_flashes`).
 //!
 //! The patch format is specified in `docs/FORMAT.md`.
+//!
+//! ## Flash geometry
+//!
+//! Everything works on flash with write units of 1 to 64 bytes, read units
+//! of 1 to 64 bytes and erase units from 256 bytes (the power-cut sweep
+//! covers up to 128 KiB), taken from the `embedded-storage` constants and
+//! checked at compile time. The applier
+//! and the slot manager ([`slots`]) do not need to know what erased flash
+//! reads: they recognise what they wrote by magic, length and CRC (records)
+//! or size and SHA-256 (images), never by looking for erased bytes, so
+//! they run unchanged on flash erased to `0x00` (embassy-boot's
+//! `flash-erase-zero` chips). The patch staging area (`proto::Staging`,
+//! feature `proto`) does look for erased progress words:
+//! `Staging::open` is for flash erased to `0xFF`, and
+//! `Staging::open_erased(flash, 0x00)` for flash erased to zeros (a
+//! Zephyr device passes its `flash_parameters.erase_value`).
 #![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -3,9 +3,11 @@
 //!
 //! It keeps NOR semantics strictly, so that code that works on it does not
 //! rely on anything a real chip would not give: erase sets whole erase units
-//! to `0xFF`; a write may only clear bits, must be aligned to `WRITE` bytes,
-//! and each write unit may be written once between erases (as on flash with
-//! ECC). It counts every operation.
+//! to the erased value `ERASED` (`0xFF` by default, `0x00` as on flash that
+//! erases to zeros); a write may only move bits away from it (clear them on
+//! `0xFF` flash, set them on `0x00` flash), must be aligned to `WRITE`
+//! bytes, and each write unit may be written once between erases (as on
+//! flash with ECC). It counts every operation.
 //!
 //! It can also lose power. [`MockFlash::cut_at`] arms a countdown over the
 //! flash-changing operations (`write` and `erase` calls); the operation it
@@ -14,7 +16,7 @@
 //! | cut | what the flash holds afterwards |
 //! |---|---|
 //! | [`Cut::Before`] | nothing of the operation |
-//! | [`Cut::MidWrite`] | a prefix of whole write units written, the write unit in progress with a random subset of its 1→0 transitions done (NOR can only clear bits), the rest untouched |
+//! | [`Cut::MidWrite`] | a prefix of whole write units written, the write unit in progress with a random subset of its bit transitions done (away from the erased value: 1→0 on `0xFF` flash, 0→1 on `0x00` flash), the rest untouched |
 //! | [`Cut::MidErase`] | the erase units before the one in progress erased, that one with random bytes (neither erased nor intact), the rest untouched |
 //!
 //! A `MidWrite` cut armed at an erase (or `MidErase` at a write) waits for
@@ -82,7 +84,8 @@ pub enum MockError {
     OutOfBounds,
     /// The access is not aligned.
     NotAligned,
-    /// A write would set a bit that is 0 back to 1 without an erase.
+    /// A write would move a bit back to its erased value (0 to 1 on `0xFF`
+    /// flash, 1 to 0 on `0x00` flash) without an erase.
     SetsBits {
         /// The first offending byte.
         offset: u32,
@@ -107,9 +110,15 @@ impl NorFlashError for MockError {
     }
 }
 
-/// A NOR flash in RAM with `READ`, `WRITE` and `ERASE` byte granularity.
+/// A NOR flash in RAM with `READ`, `WRITE` and `ERASE` byte granularity
+/// whose erased bytes read `ERASED` (`0xFF` or `0x00`).
 #[derive(Clone, Debug)]
-pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE: usize = 4096> {
+pub struct MockFlash<
+    const READ: usize = 1,
+    const WRITE: usize = 4,
+    const ERASE: usize = 4096,
+    const ERASED: u8 = 0xFF,
+> {
     bytes: Vec<u8>,
     written: Vec<bool>,
     /// What has been done to the flash so far.
@@ -128,16 +137,26 @@ pub struct MockFlash<const READ: usize = 1, const WRITE: usize = 4, const ERASE:
     rng: Rng,
 }
 
-impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, WRITE, ERASE> {
-    const CHECK: () =
-        assert!(READ > 0 && WRITE > 0 && ERASE.is_multiple_of(WRITE) && ERASE.is_multiple_of(READ));
+impl<const READ: usize, const WRITE: usize, const ERASE: usize, const ERASED: u8>
+    MockFlash<READ, WRITE, ERASE, ERASED>
+{
+    const CHECK: () = assert!(
+        READ > 0
+            && WRITE > 0
+            && ERASE.is_multiple_of(WRITE)
+            && ERASE.is_multiple_of(READ)
+            && (ERASED == 0xFF || ERASED == 0x00)
+    );
+
+    /// What an erased byte reads.
+    pub const ERASED: u8 = ERASED;
 
     /// An erased flash of `size` bytes, rounded up to whole erase units.
     pub fn new(size: usize) -> Self {
         let () = Self::CHECK;
         let size = size.div_ceil(ERASE) * ERASE;
         MockFlash {
-            bytes: vec![0xFF; size],
+            bytes: vec![ERASED; size],
             written: vec![false; size / WRITE],
             stats: Stats::default(),
             ops: 0,
@@ -156,7 +175,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
         let () = Self::CHECK;
         let size = size.max(image.len()).div_ceil(ERASE) * ERASE;
         let programmed = image.len().div_ceil(WRITE);
-        image.resize(size, 0xFF);
+        image.resize(size, ERASED);
         let mut written = vec![false; size / WRITE];
         written[..programmed].fill(true);
         MockFlash {
@@ -259,11 +278,15 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize> MockFlash<READ, 
     }
 }
 
-impl<const R: usize, const W: usize, const E: usize> ErrorType for MockFlash<R, W, E> {
+impl<const R: usize, const W: usize, const E: usize, const X: u8> ErrorType
+    for MockFlash<R, W, E, X>
+{
     type Error = MockError;
 }
 
-impl<const R: usize, const W: usize, const E: usize> ReadNorFlash for MockFlash<R, W, E> {
+impl<const R: usize, const W: usize, const E: usize, const X: u8> ReadNorFlash
+    for MockFlash<R, W, E, X>
+{
     const READ_SIZE: usize = R;
 
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), MockError> {
@@ -282,7 +305,9 @@ impl<const R: usize, const W: usize, const E: usize> ReadNorFlash for MockFlash<
     }
 }
 
-impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W, E> {
+impl<const R: usize, const W: usize, const E: usize, const X: u8> NorFlash
+    for MockFlash<R, W, E, X>
+{
     const WRITE_SIZE: usize = W;
     const ERASE_SIZE: usize = E;
 
@@ -305,7 +330,7 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
                 let torn = self.rng.below(len / E);
                 let start = r.start + torn * E;
                 self.written[r.start / W..(start + E) / W].fill(false);
-                self.bytes[r.start..start].fill(0xFF);
+                self.bytes[r.start..start].fill(X);
                 for b in &mut self.bytes[start..start + E] {
                     *b = self.rng.next_u64() as u8;
                 }
@@ -317,7 +342,7 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
         self.written[r.start / W..r.end / W]
             .iter_mut()
             .for_each(|w| *w = false);
-        self.bytes[r].iter_mut().for_each(|b| *b = 0xFF);
+        self.bytes[r].iter_mut().for_each(|b| *b = X);
         self.stats.erases += (len / E) as u64;
         Ok(())
     }
@@ -341,12 +366,22 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
                 offset: (i * W) as u32,
             });
         }
+        // Bits a write would move back to the erased value: on 0xFF flash
+        // a 1 where the flash holds a 0, on 0x00 flash the reverse. With
+        // `x = byte ^ X` (bits away from erased), `new & !old` in that
+        // space.
         let old = &self.bytes[r.clone()];
-        if bytes.iter().zip(old).fold(0u8, |a, (n, o)| a | (n & !o)) != 0 {
+        let back = |n: u8, o: u8| !(n ^ X) & (o ^ X);
+        if bytes
+            .iter()
+            .zip(old)
+            .fold(0u8, |a, (&n, &o)| a | back(n, o))
+            != 0
+        {
             let i = bytes
                 .iter()
                 .zip(old)
-                .position(|(n, o)| n & !o != 0)
+                .position(|(&n, &o)| back(n, o) != 0)
                 .unwrap_or(0);
             return Err(MockError::SetsBits {
                 offset: offset + i as u32,
@@ -356,7 +391,7 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
             None => {}
             Some(Cut::MidWrite) if !bytes.is_empty() => {
                 // A prefix of whole write units, then one unit with a random
-                // subset of its 1 -> 0 transitions done.
+                // subset of its transitions (away from erased) done.
                 let n = bytes.len() / W;
                 let done = self.rng.below(n);
                 let torn = r.start + done * W;
@@ -365,8 +400,8 @@ impl<const R: usize, const W: usize, const E: usize> NorFlash for MockFlash<R, W
                     .iter_mut()
                     .zip(&bytes[done * W..(done + 1) * W])
                 {
-                    let clear = *o & !b & self.rng.next_u64() as u8;
-                    *o &= !clear;
+                    let flip = (*o ^ b) & self.rng.next_u64() as u8;
+                    *o ^= flip;
                 }
                 self.written[units.start..units.start + done + 1].fill(true);
                 return Err(MockError::PowerLost);
@@ -435,6 +470,59 @@ mod tests {
             f.write(4, &[0; 4]),
             Err(MockError::WriteTwice { .. })
         ));
+    }
+
+    #[test]
+    fn zero_erased_flash_only_sets_bits() {
+        let mut f = MockFlash::<1, 4, 256, 0x00>::new(512);
+        assert!(f.as_bytes().iter().all(|&b| b == 0));
+        f.write(0, &[0xF0, 0, 0, 0x01]).unwrap();
+        f.erase(0, 256).unwrap();
+        assert_eq!(f.as_bytes()[..4], [0; 4]);
+        f.write(0, &[0xF0, 0, 0, 0x01]).unwrap();
+        f.erase(256, 512).unwrap();
+        // Clearing a set bit needs an erase.
+        f.preload(256, &[0xF0]);
+        f.erase(256, 512).unwrap();
+        f.write(256, &[0xF0, 0, 0, 0]).unwrap();
+        f.erase(256, 512).unwrap();
+        f.write(256, &[0xF0, 0, 0, 0]).unwrap();
+        let mut g = MockFlash::<1, 4, 256, 0x00>::new(256);
+        g.preload(0, &[0xF0]);
+        g.written.fill(false);
+        assert_eq!(
+            g.write(0, &[0x70, 0, 0, 0]),
+            Err(MockError::SetsBits { offset: 0 })
+        );
+        g.write(0, &[0xF8, 0, 0, 0]).unwrap();
+        let h = MockFlash::<1, 4, 256, 0x00>::with_image(vec![1, 2], 256);
+        assert_eq!(h.as_bytes()[..3], [1, 2, 0]);
+        assert_eq!(MockFlash::<1, 4, 256, 0x00>::ERASED, 0);
+    }
+
+    #[test]
+    fn zero_erased_flash_tears_writes_and_erases_away_from_zero() {
+        for seed in 1..100u64 {
+            let mut f = MockFlash::<1, 4, 256, 0x00>::new(1024);
+            f.cut_at(0, Cut::MidWrite, seed);
+            assert_eq!(f.write(0, &[0x0F; 32]), Err(MockError::PowerLost));
+            // Only bits the write sets are set, and a prefix is whole.
+            assert!(f.as_bytes()[..32].iter().all(|&b| b & !0x0F == 0));
+            assert!(f.as_bytes()[32..].iter().all(|&b| b == 0));
+            f.reboot();
+            f.preload(256, &[0xAA; 768]);
+            f.cut_at(0, Cut::MidErase, seed);
+            assert_eq!(f.erase(256, 1024), Err(MockError::PowerLost));
+            let units: Vec<&[u8]> = f.as_bytes()[256..].chunks(256).collect();
+            let erased = units
+                .iter()
+                .take_while(|u| u.iter().all(|&b| b == 0))
+                .count();
+            assert!(erased < 3, "seed {seed}");
+            assert!(units[erased + 1..]
+                .iter()
+                .all(|u| u.iter().all(|&b| b == 0xAA)));
+        }
     }
 
     #[test]

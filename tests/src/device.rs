@@ -1,7 +1,9 @@
 //! A simulated device for slot tests: one [`MockFlash`] holding slot A,
 //! slot B and the state area, and the boot stage and application as
 //! functions that build everything afresh over the same bytes (nothing but
-//! the flash survives a "reset").
+//! the flash survives a "reset"). Its flash geometry is its type: erase
+//! units of `E` bytes, read units of `R`, write units of `W`, erased bytes
+//! reading `X` (by default 1, 4 and 0xFF).
 
 use core::cell::RefCell;
 
@@ -12,28 +14,40 @@ use flashpatch::{Partition, SlotError};
 /// The device's flash error.
 pub type DevError = SlotError;
 
+/// The device's flash.
+pub type DevFlash<const E: usize, const R: usize = 1, const W: usize = 4, const X: u8 = 0xFF> =
+    MockFlash<R, W, E, X>;
+
 /// The slot manager as the device builds it.
-pub type DevSlots<'a, const E: usize> =
-    Slots<Partition<'a, MockFlash<1, 4, E>>, Partition<'a, MockFlash<1, 4, E>>>;
+pub type DevSlots<'a, const E: usize, const R: usize = 1, const W: usize = 4, const X: u8 = 0xFF> =
+    Slots<Partition<'a, DevFlash<E, R, W, X>>, Partition<'a, DevFlash<E, R, W, X>>>;
 
 /// An update in progress on the device.
-pub type DevUpdate<'s, 'a, const E: usize> = flashpatch::slots::Update<
+pub type DevUpdate<
     's,
-    Partition<'a, MockFlash<1, 4, E>>,
-    Partition<'a, MockFlash<1, 4, E>>,
+    'a,
+    const E: usize,
+    const R: usize = 1,
+    const W: usize = 4,
+    const X: u8 = 0xFF,
+> = flashpatch::slots::Update<
+    's,
+    Partition<'a, DevFlash<E, R, W, X>>,
+    Partition<'a, DevFlash<E, R, W, X>>,
 >;
 
-/// A device: flash with erase units of `E` bytes.
-pub struct Device<const E: usize> {
+/// A device: flash with erase units of `E` bytes, read units of `R`,
+/// write units of `W`, erased to `X`.
+pub struct Device<const E: usize, const R: usize = 1, const W: usize = 4, const X: u8 = 0xFF> {
     /// The flash; survives resets.
-    pub flash: RefCell<MockFlash<1, 4, E>>,
+    pub flash: RefCell<DevFlash<E, R, W, X>>,
     /// Where the slots and state area are.
     pub layout: Layout,
     /// Slot manager settings.
     pub config: Config,
 }
 
-impl<const E: usize> Device<E> {
+impl<const E: usize, const R: usize, const W: usize, const X: u8> Device<E, R, W, X> {
     /// A device with slots of `slot` bytes (rounded up to erase units) and
     /// a state area of `state_units` erase units; slot A holds `image`,
     /// provisioned as the running, confirmed image.
@@ -48,7 +62,7 @@ impl<const E: usize> Device<E> {
             2 * slot as u32,
             state as u32,
         );
-        let mut flash = MockFlash::<1, 4, E>::new(2 * slot + state);
+        let mut flash = DevFlash::<E, R, W, X>::new(2 * slot + state);
         flash.preload(0, image);
         let dev = Device {
             flash: RefCell::new(flash),
@@ -86,7 +100,7 @@ impl<const E: usize> Device<E> {
     }
 
     /// The slot manager, built afresh over the flash (as after a reset).
-    pub fn slots(&self) -> Result<DevSlots<'_, E>, DevError> {
+    pub fn slots(&self) -> Result<DevSlots<'_, E, R, W, X>, DevError> {
         let [a, b, s] = self.layout.partitions(&self.flash).unwrap();
         Slots::new(a, b, s, self.config)
     }

@@ -5,12 +5,11 @@
 //! After every boot selection it checks that the selected slot holds
 //! exactly the old image or exactly the new one.
 
-use flashpatch::mock::MockFlash;
 use flashpatch::slots::{Boot, Slot};
 use flashpatch::ApplierState;
 use flashpatch::Status;
 
-use crate::device::{DevError, DevUpdate, Device};
+use crate::device::{DevError, DevFlash, DevUpdate, Device};
 
 /// Patch bytes the sender hands over at a time.
 pub const CHUNK: usize = 1024;
@@ -55,10 +54,10 @@ enum Holds {
 /// Lives through `sc` on `dev`. `after_cut` is called with the flash after
 /// each power cut, once power is back (to arm the next cut). `Err` says
 /// which rule was broken.
-pub fn live<const E: usize>(
-    dev: &Device<E>,
+pub fn live<const E: usize, const R: usize, const W: usize, const X: u8>(
+    dev: &Device<E, R, W, X>,
     sc: &Scenario<'_>,
-    mut after_cut: impl FnMut(&mut MockFlash<1, 4, E>),
+    mut after_cut: impl FnMut(&mut DevFlash<E, R, W, X>),
 ) -> Result<Lived, String> {
     let mut lived = Lived::default();
     let dead = || dev.flash.borrow().is_dead();
@@ -119,7 +118,11 @@ pub fn live<const E: usize>(
 }
 
 /// Which image `slot` holds, if exactly one of them.
-fn holds<const E: usize>(dev: &Device<E>, sc: &Scenario<'_>, slot: Slot) -> Option<Holds> {
+fn holds<const E: usize, const R: usize, const W: usize, const X: u8>(
+    dev: &Device<E, R, W, X>,
+    sc: &Scenario<'_>,
+    slot: Slot,
+) -> Option<Holds> {
     let f = dev.flash.borrow();
     let at = match slot {
         Slot::A => dev.layout.slot_a,
@@ -135,8 +138,8 @@ fn holds<const E: usize>(dev: &Device<E>, sc: &Scenario<'_>, slot: Slot) -> Opti
     }
 }
 
-fn check_end<const E: usize>(
-    dev: &Device<E>,
+fn check_end<const E: usize, const R: usize, const W: usize, const X: u8>(
+    dev: &Device<E, R, W, X>,
     sc: &Scenario<'_>,
     boot: Boot,
     want: Holds,
@@ -160,8 +163,8 @@ fn check_end<const E: usize>(
 
 /// The application's update: resume from a checkpoint or start over,
 /// feed, finish, activate.
-fn update<const E: usize>(
-    dev: &Device<E>,
+fn update<const E: usize, const R: usize, const W: usize, const X: u8>(
+    dev: &Device<E, R, W, X>,
     sc: &Scenario<'_>,
     lived: &mut Lived,
 ) -> Result<(), DevError> {
@@ -186,8 +189,8 @@ fn update<const E: usize>(
     slots.activate(&inst)
 }
 
-fn feed<const E: usize>(
-    up: &mut DevUpdate<'_, '_, E>,
+fn feed<const E: usize, const R: usize, const W: usize, const X: u8>(
+    up: &mut DevUpdate<'_, '_, E, R, W, X>,
     patch: &[u8],
     lived: &mut Lived,
 ) -> Result<(), DevError> {

@@ -9,15 +9,23 @@
 //! run, the old image active). Then seeded random runs with up to three
 //! cuts each.
 //!
+//! The geometry matrix runs the same sweep over flash geometries real
+//! chips have: write sizes 1 to 64 bytes, read sizes 1 to 64, erase units
+//! of 256 bytes to 128 KiB, erased to 0xFF or to 0x00, with a small
+//! generated pair each.
+//!
 //! Fast by default (k64f-mbed-blinky, due-simba-shell, generated pairs,
-//! 10,000 random runs). `FLASHPATCH_SWEEP=full` (CI) adds
-//! esp32-hello-world and ten times the random runs. The counts are written to stderr past
-//! the test harness's capture, so they show in every test run.
+//! 10,000 random runs, ten geometries that between them take every value
+//! of every dimension). `FLASHPATCH_SWEEP=full` (CI) adds
+//! esp32-hello-world, ten times the random runs, and the whole geometry
+//! matrix with larger pairs and rolled-back trials. The counts are written
+//! to stderr past the test harness's capture, so they show in every test
+//! run.
 
 use std::io::Write;
 
 use flashpatch::mock::{Cut, Rng};
-use flashpatch_tests::device::{cut_points, Device};
+use flashpatch_tests::device::{cut_points, DevSlots, Device};
 use flashpatch_tests::life::{live, Scenario};
 use flashpatch_tests::{corpus, firmware_pair};
 
@@ -47,16 +55,23 @@ struct Counts {
     failures: Vec<String>,
 }
 
-fn device<const E: usize>(old: &[u8], new: &[u8], state_units: usize) -> Device<E> {
+fn device<const E: usize, const R: usize, const W: usize, const X: u8>(
+    old: &[u8],
+    new: &[u8],
+    state_units: usize,
+) -> Device<E, R, W, X> {
     let slot = old.len().max(new.len()) + E;
-    let mut dev = Device::<E>::provisioned(old, slot, state_units);
+    let mut dev = Device::<E, R, W, X>::provisioned(old, slot, state_units);
     dev.config.max_boot_attempts = ATTEMPTS;
     dev
 }
 
 /// Every operation of the update × the cuts that apply to it.
-fn sweep<const E: usize>(sc: &Scenario<'_>, state_units: usize) -> Counts {
-    let base = device::<E>(sc.old, sc.new, state_units);
+fn sweep<const E: usize, const R: usize, const W: usize, const X: u8>(
+    sc: &Scenario<'_>,
+    state_units: usize,
+) -> Counts {
+    let base = device::<E, R, W, X>(sc.old, sc.new, state_units);
     let dev = base.snapshot();
     dev.flash.borrow_mut().op_trace = Some(Vec::new());
     let clean = live(&dev, sc, |_| {});
@@ -100,7 +115,7 @@ fn sweep_one<const E: usize>(
         patch: &patch,
         rollback,
     };
-    let c = sweep::<E>(&sc, state_units);
+    let c = sweep::<E, 1, 4, 0xFF>(&sc, state_units);
     report(&format!(
         "power-cut sweep {name} ({}): {} ops ({} writes, {} erases) x cuts = {} runs \
          ({} before + {} mid-write + {} mid-erase), {} failures; {} runs resumed from a \
@@ -203,7 +218,7 @@ fn random_multi_cut_runs() {
         .collect();
     let bases: Vec<Device<4096>> = pairs
         .iter()
-        .map(|(old, new, _)| device::<4096>(old, new, 2))
+        .map(|(old, new, _)| device::<4096, 1, 4, 0xFF>(old, new, 2))
         .collect();
     // Operations of a clean run of each, to draw cut points from.
     let ops: Vec<u64> = pairs
@@ -274,4 +289,152 @@ fn random_multi_cut_runs() {
         report(&format!("  FAILED {f}"));
     }
     assert!(failures.is_empty());
+}
+
+/// A flash geometry of the matrix.
+#[derive(Clone, Copy)]
+struct Geometry {
+    write: usize,
+    read: usize,
+    erase: usize,
+    erased: u8,
+    /// In the fast default (otherwise with `FLASHPATCH_SWEEP=full` only).
+    fast: bool,
+    /// The sweep over one scenario on a device of this geometry.
+    sweep: fn(&Scenario<'_>) -> Counts,
+}
+
+/// Sweeps `sc` on a device of this geometry, with a state area of two
+/// banks of the smallest whole number of erase units that holds a bank.
+fn sweep_geometry<const E: usize, const R: usize, const W: usize, const X: u8>(
+    sc: &Scenario<'_>,
+) -> Counts {
+    let bank = DevSlots::<'static, E, R, W, X>::MIN_BANK as usize;
+    sweep::<E, R, W, X>(sc, 2 * bank.div_ceil(E))
+}
+
+macro_rules! geometries {
+    ($(($fast:expr, $w:expr, $r:expr, $e:expr, $x:expr)),* $(,)?) => {
+        [$(Geometry {
+            write: $w,
+            read: $r,
+            erase: $e,
+            erased: $x,
+            fast: $fast,
+            sweep: sweep_geometry::<{ $e }, { $r }, { $w }, { $x }>,
+        }),*]
+    };
+}
+
+const KI: usize = 1024;
+
+/// The matrix: (in the fast default, write, read, erase, erased). The fast
+/// ten take every value of every dimension; the rest pair each write size
+/// with each read size and both erased values, and more erase sizes.
+const GEOMETRIES: [Geometry; 38] = geometries![
+    (true, 1, 1, 256, 0xFF),
+    (true, 2, 1, 512, 0x00),
+    (true, 4, 4, KI, 0xFF),
+    (true, 8, 4, 2 * KI, 0x00),
+    (true, 16, 32, 4 * KI, 0xFF),
+    (true, 32, 32, 8 * KI, 0x00),
+    (true, 64, 64, 16 * KI, 0xFF),
+    (true, 8, 1, 32 * KI, 0xFF),
+    (true, 64, 64, 64 * KI, 0x00),
+    (true, 32, 1, 128 * KI, 0xFF),
+    (false, 1, 1, 512, 0xFF),
+    (false, 1, 4, 4 * KI, 0x00),
+    (false, 1, 32, 32 * KI, 0xFF),
+    (false, 1, 64, 256, 0x00),
+    (false, 2, 1, 2 * KI, 0x00),
+    (false, 2, 4, 16 * KI, 0xFF),
+    (false, 2, 32, 128 * KI, 0x00),
+    (false, 2, 64, KI, 0xFF),
+    (false, 4, 1, 8 * KI, 0x00),
+    (false, 4, 4, 64 * KI, 0xFF),
+    (false, 4, 32, 512, 0x00),
+    (false, 4, 64, 4 * KI, 0xFF),
+    (false, 8, 1, 32 * KI, 0x00),
+    (false, 8, 4, 256, 0xFF),
+    (false, 8, 32, 2 * KI, 0x00),
+    (false, 8, 64, 16 * KI, 0xFF),
+    (false, 16, 1, 128 * KI, 0x00),
+    (false, 16, 4, KI, 0xFF),
+    (false, 16, 32, 8 * KI, 0x00),
+    (false, 16, 64, 64 * KI, 0xFF),
+    (false, 32, 1, 512, 0x00),
+    (false, 32, 4, 4 * KI, 0xFF),
+    (false, 32, 32, 32 * KI, 0x00),
+    (false, 32, 64, 256, 0xFF),
+    (false, 64, 1, 2 * KI, 0x00),
+    (false, 64, 4, 16 * KI, 0xFF),
+    (false, 64, 32, 128 * KI, 0x00),
+    (false, 64, 64, KI, 0xFF),
+];
+
+/// The distinct values of one dimension, in order of first appearance
+/// after sorting (erased values: 0xff first).
+fn values(geos: &[Geometry], f: impl Fn(&Geometry) -> usize, hex: bool) -> String {
+    let mut v: Vec<usize> = geos.iter().map(f).collect();
+    v.sort_unstable();
+    v.dedup();
+    if hex {
+        v.reverse();
+        v.iter()
+            .map(|x| format!("{x:#04x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[test]
+fn geometry_matrix() {
+    let geos: Vec<Geometry> = GEOMETRIES
+        .iter()
+        .copied()
+        .filter(|g| g.fast || full())
+        .collect();
+    let size = if full() { 8000 } else { 2500 };
+    let (old, new) = firmware_pair(31, size);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let (mut runs, mut failures) = (0, 0);
+    for g in &geos {
+        for rollback in [false, true] {
+            let sc = Scenario {
+                old: &old,
+                new: &new,
+                patch: &patch,
+                rollback,
+            };
+            let c = (g.sweep)(&sc);
+            runs += c.runs;
+            failures += c.failures.len();
+            for f in c.failures.iter().take(3) {
+                report(&format!(
+                    "  FAILED write {} read {} erase {} erased {:#04x}{}: {f}",
+                    g.write,
+                    g.read,
+                    g.erase,
+                    g.erased,
+                    if rollback { " (rollback)" } else { "" }
+                ));
+            }
+        }
+    }
+    report(&format!(
+        "power-cut geometry matrix: {} geometries (write sizes {}, read sizes {}, erase sizes {}, \
+         erased values {}), {runs} runs, {failures} failures",
+        geos.len(),
+        values(&geos, |g| g.write, false),
+        values(&geos, |g| g.read, false),
+        values(&geos, |g| g.erase, false),
+        values(&geos, |g| g.erased as usize, true),
+    ));
+    assert!(runs > 0);
+    assert_eq!(failures, 0);
 }

@@ -299,12 +299,19 @@ type Flash = MockFlash<1, 4, 4096>;
 const SLOT: u32 = 64 * 1024;
 const STAGE: u32 = 32 * 1024;
 
-/// Transfers `patch` chunk by chunk, cutting power (dropping everything in
-/// RAM) after chunk `cut`, then resumes from what the device announces.
-fn transfer_with_cut(flash: &RefCell<Flash>, patch: &[u8], cut: usize) -> u32 {
+/// Transfers `patch` in chunks of `step` bytes, cutting power (dropping
+/// everything in RAM) after chunk `cut`, then resumes from what the device
+/// announces. The flash has read, write and erase units of `R`, `W` and
+/// `E` bytes and is erased to `X`.
+fn transfer_with_cut<const R: usize, const W: usize, const E: usize, const X: u8>(
+    flash: &RefCell<MockFlash<R, W, E, X>>,
+    patch: &[u8],
+    cut: usize,
+    step: usize,
+) -> u32 {
     let part = || Partition::new(flash, 2 * SLOT, STAGE).unwrap();
     let crc = flashpatch::crc32::crc32(patch);
-    let mut stage = Staging::open(part()).unwrap();
+    let mut stage = Staging::open_erased(part(), X).unwrap();
     assert_eq!(
         proto::handle(
             &mut stage,
@@ -318,8 +325,8 @@ fn transfer_with_cut(flash: &RefCell<Flash>, patch: &[u8], cut: usize) -> u32 {
             complete: false
         }
     );
-    for (i, c) in patch.chunks(MAX_CHUNK).enumerate().take(cut) {
-        let offset = (i * MAX_CHUNK) as u32;
+    for (i, c) in patch.chunks(step).enumerate().take(cut) {
+        let offset = (i * step) as u32;
         assert!(matches!(
             proto::handle(&mut stage, &HostMsg::Chunk { offset, data: c }),
             Action::Ack { offset: o, .. } if o == offset + c.len() as u32
@@ -327,12 +334,12 @@ fn transfer_with_cut(flash: &RefCell<Flash>, patch: &[u8], cut: usize) -> u32 {
     }
     let _ = stage.into_inner();
     // Power is back.
-    let mut stage = Staging::open(part()).unwrap();
+    let mut stage = Staging::open_erased(part(), X).unwrap();
     let r = stage.resume().expect("the transfer survives");
     assert_eq!((r.size, r.crc32), (patch.len() as u32, crc));
-    let stored = (cut * MAX_CHUNK).min(patch.len()) as u32;
-    assert!(r.offset <= stored && stored - r.offset < 4096);
-    assert!(r.offset == stored || r.offset.is_multiple_of(4096));
+    let stored = (cut * step).min(patch.len()) as u32;
+    assert!(r.offset <= stored && stored - r.offset < E as u32);
+    assert!(r.offset == stored || r.offset.is_multiple_of(E as u32));
     // A stale chunk is answered with where to continue.
     if r.offset > 0 {
         assert_eq!(
@@ -358,7 +365,7 @@ fn transfer_with_cut(flash: &RefCell<Flash>, patch: &[u8], cut: usize) -> u32 {
     };
     assert_eq!(offset, r.offset);
     while (offset as usize) < patch.len() {
-        let end = (offset as usize + MAX_CHUNK).min(patch.len());
+        let end = (offset as usize + step).min(patch.len());
         let data = &patch[offset as usize..end];
         match proto::handle(&mut stage, &HostMsg::Chunk { offset, data }) {
             Action::Ack { offset: o, .. } => offset = o,
@@ -372,22 +379,56 @@ fn transfer_with_cut(flash: &RefCell<Flash>, patch: &[u8], cut: usize) -> u32 {
 
 #[test]
 fn staged_transfer_resumes_after_power_cuts_and_applies() {
+    staged_transfer::<1, 4, 4096, 0xFF>(MAX_CHUNK);
+}
+
+/// Flash erased to 0x00; flash that programs 8 bytes at a time, in 2 KiB
+/// pages (STM32L4, G4),
+/// erased to 0xFF and to 0x00; 32-byte flash words (STM32H7) in 8 KiB
+/// sectors, erased to 0x00; and 64-byte write and read units. Chunks of
+/// 100 bytes leave a part of a write unit waiting for the next one.
+#[test]
+fn staged_transfer_on_wide_write_units_and_zero_erased_flash() {
+    staged_transfer::<1, 4, 4096, 0x00>(MAX_CHUNK);
+    staged_transfer::<1, 8, 2048, 0xFF>(100);
+    staged_transfer::<4, 8, 2048, 0x00>(100);
+    staged_transfer::<32, 32, 4096, 0x00>(100);
+    staged_transfer::<64, 64, 4096, 0xFF>(100);
+    staged_transfer::<1, 32, 2048, 0x00>(MAX_CHUNK);
+}
+
+/// Transfers a patch of several erase units in chunks of `step` bytes with
+/// a power cut after the first chunks, around the first and second unit
+/// boundaries, and after the last but one and the last chunk; resumes it,
+/// applies it and checks the image it made.
+fn staged_transfer<const R: usize, const W: usize, const E: usize, const X: u8>(step: usize) {
     let (old, mut new) = firmware_pair(7, 40_000);
     // Fresh bytes that no match covers make the patch span several units.
     new[1000..13_000].copy_from_slice(&Rng(3).bytes(12_000));
     let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
-    assert!(patch.len() > 2 * 4096, "patch of {} bytes", patch.len());
-    let chunks = patch.len().div_ceil(MAX_CHUNK);
+    assert!(patch.len() > 2 * E, "patch of {} bytes", patch.len());
+    let chunks = patch.len().div_ceil(step);
+    let unit = E / step;
     let mut resumed_mid = 0;
-    for cut in [0, 1, 15, 16, 17, 33, chunks - 1, chunks] {
-        let mut f = Flash::new((2 * SLOT + STAGE) as usize);
+    for cut in [
+        0,
+        1,
+        unit - 1,
+        unit,
+        unit + 1,
+        2 * unit + 1,
+        chunks - 1,
+        chunks,
+    ] {
+        let mut f = MockFlash::<R, W, E, X>::new((2 * SLOT + STAGE) as usize);
         f.preload(0, &old);
         let flash = RefCell::new(f);
-        let from = transfer_with_cut(&flash, &patch, cut);
+        let from = transfer_with_cut(&flash, &patch, cut, step);
         if from > 0 && (from as usize) < patch.len() {
             resumed_mid += 1;
         }
-        let mut stage = Staging::open(Partition::new(&flash, 2 * SLOT, STAGE).unwrap()).unwrap();
+        let part = Partition::new(&flash, 2 * SLOT, STAGE).unwrap();
+        let mut stage = Staging::open_erased(part, X).unwrap();
         let src = Partition::new(&flash, 0, SLOT).unwrap();
         let dst = Partition::new(&flash, SLOT, SLOT).unwrap();
         let mut mem = ApplierState::new();
@@ -407,10 +448,11 @@ fn staged_transfer_resumes_after_power_cuts_and_applies() {
         let f = flash.into_inner();
         assert_eq!(
             &f.as_bytes()[SLOT as usize..SLOT as usize + new.len()],
-            &new[..]
+            &new[..],
+            "write {W}, read {R}, erase {E}, erased {X:#04x}, cut after chunk {cut}"
         );
     }
-    assert!(resumed_mid >= 3);
+    assert!(resumed_mid >= 3, "{resumed_mid} resumed midway");
 }
 
 #[test]

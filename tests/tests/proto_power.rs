@@ -3,7 +3,8 @@
 //! verify, activate) and the first boot and confirmation, cut three ways
 //! (before, torn write, torn erase). After each cut the device must boot
 //! v1 or v2, announce a resume offset the host can continue from, and
-//! finish the update in v2.
+//! finish the update in v2. The same on flash with 8- and 32-byte write
+//! units and on flash erased to 0x00.
 
 use core::cell::RefCell;
 
@@ -15,25 +16,34 @@ use flashpatch::{ApplierState, Partition, Verdict};
 use flashpatch_tests::firmware_pair;
 use sha2::{Digest, Sha256};
 
-type Flash = MockFlash<1, 4, 4096>;
+type Flash<const R: usize, const W: usize, const E: usize, const X: u8> = MockFlash<R, W, E, X>;
 const SLOT: u32 = 32 * 1024;
-const LAYOUT: Layout = Layout::new(4096, 0, SLOT, SLOT, 2 * SLOT, 2 * 4096);
-const STAGE_AT: u32 = 2 * SLOT + 2 * 4096;
+/// The state area: two banks of at least 4 KiB.
+const STATE: u32 = 2 * 4096;
+const STAGE_AT: u32 = 2 * SLOT + STATE;
 const STAGE: u32 = 16 * 1024;
 const CONFIG: Config = Config {
     max_boot_attempts: 2,
     checkpoint_units: 0,
 };
 
-fn slots(flash: &RefCell<Flash>) -> Option<Slots<Partition<'_, Flash>, Partition<'_, Flash>>> {
-    let [a, b, s] = LAYOUT.partitions(flash)?;
+type DevSlots<'a, const R: usize, const W: usize, const E: usize, const X: u8> =
+    Slots<Partition<'a, Flash<R, W, E, X>>, Partition<'a, Flash<R, W, E, X>>>;
+
+fn slots<const R: usize, const W: usize, const E: usize, const X: u8>(
+    flash: &RefCell<Flash<R, W, E, X>>,
+) -> Option<DevSlots<'_, R, W, E, X>> {
+    let layout = Layout::new(E as u32, 0, SLOT, SLOT, 2 * SLOT, STATE);
+    let [a, b, s] = layout.partitions(flash)?;
     Slots::new(a, b, s, CONFIG).ok()
 }
 
 /// Boot stage and application start: select, then confirm a trial (both
 /// versions are good). The SHA-256 of the image that runs, or `None` if
 /// the power failed.
-fn boot(flash: &RefCell<Flash>) -> Option<[u8; 32]> {
+fn boot<const R: usize, const W: usize, const E: usize, const X: u8>(
+    flash: &RefCell<Flash<R, W, E, X>>,
+) -> Option<[u8; 32]> {
     let mut s = slots(flash)?;
     let b = s.select().ok()?;
     if b.trial {
@@ -43,11 +53,16 @@ fn boot(flash: &RefCell<Flash>) -> Option<[u8; 32]> {
     Some(rec.images[if b.slot == Slot::A { 0 } else { 1 }].sha256)
 }
 
-/// One connection: the host sends `patch` from where the device says; the
-/// device stores and installs it. The result, or `None` if the power failed.
-fn session(flash: &RefCell<Flash>, patch: &[u8]) -> Option<(Verdict, bool)> {
+/// One connection: the host sends `patch` from where the device says, in
+/// chunks of `step` bytes; the device stores and installs it. The result,
+/// or `None` if the power failed.
+fn session<const R: usize, const W: usize, const E: usize, const X: u8>(
+    flash: &RefCell<Flash<R, W, E, X>>,
+    patch: &[u8],
+    step: usize,
+) -> Option<(Verdict, bool)> {
     let mut s = slots(flash)?;
-    let mut stage = Staging::open(Partition::new(flash, STAGE_AT, STAGE)?).ok()?;
+    let mut stage = Staging::open_erased(Partition::new(flash, STAGE_AT, STAGE)?, X).ok()?;
     let crc32 = flashpatch::crc32::crc32(patch);
     let begin = HostMsg::Begin {
         size: patch.len() as u32,
@@ -62,7 +77,7 @@ fn session(flash: &RefCell<Flash>, patch: &[u8]) -> Option<(Verdict, bool)> {
                 return (!flash.borrow().is_dead()).then_some((r.verdict, r.restart));
             }
             Action::Ack { offset, .. } => {
-                let end = (offset as usize + MAX_CHUNK).min(patch.len());
+                let end = (offset as usize + step).min(patch.len());
                 let data = &patch[offset as usize..end];
                 act = proto::handle(&mut stage, &HostMsg::Chunk { offset, data });
             }
@@ -73,13 +88,29 @@ fn session(flash: &RefCell<Flash>, patch: &[u8]) -> Option<(Verdict, bool)> {
 
 #[test]
 fn power_cut_at_every_flash_operation_of_an_update() {
+    sweep::<1, 4, 4096, 0xFF>(MAX_CHUNK);
+}
+
+/// 8-byte write units in 2 KiB pages erased to 0x00, chunks of 100 bytes
+/// (a part of a write unit waits for the next chunk); 32-byte write and
+/// read units erased to 0x00; 32-byte write units erased to 0xFF.
+#[test]
+fn power_cut_at_every_flash_operation_on_other_geometries() {
+    sweep::<4, 8, 2048, 0x00>(100);
+    sweep::<32, 32, 4096, 0x00>(100);
+    sweep::<1, 32, 4096, 0xFF>(MAX_CHUNK);
+}
+
+/// Cuts power at every flash operation of an update over the protocol on
+/// flash of this geometry, the host sending chunks of `step` bytes.
+fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usize) {
     let (v1, mut v2) = firmware_pair(21, 20_000);
     v2[2000..8000].copy_from_slice(&Rng(5).bytes(6000));
     let patch = host_genpat::diff(&v1, &v2, &Default::default()).unwrap();
     assert!(patch.len() > 4096 && patch.len() < (STAGE - 4096) as usize);
     let (h1, h2): ([u8; 32], [u8; 32]) = (Sha256::digest(&v1).into(), Sha256::digest(&v2).into());
     let fresh = || {
-        let mut f = Flash::new((STAGE_AT + STAGE) as usize);
+        let mut f = Flash::<R, W, E, X>::new((STAGE_AT + STAGE) as usize);
         f.preload(0, &v1);
         let flash = RefCell::new(f);
         slots(&flash)
@@ -94,7 +125,7 @@ fn power_cut_at_every_flash_operation_of_an_update() {
             let flash = fresh();
             flash.borrow_mut().cut_at(n, kind, n * 3 + k as u64);
             // The update and the first boot, with the power failing somewhere.
-            let first = session(&flash, &patch);
+            let first = session(&flash, &patch, step);
             if let Some((v, restart)) = first {
                 assert_eq!(v, Verdict::Ok, "cut {n} {kind:?}");
                 assert!(restart);
@@ -113,14 +144,14 @@ fn power_cut_at_every_flash_operation_of_an_update() {
                 "cut {n} {kind:?}: unknown image"
             );
             ended_v1 += usize::from(running == h1);
-            let held = Staging::open(Partition::new(&flash, STAGE_AT, STAGE).unwrap())
+            let held = Staging::open_erased(Partition::new(&flash, STAGE_AT, STAGE).unwrap(), X)
                 .unwrap()
                 .resume()
                 .map_or(0, |r| r.offset);
             if held > 0 && (held as usize) < patch.len() {
                 resumed_mid += 1;
             }
-            let (v, restart) = session(&flash, &patch).expect("no cut armed");
+            let (v, restart) = session(&flash, &patch, step).expect("no cut armed");
             match v {
                 Verdict::Ok => assert!(restart),
                 Verdict::AlreadyInstalled => assert_eq!(running, h2),
@@ -131,8 +162,8 @@ fn power_cut_at_every_flash_operation_of_an_update() {
         }
     }
     println!(
-        "power cuts: {runs} runs, 0 bricks; {ended_v1} booted v1 after the cut, \
-         {resumed_mid} resumed a transfer midway"
+        "power cuts (write {W}, read {R}, erase {E}, erased {X:#04x}): {runs} runs, 0 bricks; \
+         {ended_v1} booted v1 after the cut, {resumed_mid} resumed a transfer midway"
     );
     assert!(runs > 300 && resumed_mid > 10 && ended_v1 > 0);
 }

@@ -194,3 +194,114 @@ fn the_state_area_must_hold_two_banks() {
     let [a, b, s] = l.partitions(&flash).unwrap();
     assert!(flashpatch::slots::Slots::new(a, b, s, Default::default()).is_ok());
 }
+
+/// An update on flash of another geometry (erase `E`, read `R`, write `W`,
+/// erased to `X`): cut off by a power loss at its end, resumed from its
+/// checkpoint, activated, booted on trial, confirmed. Every record in the
+/// state area is aligned to the record alignment the geometry asks for.
+fn update_on_geometry<const E: usize, const R: usize, const W: usize, const X: u8>() {
+    use flashpatch::mock::MockFlash;
+    use flashpatch::slots::{checkpoint_len, record_align, CHECKPOINT_LEN};
+    use flashpatch_tests::device::DevSlots;
+    let geo = format!("erase {E}, read {R}, write {W}, erased {X:#04x}");
+    let (old, new) = firmware_pair(41, 12_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let bank = DevSlots::<'static, E, R, W, X>::MIN_BANK as usize;
+    let dev = Device::<E, R, W, X>::provisioned(&old, 16 * 1024, 2 * bank.div_ceil(E));
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, false), "{geo}");
+    // An update, to count its flash operations.
+    let install = |dev: &Device<E, R, W, X>| -> Result<Installed, DevError> {
+        let mut slots = dev.slots()?;
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem)?;
+        for piece in patch.chunks(97) {
+            up.feed(piece)?;
+        }
+        up.finish()
+    };
+    let probe = dev.snapshot();
+    let before = probe.flash.borrow().ops;
+    install(&probe).unwrap();
+    let ops = probe.flash.borrow().ops - before;
+    // Power fails just before the last one (after the last checkpoint).
+    let cut = dev.cut_copy(ops as usize - 1, flashpatch::mock::Cut::Before);
+    assert!(install(&cut).is_err(), "{geo}");
+    cut.flash.borrow_mut().reboot();
+    let checkpoints = E < new.len();
+    let mut slots = cut.slots().unwrap();
+    let mut mem = ApplierState::new();
+    let inst = match slots.resume(&mut mem).unwrap() {
+        Some(r) => {
+            assert!(
+                checkpoints && r.offset > 0,
+                "{geo}: resumed from {}",
+                r.offset
+            );
+            let mut up = r.update;
+            for piece in patch[r.offset as usize..].chunks(97) {
+                up.feed(piece).unwrap();
+            }
+            up.finish().unwrap()
+        }
+        None => {
+            assert!(!checkpoints, "{geo}: no checkpoint to resume from");
+            slots = cut.slots().unwrap();
+            install(&cut).unwrap()
+        }
+    };
+    // The records the update left: each a multiple of the alignment long,
+    // checkpoints of the length for that alignment (2,528 bytes up to
+    // 32-byte units).
+    type Part<'a, const E: usize, const R: usize, const W: usize, const X: u8> =
+        flashpatch::Partition<'a, MockFlash<R, W, E, X>>;
+    let align = record_align::<Part<'static, E, R, W, X>>();
+    assert_eq!(align, 32.max(R).max(W), "{geo}");
+    assert_eq!(checkpoint_len(align) == CHECKPOINT_LEN, align == 32);
+    {
+        let f = cut.flash.borrow();
+        let state = &f.as_bytes()[cut.layout.state as usize..];
+        let bank_size = cut.layout.state_size as usize / 2 / E * E;
+        let (mut records, mut saw_checkpoint) = (0, false);
+        for bank in state[..2 * bank_size].chunks(bank_size) {
+            let mut at = 0;
+            while at + 8 <= bank.len() && bank[at..at + 4] == *b"FPSR" {
+                let len = u16::from_le_bytes([bank[at + 6], bank[at + 7]]) as usize;
+                assert!(
+                    len > 0 && len.is_multiple_of(align),
+                    "{geo}: record of {len}"
+                );
+                if bank[at + 4] == 2 {
+                    assert_eq!(len, checkpoint_len(align), "{geo}");
+                    saw_checkpoint = true;
+                }
+                records += 1;
+                at += len;
+            }
+            // What follows the records is erased.
+            assert!(bank[at..].iter().all(|&b| b == X), "{geo}");
+        }
+        assert!(
+            records > usize::from(checkpoints) && saw_checkpoint == checkpoints,
+            "{geo}"
+        );
+    }
+    slots.activate(&inst).unwrap();
+    assert_eq!(cut.boot().unwrap(), boots(Slot::B, true, false), "{geo}");
+    cut.slots().unwrap().confirm().unwrap();
+    assert_eq!(cut.boot().unwrap(), boots(Slot::B, false, false), "{geo}");
+    assert_eq!(cut.slot_bytes(Slot::B, new.len()), new, "{geo}");
+}
+
+#[test]
+fn updates_on_every_kind_of_flash_geometry() {
+    // Read size 32: the slot manager once refused every start (NotAligned).
+    update_on_geometry::<4096, 32, 4, 0xFF>();
+    // STM32L4/G4: 8-byte writes in 2 KiB pages; here erased to 0x00.
+    update_on_geometry::<2048, 1, 8, 0x00>();
+    // STM32H7: 32-byte flash words in 128 KiB sectors.
+    update_on_geometry::<{ 128 * 1024 }, 1, 32, 0xFF>();
+    // 64-byte write and read units: records aligned to 64 bytes.
+    update_on_geometry::<256, 64, 64, 0x00>();
+    update_on_geometry::<4096, 4, 64, 0xFF>();
+    update_on_geometry::<1024, 64, 1, 0xFF>();
+}

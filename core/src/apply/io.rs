@@ -221,6 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_programs_flash_erased_to_zero_in_wide_units() {
+        let mut flash = MockFlash::<1, 64, 4096, 0x00>::new(8192);
+        let mut w = Writer::<64>::new();
+        for b in 0..100u8 {
+            if w.push(b) {
+                flush_writer(&mut w, &mut flash).unwrap();
+            }
+        }
+        flush_writer(&mut w, &mut flash).unwrap();
+        assert_eq!((w.flushed, flash.stats.writes), (128, 2));
+        let bytes = flash.as_bytes();
+        assert!((0..100).all(|i| bytes[i] == i as u8));
+        assert!(bytes[100..128].iter().all(|&b| b == 0xFF));
+        assert!(bytes[128..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
     fn fill_and_same() {
         let mut b = [1u8, 2, 3, 4, 5];
         fill(&mut b[1..4], 0xFF);

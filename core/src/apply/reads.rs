@@ -179,7 +179,9 @@ pub(crate) async fn fill_cache<F: ReadNorFlash, const R: usize>(
     Ok(())
 }
 
-/// Programs what is buffered, padded with 0xFF to whole write units.
+/// Programs what is buffered, padded with 0xFF to whole write units
+/// (on flash erased to 0x00 as well: the padding goes into erased
+/// flash, where any value can be programmed, and nothing reads it).
 #[io]
 pub(crate) async fn flush_writer<F: NorFlash, const W: usize>(
     w: &mut Writer<W>,

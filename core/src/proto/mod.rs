@@ -117,7 +117,8 @@ pub fn handle<F: NorFlash>(staging: &mut Staging<F>, msg: &HostMsg<'_>) -> Actio
 
 /// Hands the patch stored in `staging` to `feed` (an applier's or an
 /// update's `feed`), read through `buf` (its length rounded down to a
-/// multiple of 4 bytes, at least 4), and calls `progress` with the bytes
+/// multiple of 4 bytes, or of the flash's read size if larger; at least
+/// one such multiple), and calls `progress` with the bytes
 /// fed so far after each piece. The patch must be complete
 /// ([`Staging::complete`]); the caller then calls the applier's `finish`.
 pub fn feed_staged<F, E>(
@@ -131,14 +132,15 @@ where
     E: From<ApplyError> + From<FlashError>,
 {
     let size = staging.resume().map_or(0, |r| r.size);
-    let step = buf.len() as u32 & !3;
+    let align = F::READ_SIZE.max(4);
+    let step = (buf.len() / align * align) as u32;
     if !staging.complete() || step == 0 {
         return Err(ApplyError::Truncated.into());
     }
     let mut at = 0;
     while at < size {
         let n = step.min(size - at) as usize;
-        let nr = n.next_multiple_of(4);
+        let nr = n.next_multiple_of(align);
         staging.read(at, &mut buf[..nr])?;
         feed(&buf[..n])?;
         at += n as u32;

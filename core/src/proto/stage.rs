@@ -2,7 +2,9 @@
 //! so that a transfer resumes after a power cut from what was stored, and
 //! the patch is applied only once it is complete.
 //!
-//! Layout of the staging partition, with `E` its erase size:
+//! Layout of the staging partition, with `E` its erase size, `H` =
+//! max(16, write size, read size) and `P` = max(4, write size, read size)
+//! (16 and 4 on flash with write and read sizes up to 4 bytes):
 //!
 //! ```text
 //!  offset   size   field
@@ -10,8 +12,10 @@
 //!  4        4      patch size
 //!  8        4      patch CRC-32
 //!  12       4      CRC-32 of bytes 0..12
-//!  16+4k    4      progress word of data unit k: 0xFFFFFFFF until unit k
-//!                  (patch bytes [kE, (k+1)E)) is completely written
+//!  16       H-16   erased (padding to a whole write unit)
+//!  H+Pk     P      progress word of data unit k: erased until unit k
+//!                  (patch bytes [kE, (k+1)E)) is completely written, then
+//!                  every bit flipped (0x00 bytes on flash erased to 0xFF)
 //!  E        ...    the patch, unit k at E + kE
 //! ```
 //!
@@ -20,6 +24,14 @@
 //! complete. A transfer resumes at the first incomplete unit, which is
 //! erased again before its first write. A new patch erases the header
 //! unit first; a torn header fails its CRC and is no transfer at all.
+//!
+//! "Erased" is the value the flash's erased bytes read: 0xFF for
+//! [`Staging::open`], any other (0x00 on flash that erases to zeros) for
+//! [`Staging::open_erased`]. Patch bytes that do not fill a write unit
+//! yet (the host sends multiples of 4 bytes; flash with 8- to 64-byte
+//! write units programs whole units) wait in RAM until the next chunk, or
+//! the last one, fills it: a power cut loses them, and the transfer
+//! resumes from the start of their erase unit anyway.
 
 use embedded_storage::nor_flash::NorFlash;
 
@@ -68,35 +80,76 @@ struct Transfer {
     erased: u32,
 }
 
+/// The largest write and read size staging supports.
+const MAX_UNIT: usize = 64;
+
 /// A staging partition: `F` is a [`NorFlash`] window holding nothing else.
 pub struct Staging<F> {
     flash: F,
     transfer: Option<Transfer>,
+    /// What an erased byte reads.
+    erased: u8,
+    /// Patch bytes since the last whole write unit, not programmed yet.
+    tail: [u8; MAX_UNIT],
+}
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
 }
 
 type Res<T> = Result<T, StageError>;
 
 impl<F: NorFlash> Staging<F> {
     const UNIT: u32 = F::ERASE_SIZE as u32;
+    /// Bytes of the header, padded to whole write and read units.
+    const HEAD: u32 = max(HEADER as usize, max(F::WRITE_SIZE, F::READ_SIZE)) as u32;
+    /// Bytes of each progress word, padded the same way.
+    const STEP: u32 = max(4, max(F::WRITE_SIZE, F::READ_SIZE)) as u32;
 
-    /// Opens the staging partition and finds an interrupted transfer.
+    /// Opens the staging partition of a flash whose erased bytes read
+    /// 0xFF and finds an interrupted transfer.
     pub fn open(flash: F) -> Result<Self, FlashError> {
+        Self::open_erased(flash, 0xFF)
+    }
+
+    /// Opens the staging partition of a flash whose erased bytes read
+    /// `erased` (0x00 on flash that erases to zeros) and finds an
+    /// interrupted transfer. Staging is the only part of flashpatch that
+    /// needs to know (see the crate docs).
+    pub fn open_erased(flash: F, erased: u8) -> Result<Self, FlashError> {
         const {
-            assert!(F::WRITE_SIZE <= 4 && 4 % F::WRITE_SIZE == 0);
-            assert!(F::READ_SIZE <= 4 && 4 % F::READ_SIZE == 0);
+            let (w, r) = (F::WRITE_SIZE, F::READ_SIZE);
+            assert!(
+                w <= MAX_UNIT && r <= MAX_UNIT,
+                "write and read sizes up to 64 bytes"
+            );
+            let (head, step) = (Self::HEAD as usize, Self::STEP as usize);
+            assert!(head.is_multiple_of(w) && head.is_multiple_of(r));
+            assert!(step.is_multiple_of(w) && step.is_multiple_of(r));
             assert!(F::ERASE_SIZE >= 64);
+            assert!(Self::UNIT >= Self::HEAD + Self::STEP);
         };
         let mut s = Staging {
             flash,
             transfer: None,
+            erased,
+            tail: [erased; MAX_UNIT],
         };
         s.transfer = s.scan()?;
         Ok(s)
     }
 
     fn scan(&mut self) -> Result<Option<Transfer>, FlashError> {
+        let mut block = [0u8; MAX_UNIT];
         let mut h = [0u8; HEADER as usize];
-        self.flash.read(0, &mut h).map_err(staging)?;
+        self.flash
+            .read(0, &mut block[..Self::HEAD as usize])
+            .map_err(staging)?;
+        h.copy_from_slice(&block[..HEADER as usize]);
         let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
         if h[..4] != MAGIC || crate::crc32::crc32(&h[..12]) != word(12) {
             return Ok(None);
@@ -108,11 +161,11 @@ impl<F: NorFlash> Staging<F> {
         let units = size.div_ceil(Self::UNIT);
         let mut done = 0;
         while done < units {
-            let mut w = [0u8; 4];
+            let w = &mut block[..Self::STEP as usize];
             self.flash
-                .read(HEADER + 4 * done, &mut w)
+                .read(Self::HEAD + Self::STEP * done, w)
                 .map_err(staging)?;
-            if w == [0xFF; 4] {
+            if w.iter().all(|&b| b == self.erased) {
                 break;
             }
             done += 1;
@@ -130,7 +183,7 @@ impl<F: NorFlash> Staging<F> {
     pub fn max_size(&self) -> u32 {
         let cap = self.flash.capacity() as u64;
         let data = cap.saturating_sub(Self::UNIT as u64);
-        let words = (Self::UNIT - HEADER) as u64 / 4;
+        let words = ((Self::UNIT - Self::HEAD) / Self::STEP) as u64;
         data.min(words * Self::UNIT as u64).min(u32::MAX as u64) as u32
     }
 
@@ -165,14 +218,14 @@ impl<F: NorFlash> Staging<F> {
         self.flash
             .erase(0, Self::UNIT)
             .map_err(|e| StageError::Flash(staging(e)))?;
-        let mut h = [0u8; HEADER as usize];
+        let mut h = [self.erased; MAX_UNIT];
         h[..4].copy_from_slice(&MAGIC);
         h[4..8].copy_from_slice(&size.to_le_bytes());
         h[8..12].copy_from_slice(&crc32.to_le_bytes());
         let c = crate::crc32::crc32(&h[..12]);
-        h[12..].copy_from_slice(&c.to_le_bytes());
+        h[12..16].copy_from_slice(&c.to_le_bytes());
         self.flash
-            .write(0, &h)
+            .write(0, &h[..Self::HEAD as usize])
             .map_err(|e| StageError::Flash(staging(e)))?;
         self.transfer = Some(Transfer {
             size,
@@ -202,31 +255,60 @@ impl<F: NorFlash> Staging<F> {
         }
         let end = end as u32;
         let flash = |e| StageError::Flash(staging(e));
-        while t.erased < end.next_multiple_of(4) {
+        let w = F::WRITE_SIZE;
+        while t.erased < end.next_multiple_of(w as u32) {
             let at = Self::UNIT + t.erased;
             self.flash.erase(at, at + Self::UNIT).map_err(flash)?;
             t.erased += Self::UNIT;
         }
-        let whole = data.len() & !3;
-        self.flash
-            .write(Self::UNIT + offset, &data[..whole])
-            .map_err(flash)?;
-        if whole < data.len() {
-            let mut tail = [0xFF; 4];
-            tail[..data.len() - whole].copy_from_slice(&data[whole..]);
+        // The write unit in progress starts at `at`; `have` of its bytes
+        // wait in `tail`.
+        let mut at = offset - offset % w as u32;
+        let mut have = (offset - at) as usize;
+        let mut rest = data;
+        if have > 0 {
+            let n = rest.len().min(w - have);
+            self.tail[have..have + n].copy_from_slice(&rest[..n]);
+            (have, rest) = (have + n, &rest[n..]);
+            if have == w {
+                self.flash
+                    .write(Self::UNIT + at, &self.tail[..w])
+                    .map_err(flash)?;
+                (at, have) = (at + w as u32, 0);
+            }
+        }
+        if have == 0 {
+            let whole = rest.len() / w * w;
+            if whole > 0 {
+                self.flash
+                    .write(Self::UNIT + at, &rest[..whole])
+                    .map_err(flash)?;
+            }
+            at += whole as u32;
+            rest = &rest[whole..];
+            self.tail[..rest.len()].copy_from_slice(rest);
+            have = rest.len();
+        }
+        if last && have > 0 {
+            // The patch's last bytes, padded to a whole write unit.
+            self.tail[have..w].fill(self.erased);
             self.flash
-                .write(Self::UNIT + offset + whole as u32, &tail)
+                .write(Self::UNIT + at, &self.tail[..w])
                 .map_err(flash)?;
         }
-        // Progress words of every unit this chunk completed.
+        // Progress words of every unit this chunk completed (a unit
+        // boundary is a write unit boundary: those units are programmed).
         let first = offset / Self::UNIT;
         let done = if last {
             end.div_ceil(Self::UNIT)
         } else {
             end / Self::UNIT
         };
+        let mark = [!self.erased; MAX_UNIT];
+        let mark = &mark[..Self::STEP as usize];
         for k in first..done {
-            self.flash.write(HEADER + 4 * k, &[0; 4]).map_err(flash)?;
+            let at = Self::HEAD + Self::STEP * k;
+            self.flash.write(at, mark).map_err(flash)?;
         }
         t.received = end;
         self.transfer = Some(t);

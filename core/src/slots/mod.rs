@@ -11,9 +11,11 @@
 //!           each a multiple of the erase size; the two banks each hold
 //!           at least one boot record and one checkpoint
 //!
-//!  a bank: | record | record | record | ... | 0xFF ... |
+//!  a bank: | record | record | record | ... | erased ... |
 //!  record: +0 4 magic "FPSR"   +4 1 kind (1 boot, 2 checkpoint)  +5 1 version (1)
-//!          +6 2 length L (a multiple of 32)  +8 4 sequence  +12 4 generation
+//!          +6 2 length L (a multiple of the record alignment: 32, or 64
+//!          on flash with 64-byte write or read units; see `record_align`)
+//!          +8 4 sequence  +12 4 generation
 //!          +16 .. body          L-4 4 CRC-32 of bytes 0..L-4
 //!
 //!  boot record body (L = 128 for one component, +96 per further one):
@@ -119,10 +121,38 @@ use store::Store;
 
 pub use layout::Layout;
 pub use record::{boot_record_len, BootRecord, BootState, Component, Image, BOOT_RECORD_LEN};
-pub use update::{Installed, Update, CHECKPOINT_LEN};
+pub use update::{checkpoint_len, Installed, Update, CHECKPOINT_LEN};
 
-/// Records are written and read in multiples of this many bytes.
+/// Records are written and read in multiples of this many bytes on a state
+/// area whose write and read sizes are at most 32 bytes (on larger ones,
+/// in multiples of the larger of the two: [`record_align`]).
 pub const RECORD_ALIGN: usize = 32;
+
+/// The largest write or read size of a state area: records are then
+/// aligned to 64 bytes.
+pub const MAX_RECORD_ALIGN: usize = 64;
+
+/// The alignment of records (their offsets and lengths) in a state area of
+/// type `S`: the largest of [`RECORD_ALIGN`], `S::WRITE_SIZE` and
+/// `S::READ_SIZE`, so that every record is written and read in whole
+/// units. 32 bytes on flash with write and read sizes up to 32 bytes.
+pub const fn record_align<S: NorFlash>() -> usize {
+    let a = if S::WRITE_SIZE > RECORD_ALIGN {
+        S::WRITE_SIZE
+    } else {
+        RECORD_ALIGN
+    };
+    if S::READ_SIZE > a {
+        S::READ_SIZE
+    } else {
+        a
+    }
+}
+
+/// `len` rounded up to a multiple of `align`.
+const fn aligned(len: usize, align: usize) -> usize {
+    len.div_ceil(align) * align
+}
 
 /// One of the two image slots.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -301,9 +331,14 @@ where
     /// The boot stage and the application must use the same `N`.
     pub fn new_group(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self> {
         const {
-            assert!(RECORD_ALIGN.is_multiple_of(S::WRITE_SIZE));
-            assert!(RECORD_ALIGN.is_multiple_of(S::READ_SIZE));
-            assert!(S::ERASE_SIZE.is_multiple_of(RECORD_ALIGN));
+            let align = record_align::<S>();
+            assert!(
+                align <= MAX_RECORD_ALIGN,
+                "state area write and read sizes up to 64 bytes"
+            );
+            assert!(align.is_multiple_of(S::WRITE_SIZE));
+            assert!(align.is_multiple_of(S::READ_SIZE));
+            assert!(S::ERASE_SIZE.is_multiple_of(align));
         }
         Ok(Slots {
             slots: pairs,
@@ -312,8 +347,10 @@ where
         })
     }
 
-    /// The smallest bank: a boot record and a checkpoint.
-    pub const MIN_BANK: u32 = (boot_record_len(N) + update::CHECKPOINT_LEN) as u32;
+    /// The smallest bank: a boot record and a checkpoint (each rounded up
+    /// to the [`record_align`] of `S`).
+    pub const MIN_BANK: u32 = (aligned(boot_record_len(N), record_align::<S>())
+        + update::checkpoint_len(record_align::<S>())) as u32;
 
     /// The boot state of every component: the newest valid boot record,
     /// if any.

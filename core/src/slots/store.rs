@@ -19,7 +19,7 @@ use crate::crc32::Crc32;
 use crate::error::{FlashError, FlashRole, SlotError as Error};
 
 use super::record::boot_record_len;
-use super::{BootState, RECORD_ALIGN};
+use super::{aligned, record_align, BootState, MAX_RECORD_ALIGN};
 
 /// The first four bytes of every record: `"FPSR"`.
 pub const RECORD_MAGIC: [u8; 4] = *b"FPSR";
@@ -73,6 +73,9 @@ type Res<T> = Result<T, Error>;
 pub(crate) type Fill<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8]));
 
 impl<S: NorFlash, const N: usize> Store<S, N> {
+    /// Records' alignment here (offsets and lengths).
+    const ALIGN: usize = record_align::<S>();
+
     /// Scans the state area; [`Error::StateArea`] if it cannot hold two
     /// banks of at least `min_bank` bytes each.
     pub(crate) fn open(flash: S, min_bank: u32) -> Res<Self> {
@@ -146,7 +149,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// record of a new generation makes the checkpoints of the old one
     /// stale.
     pub(crate) fn write_boot(&mut self, rec: &BootState<N>) -> Res<()> {
-        let len = boot_record_len(N);
+        let len = aligned(boot_record_len(N), Self::ALIGN);
         let at = self.place(len as u32, false)?;
         self.write_record(at, KIND_BOOT, len, rec.gen, &mut |out| rec.encode(out))?;
         if self.current.is_none_or(|(c, _)| c.gen != rec.gen) {
@@ -158,7 +161,9 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     }
 
     /// Writes a record of `kind` and `len` bytes at `at`, its body from
-    /// `fill` (in pieces of any size), padded with 0xFF up to the CRC. Not
+    /// `fill` (in pieces of any size), padded with 0xFF up to the CRC (any
+    /// value does: the CRC covers it, and it is written into erased flash,
+    /// so it programs on flash erased to 0x00 as well). Not
     /// inlined: its write buffer is on the stack only while it runs, not
     /// under the copy of the boot record a fresh bank starts with.
     #[inline(never)]
@@ -170,6 +175,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             flash: &mut self.flash,
             at,
             end: at + len as u32 - 4,
+            align: Self::ALIGN,
             buf: [0xFF; CHUNK],
             fill: 0,
             crc: Crc32::new(),
@@ -257,42 +263,44 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// The header of the valid record at `at` (bank ends at `end`), if
     /// there is one: magic, version, kind, length and CRC all hold.
     fn valid_record(&mut self, at: u32, end: u32) -> Res<Option<Header>> {
-        if at + HEADER_LEN as u32 > end {
+        let a = Self::ALIGN;
+        if at + a as u32 > end {
             return Ok(None);
         }
-        let mut h = [0u8; HEADER_LEN];
+        // The header is in the record's first block, read whole.
+        let mut block = [0u8; MAX_RECORD_ALIGN];
+        let buf = &mut block[..a];
         self.flash
-            .read(at, &mut h)
+            .read(at, buf)
             .map_err(FlashError::of(FlashRole::State))?;
+        let mut h = [0u8; HEADER_LEN];
+        h.copy_from_slice(&buf[..HEADER_LEN]);
         let len = u16::from_le_bytes([h[6], h[7]]) as u32;
         let kind = h[4];
         if h[..4] != RECORD_MAGIC
             || h[5] != RECORD_VERSION
             || !(kind == KIND_BOOT || kind == KIND_CHECKPOINT)
             || len < (HEADER_LEN + 4) as u32
-            || !len.is_multiple_of(RECORD_ALIGN as u32)
+            || !len.is_multiple_of(a as u32)
             || at + len > end
         {
             return Ok(None);
         }
         let mut crc = Crc32::new();
-        let mut buf = [0u8; RECORD_ALIGN];
         let body_end = at + len - 4;
         let mut pos = at;
-        while pos < at + len {
-            self.flash
-                .read(pos, &mut buf)
-                .map_err(FlashError::of(FlashRole::State))?;
-            let n = (body_end.saturating_sub(pos) as usize).min(RECORD_ALIGN);
+        loop {
+            let n = (body_end.saturating_sub(pos) as usize).min(a);
             crc.update(&buf[..n]);
-            pos += RECORD_ALIGN as u32;
+            pos += a as u32;
+            if pos >= at + len {
+                break;
+            }
+            self.flash
+                .read(pos, buf)
+                .map_err(FlashError::of(FlashRole::State))?;
         }
-        let stored = u32::from_le_bytes([
-            buf[RECORD_ALIGN - 4],
-            buf[RECORD_ALIGN - 3],
-            buf[RECORD_ALIGN - 2],
-            buf[RECORD_ALIGN - 1],
-        ]);
+        let stored = u32::from_le_bytes([buf[a - 4], buf[a - 3], buf[a - 2], buf[a - 1]]);
         if stored != crc.value() {
             return Ok(None);
         }
@@ -309,7 +317,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
 /// Bytes a checkpoint is written in at a time: its buffer is on the stack
 /// under the decoder's frames, so it is small.
 const CHUNK: usize = 64;
-const _: () = assert!(CHUNK.is_multiple_of(RECORD_ALIGN));
+const _: () = assert!(CHUNK.is_multiple_of(MAX_RECORD_ALIGN));
 
 /// Streams a record to flash in `CHUNK`-byte writes, padding its end with
 /// 0xFF up to the CRC.
@@ -319,6 +327,8 @@ struct RecordWriter<'a, S: NorFlash> {
     at: u32,
     /// Where the CRC goes.
     end: u32,
+    /// Record alignment: every write is a multiple of it.
+    align: usize,
     buf: [u8; CHUNK],
     fill: usize,
     crc: Crc32,
@@ -344,7 +354,7 @@ impl<S: NorFlash> RecordWriter<'_, S> {
     }
 
     fn flush(&mut self) {
-        let n = self.fill.div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
+        let n = self.fill.div_ceil(self.align) * self.align;
         if self.err.is_none() && n > 0 {
             if let Err(e) = self.flash.write(self.at, &self.buf[..n]) {
                 self.err = Some(e);
@@ -361,12 +371,12 @@ impl<S: NorFlash> RecordWriter<'_, S> {
     fn finish(&mut self) -> Result<(), Error> {
         // Pad up to the CRC, then the CRC closes the record.
         while self.at + (self.fill as u32) < self.end {
-            let pad = [0xFFu8; RECORD_ALIGN];
-            let n = ((self.end - self.at) as usize - self.fill).min(RECORD_ALIGN);
+            let pad = [0xFFu8; 32];
+            let n = ((self.end - self.at) as usize - self.fill).min(pad.len());
             self.push(&pad[..n]);
         }
-        // `end` is 4 bytes short of a RECORD_ALIGN boundary, so the CRC
-        // always fits in the chunk.
+        // `end` is 4 bytes short of an alignment boundary (and `CHUNK` a
+        // multiple of the alignment), so the CRC always fits in the chunk.
         let crc = self.crc.value().to_le_bytes();
         if let Some(at) = self.buf.get_mut(self.fill..self.fill + 4) {
             at.copy_from_slice(&crc);
@@ -387,18 +397,18 @@ fn record_reader<S: NorFlash>(flash: &mut S, at: u32, len: u32) -> RecordReader<
         flash,
         pos: at + HEADER_LEN as u32,
         end: at + len - 4,
-        buf: [0; RECORD_ALIGN],
+        buf: [0; MAX_RECORD_ALIGN],
         base: u32::MAX,
         err: None,
     }
 }
 
-/// Reads a record's body front to back, in `RECORD_ALIGN`-byte reads.
+/// Reads a record's body front to back, in reads of the record alignment.
 pub(crate) struct RecordReader<'a, S: NorFlash> {
     flash: &'a mut S,
     pos: u32,
     end: u32,
-    buf: [u8; RECORD_ALIGN],
+    buf: [u8; MAX_RECORD_ALIGN],
     /// Flash offset `buf` holds (`u32::MAX`: nothing).
     base: u32,
     /// The first flash error met.
@@ -413,15 +423,16 @@ impl<S: NorFlash> RecordReader<'_, S> {
             if self.pos >= self.end || self.err.is_some() {
                 return false;
             }
-            let base = self.pos - self.pos % RECORD_ALIGN as u32;
+            let a = record_align::<S>();
+            let base = self.pos - self.pos % a as u32;
             if base != self.base {
-                if let Err(e) = self.flash.read(base, &mut self.buf) {
+                if let Err(e) = self.flash.read(base, &mut self.buf[..a]) {
                     self.err = Some(e);
                     return false;
                 }
                 self.base = base;
             }
-            *o = self.buf[(self.pos - base) as usize % RECORD_ALIGN];
+            *o = self.buf[(self.pos - base) as usize % a];
             self.pos += 1;
         }
         true

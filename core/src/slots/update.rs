@@ -3,15 +3,22 @@
 use embedded_storage::nor_flash::NorFlash;
 
 use super::store::{Store, HEADER_LEN};
-use super::{Image, Slot, RECORD_ALIGN};
+use super::{record_align, Image, Slot, RECORD_ALIGN};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
 use crate::{Applier, ApplierState, Outcome, Progress, Status};
 
 /// Bytes of a checkpoint record on flash (header, the component, the
-/// applier's state, padding, CRC). A checkpoint of another length (another
-/// codec's or version's) is ignored.
-pub const CHECKPOINT_LEN: usize =
-    (HEADER_LEN + 1 + crate::apply::SAVED_LEN + 4).div_ceil(RECORD_ALIGN) * RECORD_ALIGN;
+/// applier's state, padding, CRC) with records aligned to [`RECORD_ALIGN`]
+/// (write and read sizes up to 32 bytes; [`checkpoint_len`] gives it for
+/// any alignment). A checkpoint of another length (another codec's or
+/// version's) is ignored.
+pub const CHECKPOINT_LEN: usize = checkpoint_len(RECORD_ALIGN);
+
+/// Bytes of a checkpoint record with records aligned to `align` bytes
+/// ([`super::record_align`] of the state area).
+pub const fn checkpoint_len(align: usize) -> usize {
+    (HEADER_LEN + 1 + crate::apply::SAVED_LEN + 4).div_ceil(align) * align
+}
 
 /// The image an update left, ready for [`super::Slots::activate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,7 +114,8 @@ where
     #[inline(never)]
     fn checkpoint(&mut self) -> Result<(), Error> {
         let (applier, component) = (&self.applier, self.component);
-        self.store.write_checkpoint(CHECKPOINT_LEN, &mut |out| {
+        let len = checkpoint_len(record_align::<S>());
+        self.store.write_checkpoint(len, &mut |out| {
             out(&[component]);
             applier.save_state(out)
         })
@@ -116,7 +124,8 @@ where
     /// Loads the newest checkpoint; the patch offset to feed from, or
     /// `None` if there is none or it cannot be used.
     pub(crate) fn load(&mut self) -> Result<Option<u32>, Error> {
-        if self.store.checkpoint.map(|(c, _)| c.len as usize) != Some(CHECKPOINT_LEN) {
+        let len = checkpoint_len(record_align::<S>());
+        if self.store.checkpoint.map(|(c, _)| c.len as usize) != Some(len) {
             self.store.drop_checkpoint();
             return Ok(None);
         }
