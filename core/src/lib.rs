@@ -47,6 +47,6 @@ pub mod proto;
 pub mod sign;
 pub mod slots;
 
-pub use apply::{Applier, ApplierState, Outcome, Progress, Status};
+pub use apply::{Applier, ApplierState, Found, Outcome, Progress, Status};
 pub use error::{Error, Verdict};
 pub use partition::{Partition, PartitionError};

@@ -9,11 +9,12 @@
 //!
 //! For each entry header, in this order:
 //! 1. if the source partition already holds the entry's target: the
-//!    result is "already installed", nothing is written;
+//!    result is "already installed" ([`Found::Source`]), nothing is
+//!    written;
 //! 2. if the source partition does not hold the entry's source (size,
 //!    CRC-32, then MD5): the entry is skipped;
 //! 3. if the target partition already holds the target: "already
-//!    installed", nothing is written;
+//!    installed" ([`Found::Target`]), nothing is written;
 //! 4. otherwise the body is decoded into the target partition, which is
 //!    then read back and checked against the target's SHA-256.
 //!
@@ -50,14 +51,48 @@ pub(crate) use resume::SAVED_LEN;
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-// Discriminants from 1, so that `None` of an `Option<Outcome>` is 0 and a
-// fresh `ApplierState` is all zeros: a `static` of it is in `.bss`, with no
-// initial image in flash.
 pub enum Outcome {
-    /// The target image was written and verified.
-    Applied = 1,
-    /// The target image was already there; nothing was written.
-    AlreadyInstalled = 2,
+    /// The target image was written into the target partition and
+    /// verified.
+    Applied,
+    /// The target image was already there, in the partition this says;
+    /// nothing was written.
+    AlreadyInstalled(Found),
+}
+
+/// Where an already installed target image was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Found {
+    /// At the start of the source partition (with A/B slots: the running
+    /// slot).
+    Source,
+    /// At the start of the target partition (with A/B slots: the inactive
+    /// slot, written by an earlier run of the same update).
+    Target,
+}
+
+/// The outcome as [`ApplierState`] keeps it. `None` is 0, so that a fresh
+/// state is all zeros: a `static` of it is in `.bss`, with no initial
+/// image in flash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Kept {
+    None = 0,
+    Applied,
+    InSource,
+    InTarget,
+}
+
+impl Kept {
+    const fn get(self) -> Option<Outcome> {
+        match self {
+            Kept::None => None,
+            Kept::Applied => Some(Outcome::Applied),
+            Kept::InSource => Some(Outcome::AlreadyInstalled(Found::Source)),
+            Kept::InTarget => Some(Outcome::AlreadyInstalled(Found::Target)),
+        }
+    }
 }
 
 /// What [`Applier::feed`] reports.
@@ -143,7 +178,7 @@ pub struct Applier<'m, S, T, const W: usize = 64, const R: usize = 64> {
 pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     phase: Phase,
     entries_left: u16,
-    outcome: Option<Outcome>,
+    outcome: Kept,
     result: TargetId,
     consumed: u32,
     buf: [u8; BUF],
@@ -170,6 +205,8 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     paused: bool,
     /// The component to apply: entries for others are skipped.
     component: u8,
+    /// An entry for `component` has been read.
+    seen: bool,
     /// The security counter of the entry being applied, then of the one
     /// the outcome refers to.
     counter: u32,
@@ -192,7 +229,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         ApplierState {
             phase: Phase::Container,
             entries_left: 0,
-            outcome: None,
+            outcome: Kept::None,
             result: TargetId::EMPTY,
             consumed: 0,
             buf: [0; BUF],
@@ -215,6 +252,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             ckpt_next: 0,
             paused: false,
             component: 0,
+            seen: false,
             counter: 0,
             #[cfg(feature = "vouch")]
             vouched: None,
@@ -229,7 +267,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
     fn reset(&mut self) {
         self.phase = Phase::Container;
         self.entries_left = 0;
-        self.outcome = None;
+        self.outcome = Kept::None;
         self.result = TargetId::EMPTY;
         self.consumed = 0;
         self.head = 0;
@@ -250,6 +288,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.ckpt_next = 0;
         self.paused = false;
         self.component = 0;
+        self.seen = false;
         self.counter = 0;
         #[cfg(feature = "vouch")]
         {
@@ -388,7 +427,7 @@ where
     /// The security counter of the entry the outcome refers to, once there
     /// is an outcome (0 for an entry without one).
     pub fn result_counter(&self) -> Option<u32> {
-        self.st.outcome.map(|_| self.st.counter)
+        self.st.outcome.get().map(|_| self.st.counter)
     }
 
     /// Applies the entries for component `id` (records `0x80`, see
@@ -415,6 +454,14 @@ where
         self.st.vouched = Some((size, md5));
     }
 
+    /// Whether the patch fed so far has had an entry for the applier's
+    /// component ([`Applier::set_component`]), whatever its source. With
+    /// [`Error::NoSuitablePatch`], `false` says that the patch has
+    /// nothing for this component, `true` that it has, for other images.
+    pub fn component_seen(&self) -> bool {
+        self.st.seen
+    }
+
     /// Gives the flashes back.
     pub fn into_parts(self) -> (S, T) {
         (self.source, self.target)
@@ -423,7 +470,7 @@ where
     /// The image the outcome refers to (the target of the entry that was
     /// applied or found installed), once there is an outcome.
     pub fn result_target(&self) -> Option<TargetId> {
-        self.st.outcome.map(|_| self.st.result)
+        self.st.outcome.get().map(|_| self.st.result)
     }
 
     /// How far the applier has come.
@@ -471,7 +518,7 @@ where
     /// Says that the patch has ended; returns its outcome, or
     /// [`Error::Truncated`] if it ended early.
     pub fn finish(&mut self) -> Res<Outcome, T::Error> {
-        match (self.st.phase, self.st.outcome) {
+        match (self.st.phase, self.st.outcome.get()) {
             (Phase::Done, Some(o)) => Ok(o),
             (Phase::Failed, _) => Err(Error::Failed),
             _ => {
@@ -490,7 +537,7 @@ where
         loop {
             match self.st.phase {
                 Phase::Done | Phase::Failed => {
-                    return match (chunk.is_empty(), self.st.outcome) {
+                    return match (chunk.is_empty(), self.st.outcome.get()) {
                         (true, Some(o)) => Ok(Status::Done(o)),
                         (true, None) => Err(Error::Failed),
                         (false, _) => Err(Error::TrailingData),
@@ -594,6 +641,7 @@ where
                 let (entry, records) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
                 let meta = records.meta()?;
                 let ours = meta.component == self.st.component;
+                self.st.seen |= ours;
                 #[cfg(feature = "sign")]
                 self.st
                     .gate
@@ -603,7 +651,7 @@ where
                 self.st.body_crc = Crc32::new();
                 self.st.len = 0;
                 self.st.head = 0;
-                if self.st.outcome.is_none() && ours {
+                if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
                     return Ok(true);
                 }
@@ -649,7 +697,7 @@ where
                 &e.target.sha256,
             )
         {
-            self.st.outcome = Some(Outcome::AlreadyInstalled);
+            self.st.outcome = Kept::InSource;
             self.st.result = e.target;
             return Ok(Phase::Skip);
         }
@@ -687,7 +735,7 @@ where
                 &e.target.sha256,
             )
         {
-            self.st.outcome = Some(Outcome::AlreadyInstalled);
+            self.st.outcome = Kept::InTarget;
             self.st.result = e.target;
             return Ok(Phase::Skip);
         }
@@ -722,13 +770,13 @@ where
             if !same(&sha, &self.st.entry.target.sha256) {
                 return Err(Error::TargetMismatch);
             }
-            self.st.outcome = Some(Outcome::Applied);
+            self.st.outcome = Kept::Applied;
             self.st.result = self.st.entry.target;
         }
         self.st.entries_left -= 1;
         if self.st.entries_left > 0 {
             self.start_entry();
-        } else if self.st.outcome.is_some() {
+        } else if self.st.outcome != Kept::None {
             self.st.phase = Phase::Done;
         } else {
             return Err(Error::NoSuitablePatch);

@@ -153,7 +153,8 @@ where
         }
         self.st.writer.restart(self.st.out);
         self.st.cache.invalidate();
-        self.st.outcome = None;
+        self.st.outcome = super::Kept::None;
+        self.st.seen = true;
         self.st.ckpt_next = self.st.out.saturating_add(self.st.ckpt_every);
         self.st.paused = false;
         self.st.phase = Phase::Body;

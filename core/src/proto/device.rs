@@ -1,12 +1,22 @@
 //! The device's side of an update once the patch is stored: check it,
-//! apply it into the inactive slot, activate the new image, and say so.
+//! apply it into the inactive slot of each component it has entries for,
+//! activate the new images together, and say so.
 //!
 //! ```text
-//!  staged patch ─► CRC check ─► Slots::begin_update ─► feed ─► finish ─► activate ─► clear staging
-//!                     │                                           │           │
-//!                     └─ "Patch data is invalid or corrupt"       │           └─ "OK": restart
-//!                                                                 └─ "OK, new version already installed"
+//!  staged patch ─► CRC check ─┬─► for each component k:                    ─► activate_group ─► clear staging
+//!                     │       │   Slots::begin_component_update(k) ─► feed ─► finish     │
+//!                     │       │     (no entry for k: skipped)                            └─ "OK": restart
+//!                     │       └─► every image found running: "OK, new version already installed"
+//!                     └─ "Patch data is invalid or corrupt"
 //! ```
+//!
+//! A device with several components ([`Slots::new_group`]) updates every
+//! component the patch has entries for in one run: each is applied into
+//! its own inactive slot, then **one record write** activates all of them
+//! ([`Slots::activate_group`]), so a power cut leaves all old or all new.
+//! A component whose entries are all for other images than the one it
+//! runs fails the whole update ("No suitable patches were found"), and
+//! nothing is activated.
 //!
 //! Every step is safe to repeat after a power cut: the staged patch stays
 //! complete until the update has been activated (or refused), so the host
@@ -22,8 +32,8 @@ use embedded_storage::nor_flash::NorFlash;
 
 use super::msg::{verdict_code, DeviceMsg, Stage};
 use super::Staging;
-use crate::slots::Slots;
-use crate::{ApplierState, Outcome, Verdict};
+use crate::slots::{self, Image, Slot, Slots};
+use crate::{ApplierState, Error, Found, Outcome, Verdict};
 
 /// How often (in patch bytes fed) [`install`] reports progress.
 pub const PROGRESS_EVERY: u32 = 4096;
@@ -44,8 +54,14 @@ pub struct Installed {
 /// [`DeviceMsg::Result`] at the end. `buf` is the read buffer for the
 /// staged patch (a multiple of 4 bytes). On "OK" the caller restarts the
 /// device ([`Installed::restart`]).
-pub fn install<P, S, F>(
-    slots: &mut Slots<P, S>,
+///
+/// With `N` components the staged patch is fed once per component (the
+/// applier skips the entries of the others), and progress counts the
+/// bytes fed of `N` times the patch size. Components the patch has no
+/// entry for are left as they are; "OK, new version already installed"
+/// means that each component it has entries for already runs its target.
+pub fn install<P, S, F, const N: usize>(
+    slots: &mut Slots<P, S, N>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -62,7 +78,8 @@ where
 /// [`install`] on a device that holds a public key (feature `sign`): only
 /// a patch whose entries are signed by `key` (an Ed25519 public key, e.g.
 /// the 32 bytes of a `genpat keygen` `KEY.pub`) with a security counter of
-/// at least `min_counter` is applied. Each entry header's signature is
+/// at least `min_counter` (and at least its component's
+/// [`floor`](crate::slots::BootRecord::floor)) is applied. Each entry header's signature is
 /// checked before anything of the entry is used, the body against its
 /// signed SHA-256 as it streams, and the image against its signed SHA-256
 /// before activation. An unsigned patch, one signed with another key and a
@@ -70,8 +87,8 @@ where
 /// `min_counter` gets "An error occurred while patching". The running
 /// slot is never written either way.
 #[cfg(feature = "sign")]
-pub fn install_signed<P, S, F>(
-    slots: &mut Slots<P, S>,
+pub fn install_signed<P, S, F, const N: usize>(
+    slots: &mut Slots<P, S, N>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -99,9 +116,9 @@ struct Policy {
     key: Option<([u8; crate::sign::PUBLIC_KEY_LEN], u32)>,
 }
 
-/// [`install`], with `policy` applied to the update before it is fed.
-fn install_with<P, S, F>(
-    slots: &mut Slots<P, S>,
+/// [`install`], with `policy` applied to each update before it is fed.
+fn install_with<P, S, F, const N: usize>(
+    slots: &mut Slots<P, S, N>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -114,8 +131,8 @@ where
     F: NorFlash<Error = P::Error>,
 {
     let (verdict, text, restart) = match run(slots, state, staging, buf, send, policy) {
-        Ok(Outcome::Applied) => (Verdict::Ok, Verdict::Ok.message(), true),
-        Ok(Outcome::AlreadyInstalled) => {
+        Ok(true) => (Verdict::Ok, Verdict::Ok.message(), true),
+        Ok(false) => {
             let v = Verdict::AlreadyInstalled;
             (v, v.message(), false)
         }
@@ -134,75 +151,147 @@ where
 
 type Failed = (Verdict, &'static str);
 
-fn run<P, S, F>(
-    slots: &mut Slots<P, S>,
+fn failed<E>(e: Error<E>) -> Failed {
+    let v = e.verdict();
+    (v, v.message())
+}
+
+/// Applies the staged patch to every component it has entries for and
+/// activates the images together: `true` if a new image was activated,
+/// `false` if every one was running already.
+fn run<P, S, F, const N: usize>(
+    slots: &mut Slots<P, S, N>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
     policy: Policy,
-) -> Result<Outcome, Failed>
+) -> Result<bool, Failed>
 where
     P: NorFlash,
     S: NorFlash<Error = P::Error>,
     F: NorFlash<Error = P::Error>,
 {
     let size = staging.resume().map_or(0, |r| r.size);
-    let error = |e: crate::Error<P::Error>| {
-        let v = e.verdict();
-        (v, v.message())
-    };
     match staging.check(buf) {
         Ok(true) => {}
         Ok(false) => return Err((Verdict::Corrupt, Verdict::Corrupt.message())),
         Err(_) => return Err((Verdict::Error, "the staging flash failed")),
     }
+    let mut fed = Fed {
+        size,
+        total: size.saturating_mul(N as u32),
+        before: 0,
+        next: PROGRESS_EVERY,
+    };
     send(&DeviceMsg::Progress {
         stage: Stage::Applying,
         done: 0,
-        total: size,
+        total: fed.total,
     });
-    let installed = {
-        let mut update = slots.begin_update(state).map_err(error)?;
-        #[cfg(feature = "sign")]
-        if let Some((key, min_counter)) = policy.key {
-            update.require_signature(key, min_counter);
-        }
-        let _ = policy;
-        let mut next = PROGRESS_EVERY;
-        super::feed_staged(
-            staging,
-            buf,
-            |c| update.feed(c),
-            |done| {
-                if done >= next || done == size {
-                    next = done + PROGRESS_EVERY;
-                    send(&DeviceMsg::Progress {
-                        stage: Stage::Applying,
-                        done,
-                        total: size,
-                    });
-                }
-            },
-        )
-        .map_err(error)?;
-        update.finish().map_err(error)?
+    // What each component's update left, in component order.
+    let none = slots::Installed {
+        component: 0,
+        slot: Slot::A,
+        image: Image::NONE,
+        outcome: Outcome::Applied,
     };
-    if installed.outcome == Outcome::AlreadyInstalled && installed.slot == slots.active() {
-        return Ok(Outcome::AlreadyInstalled);
+    let mut done = [none; N];
+    let mut n = 0;
+    for k in 0..N {
+        let one = component(slots, k as u8, state, staging, buf, send, policy, &mut fed)?;
+        if let Some(i) = one {
+            done[n] = i;
+            n += 1;
+        }
+    }
+    let done = &done[..n];
+    if done.is_empty() {
+        let v = Verdict::NoSuitablePatch;
+        return Err((v, v.message()));
+    }
+    let running = |i: &slots::Installed| i.outcome == Outcome::AlreadyInstalled(Found::Source);
+    if done.iter().all(running) {
+        return Ok(false);
     }
     send(&DeviceMsg::Progress {
         stage: Stage::Activating,
         done: 0,
         total: 1,
     });
-    slots.activate(&installed).map_err(error)?;
-    // Activated: from here a power cut boots the new image on trial.
+    slots.activate_group(done).map_err(failed)?;
+    // Activated: from here a power cut boots the new images on trial.
     let _ = staging.clear();
     send(&DeviceMsg::Progress {
         stage: Stage::Restarting,
         done: 1,
         total: 1,
     });
-    Ok(Outcome::Applied)
+    Ok(true)
+}
+
+/// Progress over the passes of [`run`]: patch bytes fed in all.
+struct Fed {
+    /// The patch size (one pass).
+    size: u32,
+    /// Bytes of all passes.
+    total: u32,
+    /// Bytes fed by the passes before this one.
+    before: u32,
+    /// When the next report is due.
+    next: u32,
+}
+
+/// Feeds the staged patch to an update of component `k`: the image it
+/// left, or `None` if the patch has no entry for `k`.
+#[allow(clippy::too_many_arguments)]
+fn component<P, S, F, const N: usize>(
+    slots: &mut Slots<P, S, N>,
+    k: u8,
+    state: &mut ApplierState,
+    staging: &mut Staging<F>,
+    buf: &mut [u8],
+    send: &mut dyn FnMut(&DeviceMsg<'_>),
+    policy: Policy,
+    fed: &mut Fed,
+) -> Result<Option<slots::Installed>, Failed>
+where
+    P: NorFlash,
+    S: NorFlash<Error = P::Error>,
+    F: NorFlash<Error = P::Error>,
+{
+    #[cfg(feature = "sign")]
+    let floor = slots
+        .boot_state()
+        .and_then(|b| b.components.get(k as usize).map(|c| c.floor))
+        .unwrap_or(0);
+    let mut update = slots.begin_component_update(k, state).map_err(failed)?;
+    #[cfg(feature = "sign")]
+    if let Some((key, min_counter)) = policy.key {
+        update.require_signature(key, min_counter.max(floor));
+    }
+    let _ = policy;
+    let r = super::feed_staged(
+        staging,
+        buf,
+        |c| update.feed(c),
+        |done| {
+            let at = fed.before + done;
+            if at >= fed.next || at == fed.total {
+                fed.next = at + PROGRESS_EVERY;
+                send(&DeviceMsg::Progress {
+                    stage: Stage::Applying,
+                    done: at,
+                    total: fed.total,
+                });
+            }
+        },
+    );
+    fed.before = fed.before.saturating_add(fed.size);
+    match r {
+        Ok(()) => update.finish().map(Some).map_err(failed),
+        // Nothing for this component in the patch: it stays as it is.
+        Err(Error::NoSuitablePatch) if !update.component_seen() => Ok(None),
+        Err(e) => Err(failed(e)),
+    }
 }
