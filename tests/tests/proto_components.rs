@@ -13,6 +13,7 @@ use flashpatch::slots::{Config, GroupBoot, Slot, Slots};
 use flashpatch::{ApplierState, Partition, Verdict};
 use flashpatch_tests::firmware_pair;
 use host_genpat::{container, GenOptions, Metadata};
+use sha2::{Digest, Sha256};
 
 const E: usize = 4096;
 type Flash = MockFlash<1, 4, E>;
@@ -124,7 +125,7 @@ impl<const N: usize> Device<N> {
                     let data = &patch[offset as usize..end];
                     act = proto::handle(&mut stage, &HostMsg::Chunk { offset, data });
                 }
-                Action::Fail(..) | Action::Announce => return None,
+                Action::Fail(..) | Action::Announce | Action::Describe(_) => return None,
             }
         }
     }
@@ -188,6 +189,40 @@ fn two_components_are_updated_and_activated_in_one_run() {
     let (v, restart, _) = dev.session(&patch).unwrap();
     assert_eq!((v, restart), (Verdict::AlreadyInstalled, false));
     assert_eq!(dev.boot().unwrap().slots, [Slot::B, Slot::B]);
+}
+
+/// `HostMsg::Component` is answered with what each component runs: the
+/// boot state's active image, none past the last component.
+#[test]
+fn the_device_says_what_each_component_runs() {
+    let (old, new) = images::<2>(75);
+    let dev = Device::new(&old);
+    let ask = |k: u8| {
+        let mut stage =
+            Staging::open(Partition::new(&dev.flash, Device::<2>::STAGE_AT, STAGE).unwrap())
+                .unwrap();
+        let act = proto::handle(&mut stage, &HostMsg::Component { component: k });
+        assert_eq!(act, Action::Describe(k));
+        match proto::device::component(&dev.slots().unwrap(), k) {
+            DeviceMsg::Component(c) => c,
+            other => panic!("{other:?}"),
+        }
+    };
+    let sha = |b: &[u8]| -> [u8; 32] { Sha256::digest(b).into() };
+    for (k, image) in old.iter().enumerate() {
+        let c = ask(k as u8);
+        assert_eq!((c.component, c.components), (k as u8, 2));
+        assert_eq!(
+            (c.image_size, c.image_sha256),
+            (image.len() as u32, sha(image))
+        );
+    }
+    assert_eq!((ask(2).image_size, ask(2).components), (0, 2));
+    // After an update, the new images.
+    dev.session(&patch_for(&old, &new, &[1])).unwrap();
+    dev.boot().unwrap();
+    assert_eq!(ask(1).image_sha256, sha(&new[1]));
+    assert_eq!(ask(0).image_sha256, sha(&old[0]));
 }
 
 #[test]

@@ -66,7 +66,7 @@ fn session(flash: &RefCell<Flash>, patch: &[u8]) -> Option<(Verdict, bool)> {
                 let data = &patch[offset as usize..end];
                 act = proto::handle(&mut stage, &HostMsg::Chunk { offset, data });
             }
-            Action::Fail(..) | Action::Announce => return None,
+            Action::Fail(..) | Action::Announce | Action::Describe(_) => return None,
         }
     }
 }

@@ -30,13 +30,33 @@
 
 use embedded_storage::nor_flash::NorFlash;
 
-use super::msg::{verdict_code, DeviceMsg, Stage};
+use super::msg::{verdict_code, ComponentImage, DeviceMsg, Stage};
 use super::Staging;
 use crate::slots::{self, Image, Slot, Slots};
 use crate::{ApplierState, Error, Found, Outcome, Verdict};
 
 /// How often (in patch bytes fed) [`install`] reports progress.
 pub const PROGRESS_EVERY: u32 = 4096;
+
+/// The answer to [`super::HostMsg::Component`]: what `component` of
+/// `slots` runs (the image its boot state records as active; size 0 for an
+/// empty component or one past the last).
+pub fn component<P, S, const N: usize>(slots: &Slots<P, S, N>, component: u8) -> DeviceMsg<'static>
+where
+    P: NorFlash,
+    S: NorFlash<Error = P::Error>,
+{
+    let image = slots
+        .boot_state()
+        .and_then(|b| b.components.get(component as usize).map(|c| c.image()))
+        .unwrap_or(Image::NONE);
+    DeviceMsg::Component(ComponentImage {
+        component,
+        components: N.min(u8::MAX as usize) as u8,
+        image_size: image.size,
+        image_sha256: image.sha256,
+    })
+}
 
 /// How an [`install`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,7 +219,7 @@ where
     let mut done = [none; N];
     let mut n = 0;
     for k in 0..N {
-        let one = component(slots, k as u8, state, staging, buf, send, policy, &mut fed)?;
+        let one = apply_component(slots, k as u8, state, staging, buf, send, policy, &mut fed)?;
         if let Some(i) = one {
             done[n] = i;
             n += 1;
@@ -245,7 +265,7 @@ struct Fed {
 /// Feeds the staged patch to an update of component `k`: the image it
 /// left, or `None` if the patch has no entry for `k`.
 #[allow(clippy::too_many_arguments)]
-fn component<P, S, F, const N: usize>(
+fn apply_component<P, S, F, const N: usize>(
     slots: &mut Slots<P, S, N>,
     k: u8,
     state: &mut ApplierState,

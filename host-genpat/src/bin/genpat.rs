@@ -395,9 +395,13 @@ pub struct UpdateArgs {
     /// `genpat keygen`); its signature is read from MANIFEST.sig.
     #[arg(long, value_name = "PUB")]
     pub key: Option<PathBuf>,
-    /// The component to update (default: the manifest's only one).
+    /// The component to update (default: the manifest's only one). Given
+    /// several times, those components are updated in one run: genpat asks
+    /// the device what each of its components runs, picks each one's patch
+    /// (or full image), sends them as one file, and the device activates
+    /// them together.
     #[arg(long, value_name = "NAME")]
-    pub component: Option<String>,
+    pub component: Vec<String>,
     #[command(flatten)]
     pub link: LinkArgs,
 }
