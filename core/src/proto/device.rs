@@ -198,34 +198,45 @@ where
         Ok(false) => return Err((Verdict::Corrupt, Verdict::Corrupt.message())),
         Err(_) => return Err((Verdict::Error, "the staging flash failed")),
     }
-    let mut fed = Fed {
-        size,
-        total: size.saturating_mul(N as u32),
-        before: 0,
-        next: PROGRESS_EVERY,
-    };
+    let mut next = PROGRESS_EVERY;
     send(&DeviceMsg::Progress {
         stage: Stage::Applying,
         done: 0,
-        total: fed.total,
+        total: size.saturating_mul(N as u32),
     });
+    if N == 1 {
+        // One component: its image is made after the only pass, so that
+        // nothing is held on the stack while the decoder runs.
+        let one = apply_component(slots, 0, state, staging, buf, send, policy, &mut next)?;
+        return activate(slots, staging, send, one.as_slice());
+    }
     // What each component's update left, in component order.
-    let none = slots::Installed {
-        component: 0,
-        slot: Slot::A,
-        image: Image::NONE,
-        outcome: Outcome::Applied,
-    };
-    let mut done = [none; N];
+    let mut done = [NOTHING; N];
     let mut n = 0;
     for k in 0..N {
-        let one = apply_component(slots, k as u8, state, staging, buf, send, policy, &mut fed)?;
+        let one = apply_component(slots, k as u8, state, staging, buf, send, policy, &mut next)?;
         if let Some(i) = one {
             done[n] = i;
             n += 1;
         }
     }
-    let done = &done[..n];
+    activate(slots, staging, send, &done[..n])
+}
+
+/// Activates what the updates left (`done`, at most one per component)
+/// in one record write: `true` if a new image was activated, `false` if
+/// every one was running already.
+fn activate<P, S, F, const N: usize>(
+    slots: &mut Slots<P, S, N>,
+    staging: &mut Staging<F>,
+    send: &mut dyn FnMut(&DeviceMsg<'_>),
+    done: &[slots::Installed],
+) -> Result<bool, Failed>
+where
+    P: NorFlash,
+    S: NorFlash<Error = P::Error>,
+    F: NorFlash<Error = P::Error>,
+{
     if done.is_empty() {
         let v = Verdict::NoSuitablePatch;
         return Err((v, v.message()));
@@ -250,20 +261,18 @@ where
     Ok(true)
 }
 
-/// Progress over the passes of [`run`]: patch bytes fed in all.
-struct Fed {
-    /// The patch size (one pass).
-    size: u32,
-    /// Bytes of all passes.
-    total: u32,
-    /// Bytes fed by the passes before this one.
-    before: u32,
-    /// When the next report is due.
-    next: u32,
-}
+/// An empty place for what an update left.
+const NOTHING: slots::Installed = slots::Installed {
+    component: 0,
+    slot: Slot::A,
+    image: Image::NONE,
+    outcome: Outcome::Applied,
+};
 
 /// Feeds the staged patch to an update of component `k`: the image it
-/// left, or `None` if the patch has no entry for `k`.
+/// left, or `None` if the patch has no entry for `k`. Progress counts the
+/// bytes fed by this pass and the `k` before it, of `N` passes; `next` is
+/// when the next report is due.
 #[allow(clippy::too_many_arguments)]
 fn apply_component<P, S, F, const N: usize>(
     slots: &mut Slots<P, S, N>,
@@ -273,7 +282,7 @@ fn apply_component<P, S, F, const N: usize>(
     buf: &mut [u8],
     send: &mut dyn FnMut(&DeviceMsg<'_>),
     policy: Policy,
-    fed: &mut Fed,
+    next: &mut u32,
 ) -> Result<Option<slots::Installed>, Failed>
 where
     P: NorFlash,
@@ -285,6 +294,7 @@ where
         .boot_state()
         .and_then(|b| b.components.get(k as usize).map(|c| c.floor))
         .unwrap_or(0);
+    let size = staging.resume().map_or(0, |r| r.size);
     let mut update = slots.begin_component_update(k, state).map_err(failed)?;
     #[cfg(feature = "sign")]
     if let Some((key, min_counter)) = policy.key {
@@ -296,18 +306,18 @@ where
         buf,
         |c| update.feed(c),
         |done| {
-            let at = fed.before + done;
-            if at >= fed.next || at == fed.total {
-                fed.next = at + PROGRESS_EVERY;
+            let at = (k as u32).saturating_mul(size).saturating_add(done);
+            let total = size.saturating_mul(N as u32);
+            if at >= *next || at == total {
+                *next = at.saturating_add(PROGRESS_EVERY);
                 send(&DeviceMsg::Progress {
                     stage: Stage::Applying,
                     done: at,
-                    total: fed.total,
+                    total,
                 });
             }
         },
     );
-    fed.before = fed.before.saturating_add(fed.size);
     match r {
         Ok(()) => update.finish().map(Some).map_err(failed),
         // Nothing for this component in the patch: it stays as it is.
