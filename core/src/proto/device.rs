@@ -98,11 +98,11 @@ where
 /// [`install`] on a device that holds a public key (feature `sign`): only
 /// a patch whose entries are signed by `key` (an Ed25519 public key, e.g.
 /// the 32 bytes of a `genpat keygen` `KEY.pub`) with a security counter of
-/// at least `min_counter` (and at least its component's
-/// [`floor`](crate::slots::BootRecord::floor)) is applied. Each entry header's signature is
-/// checked before anything of the entry is used, the body against its
-/// signed SHA-256 as it streams, and the image against its signed SHA-256
-/// before activation. An unsigned patch, one signed with another key and a
+/// at least `min_counter`, and at least its component's
+/// [`floor`](crate::slots::BootRecord::floor), is applied. Each entry
+/// header's signature is checked before anything of the entry is used,
+/// the body against its signed SHA-256 as it streams, and the image
+/// against its signed SHA-256 before activation. An unsigned patch, one signed with another key and a
 /// tampered one get "Patch data is invalid or corrupt"; a counter below
 /// `min_counter` gets "An error occurred while patching". The running
 /// slot is never written either way.

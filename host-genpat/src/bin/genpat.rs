@@ -151,8 +151,11 @@ enum Command {
     /// resolved against the manifest's own URL or directory. The file is
     /// downloaded, checked against the manifest's size and SHA-256 (and refused
     /// before anything is sent if it differs), and sent as `genpat send` sends
-    /// a patch, with the same output and exit codes. http:// is built in;
-    /// https:// needs genpat built with the cargo feature `https`.
+    /// a patch, with the same output and exit codes. With --component given
+    /// several times it asks what each of the device's components runs,
+    /// picks each named component's file the same way, and sends all their
+    /// entries as one file, which the device activates together. http:// is
+    /// built in; https:// needs genpat built with the cargo feature `https`.
     #[command(after_help = exit_codes!())]
     Update(UpdateArgs),
 }
