@@ -129,6 +129,6 @@ pub mod sign;
 pub mod slots;
 
 pub use apply::blocking::Applier;
-pub use apply::{ApplierState, Outcome, Progress, Status};
+pub use apply::{ApplierState, Found, Outcome, Progress, Status};
 pub use error::{ApplyError, FlashError, FlashRole, SlotError, Verdict};
 pub use partition::{Partition, PartitionError};

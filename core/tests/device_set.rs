@@ -160,7 +160,11 @@ fn corpus_patches_apply_with_the_device_features() {
         }
         // Applied over the new image: nothing to do.
         let (outcome, _) = apply(patch, &new, new.len(), 4096);
-        assert_eq!(outcome, Outcome::AlreadyInstalled, "{name}");
+        assert_eq!(
+            outcome,
+            Outcome::AlreadyInstalled(flashpatch::Found::Source),
+            "{name}"
+        );
     }
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
 use flashpatch::proto::msg::verdict_of;
-use flashpatch::proto::{DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION};
+use flashpatch::proto::{
+    ComponentImage, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION,
+};
 use flashpatch::Verdict;
 
 /// A byte link: reads must return within a short time when nothing
@@ -117,6 +119,7 @@ enum Event {
     Ack { offset: u32, window: u32 },
     Progress { stage: Stage, done: u32, total: u32 },
     Result { code: u8, text: String },
+    Component(ComponentImage),
 }
 
 /// Frames on a link.
@@ -200,7 +203,55 @@ fn owned(m: DeviceMsg<'_>) -> Event {
             code,
             text: text.to_owned(),
         },
+        DeviceMsg::Component(c) => Event::Component(c),
     }
+}
+
+/// Asks the device what each of its components runs: the answers for
+/// components 0, 1, ... (as many as the device has). A device that does
+/// not know the question (one that predates it) never answers it:
+/// [`SendError::Timeout`].
+pub fn components(
+    link: &mut dyn Link,
+    opts: &SendOptions,
+) -> Result<Vec<ComponentImage>, SendError> {
+    let mut w = Wire {
+        link,
+        dec: FrameDecoder::new(),
+        rx: Vec::new(),
+        wire_bytes: 0,
+    };
+    w.link.write_all(&[0])?;
+    let mut all: Vec<ComponentImage> = Vec::new();
+    let mut k = 0u8;
+    loop {
+        let c = ask_component(&mut w, opts, k)?;
+        let n = c.components;
+        if c.component < n {
+            all.push(c);
+        }
+        match k.checked_add(1) {
+            Some(next) if next < n => k = next,
+            _ => return Ok(all),
+        }
+    }
+}
+
+fn ask_component(w: &mut Wire<'_>, opts: &SendOptions, k: u8) -> Result<ComponentImage, SendError> {
+    for _ in 0..3 {
+        w.send(&HostMsg::Component { component: k })?;
+        let deadline = Instant::now() + opts.timeout;
+        while let Some(ev) = w.recv(deadline)? {
+            if let Event::Component(c) = ev {
+                if c.component == k {
+                    return Ok(c);
+                }
+            }
+        }
+    }
+    Err(SendError::Timeout(
+        "to Component (a device older than the question?)",
+    ))
 }
 
 /// Asks the device to announce itself and returns what it says.
@@ -330,8 +381,9 @@ pub fn send(
                 ask_begin = true;
                 transfer_end = None;
             }
-            // An announcement sent before our Begin was read.
-            Event::Hello(_) => {}
+            // An announcement sent before our Begin was read, or a late
+            // answer to an earlier question.
+            Event::Hello(_) | Event::Component(_) => {}
         }
     }
     let (code, text) = result.unwrap_or_default();

@@ -273,3 +273,38 @@ fn link_failures_exit_2() {
     let out = genpat(dir.path(), &["send", "none.fpat", "--tcp", &addr]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// One file with entries for the application and the data component: one
+/// `genpat send`, both updated and activated together; the same file
+/// again is "already installed".
+#[test]
+fn a_two_component_file_updates_both_in_one_send() {
+    let (dir, v1, v2) = setup();
+    let mut rng = Rng(12);
+    let d1 = rng.bytes(20_000);
+    let mut d2 = d1.clone();
+    d2[3000..6000].copy_from_slice(&rng.bytes(3000));
+    std::fs::write(dir.path().join("d1.bin"), &d1).unwrap();
+    std::fs::write(dir.path().join("d2.bin"), &d2).unwrap();
+    let out = genpat(
+        dir.path(),
+        &["d1.bin", "d2.bin", "up.fpat", "--component", "1"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut sim = Sim::with_data(&v1, "v1", &d1);
+    sim.knows(&v2, "v2");
+    let sim = Arc::new(Mutex::new(sim));
+    let outs = over_unix(sim.clone(), dir.path(), "up.fpat", 2);
+    assert_eq!(text(&outs[0].stdout), "OK\n", "{}", text(&outs[0].stderr));
+    {
+        let s = sim.lock().unwrap();
+        assert!(s.running() == (v2.clone(), "v2".into()));
+        assert!(s.data() == d2, "the data component was not updated");
+    }
+    assert_eq!(
+        text(&outs[1].stdout),
+        "OK, new version already installed\n",
+        "{}",
+        text(&outs[1].stderr)
+    );
+}

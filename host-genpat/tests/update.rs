@@ -325,3 +325,94 @@ fn a_download_unlike_the_manifest_is_refused_before_sending() {
         );
     }
 }
+
+/// A manifest with two components, the application (v1, v2 -> v3) and a
+/// data partition (component 1: d1 -> d2, and the full d2): `genpat update
+/// --component app --component data` asks the device what each component
+/// runs, sends one file with both components' entries, and the device
+/// activates both; a device whose data image the manifest does not know
+/// gets the full data image. No HTTP: the manifest is a local path.
+#[test]
+fn several_components_are_updated_in_one_run() {
+    use host_genpat::manifest::Manifest;
+    let rel = Release::new();
+    let mut rng = Rng(23);
+    let d1 = rng.bytes(20_000);
+    let mut d2 = d1.clone();
+    d2[1000..4000].copy_from_slice(&rng.bytes(3000));
+    std::fs::write(rel.path("d1.bin"), &d1).unwrap();
+    std::fs::write(rel.path("d2.bin"), &d2).unwrap();
+    std::fs::write(rel.path("empty.bin"), b"").unwrap();
+    let steps: [&[&str]; 3] = [
+        &["d1.bin", "d2.bin", "www/d1-d2.fpatch", "--component", "1"],
+        &["empty.bin", "d2.bin", "www/d2.fpatch", "--component", "1"],
+        &[
+            "manifest",
+            "--component",
+            "data",
+            "--version",
+            "3.0.0",
+            "--image",
+            "d2.bin",
+            "--full",
+            "www/d2.fpatch",
+            "--patch",
+            "d1.bin",
+            "www/d1-d2.fpatch",
+            "-o",
+            "www/data.json",
+        ],
+    ];
+    for args in steps {
+        let out = genpat(rel.dir.path(), args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+    }
+    let read = |f: &str| Manifest::from_bytes(&std::fs::read(rel.path(f)).unwrap()).unwrap();
+    let mut both = read("www/update.json");
+    both.components.extend(read("www/data.json").components);
+    std::fs::write(rel.path("www/both.json"), both.to_bytes()).unwrap();
+    let manifest = rel.path("www/both.json");
+    let manifest = manifest.to_str().unwrap();
+    let two = ["--component", "app", "--component", "data"];
+
+    for (data, sent) in [
+        (&d1, "www/d1-d2.fpatch"),
+        (&rng.bytes(9_000), "www/d2.fpatch"),
+    ] {
+        let mut sim = Sim::with_data(&rel.images[0], "v1", data);
+        sim.knows(&rel.images[2], "3.0.0");
+        let dev = Arc::new(Mutex::new(sim));
+        let out = rel.update(Some(&dev), manifest, &two);
+        let err = text(&out.stderr);
+        assert_eq!(text(&out.stdout), "OK\n", "{err}");
+        assert!(err.contains(sent), "{err}");
+        assert!(err.contains("one file of 2 entries"), "{err}");
+        {
+            let d = dev.lock().unwrap();
+            assert!(d.running().0 == rel.images[2], "the application is not v3");
+            assert!(d.data() == d2, "the data component is not d2");
+        }
+        // Both run the release now: nothing is sent.
+        let out = rel.update(Some(&dev), manifest, &two);
+        assert_eq!(
+            text(&out.stdout),
+            "OK, new version already installed\n",
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("sending"));
+    }
+    // A name twice, or one the manifest does not have.
+    let out = rel.update(
+        None,
+        manifest,
+        &["--component", "app", "--component", "app"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let out = rel.update(
+        None,
+        manifest,
+        &["--component", "app", "--component", "radio"],
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+}

@@ -12,7 +12,7 @@
 use std::sync::OnceLock;
 
 use flashpatch::format::{tag, EntryHeader};
-use flashpatch::{Outcome, Verdict};
+use flashpatch::{Found, Outcome, Verdict};
 use host_genpat::container::{self, Entry, Metadata};
 use sha2::{Digest, Sha256};
 
@@ -155,22 +155,24 @@ fn check(file: &[u8], old: &[u8], g: &Guarded) {
             });
             assert!(ok, "applied, but the target is no entry's promised image");
         }
-        Outcome::AlreadyInstalled => {
+        Outcome::AlreadyInstalled(found) => {
             assert_eq!(
                 (g.stats.erases, g.stats.writes),
                 (0, 0),
                 "'already installed' changed the flash"
             );
-            let target_slot = &g.target;
-            let there = |h: &EntryHeader| {
+            // The image is in the slot the outcome names.
+            let there: &[u8] = match found {
+                Found::Source => &slot,
+                Found::Target => &g.target,
+            };
+            let holds = |h: &EntryHeader| {
                 let size = h.target.size as usize;
-                let id = (size, h.target.sha256);
-                (size <= slot.len() && id == (size, sha256(&slot[..size])))
-                    || (size <= target_slot.len() && id == (size, sha256(&target_slot[..size])))
+                size <= there.len() && h.target.sha256 == sha256(&there[..size])
             };
             assert!(
-                entries.iter().any(|e| there(&e.header)),
-                "'already installed', but no entry's image is there"
+                entries.iter().any(|e| holds(&e.header)),
+                "'already installed' in the {found:?} slot, but no entry's image is there"
             );
         }
     }
@@ -192,7 +194,7 @@ pub fn apply_bytes(data: &[u8]) -> Verdict {
 fn verdict(g: &Guarded) -> Verdict {
     match &g.result {
         Ok(Outcome::Applied) => Verdict::Ok,
-        Ok(Outcome::AlreadyInstalled) => Verdict::AlreadyInstalled,
+        Ok(Outcome::AlreadyInstalled(_)) => Verdict::AlreadyInstalled,
         Err(e) => e.verdict(),
     }
 }

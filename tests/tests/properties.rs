@@ -4,7 +4,7 @@
 use core::cell::RefCell;
 
 use flashpatch::mock::MockFlash;
-use flashpatch::{Applier, ApplierState, Outcome, Partition, Status};
+use flashpatch::{Applier, ApplierState, Found, Outcome, Partition, Status};
 use flashpatch_tests::firmware_pair;
 use proptest::prelude::*;
 
@@ -38,10 +38,11 @@ fn apply_geometry<const R: usize, const W: usize, const E: usize>(
     }
     let flash = flash.into_inner();
     // "Already installed" is right exactly when the source slot already
-    // starts with the new image; then that is where the image is.
+    // starts with the new image; the outcome says that is where it is.
     let at = match done {
         Some(Outcome::Applied) => slot,
-        Some(Outcome::AlreadyInstalled) => 0,
+        Some(Outcome::AlreadyInstalled(Found::Source)) => 0,
+        Some(Outcome::AlreadyInstalled(Found::Target)) => slot,
         None => panic!("the patch did not finish"),
     };
     flash.as_bytes()[at..at + new_len].to_vec()

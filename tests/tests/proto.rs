@@ -7,7 +7,7 @@ use core::cell::RefCell;
 use flashpatch::mock::{MockFlash, Rng};
 use flashpatch::proto::frame::{self, FrameDecoder, FrameError, MAX_FRAME};
 use flashpatch::proto::{
-    self, Action, Announce, DeviceMsg, HostMsg, Resume, Stage, Staging, MAX_CHUNK,
+    self, Action, Announce, ComponentImage, DeviceMsg, HostMsg, Resume, Stage, Staging, MAX_CHUNK,
 };
 use flashpatch::{Applier, ApplierState, Outcome, Partition};
 use flashpatch_tests::firmware_pair;
@@ -46,6 +46,7 @@ fn samples(data: &[u8]) -> (Vec<HostMsg<'_>>, Vec<DeviceMsg<'_>>) {
             offset: u32::MAX,
             data: &[],
         },
+        HostMsg::Component { component: 1 },
     ];
     let device = vec![
         DeviceMsg::Hello(Announce {
@@ -73,6 +74,12 @@ fn samples(data: &[u8]) -> (Vec<HostMsg<'_>>, Vec<DeviceMsg<'_>>) {
             code: 3,
             text: "Patch data is invalid or corrupt",
         },
+        DeviceMsg::Component(ComponentImage {
+            component: 1,
+            components: 2,
+            image_size: 6000,
+            image_sha256: [0x5A; 32],
+        }),
     ];
     (host, device)
 }
@@ -215,6 +222,13 @@ fn device_messages_fit_the_device_frame() {
         total: u32::MAX,
     };
     assert!(frame::encode(&progress, &mut out).is_ok());
+    let component = DeviceMsg::Component(ComponentImage {
+        component: u8::MAX,
+        components: u8::MAX,
+        image_size: u32::MAX,
+        image_sha256: [0xFF; 32],
+    });
+    assert!(frame::encode(&component, &mut out).is_ok());
 }
 
 /// Pins the wire bytes of one message: a change here breaks every device
@@ -227,6 +241,30 @@ fn golden_begin_frame() {
     });
     let hex: String = f.iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(hex, "0d01e807f8acd19101d46e2d6800");
+}
+
+/// The component question and its answer came after protocol version 1's
+/// first messages: at new variant indices (host 3, device 4), so that the
+/// earlier ones keep their bytes (`golden_begin_frame`).
+#[test]
+fn golden_component_payloads() {
+    let payload = |frame: Vec<u8>| {
+        let mut dec = FrameDecoder::new();
+        match dec.feed(&frame) {
+            (_, Some(Ok(p))) => p.to_vec(),
+            other => panic!("{other:?}"),
+        }
+    };
+    let q = payload(enc(&HostMsg::Component { component: 2 }));
+    assert_eq!(q, [3, 2]);
+    let a = payload(enc(&DeviceMsg::Component(ComponentImage {
+        component: 1,
+        components: 2,
+        image_size: 300,
+        image_sha256: [7; 32],
+    })));
+    assert_eq!(a[..5], [4, 1, 2, 0xAC, 0x02]);
+    assert_eq!(a[5..], [7; 32]);
 }
 
 #[test]

@@ -81,7 +81,7 @@ fn session<const R: usize, const W: usize, const E: usize, const X: u8>(
                 let data = &patch[offset as usize..end];
                 act = proto::handle(&mut stage, &HostMsg::Chunk { offset, data });
             }
-            Action::Fail(..) | Action::Announce => return None,
+            Action::Fail(..) | Action::Announce | Action::Describe(_) => return None,
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use flashpatch::slots::{Boot, Installed, Layout, Slot};
 use flashpatch::ApplierState;
-use flashpatch::{ApplyError, Outcome, SlotError as Error, Status};
+use flashpatch::{ApplyError, Found, Outcome, SlotError as Error, Status};
 use flashpatch_tests::device::{DevError, Device};
 use flashpatch_tests::firmware_pair;
 
@@ -161,7 +161,7 @@ fn what_is_not_allowed_is_refused() {
     let again = install(&dev, &patch, 512).unwrap();
     assert_eq!(
         (again.slot, again.outcome),
-        (Slot::B, Outcome::AlreadyInstalled)
+        (Slot::B, Outcome::AlreadyInstalled(Found::Source))
     );
     let w = dev.stats().writes;
     activate(&dev, &again);
@@ -304,4 +304,55 @@ fn updates_on_every_kind_of_flash_geometry() {
     update_on_geometry::<256, 64, 64, 0x00>();
     update_on_geometry::<4096, 4, 64, 0xFF>();
     update_on_geometry::<1024, 64, 1, 0xFF>();
+}
+
+/// "Already installed" says where: in the running slot (activation then
+/// writes nothing), or in the inactive slot an earlier run of the same
+/// update left unactivated (activation then switches to it).
+#[test]
+fn already_installed_says_which_slot_holds_the_image() {
+    let (old, new) = firmware_pair(7, 9_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    let first = install(&dev, &patch, 700).unwrap();
+    assert_eq!((first.slot, first.outcome), (Slot::B, Outcome::Applied));
+    // The same update again before activation: the image is in B already.
+    let w = dev.stats().writes;
+    let again = install(&dev, &patch, 700).unwrap();
+    assert_eq!(
+        (again.slot, again.outcome),
+        (Slot::B, Outcome::AlreadyInstalled(Found::Target))
+    );
+    assert_eq!(again.image, first.image);
+    assert_eq!(
+        dev.stats().writes,
+        w,
+        "found in the target: nothing written"
+    );
+    activate(&dev, &again);
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, true, false));
+    dev.slots().unwrap().confirm().unwrap();
+    // Once it runs, the same patch finds it in the running slot.
+    let running = install(&dev, &patch, 700).unwrap();
+    assert_eq!(
+        (running.slot, running.outcome),
+        (Slot::B, Outcome::AlreadyInstalled(Found::Source))
+    );
+    let w = dev.stats().writes;
+    activate(&dev, &running);
+    assert_eq!(dev.stats().writes, w, "the running image: nothing written");
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, false, false));
+}
+
+/// A target that is the start of the running image, but shorter, is in
+/// the running slot without being the image the boot state records
+/// there: the update says so instead of claiming the slot holds it.
+#[test]
+fn a_target_that_is_a_prefix_of_the_running_image_is_no_installed_image() {
+    let (old, _) = firmware_pair(8, 9_000);
+    let new = old[..5_000].to_vec();
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    assert_eq!(install(&dev, &patch, 512), Err(Error::ImageMismatch));
+    assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, false));
 }

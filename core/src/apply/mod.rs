@@ -9,11 +9,12 @@
 //!
 //! For each entry header, in this order:
 //! 1. if the source partition already holds the entry's target: the
-//!    result is "already installed", nothing is written;
+//!    result is "already installed" ([`Found::Source`]), nothing is
+//!    written;
 //! 2. if the source partition does not hold the entry's source (size,
 //!    CRC-32, then MD5): the entry is skipped;
 //! 3. if the target partition already holds the target: "already
-//!    installed", nothing is written;
+//!    installed" ([`Found::Target`]), nothing is written;
 //! 4. otherwise the body is decoded into the target partition, which is
 //!    then read back and checked against the target's SHA-256.
 //!
@@ -91,14 +92,48 @@ pub(crate) const SAVED_LEN: usize = 2
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-// Discriminants from 1, so that `None` of an `Option<Outcome>` is 0 and a
-// fresh `ApplierState` is all zeros: a `static` of it is in `.bss`, with no
-// initial image in flash.
 pub enum Outcome {
-    /// The target image was written and verified.
-    Applied = 1,
-    /// The target image was already there; nothing was written.
-    AlreadyInstalled = 2,
+    /// The target image was written into the target partition and
+    /// verified.
+    Applied,
+    /// The target image was already there, in the partition this says;
+    /// nothing was written.
+    AlreadyInstalled(Found),
+}
+
+/// Where an already installed target image was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Found {
+    /// At the start of the source partition (with A/B slots: the running
+    /// slot).
+    Source,
+    /// At the start of the target partition (with A/B slots: the inactive
+    /// slot, written by an earlier run of the same update).
+    Target,
+}
+
+/// The outcome as [`ApplierState`] keeps it. `None` is 0, so that a fresh
+/// state is all zeros: a `static` of it is in `.bss`, with no initial
+/// image in flash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Kept {
+    None = 0,
+    Applied,
+    InSource,
+    InTarget,
+}
+
+impl Kept {
+    const fn get(self) -> Option<Outcome> {
+        match self {
+            Kept::None => None,
+            Kept::Applied => Some(Outcome::Applied),
+            Kept::InSource => Some(Outcome::AlreadyInstalled(Found::Source)),
+            Kept::InTarget => Some(Outcome::AlreadyInstalled(Found::Target)),
+        }
+    }
 }
 
 /// What [`crate::Applier::feed`] reports.
@@ -172,7 +207,7 @@ impl ByteSource for Ring<'_> {
 pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     phase: Phase,
     entries_left: u16,
-    outcome: Option<Outcome>,
+    outcome: Kept,
     result: TargetId,
     consumed: u32,
     buf: [u8; BUF],
@@ -199,6 +234,8 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     paused: bool,
     /// The component to apply: entries for others are skipped.
     component: u8,
+    /// An entry for `component` has been read.
+    seen: bool,
     /// The security counter of the entry being applied, then of the one
     /// the outcome refers to.
     counter: u32,
@@ -221,7 +258,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         ApplierState {
             phase: Phase::Container,
             entries_left: 0,
-            outcome: None,
+            outcome: Kept::None,
             result: TargetId::EMPTY,
             consumed: 0,
             buf: [0; BUF],
@@ -244,6 +281,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             ckpt_next: 0,
             paused: false,
             component: 0,
+            seen: false,
             counter: 0,
             #[cfg(feature = "vouch")]
             vouched: None,
@@ -258,7 +296,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
     fn reset(&mut self) {
         self.phase = Phase::Container;
         self.entries_left = 0;
-        self.outcome = None;
+        self.outcome = Kept::None;
         self.result = TargetId::EMPTY;
         self.consumed = 0;
         self.head = 0;
@@ -279,6 +317,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.ckpt_next = 0;
         self.paused = false;
         self.component = 0;
+        self.seen = false;
         self.counter = 0;
         #[cfg(feature = "vouch")]
         {

@@ -24,7 +24,7 @@
 use super::run::Applier;
 use super::{NorFlash, ReadNorFlash};
 use crate::apply::io::align_up;
-use crate::apply::{Job, Phase, BUF};
+use crate::apply::{Job, Kept, Phase, BUF};
 use crate::codec::{self, Params, CODEC_RC3};
 use crate::crc32::Crc32;
 use crate::format::{EntryHeader, FIXED_HEADER_LEN};
@@ -149,7 +149,8 @@ where
         }
         self.st.writer.restart(self.st.out);
         self.st.cache.invalidate();
-        self.st.outcome = None;
+        self.st.outcome = Kept::None;
+        self.st.seen = true;
         self.st.ckpt_next = self.st.out.saturating_add(self.st.ckpt_every);
         self.st.paused = false;
         self.st.phase = Phase::Body;

@@ -6,7 +6,7 @@
 use super::reads::{crc_of, crc_of_prefixes, fill_cache, fits, flush_writer, md5_of, sha256_of};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
-use crate::apply::{ApplierState, Job, Outcome, Phase, Progress, Ring, Status, BUF};
+use crate::apply::{ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, Status, BUF};
 use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
@@ -25,7 +25,7 @@ type Res<T> = Result<T, Error>;
 /// holds the new image, the same patch writes nothing:
 ///
 /// ```
-/// use flashpatch::{mock::MockFlash, Applier, ApplierState, Outcome, Status};
+/// use flashpatch::{mock::MockFlash, Applier, ApplierState, Found, Outcome, Status};
 ///
 /// let old = b"Hello from version 1 of the firmware!\n".repeat(16);
 /// let new = b"Hello from version 2 of the firmware!\n".repeat(16);
@@ -43,7 +43,7 @@ type Res<T> = Result<T, Error>;
 ///     assert_eq!(applier.progress().consumed, 50);
 ///     applier.feed(tail).unwrap();
 ///     let outcome = applier.finish().unwrap();
-///     let expected = [Outcome::Applied, Outcome::AlreadyInstalled][round];
+///     let expected = [Outcome::Applied, Outcome::AlreadyInstalled(Found::Target)][round];
 ///     assert_eq!(outcome, expected);
 ///     assert_eq!(&target.as_bytes()[..new.len()], &new[..]);
 /// }
@@ -103,7 +103,7 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
     /// The security counter of the entry the outcome refers to, once there
     /// is an outcome (0 for an entry without one).
     pub fn result_counter(&self) -> Option<u32> {
-        self.st.outcome.map(|_| self.st.counter)
+        self.st.outcome.get().map(|_| self.st.counter)
     }
 
     /// Applies the entries for component `id` (records `0x80`, see
@@ -130,6 +130,14 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
         self.st.vouched = Some((size, md5));
     }
 
+    /// Whether the patch fed so far has had an entry for the applier's
+    /// component ([`Applier::set_component`]), whatever its source. With
+    /// [`Error::NoSuitablePatch`], `false` says that the patch has
+    /// nothing for this component, `true` that it has, for other images.
+    pub fn component_seen(&self) -> bool {
+        self.st.seen
+    }
+
     /// Gives the flashes back.
     pub fn into_parts(self) -> (S, T) {
         (self.source, self.target)
@@ -138,7 +146,7 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
     /// The image the outcome refers to (the target of the entry that was
     /// applied or found installed), once there is an outcome.
     pub fn result_target(&self) -> Option<TargetId> {
-        self.st.outcome.map(|_| self.st.result)
+        self.st.outcome.get().map(|_| self.st.result)
     }
 
     /// How far the applier has come.
@@ -158,7 +166,7 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
     /// Says that the patch has ended; returns its outcome, or
     /// [`Error::Truncated`] if it ended early.
     pub fn finish(&mut self) -> Res<Outcome> {
-        match (self.st.phase, self.st.outcome) {
+        match (self.st.phase, self.st.outcome.get()) {
             (Phase::Done, Some(o)) => Ok(o),
             (Phase::Failed, _) => Err(Error::Failed),
             _ => {
@@ -213,7 +221,7 @@ where
         loop {
             match self.st.phase {
                 Phase::Done | Phase::Failed => {
-                    return match (chunk.is_empty(), self.st.outcome) {
+                    return match (chunk.is_empty(), self.st.outcome.get()) {
                         (true, Some(o)) => Ok(Status::Done(o)),
                         (true, None) => Err(Error::Failed),
                         (false, _) => Err(Error::TrailingData),
@@ -314,6 +322,7 @@ where
                 let (entry, records) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
                 let meta = records.meta()?;
                 let ours = meta.component == self.st.component;
+                self.st.seen |= ours;
                 #[cfg(feature = "sign")]
                 self.st
                     .gate
@@ -323,7 +332,7 @@ where
                 self.st.body_crc = Crc32::new();
                 self.st.len = 0;
                 self.st.head = 0;
-                if self.st.outcome.is_none() && ours {
+                if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
                     return Ok(true);
                 }
@@ -371,7 +380,7 @@ where
                 &e.target.sha256,
             )
         {
-            self.st.outcome = Some(Outcome::AlreadyInstalled);
+            self.st.outcome = Kept::InSource;
             self.st.result = e.target;
             return Ok(Phase::Skip);
         }
@@ -409,7 +418,7 @@ where
                 &e.target.sha256,
             )
         {
-            self.st.outcome = Some(Outcome::AlreadyInstalled);
+            self.st.outcome = Kept::InTarget;
             self.st.result = e.target;
             return Ok(Phase::Skip);
         }
@@ -445,13 +454,13 @@ where
             if !same(&sha, &self.st.entry.target.sha256) {
                 return Err(Error::TargetMismatch);
             }
-            self.st.outcome = Some(Outcome::Applied);
+            self.st.outcome = Kept::Applied;
             self.st.result = self.st.entry.target;
         }
         self.st.entries_left -= 1;
         if self.st.entries_left > 0 {
             self.start_entry();
-        } else if self.st.outcome.is_some() {
+        } else if self.st.outcome != Kept::None {
             self.st.phase = Phase::Done;
         } else {
             return Err(Error::NoSuitablePatch);

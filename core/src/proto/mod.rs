@@ -67,7 +67,9 @@ pub mod stage;
 use embedded_storage::nor_flash::NorFlash;
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME};
-pub use msg::{Announce, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION};
+pub use msg::{
+    Announce, ComponentImage, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION,
+};
 pub use stage::{StageError, Staging};
 
 use crate::{ApplyError, FlashError, Status, Verdict};
@@ -88,12 +90,16 @@ pub enum Action {
     },
     /// End the update with this result ([`DeviceMsg::Result`]).
     Fail(Verdict, &'static str),
+    /// Say what this component runs ([`DeviceMsg::Component`], built by
+    /// [`device::component`]).
+    Describe(u8),
 }
 
 /// What a device answers to `msg`, with its patch staged in `staging`.
 pub fn handle<F: NorFlash>(staging: &mut Staging<F>, msg: &HostMsg<'_>) -> Action {
     let stored = match *msg {
         HostMsg::Hello => return Action::Announce,
+        HostMsg::Component { component } => return Action::Describe(component),
         HostMsg::Begin { size, crc32 } => staging.begin(size, crc32),
         HostMsg::Chunk { offset, data } => staging.write(offset, data),
     };

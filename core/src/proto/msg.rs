@@ -33,6 +33,26 @@ pub enum HostMsg<'a> {
         /// At most [`MAX_CHUNK`] bytes; a multiple of 4 bytes unless it ends the patch.
         data: &'a [u8],
     },
+    /// Asks what component `component` runs ([`DeviceMsg::Component`]),
+    /// so that a host can pick a patch for each component of the device.
+    Component {
+        /// The component (0: the one `Hello` describes).
+        component: u8,
+    },
+}
+
+/// What one component of a device runs ([`DeviceMsg::Component`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ComponentImage {
+    /// The component asked about.
+    pub component: u8,
+    /// How many components the device has (`component` must be below).
+    pub components: u8,
+    /// Size of the image it runs in bytes (0: none, or no such component).
+    pub image_size: u32,
+    /// SHA-256 of that image (zeros with size 0).
+    pub image_sha256: [u8; 32],
 }
 
 /// An interrupted transfer the device holds.
@@ -106,6 +126,8 @@ pub enum DeviceMsg<'a> {
         /// VPatch's text for it, or a reason for an error.
         text: &'a str,
     },
+    /// What one component runs: the answer to [`HostMsg::Component`].
+    Component(ComponentImage),
 }
 
 /// The wire code of a verdict.

@@ -5,7 +5,7 @@ use embedded_storage::nor_flash::NorFlash;
 use super::store::{Store, HEADER_LEN};
 use super::{record_align, Image, Slot, RECORD_ALIGN};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
-use crate::{Applier, ApplierState, Outcome, Progress, Status};
+use crate::{Applier, ApplierState, Found, Outcome, Progress, Status};
 
 /// Bytes of a checkpoint record on flash (header, the component, the
 /// applier's state, padding, CRC) with records aligned to [`RECORD_ALIGN`]
@@ -26,8 +26,9 @@ pub const fn checkpoint_len(align: usize) -> usize {
 pub struct Installed {
     /// The component the image is for.
     pub component: u8,
-    /// Where the image is. The active slot if the patch found its target
-    /// running already (activating it then writes nothing).
+    /// Where the image is: the active slot if the patch found its target
+    /// running already ([`Found::Source`]; activating it then writes
+    /// nothing), else the inactive one.
     pub slot: Slot,
     /// The image, with the security counter of the entry that made it.
     pub image: Image,
@@ -157,7 +158,19 @@ where
         self.applier.progress()
     }
 
+    /// Whether the patch fed so far has had an entry for this update's
+    /// component, as [`Applier::component_seen`]: after
+    /// [`crate::ApplyError::NoSuitablePatch`], `false` means the patch has nothing for
+    /// the component (a patch for other components only), `true` that
+    /// its entries are for other images than the running one.
+    pub fn component_seen(&self) -> bool {
+        self.applier.component_seen()
+    }
+
     /// The patch has ended: the image it installed, or why it failed.
+    /// [`Error::ImageMismatch`] if the target was found at the start of
+    /// the running slot but is not the image the boot state records there
+    /// (a strict prefix of it): that slot cannot boot it as it is recorded.
     pub fn finish(mut self) -> Result<Installed, Error> {
         // A resumed update may hold the rest of the body in its input ring
         // already (offset = patch length): decode it.
@@ -172,12 +185,12 @@ where
             sha256: t.sha256,
             counter: self.applier.result_counter().unwrap_or(0),
         };
-        // "Already installed" may mean the running image is the target.
-        let slot = if outcome == Outcome::AlreadyInstalled && image.same_bytes(&self.running_image)
-        {
-            self.running
-        } else {
-            self.target
+        let slot = match outcome {
+            Outcome::AlreadyInstalled(Found::Source) if image.same_bytes(&self.running_image) => {
+                self.running
+            }
+            Outcome::AlreadyInstalled(Found::Source) => return Err(Error::ImageMismatch),
+            Outcome::AlreadyInstalled(Found::Target) | Outcome::Applied => self.target,
         };
         Ok(Installed {
             component: self.component,

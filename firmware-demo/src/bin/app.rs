@@ -206,6 +206,7 @@ fn main() -> ! {
         }
         match proto::handle(&mut staging, &msg) {
             Action::Announce => send(&mut uart, &announce(staging.resume())),
+            Action::Describe(k) => send(&mut uart, &proto::device::component(&slots, k)),
             Action::Fail(v, text) => {
                 log!("app: refused: {text}");
                 send(

@@ -6,8 +6,7 @@ pub mod slots;
 
 use embedded_storage::nor_flash::ReadNorFlash as _;
 use flashpatch::format::{EntryHeader, SourceId, TargetId, CONTAINER_HEADER_LEN};
-use flashpatch::{Applier, ApplierState, Outcome, Status};
-use sha2::Digest as _;
+use flashpatch::{Applier, ApplierState, Found, Outcome, Status};
 
 pub use slots::{slot_len, SlotError, SourceSlot, TargetSlot};
 
@@ -159,14 +158,9 @@ pub fn apply_with(
         )?
     };
     let size = id.size as usize;
-    if outcome == Outcome::AlreadyInstalled && size <= source.capacity() {
-        // The applier looks for the target in the source slot first, then
-        // in the target slot, which is erased here: an image of erased
-        // bytes only is found there.
-        let head = source.prefix(size);
-        if <[u8; 32]>::from(sha2::Sha256::digest(&head)) == id.sha256 {
-            return Ok((outcome, head));
-        }
+    if outcome == Outcome::AlreadyInstalled(Found::Source) {
+        // Found at the start of the source slot, which holds it whole.
+        return Ok((outcome, source.prefix(size)));
     }
     Ok((outcome, target.into_image(size)))
 }
@@ -229,7 +223,7 @@ mod tests {
         let old: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
         let new = vec![0xFF; 3000];
         let (outcome, image) = apply(&patch(&old, &new), &old).unwrap();
-        assert_eq!(outcome, Outcome::AlreadyInstalled);
+        assert_eq!(outcome, Outcome::AlreadyInstalled(Found::Target));
         assert!(image == new);
     }
 
@@ -240,7 +234,7 @@ mod tests {
         let old: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
         for new in [old[..1000].to_vec(), [&old[..], &[0xFF; 100]].concat()] {
             let (outcome, image) = apply(&patch(&old, &new), &old).unwrap();
-            assert_eq!(outcome, Outcome::AlreadyInstalled);
+            assert_eq!(outcome, Outcome::AlreadyInstalled(Found::Source));
             assert!(image == new, "{} bytes", new.len());
         }
     }

@@ -151,8 +151,11 @@ enum Command {
     /// resolved against the manifest's own URL or directory. The file is
     /// downloaded, checked against the manifest's size and SHA-256 (and refused
     /// before anything is sent if it differs), and sent as `genpat send` sends
-    /// a patch, with the same output and exit codes. http:// is built in;
-    /// https:// needs genpat built with the cargo feature `https`.
+    /// a patch, with the same output and exit codes. With --component given
+    /// several times it asks what each of the device's components runs,
+    /// picks each named component's file the same way, and sends all their
+    /// entries as one file, which the device activates together. http:// is
+    /// built in; https:// needs genpat built with the cargo feature `https`.
     #[command(after_help = exit_codes!())]
     Update(UpdateArgs),
 }
@@ -395,9 +398,13 @@ pub struct UpdateArgs {
     /// `genpat keygen`); its signature is read from MANIFEST.sig.
     #[arg(long, value_name = "PUB")]
     pub key: Option<PathBuf>,
-    /// The component to update (default: the manifest's only one).
+    /// The component to update (default: the manifest's only one). Given
+    /// several times, those components are updated in one run: genpat asks
+    /// the device what each of its components runs, picks each one's patch
+    /// (or full image), sends them as one file, and the device activates
+    /// them together.
     #[arg(long, value_name = "NAME")]
-    pub component: Option<String>,
+    pub component: Vec<String>,
     #[command(flatten)]
     pub link: LinkArgs,
 }

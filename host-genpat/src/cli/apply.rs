@@ -1,7 +1,7 @@
 //! `genpat apply PATCH OLD OUT`: the device's own applier over an in-memory
 //! flash, with VPatch's result on stdout.
 
-use flashpatch::{Outcome, Verdict};
+use flashpatch::{Found, Outcome, Verdict};
 use host_genpat::apply::{apply_with, target_room, Policy, TargetSlot};
 
 use super::progress::Bars;
@@ -107,9 +107,13 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
             );
             Verdict::Ok
         }
-        Outcome::AlreadyInstalled => {
+        Outcome::AlreadyInstalled(found) => {
             eprintln!(
-                "genpat: the target image is already in place; wrote it to {}",
+                "genpat: the target image is already in place ({}); wrote it to {}",
+                match found {
+                    Found::Source => "OLD starts with it",
+                    Found::Target => "the erased target slot holds it",
+                },
                 args.out.display()
             );
             Verdict::AlreadyInstalled

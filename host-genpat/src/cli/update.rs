@@ -1,15 +1,18 @@
-//! `genpat update --manifest PATH_OR_URL [--key PUB] LINK`: reads a
-//! release's manifest (checking its signature with `--key`), asks the
-//! device what it runs, downloads the patch for that image (or the full
-//! image), checks it against the manifest and sends it with `genpat send`'s
-//! code.
+//! `genpat update --manifest PATH_OR_URL [--key PUB] [--component NAME]...
+//! LINK`: reads a release's manifest (checking its signature with
+//! `--key`), asks the device what it runs, downloads the patch for that
+//! image (or the full image), checks it against the manifest and sends it
+//! with `genpat send`'s code. With several `--component`s it asks what
+//! each of the device's components runs and sends one file with the
+//! entries of every component's download.
 
+use host_genpat::container;
 use host_genpat::fetch::{FetchError, Location};
-use host_genpat::manifest::{self, Choice, Image, Manifest, Sha256Hex};
+use host_genpat::manifest::{self, Choice, Component, Image, Manifest, Sha256Hex};
 
 use super::progress::Bars;
 use super::send::{deliver, describe, open, options};
-use super::{say, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE};
+use super::{say, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE, EXIT_USAGE};
 use crate::UpdateArgs;
 
 /// The largest manifest or signature file genpat reads.
@@ -30,11 +33,15 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
     }
     let m = Manifest::from_bytes(&bytes)
         .map_err(|e| Failure::new(EXIT_CORRUPT, format!("'{at}': {e}")))?;
-    let component = m.component(args.component.as_deref()).ok_or_else(|| {
+    if args.component.len() > 1 {
+        return several(args, &at, &m);
+    }
+    let name = args.component.first().map(String::as_str);
+    let component = m.component(name).ok_or_else(|| {
         let names: Vec<&str> = m.components.iter().map(|c| c.name.as_str()).collect();
         Failure::new(
             EXIT_NO_SUITABLE,
-            match &args.component {
+            match name {
                 Some(n) => format!("the manifest has no component '{n}'"),
                 None => "the manifest has several components".into(),
             },
@@ -96,6 +103,126 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
     check_download(&from, &patch, size, sha256)?;
     eprintln!("genpat: downloaded {from}: SHA-256 as the manifest says");
     deliver(link.as_mut(), &name, &patch, &opts, false)
+}
+
+/// The update of several components (`--component` given more than once):
+/// what each of the device's components runs picks each manifest
+/// component's download, and their entries go to the device as one file.
+fn several(args: &UpdateArgs, at: &Location, m: &Manifest) -> Result<(), Failure> {
+    let mut chosen: Vec<&Component> = Vec::new();
+    for n in &args.component {
+        let c = m.component(Some(n)).ok_or_else(|| {
+            let names: Vec<&str> = m.components.iter().map(|c| c.name.as_str()).collect();
+            Failure::new(
+                EXIT_NO_SUITABLE,
+                format!("the manifest has no component '{n}'"),
+            )
+            .help(format!("the manifest's components: {}", names.join(", ")))
+        })?;
+        if chosen.iter().any(|d| d.name == c.name) {
+            return Err(Failure::new(
+                EXIT_USAGE,
+                format!("--component {n} is given twice"),
+            ));
+        }
+        chosen.push(c);
+    }
+    eprintln!(
+        "genpat: manifest: version {}, components {}",
+        m.version,
+        args.component.join(", ")
+    );
+    let (mut link, name) = open(&args.link)?;
+    let opts = options(&args.link);
+    let device = host_genpat::send::hello(link.as_mut(), &opts)
+        .map_err(|e| Failure::new(EXIT_ERROR, format!("{name}: {e}")))?;
+    eprintln!("genpat: device: {}", describe(&device));
+    let parts = host_genpat::send::components(link.as_mut(), &opts)
+        .map_err(|e| Failure::new(EXIT_ERROR, format!("{name}: {e}")))?;
+    let running: Vec<Image> = parts
+        .iter()
+        .map(|p| Image {
+            size: p.image_size,
+            sha256: Sha256Hex(p.image_sha256),
+        })
+        .collect();
+    let mut entries: Vec<Vec<u8>> = Vec::new();
+    for c in chosen {
+        if running
+            .iter()
+            .any(|r| matches!(c.select(r), Choice::Current))
+        {
+            eprintln!(
+                "genpat: {}: the device already runs version {}",
+                c.name, m.version
+            );
+            continue;
+        }
+        // The device component that runs a source this component has a
+        // patch for, if any; else the full image, for whichever
+        // component its entries name.
+        let patch = running
+            .iter()
+            .enumerate()
+            .find_map(|(k, r)| match c.select(r) {
+                Choice::Patch(p) => Some((k, p)),
+                _ => None,
+            });
+        let (reference, size, sha256, runs) = match patch {
+            Some((k, p)) => {
+                eprintln!(
+                    "genpat: {}: a patch for the image device component {k} runs: {} ({} bytes)",
+                    c.name, p.url, p.size
+                );
+                (&p.url, p.size, p.sha256, Some(k))
+            }
+            None => {
+                eprintln!(
+                    "genpat: {}: no patch is for an image the device runs: the full image {} ({} bytes)",
+                    c.name, c.url, c.size
+                );
+                (&c.url, c.size, c.sha256, None)
+            }
+        };
+        let from = at.join(reference);
+        let file = fetch(&from, size)?;
+        check_download(&from, &file, size, sha256)?;
+        let parsed = container::parse(&file)
+            .map_err(|e| Failure::new(EXIT_CORRUPT, format!("'{from}': {e}")))?;
+        let mut ks: Vec<u8> = parsed.iter().map(|e| e.meta.component).collect();
+        ks.dedup();
+        let k = match ks[..] {
+            [k] if runs.is_none_or(|r| r == k as usize) && (k as usize) < running.len() => k,
+            _ => {
+                return Err(Failure::new(
+                    EXIT_NO_SUITABLE,
+                    format!(
+                        "'{from}' has entries for component(s) {ks:?}; the device has {} component(s){}",
+                        running.len(),
+                        match runs {
+                            Some(r) => format!(", and its source runs as component {r}"),
+                            None => String::new(),
+                        }
+                    ),
+                )
+                .help("each manifest component's files must be for one device component"))
+            }
+        };
+        eprintln!("genpat: downloaded {from} (component {k}): SHA-256 as the manifest says");
+        entries.extend(parsed.into_iter().map(|e| e.bytes));
+    }
+    if entries.is_empty() {
+        say("OK, new version already installed");
+        return Ok(());
+    }
+    let file = container::assemble(entries.iter().map(Vec::as_slice))
+        .map_err(|e| Failure::new(EXIT_ERROR, format!("the combined patch: {e}")))?;
+    eprintln!(
+        "genpat: sending one file of {} entries ({} bytes)",
+        entries.len(),
+        file.len()
+    );
+    deliver(link.as_mut(), &name, &file, &opts, false)
 }
 
 /// Reads `at`, at most `limit` bytes.

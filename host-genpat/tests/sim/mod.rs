@@ -1,7 +1,10 @@
 //! A simulated device for `genpat send` tests: the real `flashpatch` slot
 //! manager, staging and applier over a `MockFlash`, speaking the update
 //! protocol on one connection at a time. Only the flash survives a
-//! "power cut" (the connection dropped in the middle) or a restart.
+//! "power cut" (the connection dropped in the middle) or a restart. It has
+//! two components: the application (component 0, the one `Hello`
+//! describes) and a data partition (component 1, empty unless
+//! [`Sim::with_data`]).
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -23,6 +26,18 @@ const SLOT: u32 = 128 * 1024;
 const LAYOUT: Layout = Layout::new(4096, 0, SLOT, SLOT, 2 * SLOT, 2 * 4096);
 const STAGE_AT: u32 = 2 * SLOT + 2 * 4096;
 const STAGE: u32 = 96 * 1024;
+/// The data component's slots, after the staging partition.
+const DATA_AT: u32 = STAGE_AT + STAGE;
+const DATA_SLOT: u32 = 32 * 1024;
+
+type Part<'a> = Partition<'a, Flash>;
+
+/// The slot manager over both components.
+fn slots(flash: &RefCell<Flash>) -> Slots<Part<'_>, Part<'_>, 2> {
+    let [a, b, s] = LAYOUT.partitions(flash).unwrap();
+    let d = |i: u32| Partition::new(flash, DATA_AT + i * DATA_SLOT, DATA_SLOT).unwrap();
+    Slots::new_group([[a, b], [d(0), d(1)]], s, Config::default()).unwrap()
+}
 
 /// The device: its flash and the names of the images it may run.
 pub struct Sim {
@@ -39,10 +54,18 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// A device running `image` (named `version`), confirmed.
+    /// A device running `image` (named `version`), confirmed, with an
+    /// empty data component.
     pub fn new(image: &[u8], version: &str) -> Sim {
-        let mut f = Flash::new((STAGE_AT + STAGE) as usize);
+        Sim::with_data(image, version, &[])
+    }
+
+    /// A device running `image` (named `version`) and `data` as its data
+    /// component (none if empty), confirmed.
+    pub fn with_data(image: &[u8], version: &str, data: &[u8]) -> Sim {
+        let mut f = Flash::new((DATA_AT + 2 * DATA_SLOT) as usize);
         f.preload(0, image);
+        f.preload(DATA_AT as usize, data);
         let sim = Sim {
             flash: RefCell::new(f),
             versions: vec![(Sha256::digest(image).into(), version.into())],
@@ -50,9 +73,9 @@ impl Sim {
             noise_every: None,
             lose_first_result: false,
         };
-        let [a, b, s] = LAYOUT.partitions(&sim.flash).unwrap();
-        let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
-        slots.provision(Slot::A, image.len() as u32).unwrap();
+        slots(&sim.flash)
+            .provision_group([(Slot::A, image.len() as u32), (Slot::A, data.len() as u32)])
+            .unwrap();
         sim
     }
 
@@ -62,10 +85,17 @@ impl Sim {
             .push((Sha256::digest(image).into(), version.into()));
     }
 
+    /// The data component's image in its active slot (empty if none).
+    pub fn data(&self) -> Vec<u8> {
+        let rec = slots(&self.flash).boot_state().unwrap().components[1];
+        let at = DATA_AT + if rec.active == Slot::A { 0 } else { DATA_SLOT };
+        let size = rec.image().size as usize;
+        self.flash.borrow().as_bytes()[at as usize..at as usize + size].to_vec()
+    }
+
     /// The image in the active slot and its version name.
     pub fn running(&self) -> (Vec<u8>, String) {
-        let [a, b, s] = LAYOUT.partitions(&self.flash).unwrap();
-        let slots = Slots::new(a, b, s, Config::default()).unwrap();
+        let slots = slots(&self.flash);
         let rec = slots.state().unwrap();
         let img = rec.images[match rec.active {
             Slot::A => 0,
@@ -94,8 +124,7 @@ impl Sim {
         let mut sent = 0usize;
         let lost = std::cell::Cell::new(!self.lose_first_result);
         'boot: loop {
-            let [a, b, s] = LAYOUT.partitions(&self.flash).unwrap();
-            let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
+            let mut slots = slots(&self.flash);
             let boot = slots.select().unwrap();
             slots.confirm().unwrap();
             let rec = slots.state().unwrap();
@@ -163,6 +192,7 @@ impl Sim {
                     }
                     match proto::handle(&mut staging, &msg) {
                         Action::Announce => put(&mut out, &announce(staging.resume())),
+                        Action::Describe(k) => put(&mut out, &proto::device::component(&slots, k)),
                         Action::Ack { offset, complete } => {
                             put(
                                 &mut out,
