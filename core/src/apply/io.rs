@@ -80,17 +80,6 @@ impl<const R: usize> ReadCache<R> {
     pub(crate) fn invalidate(&mut self) {
         self.what = Cached::Nothing;
     }
-
-    /// The cached bytes of `what` from `pos` to the end of the cached
-    /// block (at least one), if `pos` is in it.
-    #[inline]
-    pub(crate) fn hit(&self, what: Cached, pos: u32) -> Option<&[u8]> {
-        let rel = pos.wrapping_sub(self.base);
-        if self.what != what || rel >= self.len {
-            return None;
-        }
-        Some(&self.buf[(rel as usize).min(R)..(self.len as usize).min(R)])
-    }
 }
 
 /// Writes the target front to back in `W`-byte pieces, erasing each erase

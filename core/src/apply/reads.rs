@@ -158,25 +158,31 @@ pub(crate) async fn sha256_of<F: ReadNorFlash, const B: usize>(
     block_hash(flash, buf, len, BlockHash::Sha256).await
 }
 
-/// Reads the block of `flash` (which is `what`) that holds `pos`; its
-/// readable part ends at `limit` (a multiple of its `READ_SIZE`,
-/// within its capacity). `pos < limit`.
+/// The bytes of `flash` (which is `what`) from `pos` to the end of the
+/// block of `cache` that holds it (at least one), read first if `cache`
+/// does not hold it; the flash's readable part ends at `limit` (a
+/// multiple of its `READ_SIZE`, within its capacity). `pos < limit`.
+#[inline]
 #[io]
-pub(crate) async fn fill_cache<F: ReadNorFlash, const R: usize>(
-    cache: &mut ReadCache<R>,
+pub(crate) async fn cached<'c, F: ReadNorFlash, const R: usize>(
+    cache: &'c mut ReadCache<R>,
     what: Cached,
     flash: &mut F,
     pos: u32,
     limit: u32,
-) -> Result<(), F::Error> {
-    let base = pos - pos % F::READ_SIZE as u32;
-    let len = (R as u32).min(limit - base);
-    cache.what = Cached::Nothing;
-    flash.read(base, &mut cache.buf[..len as usize]).await?;
-    cache.what = what;
-    cache.base = base;
-    cache.len = len;
-    Ok(())
+) -> Result<&'c [u8], F::Error> {
+    let rel = pos.wrapping_sub(cache.base);
+    if cache.what != what || rel >= cache.len {
+        let base = pos - pos % F::READ_SIZE as u32;
+        let len = (R as u32).min(limit - base);
+        cache.what = Cached::Nothing;
+        flash.read(base, &mut cache.buf[..len as usize]).await?;
+        cache.what = what;
+        cache.base = base;
+        cache.len = len;
+    }
+    let rel = pos.wrapping_sub(cache.base) as usize;
+    Ok(&cache.buf[rel.min(R)..(cache.len as usize).min(R)])
 }
 
 /// Programs what is buffered, padded with 0xFF to whole write units

@@ -3,7 +3,7 @@
 //! [`crate::asynch::Applier`] (see `flashpatch-macros`). Everything here
 //! that reads or writes flash is `async` under `#[io]`.
 
-use super::reads::{crc_of, crc_of_prefixes, fill_cache, fits, flush_writer, md5_of, sha256_of};
+use super::reads::{cached, crc_of, crc_of_prefixes, fits, flush_writer, md5_of, sha256_of};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, Status, BUF};
@@ -533,9 +533,7 @@ where
                     let (prev, pos) = (self.st.prev_byte, self.st.out);
                     let b = self.decode_with(|m, d| m.literal(d, prev, pos, 0))?;
                     self.st.job = if n > 1 { Job::Lit(n - 1) } else { Job::None };
-                    if self.put(b) {
-                        self.flush_target().await?;
-                    }
+                    self.emit(b).await?;
                 }
                 Job::None => {
                     if !have(self, MAX_OP_INPUT) {
@@ -543,28 +541,14 @@ where
                     }
                     let pos = self.st.out;
                     let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
-                    if let Some(d) = self.start_op(op, left)? {
-                        // A byte of the virtual source, changed by `d`.
-                        let pos = self.st.cursor;
-                        let s = match self.byte_at_hand(pos) {
-                            Some(s) => s,
-                            None => self.fetch(pos).await?,
-                        };
-                        let b = self.st.model.diff_byte(s, d);
-                        self.st.cursor += 1;
-                        if self.put(b) {
-                            self.flush_target().await?;
-                        }
-                    }
+                    self.start_op(op, left).await?;
                 }
             }
         }
     }
 
-    /// Checks a decoded operation against the images and starts it; for a
-    /// one-byte difference, the difference, which the caller applies to
-    /// the byte at the cursor.
-    fn start_op(&mut self, op: Op, left: u32) -> Res<Option<u8>> {
+    /// Checks a decoded operation against the images and starts it.
+    async fn start_op(&mut self, op: Op, left: u32) -> Res<()> {
         let reach = self.st.entry.source.size as u64 + self.st.out as u64;
         match op {
             Op::Copy { len } | Op::Seek { len, .. } | Op::Lit { len } if len > left => {
@@ -572,7 +556,7 @@ where
             }
             Op::Lit { len } => {
                 self.st.job = Job::Lit(len);
-                Ok(None)
+                Ok(())
             }
             Op::Seek { delta, len } => {
                 let c = self.st.cursor as i64 + delta;
@@ -581,43 +565,30 @@ where
                 }
                 self.st.cursor = c as u32;
                 self.st.job = Job::Copy(len);
-                Ok(None)
+                Ok(())
             }
             _ if self.st.cursor as u64 >= reach => Err(Error::BodyInvalid),
             Op::Copy { len } => {
                 self.st.job = Job::Copy(len);
-                Ok(None)
+                Ok(())
             }
-            Op::Diff { d } => Ok(Some(d)),
+            Op::Diff { d } => {
+                let s = self.virtual_byte(self.st.cursor).await?;
+                let b = self.st.model.diff_byte(s, d);
+                self.st.cursor += 1;
+                self.emit(b).await
+            }
         }
     }
 
-    /// The byte at `pos` of the virtual source (the source image, then the
-    /// target written so far) if it is at hand: in the read cache or the
-    /// write buffer. The caller keeps `pos < source size + out`.
+    /// The byte at `pos` of the virtual source: the source image, then the
+    /// target written so far. The caller keeps `pos < source size + out`.
     #[inline]
-    fn byte_at_hand(&self, pos: u32) -> Option<u8> {
+    async fn virtual_byte(&mut self, pos: u32) -> Res<u8> {
         let ss = self.st.entry.source.size;
         let b = if pos < ss {
-            self.st.cache.hit(Cached::Source, pos)
-        } else {
-            let (t, w) = (pos - ss, &self.st.writer);
-            if t >= w.flushed {
-                return Some(w.buf[(t - w.flushed) as usize % W]);
-            }
-            self.st.cache.hit(Cached::Target, t)
-        };
-        b.and_then(|b| b.first().copied())
-    }
-
-    /// Reads the block of the virtual source that holds `pos` (not in the
-    /// write buffer) into the read cache; returns the byte at `pos`.
-    #[inline(never)]
-    async fn fetch(&mut self, pos: u32) -> Res<u8> {
-        let ss = self.st.entry.source.size;
-        if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            fill_cache(
+            cached(
                 &mut self.st.cache,
                 Cached::Source,
                 &mut self.source,
@@ -625,20 +596,24 @@ where
                 limit,
             )
             .await
-            .map_err(FlashError::of(FlashRole::Source))?;
+            .map_err(FlashError::of(FlashRole::Source))?
         } else {
-            let flushed = self.st.writer.flushed;
-            fill_cache(
+            let (t, w) = (pos - ss, &self.st.writer);
+            if t >= w.flushed {
+                return Ok(w.buf[(t - w.flushed) as usize % W]);
+            }
+            let flushed = w.flushed;
+            cached(
                 &mut self.st.cache,
                 Cached::Target,
                 &mut self.target,
-                pos - ss,
+                t,
                 flushed,
             )
             .await
-            .map_err(FlashError::of(FlashRole::Target))?;
-        }
-        Ok(self.byte_at_hand(pos).unwrap_or(0))
+            .map_err(FlashError::of(FlashRole::Target))?
+        };
+        Ok(b.first().copied().unwrap_or(0))
     }
 
     /// Copies up to `n` (≥ 1) bytes from the cursor to the target, as many
@@ -646,28 +621,33 @@ where
     async fn copy_some(&mut self, n: u32) -> Res<u32> {
         let ss = self.st.entry.source.size;
         let pos = self.st.cursor;
-        let (what, at) = if pos < ss {
-            (Cached::Source, pos)
-        } else if pos - ss < self.st.writer.flushed {
-            (Cached::Target, pos - ss)
+        let st = &mut *self.st;
+        let room = (st.writer.room() as u32).min(n);
+        let piece = if pos < ss {
+            let limit = align_up(ss as u64, S::READ_SIZE) as u32;
+            cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
+                .await
+                .map_err(FlashError::of(FlashRole::Source))?
+        } else if pos - ss < st.writer.flushed {
+            let flushed = st.writer.flushed;
+            cached(
+                &mut st.cache,
+                Cached::Target,
+                &mut self.target,
+                pos - ss,
+                flushed,
+            )
+            .await
+            .map_err(FlashError::of(FlashRole::Target))?
         } else {
             // From the write buffer itself, perhaps overlapping what it
             // produces: byte by byte.
-            let b = self.byte_at_hand(pos).unwrap_or(0);
+            let b = self.virtual_byte(pos).await?;
             self.st.cursor += 1;
-            if self.put(b) {
-                self.flush_target().await?;
-            }
+            self.emit(b).await?;
             return Ok(1);
         };
-        if self.st.cache.hit(what, at).is_none() {
-            self.fetch(pos).await?;
-        }
-        let st = &mut *self.st;
-        let Some(piece) = st.cache.hit(what, at) else {
-            return Err(Error::BodyInvalid);
-        };
-        let mut k = (piece.len() as u32).min((st.writer.room() as u32).min(n));
+        let mut k = (piece.len() as u32).min(room);
         if pos < ss {
             // A copy from the source stops at its end, where the target begins.
             k = k.min(ss - pos);
@@ -676,26 +656,30 @@ where
         if let Some(&last) = piece.last() {
             st.prev_byte = last;
         }
-        let full = st.writer.extend(piece);
+        if st.writer.extend(piece) {
+            flush_writer(&mut st.writer, &mut self.target)
+                .await
+                .map_err(FlashError::of(FlashRole::Target))?;
+        }
         st.cursor += k;
         st.out += k;
-        if full {
-            self.flush_target().await?;
-        }
         Ok(k)
     }
 
-    /// Appends one byte to the target; `true` if the write buffer is full
-    /// and must be programmed ([`Applier::flush_target`]).
     #[inline]
-    fn put(&mut self, b: u8) -> bool {
+    async fn emit(&mut self, b: u8) -> Res<()> {
         self.st.out += 1;
         self.st.prev_byte = b;
-        self.st.writer.push(b)
+        if self.st.writer.push(b) {
+            flush_writer(&mut self.st.writer, &mut self.target)
+                .await
+                .map_err(FlashError::of(FlashRole::Target))?;
+        }
+        Ok(())
     }
 
     /// Programs the write buffer.
-    #[inline(never)]
+    #[inline]
     async fn flush_target(&mut self) -> Res<()> {
         flush_writer(&mut self.st.writer, &mut self.target)
             .await
