@@ -356,3 +356,32 @@ fn a_target_that_is_a_prefix_of_the_running_image_is_no_installed_image() {
     assert_eq!(install(&dev, &patch, 512), Err(Error::ImageMismatch));
     assert_eq!(dev.boot().unwrap(), boots(Slot::A, false, false));
 }
+
+/// A flash that fails is named in the error: the state area when the boot
+/// record cannot be read, the target slot when the update cannot write,
+/// each with the driver's `NorFlashErrorKind`.
+#[test]
+fn a_failing_flash_is_named_by_its_role() {
+    use embedded_storage::nor_flash::NorFlashErrorKind;
+    use flashpatch::mock::Cut;
+    use flashpatch::{FlashError, FlashRole};
+    let (old, new) = firmware_pair(12, 9_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    let failed = |role| {
+        Error::Flash(FlashError {
+            role,
+            kind: NorFlashErrorKind::Other,
+        })
+    };
+    // The first flash-changing operation of the update is the target
+    // slot's first erase: power is cut there.
+    dev.flash.borrow_mut().cut_at(0, Cut::Before, 1);
+    assert_eq!(install(&dev, &patch, 512), Err(failed(FlashRole::Target)));
+    // With the power gone, reading the state area at the next start fails.
+    assert!(matches!(dev.slots(), Err(e) if e == failed(FlashRole::State)));
+    assert_eq!(
+        failed(FlashRole::State).to_string(),
+        "the state area flash failed: driver error"
+    );
+}
