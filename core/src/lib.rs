@@ -53,7 +53,9 @@
 //!
 //! [`Applier`] takes blocking drivers (`embedded_storage::nor_flash`);
 //! [`asynch::Applier`] takes async ones (`embedded_storage_async`, as
-//! embassy's HALs give), and its `feed` is an `async fn`. Both are the same
+//! embassy's HALs give), and its `feed` is an `async fn`; so do the
+//! staging area and message handling of `proto::asynch` (feature
+//! `proto`). The slot manager is blocking only so far. Both are the same
 //! code: it is written once, as async code, and compiled a second time with
 //! every `async` and `.await` removed (`flashpatch-macros`), so the
 //! blocking applier has no futures in it. The source and the target may be

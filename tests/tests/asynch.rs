@@ -279,3 +279,127 @@ fn a_failing_flash_is_named_with_its_kind() {
     };
     assert_eq!(apply_all(&patch, source, failing), Ok(Outcome::Applied));
 }
+
+/// The staging area and the device's message handling over an async
+/// driver: the same answers, the same bytes and operations on flash as
+/// over a blocking one, for a whole transfer, a transfer cut off by a
+/// power loss and resumed, and the staged patch then applied.
+#[test]
+fn staging_does_over_async_flash_what_it_does_over_blocking() {
+    use flashpatch::crc32::crc32;
+    use flashpatch::mock::Cut;
+    use flashpatch::proto::{self, Action, HostMsg, Staging};
+    type Stage = MockFlash<1, 8, 4096, 0x00>;
+    let (old, new) = firmware_pair(13, 30_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let messages = |from: usize| {
+        let mut m = vec![HostMsg::Begin {
+            size: patch.len() as u32,
+            crc32: crc32(&patch),
+        }];
+        let mut at = from;
+        for data in patch[from..].chunks(proto::MAX_CHUNK) {
+            m.push(HostMsg::Chunk {
+                offset: at as u32,
+                data,
+            });
+            at += data.len();
+        }
+        m
+    };
+    let size = patch.len().next_multiple_of(4096) + 2 * 4096;
+    // Cut power at the `cut`-th flash-changing operation (none: `None`),
+    // then reopen and send the rest: the answers, and the staged flash.
+    let blocking = |cut: Option<u64>| {
+        let mut flash = Stage::new(size);
+        if let Some(n) = cut {
+            flash.cut_at(n, Cut::MidWrite, 5);
+        }
+        let mut st = Staging::open_erased(&mut flash, 0x00).unwrap();
+        let mut answers: Vec<Action> = Vec::new();
+        for m in messages(0) {
+            // Until the power is cut.
+            match proto::handle(&mut st, &m) {
+                Action::Fail(..) => break,
+                a => answers.push(a),
+            }
+        }
+        let _ = st.into_inner();
+        flash.reboot();
+        let mut st = Staging::open_erased(&mut flash, 0x00).unwrap();
+        let from = st.resume().map_or(0, |r| r.offset as usize);
+        for m in messages(from) {
+            answers.push(proto::handle(&mut st, &m));
+        }
+        assert!(st.complete(), "cut at {cut:?}");
+        let (mut source, mut target) = flashes(&old, &new);
+        let mut state: ApplierState = ApplierState::new();
+        let mut applier = Applier::new(&mut source, &mut target, &mut state);
+        let mut buf = [0u8; 256];
+        proto::feed_staged(&mut st, &mut buf, |c| applier.feed(c), |_| {}).unwrap();
+        assert_eq!(applier.finish(), Ok(Outcome::Applied));
+        let _ = st.into_inner();
+        (answers, flash)
+    };
+    let asynchronous = |cut: Option<u64>| {
+        let mut flash = Yielding::new(Stage::new(size));
+        if let Some(n) = cut {
+            flash.flash.cut_at(n, Cut::MidWrite, 5);
+        }
+        pollster::block_on(async {
+            let mut st = proto::asynch::Staging::open_erased(&mut flash, 0x00)
+                .await
+                .unwrap();
+            let mut answers: Vec<Action> = Vec::new();
+            for m in messages(0) {
+                match proto::asynch::handle(&mut st, &m).await {
+                    Action::Fail(..) => break,
+                    a => answers.push(a),
+                }
+            }
+            let _ = st.into_inner();
+            flash.flash.reboot();
+            let mut st = proto::asynch::Staging::open_erased(&mut flash, 0x00)
+                .await
+                .unwrap();
+            let from = st.resume().map_or(0, |r| r.offset as usize);
+            for m in messages(from) {
+                answers.push(proto::asynch::handle(&mut st, &m).await);
+            }
+            assert!(st.complete());
+            // The staged patch, fed to the async applier.
+            let (source, target) = flashes(&old, &new);
+            let (mut source, mut target) = (Yielding::new(source), Yielding::new(target));
+            let mut state: ApplierState = ApplierState::new();
+            let mut applier = asynch::Applier::new(&mut source, &mut target, &mut state);
+            let mut buf = [0u8; 256];
+            proto::asynch::feed_staged(&mut st, &mut buf, async |c| applier.feed(c).await, |_| {})
+                .await
+                .unwrap();
+            assert_eq!(applier.finish(), Ok(Outcome::Applied));
+            assert!(target.flash.as_bytes()[..new.len()] == new[..]);
+            let _ = st.into_inner();
+            (answers, flash.flash)
+        })
+    };
+    let writes = blocking(None).1.ops;
+    let mut runs = 0;
+    // No cut, and a cut (a torn write, or the erase before it) at every
+    // flash-changing operation of the transfer.
+    for cut in std::iter::once(None).chain((0..writes).map(Some)) {
+        let (ba, bf) = blocking(cut);
+        let (aa, af) = asynchronous(cut);
+        assert_eq!(aa, ba, "cut at {cut:?}: the same answers");
+        assert!(
+            af.as_bytes() == bf.as_bytes(),
+            "cut at {cut:?}: the same bytes staged"
+        );
+        assert_eq!(af.stats, bf.stats, "cut at {cut:?}: the same operations");
+        assert!(
+            ba.iter().all(|a| !matches!(a, Action::Fail(..))),
+            "cut at {cut:?}"
+        );
+        runs += 1;
+    }
+    println!("async staging: {runs} transfers ({writes} flash-changing operations each when not cut) alike on both paths");
+}

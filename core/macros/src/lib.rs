@@ -15,7 +15,8 @@
 use proc_macro::{Delimiter, Group, TokenStream, TokenTree};
 
 /// The blocking copy of an item: every `async` keyword and every `.await`
-/// is removed, in the item and everything nested in it.
+/// is removed, in the item and everything nested in it, and the closure
+/// trait `AsyncFnMut` becomes `FnMut`.
 #[proc_macro_attribute]
 pub fn blocking(attr: TokenStream, item: TokenStream) -> TokenStream {
     if !attr.is_empty() {
@@ -38,6 +39,9 @@ fn strip(tokens: TokenStream) -> TokenStream {
     for t in tokens {
         match t {
             TokenTree::Ident(ref i) if i.to_string() == "async" => {}
+            TokenTree::Ident(ref i) if i.to_string() == "AsyncFnMut" => {
+                out.push(TokenTree::Ident(proc_macro::Ident::new("FnMut", i.span())));
+            }
             TokenTree::Ident(ref i) if i.to_string() == "await" => {
                 // `.await`: drop the dot before it too.
                 match out.last() {

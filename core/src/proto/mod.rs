@@ -62,9 +62,37 @@
 pub mod device;
 pub mod frame;
 pub mod msg;
-pub mod stage;
+mod staging;
 
-use embedded_storage::nor_flash::NorFlash;
+// Loading the same file twice is the point: one source, two copies (see
+// `crate::apply`).
+#[allow(clippy::duplicate_mod)]
+#[path = "."]
+mod blocking {
+    use embedded_storage::nor_flash::NorFlash;
+    use flashpatch_macros::blocking as io;
+
+    pub mod stage;
+}
+
+#[allow(clippy::duplicate_mod)]
+#[path = "."]
+mod asynchronous {
+    use embedded_storage_async::nor_flash::NorFlash;
+    use flashpatch_macros::asynchronous as io;
+
+    pub mod stage;
+}
+
+pub use blocking::stage;
+pub use blocking::stage::{feed_staged, handle};
+
+/// The device side over async flash drivers (`embedded_storage_async`):
+/// the same staging area, [`handle`] and [`feed_staged`] as this module's,
+/// compiled from the same source, with `async` methods.
+pub mod asynch {
+    pub use super::asynchronous::stage::{feed_staged, handle, Staging};
+}
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME};
 pub use msg::{
@@ -72,7 +100,7 @@ pub use msg::{
 };
 pub use stage::{StageError, Staging};
 
-use crate::{ApplyError, FlashError, Status, Verdict};
+use crate::Verdict;
 
 /// What a device does about a host message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,64 +121,4 @@ pub enum Action {
     /// Say what this component runs ([`DeviceMsg::Component`], built by
     /// [`device::component`]).
     Describe(u8),
-}
-
-/// What a device answers to `msg`, with its patch staged in `staging`.
-pub fn handle<F: NorFlash>(staging: &mut Staging<F>, msg: &HostMsg<'_>) -> Action {
-    let stored = match *msg {
-        HostMsg::Hello => return Action::Announce,
-        HostMsg::Component { component } => return Action::Describe(component),
-        HostMsg::Begin { size, crc32 } => staging.begin(size, crc32),
-        HostMsg::Chunk { offset, data } => staging.write(offset, data),
-    };
-    match stored {
-        Ok(offset) => Action::Ack {
-            offset,
-            complete: staging.complete(),
-        },
-        Err(StageError::Offset { expected }) => Action::Ack {
-            offset: expected,
-            complete: staging.complete(),
-        },
-        Err(StageError::TooLarge { .. }) => {
-            Action::Fail(Verdict::Error, "the patch is larger than the staging area")
-        }
-        Err(StageError::NotStarted) => Action::Fail(Verdict::Error, "patch data before Begin"),
-        Err(StageError::Length) => Action::Fail(Verdict::Error, "a chunk has a bad length"),
-        Err(StageError::Flash(_)) => Action::Fail(Verdict::Error, "the staging flash failed"),
-    }
-}
-
-/// Hands the patch stored in `staging` to `feed` (an applier's or an
-/// update's `feed`), read through `buf` (its length rounded down to a
-/// multiple of 4 bytes, or of the flash's read size if larger; at least
-/// one such multiple), and calls `progress` with the bytes
-/// fed so far after each piece. The patch must be complete
-/// ([`Staging::complete`]); the caller then calls the applier's `finish`.
-pub fn feed_staged<F, E>(
-    staging: &mut Staging<F>,
-    buf: &mut [u8],
-    mut feed: impl FnMut(&[u8]) -> Result<Status, E>,
-    mut progress: impl FnMut(u32),
-) -> Result<(), E>
-where
-    F: NorFlash,
-    E: From<ApplyError> + From<FlashError>,
-{
-    let size = staging.resume().map_or(0, |r| r.size);
-    let align = F::READ_SIZE.max(4);
-    let step = (buf.len() / align * align) as u32;
-    if !staging.complete() || step == 0 {
-        return Err(ApplyError::Truncated.into());
-    }
-    let mut at = 0;
-    while at < size {
-        let n = step.min(size - at) as usize;
-        let nr = n.next_multiple_of(align);
-        staging.read(at, &mut buf[..nr])?;
-        feed(&buf[..n])?;
-        at += n as u32;
-        progress(at);
-    }
-    Ok(())
 }

@@ -33,55 +33,14 @@
 //! the last one, fills it: a power cut loses them, and the transfer
 //! resumes from the start of their erase unit anyway.
 
-use embedded_storage::nor_flash::NorFlash;
-
-use super::msg::Resume;
+use super::super::staging::{staging, Transfer, HEADER, MAGIC, MAX_UNIT};
+use super::{io, NorFlash};
 use crate::crc32::Crc32;
-use crate::error::{FlashError, FlashRole};
+use crate::error::{ApplyError, FlashError};
+use crate::proto::{Action, Resume, Verdict, MAX_CHUNK};
+use crate::Status;
 
-/// Makes a staging flash driver's error a [`FlashError`].
-fn staging<E: embedded_storage::nor_flash::NorFlashError>(e: E) -> FlashError {
-    FlashError::new(FlashRole::Staging, e)
-}
-
-const MAGIC: [u8; 4] = *b"FPST";
-const HEADER: u32 = 16;
-
-/// Why a staging step failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum StageError {
-    /// The flash failed.
-    Flash(FlashError),
-    /// The patch does not fit in the staging partition.
-    TooLarge {
-        /// Largest patch the partition holds.
-        max: u32,
-    },
-    /// No transfer was begun.
-    NotStarted,
-    /// A chunk does not start where the stored bytes end.
-    Offset {
-        /// Where the next chunk must start.
-        expected: u32,
-    },
-    /// A chunk is too long, reaches past the patch, or is not a multiple
-    /// of 4 bytes without ending the patch.
-    Length,
-}
-
-/// An interrupted or running transfer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Transfer {
-    size: u32,
-    crc32: u32,
-    received: u32,
-    erased: u32,
-}
-
-/// The largest write and read size staging supports.
-const MAX_UNIT: usize = 64;
+pub use super::super::staging::StageError;
 
 /// A staging partition: `F` is a [`NorFlash`] window holding nothing else.
 pub struct Staging<F> {
@@ -103,6 +62,7 @@ const fn max(a: usize, b: usize) -> usize {
 
 type Res<T> = Result<T, StageError>;
 
+#[io]
 impl<F: NorFlash> Staging<F> {
     const UNIT: u32 = F::ERASE_SIZE as u32;
     /// Bytes of the header, padded to whole write and read units.
@@ -112,15 +72,15 @@ impl<F: NorFlash> Staging<F> {
 
     /// Opens the staging partition of a flash whose erased bytes read
     /// 0xFF and finds an interrupted transfer.
-    pub fn open(flash: F) -> Result<Self, FlashError> {
-        Self::open_erased(flash, 0xFF)
+    pub async fn open(flash: F) -> Result<Self, FlashError> {
+        Self::open_erased(flash, 0xFF).await
     }
 
     /// Opens the staging partition of a flash whose erased bytes read
     /// `erased` (0x00 on flash that erases to zeros) and finds an
     /// interrupted transfer. Staging is the only part of flashpatch that
     /// needs to know (see the crate docs).
-    pub fn open_erased(flash: F, erased: u8) -> Result<Self, FlashError> {
+    pub async fn open_erased(flash: F, erased: u8) -> Result<Self, FlashError> {
         const {
             let (w, r) = (F::WRITE_SIZE, F::READ_SIZE);
             assert!(
@@ -139,15 +99,16 @@ impl<F: NorFlash> Staging<F> {
             erased,
             tail: [erased; MAX_UNIT],
         };
-        s.transfer = s.scan()?;
+        s.transfer = s.scan().await?;
         Ok(s)
     }
 
-    fn scan(&mut self) -> Result<Option<Transfer>, FlashError> {
+    async fn scan(&mut self) -> Result<Option<Transfer>, FlashError> {
         let mut block = [0u8; MAX_UNIT];
         let mut h = [0u8; HEADER as usize];
         self.flash
             .read(0, &mut block[..Self::HEAD as usize])
+            .await
             .map_err(staging)?;
         h.copy_from_slice(&block[..HEADER as usize]);
         let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
@@ -164,6 +125,7 @@ impl<F: NorFlash> Staging<F> {
             let w = &mut block[..Self::STEP as usize];
             self.flash
                 .read(Self::HEAD + Self::STEP * done, w)
+                .await
                 .map_err(staging)?;
             if w.iter().all(|&b| b == self.erased) {
                 break;
@@ -204,7 +166,7 @@ impl<F: NorFlash> Staging<F> {
     /// Starts a transfer of a patch of `size` bytes with CRC-32 `crc32`, or
     /// continues the one held if it is the same patch. Returns the offset
     /// the host continues from.
-    pub fn begin(&mut self, size: u32, crc32: u32) -> Res<u32> {
+    pub async fn begin(&mut self, size: u32, crc32: u32) -> Res<u32> {
         if let Some(t) = self.transfer {
             if t.size == size && t.crc32 == crc32 {
                 return Ok(t.received);
@@ -217,6 +179,7 @@ impl<F: NorFlash> Staging<F> {
         self.transfer = None;
         self.flash
             .erase(0, Self::UNIT)
+            .await
             .map_err(|e| StageError::Flash(staging(e)))?;
         let mut h = [self.erased; MAX_UNIT];
         h[..4].copy_from_slice(&MAGIC);
@@ -226,6 +189,7 @@ impl<F: NorFlash> Staging<F> {
         h[12..16].copy_from_slice(&c.to_le_bytes());
         self.flash
             .write(0, &h[..Self::HEAD as usize])
+            .await
             .map_err(|e| StageError::Flash(staging(e)))?;
         self.transfer = Some(Transfer {
             size,
@@ -238,7 +202,7 @@ impl<F: NorFlash> Staging<F> {
 
     /// Stores `data` at patch offset `offset`; returns the bytes stored in
     /// all. `offset` must be where the stored bytes end.
-    pub fn write(&mut self, offset: u32, data: &[u8]) -> Res<u32> {
+    pub async fn write(&mut self, offset: u32, data: &[u8]) -> Res<u32> {
         let mut t = self.transfer.ok_or(StageError::NotStarted)?;
         if offset != t.received {
             return Err(StageError::Offset {
@@ -247,9 +211,7 @@ impl<F: NorFlash> Staging<F> {
         }
         let end = offset as u64 + data.len() as u64;
         let last = end == t.size as u64;
-        if data.len() > super::MAX_CHUNK
-            || end > t.size as u64
-            || (!last && !data.len().is_multiple_of(4))
+        if data.len() > MAX_CHUNK || end > t.size as u64 || (!last && !data.len().is_multiple_of(4))
         {
             return Err(StageError::Length);
         }
@@ -258,7 +220,7 @@ impl<F: NorFlash> Staging<F> {
         let w = F::WRITE_SIZE;
         while t.erased < end.next_multiple_of(w as u32) {
             let at = Self::UNIT + t.erased;
-            self.flash.erase(at, at + Self::UNIT).map_err(flash)?;
+            self.flash.erase(at, at + Self::UNIT).await.map_err(flash)?;
             t.erased += Self::UNIT;
         }
         // The write unit in progress starts at `at`; `have` of its bytes
@@ -273,6 +235,7 @@ impl<F: NorFlash> Staging<F> {
             if have == w {
                 self.flash
                     .write(Self::UNIT + at, &self.tail[..w])
+                    .await
                     .map_err(flash)?;
                 (at, have) = (at + w as u32, 0);
             }
@@ -282,6 +245,7 @@ impl<F: NorFlash> Staging<F> {
             if whole > 0 {
                 self.flash
                     .write(Self::UNIT + at, &rest[..whole])
+                    .await
                     .map_err(flash)?;
             }
             at += whole as u32;
@@ -294,6 +258,7 @@ impl<F: NorFlash> Staging<F> {
             self.tail[have..w].fill(self.erased);
             self.flash
                 .write(Self::UNIT + at, &self.tail[..w])
+                .await
                 .map_err(flash)?;
         }
         // Progress words of every unit this chunk completed (a unit
@@ -308,7 +273,7 @@ impl<F: NorFlash> Staging<F> {
         let mark = &mark[..Self::STEP as usize];
         for k in first..done {
             let at = Self::HEAD + Self::STEP * k;
-            self.flash.write(at, mark).map_err(flash)?;
+            self.flash.write(at, mark).await.map_err(flash)?;
         }
         t.received = end;
         self.transfer = Some(t);
@@ -316,14 +281,17 @@ impl<F: NorFlash> Staging<F> {
     }
 
     /// Reads stored patch bytes at `offset` into `buf`.
-    pub fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
-        self.flash.read(Self::UNIT + offset, buf).map_err(staging)
+    pub async fn read(&mut self, offset: u32, buf: &mut [u8]) -> Result<(), FlashError> {
+        self.flash
+            .read(Self::UNIT + offset, buf)
+            .await
+            .map_err(staging)
     }
 
     /// Whether the stored patch matches the CRC-32 it was begun with,
     /// read back through `buf`.
     #[inline(never)]
-    pub fn check(&mut self, buf: &mut [u8]) -> Result<bool, FlashError> {
+    pub async fn check(&mut self, buf: &mut [u8]) -> Result<bool, FlashError> {
         let Some(t) = self.transfer.filter(|t| t.received == t.size) else {
             return Ok(false);
         };
@@ -334,6 +302,7 @@ impl<F: NorFlash> Staging<F> {
             let nr = n.next_multiple_of(F::READ_SIZE).min(buf.len());
             self.flash
                 .read(Self::UNIT + at, &mut buf[..nr])
+                .await
                 .map_err(staging)?;
             c.update(&buf[..n]);
             at += n as u32;
@@ -342,13 +311,78 @@ impl<F: NorFlash> Staging<F> {
     }
 
     /// Forgets the transfer (erases the header unit).
-    pub fn clear(&mut self) -> Result<(), FlashError> {
+    pub async fn clear(&mut self) -> Result<(), FlashError> {
         self.transfer = None;
-        self.flash.erase(0, Self::UNIT).map_err(staging)
+        self.flash.erase(0, Self::UNIT).await.map_err(staging)
     }
 
     /// Gives the flash back.
     pub fn into_inner(self) -> F {
         self.flash
     }
+}
+
+/// What a device answers to `msg`, with its patch staged in `staging`.
+#[io]
+pub async fn handle<F: NorFlash>(
+    staging: &mut Staging<F>,
+    msg: &crate::proto::HostMsg<'_>,
+) -> Action {
+    let stored = match *msg {
+        crate::proto::HostMsg::Hello => return Action::Announce,
+        crate::proto::HostMsg::Component { component } => return Action::Describe(component),
+        crate::proto::HostMsg::Begin { size, crc32 } => staging.begin(size, crc32).await,
+        crate::proto::HostMsg::Chunk { offset, data } => staging.write(offset, data).await,
+    };
+    match stored {
+        Ok(offset) => Action::Ack {
+            offset,
+            complete: staging.complete(),
+        },
+        Err(StageError::Offset { expected }) => Action::Ack {
+            offset: expected,
+            complete: staging.complete(),
+        },
+        Err(StageError::TooLarge { .. }) => {
+            Action::Fail(Verdict::Error, "the patch is larger than the staging area")
+        }
+        Err(StageError::NotStarted) => Action::Fail(Verdict::Error, "patch data before Begin"),
+        Err(StageError::Length) => Action::Fail(Verdict::Error, "a chunk has a bad length"),
+        Err(StageError::Flash(_)) => Action::Fail(Verdict::Error, "the staging flash failed"),
+    }
+}
+
+/// Hands the patch stored in `staging` to `feed` (an applier's or an
+/// update's `feed`), read through `buf` (its length rounded down to a
+/// multiple of 4 bytes, or of the flash's read size if larger; at least
+/// one such multiple), and calls `progress` with the bytes
+/// fed so far after each piece. The patch must be complete
+/// ([`Staging::complete`]); the caller then calls the applier's `finish`.
+#[io]
+pub async fn feed_staged<F, E>(
+    staging: &mut Staging<F>,
+    buf: &mut [u8],
+    mut feed: impl AsyncFnMut(&[u8]) -> Result<Status, E>,
+    mut progress: impl FnMut(u32),
+) -> Result<(), E>
+where
+    F: NorFlash,
+    E: From<ApplyError> + From<FlashError>,
+{
+    let size = staging.resume().map_or(0, |r| r.size);
+    let align = F::READ_SIZE.max(4);
+    let step = (buf.len() / align * align) as u32;
+    if !staging.complete() || step == 0 {
+        return Err(ApplyError::Truncated.into());
+    }
+    let mut at = 0;
+    while at < size {
+        let n = step.min(size - at) as usize;
+        let nr = n.next_multiple_of(align);
+        staging.read(at, &mut buf[..nr]).await?;
+        feed(&buf[..n]).await?;
+        at += n as u32;
+        progress(at);
+    }
+    Ok(())
 }
