@@ -110,6 +110,26 @@ pub fn assert_only_changed(
 /// Bytes of unwritten flash kept on each side of the slots.
 pub const GUARD: usize = 4096;
 
+/// Feeds `patch` to `applier` in pieces of `chunk` bytes, stopping at the
+/// first error, and finishes it: the outcome or the first error.
+pub fn feed_in_pieces<S, T, const W: usize, const R: usize>(
+    applier: &mut Applier<'_, S, T, W, R>,
+    patch: &[u8],
+    chunk: usize,
+) -> Result<Outcome, ApplyError>
+where
+    S: embedded_storage::nor_flash::ReadNorFlash,
+    T: embedded_storage::nor_flash::NorFlash,
+{
+    for piece in patch.chunks(chunk.max(1)) {
+        match applier.feed(piece) {
+            Ok(Status::Done(_) | Status::NeedMore) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    applier.finish()
+}
+
 /// What [`apply_guarded`] found.
 pub struct Guarded {
     /// The applier's result.
@@ -160,21 +180,7 @@ pub fn apply_guarded_with(
     if let Some((key, min)) = trust {
         applier.require_signature(key, min);
     }
-    let mut result = None;
-    for piece in patch.chunks(chunk.max(1)) {
-        match applier.feed(piece) {
-            Ok(Status::Done(o)) => result = Some(Ok(o)),
-            Ok(Status::NeedMore) => {}
-            Err(e) => {
-                result = Some(Err(e));
-                break;
-            }
-        }
-    }
-    let result = match result {
-        Some(Err(e)) => Err(e),
-        _ => applier.finish(),
-    };
+    let result = feed_in_pieces(&mut applier, patch, chunk);
     let flash = flash.into_inner();
     let after = flash.as_bytes();
     assert_only_changed(&before, after, tgt_at..tgt_at + slot, "the target slot");

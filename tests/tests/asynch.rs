@@ -14,7 +14,7 @@ use flashpatch::mock::{MockFlash, Stats, Yielding};
 use flashpatch::{
     asynch, Applier, ApplierState, ApplyError, FlashError, FlashRole, Outcome, Status,
 };
-use flashpatch_tests::{corpus, firmware_pair};
+use flashpatch_tests::{corpus, feed_in_pieces, firmware_pair};
 
 type Source = MockFlash<1, 4, 4096>;
 /// A target of another geometry (and so another type) than the source.
@@ -46,18 +46,7 @@ fn blocking(patch: &[u8], old: &[u8], new: &[u8], chunk: usize) -> Run {
     let (mut source, mut target) = flashes(old, new);
     let mut state: ApplierState = ApplierState::new();
     let mut applier = Applier::new(&mut source, &mut target, &mut state);
-    let mut result = None;
-    for piece in patch.chunks(chunk) {
-        match applier.feed(piece) {
-            Ok(Status::Done(o)) => result = Some(Ok(o)),
-            Ok(Status::NeedMore) => {}
-            Err(e) => {
-                result = Some(Err(e));
-                break;
-            }
-        }
-    }
-    let result = finish(result, applier.finish());
+    let result = feed_in_pieces(&mut applier, patch, chunk);
     Run {
         result,
         target: target.as_bytes()[..new.len()].to_vec(),
