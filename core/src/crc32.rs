@@ -88,6 +88,11 @@ impl Crc32 {
         self.0
     }
 
+    /// The running register, in place (for saved state).
+    pub(crate) const fn register_mut(&mut self) -> &mut u32 {
+        &mut self.0
+    }
+
     /// A running CRC with the register [`Crc32::register`] returned.
     pub const fn from_register(r: u32) -> Self {
         Crc32(r)

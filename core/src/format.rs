@@ -341,6 +341,32 @@ impl EntryHeader {
         }
     }
 
+    /// The fixed fields, in header order, for saved state
+    /// (`crate::snapshot`): their encoding is [`EntryHeader::fixed`]'s.
+    pub(crate) const fn field(
+        &mut self,
+        i: usize,
+    ) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
+        use crate::snapshot::Field::{Bytes, U32, U8};
+        crate::snapshot::fields!(i;
+            "the current entry's version" => U8(&mut self.version),
+            "the current entry's flags" => U8(&mut self.flags),
+            "the current entry's codec" => U8(&mut self.codec),
+            "the current entry's codec parameters" => U8(&mut self.params),
+            "the current entry's source size" => U32(&mut self.source.size),
+            "the current entry's source CRC-32" => U32(&mut self.source.crc32),
+            "the current entry's source MD5" => Bytes(&mut self.source.md5),
+            "the current entry's target size" => U32(&mut self.target.size),
+            "the current entry's target CRC-32" => U32(&mut self.target.crc32),
+            "the current entry's target SHA-256" => Bytes(&mut self.target.sha256),
+            "the current entry's body length" => U32(&mut self.body_len),
+            "the current entry's body CRC-32" => U32(&mut self.body_crc32),
+        )
+    }
+
+    /// Fields and bytes of [`EntryHeader::field`]'s list.
+    pub(crate) const FIELDS: usize = crate::snapshot::layout!(EntryHeader::EMPTY).0;
+
     /// Writes the length field and the header with `records` into `out`
     /// and returns the bytes used, or `None` if the records do not fit
     /// (`H` at most [`MAX_HEADER_LEN`]) or a value is over 255 bytes.

@@ -129,6 +129,7 @@ mod partition;
 pub mod proto;
 pub mod sign;
 pub mod slots;
+mod snapshot;
 
 pub use apply::blocking::Applier;
 pub use apply::{ApplierState, Found, Outcome, Progress, Status};

@@ -75,19 +75,8 @@ use io::{ReadCache, Writer};
 const BUF: usize = MAX_HEADER_LEN;
 const _: () = assert!(BUF >= MAX_OP_INPUT + 8 && BUF <= u16::MAX as usize);
 
-/// Bytes of the applier's saved state.
-pub(crate) const SAVED_LEN: usize = 2
-    + 4
-    + crate::format::FIXED_HEADER_LEN
-    + 4
-    + 4
-    + 4
-    + 1
-    + 4
-    + BUF
-    + 9
-    + 5
-    + crate::codec::SAVED_LEN;
+/// Bytes of the applier's saved state ([`ApplierState::field`]).
+pub(crate) const SAVED_LEN: usize = crate::snapshot::layout!(ApplierState::<64, 64>::new()).1;
 
 /// What a finished patch did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,7 +160,7 @@ enum Phase {
 
 /// Work left over from the last operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Job {
+pub(crate) enum Job {
     None,
     Copy(u32),
     Lit(u32),
@@ -246,6 +235,12 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     gate: Gate,
 }
 
+impl<const W: usize, const R: usize> crate::snapshot::Fields for ApplierState<W, R> {
+    fn field(&mut self, i: usize) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
+        ApplierState::field(self, i)
+    }
+}
+
 impl<const W: usize, const R: usize> Default for ApplierState<W, R> {
     fn default() -> Self {
         Self::new()
@@ -293,6 +288,9 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
     /// Back to the state [`ApplierState::new`] gives, field by field: the
     /// model and the buffers are not copied (the input buffer and the
     /// model are set up again before they are read).
+    /// (`*self = Self::new()` would be one line, but it is a 3.8 KiB store
+    /// that costs 360 bytes of `memset` and `memcpy` on a Cortex-M4,
+    /// measured with `cargo xtask size`.)
     fn reset(&mut self) {
         self.phase = Phase::Container;
         self.entries_left = 0;
@@ -325,6 +323,42 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         }
         #[cfg(feature = "sign")]
         self.gate.reset();
+    }
+
+    /// Fields of what a checkpoint saves, in order (`crate::snapshot`): everything
+    /// the applier needs to go on decoding the entry in progress from an
+    /// erase unit boundary of its target. The one list of it: saving,
+    /// loading, [`SAVED_LEN`] and `docs/FORMAT.md`'s table come from here.
+    /// The rest of the state is set up again on loading
+    /// (`Applier::resumed`): the write buffer is empty and the read cache
+    /// cold at a checkpoint.
+    pub(crate) const FIELDS: usize = crate::snapshot::layout!(Self::new()).0;
+
+    /// Field `i` of [`ApplierState::FIELDS`] (see above).
+    pub(crate) const fn field(
+        &mut self,
+        i: usize,
+    ) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
+        use crate::codec::DecoderState;
+        use crate::snapshot::Field::{Bytes, Flag, Job as J, U16, U32, U8};
+        crate::snapshot::fields!(i;
+            "entries of the patch left, the current one included" => U16(&mut self.entries_left),
+            "patch bytes consumed: where the sender resumes" => U32(&mut self.consumed),
+            .. EntryHeader: self.entry,
+            "the current entry's security counter" => U32(&mut self.counter),
+            "body bytes not yet received" => U32(&mut self.body_left),
+            "running CRC-32 register of the body (before the final XOR)" => U32(self.body_crc.register_mut()),
+            "`1`: the range decoder has started" => Flag(&mut self.started),
+            "input ring: head" => U16(&mut self.head),
+            "input ring: length" => U16(&mut self.len),
+            "input ring: its 256 bytes" => Bytes(&mut self.buf),
+            "copy cursor" => U32(&mut self.cursor),
+            "target bytes written (a multiple of the erase size)" => U32(&mut self.out),
+            "previous target byte" => U8(&mut self.prev_byte),
+            "pending job: `0` none, `1` copy, `2` literal run; then the bytes left of it (≥ 1)" => J(&mut self.job),
+            .. DecoderState: self.rc,
+            .. Model: self.model,
+        )
     }
 
     /// The MD5 the caller vouched for a source of `size` bytes, if any.

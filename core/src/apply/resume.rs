@@ -1,21 +1,8 @@
 //! Checkpoints of the applier: its whole state at a target erase unit
 //! boundary, saved to bytes and loaded back after a reset.
 //!
-//! What is saved (all integers little-endian), [`SAVED_LEN`] bytes:
-//!
-//! | bytes | field |
-//! |---:|---|
-//! | 2 | entries left, the current one included |
-//! | 4 | patch bytes consumed: where the sender resumes |
-//! | 76 | the current entry's fixed header fields, in header order |
-//! | 4 | the current entry's security counter |
-//! | 4 | body bytes not yet received |
-//! | 4 | running body CRC-32 register |
-//! | 1 | 1 (the range decoder has started) |
-//! | 2 + 2 + 256 | input ring: head, length, bytes |
-//! | 4 + 4 + 1 | cursor, target bytes written, previous byte |
-//! | 1 + 4 | pending job: 0 none, 1 copy, 2 literal run; its length |
-//! | [`crate::codec::SAVED_LEN`] | codec state: [`crate::codec::save_state`] |
+//! What is saved is [`ApplierState::field`]'s list, [`crate::apply::SAVED_LEN`]
+//! bytes (its table is in `docs/FORMAT.md`, section "State area").
 //!
 //! A checkpoint is taken only when the write buffer is empty and the
 //! target is written up to an erase unit boundary, so the target bytes
@@ -24,22 +11,8 @@
 use super::run::Applier;
 use super::{NorFlash, ReadNorFlash};
 use crate::apply::io::align_up;
-use crate::apply::{Job, Kept, Phase, BUF};
-use crate::codec::{self, Params, CODEC_RC3};
-use crate::crc32::Crc32;
-use crate::format::{EntryHeader, FIXED_HEADER_LEN};
-
-fn u16_of(input: &mut dyn FnMut(&mut [u8]) -> bool, ok: &mut bool) -> u16 {
-    let mut b = [0u8; 2];
-    *ok &= input(&mut b);
-    u16::from_le_bytes(b)
-}
-
-fn u32_of(input: &mut dyn FnMut(&mut [u8]) -> bool, ok: &mut bool) -> u32 {
-    let mut b = [0u8; 4];
-    *ok &= input(&mut b);
-    u32::from_le_bytes(b)
-}
+use crate::apply::{ApplierState, Job, Kept, Phase, BUF};
+use crate::codec::{Params, CODEC_RC3};
 
 impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R>
 where
@@ -64,66 +37,24 @@ where
         self.st.consumed
     }
 
-    /// Writes the state ([`SAVED_LEN`] bytes) to `out`. Only meaningful
-    /// while [`Applier::paused`].
-    pub(crate) fn save_state(&self, out: &mut dyn FnMut(&[u8])) {
-        out(&self.st.entries_left.to_le_bytes());
-        out(&self.st.consumed.to_le_bytes());
-        out(&self.st.entry.fixed());
-        out(&self.st.counter.to_le_bytes());
-        out(&self.st.body_left.to_le_bytes());
-        out(&self.st.body_crc.register().to_le_bytes());
-        out(&[self.st.started as u8]);
-        out(&self.st.head.to_le_bytes());
-        out(&self.st.len.to_le_bytes());
-        out(&self.st.buf);
-        out(&self.st.cursor.to_le_bytes());
-        out(&self.st.out.to_le_bytes());
-        out(&[self.st.prev_byte]);
-        let (tag, n) = match self.st.job {
-            Job::None => (0u8, 0u32),
-            Job::Copy(n) => (1, n),
-            Job::Lit(n) => (2, n),
-        };
-        out(&[tag]);
-        out(&n.to_le_bytes());
-        codec::save_state(&self.st.rc, &self.st.model, out);
+    /// The state to save, field by field (`ApplierState::field`). Only
+    /// meaningful while [`Applier::paused`].
+    pub(crate) fn saved(&mut self) -> &mut ApplierState<W, R> {
+        self.st
     }
 
-    /// Loads what [`Applier::save_state`] wrote into a fresh applier over
-    /// the same flashes; it then continues where the saved one paused.
-    /// `false` if the bytes are not a state it can continue from (the
-    /// applier must then not be used).
-    pub(crate) fn load_state(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut ok = true;
+    /// The state to load saved fields into; once they are in,
+    /// [`Applier::resumed`]. Until then the applier refuses to go on.
+    pub(crate) fn loading(&mut self) -> &mut ApplierState<W, R> {
         self.st.phase = Phase::Failed;
-        self.st.entries_left = u16_of(input, &mut ok);
-        self.st.consumed = u32_of(input, &mut ok);
-        let mut e = [0u8; FIXED_HEADER_LEN];
-        ok &= input(&mut e);
-        self.st.entry = EntryHeader::from_fixed(&e);
-        self.st.counter = u32_of(input, &mut ok);
-        self.st.body_left = u32_of(input, &mut ok);
-        self.st.body_crc = Crc32::from_register(u32_of(input, &mut ok));
-        let mut b = [0u8; 1];
-        ok &= input(&mut b);
-        self.st.started = b[0] == 1;
-        self.st.head = u16_of(input, &mut ok);
-        self.st.len = u16_of(input, &mut ok);
-        ok &= input(&mut self.st.buf);
-        self.st.cursor = u32_of(input, &mut ok);
-        self.st.out = u32_of(input, &mut ok);
-        ok &= input(&mut b);
-        self.st.prev_byte = b[0];
-        ok &= input(&mut b);
-        let n = u32_of(input, &mut ok);
-        self.st.job = match b[0] {
-            0 => Job::None,
-            1 if n > 0 => Job::Copy(n),
-            2 if n > 0 => Job::Lit(n),
-            _ => return false,
-        };
-        ok &= codec::load_state(&mut self.st.rc, &mut self.st.model, input);
+        self.st
+    }
+
+    /// After the fields of a saved state were loaded (over the same
+    /// flashes): checks that they are a state the applier can continue
+    /// from, and sets up the rest. `false` if they are not (the applier
+    /// must then not be used).
+    pub(crate) fn resumed(&mut self) -> bool {
         let e = self.st.entry;
         let size = e.target.size;
         let reach = e.source.size as u64 + self.st.out as u64;
@@ -131,7 +62,8 @@ where
             Job::None => 0,
             Job::Copy(n) | Job::Lit(n) => n,
         };
-        ok = ok
+        let ok = self.st.rc.valid()
+            && self.st.model.valid()
             && self.st.started
             && self.st.entries_left >= 1
             && e.codec == CODEC_RC3

@@ -12,29 +12,9 @@ pub use rc::{BitIo, ByteSource, Decoder, DecoderState, Encoder};
 /// The codec identifier of codec 3 in an entry header.
 pub const CODEC_RC3: u8 = 3;
 
-/// Bytes of the saved decoder state (range decoder and model), as
-/// [`save_state`] writes it.
+/// Bytes of the saved decoder state: the range decoder's, then the
+/// model's (their `field` lists, `crate::snapshot`).
 pub const SAVED_LEN: usize = rc::DecoderState::SAVED_LEN + Model::SAVED_LEN;
-
-/// Writes the whole decoder state (range decoder, then every model
-/// probability) to `out`, [`SAVED_LEN`] bytes in pieces. The one place that
-/// knows what the codec's state is: a codec change updates this pair.
-pub fn save_state(rc: &DecoderState, model: &Model, out: &mut dyn FnMut(&[u8])) {
-    rc.save(out);
-    model.save(out);
-}
-
-/// Reads back what [`save_state`] wrote, in place, from `input` (which
-/// fills the slice it is given and returns `false` if it cannot). `false`
-/// if the bytes are not a state the decoder can be in; `rc` and `model`
-/// are then unusable.
-pub fn load_state(
-    rc: &mut DecoderState,
-    model: &mut Model,
-    input: &mut dyn FnMut(&mut [u8]) -> bool,
-) -> bool {
-    rc.load(input) && model.load(input)
-}
 
 #[cfg(test)]
 mod tests {
@@ -71,27 +51,22 @@ mod tests {
     }
 
     fn saved(rc: &DecoderState, m: &Model) -> ([u8; SAVED_LEN], usize) {
+        let (mut rc, mut m) = (*rc, m.clone());
         let mut out = [0u8; SAVED_LEN];
-        let mut n = 0;
-        save_state(rc, m, &mut |b| {
-            out[n..n + b.len()].copy_from_slice(b);
-            n += b.len();
-        });
+        let n = crate::snapshot::save(&mut rc, &mut out);
+        let n = n + crate::snapshot::save(&mut m, &mut out[n..]);
         (out, n)
     }
 
     fn load(bytes: &[u8]) -> Option<(DecoderState, Model)> {
         let mut rc = DecoderState::default();
         let mut m = Model::new(Params::default());
-        let mut at = 0;
-        let ok = load_state(&mut rc, &mut m, &mut |b| {
-            let Some(src) = bytes.get(at..at + b.len()) else {
-                return false;
-            };
-            b.copy_from_slice(src);
-            at += b.len();
-            true
-        });
+        let n = DecoderState::SAVED_LEN;
+        let ok = bytes.len() >= n
+            && crate::snapshot::load(&mut rc, &bytes[..n])
+            && crate::snapshot::load(&mut m, &bytes[n..])
+            && rc.valid()
+            && m.valid();
         ok.then_some((rc, m))
     }
 

@@ -92,23 +92,6 @@ pub struct Number<const C: usize> {
 }
 
 impl<const C: usize> Number<C> {
-    /// Probabilities in a `Number<C>`.
-    const PROBS: usize = 32 * C + MANT;
-
-    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
-        for t in &self.len {
-            f(t);
-        }
-        f(&self.mant);
-    }
-
-    fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
-        for t in &mut self.len {
-            f(t);
-        }
-        f(&mut self.mant);
-    }
-
     const fn new() -> Self {
         Number {
             len: [[PROB_INIT; 32]; C],
@@ -250,115 +233,67 @@ impl Params {
     ];
 }
 
+crate::snapshot::impl_fields!(Model);
+
 impl Model {
-    /// Bytes of [`Model::save`]'s output: the context bytes (two previous
-    /// kinds, parameters, four `Diff` histories, the `Diff` run, carry), then
-    /// every probability as a little-endian `u16`.
-    pub const SAVED_LEN: usize = Self::CTX_LEN
-        + 2 * (16 * 3
-            + 1
-            + 2 * ByteTree::PROBS
-            + 4 * 2
-            + Number::<4>::PROBS
-            + 3 * Number::<1>::PROBS);
-
-    /// Bytes of the non-probability state: two previous kinds, parameters,
-    /// the `Diff` histories, the `Diff` run and the carry.
-    const CTX_LEN: usize = 2 + 1 + 4 * 2 + 1 + 1;
-
-    fn ctx_bytes(&self) -> [u8; Self::CTX_LEN] {
-        let mut b = [0u8; Self::CTX_LEN];
-        b[..2].copy_from_slice(&self.prev);
-        b[2] = self.params.to_byte();
-        for (i, d) in self.last_d.iter().enumerate() {
-            b[3 + 2 * i..5 + 2 * i].copy_from_slice(d);
-        }
-        b[11] = self.diff_run;
-        b[12] = self.carry;
-        b
+    /// The model's adaptive state, in saved order (`crate::snapshot`): the
+    /// two previous kinds, the parameter byte, the four `Diff` histories,
+    /// the `Diff` run, the carry, then every probability table. The one
+    /// list of the model's shape: saving, loading, [`Model::SAVED_LEN`]
+    /// and [`Model::reset`] all go through it.
+    pub(crate) const fn field(
+        &mut self,
+        i: usize,
+    ) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
+        use crate::snapshot::Field::{Bytes, Params as P, Probs, U8};
+        crate::snapshot::fields!(i;
+            "model: the two previous operation kinds (0–3 each)" => Bytes(&mut self.prev),
+            "model: the codec parameter byte" => P(&mut self.params),
+            "model: the last two `Diff` values of each of the four `Diff`-run contexts" => Bytes(self.last_d.as_flattened_mut()),
+            "model: the `Diff` run (0–3)" => U8(&mut self.diff_run),
+            "model: the carry (0–1)" => U8(&mut self.carry),
+            "model: probabilities `kind[16][3]`" => Probs(self.kind.as_flattened_mut()),
+            "model: probability `seek_sign`" => Probs(core::slice::from_mut(&mut self.seek_sign)),
+            "model: probabilities `lit` (`top[2][64]`, `low[192]`)" => Probs(&mut self.lit.p),
+            "model: probabilities `diff` (`top[2][64]`, `low[192]`)" => Probs(&mut self.diff.p),
+            "model: probabilities `rep[4][2]`" => Probs(self.rep.as_flattened_mut()),
+            "model: probabilities `copy_len.len[4][32]`" => Probs(self.copy_len.len.as_flattened_mut()),
+            "model: probabilities `copy_len.mant[34]`" => Probs(&mut self.copy_len.mant),
+            "model: probabilities `seek_len.len[32]`" => Probs(self.seek_len.len.as_flattened_mut()),
+            "model: probabilities `seek_len.mant[34]`" => Probs(&mut self.seek_len.mant),
+            "model: probabilities `seek_mag.len[32]`" => Probs(self.seek_mag.len.as_flattened_mut()),
+            "model: probabilities `seek_mag.mant[34]`" => Probs(&mut self.seek_mag.mant),
+            "model: probabilities `lit_len.len[32]`" => Probs(self.lit_len.len.as_flattened_mut()),
+            "model: probabilities `lit_len.mant[34]`" => Probs(&mut self.lit_len.mant),
+        )
     }
 
-    /// Takes the non-probability state back; `false` if a value is not
-    /// one the decoder can be in.
-    fn set_ctx(&mut self, b: &[u8; Self::CTX_LEN]) -> bool {
-        let Some(params) = Params::from_byte(b[2]) else {
-            return false;
-        };
-        if b[0] > AFTER_LIT || b[1] > AFTER_LIT || b[11] > 3 || b[12] > 1 {
-            return false;
-        }
-        self.prev = [b[0], b[1]];
-        self.params = params;
-        for (i, d) in self.last_d.iter_mut().enumerate() {
-            *d = [b[3 + 2 * i], b[4 + 2 * i]];
-        }
-        self.diff_run = b[11];
-        self.carry = b[12];
-        true
-    }
+    /// Fields of [`Model::field`]'s list.
+    pub(crate) const FIELDS: usize = crate::snapshot::layout!(Model::UNSET).0;
+    /// Bytes of the model's saved state.
+    pub const SAVED_LEN: usize = crate::snapshot::layout!(Model::UNSET).1;
 
-    /// Every probability table, in the order [`Model::save`] writes them.
-    /// `save`, `load` and `SAVED_LEN` are the only places that know the
-    /// model's shape for checkpoints: change them together.
-    fn tables(&self, f: &mut dyn FnMut(&[Prob])) {
-        for k in &self.kind {
-            f(k);
-        }
-        f(core::slice::from_ref(&self.seek_sign));
-        f(&self.lit.p);
-        f(&self.diff.p);
-        for r in &self.rep {
-            f(r);
-        }
-        self.copy_len.tables(f);
-        for n in [&self.seek_len, &self.seek_mag, &self.lit_len] {
-            n.tables(f);
-        }
-    }
-
+    /// Calls `f` on every probability table.
     fn tables_mut(&mut self, f: &mut dyn FnMut(&mut [Prob])) {
-        for k in &mut self.kind {
-            f(k);
-        }
-        f(core::slice::from_mut(&mut self.seek_sign));
-        f(&mut self.lit.p);
-        f(&mut self.diff.p);
-        for r in &mut self.rep {
-            f(r);
-        }
-        self.copy_len.tables_mut(f);
-        for n in [&mut self.seek_len, &mut self.seek_mag, &mut self.lit_len] {
-            n.tables_mut(f);
-        }
-    }
-
-    /// Writes the whole adaptive state ([`Model::SAVED_LEN`] bytes): the
-    /// previous-operation context, the parameter byte, every probability.
-    pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
-        out(&self.ctx_bytes());
-        self.tables(&mut |t| {
-            for p in t {
-                out(&p.to_le_bytes());
+        let mut i = 0;
+        while let Some((_, field)) = self.field(i) {
+            if let crate::snapshot::Field::Probs(t) = field {
+                f(t);
             }
-        });
+            i += 1;
+        }
     }
 
-    /// Reads what [`Model::save`] wrote, in place; `false` if `input` fails
-    /// or a value is out of range (a probability outside `1..2048`, an
-    /// unknown context or parameter byte).
-    pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut b = [0u8; Self::CTX_LEN];
-        if !input(&mut b) || !self.set_ctx(&b) {
-            return false;
-        }
-        let mut ok = true;
+    /// Whether the model (just read back from saved state) is one the
+    /// decoder can be in: known previous kinds, a `Diff` run of at most 3,
+    /// a carry of 0 or 1, every probability in `1..2048`.
+    pub(crate) fn valid(&mut self) -> bool {
+        let mut ok = self.prev[0] <= AFTER_LIT
+            && self.prev[1] <= AFTER_LIT
+            && self.diff_run <= 3
+            && self.carry <= 1;
         self.tables_mut(&mut |t| {
-            for p in t {
-                let mut w = [0u8; 2];
-                ok &= input(&mut w);
-                *p = u16::from_le_bytes(w);
-                ok &= *p > 0 && (*p as u32) < super::rc::PROB_ONE;
-            }
+            ok &= t.iter().all(|&p| p > 0 && (p as u32) < super::rc::PROB_ONE);
         });
         ok
     }
@@ -560,29 +495,16 @@ mod tests {
         m.diff_run = 2;
         m.carry = 1;
         let mut bytes = [0u8; Model::SAVED_LEN + 1];
-        let mut n = 0;
-        m.save(&mut |b| {
-            bytes[n..n + b.len()].copy_from_slice(b);
-            n += b.len();
-        });
+        let n = crate::snapshot::save(&mut m, &mut bytes);
         assert_eq!(n, Model::SAVED_LEN);
         let mut back = Model::new(Params::default());
-        let mut at = 0;
-        assert!(back.load(&mut |b| {
-            b.copy_from_slice(&bytes[at..at + b.len()]);
-            at += b.len();
-            true
-        }));
-        assert_eq!(at, Model::SAVED_LEN);
+        assert!(crate::snapshot::load(&mut back, &bytes[..n]) && back.valid());
         assert_eq!(back, m);
         // A probability of 0 is no state the decoder can be in.
-        bytes[Model::CTX_LEN] = 0;
-        bytes[Model::CTX_LEN + 1] = 0;
-        let mut at = 0;
-        assert!(!Model::new(Params::default()).load(&mut |b| {
-            b.copy_from_slice(&bytes[at..at + b.len()]);
-            at += b.len();
-            true
-        }));
+        let at = Model::SAVED_LEN - 2;
+        bytes[at..at + 2].copy_from_slice(&0u16.to_le_bytes());
+        let mut bad = Model::new(Params::default());
+        assert!(crate::snapshot::load(&mut bad, &bytes[..n]));
+        assert!(!bad.valid());
     }
 }

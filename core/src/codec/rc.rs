@@ -144,28 +144,30 @@ pub trait ByteSource {
     fn next(&mut self) -> Option<u8>;
 }
 
-impl DecoderState {
-    /// Bytes of [`DecoderState::save`]'s output.
-    pub const SAVED_LEN: usize = 8;
+crate::snapshot::impl_fields!(DecoderState);
 
-    /// Writes the state: `range`, `code`, little-endian.
-    pub fn save(&self, out: &mut dyn FnMut(&[u8])) {
-        out(&self.range.to_le_bytes());
-        out(&self.code.to_le_bytes());
+impl DecoderState {
+    /// The state, in saved order (`crate::snapshot`).
+    pub(crate) const fn field(
+        &mut self,
+        i: usize,
+    ) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
+        use crate::snapshot::Field::U32;
+        crate::snapshot::fields!(i;
+            "range decoder: range" => U32(&mut self.range),
+            "range decoder: code" => U32(&mut self.code),
+        )
     }
 
-    /// Reads what [`DecoderState::save`] wrote; `false` if `input` fails or
-    /// the state is not one the decoder reaches (`range` below 2²⁴ after
-    /// normalisation, or `code` not below `range`).
-    pub fn load(&mut self, input: &mut dyn FnMut(&mut [u8]) -> bool) -> bool {
-        let mut b = [0u8; 8];
-        if !input(&mut b) {
-            return false;
-        }
-        let range = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let code = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
-        *self = DecoderState { range, code };
-        range >= TOP && code < range
+    /// Fields of [`DecoderState::field`]'s list.
+    pub(crate) const FIELDS: usize = crate::snapshot::layout!(DecoderState::EMPTY).0;
+    /// Bytes of the saved state.
+    pub const SAVED_LEN: usize = crate::snapshot::layout!(DecoderState::EMPTY).1;
+
+    /// Whether the state (just read back) is one the decoder reaches:
+    /// `range` at least 2²⁴ after normalisation, `code` below `range`.
+    pub(crate) const fn valid(&self) -> bool {
+        self.range >= TOP && self.code < self.range
     }
 
     /// Starts decoding from the first [`INIT_BYTES`] of a stream. Returns

@@ -26,9 +26,9 @@ pub const BOOT_RECORD_LEN: usize = boot_record_len(1);
 /// read as counters 0 and floor 0.
 pub(crate) const V1_LEN: usize = 96;
 /// Bytes of the record's fields shared with component 0 (+16 … +124).
-const BASE: usize = 108;
+pub(crate) const BASE: usize = 108;
 /// Bytes of each further component.
-const BLOCK: usize = 96;
+pub(crate) const BLOCK: usize = 96;
 
 /// Bytes of the boot record of `n` components.
 pub const fn boot_record_len(n: usize) -> usize {
@@ -180,9 +180,9 @@ fn u32_at(r: &[u8], i: usize) -> u32 {
 }
 
 impl<const N: usize> BootState<N> {
-    /// Hands the record's body (from +16 up to the CRC) to `out`, field by
-    /// field (no record-sized buffer on the stack).
-    pub(crate) fn encode(&self, out: &mut dyn FnMut(&[u8])) {
+    /// The record's body from +16: its first [`BASE`] bytes (component 0
+    /// and what all share).
+    pub(crate) fn encode_head(&self) -> [u8; BASE] {
         const { assert!(N >= 1 && N <= 255, "1 to 255 components") };
         let c0 = &self.components[0];
         let mut flags = if self.rolled_back {
@@ -198,49 +198,60 @@ impl<const N: usize> BootState<N> {
         } else {
             STATE_CONFIRMED
         };
-        out(&[slot_byte(c0.active), state, self.attempts, flags]);
-        for img in &c0.images {
-            out(&img.size.to_le_bytes());
-            out(&img.sha256);
+        let mut b = [0u8; BASE];
+        b[..4].copy_from_slice(&[slot_byte(c0.active), state, self.attempts, flags]);
+        for (i, img) in c0.images.iter().enumerate() {
+            let at = 4 + 36 * i;
+            b[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
+            b[at + 4..at + 36].copy_from_slice(&img.sha256);
+            b[76 + 4 * i..80 + 4 * i].copy_from_slice(&img.counter.to_le_bytes());
         }
-        for img in &c0.images {
-            out(&img.counter.to_le_bytes());
+        b[84..88].copy_from_slice(&c0.floor.to_le_bytes());
+        b[88] = N as u8;
+        b
+    }
+
+    /// The [`BLOCK`] bytes of component `k` (1 … N-1) after the head.
+    pub(crate) fn encode_block(&self, k: usize) -> [u8; BLOCK] {
+        let c = &self.components[k];
+        let flags = if self.trial && c.on_trial {
+            FLAG_ON_TRIAL
+        } else {
+            0
+        };
+        let mut b = [0u8; BLOCK];
+        b[..4].copy_from_slice(&[slot_byte(c.active), flags, 0, 0]);
+        for (i, img) in c.images.iter().enumerate() {
+            let at = 4 + 40 * i;
+            b[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
+            b[at + 4..at + 36].copy_from_slice(&img.sha256);
+            b[at + 36..at + 40].copy_from_slice(&img.counter.to_le_bytes());
         }
-        out(&c0.floor.to_le_bytes());
-        out(&[N as u8]);
-        out(&[0; BASE - 89]);
-        for c in &self.components[1..] {
-            let flags = if self.trial && c.on_trial {
-                FLAG_ON_TRIAL
-            } else {
-                0
-            };
-            out(&[slot_byte(c.active), flags, 0, 0]);
-            for img in &c.images {
-                out(&img.size.to_le_bytes());
-                out(&img.sha256);
-                out(&img.counter.to_le_bytes());
-            }
-            out(&c.floor.to_le_bytes());
-            out(&[0; BLOCK - 88]);
+        b[84..88].copy_from_slice(&c.floor.to_le_bytes());
+        b
+    }
+
+    /// Bytes of the head of a record of `len` bytes (shorter in a record
+    /// from before security counters).
+    pub(crate) const fn head_len(len: usize) -> usize {
+        if len < boot_record_len(1) {
+            V1_LEN - 20
+        } else {
+            BASE
         }
     }
 
-    /// The fields of a boot record of `len` bytes whose header and CRC were
-    /// checked, read front to back from +16 by `read`; `None` for values no
-    /// writer produces or a short read. Components the record does not
-    /// have are [`Component::EMPTY`]; those this state has no room for are
-    /// ignored.
-    pub(crate) fn parse(
-        len: usize,
-        gen: u32,
-        read: &mut dyn FnMut(&mut [u8]) -> bool,
-    ) -> Option<Self> {
-        let mut b = [0u8; BASE];
+    /// The state a record's head says (`head` of [`BootState::head_len`]
+    /// bytes; header and CRC checked), with the number of components the
+    /// record has: those past the first are [`Component::EMPTY`] until
+    /// [`BootState::parse_block`]. `None` for values no writer produces.
+    pub(crate) fn parse_head(len: usize, gen: u32, head: &[u8]) -> Option<(Self, usize)> {
         let v1 = len < boot_record_len(1);
-        if len < V1_LEN || !read(&mut b[..if v1 { V1_LEN - 20 } else { BASE }]) {
+        let mut b = [0u8; BASE];
+        if len < V1_LEN || head.len() != Self::head_len(len) {
             return None;
         }
+        b[..head.len()].copy_from_slice(head);
         let trial = match b[1] {
             STATE_TRIAL => true,
             STATE_CONFIRMED => false,
@@ -273,21 +284,47 @@ impl<const N: usize> BootState<N> {
             components: [Component::EMPTY; N],
         };
         s.components[0] = c0;
-        for c in s.components.iter_mut().take(count).skip(1) {
-            let mut k = [0u8; BLOCK];
-            if !read(&mut k) {
-                return None;
-            }
-            c.active = slot_of(k[0])?;
-            c.on_trial = trial && k[1] & FLAG_ON_TRIAL != 0;
-            for (i, img) in c.images.iter_mut().enumerate() {
-                let at = 4 + 40 * i;
-                img.size = u32_at(&k, at);
-                img.sha256.copy_from_slice(&k[at + 4..at + 36]);
-                img.counter = u32_at(&k, at + 36);
-            }
-            c.floor = u32_at(&k, 84);
+        Some((s, count))
+    }
+
+    /// Takes component `k`'s block (1 … N-1); `None` for values no writer
+    /// produces.
+    pub(crate) fn parse_block(&mut self, k: usize, b: &[u8; BLOCK]) -> Option<()> {
+        let trial = self.trial;
+        let c = &mut self.components[k];
+        c.active = slot_of(b[0])?;
+        c.on_trial = trial && b[1] & FLAG_ON_TRIAL != 0;
+        for (i, img) in c.images.iter_mut().enumerate() {
+            let at = 4 + 40 * i;
+            img.size = u32_at(b, at);
+            img.sha256.copy_from_slice(&b[at + 4..at + 36]);
+            img.counter = u32_at(b, at + 36);
         }
-        Some(s)
+        c.floor = u32_at(b, 84);
+        Some(())
+    }
+}
+
+/// A boot record's body as the record writer takes it: the head, then a
+/// block per further component.
+pub(crate) struct Encoded<'a, const N: usize> {
+    pub(crate) state: &'a BootState<N>,
+    pub(crate) buf: [u8; BASE],
+}
+
+impl<const N: usize> crate::snapshot::Fields for Encoded<'_, N> {
+    fn field(&mut self, i: usize) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
+        let bytes = match i {
+            0 => {
+                self.buf = self.state.encode_head();
+                &mut self.buf[..]
+            }
+            k if k < N => {
+                self.buf[..BLOCK].copy_from_slice(&self.state.encode_block(k));
+                &mut self.buf[..BLOCK]
+            }
+            _ => return None,
+        };
+        Some(("boot record", crate::snapshot::Field::Bytes(bytes)))
     }
 }

@@ -17,8 +17,9 @@ use embedded_storage::nor_flash::NorFlash;
 
 use crate::crc32::Crc32;
 use crate::error::{FlashError, FlashRole, SlotError as Error};
+use crate::snapshot::{Field, Fields, SMALL};
 
-use super::record::boot_record_len;
+use super::record::{boot_record_len, Encoded, BASE, BLOCK};
 use super::{aligned, record_align, BootState, MAX_RECORD_ALIGN};
 
 /// The first four bytes of every record: `"FPSR"`.
@@ -68,9 +69,6 @@ struct Header {
 }
 
 type Res<T> = Result<T, Error>;
-
-/// Hands a record's body to the sink it is given, in pieces of any size.
-pub(crate) type Fill<'a> = &'a mut dyn FnMut(&mut dyn FnMut(&[u8]));
 
 impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Records' alignment here (offsets and lengths).
@@ -151,7 +149,11 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     pub(crate) fn write_boot(&mut self, rec: &BootState<N>) -> Res<()> {
         let len = aligned(boot_record_len(N), Self::ALIGN);
         let at = self.place(len as u32, false)?;
-        self.write_record(at, KIND_BOOT, len, rec.gen, &mut |out| rec.encode(out))?;
+        let mut body = Encoded {
+            state: rec,
+            buf: [0; BASE],
+        };
+        self.write_record(at, KIND_BOOT, len, rec.gen, &mut body)?;
         if self.current.is_none_or(|(c, _)| c.gen != rec.gen) {
             self.checkpoint = None;
         }
@@ -160,14 +162,21 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         Ok(())
     }
 
-    /// Writes a record of `kind` and `len` bytes at `at`, its body from
-    /// `fill` (in pieces of any size), padded with 0xFF up to the CRC (any
+    /// Writes a record of `kind` and `len` bytes at `at`, its body the
+    /// fields of `body`, padded with 0xFF up to the CRC (any
     /// value does: the CRC covers it, and it is written into erased flash,
     /// so it programs on flash erased to 0x00 as well). Not
     /// inlined: its write buffer is on the stack only while it runs, not
     /// under the copy of the boot record a fresh bank starts with.
     #[inline(never)]
-    fn write_record(&mut self, at: u32, kind: u8, len: usize, gen: u32, fill: Fill<'_>) -> Res<()> {
+    fn write_record(
+        &mut self,
+        at: u32,
+        kind: u8,
+        len: usize,
+        gen: u32,
+        body: &mut dyn Fields,
+    ) -> Res<()> {
         let h = self.header(kind, len, gen);
         let bank = (at / self.bank_size) as u8;
         self.next = None;
@@ -182,20 +191,24 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             err: None,
         };
         w.push(&h);
-        fill(&mut |b: &[u8]| w.push(b));
+        let mut i = 0;
+        while let Some((_, f)) = body.field(i) {
+            w.push_field(&f);
+            i += 1;
+        }
         w.finish()?;
         self.next = Some((bank, at + len as u32));
         Ok(())
     }
 
     /// Appends a checkpoint of `len` bytes (header and CRC included) for
-    /// the current generation; `fill` hands its body to the sink given to
-    /// it, in pieces of any size (what does not fit is dropped).
-    pub(crate) fn write_checkpoint(&mut self, len: usize, fill: Fill<'_>) -> Res<()> {
+    /// the current generation, its body the fields of `body` (what does
+    /// not fit is dropped).
+    pub(crate) fn write_checkpoint(&mut self, len: usize, body: &mut dyn Fields) -> Res<()> {
         let gen = self.current.map(|(c, _)| c.gen).unwrap_or(0);
         let at = self.place(len as u32, true)?;
         let bank = (at / self.bank_size) as u8;
-        self.write_record(at, KIND_CHECKPOINT, len, gen, fill)?;
+        self.write_record(at, KIND_CHECKPOINT, len, gen, body)?;
         let seq = self.seq;
         self.checkpoint = Some((
             CheckpointAt {
@@ -232,7 +245,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
                 self.seq = self.seq.max(h.seq);
                 if h.kind == KIND_BOOT {
                     let mut reader = record_reader(&mut self.flash, at, h.len);
-                    let rec = BootState::parse(h.len as usize, h.gen, &mut |b| reader.read(b));
+                    let rec = reader.boot_state::<N>(h.len as usize, h.gen);
                     if let Some(e) = reader.err {
                         return Err(FlashError::new(FlashRole::State, e).into());
                     }
@@ -353,6 +366,25 @@ impl<S: NorFlash> RecordWriter<'_, S> {
         }
     }
 
+    /// Adds the encoding of `f`.
+    fn push_field(&mut self, f: &Field<'_>) {
+        let (mut at, len) = (0, f.len());
+        while at < len {
+            let room = ((self.end - self.at) as usize - self.fill).min(CHUNK - self.fill);
+            if room == 0 {
+                return; // past the CRC: dropped
+            }
+            let out = &mut self.buf[self.fill..self.fill + room];
+            let n = f.get(at, out);
+            self.crc.update(&out[..n]);
+            self.fill += n;
+            at += n;
+            if self.fill == CHUNK {
+                self.flush();
+            }
+        }
+    }
+
     fn flush(&mut self) {
         let n = self.fill.div_ceil(self.align) * self.align;
         if self.err.is_none() && n > 0 {
@@ -436,5 +468,49 @@ impl<S: NorFlash> RecordReader<'_, S> {
             self.pos += 1;
         }
         true
+    }
+
+    /// Reads the fields of `body`, in order; `false` past the end, on a
+    /// flash error, or if a field refuses its bytes.
+    pub(crate) fn read_fields(&mut self, body: &mut dyn Fields) -> bool {
+        let mut i = 0;
+        while let Some((_, mut f)) = body.field(i) {
+            let len = f.len();
+            let mut b = [0u8; 32];
+            if f.in_pieces() {
+                let mut at = 0;
+                while at < len {
+                    let n = (len - at).min(b.len());
+                    if !self.read(&mut b[..n]) {
+                        return false;
+                    }
+                    f.set(at, &b[..n]);
+                    at += n;
+                }
+            } else if !self.read(&mut b[..len.min(SMALL)]) || !f.set(0, &b[..len]) {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// The boot state in a boot record of `len` bytes of generation `gen`
+    /// (header and CRC checked), if its fields are ones a writer makes.
+    fn boot_state<const N: usize>(&mut self, len: usize, gen: u32) -> Option<BootState<N>> {
+        let mut head = [0u8; BASE];
+        let head = &mut head[..BootState::<N>::head_len(len)];
+        if !self.read(head) {
+            return None;
+        }
+        let (mut s, count) = BootState::<N>::parse_head(len, gen, head)?;
+        for k in 1..count.min(N) {
+            let mut b = [0u8; BLOCK];
+            if !self.read(&mut b) {
+                return None;
+            }
+            s.parse_block(k, &b)?;
+        }
+        Some(s)
     }
 }

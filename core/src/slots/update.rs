@@ -5,6 +5,7 @@ use embedded_storage::nor_flash::NorFlash;
 use super::store::{Store, HEADER_LEN};
 use super::{record_align, Image, Slot, RECORD_ALIGN};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
+use crate::snapshot::{Field, Fields};
 use crate::{Applier, ApplierState, Found, Outcome, Progress, Status};
 
 /// Bytes of a checkpoint record on flash (header, the component, the
@@ -18,6 +19,21 @@ pub const CHECKPOINT_LEN: usize = checkpoint_len(RECORD_ALIGN);
 /// ([`super::record_align`] of the state area).
 pub const fn checkpoint_len(align: usize) -> usize {
     (HEADER_LEN + 1 + crate::apply::SAVED_LEN + 4).div_ceil(align) * align
+}
+
+/// A checkpoint's body: the component, then the applier's state.
+struct Checkpoint<'a> {
+    component: u8,
+    state: &'a mut ApplierState,
+}
+
+impl Fields for Checkpoint<'_> {
+    fn field(&mut self, i: usize) -> Option<(&'static str, Field<'_>)> {
+        crate::snapshot::fields!(i;
+            "the component the update is for" => Field::U8(&mut self.component),
+            .. ApplierState: self.state,
+        )
+    }
 }
 
 /// The image an update left, ready for [`super::Slots::activate`].
@@ -114,12 +130,12 @@ where
     /// record buffer is then on the stack only while it runs.
     #[inline(never)]
     fn checkpoint(&mut self) -> Result<(), Error> {
-        let (applier, component) = (&self.applier, self.component);
         let len = checkpoint_len(record_align::<S>());
-        self.store.write_checkpoint(len, &mut |out| {
-            out(&[component]);
-            applier.save_state(out)
-        })
+        let mut body = Checkpoint {
+            component: self.component,
+            state: self.applier.saved(),
+        };
+        self.store.write_checkpoint(len, &mut body)
     }
 
     /// Loads the newest checkpoint; the patch offset to feed from, or
@@ -133,10 +149,12 @@ where
         let Some(mut reader) = self.store.checkpoint_reader() else {
             return Ok(None);
         };
-        let mut c = [0u8; 1];
-        let ok = reader.read(&mut c)
-            && c[0] == self.component
-            && self.applier.load_state(&mut |b| reader.read(b));
+        let mut body = Checkpoint {
+            component: u8::MAX,
+            state: self.applier.loading(),
+        };
+        let read = reader.read_fields(&mut body);
+        let ok = read && body.component == self.component && self.applier.resumed();
         if let Some(e) = reader.err {
             return Err(FlashError::new(FlashRole::State, e).into());
         }
@@ -198,5 +216,57 @@ where
             image,
             outcome,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+
+    /// The table of a checkpoint's body, from its field list.
+    fn table() -> String {
+        use std::fmt::Write;
+        let mut state = ApplierState::new();
+        let mut body = Checkpoint {
+            component: 0,
+            state: &mut state,
+        };
+        let mut out = String::from("| offset | size | field |\n|---:|---:|---|\n");
+        let (mut i, mut at) = (0, HEADER_LEN);
+        while let Some((name, f)) = body.field(i) {
+            writeln!(out, "| +{at} | {} | {name} |", f.len()).unwrap();
+            at += f.len();
+            i += 1;
+        }
+        assert_eq!(at, HEADER_LEN + 1 + crate::apply::SAVED_LEN);
+        out
+    }
+
+    /// `docs/FORMAT.md`'s table of a checkpoint is the field list's:
+    /// `FLASHPATCH_WRITE_DOCS=1 cargo test -p flashpatch checkpoint_table`
+    /// writes it after a change.
+    #[test]
+    fn checkpoint_table_in_format_md_is_the_field_list() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md");
+        let doc = std::fs::read_to_string(path).unwrap();
+        let (begin, end) = (
+            "<!-- checkpoint fields: begin -->\n",
+            "<!-- checkpoint fields: end -->",
+        );
+        let a = doc.find(begin).expect("begin marker") + begin.len();
+        let b = doc.find(end).expect("end marker");
+        let want = table();
+        if std::env::var_os("FLASHPATCH_WRITE_DOCS").is_some() {
+            let new = [&doc[..a], &want, &doc[b..]].concat();
+            std::fs::write(path, new).unwrap();
+            return;
+        }
+        assert!(
+            doc[a..b] == want,
+            "docs/FORMAT.md's checkpoint table differs from the field list; \
+             FLASHPATCH_WRITE_DOCS=1 cargo test -p flashpatch checkpoint_table writes it:\n{want}"
+        );
     }
 }
