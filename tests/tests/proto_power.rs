@@ -4,9 +4,10 @@
 //! (before, torn write, torn erase). After each cut the device must boot
 //! v1 or v2, announce a resume offset the host can continue from, and
 //! finish the update in v2. The same on flash with 8- and 32-byte write
-//! units and on flash erased to 0x00.
+//! units and on flash erased to 0x00, and with checkpoints (an install
+//! cut during the apply goes on from its checkpoint) and without.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 
 use flashpatch::mock::{Cut, MockFlash, Rng};
 use flashpatch::proto::device::install;
@@ -22,10 +23,17 @@ const SLOT: u32 = 32 * 1024;
 const STATE: u32 = 2 * 4096;
 const STAGE_AT: u32 = 2 * SLOT + STATE;
 const STAGE: u32 = 16 * 1024;
-const CONFIG: Config = Config {
-    max_boot_attempts: 2,
-    checkpoint_units: 0,
-};
+thread_local! {
+    /// `Config::checkpoint_units` of this thread's sweep.
+    static UNITS: Cell<u32> = const { Cell::new(0) };
+}
+
+fn config() -> Config {
+    Config {
+        max_boot_attempts: 2,
+        checkpoint_units: UNITS.get(),
+    }
+}
 
 type DevSlots<'a, const R: usize, const W: usize, const E: usize, const X: u8> =
     Slots<Partition<'a, Flash<R, W, E, X>>, Partition<'a, Flash<R, W, E, X>>>;
@@ -35,7 +43,7 @@ fn slots<const R: usize, const W: usize, const E: usize, const X: u8>(
 ) -> Option<DevSlots<'_, R, W, E, X>> {
     let layout = Layout::new(E as u32, 0, SLOT, SLOT, 2 * SLOT, STATE);
     let [a, b, s] = layout.partitions(flash)?;
-    Slots::new(a, b, s, CONFIG).ok()
+    Slots::new(a, b, s, config()).ok()
 }
 
 /// Boot stage and application start: select, then confirm a trial (both
@@ -91,6 +99,15 @@ fn power_cut_at_every_flash_operation_of_an_update() {
     sweep::<1, 4, 4096, 0xFF>(MAX_CHUNK);
 }
 
+/// The same with a checkpoint at every target erase unit (the default
+/// `Config`): an install cut during the apply continues from its newest
+/// checkpoint.
+#[test]
+fn power_cut_at_every_flash_operation_of_an_update_with_checkpoints() {
+    UNITS.set(1);
+    sweep::<1, 4, 4096, 0xFF>(MAX_CHUNK);
+}
+
 /// 8-byte write units in 2 KiB pages erased to 0x00, chunks of 100 bytes
 /// (a part of a write unit waits for the next chunk); 32-byte write and
 /// read units erased to 0x00; 32-byte write units erased to 0xFF.
@@ -99,6 +116,13 @@ fn power_cut_at_every_flash_operation_on_other_geometries() {
     sweep::<4, 8, 2048, 0x00>(100);
     sweep::<32, 32, 4096, 0x00>(100);
     sweep::<1, 32, 4096, 0xFF>(MAX_CHUNK);
+}
+
+/// The same with checkpoints, on 8-byte write units erased to 0x00.
+#[test]
+fn power_cut_at_every_flash_operation_with_checkpoints_on_other_geometries() {
+    UNITS.set(1);
+    sweep::<4, 8, 2048, 0x00>(100);
 }
 
 /// Cuts power at every flash operation of an update over the protocol on
@@ -119,7 +143,7 @@ fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usiz
             .unwrap();
         flash
     };
-    let (mut runs, mut resumed_mid, mut ended_v1) = (0, 0, 0);
+    let (mut runs, mut resumed_mid, mut ended_v1, mut from_checkpoint) = (0, 0, 0, 0);
     for (k, kind) in Cut::ALL.into_iter().enumerate() {
         for n in 0.. {
             let flash = fresh();
@@ -151,6 +175,17 @@ fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usiz
             if held > 0 && (held as usize) < patch.len() {
                 resumed_mid += 1;
             }
+            // Whether the install will go on from a checkpoint of this patch.
+            if let Some(mut s) = slots(&flash) {
+                let mut mem = ApplierState::new();
+                let id = flashpatch::slots::PatchId {
+                    size: patch.len() as u32,
+                    crc32: flashpatch::crc32::crc32(&patch),
+                };
+                if let Ok((_, from)) = s.resume_or_begin(0, id, &mut mem) {
+                    from_checkpoint += usize::from(from > 0);
+                }
+            }
             let (v, restart) = session(&flash, &patch, step).expect("no cut armed");
             match v {
                 Verdict::Ok => assert!(restart),
@@ -161,9 +196,12 @@ fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usiz
             assert_eq!(boot(&flash), Some(h2), "cut {n} {kind:?}: confirmed");
         }
     }
+    let units = UNITS.get();
     println!(
-        "power cuts (write {W}, read {R}, erase {E}, erased {X:#04x}): {runs} runs, 0 bricks; \
-         {ended_v1} booted v1 after the cut, {resumed_mid} resumed a transfer midway"
+        "power cuts (write {W}, read {R}, erase {E}, erased {X:#04x}, checkpoints every {units} \
+         units): {runs} runs, 0 bricks; {ended_v1} booted v1 after the cut, {resumed_mid} \
+         resumed a transfer midway, {from_checkpoint} installs went on from a checkpoint"
     );
     assert!(runs > 300 && resumed_mid > 10 && ended_v1 > 0);
+    assert_eq!(from_checkpoint > 0, units > 0);
 }

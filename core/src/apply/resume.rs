@@ -50,6 +50,15 @@ where
         self.st
     }
 
+    /// Back to the start of a patch, keeping the checkpoint interval and
+    /// the component (after a state that did not load).
+    pub(crate) fn restart(&mut self) {
+        let (every, component) = (self.st.ckpt_every, self.st.component);
+        self.st.reset();
+        self.set_checkpoints(every);
+        self.st.component = component;
+    }
+
     /// After the fields of a saved state were loaded (over the same
     /// flashes): checks that they are a state the applier can continue
     /// from, and sets up the rest. `false` if they are not (the applier

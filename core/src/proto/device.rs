@@ -294,15 +294,19 @@ where
         .boot_state()
         .and_then(|b| b.components.get(k as usize).map(|c| c.floor))
         .unwrap_or(0);
-    let size = staging.resume().map_or(0, |r| r.size);
-    let mut update = slots.begin_component_update(k, state).map_err(failed)?;
+    let (size, crc32) = staging.resume().map_or((0, 0), |r| (r.size, r.crc32));
+    // After a reset during the apply, the update goes on from its
+    // checkpoint if it has one for this component and this patch.
+    let patch = slots::PatchId { size, crc32 };
+    let (mut update, from) = slots.resume_or_begin(k, patch, state).map_err(failed)?;
     #[cfg(feature = "sign")]
     if let Some((key, min_counter)) = policy.key {
         update.require_signature(key, min_counter.max(floor));
     }
     let _ = policy;
-    let r = super::feed_staged(
+    let r = super::feed_staged_from(
         staging,
+        from,
         buf,
         |c| update.feed(c),
         |done| {

@@ -85,13 +85,13 @@ mod asynchronous {
 }
 
 pub use blocking::stage;
-pub use blocking::stage::{feed_staged, handle};
+pub use blocking::stage::{feed_staged, feed_staged_from, handle};
 
 /// The device side over async flash drivers (`embedded_storage_async`):
 /// the same staging area, [`handle`] and [`feed_staged`] as this module's,
 /// compiled from the same source, with `async` methods.
 pub mod asynch {
-    pub use super::asynchronous::stage::{feed_staged, handle, Staging};
+    pub use super::asynchronous::stage::{feed_staged, feed_staged_from, handle, Staging};
 }
 
 pub use frame::{FrameDecoder, FrameError, MAX_FRAME};

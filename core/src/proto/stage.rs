@@ -362,6 +362,24 @@ pub async fn handle<F: NorFlash>(
 pub async fn feed_staged<F, E>(
     staging: &mut Staging<F>,
     buf: &mut [u8],
+    feed: impl AsyncFnMut(&[u8]) -> Result<Status, E>,
+    progress: impl FnMut(u32),
+) -> Result<(), E>
+where
+    F: NorFlash,
+    E: From<ApplyError> + From<FlashError>,
+{
+    feed_staged_from(staging, 0, buf, feed, progress).await
+}
+
+/// [`feed_staged`] from patch offset `from` on (an update continued from a
+/// checkpoint, [`crate::slots::Slots::resume_or_begin`]); `progress` counts
+/// from the start of the patch.
+#[io]
+pub async fn feed_staged_from<F, E>(
+    staging: &mut Staging<F>,
+    from: u32,
+    buf: &mut [u8],
     mut feed: impl AsyncFnMut(&[u8]) -> Result<Status, E>,
     mut progress: impl FnMut(u32),
 ) -> Result<(), E>
@@ -372,15 +390,18 @@ where
     let size = staging.resume().map_or(0, |r| r.size);
     let align = F::READ_SIZE.max(4);
     let step = (buf.len() / align * align) as u32;
-    if !staging.complete() || step == 0 {
+    if !staging.complete() || step == 0 || from > size {
         return Err(ApplyError::Truncated.into());
     }
-    let mut at = 0;
+    // Reads start at a multiple of the read size; the bytes before `from`
+    // in the first piece are not fed.
+    let mut at = from - from % align as u32;
     while at < size {
         let n = step.min(size - at) as usize;
         let nr = n.next_multiple_of(align);
         staging.read(at, &mut buf[..nr]).await?;
-        feed(&buf[..n]).await?;
+        let skip = from.saturating_sub(at) as usize;
+        feed(&buf[skip..n]).await?;
         at += n as u32;
         progress(at);
     }

@@ -76,30 +76,35 @@
 //! ## Resume and what a checkpoint costs
 //!
 //! An update stops each time the target is written up to another erase
-//! unit boundary and appends a checkpoint: the applier's whole state (the
-//! entry header, positions, the running body CRC, the 256-byte input
-//! ring, the range decoder and the codec model's context bytes and every
-//! probability — 2,504 bytes with codec 3, after the component byte, a
-//! [`CHECKPOINT_LEN`] = 2,528-byte record). After a reset, [`Slots::resume`]
-//! loads the newest one and
-//! reports the patch offset to feed from; the target is rewritten from the
-//! start of the erase unit that was in progress, so at most one unit is
-//! written twice.
+//! unit boundary and appends a checkpoint: the component, the patch
+//! ([`PatchId`], if the caller said which with [`Update::set_patch`]) and
+//! the applier's whole state (the entry header, positions, the running
+//! body CRC, the 256-byte input ring, the range decoder and the codec
+//! model's context bytes and every probability — 2,504 bytes with codec
+//! 3; a [`CHECKPOINT_LEN`] = 2,560-byte record). After a reset,
+//! [`Slots::resume`] loads the newest one and reports the patch offset to
+//! feed from (a patch streamed from the link: the sender re-sends from
+//! there), and [`Slots::resume_or_begin`] does the same for a known patch
+//! (a stored one: `proto::device::install`), or begins from the start if
+//! the checkpoint is of another patch. Either way the target is rewritten
+//! from the start of the erase unit that was in progress, so at most one
+//! unit is written twice.
 //!
-//! Cost per checkpoint: 2,528 bytes programmed in 40 writes of at most 64
+//! Cost per checkpoint: 2,560 bytes programmed in 40 writes of at most 64
 //! bytes (a small buffer, as it is on the stack under the decoder's
 //! frames), and, when the current bank has no room for it (always, with
 //! 4 KiB banks), one bank erase and a 128-byte copy of the boot record
 //! before it. With 4 KiB erase units that is about as much flash work as
-//! the target unit it protects (one erase and ~2.5 KiB programmed against
+//! the target unit it protects (one erase and 2.5 KiB programmed against
 //! one erase and 4 KiB), so an update costs roughly twice the flash time
 //! of an update without checkpoints, and each of the two state-area banks
 //! takes one erase per two target units. Larger banks make the erases
 //! rarer (a bank of N KiB holds about N/2.5 checkpoints), and
 //! [`Config::checkpoint_units`] trades rewrite-after-reset for fewer
-//! checkpoints. The CPU work (serialising 2.5 KiB and a CRC over it) is
-//! small next to the flash work. `tests/tests/golden.rs` pins the record
-//! sizes and the exact erase and write counts of a small update.
+//! checkpoints. `docs/RESUME.md` says what to choose. The CPU work
+//! (serialising 2.5 KiB and a CRC over it) is small next to the flash
+//! work. `tests/tests/golden.rs` pins the record sizes and the exact
+//! erase and write counts of a small update.
 //!
 //! [`Slots::select`] never returns a slot whose image fails its size and
 //! SHA-256 check or is below the floor. A trial image that has been booted
@@ -121,7 +126,7 @@ use store::Store;
 
 pub use layout::Layout;
 pub use record::{boot_record_len, BootRecord, BootState, Component, Image, BOOT_RECORD_LEN};
-pub use update::{checkpoint_len, Installed, Update, CHECKPOINT_LEN};
+pub use update::{checkpoint_len, Installed, PatchId, Update, CHECKPOINT_LEN};
 
 /// Records are written and read in multiples of this many bytes on a state
 /// area whose write and read sizes are at most 32 bytes (on larger ones,
@@ -239,6 +244,9 @@ pub struct Resumed<'s, P, S, const N: usize = 1> {
     /// The image the interrupted update makes. If the patch on offer now is
     /// for another target, drop this and [`Slots::begin_update`] instead.
     pub target: crate::format::TargetId,
+    /// The patch the interrupted update was fed ([`PatchId::UNKNOWN`] if
+    /// its caller did not say, [`Update::set_patch`]).
+    pub patch: PatchId,
 }
 
 /// The slot pairs of `N` components (one by default: slot A and slot B)
@@ -634,10 +642,42 @@ where
         let mut up = self.begin_component_update(component, state)?;
         Ok(up.load()?.map(|offset| Resumed {
             target: up.target(),
+            patch: up.patch(),
             component,
             update: up,
             offset,
         }))
+    }
+
+    /// Application: an update of `component` with `patch` (its size and
+    /// CRC-32, known and not [`PatchId::UNKNOWN`]), continued from the
+    /// newest checkpoint if that checkpoint is of an update of the same
+    /// component with the same patch, else begun from the start. Returns
+    /// it with the patch offset to feed from (0 when begun). This is what
+    /// an install from a stored patch calls: after a reset during the
+    /// apply, at most [`Config::checkpoint_units`] erase units of target
+    /// are written again, not the whole image.
+    pub fn resume_or_begin<'s>(
+        &'s mut self,
+        component: u8,
+        patch: PatchId,
+        state: &'s mut ApplierState,
+    ) -> Res<(Update<'s, P, S, N>, u32)> {
+        let usable = self.store.boot().is_some_and(|r| !r.trial) && patch != PatchId::UNKNOWN;
+        let mut ours = false;
+        if let (true, Some(mut r)) = (usable, self.store.checkpoint_reader()) {
+            ours = update::checkpoint_for(&mut r) == Some((component, patch));
+            if let Some(e) = r.err {
+                return Err(FlashError::new(FlashRole::State, e).into());
+            }
+        }
+        let mut up = self.begin_component_update(component, state)?;
+        let offset = match ours {
+            true => up.load()?.unwrap_or(0),
+            false => 0,
+        };
+        up.set_patch(patch);
+        Ok((up, offset))
     }
 
     /// Application: makes the image [`Update::finish`] reported the one to

@@ -18,12 +18,34 @@ pub const CHECKPOINT_LEN: usize = checkpoint_len(RECORD_ALIGN);
 /// Bytes of a checkpoint record with records aligned to `align` bytes
 /// ([`super::record_align`] of the state area).
 pub const fn checkpoint_len(align: usize) -> usize {
-    (HEADER_LEN + 1 + crate::apply::SAVED_LEN + 4).div_ceil(align) * align
+    (HEADER_LEN + 1 + 8 + crate::apply::SAVED_LEN + 4).div_ceil(align) * align
 }
 
-/// A checkpoint's body: the component, then the applier's state.
+/// Which patch an update applies: its size and CRC-32 (the staging area
+/// and the protocol's `Begin` know both). A checkpoint records it, so
+/// that an update is continued only with the patch it was made from
+/// ([`super::Slots::resume_or_begin`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PatchId {
+    /// Bytes of the whole patch file.
+    pub size: u32,
+    /// CRC-32 of the whole patch file.
+    pub crc32: u32,
+}
+
+impl PatchId {
+    /// Not known: an update fed by a caller that did not say
+    /// ([`Update::set_patch`]). Its checkpoints are continued only by
+    /// [`super::Slots::resume`], which leaves the check to the caller.
+    pub const UNKNOWN: PatchId = PatchId { size: 0, crc32: 0 };
+}
+
+/// A checkpoint's body: the component, the patch, then the applier's
+/// state.
 struct Checkpoint<'a> {
     component: u8,
+    patch: PatchId,
     state: &'a mut ApplierState,
 }
 
@@ -31,9 +53,28 @@ impl Fields for Checkpoint<'_> {
     fn field(&mut self, i: usize) -> Option<(&'static str, Field<'_>)> {
         crate::snapshot::fields!(i;
             "the component the update is for" => Field::U8(&mut self.component),
+            "size of the patch being applied (0: not known)" => Field::U32(&mut self.patch.size),
+            "CRC-32 of the patch being applied" => Field::U32(&mut self.patch.crc32),
             .. ApplierState: self.state,
         )
     }
+}
+
+/// The component and patch of the checkpoint `reader` is at the start of.
+pub(crate) fn checkpoint_for<S: NorFlash>(
+    reader: &mut super::store::RecordReader<'_, S>,
+) -> Option<(u8, PatchId)> {
+    let mut b = [0u8; 9];
+    reader.read(&mut b).then(|| {
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        (
+            b[0],
+            PatchId {
+                size: u(1),
+                crc32: u(5),
+            },
+        )
+    })
 }
 
 /// The image an update left, ready for [`super::Slots::activate`].
@@ -63,6 +104,8 @@ pub struct Update<'s, P, S, const N: usize = 1> {
     applier: Applier<'s, &'s mut P, &'s mut P>,
     store: &'s mut Store<S, N>,
     component: u8,
+    /// The patch being applied, as checkpoints record it.
+    patch: PatchId,
     target: Slot,
     running: Slot,
     running_image: Image,
@@ -95,6 +138,7 @@ where
             applier,
             store,
             component,
+            patch: PatchId::UNKNOWN,
             target: running.other(),
             running,
             running_image,
@@ -112,6 +156,20 @@ where
     #[cfg(feature = "sign")]
     pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
         self.applier.require_signature(key, min_counter);
+    }
+
+    /// Says which patch is being fed ([`PatchId`]): checkpoints record it,
+    /// so that [`super::Slots::resume_or_begin`] continues an update only
+    /// with the patch it was made from. Call it before the first
+    /// [`Update::feed`].
+    pub fn set_patch(&mut self, patch: PatchId) {
+        self.patch = patch;
+    }
+
+    /// The patch this update is for, as [`Update::set_patch`] (or the
+    /// checkpoint it was continued from) says.
+    pub fn patch(&self) -> PatchId {
+        self.patch
     }
 
     /// Takes the next chunk of the patch (any size), as
@@ -133,6 +191,7 @@ where
         let len = checkpoint_len(record_align::<S>());
         let mut body = Checkpoint {
             component: self.component,
+            patch: self.patch,
             state: self.applier.saved(),
         };
         self.store.write_checkpoint(len, &mut body)
@@ -151,17 +210,21 @@ where
         };
         let mut body = Checkpoint {
             component: u8::MAX,
+            patch: PatchId::UNKNOWN,
             state: self.applier.loading(),
         };
         let read = reader.read_fields(&mut body);
-        let ok = read && body.component == self.component && self.applier.resumed();
+        let (component, patch) = (body.component, body.patch);
+        let ok = read && component == self.component && self.applier.resumed();
         if let Some(e) = reader.err {
             return Err(FlashError::new(FlashRole::State, e).into());
         }
         if !ok {
             self.store.drop_checkpoint();
+            self.applier.restart();
             return Ok(None);
         }
+        self.patch = patch;
         Ok(Some(self.applier.consumed()))
     }
 
@@ -231,6 +294,7 @@ mod tests {
         let mut state = ApplierState::new();
         let mut body = Checkpoint {
             component: 0,
+            patch: PatchId::UNKNOWN,
             state: &mut state,
         };
         let mut out = String::from("| offset | size | field |\n|---:|---:|---|\n");
@@ -240,7 +304,7 @@ mod tests {
             at += f.len();
             i += 1;
         }
-        assert_eq!(at, HEADER_LEN + 1 + crate::apply::SAVED_LEN);
+        assert_eq!(at, HEADER_LEN + 1 + 8 + crate::apply::SAVED_LEN);
         out
     }
 
