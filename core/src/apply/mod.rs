@@ -56,8 +56,7 @@ pub(crate) mod asynch {
     use flashpatch_macros::asynchronous as io;
 
     pub(crate) mod reads;
-    // Checkpoints (`resume.rs`) are the slot manager's, which is blocking
-    // only so far.
+    mod resume;
     mod run;
 
     pub use run::Applier;

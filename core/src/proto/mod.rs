@@ -68,19 +68,23 @@ mod staging;
 // `crate::apply`).
 #[allow(clippy::duplicate_mod)]
 #[path = "."]
-mod blocking {
+pub(crate) mod blocking {
+    use crate::slots::Slots;
     use embedded_storage::nor_flash::NorFlash;
     use flashpatch_macros::blocking as io;
 
+    pub(crate) mod install;
     pub mod stage;
 }
 
 #[allow(clippy::duplicate_mod)]
 #[path = "."]
 mod asynchronous {
+    use crate::slots::asynch::Slots;
     use embedded_storage_async::nor_flash::NorFlash;
     use flashpatch_macros::asynchronous as io;
 
+    pub(crate) mod install;
     pub mod stage;
 }
 
@@ -88,9 +92,14 @@ pub use blocking::stage;
 pub use blocking::stage::{feed_staged, feed_staged_from, handle};
 
 /// The device side over async flash drivers (`embedded_storage_async`):
-/// the same staging area, [`handle`] and [`feed_staged`] as this module's,
-/// compiled from the same source, with `async` methods.
+/// the same staging area, [`handle`], [`feed_staged`] and
+/// [`device::install`] as this module's, compiled from the same source,
+/// with `async` functions; `install` takes the async slot manager
+/// ([`crate::slots::asynch::Slots`]).
 pub mod asynch {
+    #[cfg(feature = "sign")]
+    pub use super::asynchronous::install::install_signed;
+    pub use super::asynchronous::install::{component, install};
     pub use super::asynchronous::stage::{feed_staged, feed_staged_from, handle, Staging};
 }
 

@@ -20,6 +20,27 @@
 
 use super::Slot;
 
+/// The first four bytes of every record: `"FPSR"`.
+pub(crate) const RECORD_MAGIC: [u8; 4] = *b"FPSR";
+/// The record format version.
+pub(crate) const RECORD_VERSION: u8 = 1;
+/// Bytes of the common record header.
+pub(crate) const HEADER_LEN: usize = 16;
+/// Record kind: a boot record.
+pub(crate) const KIND_BOOT: u8 = 1;
+/// Record kind: an update checkpoint.
+pub(crate) const KIND_CHECKPOINT: u8 = 2;
+
+/// Where the newest checkpoint of the current boot state lies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CheckpointAt {
+    pub(crate) seq: u32,
+    /// Offset of the record in the state area.
+    pub(crate) at: u32,
+    /// Record length.
+    pub(crate) len: u32,
+}
+
 /// Bytes of the boot record of one component (a [`super::Slots`]).
 pub const BOOT_RECORD_LEN: usize = boot_record_len(1);
 /// Bytes of a boot record from before security counters: component 0 only,

@@ -13,35 +13,15 @@
 //!   checkpoint of the current state (that bank also holds a boot record
 //!   of the same generation, since a bank starts with one).
 
-use embedded_storage::nor_flash::NorFlash;
-
+use super::{io, NorFlash};
 use crate::crc32::Crc32;
 use crate::error::{FlashError, FlashRole, SlotError as Error};
+use crate::slots::record::{
+    boot_record_len, CheckpointAt, Encoded, BASE, BLOCK, HEADER_LEN, KIND_BOOT, KIND_CHECKPOINT,
+    RECORD_MAGIC, RECORD_VERSION,
+};
+use crate::slots::{align_for, aligned, BootState, MAX_RECORD_ALIGN};
 use crate::snapshot::{Field, Fields, SMALL};
-
-use super::record::{boot_record_len, Encoded, BASE, BLOCK};
-use super::{aligned, record_align, BootState, MAX_RECORD_ALIGN};
-
-/// The first four bytes of every record: `"FPSR"`.
-pub const RECORD_MAGIC: [u8; 4] = *b"FPSR";
-/// The record format version.
-pub const RECORD_VERSION: u8 = 1;
-/// Bytes of the common record header.
-pub const HEADER_LEN: usize = 16;
-/// Record kind: a boot record.
-pub const KIND_BOOT: u8 = 1;
-/// Record kind: an update checkpoint.
-pub const KIND_CHECKPOINT: u8 = 2;
-
-/// Where the newest checkpoint of the current boot state lies.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CheckpointAt {
-    pub(crate) seq: u32,
-    /// Offset of the record in the state area.
-    pub(crate) at: u32,
-    /// Record length.
-    pub(crate) len: u32,
-}
 
 /// The state area and what its scan found, for `N` components.
 pub(crate) struct Store<S, const N: usize> {
@@ -70,13 +50,14 @@ struct Header {
 
 type Res<T> = Result<T, Error>;
 
+#[io]
 impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Records' alignment here (offsets and lengths).
-    const ALIGN: usize = record_align::<S>();
+    const ALIGN: usize = align_for(S::WRITE_SIZE, S::READ_SIZE);
 
     /// Scans the state area; [`Error::StateArea`] if it cannot hold two
     /// banks of at least `min_bank` bytes each.
-    pub(crate) fn open(flash: S, min_bank: u32) -> Res<Self> {
+    pub(crate) async fn open(flash: S, min_bank: u32) -> Res<Self> {
         let erase = S::ERASE_SIZE as u32;
         let bank_size = (flash.capacity() as u32 / 2) / erase * erase;
         if bank_size < min_bank {
@@ -91,7 +72,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             seq: 0,
             next: None,
         };
-        store.scan()?;
+        store.scan().await?;
         Ok(store)
     }
 
@@ -103,7 +84,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Room for a record of `len` bytes: in the bank this session writes,
     /// or in a freshly erased one (which then starts with a copy of the
     /// boot record if `copy_boot`). Returns its offset.
-    fn place(&mut self, len: u32, copy_boot: bool) -> Res<u32> {
+    async fn place(&mut self, len: u32, copy_boot: bool) -> Res<u32> {
         if let Some((bank, next)) = self.next {
             if next + len <= (bank as u32 + 1) * self.bank_size {
                 return Ok(next);
@@ -118,11 +99,12 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.next = None;
         self.flash
             .erase(start, start + self.bank_size)
+            .await
             .map_err(FlashError::of(FlashRole::State))?;
         self.next = Some((fresh, start));
         if copy_boot {
             if let Some((rec, _)) = self.current {
-                self.write_boot(&rec)?;
+                self.put_boot(start, &rec).await?;
             }
         }
         match self.next {
@@ -146,14 +128,21 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Appends a boot record (one write for up to two components). A
     /// record of a new generation makes the checkpoints of the old one
     /// stale.
-    pub(crate) fn write_boot(&mut self, rec: &BootState<N>) -> Res<()> {
+    pub(crate) async fn write_boot(&mut self, rec: &BootState<N>) -> Res<()> {
         let len = aligned(boot_record_len(N), Self::ALIGN);
-        let at = self.place(len as u32, false)?;
+        let at = self.place(len as u32, false).await?;
+        self.put_boot(at, rec).await
+    }
+
+    /// Writes a boot record at `at` (where [`Store::place`] found room).
+    async fn put_boot(&mut self, at: u32, rec: &BootState<N>) -> Res<()> {
+        let len = aligned(boot_record_len(N), Self::ALIGN);
         let mut body = Encoded {
             state: rec,
             buf: [0; BASE],
         };
-        self.write_record(at, KIND_BOOT, len, rec.gen, &mut body)?;
+        self.write_record(at, KIND_BOOT, len, rec.gen, &mut body)
+            .await?;
         if self.current.is_none_or(|(c, _)| c.gen != rec.gen) {
             self.checkpoint = None;
         }
@@ -169,7 +158,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// inlined: its write buffer is on the stack only while it runs, not
     /// under the copy of the boot record a fresh bank starts with.
     #[inline(never)]
-    fn write_record(
+    async fn write_record(
         &mut self,
         at: u32,
         kind: u8,
@@ -190,13 +179,13 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             crc: Crc32::new(),
             err: None,
         };
-        w.push(&h);
+        w.push(&h).await;
         let mut i = 0;
         while let Some((_, f)) = body.field(i) {
-            w.push_field(&f);
+            w.push_field(&f).await;
             i += 1;
         }
-        w.finish()?;
+        w.finish().await?;
         self.next = Some((bank, at + len as u32));
         Ok(())
     }
@@ -204,11 +193,12 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Appends a checkpoint of `len` bytes (header and CRC included) for
     /// the current generation, its body the fields of `body` (what does
     /// not fit is dropped).
-    pub(crate) fn write_checkpoint(&mut self, len: usize, body: &mut dyn Fields) -> Res<()> {
+    pub(crate) async fn write_checkpoint(&mut self, len: usize, body: &mut dyn Fields) -> Res<()> {
         let gen = self.current.map(|(c, _)| c.gen).unwrap_or(0);
-        let at = self.place(len as u32, true)?;
+        let at = self.place(len as u32, true).await?;
         let bank = (at / self.bank_size) as u8;
-        self.write_record(at, KIND_CHECKPOINT, len, gen, body)?;
+        self.write_record(at, KIND_CHECKPOINT, len, gen, body)
+            .await?;
         let seq = self.seq;
         self.checkpoint = Some((
             CheckpointAt {
@@ -235,17 +225,17 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.checkpoint = None;
     }
 
-    fn scan(&mut self) -> Res<()> {
+    async fn scan(&mut self) -> Res<()> {
         let mut best_ck: Option<(CheckpointAt, u8, u32)> = None;
         for bank in 0..2u8 {
             let start = bank as u32 * self.bank_size;
             let end = start + self.bank_size;
             let mut at = start;
-            while let Some(h) = self.valid_record(at, end)? {
+            while let Some(h) = self.valid_record(at, end).await? {
                 self.seq = self.seq.max(h.seq);
                 if h.kind == KIND_BOOT {
                     let mut reader = record_reader(&mut self.flash, at, h.len);
-                    let rec = reader.boot_state::<N>(h.len as usize, h.gen);
+                    let rec = reader.boot_state::<N>(h.len as usize, h.gen).await;
                     if let Some(e) = reader.err {
                         return Err(FlashError::new(FlashRole::State, e).into());
                     }
@@ -275,7 +265,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
 
     /// The header of the valid record at `at` (bank ends at `end`), if
     /// there is one: magic, version, kind, length and CRC all hold.
-    fn valid_record(&mut self, at: u32, end: u32) -> Res<Option<Header>> {
+    async fn valid_record(&mut self, at: u32, end: u32) -> Res<Option<Header>> {
         let a = Self::ALIGN;
         if at + a as u32 > end {
             return Ok(None);
@@ -285,6 +275,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         let buf = &mut block[..a];
         self.flash
             .read(at, buf)
+            .await
             .map_err(FlashError::of(FlashRole::State))?;
         let mut h = [0u8; HEADER_LEN];
         h.copy_from_slice(&buf[..HEADER_LEN]);
@@ -311,6 +302,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             }
             self.flash
                 .read(pos, buf)
+                .await
                 .map_err(FlashError::of(FlashRole::State))?;
         }
         let stored = u32::from_le_bytes([buf[a - 4], buf[a - 3], buf[a - 2], buf[a - 1]]);
@@ -348,8 +340,9 @@ struct RecordWriter<'a, S: NorFlash> {
     err: Option<S::Error>,
 }
 
+#[io]
 impl<S: NorFlash> RecordWriter<'_, S> {
-    fn push(&mut self, mut b: &[u8]) {
+    async fn push(&mut self, mut b: &[u8]) {
         while !b.is_empty() {
             let room = (self.end - self.at) as usize - self.fill;
             let n = b.len().min(CHUNK - self.fill).min(room);
@@ -361,13 +354,13 @@ impl<S: NorFlash> RecordWriter<'_, S> {
             self.fill += n;
             b = &b[n..];
             if self.fill == CHUNK {
-                self.flush();
+                self.flush().await;
             }
         }
     }
 
     /// Adds the encoding of `f`.
-    fn push_field(&mut self, f: &Field<'_>) {
+    async fn push_field(&mut self, f: &Field<'_>) {
         let (mut at, len) = (0, f.len());
         while at < len {
             let room = ((self.end - self.at) as usize - self.fill).min(CHUNK - self.fill);
@@ -380,15 +373,15 @@ impl<S: NorFlash> RecordWriter<'_, S> {
             self.fill += n;
             at += n;
             if self.fill == CHUNK {
-                self.flush();
+                self.flush().await;
             }
         }
     }
 
-    fn flush(&mut self) {
+    async fn flush(&mut self) {
         let n = self.fill.div_ceil(self.align) * self.align;
         if self.err.is_none() && n > 0 {
-            if let Err(e) = self.flash.write(self.at, &self.buf[..n]) {
+            if let Err(e) = self.flash.write(self.at, &self.buf[..n]).await {
                 self.err = Some(e);
             }
         }
@@ -400,12 +393,12 @@ impl<S: NorFlash> RecordWriter<'_, S> {
 
     /// Pads and closes the record. By reference: moving the writer would
     /// copy its buffer on the stack.
-    fn finish(&mut self) -> Result<(), Error> {
+    async fn finish(&mut self) -> Result<(), Error> {
         // Pad up to the CRC, then the CRC closes the record.
         while self.at + (self.fill as u32) < self.end {
             let pad = [0xFFu8; 32];
             let n = ((self.end - self.at) as usize - self.fill).min(pad.len());
-            self.push(&pad[..n]);
+            self.push(&pad[..n]).await;
         }
         // `end` is 4 bytes short of an alignment boundary (and `CHUNK` a
         // multiple of the alignment), so the CRC always fits in the chunk.
@@ -414,7 +407,7 @@ impl<S: NorFlash> RecordWriter<'_, S> {
             at.copy_from_slice(&crc);
             self.fill += 4;
         }
-        self.flush();
+        self.flush().await;
         match self.err.take() {
             Some(e) => Err(FlashError::new(FlashRole::State, e).into()),
             None => Ok(()),
@@ -447,18 +440,19 @@ pub(crate) struct RecordReader<'a, S: NorFlash> {
     pub(crate) err: Option<S::Error>,
 }
 
+#[io]
 impl<S: NorFlash> RecordReader<'_, S> {
     /// Fills `out` with the next bytes; `false` past the end or on a flash
     /// error.
-    pub(crate) fn read(&mut self, out: &mut [u8]) -> bool {
+    pub(crate) async fn read(&mut self, out: &mut [u8]) -> bool {
         for o in out.iter_mut() {
             if self.pos >= self.end || self.err.is_some() {
                 return false;
             }
-            let a = record_align::<S>();
+            let a = align_for(S::WRITE_SIZE, S::READ_SIZE);
             let base = self.pos - self.pos % a as u32;
             if base != self.base {
-                if let Err(e) = self.flash.read(base, &mut self.buf[..a]) {
+                if let Err(e) = self.flash.read(base, &mut self.buf[..a]).await {
                     self.err = Some(e);
                     return false;
                 }
@@ -472,7 +466,7 @@ impl<S: NorFlash> RecordReader<'_, S> {
 
     /// Reads the fields of `body`, in order; `false` past the end, on a
     /// flash error, or if a field refuses its bytes.
-    pub(crate) fn read_fields(&mut self, body: &mut dyn Fields) -> bool {
+    pub(crate) async fn read_fields(&mut self, body: &mut dyn Fields) -> bool {
         let mut i = 0;
         while let Some((_, mut f)) = body.field(i) {
             let len = f.len();
@@ -481,13 +475,13 @@ impl<S: NorFlash> RecordReader<'_, S> {
                 let mut at = 0;
                 while at < len {
                     let n = (len - at).min(b.len());
-                    if !self.read(&mut b[..n]) {
+                    if !self.read(&mut b[..n]).await {
                         return false;
                     }
                     f.set(at, &b[..n]);
                     at += n;
                 }
-            } else if !self.read(&mut b[..len.min(SMALL)]) || !f.set(0, &b[..len]) {
+            } else if !self.read(&mut b[..len.min(SMALL)]).await || !f.set(0, &b[..len]) {
                 return false;
             }
             i += 1;
@@ -497,16 +491,16 @@ impl<S: NorFlash> RecordReader<'_, S> {
 
     /// The boot state in a boot record of `len` bytes of generation `gen`
     /// (header and CRC checked), if its fields are ones a writer makes.
-    fn boot_state<const N: usize>(&mut self, len: usize, gen: u32) -> Option<BootState<N>> {
+    async fn boot_state<const N: usize>(&mut self, len: usize, gen: u32) -> Option<BootState<N>> {
         let mut head = [0u8; BASE];
         let head = &mut head[..BootState::<N>::head_len(len)];
-        if !self.read(head) {
+        if !self.read(head).await {
             return None;
         }
         let (mut s, count) = BootState::<N>::parse_head(len, gen, head)?;
         for k in 1..count.min(N) {
             let mut b = [0u8; BLOCK];
-            if !self.read(&mut b) {
+            if !self.read(&mut b).await {
                 return None;
             }
             s.parse_block(k, &b)?;
