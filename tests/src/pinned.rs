@@ -96,3 +96,8 @@ pub const RESUME_STAGE: ResumeCost = ResumeCost {
     cut_target: (1, 1_728),
     cut_resent: 0,
 };
+
+/// `resume_costs.rs`: state-area erase units erased by one streamed update
+/// with a checkpoint at every unit, and the most any one unit took, with a
+/// state area of 2 and of 8 erase units.
+pub const STATE_WEAR: [(usize, usize); 2] = [(12, 6), (8, 1)];
