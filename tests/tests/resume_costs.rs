@@ -59,7 +59,7 @@ impl ErrorType for Counted<'_> {
 }
 
 impl ReadNorFlash for Counted<'_> {
-    const READ_SIZE: usize = 1;
+    const READ_SIZE: usize = <Chip as ReadNorFlash>::READ_SIZE;
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         self.inner.read(offset, bytes)
     }
@@ -69,8 +69,8 @@ impl ReadNorFlash for Counted<'_> {
 }
 
 impl NorFlash for Counted<'_> {
-    const WRITE_SIZE: usize = 4;
-    const ERASE_SIZE: usize = E;
+    const WRITE_SIZE: usize = <Chip as NorFlash>::WRITE_SIZE;
+    const ERASE_SIZE: usize = <Chip as NorFlash>::ERASE_SIZE;
     fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
         self.inner.erase(from, to)?;
         let erased = ((to - from) as usize / E) as u64;
@@ -388,22 +388,19 @@ fn what_streaming_and_staging_cost_with_and_without_checkpoints() {
         (Choice::Stage, "stage, checkpoints every unit"),
     ] {
         let c = measure(choice, old, new, &patch);
+        let f = |(e, b): (u64, u64)| format!("{e} erase{} {b} B", if e == 1 { "" } else { "s" });
         println!(
-            "resume costs: {name}: image {} B, patch {} B; update: target {} erases {} B, \
-             state {} erases {} B, staging {} erases {} B, sent {} B, flash time {} ms at nRF52840 timings; \
-             a cut half way through the apply costs: target {} erases {} B again ({} ms), {} B re-sent",
+            "resume costs: {name}: image {} B, patch {} B; update: target {}, state {}, \
+             staging {}, sent {} B, flash time {} ms at nRF52840 timings; a cut half way \
+             through the apply costs: target {} again ({} ms), {} B re-sent",
             new.len(),
             patch.len(),
-            c.target.0,
-            c.target.1,
-            c.state.0,
-            c.state.1,
-            c.staging.0,
-            c.staging.1,
+            f(c.target),
+            f(c.state),
+            f(c.staging),
             c.sent,
             c.update_ms(),
-            c.cut_target.0,
-            c.cut_target.1,
+            f(c.cut_target),
             c.cut_ms(),
             c.cut_resent,
         );
@@ -423,8 +420,11 @@ fn what_streaming_and_staging_cost_with_and_without_checkpoints() {
     );
 }
 
-/// A patch of 24 KB images and two targets from one source.
-fn two_patches() -> (Vec<u8>, [(Vec<u8>, Vec<u8>); 2]) {
+/// An image and a patch that makes it.
+type Made = (Vec<u8>, Vec<u8>);
+
+/// A source of 24 KB and two images made from it, each with its patch.
+fn two_patches() -> (Vec<u8>, [Made; 2]) {
     let (v1, v2) = flashpatch_tests::firmware_pair(31, 24_000);
     let mut v3 = v2.clone();
     v3[1000..5000].copy_from_slice(&Rng(7).bytes(4000));
