@@ -23,3 +23,81 @@ pub const SLOTS_RAM: (usize, usize, usize) = (200, 88, 2928);
 /// `ram.rs`, on a 64-bit host: the applier as `genpat apply` instantiates
 /// it (handle and state), and the codec model.
 pub const APPLIER_RAM: (usize, usize) = (2952, 2128);
+
+/// What one way of feeding an update costs (`resume_costs.rs`, the
+/// k64f-mbed-blinky pair on 4 KiB erase units and 4-byte write units).
+/// Flash figures are (erase units erased, bytes programmed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeCost {
+    /// One whole update (transfer, apply, activate): the target slot.
+    pub target: (u64, u64),
+    /// The same: the state area (boot record and checkpoints).
+    pub state: (u64, u64),
+    /// The same: the staging area (0 when streaming).
+    pub staging: (u64, u64),
+    /// Patch bytes sent over the link for the whole update.
+    pub sent: u64,
+    /// One power cut half way through the apply: what the recovery
+    /// programs in the target slot again.
+    pub cut_target: (u64, u64),
+    /// The same: patch bytes the sender sends again.
+    pub cut_resent: u64,
+}
+
+impl ResumeCost {
+    /// Flash time of the whole update's erases and writes at the nRF52840
+    /// timings [`ERASE_MS`] and [`WORD_US`], in ms.
+    pub const fn update_ms(&self) -> u64 {
+        flash_ms(self.target) + flash_ms(self.state) + flash_ms(self.staging)
+    }
+
+    /// The same for what the cut's recovery programs again in the target.
+    pub const fn cut_ms(&self) -> u64 {
+        flash_ms(self.cut_target)
+    }
+}
+
+/// nRF52840 timings the documents convert flash work with: a 4 KiB page
+/// erase, in ms ...
+pub const ERASE_MS: u64 = 85;
+/// ... and a 32-bit word write, in µs.
+pub const WORD_US: u64 = 41;
+
+/// Flash time of (erase units, bytes programmed) at those timings, in ms
+/// (rounded up).
+pub const fn flash_ms((erases, bytes): (u64, u64)) -> u64 {
+    erases * ERASE_MS + (bytes / 4 * WORD_US).div_ceil(1000)
+}
+
+/// Streamed from the link, a checkpoint at every target erase unit.
+pub const RESUME_STREAM: ResumeCost = ResumeCost {
+    target: (13, 52_760),
+    state: (12, 32_384),
+    staging: (0, 0),
+    sent: 3_819,
+    cut_target: (1, 1_728),
+    cut_resent: 71,
+};
+/// Staged first, no checkpoints (`checkpoint_units: 0`).
+pub const RESUME_STAGE_BARE: ResumeCost = ResumeCost {
+    target: (13, 52_760),
+    state: (1, 128),
+    staging: (3, 3_840),
+    sent: 3_819,
+    cut_target: (7, 26_304),
+    cut_resent: 0,
+};
+/// Staged first, a checkpoint at every target erase unit.
+pub const RESUME_STAGE: ResumeCost = ResumeCost {
+    target: (13, 52_760),
+    state: (12, 32_384),
+    staging: (3, 3_840),
+    sent: 3_819,
+    cut_target: (1, 1_728),
+    cut_resent: 0,
+};
+
+/// `resume_costs.rs`: state-area erase units erased by one streamed update
+/// with a checkpoint at every unit, and the most any one unit took, with a
+/// state area of 2 and of 8 erase units.
+pub const STATE_WEAR: [(usize, usize); 2] = [(12, 6), (8, 1)];

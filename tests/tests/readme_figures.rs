@@ -129,3 +129,86 @@ fn ram_figures_are_the_pinned_ones() {
         &format!("is {applier} bytes (`size_of`), of which the codec model {model}."),
     );
 }
+
+/// One row of docs/RESUME.md's table, rebuilt from a pinned figure.
+fn resume_row(name: &str, c: &ResumeCost) -> String {
+    let flash = |(e, b): (u64, u64)| match (e, b) {
+        (0, 0) => "none".to_string(),
+        (1, b) => format!("1 erase, {} B", n(b)),
+        (e, b) => format!("{} erases, {} B", n(e), n(b)),
+    };
+    format!(
+        "| {name} | {} | {} | {} | {} B | {} ms | {} ({} ms) | {} B |",
+        flash(c.target),
+        flash(c.state),
+        flash(c.staging),
+        n(c.sent),
+        n(c.update_ms()),
+        flash(c.cut_target),
+        n(c.cut_ms()),
+        n(c.cut_resent)
+    )
+}
+
+#[test]
+fn resume_costs_are_the_pinned_ones() {
+    let doc = "docs/RESUME.md";
+    for (name, c) in [
+        ("stream, checkpoints every unit", RESUME_STREAM),
+        ("stage, no checkpoints", RESUME_STAGE_BARE),
+        ("stage, checkpoints every unit", RESUME_STAGE),
+    ] {
+        quotes(doc, &resume_row(name, &c));
+    }
+    quotes(
+        doc,
+        "cargo test --release -p flashpatch-tests --test resume_costs -- --nocapture",
+    );
+    quotes(
+        doc,
+        &format!("a checkpoint record ({} bytes)", u(CHECKPOINT_LEN)),
+    );
+    // The sums the prose makes of the table.
+    let s = |ms: u64| format!("{}.{} s", (ms + 50) / 1000, (ms + 50) / 100 % 10);
+    let checkpoints = RESUME_STAGE.update_ms() - RESUME_STAGE_BARE.update_ms();
+    let staging = RESUME_STAGE.update_ms() - RESUME_STREAM.update_ms();
+    quotes(
+        doc,
+        &format!(
+            "here {} of flash time on an update of {}",
+            s(checkpoints),
+            s(RESUME_STAGE_BARE.update_ms())
+        ),
+    );
+    quotes(doc, &format!("here {}, and a reset", s(staging)));
+    quotes(
+        doc,
+        &format!("a 4 KiB page erase takes {ERASE_MS} ms and a 32-bit word write {WORD_US} µs"),
+    );
+    let [(two, two_most), (eight, eight_most)] = STATE_WEAR;
+    quotes(
+        doc,
+        &format!(
+            "the state area takes {two} erases per update, at most {two_most} on one erase unit; \
+             with a state area of 8 erase units, {eight} erases, at most {eight_most} on one unit"
+        ),
+    );
+    quotes(
+        doc,
+        &format!(
+            "lasts some {} updates",
+            n(10_000 / two_most as u64 / 100 * 100)
+        ),
+    );
+    let (slots, update, state) = SLOTS_RAM;
+    quotes(
+        doc,
+        &format!(
+            "{} bytes on the 64-bit host build ({} + {} + {})",
+            u(slots + update + state),
+            u(slots),
+            u(update),
+            u(state)
+        ),
+    );
+}
