@@ -433,14 +433,17 @@ fn two_patches() -> (Vec<u8>, [Made; 2]) {
     (v1, [(v2, p2), (v3, p3)])
 }
 
-/// Where `resume_or_begin` of `patch` would start on `dev` (writing
-/// nothing).
+/// Where `resume_or_begin` of `patch` would start on `dev`; `dev` is left
+/// as it was (beginning another patch makes a checkpoint stale on flash).
 fn start_of(dev: &Dev, patch: PatchId) -> u32 {
-    let before = dev.ops();
-    let mut slots = dev.slots().unwrap();
-    let mut mem = ApplierState::new();
-    let from = slots.resume_or_begin(0, patch, &mut mem).unwrap().1;
-    assert_eq!(dev.ops(), before, "resume_or_begin wrote to flash");
+    let (chip, ops) = (dev.chip.borrow().clone(), dev.ops());
+    let from = {
+        let mut slots = dev.slots().unwrap();
+        let mut mem = ApplierState::new();
+        slots.resume_or_begin(0, patch, &mut mem).unwrap().1
+    };
+    *dev.chip.borrow_mut() = chip;
+    dev.log.borrow_mut().truncate(ops);
     from
 }
 
@@ -473,6 +476,47 @@ fn an_install_of_another_patch_does_not_continue_a_checkpoint() {
         "P2 was not applied whole: {w:?}"
     );
     dev.boots(&v3);
+}
+
+/// Regression: P1 is cut during its apply (a checkpoint of P1 stays), then
+/// P2's install is cut after it has rewritten target unit 0 but before its
+/// first checkpoint. P1's checkpoint was still the newest, so installing
+/// P1 again went on from it over P2's bytes and failed with "corrupt", on
+/// every try. Beginning P2 now makes P1's checkpoint stale first: P1 is
+/// installed again from the start, and the device boots it.
+#[test]
+fn a_checkpoint_is_stale_once_another_update_has_begun() {
+    let (v1, [(v2, p1), (_, p2)]) = two_patches();
+    let mk = || Dev::new(&v1, v2.len(), p1.len().max(p2.len()), Config::default());
+    let whole = mk();
+    session(&whole, &p1).unwrap();
+    let dev = mk();
+    let cut = half_apply(&whole.log.borrow());
+    dev.chip.borrow_mut().cut_at(cut as u64, Cut::Before, 3);
+    assert_eq!(session(&dev, &p1), None);
+    dev.chip.borrow_mut().reboot();
+    assert!(start_of(&dev, patch_id(&p1)) > 0, "no checkpoint of P1");
+
+    // Where P2's install first writes the target, and the next
+    // state-area operation after that (its first checkpoint), on a copy.
+    let copy = mk();
+    *copy.chip.borrow_mut() = dev.chip.borrow().clone();
+    let from = copy.ops();
+    session(&copy, &p2).unwrap();
+    let log = copy.log.borrow()[from..].to_vec();
+    let t = log.iter().position(|o| o.role == Role::Target).unwrap();
+    let st = t + log[t..].iter().position(|o| o.role == Role::State).unwrap();
+    dev.chip.borrow_mut().cut_at(st as u64, Cut::Before, 9);
+    assert_eq!(session(&dev, &p2), None);
+    dev.chip.borrow_mut().reboot();
+
+    assert_eq!(
+        start_of(&dev, patch_id(&p1)),
+        0,
+        "P1's checkpoint was taken"
+    );
+    assert_eq!(session(&dev, &p1), Some(Verdict::Ok));
+    dev.boots(&v2);
 }
 
 /// Regression guard: the checkpoint of a streamed update that never said

@@ -271,10 +271,16 @@ where
         },
     )
     .await;
-    match r {
-        Ok(()) => update.finish().await.map(Some).map_err(failed),
+    let done = match r {
+        Ok(()) => update.finish().await.map(Some),
         // Nothing for this component in the patch: it stays as it is.
         Err(SlotError::Apply(ApplyError::NoSuitablePatch)) if !update.component_seen() => Ok(None),
-        Err(e) => Err(failed(e)),
+        Err(e) => Err(e),
+    };
+    if done.is_err() && from > 0 {
+        // A continued update that fails is not continued again: the next
+        // try begins at 0.
+        let _ = slots.forget_checkpoint().await;
     }
+    done.map_err(failed)
 }

@@ -368,8 +368,11 @@ where
 
     /// Application: starts writing a new image of component 0 into its
     /// inactive slot, as [`Slots::begin_component_update`].
-    pub fn begin_update<'s>(&'s mut self, state: &'s mut ApplierState) -> Res<Update<'s, P, S, N>> {
-        self.begin_component_update(0, state)
+    pub async fn begin_update<'s>(
+        &'s mut self,
+        state: &'s mut ApplierState,
+    ) -> Res<Update<'s, P, S, N>> {
+        self.begin_component_update(0, state).await
     }
 
     /// Application: starts writing a new image of `component` into its
@@ -380,7 +383,39 @@ where
     /// that [`Slots::resume`] can continue after a reset. The applier
     /// works in `state`, which the caller keeps (a `static` on a device):
     /// the update itself is small.
-    pub fn begin_component_update<'s>(
+    ///
+    /// A checkpoint of an earlier, unfinished update is made stale first
+    /// (one boot record write, only if there is one): the new update
+    /// overwrites the target that checkpoint describes, so it must never
+    /// be continued after a reset.
+    pub async fn begin_component_update<'s>(
+        &'s mut self,
+        component: u8,
+        state: &'s mut ApplierState,
+    ) -> Res<Update<'s, P, S, N>> {
+        self.forget_checkpoint().await?;
+        self.start(component, state)
+    }
+
+    /// Makes the newest checkpoint stale on flash, if there is one: a boot
+    /// record of the same state and the next generation (checkpoints
+    /// belong to the generation they were written in). After a reset
+    /// nothing continues it.
+    pub(crate) async fn forget_checkpoint(&mut self) -> Res<()> {
+        match self.store.boot() {
+            Some(rec) if self.store.checkpoint.is_some() && !rec.trial => {
+                let next = BootState {
+                    gen: rec.gen.wrapping_add(1),
+                    ..rec
+                };
+                self.store.write_boot(&next).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// An update of `component` over its slots, nothing written.
+    fn start<'s>(
         &'s mut self,
         component: u8,
         state: &'s mut ApplierState,
@@ -434,7 +469,7 @@ where
             self.store.drop_checkpoint();
             return Ok(None);
         }
-        let mut up = self.begin_component_update(component, state)?;
+        let mut up = self.start(component, state)?;
         Ok(up.load().await?.map(|offset| Resumed {
             target: up.target(),
             patch: up.patch(),
@@ -451,7 +486,9 @@ where
     /// it with the patch offset to feed from (0 when begun). This is what
     /// an install from a stored patch calls: after a reset during the
     /// apply, at most [`Config::checkpoint_units`] erase units of target
-    /// are written again, not the whole image.
+    /// are written again, not the whole image. A checkpoint of another
+    /// patch is made stale first, as [`Slots::begin_component_update`]
+    /// does.
     pub async fn resume_or_begin<'s>(
         &'s mut self,
         component: u8,
@@ -466,10 +503,15 @@ where
                 return Err(FlashError::new(FlashRole::State, e).into());
             }
         }
-        let mut up = self.begin_component_update(component, state)?;
-        let offset = match ours {
-            true => up.load().await?.unwrap_or(0),
-            false => 0,
+        let (mut up, offset) = match ours {
+            true => {
+                let mut up = self.start(component, state)?;
+                let offset = up.load().await?.unwrap_or(0);
+                (up, offset)
+            }
+            // Another update's checkpoint is made stale before anything
+            // is written (see `begin_component_update`).
+            false => (self.begin_component_update(component, state).await?, 0),
         };
         up.set_patch(patch);
         Ok((up, offset))
