@@ -218,8 +218,10 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     ckpt_every: u32,
     /// Where the next checkpoint is due.
     ckpt_next: u32,
-    /// Decoding stopped at a checkpoint.
+    /// Decoding stopped at a checkpoint (or before the body, see `hold`).
     paused: bool,
+    /// Stop once before the first target write of the entry to apply.
+    hold: bool,
     /// The component to apply: entries for others are skipped.
     component: u8,
     /// An entry for `component` has been read.
@@ -274,6 +276,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             ckpt_every: 0,
             ckpt_next: 0,
             paused: false,
+            hold: false,
             component: 0,
             seen: false,
             counter: 0,
@@ -313,6 +316,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.ckpt_every = 0;
         self.ckpt_next = 0;
         self.paused = false;
+        self.hold = false;
         self.component = 0;
         self.seen = false;
         self.counter = 0;

@@ -26,6 +26,12 @@ where
         self.st.ckpt_next = every;
     }
 
+    /// Stops once, as at a checkpoint, after the entry to apply has been
+    /// chosen and before anything of it is written to the target.
+    pub(crate) fn hold_before_body(&mut self) {
+        self.st.hold = true;
+    }
+
     /// The target identity of the entry being applied.
     pub(crate) fn entry_target(&self) -> crate::format::TargetId {
         self.st.entry.target

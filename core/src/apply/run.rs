@@ -242,6 +242,9 @@ where
                     // the two are never on the stack together.
                     if self.header_part()? {
                         self.st.phase = self.select().await?;
+                        if self.st.paused {
+                            return Ok(Status::NeedMore);
+                        }
                     }
                 }
                 Phase::Skip => {
@@ -430,6 +433,9 @@ where
         self.st.job = Job::None;
         self.st.writer.restart(0);
         self.st.ckpt_next = self.st.ckpt_every;
+        // Stops before the first target write if asked to (the slot
+        // manager then makes an older checkpoint of this target stale).
+        self.st.paused = core::mem::take(&mut self.st.hold);
         Ok(Phase::Body)
     }
 

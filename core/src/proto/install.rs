@@ -280,7 +280,7 @@ where
     if done.is_err() && from > 0 {
         // A continued update that fails is not continued again: the next
         // try begins at 0.
-        let _ = slots.forget_checkpoint().await;
+        let _ = slots.forget_checkpoint(k).await;
     }
     done.map_err(failed)
 }

@@ -384,34 +384,43 @@ where
     /// works in `state`, which the caller keeps (a `static` on a device):
     /// the update itself is small.
     ///
-    /// A checkpoint of an earlier, unfinished update is made stale first
-    /// (one boot record write, only if there is one): the new update
-    /// overwrites the target that checkpoint describes, so it must never
-    /// be continued after a reset.
+    /// A checkpoint of an earlier, unfinished update of the same component
+    /// is made stale before the new update first writes the target (one
+    /// boot record write, only then): from there on the target is not what
+    /// that checkpoint describes, so it must never be continued after a
+    /// reset. An update that finds its image installed writes nothing.
     pub async fn begin_component_update<'s>(
         &'s mut self,
         component: u8,
         state: &'s mut ApplierState,
     ) -> Res<Update<'s, P, S, N>> {
-        self.forget_checkpoint().await?;
-        self.start(component, state)
+        let stale = self.checkpoint_of(component).await?;
+        let mut up = self.start(component, state)?;
+        if stale {
+            up.forget_before_writing();
+        }
+        Ok(up)
     }
 
-    /// Makes the newest checkpoint stale on flash, if there is one: a boot
-    /// record of the same state and the next generation (checkpoints
-    /// belong to the generation they were written in). After a reset
-    /// nothing continues it.
-    pub(crate) async fn forget_checkpoint(&mut self) -> Res<()> {
-        match self.store.boot() {
-            Some(rec) if self.store.checkpoint.is_some() && !rec.trial => {
-                let next = BootState {
-                    gen: rec.gen.wrapping_add(1),
-                    ..rec
-                };
-                self.store.write_boot(&next).await
-            }
-            _ => Ok(()),
+    /// Whether the newest checkpoint is of an update of `component`.
+    async fn checkpoint_of(&mut self, component: u8) -> Res<bool> {
+        let Some(mut r) = self.store.checkpoint_reader() else {
+            return Ok(false);
+        };
+        let of = update::checkpoint_for(&mut r).await.map(|(c, _)| c);
+        if let Some(e) = r.err {
+            return Err(FlashError::new(FlashRole::State, e).into());
         }
+        Ok(of == Some(component))
+    }
+
+    /// Makes the newest checkpoint stale on flash if it is of an update of
+    /// `component` (see [`Update::finish`]'s caller in `proto::device`).
+    pub(crate) async fn forget_checkpoint(&mut self, component: u8) -> Res<()> {
+        if self.checkpoint_of(component).await? {
+            self.store.forget_checkpoint().await?;
+        }
+        Ok(())
     }
 
     /// An update of `component` over its slots, nothing written.

@@ -151,6 +151,23 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         Ok(())
     }
 
+    /// Makes the newest checkpoint stale, if there is one: a boot record
+    /// of the same state and the next generation (checkpoints belong to
+    /// the generation they were written in), so that after a reset
+    /// nothing continues it.
+    pub(crate) async fn forget_checkpoint(&mut self) -> Res<()> {
+        match self.boot() {
+            Some(rec) if self.checkpoint.is_some() && !rec.trial => {
+                let next = BootState {
+                    gen: rec.gen.wrapping_add(1),
+                    ..rec
+                };
+                self.write_boot(&next).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Writes a record of `kind` and `len` bytes at `at`, its body the
     /// fields of `body`, padded with 0xFF up to the CRC (any
     /// value does: the CRC covers it, and it is written into erased flash,

@@ -39,6 +39,9 @@ pub struct Update<'s, P, S, const N: usize = 1> {
     component: u8,
     /// The patch being applied, as checkpoints record it.
     patch: PatchId,
+    /// The newest checkpoint is of an earlier update of this component:
+    /// make it stale before the first target write.
+    stale: bool,
     target: Slot,
     running: Slot,
     running_image: Image,
@@ -73,6 +76,7 @@ where
             store,
             component,
             patch: PatchId::UNKNOWN,
+            stale: false,
             target: running.other(),
             running,
             running_image,
@@ -90,6 +94,13 @@ where
     #[cfg(feature = "sign")]
     pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN], min_counter: u32) {
         self.applier.require_signature(key, min_counter);
+    }
+
+    /// Makes the newest checkpoint stale before the first target write
+    /// (it is of an earlier update of this component).
+    pub(crate) fn forget_before_writing(&mut self) {
+        self.stale = true;
+        self.applier.hold_before_body();
     }
 
     /// Says which patch is being fed ([`PatchId`]): checkpoints record it,
@@ -113,6 +124,11 @@ where
         loop {
             match self.applier.feed_some(&mut rest).await? {
                 Some(status) => return Ok(status),
+                // The first stop is before the first target write.
+                None if self.stale => {
+                    self.stale = false;
+                    self.store.forget_checkpoint().await?;
+                }
                 None => self.checkpoint().await?,
             }
         }
