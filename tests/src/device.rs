@@ -7,7 +7,7 @@
 
 use core::cell::RefCell;
 
-use flashpatch::mock::{Cut, MockFlash};
+use flashpatch::mock::{Cut, MockFlash, Yielding};
 use flashpatch::slots::{Boot, Config, Layout, Slot, Slots};
 use flashpatch::{Partition, SlotError};
 
@@ -21,6 +21,19 @@ pub type DevFlash<const E: usize, const R: usize = 1, const W: usize = 4, const 
 /// The slot manager as the device builds it.
 pub type DevSlots<'a, const E: usize, const R: usize = 1, const W: usize = 4, const X: u8 = 0xFF> =
     Slots<Partition<'a, DevFlash<E, R, W, X>>, Partition<'a, DevFlash<E, R, W, X>>>;
+
+/// The async slot manager as the device builds it: every partition an
+/// async driver that waits once at each operation.
+pub type AsyncDevSlots<
+    'a,
+    const E: usize,
+    const R: usize = 1,
+    const W: usize = 4,
+    const X: u8 = 0xFF,
+> = flashpatch::slots::asynch::Slots<
+    Yielding<Partition<'a, DevFlash<E, R, W, X>>>,
+    Yielding<Partition<'a, DevFlash<E, R, W, X>>>,
+>;
 
 /// An update in progress on the device.
 pub type DevUpdate<
@@ -103,6 +116,14 @@ impl<const E: usize, const R: usize, const W: usize, const X: u8> Device<E, R, W
     pub fn slots(&self) -> Result<DevSlots<'_, E, R, W, X>, DevError> {
         let [a, b, s] = self.layout.partitions(&self.flash).unwrap();
         Slots::new(a, b, s, self.config)
+    }
+
+    /// The async slot manager, built afresh over the flash (as after a
+    /// reset), each partition suspended once at every operation.
+    pub async fn async_slots(&self) -> Result<AsyncDevSlots<'_, E, R, W, X>, DevError> {
+        let [a, b, s] = self.layout.partitions(&self.flash).unwrap();
+        let y = Yielding::new;
+        flashpatch::slots::asynch::Slots::new(y(a), y(b), y(s), self.config).await
     }
 
     /// The boot stage: builds the slot manager and selects.

@@ -26,7 +26,7 @@ use std::io::Write;
 
 use flashpatch::mock::{Cut, Rng};
 use flashpatch_tests::device::{cut_points, DevSlots, Device};
-use flashpatch_tests::life::{live, Scenario};
+use flashpatch_tests::life::{self, Lived, Scenario};
 use flashpatch_tests::{corpus, firmware_pair};
 
 /// Boots a trial gets: more than the cuts a random run makes, so that cuts
@@ -66,15 +66,46 @@ fn device<const E: usize, const R: usize, const W: usize, const X: u8>(
     dev
 }
 
+/// Which slot manager a sweep runs: the blocking one, or the async one
+/// over drivers that wait at every flash operation (the same code,
+/// compiled twice).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Blocking,
+    Async,
+}
+
+/// Lives through `sc` on `dev` with the slot manager `path` says.
+fn live<const E: usize, const R: usize, const W: usize, const X: u8>(
+    path: Path,
+    dev: &Device<E, R, W, X>,
+    sc: &Scenario<'_>,
+    after_cut: impl FnMut(&mut flashpatch_tests::device::DevFlash<E, R, W, X>),
+) -> Result<Lived, String> {
+    match path {
+        Path::Blocking => life::live(dev, sc, after_cut),
+        Path::Async => pollster::block_on(life::asynch::live(dev, sc, after_cut)),
+    }
+}
+
 /// Every operation of the update × the cuts that apply to it.
 fn sweep<const E: usize, const R: usize, const W: usize, const X: u8>(
+    sc: &Scenario<'_>,
+    state_units: usize,
+) -> Counts {
+    sweep_on::<E, R, W, X>(Path::Blocking, sc, state_units)
+}
+
+/// [`sweep`] with the slot manager `path` says.
+fn sweep_on<const E: usize, const R: usize, const W: usize, const X: u8>(
+    path: Path,
     sc: &Scenario<'_>,
     state_units: usize,
 ) -> Counts {
     let base = device::<E, R, W, X>(sc.old, sc.new, state_units);
     let dev = base.snapshot();
     dev.flash.borrow_mut().op_trace = Some(Vec::new());
-    let clean = live(&dev, sc, |_| {});
+    let clean = live(path, &dev, sc, |_| {});
     let trace = dev.flash.borrow_mut().op_trace.take().unwrap_or_default();
     let mut c = Counts {
         ops: trace.len(),
@@ -89,7 +120,7 @@ fn sweep<const E: usize, const R: usize, const W: usize, const X: u8>(
     for (i, kind) in cut_points(&trace) {
         let dev = base.cut_copy(i, kind);
         c.runs += 1;
-        match live(&dev, sc, |_| {}) {
+        match live(path, &dev, sc, |_| {}) {
             Ok(l) if l.cuts == 1 => {
                 c.resumed += (l.resumes > 0) as usize;
                 c.resent += l.sent.saturating_sub(sc.patch.len() as u64);
@@ -108,6 +139,17 @@ fn sweep_one<const E: usize>(
     rollback: bool,
     state_units: usize,
 ) -> usize {
+    sweep_one_on::<E>(Path::Blocking, name, old, new, rollback, state_units)
+}
+
+fn sweep_one_on<const E: usize>(
+    path: Path,
+    name: &str,
+    old: &[u8],
+    new: &[u8],
+    rollback: bool,
+    state_units: usize,
+) -> usize {
     let patch = host_genpat::diff(old, new, &Default::default()).unwrap();
     let sc = Scenario {
         old,
@@ -115,9 +157,13 @@ fn sweep_one<const E: usize>(
         patch: &patch,
         rollback,
     };
-    let c = sweep::<E, 1, 4, 0xFF>(&sc, state_units);
+    let c = sweep_on::<E, 1, 4, 0xFF>(path, &sc, state_units);
+    let on = match path {
+        Path::Blocking => "",
+        Path::Async => ", async slot manager",
+    };
     report(&format!(
-        "power-cut sweep {name} ({}): {} ops ({} writes, {} erases) x cuts = {} runs \
+        "power-cut sweep {name} ({}{on}): {} ops ({} writes, {} erases) x cuts = {} runs \
          ({} before + {} mid-write + {} mid-erase), {} failures; {} runs resumed from a \
          checkpoint, {:.1} patch bytes re-sent per run",
         if rollback {
@@ -148,12 +194,79 @@ fn sweep_both<const E: usize>(name: &str, old: &[u8], new: &[u8], state_units: u
 }
 
 fn real_pair(name: &str, rollback: bool) {
+    real_pair_on(Path::Blocking, name, rollback);
+}
+
+fn real_pair_on(path: Path, name: &str, rollback: bool) {
     let pairs = corpus();
     let Some((_, old, new)) = pairs.iter().find(|(n, _, _)| n == name) else {
         report(&format!("power-cut sweep {name}: no corpus, skipped"));
         return;
     };
-    assert_eq!(sweep_one::<4096>(name, old, new, rollback, 2), 0);
+    assert_eq!(sweep_one_on::<4096>(path, name, old, new, rollback, 2), 0);
+}
+
+/// The same sweeps over the async slot manager, every flash operation
+/// suspended once: a real pair both ways, and generated pairs over 4 KiB
+/// and 1 KiB erase units.
+#[test]
+fn sweep_k64f_mbed_blinky_on_the_async_path() {
+    real_pair_on(Path::Async, "k64f-mbed-blinky", false);
+}
+
+#[test]
+fn sweep_k64f_mbed_blinky_rollback_on_the_async_path() {
+    real_pair_on(Path::Async, "k64f-mbed-blinky", true);
+}
+
+#[test]
+fn sweep_due_simba_shell_on_the_async_path_in_full_mode() {
+    if full() {
+        real_pair_on(Path::Async, "due-simba-shell", false);
+    }
+}
+
+/// The async slot manager is the blocking one's code: on the same update
+/// and cuts it does the same flash operations and ends the same way.
+#[test]
+fn the_async_path_does_the_same_flash_work_under_every_cut() {
+    let (old, new) = firmware_pair(12, 6000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let sc = Scenario {
+        old: &old,
+        new: &new,
+        patch: &patch,
+        rollback: false,
+    };
+    let [b, a] = [Path::Blocking, Path::Async].map(|p| sweep_on::<4096, 1, 4, 0xFF>(p, &sc, 2));
+    let key = |c: &Counts| {
+        (
+            c.ops,
+            c.writes,
+            c.runs,
+            c.resumed,
+            c.resent,
+            c.failures.len(),
+        )
+    };
+    assert!(b.runs > 100);
+    assert_eq!(key(&a), key(&b));
+}
+
+#[test]
+fn sweep_generated_pairs_on_the_async_path() {
+    let mut failures = 0;
+    for (seed, size) in [(11u64, 700usize), (13, 13_000)] {
+        let (old, new) = firmware_pair(seed, size);
+        for rollback in [false, true] {
+            let name = format!("generated-{size}");
+            failures += sweep_one_on::<4096>(Path::Async, &name, &old, &new, rollback, 2);
+        }
+    }
+    let (old, new) = firmware_pair(14, 9000);
+    let name = "generated-9000-1k-units";
+    failures += sweep_one_on::<1024>(Path::Async, name, &old, &new, false, 8);
+    assert_eq!(failures, 0);
 }
 
 #[test]
@@ -233,7 +346,7 @@ fn random_multi_cut_runs() {
                 rollback: true,
             };
             let before = dev.flash.borrow().ops;
-            live(&dev, &sc, |_| {}).unwrap();
+            live(Path::Blocking, &dev, &sc, |_| {}).unwrap();
             let after = dev.flash.borrow().ops;
             after - before
         })
@@ -263,7 +376,7 @@ fn random_multi_cut_runs() {
         };
         arm(&mut dev.flash.borrow_mut(), &mut rng);
         left -= 1;
-        let result = live(&dev, &sc, |f| {
+        let result = live(Path::Blocking, &dev, &sc, |f| {
             if left > 0 {
                 left -= 1;
                 arm(f, &mut rng);

@@ -10,8 +10,7 @@
 use core::cell::{Cell, RefCell};
 
 use flashpatch::mock::{Cut, MockFlash, Rng};
-use flashpatch::proto::device::install;
-use flashpatch::proto::{self, Action, HostMsg, Staging, MAX_CHUNK};
+use flashpatch::proto::{Staging, MAX_CHUNK};
 use flashpatch::slots::{Config, Layout, Slot, Slots};
 use flashpatch::{ApplierState, Partition, Verdict};
 use flashpatch_tests::firmware_pair;
@@ -35,63 +34,124 @@ fn config() -> Config {
     }
 }
 
-type DevSlots<'a, const R: usize, const W: usize, const E: usize, const X: u8> =
-    Slots<Partition<'a, Flash<R, W, E, X>>, Partition<'a, Flash<R, W, E, X>>>;
+// The device's boot and session are written once and compiled for both
+// device sides: blocking, and async over drivers that wait at every flash
+// operation (`Yielding`), as the crate's own code is.
+#[allow(clippy::duplicate_mod)]
+#[path = "proto_power"]
+mod blocking {
+    use super::{config, layout, Flash};
+    use core::cell::RefCell;
+    pub(crate) use flashpatch::proto::device::install;
+    pub(crate) use flashpatch::proto::handle;
+    use flashpatch::proto::Staging;
+    use flashpatch::slots::Slots;
+    use flashpatch::Partition;
+    pub(crate) use flashpatch_macros::blocking as io;
 
-fn slots<const R: usize, const W: usize, const E: usize, const X: u8>(
-    flash: &RefCell<Flash<R, W, E, X>>,
-) -> Option<DevSlots<'_, R, W, E, X>> {
-    let layout = Layout::new(E as u32, 0, SLOT, SLOT, 2 * SLOT, STATE);
-    let [a, b, s] = layout.partitions(flash)?;
-    Slots::new(a, b, s, config()).ok()
+    type Part<'a, const R: usize, const W: usize, const E: usize, const X: u8> =
+        Partition<'a, Flash<R, W, E, X>>;
+
+    pub(crate) fn open_slots<const R: usize, const W: usize, const E: usize, const X: u8>(
+        flash: &RefCell<Flash<R, W, E, X>>,
+    ) -> Option<Slots<Part<'_, R, W, E, X>, Part<'_, R, W, E, X>>> {
+        let [a, b, s] = layout::<E>().partitions(flash)?;
+        Slots::new(a, b, s, config()).ok()
+    }
+
+    pub(crate) fn open_staging<const R: usize, const W: usize, const E: usize, const X: u8>(
+        flash: &RefCell<Flash<R, W, E, X>>,
+        at: u32,
+        size: u32,
+    ) -> Option<Staging<Part<'_, R, W, E, X>>> {
+        Staging::open_erased(Partition::new(flash, at, size)?, X).ok()
+    }
+
+    mod run;
+    pub(crate) use run::{boot, session};
 }
 
-/// Boot stage and application start: select, then confirm a trial (both
-/// versions are good). The SHA-256 of the image that runs, or `None` if
-/// the power failed.
+#[allow(clippy::duplicate_mod)]
+#[path = "proto_power"]
+mod asynch {
+    use super::{config, layout, Flash};
+    use core::cell::RefCell;
+    use flashpatch::mock::Yielding;
+    use flashpatch::proto::asynch::Staging;
+    pub(crate) use flashpatch::proto::asynch::{handle, install};
+    use flashpatch::slots::asynch::Slots;
+    use flashpatch::Partition;
+    pub(crate) use flashpatch_macros::asynchronous as io;
+
+    type Part<'a, const R: usize, const W: usize, const E: usize, const X: u8> =
+        Yielding<Partition<'a, Flash<R, W, E, X>>>;
+
+    pub(crate) async fn open_slots<const R: usize, const W: usize, const E: usize, const X: u8>(
+        flash: &RefCell<Flash<R, W, E, X>>,
+    ) -> Option<Slots<Part<'_, R, W, E, X>, Part<'_, R, W, E, X>>> {
+        let [a, b, s] = layout::<E>().partitions(flash)?;
+        let y = Yielding::new;
+        Slots::new(y(a), y(b), y(s), config()).await.ok()
+    }
+
+    pub(crate) async fn open_staging<
+        const R: usize,
+        const W: usize,
+        const E: usize,
+        const X: u8,
+    >(
+        flash: &RefCell<Flash<R, W, E, X>>,
+        at: u32,
+        size: u32,
+    ) -> Option<Staging<Part<'_, R, W, E, X>>> {
+        let part = Yielding::new(Partition::new(flash, at, size)?);
+        Staging::open_erased(part, X).await.ok()
+    }
+
+    mod run;
+    pub(crate) use run::{boot, session};
+}
+
+fn layout<const E: usize>() -> Layout {
+    Layout::new(E as u32, 0, SLOT, SLOT, 2 * SLOT, STATE)
+}
+
+/// Which device side a sweep runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Blocking,
+    Async,
+}
+
+thread_local! {
+    /// The device side of this thread's sweep.
+    static PATH: Cell<Path> = const { Cell::new(Path::Blocking) };
+}
+
 fn boot<const R: usize, const W: usize, const E: usize, const X: u8>(
     flash: &RefCell<Flash<R, W, E, X>>,
 ) -> Option<[u8; 32]> {
-    let mut s = slots(flash)?;
-    let b = s.select().ok()?;
-    if b.trial {
-        s.confirm().ok()?;
+    match PATH.get() {
+        Path::Blocking => blocking::boot(flash),
+        Path::Async => pollster::block_on(asynch::boot(flash)),
     }
-    let rec = s.state()?;
-    Some(rec.images[if b.slot == Slot::A { 0 } else { 1 }].sha256)
 }
 
-/// One connection: the host sends `patch` from where the device says, in
-/// chunks of `step` bytes; the device stores and installs it. The result,
-/// or `None` if the power failed.
 fn session<const R: usize, const W: usize, const E: usize, const X: u8>(
     flash: &RefCell<Flash<R, W, E, X>>,
     patch: &[u8],
     step: usize,
 ) -> Option<(Verdict, bool)> {
-    let mut s = slots(flash)?;
-    let mut stage = Staging::open_erased(Partition::new(flash, STAGE_AT, STAGE)?, X).ok()?;
-    let crc32 = flashpatch::crc32::crc32(patch);
-    let begin = HostMsg::Begin {
-        size: patch.len() as u32,
-        crc32,
-    };
-    let mut act = proto::handle(&mut stage, &begin);
-    loop {
-        match act {
-            Action::Ack { complete: true, .. } => {
-                let mut mem = ApplierState::new();
-                let r = install(&mut s, &mut mem, &mut stage, &mut [0u8; 64], &mut |_| {});
-                return (!flash.borrow().is_dead()).then_some((r.verdict, r.restart));
-            }
-            Action::Ack { offset, .. } => {
-                let end = (offset as usize + step).min(patch.len());
-                let data = &patch[offset as usize..end];
-                act = proto::handle(&mut stage, &HostMsg::Chunk { offset, data });
-            }
-            Action::Fail(..) | Action::Announce | Action::Describe(_) => return None,
-        }
+    match PATH.get() {
+        Path::Blocking => blocking::session(flash, patch, step),
+        Path::Async => pollster::block_on(asynch::session(flash, patch, step)),
     }
+}
+
+fn slots<const R: usize, const W: usize, const E: usize, const X: u8>(
+    flash: &RefCell<Flash<R, W, E, X>>,
+) -> Option<Slots<Partition<'_, Flash<R, W, E, X>>, Partition<'_, Flash<R, W, E, X>>>> {
+    blocking::open_slots(flash)
 }
 
 #[test]
@@ -116,6 +176,16 @@ fn power_cut_at_every_flash_operation_on_other_geometries() {
     sweep::<4, 8, 2048, 0x00>(100);
     sweep::<32, 32, 4096, 0x00>(100);
     sweep::<1, 32, 4096, 0xFF>(MAX_CHUNK);
+}
+
+/// The async device side (slot manager, staging and install over drivers
+/// that wait at every flash operation), with checkpoints and without.
+#[test]
+fn power_cut_at_every_flash_operation_on_the_async_path() {
+    PATH.set(Path::Async);
+    sweep::<1, 4, 4096, 0xFF>(MAX_CHUNK);
+    UNITS.set(1);
+    sweep::<4, 8, 2048, 0x00>(100);
 }
 
 /// The same with checkpoints, on 8-byte write units erased to 0x00.
@@ -197,9 +267,13 @@ fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usiz
         }
     }
     let units = UNITS.get();
+    let on = match PATH.get() {
+        Path::Blocking => "",
+        Path::Async => ", async device side",
+    };
     println!(
         "power cuts (write {W}, read {R}, erase {E}, erased {X:#04x}, checkpoints every {units} \
-         units): {runs} runs, 0 bricks; {ended_v1} booted v1 after the cut, {resumed_mid} \
+         units{on}): {runs} runs, 0 bricks; {ended_v1} booted v1 after the cut, {resumed_mid} \
          resumed a transfer midway, {from_checkpoint} installs went on from a checkpoint"
     );
     assert!(runs > 300 && resumed_mid > 10 && ended_v1 > 0);
