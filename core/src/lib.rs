@@ -53,12 +53,12 @@
 //!
 //! [`Applier`] takes blocking drivers (`embedded_storage::nor_flash`);
 //! [`asynch::Applier`] takes async ones (`embedded_storage_async`, as
-//! embassy's HALs give), and its `feed` is an `async fn`; so do the
-//! staging area and message handling of `proto::asynch` (feature
-//! `proto`). The slot manager is blocking only so far. Both are the same
-//! code: it is written once, as async code, and compiled a second time with
-//! every `async` and `.await` removed (`flashpatch-macros`), so the
-//! blocking applier has no futures in it. The source and the target may be
+//! embassy's HALs give), and its `feed` is an `async fn`; so do the slot
+//! manager of [`slots::asynch`] and the staging area, message handling and
+//! install of `proto::asynch` (feature `proto`). Each is the same code as
+//! its blocking twin: it is written once, as async code, and compiled a
+//! second time with every `async` and `.await` removed
+//! (`flashpatch-macros`), so the blocking code has no futures in it. The source and the target may be
 //! flashes of different types with different error types (internal flash
 //! and an external SPI NOR, say); a driver's error reaches the caller as a
 //! [`FlashError`]: its `NorFlashErrorKind` and which flash it was

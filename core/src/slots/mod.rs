@@ -47,6 +47,7 @@
 //! | boot stage | [`Slots::select`] ([`Slots::select_group`]) | trial: one record per boot (attempt count), or a rollback record; confirmed: nothing |
 //! | application | [`Slots::begin_update`] ([`Slots::begin_component_update`]), [`Update::feed`], [`Update::finish`] | the inactive slot, and a checkpoint per target erase unit |
 //! | application | [`Slots::resume`] | continues an update from its newest checkpoint |
+//! | application | [`Slots::resume_or_begin`] | continues an update of a known patch from its checkpoint, or begins it (what `proto::device::install` calls) |
 //! | application | [`Slots::activate`] ([`Slots::activate_group`]) | one boot record: the new image(s), on trial |
 //! | application | [`Slots::confirm`] | one boot record: the images are confirmed, floors raised |
 //!
@@ -153,6 +154,38 @@ pub(crate) mod asynchronous {
 /// types as this module's, with `async` methods where they touch flash.
 /// Their logic is the blocking types' logic, compiled from the same source
 /// (see `flashpatch-macros`).
+///
+/// ```
+/// use core::cell::RefCell;
+/// use flashpatch::mock::{MockFlash, Yielding};
+/// use flashpatch::slots::{asynch::Slots, Config, Layout, Slot};
+/// use flashpatch::{ApplierState, Outcome};
+///
+/// let old = b"Hello from version 1 of the firmware!\n".repeat(16);
+/// let patch = include_bytes!("../../examples/data/hello.fpat");
+/// const LAYOUT: Layout = Layout::new(4096, 0, 0x1000, 0x1000, 0x2000, 0x2000);
+/// let mut chip = MockFlash::<1, 4, 4096>::new(0x4000);
+/// chip.preload(0, &old);
+/// let flash = RefCell::new(chip);
+/// // Drivers that wait (return `Pending`) at every operation.
+/// let open = || async {
+///     let [a, b, state] = LAYOUT.partitions(&flash).unwrap();
+///     let y = Yielding::new;
+///     Slots::new(y(a), y(b), y(state), Config::default()).await.unwrap()
+/// };
+/// pollster::block_on(async {
+///     open().await.provision(Slot::A, old.len() as u32).await.unwrap();
+///     let mut slots = open().await;
+///     let mut mem = ApplierState::new();
+///     let mut update = slots.begin_update(&mut mem).await.unwrap();
+///     update.feed(patch).await.unwrap();
+///     let installed = update.finish().await.unwrap();
+///     assert_eq!(installed.outcome, Outcome::Applied);
+///     slots.activate(&installed).await.unwrap();
+///     let boot = open().await.select().await.unwrap();
+///     assert_eq!((boot.slot, boot.trial), (Slot::B, true));
+/// });
+/// ```
 pub mod asynch {
     pub use super::asynchronous::manager::{Resumed, Slots};
     pub use super::asynchronous::update::Update;
