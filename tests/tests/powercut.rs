@@ -15,7 +15,7 @@
 //! generated pair each.
 //!
 //! Fast by default (k64f-mbed-blinky, due-simba-shell, generated pairs,
-//! 10,000 random runs, ten geometries that between them take every value
+//! 10,000 random runs, thirteen geometries that between them take every value
 //! of every dimension). `FLASHPATCH_SWEEP=full` (CI) adds
 //! esp32-hello-world, ten times the random runs, and the whole geometry
 //! matrix with larger pairs and rolled-back trials. The counts are written
@@ -442,9 +442,9 @@ macro_rules! geometries {
 const KI: usize = 1024;
 
 /// The matrix: (in the fast default, write, read, erase, erased). The fast
-/// ten take every value of every dimension; the rest pair each write size
+/// thirteen take every value of every dimension; the rest pair each write size
 /// with each read size and both erased values, and more erase sizes.
-const GEOMETRIES: [Geometry; 38] = geometries![
+const GEOMETRIES: [Geometry; 44] = geometries![
     (true, 1, 1, 256, 0xFF),
     (true, 2, 1, 512, 0x00),
     (true, 4, 4, KI, 0xFF),
@@ -455,6 +455,9 @@ const GEOMETRIES: [Geometry; 38] = geometries![
     (true, 8, 1, 32 * KI, 0xFF),
     (true, 64, 64, 64 * KI, 0x00),
     (true, 32, 1, 128 * KI, 0xFF),
+    (true, 2, 2, 4 * KI, 0xFF),
+    (true, 16, 8, 2 * KI, 0x00),
+    (true, 16, 16, 8 * KI, 0xFF),
     (false, 1, 1, 512, 0xFF),
     (false, 1, 4, 4 * KI, 0x00),
     (false, 1, 32, 32 * KI, 0xFF),
@@ -483,6 +486,9 @@ const GEOMETRIES: [Geometry; 38] = geometries![
     (false, 64, 4, 16 * KI, 0xFF),
     (false, 64, 32, 128 * KI, 0x00),
     (false, 64, 64, KI, 0xFF),
+    (false, 8, 2, KI, 0x00),
+    (false, 32, 8, 64 * KI, 0xFF),
+    (false, 64, 16, 512, 0x00),
 ];
 
 /// The distinct values of one dimension, in order of first appearance

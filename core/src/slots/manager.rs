@@ -416,6 +416,7 @@ where
 
     /// Makes the newest checkpoint stale on flash if it is of an update of
     /// `component` (see [`Update::finish`]'s caller in `proto::device`).
+    #[cfg(feature = "proto")]
     pub(crate) async fn forget_checkpoint(&mut self, component: u8) -> Res<()> {
         if self.checkpoint_of(component).await? {
             self.store.forget_checkpoint().await?;
@@ -498,6 +499,9 @@ where
     /// are written again, not the whole image. A checkpoint of another
     /// patch is made stale first, as [`Slots::begin_component_update`]
     /// does.
+    /// Not inlined: what it reads and checks is off the stack before the
+    /// update is fed.
+    #[inline(never)]
     pub async fn resume_or_begin<'s>(
         &'s mut self,
         component: u8,

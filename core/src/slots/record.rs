@@ -201,55 +201,70 @@ fn u32_at(r: &[u8], i: usize) -> u32 {
 }
 
 impl<const N: usize> BootState<N> {
-    /// The record's body from +16: its first [`BASE`] bytes (component 0
-    /// and what all share).
-    pub(crate) fn encode_head(&self) -> [u8; BASE] {
+    /// Piece `i` of the record's body (from +16 to the CRC), written into
+    /// `out`; its length, or `None` past the last. The body is the head
+    /// (component 0 and what all share: [`BASE`] bytes in four pieces),
+    /// then a [`BLOCK`] of four pieces for each further component. In
+    /// pieces, so that no record-sized buffer is on the stack under the
+    /// decoder when a checkpoint starts a fresh bank with a copy of this
+    /// record.
+    pub(crate) fn encode_piece(&self, i: usize, out: &mut [u8; PIECE]) -> Option<usize> {
         const { assert!(N >= 1 && N <= 255, "1 to 255 components") };
-        let c0 = &self.components[0];
-        let mut flags = if self.rolled_back {
-            FLAG_ROLLED_BACK
-        } else {
-            0
+        let (k, j) = (i / 4, i % 4);
+        let c = self.components.get(k)?;
+        let image = |out: &mut [u8; PIECE], img: &Image, counter: bool| {
+            out[..4].copy_from_slice(&img.size.to_le_bytes());
+            out[4..36].copy_from_slice(&img.sha256);
+            if counter {
+                out[36..40].copy_from_slice(&img.counter.to_le_bytes());
+                40
+            } else {
+                36
+            }
         };
-        if self.trial && !c0.on_trial {
-            flags |= FLAG_C0_NOT_ON_TRIAL;
-        }
-        let state = if self.trial {
-            STATE_TRIAL
-        } else {
-            STATE_CONFIRMED
+        out.fill(0);
+        let n = match (k, j) {
+            (0, 0) => {
+                let mut flags = if self.rolled_back {
+                    FLAG_ROLLED_BACK
+                } else {
+                    0
+                };
+                if self.trial && !c.on_trial {
+                    flags |= FLAG_C0_NOT_ON_TRIAL;
+                }
+                let state = if self.trial {
+                    STATE_TRIAL
+                } else {
+                    STATE_CONFIRMED
+                };
+                out[..4].copy_from_slice(&[slot_byte(c.active), state, self.attempts, flags]);
+                4
+            }
+            (0, 1 | 2) => image(out, &c.images[j - 1], false),
+            (0, _) => {
+                out[..4].copy_from_slice(&c.images[0].counter.to_le_bytes());
+                out[4..8].copy_from_slice(&c.images[1].counter.to_le_bytes());
+                out[8..12].copy_from_slice(&c.floor.to_le_bytes());
+                out[12] = N as u8;
+                BASE - 76
+            }
+            (_, 0) => {
+                let flags = if self.trial && c.on_trial {
+                    FLAG_ON_TRIAL
+                } else {
+                    0
+                };
+                out[..2].copy_from_slice(&[slot_byte(c.active), flags]);
+                4
+            }
+            (_, 1 | 2) => image(out, &c.images[j - 1], true),
+            (_, _) => {
+                out[..4].copy_from_slice(&c.floor.to_le_bytes());
+                BLOCK - 84
+            }
         };
-        let mut b = [0u8; BASE];
-        b[..4].copy_from_slice(&[slot_byte(c0.active), state, self.attempts, flags]);
-        for (i, img) in c0.images.iter().enumerate() {
-            let at = 4 + 36 * i;
-            b[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
-            b[at + 4..at + 36].copy_from_slice(&img.sha256);
-            b[76 + 4 * i..80 + 4 * i].copy_from_slice(&img.counter.to_le_bytes());
-        }
-        b[84..88].copy_from_slice(&c0.floor.to_le_bytes());
-        b[88] = N as u8;
-        b
-    }
-
-    /// The [`BLOCK`] bytes of component `k` (1 … N-1) after the head.
-    pub(crate) fn encode_block(&self, k: usize) -> [u8; BLOCK] {
-        let c = &self.components[k];
-        let flags = if self.trial && c.on_trial {
-            FLAG_ON_TRIAL
-        } else {
-            0
-        };
-        let mut b = [0u8; BLOCK];
-        b[..4].copy_from_slice(&[slot_byte(c.active), flags, 0, 0]);
-        for (i, img) in c.images.iter().enumerate() {
-            let at = 4 + 40 * i;
-            b[at..at + 4].copy_from_slice(&img.size.to_le_bytes());
-            b[at + 4..at + 36].copy_from_slice(&img.sha256);
-            b[at + 36..at + 40].copy_from_slice(&img.counter.to_le_bytes());
-        }
-        b[84..88].copy_from_slice(&c.floor.to_le_bytes());
-        b
+        Some(n)
     }
 
     /// Bytes of the head of a record of `len` bytes (shorter in a record
@@ -326,26 +341,21 @@ impl<const N: usize> BootState<N> {
     }
 }
 
-/// A boot record's body as the record writer takes it: the head, then a
-/// block per further component.
+/// Bytes of the largest piece of a boot record ([`BootState::encode_piece`]).
+pub(crate) const PIECE: usize = 40;
+
+/// A boot record's body as the record writer takes it, piece by piece.
 pub(crate) struct Encoded<'a, const N: usize> {
     pub(crate) state: &'a BootState<N>,
-    pub(crate) buf: [u8; BASE],
+    pub(crate) buf: [u8; PIECE],
 }
 
 impl<const N: usize> crate::snapshot::Fields for Encoded<'_, N> {
     fn field(&mut self, i: usize) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
-        let bytes = match i {
-            0 => {
-                self.buf = self.state.encode_head();
-                &mut self.buf[..]
-            }
-            k if k < N => {
-                self.buf[..BLOCK].copy_from_slice(&self.state.encode_block(k));
-                &mut self.buf[..BLOCK]
-            }
-            _ => return None,
-        };
-        Some(("boot record", crate::snapshot::Field::Bytes(bytes)))
+        let n = self.state.encode_piece(i, &mut self.buf)?;
+        Some((
+            "boot record",
+            crate::snapshot::Field::Bytes(&mut self.buf[..n]),
+        ))
     }
 }

@@ -18,7 +18,7 @@ use crate::crc32::Crc32;
 use crate::error::{FlashError, FlashRole, SlotError as Error};
 use crate::slots::record::{
     boot_record_len, CheckpointAt, Encoded, BASE, BLOCK, HEADER_LEN, KIND_BOOT, KIND_CHECKPOINT,
-    RECORD_MAGIC, RECORD_VERSION,
+    PIECE, RECORD_MAGIC, RECORD_VERSION,
 };
 use crate::slots::{align_for, aligned, BootState, MAX_RECORD_ALIGN};
 use crate::snapshot::{Field, Fields, SMALL};
@@ -139,7 +139,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         let len = aligned(boot_record_len(N), Self::ALIGN);
         let mut body = Encoded {
             state: rec,
-            buf: [0; BASE],
+            buf: [0; PIECE],
         };
         self.write_record(at, KIND_BOOT, len, rec.gen, &mut body)
             .await?;
