@@ -10,10 +10,10 @@
 //!                     └─ "Patch data is invalid or corrupt"
 //! ```
 //!
-//! A device with several components ([`Slots::new_group`]) updates every
+//! A device with several components ([`Slots::new_group`](crate::slots::Slots::new_group)) updates every
 //! component the patch has entries for in one run: each is applied into
 //! its own inactive slot, then **one record write** activates all of them
-//! ([`Slots::activate_group`]), so a power cut leaves all old or all new.
+//! ([`Slots::activate_group`](crate::slots::Slots::activate_group)), so a power cut leaves all old or all new.
 //! A component whose entries are all for other images than the one it
 //! runs fails the whole update ("No suitable patches were found"), and
 //! nothing is activated.

@@ -10,7 +10,7 @@ use crate::proto::msg::{verdict_code, ComponentImage, DeviceMsg, Stage};
 use crate::slots::{self, Image};
 use crate::{ApplierState, ApplyError, Found, Outcome, SlotError, Verdict};
 
-/// The answer to [`super::HostMsg::Component`]: what `component` of
+/// The answer to [`crate::proto::HostMsg::Component`]: what `component` of
 /// `slots` runs (the image its boot state records as active; size 0 for an
 /// empty component or one past the last).
 pub fn component<P, S, const N: usize>(slots: &Slots<P, S, N>, component: u8) -> DeviceMsg<'static>

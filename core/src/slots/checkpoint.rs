@@ -34,7 +34,7 @@ pub struct PatchId {
 
 impl PatchId {
     /// Not known: an update fed by a caller that did not say
-    /// ([`Update::set_patch`]). Its checkpoints are continued only by
+    /// ([`Update::set_patch`](crate::slots::Update::set_patch)). Its checkpoints are continued only by
     /// [`super::Slots::resume`], which leaves the check to the caller.
     pub const UNKNOWN: PatchId = PatchId { size: 0, crc32: 0 };
 }
@@ -65,7 +65,7 @@ pub struct Installed {
     /// The component the image is for.
     pub component: u8,
     /// Where the image is: the active slot if the patch found its target
-    /// running already ([`Found::Source`]; activating it then writes
+    /// running already ([`Found::Source`](crate::Found::Source); activating it then writes
     /// nothing), else the inactive one.
     pub slot: Slot,
     /// The image, with the security counter of the entry that made it.

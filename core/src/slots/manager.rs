@@ -138,7 +138,7 @@ where
     }
 
     /// The smallest bank: a boot record and a checkpoint (each rounded up
-    /// to the [`record_align`] of `S`).
+    /// to the [`record_align`](crate::slots::record_align) of `S`).
     pub const MIN_BANK: u32 = (aligned(boot_record_len(N), align_for(S::WRITE_SIZE, S::READ_SIZE))
         + checkpoint_len(align_for(S::WRITE_SIZE, S::READ_SIZE)))
         as u32;

@@ -57,7 +57,7 @@
 //! entry that made it ([`Installed::image`]). Each component has a
 //! **floor**: [`Slots::confirm`] raises it to the running image's counter,
 //! and nothing lowers it. [`Slots::activate`] refuses an image below the
-//! floor ([`Error::Rollback`]), and [`Slots::select`] never boots one nor
+//! floor ([`SlotError::Rollback`](crate::SlotError::Rollback)), and [`Slots::select`] never boots one nor
 //! rolls back to one. The application passes [`BootRecord::floor`] to
 //! `Applier::require_signature` as the minimum counter, so that an older
 //! patch is refused before anything is written.
