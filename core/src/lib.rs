@@ -60,7 +60,10 @@
 //! second time with every `async` and `.await` removed
 //! (`flashpatch-macros`), so the blocking code has no futures in it. The source and the target may be
 //! flashes of different types with different error types (internal flash
-//! and an external SPI NOR, say); a driver's error reaches the caller as a
+//! and an external SPI NOR, say), and so may a device's two slots
+//! ([`slots::Either`]: slot A in internal flash, slot B in an external
+//! one, each update writing whichever is not running); a driver's error
+//! reaches the caller as a
 //! [`FlashError`]: its `NorFlashErrorKind` and which flash it was
 //! ([`FlashRole`]). Each layer has its own error: the applier's
 //! [`ApplyError`], the slot manager's [`SlotError`].

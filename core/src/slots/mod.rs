@@ -114,6 +114,7 @@
 //! `rolled_back` to the application.
 
 mod checkpoint;
+mod either;
 mod layout;
 mod record;
 
@@ -126,9 +127,10 @@ mod record;
 pub(crate) mod blocking {
     use crate::apply::blocking::reads::sha256_of;
     use crate::apply::blocking::Applier;
-    use embedded_storage::nor_flash::NorFlash;
+    use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
     use flashpatch_macros::blocking as io;
 
+    mod either_io;
     pub(crate) mod manager;
     mod store;
     pub(crate) mod update;
@@ -141,9 +143,10 @@ pub(crate) mod blocking {
 pub(crate) mod asynchronous {
     use crate::apply::asynch::reads::sha256_of;
     use crate::apply::asynch::Applier;
-    use embedded_storage_async::nor_flash::NorFlash;
+    use embedded_storage_async::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
     use flashpatch_macros::asynchronous as io;
 
+    mod either_io;
     pub(crate) mod manager;
     mod store;
     pub(crate) mod update;
@@ -194,6 +197,7 @@ pub mod asynch {
 pub use blocking::manager::{Resumed, Slots};
 pub use blocking::update::Update;
 pub use checkpoint::{checkpoint_len, Installed, PatchId, CHECKPOINT_LEN};
+pub use either::Either;
 pub use layout::Layout;
 pub use record::{boot_record_len, BootRecord, BootState, Component, Image, BOOT_RECORD_LEN};
 
