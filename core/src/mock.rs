@@ -7,7 +7,8 @@
 //! erases to zeros); a write may only move bits away from it (clear them on
 //! `0xFF` flash, set them on `0x00` flash), must be aligned to `WRITE`
 //! bytes, and each write unit may be written once between erases (as on
-//! flash with ECC). It counts every operation.
+//! flash with ECC; [`MockFlash::multiwrite`] allows writing a unit again,
+//! as flash without ECC does). It counts every operation.
 //!
 //! It can also lose power. [`MockFlash::cut_at`] arms a countdown over the
 //! flash-changing operations (`write` and `erase` calls); the operation it
@@ -132,6 +133,11 @@ pub struct MockFlash<
     /// When `Some`, the start of every erase unit erased (or torn) is
     /// appended, in order.
     pub erase_log: Option<Vec<u32>>,
+    /// A write unit may be written again before an erase, as long as the
+    /// write only moves bits away from the erased value (flash without
+    /// ECC, such as nRF52's; `false`, the default, is flash with ECC,
+    /// such as STM32L4's, which refuses a second program).
+    pub multiwrite: bool,
     armed: Option<Armed>,
     dead: bool,
     rng: Rng,
@@ -162,6 +168,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize, const ERASED: u8
             ops: 0,
             erase_log: None,
             op_trace: None,
+            multiwrite: false,
             armed: None,
             dead: false,
             rng: Rng(0x5EED),
@@ -188,6 +195,7 @@ impl<const READ: usize, const WRITE: usize, const ERASE: usize, const ERASED: u8
             rng: Rng(0x5EED),
             erase_log: None,
             op_trace: None,
+            multiwrite: false,
         }
     }
 
@@ -354,9 +362,10 @@ impl<const R: usize, const W: usize, const E: usize, const X: u8> NorFlash
         let r = self.range(offset, bytes.len(), W)?;
         let units = r.start / W..r.end / W;
         // Folds rather than early exits: they vectorise, and errors are rare.
-        if self.written[units.clone()]
-            .iter()
-            .fold(false, |a, &w| a | w)
+        if !self.multiwrite
+            && self.written[units.clone()]
+                .iter()
+                .fold(false, |a, &w| a | w)
         {
             let i = units
                 .clone()
@@ -627,5 +636,28 @@ mod tests {
         f.write(4, &[0; 4]).unwrap();
         assert_eq!(f.erase(256, 512), Err(MockError::PowerLost));
         assert_eq!(f.ops, 3);
+    }
+
+    #[test]
+    fn multiwrite_allows_a_second_program_that_only_clears_bits() {
+        for multiwrite in [false, true] {
+            let mut f = MockFlash::<1, 4, 256>::new(256);
+            f.multiwrite = multiwrite;
+            f.write(0, &[0xF0; 4]).unwrap();
+            let again = f.write(0, &[0x00; 4]);
+            match multiwrite {
+                false => assert_eq!(again, Err(MockError::WriteTwice { offset: 0 })),
+                true => assert_eq!(again, Ok(())),
+            }
+            // Setting bits needs an erase either way.
+            assert_eq!(
+                f.write(0, &[0xFF; 4]),
+                Err(if multiwrite {
+                    MockError::SetsBits { offset: 0 }
+                } else {
+                    MockError::WriteTwice { offset: 0 }
+                })
+            );
+        }
     }
 }
