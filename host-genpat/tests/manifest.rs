@@ -173,3 +173,116 @@ fn mismatched_or_damaged_patches_are_refused() {
     assert_exit(&manifest_with(d, &twice), 1);
     assert_exit(&manifest_with(d, &["--patch", "v1.bin"]), 1);
 }
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const UNSIGNED: &str = "warning: the manifest is unsigned";
+const NO_COUNTER: &str = "warning: the release has no security counter";
+
+/// An unsigned release, or one without a security counter, is written
+/// with a warning for each; FULL and every patch must carry the release's
+/// counter.
+#[test]
+fn warns_of_unsigned_or_counterless_releases_and_checks_counters() {
+    let t = setup();
+    let d = t.path();
+    let o = manifest_with(d, &["--sequence", "7"]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(err.contains(UNSIGNED) && err.contains(NO_COUNTER), "{err}");
+    let m = Manifest::from_bytes(&fs::read(d.join("update.json")).unwrap()).unwrap();
+    assert_eq!(m.sequence_number, Some(7));
+    assert_eq!(m.components[0].security_counter, None);
+    let o = manifest_with(d, &["--sign", "k"]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(!err.contains(UNSIGNED) && err.contains(NO_COUNTER), "{err}");
+
+    // v3.fpatch has no counter: not the full image of a release with one.
+    let o = manifest_with(d, &["--security-counter", "4"]);
+    assert_exit(&o, 2);
+    assert!(
+        stderr(&o).contains("entry 1 has security counter none; the release's is 4"),
+        "{}",
+        stderr(&o)
+    );
+    let counted = |extra: &[&str]| {
+        let base = ["manifest", "--version", "3", "--image", "v3.bin"];
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        genpat(d, &args)
+    };
+    // Built with the counter; a patch without one is refused.
+    let o = counted(&[
+        "--full",
+        "c3.fpatch",
+        "--security-counter",
+        "4",
+        "--patch",
+        "v1.bin",
+        "v1-v3.fpatch",
+    ]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("'v1-v3.fpatch': entry 1 has security counter none"));
+    let o = genpat(
+        d,
+        &["v1.bin", "v3.bin", "c1-3.fpatch", "--security-counter", "4"],
+    );
+    assert_exit(&o, 0);
+    // The counter of an existing FULL is the release's: no option needed.
+    let o = counted(&[
+        "--full",
+        "c3.fpatch",
+        "--sign",
+        "k",
+        "--patch",
+        "v1.bin",
+        "c1-3.fpatch",
+    ]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(!err.contains("warning"), "{err}");
+    let m = Manifest::from_bytes(&fs::read(d.join("update.json")).unwrap()).unwrap();
+    assert_eq!(m.components[0].security_counter, Some(4));
+    // Another counter than FULL's.
+    let o = counted(&["--full", "c3.fpatch", "--security-counter", "5"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("entry 1 has security counter 4; the release's is 5"));
+}
+
+/// Without --sequence the sequence number is SOURCE_DATE_EPOCH, else the
+/// time now.
+#[test]
+fn the_default_sequence_number_is_the_build_time() {
+    let t = setup();
+    let d = t.path();
+    let run = |epoch: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_genpat"));
+        cmd.args(BASE)
+            .current_dir(d)
+            .env_remove("SOURCE_DATE_EPOCH");
+        if let Some(e) = epoch {
+            cmd.env("SOURCE_DATE_EPOCH", e);
+        }
+        let o = cmd.output().unwrap();
+        (o.status.code(), stderr(&o))
+    };
+    let sequence = || {
+        Manifest::from_bytes(&fs::read(d.join("update.json")).unwrap())
+            .unwrap()
+            .sequence_number
+    };
+    assert_eq!(run(Some("1700000000")).0, Some(0));
+    assert_eq!(sequence(), Some(1_700_000_000));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(run(None).0, Some(0));
+    let s = sequence().unwrap();
+    assert!((before..before + 600).contains(&s), "{s} vs {before}");
+    let (code, err) = run(Some("yesterday"));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("SOURCE_DATE_EPOCH 'yesterday'"), "{err}");
+}

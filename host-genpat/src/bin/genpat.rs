@@ -35,10 +35,12 @@ macro_rules! exit_codes {
      (\"Patch data is invalid or corrupt\"); manifest: a patch file is
      damaged; update: with --key the manifest is unsigned, changed or
      signed with another key, or a download is not the file the manifest
-     names (nothing is sent)
+     names, or the manifest is older than one already accepted for the
+     device (nothing is sent)
   5  apply, send: no entry of PATCH is for OLD or for the device's image
      (\"No suitable patches were found\"); update: the manifest has no
-     such component"
+     such component, or its image is older than the device's and
+     --allow-downgrade is not given"
     };
 }
 
@@ -370,6 +372,17 @@ pub struct ManifestArgs {
     /// The component's name.
     #[arg(long, value_name = "NAME", default_value = host_genpat::manifest::DEFAULT_COMPONENT)]
     pub component: String,
+    /// The manifest's sequence number: higher than every earlier
+    /// manifest's (genpat update refuses a manifest older than one it has
+    /// accepted for a device). Default: $SOURCE_DATE_EPOCH if set, else
+    /// the time now, in seconds since 1970.
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
+    /// The release's security counter: FULL is built with it, and FULL and
+    /// every patch must carry it (genpat --security-counter N). Without
+    /// it, the counter of FULL's entries, if any.
+    #[arg(long, value_name = "N")]
+    pub security_counter: Option<u32>,
     /// Sign the manifest with this secret key (from `genpat keygen`): the
     /// Ed25519 signature of OUT's exact bytes goes to OUT.sig. Without it an
     /// old OUT.sig is removed.
@@ -405,6 +418,8 @@ pub struct UpdateArgs {
     /// them together.
     #[arg(long, value_name = "NAME")]
     pub component: Vec<String>,
+    #[command(flatten)]
+    pub history: cli::manifest::HistoryArgs,
     #[command(flatten)]
     pub link: LinkArgs,
 }
