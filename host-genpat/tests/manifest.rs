@@ -286,3 +286,101 @@ fn the_default_sequence_number_is_the_build_time() {
     assert_eq!(code, Some(1));
     assert!(err.contains("SOURCE_DATE_EPOCH 'yesterday'"), "{err}");
 }
+
+/// `genpat manifest --json` and `genpat keygen --json` print one document
+/// that says what they wrote; on failure, none.
+#[test]
+fn manifest_and_keygen_print_json() {
+    let t = setup();
+    let d = t.path();
+    let o = genpat(d, &["keygen", "--json", "rel.key"]);
+    assert_exit(&o, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let public = fs::read_to_string(d.join("rel.key.pub")).unwrap();
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["secret_key"], "rel.key");
+    assert_eq!(doc["public_key"], "rel.key.pub");
+    let hex = doc["public_key_hex"].as_str().unwrap();
+    assert_eq!(hex.len(), 64);
+    assert!(public.contains(hex), "{public}");
+    // Existing keys: exit code 2 as without --json, and no document.
+    let o = genpat(d, &["keygen", "--json", "rel.key"]);
+    assert_exit(&o, 2);
+    assert!(o.stdout.is_empty());
+
+    let o = manifest_with(
+        d,
+        &[
+            "--json",
+            "--sequence",
+            "12",
+            "--patch",
+            "v1.bin",
+            "v1-v3.fpatch",
+            "--sign",
+            "rel.key",
+        ],
+    );
+    assert_exit(&o, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let m = Manifest::from_bytes(&fs::read(d.join("update.json")).unwrap()).unwrap();
+    let c = &m.components[0];
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["manifest"], "update.json");
+    assert_eq!(doc["signature"], "update.json.sig");
+    assert_eq!(
+        (doc["version"].as_str(), doc["sequence"].as_u64()),
+        (Some("3"), Some(12))
+    );
+    assert_eq!(doc["component"], "app");
+    assert_eq!(doc["target"]["sha256"], c.target.sha256.to_string());
+    assert_eq!(doc["target"]["size"], c.target.size);
+    assert!(doc["security_counter"].is_null());
+    let full = &doc["full"];
+    assert_eq!(
+        (full["path"].as_str(), full["url"].as_str()),
+        (Some("v3.fpatch"), Some("v3.fpatch"))
+    );
+    assert_eq!(full["size"], c.size);
+    assert_eq!(full["sha256"], c.sha256.to_string());
+    assert_eq!(full["built"], true);
+    let patches = doc["patches"].as_array().unwrap();
+    assert_eq!(patches.len(), 1);
+    let v1 = Image::of(&fs::read(d.join("v1.bin")).unwrap());
+    let p = &c.patch_urls[&v1.sha256];
+    assert_eq!(patches[0]["path"], "v1-v3.fpatch");
+    assert_eq!(patches[0]["sha256"], p.sha256.to_string());
+    assert_eq!(patches[0]["size"], p.size);
+    assert_eq!(patches[0]["source"]["sha256"], v1.sha256.to_string());
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0]
+        .as_str()
+        .unwrap()
+        .contains("no security counter"));
+
+    // Unsigned, FULL reused: no signature, built false, two warnings.
+    let o = manifest_with(d, &["--json"]);
+    assert_exit(&o, 0);
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(doc["signature"].is_null());
+    assert_eq!(doc["full"]["built"], false);
+    assert_eq!(doc["warnings"].as_array().unwrap().len(), 2);
+    // A failure prints no document.
+    let o = manifest_with(d, &["--json", "--patch", "v1.bin", "v1-v2.fpatch"]);
+    assert_exit(&o, 2);
+    assert!(o.stdout.is_empty());
+
+    // The shapes are in --help.
+    for (command, field) in [
+        ("manifest", "\"warnings\""),
+        ("keygen", "\"public_key_hex\""),
+    ] {
+        let o = genpat(d, &[command, "--help"]);
+        let help = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            help.contains("JSON output (--json)") && help.contains(field),
+            "{help}"
+        );
+    }
+}

@@ -12,11 +12,42 @@ use host_genpat::manifest::history::{History, Refusal};
 use host_genpat::manifest::{self, Component, Image, Manifest, Patch, Sha256Hex};
 use host_genpat::{GenOptions, Metadata, NoProgress};
 
+use serde::Serialize;
+
 use super::{
-    parse_patch, read_input, reason, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR,
+    parse_patch, read_input, reason, say, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR,
     EXIT_NO_SUITABLE, EXIT_USAGE, MAX_VERSION_LEN,
 };
 use crate::ManifestArgs;
+
+/// The `--json` document. Its shape is documented in `genpat manifest
+/// --help`; fields may be added, none removed, while `format_version` is 1.
+#[derive(Serialize)]
+struct Document {
+    format_version: u8,
+    manifest: String,
+    signature: Option<String>,
+    version: String,
+    sequence: u64,
+    component: String,
+    target: Image,
+    security_counter: Option<u32>,
+    full: FileInfo,
+    patches: Vec<FileInfo>,
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct FileInfo {
+    path: String,
+    url: String,
+    size: u64,
+    sha256: Sha256Hex,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<Image>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    built: Option<bool>,
+}
 
 /// Builds the manifest, and FULL if it is missing, and writes them.
 pub fn run(args: &ManifestArgs) -> Result<(), Failure> {
@@ -44,7 +75,7 @@ pub fn run(args: &ManifestArgs) -> Result<(), Failure> {
         None => default_sequence()?,
     };
 
-    let (full, _, counter) = full_patch(args, &new, key.as_ref())?;
+    let (full, built, counter) = full_patch(args, &new, key.as_ref())?;
     let mut component = Component {
         name: args.component.clone(),
         target,
@@ -54,9 +85,18 @@ pub fn run(args: &ManifestArgs) -> Result<(), Failure> {
         security_counter: counter,
         patch_urls: Default::default(),
     };
+    let mut patches = Vec::new();
     for pair in args.patch.chunks_exact(2) {
         let patch = delta(&pair[0], &pair[1], &new, counter, args)?;
         let key = patch.source.sha256;
+        patches.push(FileInfo {
+            path: pair[1].display().to_string(),
+            url: patch.url.clone(),
+            size: patch.size,
+            sha256: patch.sha256,
+            source: Some(patch.source),
+            built: None,
+        });
         if component.patch_urls.insert(key, patch).is_some() {
             return Err(Failure::new(
                 EXIT_USAGE,
@@ -108,6 +148,29 @@ pub fn run(args: &ManifestArgs) -> Result<(), Failure> {
     }
     for w in &warnings {
         eprintln!("genpat: warning: {w}");
+    }
+    if args.json {
+        let doc = Document {
+            format_version: 1,
+            manifest: args.out.display().to_string(),
+            signature: key.as_ref().map(|_| sig_path.display().to_string()),
+            version: m.version.clone(),
+            sequence,
+            component: c.name.clone(),
+            target: c.target,
+            security_counter: counter,
+            full: FileInfo {
+                path: args.full.display().to_string(),
+                url: c.url.clone(),
+                size: c.size,
+                sha256: c.sha256,
+                source: None,
+                built: Some(built),
+            },
+            patches,
+            warnings,
+        };
+        say(&serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
     Ok(())
 }
