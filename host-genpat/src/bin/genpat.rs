@@ -196,6 +196,9 @@ enum Command {
     /// picks each named component's file the same way, and sends all their
     /// entries as one file, which the device activates together. http:// is
     /// built in; https:// needs genpat built with the cargo feature `https`.
+    /// It remembers each device (--device, --state-dir) and refuses a
+    /// manifest older than one it accepted for it, and an image older than
+    /// the device's unless --allow-downgrade (docs/MANIFEST.md, section 6).
     #[command(after_help = exit_codes!())]
     Update(UpdateArgs),
 }
