@@ -699,3 +699,41 @@ fn without_counters_the_first_release_orders_images() {
         "{err}"
     );
 }
+
+/// Without --state-dir and --device, the history is under
+/// $GENPAT_STATE_DIR, else $XDG_STATE_HOME/genpat, and named by the link.
+#[test]
+fn the_history_is_kept_under_the_state_directory_by_link() {
+    use host_genpat::manifest::history::History;
+    let rel = Release::new();
+    let dev = rel.device(&rel.images[0], "1.0.0");
+    let state = rel.path("env-state");
+    let xdg = rel.path("xdg");
+    for (n, genpat_state, dir) in [
+        (1, Some(&state), state.clone()),
+        (2, None, xdg.join("genpat")),
+    ] {
+        let sock = rel.path(&format!("bench-{n}.sock"));
+        let server = serve_unix(&dev, &sock, 1);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_genpat"));
+        cmd.args(["update", "--manifest", "www/update.json", "--unix"])
+            .arg(&sock)
+            .args(["--restart-timeout", "5"])
+            .env_remove("GENPAT_STATE_DIR")
+            .env("XDG_STATE_HOME", &xdg)
+            .current_dir(rel.dir.path());
+        if let Some(s) = genpat_state {
+            cmd.env("GENPAT_STATE_DIR", s);
+        }
+        let out = cmd.output().unwrap();
+        server.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let name = format!("unix:{}", std::fs::canonicalize(&sock).unwrap().display());
+        let h = History::load(&History::path(&dir, &name), "").unwrap();
+        assert_eq!(h.device, name);
+        assert!(h.sequence > 0 && h.images.len() == 1, "{h:?}");
+        if n == 1 {
+            assert!(!xdg.exists());
+        }
+    }
+}
