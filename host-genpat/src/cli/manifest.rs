@@ -142,7 +142,7 @@ pub fn run(args: &ManifestArgs) -> Result<(), Failure> {
     }
     if counter.is_none() {
         warnings.push(
-            "the release has no security counter (--security-counter N): neither devices nor genpat update can tell an older image signed with the same key from a newer one"
+            "the release has no security counter (--security-counter N): devices cannot refuse an older image signed with the same key, and genpat update orders images only by the manifests it has accepted"
                 .to_owned(),
         );
     }
