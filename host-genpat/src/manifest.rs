@@ -4,10 +4,12 @@
 //! ```text
 //! update.json                       update.json.sig
 //! ┌──────────────────────────────┐  ┌──────────────────────────────────────┐
-//! │ format, version, notes       │  │ flashpatch-ed25519-signature <hex>   │
-//! │ components: [                │  │   Ed25519 over every byte of         │
-//! │   name, target {size,sha256} │  │   update.json, as served             │
-//! │   url, size, sha256  (full)  │  └──────────────────────────────────────┘
+//! │ format, version, sequence,   │  │ flashpatch-ed25519-signature <hex>   │
+//! │ notes                        │  │   Ed25519 over every byte of         │
+//! │ components: [                │  │   update.json, as served             │
+//! │   name, target {size,sha256} │  └──────────────────────────────────────┘
+//! │   security_counter           │
+//! │   url, size, sha256  (full)  │
 //! │   patch_urls: {              │
 //! │     <source sha256>: url,    │
 //! │       size, sha256, source,  │
@@ -17,6 +19,12 @@
 //!
 //! The signature is detached: it covers the exact bytes of the file, so no
 //! reader has to rebuild a canonical form of the JSON to check it.
+//!
+//! What a host has seen of each device, which keeps `genpat update` from
+//! taking an older manifest or installing an older image, is in
+//! [`history`].
+
+pub mod history;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -132,6 +140,11 @@ pub struct Component {
     pub size: u64,
     /// SHA-256 of that file.
     pub sha256: Sha256Hex,
+    /// The security counter that the target's patch entries carry
+    /// (`docs/FORMAT.md`), if they carry one: the host's measure of which
+    /// of two images is older, as the device's is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_counter: Option<u32>,
     /// Patches, keyed by the SHA-256 of the image they apply to.
     #[serde(default)]
     pub patch_urls: BTreeMap<Sha256Hex, Patch>,
@@ -144,6 +157,11 @@ pub struct Manifest {
     pub format: u32,
     /// The release's version text.
     pub version: String,
+    /// The manifest's sequence number: a later manifest has a higher one
+    /// (SUIT's manifest sequence number). `None` when the file has none;
+    /// it then counts as 0 ([`Manifest::sequence`]).
+    #[serde(default, rename = "sequence", skip_serializing_if = "Option::is_none")]
+    pub sequence_number: Option<u64>,
     /// Release notes.
     #[serde(default)]
     pub notes: String,
@@ -254,6 +272,12 @@ impl Manifest {
         Ok(())
     }
 
+    /// The sequence number, 0 for a manifest that has none (which any
+    /// manifest with one is newer than).
+    pub fn sequence(&self) -> u64 {
+        self.sequence_number.unwrap_or(0)
+    }
+
     /// The component called `name`, or with `None` the only one.
     pub fn component(&self, name: Option<&str>) -> Option<&Component> {
         match name {
@@ -300,6 +324,7 @@ mod tests {
             url: "v3.fpatch".into(),
             size: 10,
             sha256: Sha256Hex::of(b"full"),
+            security_counter: Some(3),
             patch_urls: BTreeMap::new(),
         };
         for (old, url) in [(&b"v1"[..], "v1-v3.fpatch"), (b"v2", "v2-v3.fpatch")] {
@@ -318,6 +343,7 @@ mod tests {
         Manifest {
             format: FORMAT,
             version: "3".into(),
+            sequence_number: Some(30),
             notes: "Fixes.".into(),
             components: vec![c],
         }
@@ -340,6 +366,22 @@ mod tests {
         odd.size += 1;
         assert_eq!(c.select(&odd), Choice::Full);
         assert!(back.component(Some("radio")).is_none());
+    }
+
+    #[test]
+    fn manifests_without_sequence_or_counter_are_read() {
+        let m = sample();
+        let text = String::from_utf8(m.to_bytes()).unwrap();
+        assert!(text.contains("\"sequence\": 30,") && text.contains("\"security_counter\": 3,"));
+        let old = text
+            .replace("  \"sequence\": 30,\n", "")
+            .replace("      \"security_counter\": 3,\n", "");
+        assert_ne!(old, text);
+        let back = Manifest::from_bytes(old.as_bytes()).unwrap();
+        assert_eq!((back.sequence_number, back.sequence()), (None, 0));
+        assert_eq!(back.components[0].security_counter, None);
+        // Written again, they still have neither.
+        assert_eq!(String::from_utf8(back.to_bytes()).unwrap(), old);
     }
 
     #[test]

@@ -154,16 +154,20 @@ impl Release {
     }
 
     /// `genpat update --manifest MANIFEST --unix SOCKET` with `extra`
-    /// arguments; `device`, if given, serves one session on SOCKET (without
-    /// one, nothing listens there and genpat cannot reach a device).
+    /// arguments and the release's own state directory; `device`, if
+    /// given, serves one session on SOCKET (without one, nothing listens
+    /// there and genpat cannot reach a device).
     fn update(&self, device: Option<&Arc<Mutex<Sim>>>, manifest: &str, extra: &[&str]) -> Output {
         use std::sync::atomic::{AtomicU64, Ordering};
         static SOCKETS: AtomicU64 = AtomicU64::new(0);
         let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
         let sock = self.path(&format!("device-{n}.sock"));
         let server = device.map(|d| serve_unix(d, &sock, 1));
+        let state = self.path("state");
         let mut args = vec![
             "update",
+            "--state-dir",
+            state.to_str().unwrap(),
             "--manifest",
             manifest,
             "--unix",
@@ -415,4 +419,321 @@ fn several_components_are_updated_in_one_run() {
         &["--component", "app", "--component", "radio"],
     );
     assert_eq!(out.status.code(), Some(5), "{}", text(&out.stderr));
+}
+
+/// Releases 2 (sequence 2, security counter 2), 3 (sequence 3, counter 3)
+/// and a later manifest (sequence 4) that installs image 2 again, for one
+/// device remembered by name: an older manifest is refused (exit code 4),
+/// an older image is refused (exit code 5) unless --allow-downgrade, the
+/// same or a newer manifest is accepted, and another device has its own
+/// history. No HTTP: the manifests are local paths.
+#[test]
+fn older_manifests_and_older_images_are_refused() {
+    use host_genpat::manifest::history::History;
+    let rel = Release::new();
+    let [v1, v2, v3] = rel.images.clone();
+    let release = |v: &str, seq: &str, image: &str, full: &str, patch: &[&str], out: &str| {
+        let mut args = vec![
+            "manifest",
+            "--version",
+            v,
+            "--sequence",
+            seq,
+            "--image",
+            image,
+            "--full",
+            full,
+            "-o",
+            out,
+        ];
+        args.extend_from_slice(patch);
+        let o = genpat(rel.dir.path(), &args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    };
+    for args in [
+        &[
+            "v1.bin",
+            "v2.bin",
+            "www/c1-2.fpatch",
+            "--security-counter",
+            "2",
+        ][..],
+        &[
+            "v2.bin",
+            "v3.bin",
+            "www/c2-3.fpatch",
+            "--security-counter",
+            "3",
+        ],
+        &[
+            "empty.bin",
+            "v2.bin",
+            "www/c2.fpatch",
+            "--security-counter",
+            "2",
+        ],
+        &[
+            "empty.bin",
+            "v3.bin",
+            "www/c3.fpatch",
+            "--security-counter",
+            "3",
+        ],
+    ] {
+        std::fs::write(rel.path("empty.bin"), b"").unwrap();
+        let o = genpat(rel.dir.path(), args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    let patch = |old: &'static str, p: &'static str| ["--patch", old, p];
+    release(
+        "2.0.0",
+        "2",
+        "v2.bin",
+        "www/c2.fpatch",
+        &patch("v1.bin", "www/c1-2.fpatch"),
+        "www/r2.json",
+    );
+    release(
+        "3.0.0",
+        "3",
+        "v3.bin",
+        "www/c3.fpatch",
+        &patch("v2.bin", "www/c2-3.fpatch"),
+        "www/r3.json",
+    );
+    release("2.0.0", "4", "v2.bin", "www/c2.fpatch", &[], "www/r4.json");
+    let m = |f: &str| rel.path(&format!("www/{f}")).to_str().unwrap().to_owned();
+
+    let mut sim = Sim::new(&v1, "1.0.0");
+    sim.knows(&v2, "2.0.0");
+    sim.knows(&v3, "3.0.0");
+    let dev = Arc::new(Mutex::new(sim));
+    let bench = ["--device", "bench-1"];
+    let runs = |image: &[u8]| dev.lock().unwrap().running().0 == image;
+    let check = |out: &Output, code: i32, says: &[&str], sent: bool| {
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{err}");
+        for s in says {
+            assert!(err.contains(s), "{s:?} in {err}");
+        }
+        assert_eq!(err.contains("sent "), sent, "{err}");
+    };
+
+    // Release 3 from v1 (no patch from v1: the full image).
+    check(
+        &rel.update(Some(&dev), &m("r3.json"), &bench),
+        0,
+        &["device: version 1.0.0"],
+        true,
+    );
+    assert!(runs(&v3));
+    // Release 2, validly made but older: refused before anything is sent.
+    let out = rel.update(Some(&dev), &m("r2.json"), &bench);
+    check(
+        &out,
+        4,
+        &[
+            "refusing the manifest",
+            "sequence number 2 is below 3",
+            "bench-1",
+        ],
+        false,
+    );
+    assert!(runs(&v3));
+    // The same manifest again: accepted, nothing to do.
+    let out = rel.update(Some(&dev), &m("r3.json"), &bench);
+    check(&out, 0, &[], false);
+    assert_eq!(text(&out.stdout), "OK, new version already installed\n");
+    // A newer manifest that installs an older image: refused, then sent
+    // with --allow-downgrade.
+    let out = rel.update(Some(&dev), &m("r4.json"), &bench);
+    check(
+        &out,
+        5,
+        &[
+            "not sending an older image",
+            "runs version 3.0.0",
+            "security counter is 2, the device's image's 3",
+            "--allow-downgrade",
+        ],
+        false,
+    );
+    assert!(runs(&v3));
+    // With --allow-downgrade genpat sends it, and the device refuses it
+    // itself: its image's counter is its floor.
+    let allow = ["--device", "bench-1", "--allow-downgrade"];
+    let out = rel.update(Some(&dev), &m("r4.json"), &allow);
+    check(&out, 2, &["warning: installing an older image"], true);
+    assert_eq!(text(&out.stdout), "An error occurred while patching\n");
+    assert!(runs(&v3));
+    // Release 3 is older than the manifest accepted last, and a manifest
+    // without a sequence number is older than any with one.
+    check(
+        &rel.update(Some(&dev), &m("r3.json"), &allow),
+        4,
+        &["sequence number 3 is below 4"],
+        false,
+    );
+    let r3 = std::fs::read_to_string(rel.path("www/r3.json")).unwrap();
+    let unnumbered = r3.replace("  \"sequence\": 3,\n", "");
+    assert_ne!(unnumbered, r3);
+    std::fs::write(rel.path("www/old.json"), unnumbered).unwrap();
+    let out = rel.update(Some(&dev), &m("old.json"), &bench);
+    check(
+        &out,
+        4,
+        &["has no sequence number", "sequence number 0 is below 4"],
+        false,
+    );
+
+    // What genpat remembers of bench-1.
+    let path = History::path(&rel.path("state"), "bench-1");
+    let h = History::load(&path, "bench-1").unwrap();
+    assert_eq!(h.sequence, 4);
+    let known = |img: &[u8]| h.images[&host_genpat::manifest::Image::of(img).sha256].clone();
+    assert_eq!(
+        (known(&v3).sequence, known(&v3).security_counter),
+        (3, Some(3))
+    );
+    assert_eq!(
+        (known(&v2).sequence, known(&v2).version.as_str()),
+        (4, "2.0.0")
+    );
+    assert_eq!(known(&v2).security_counter, Some(2));
+
+    // Another device has its own history: release 2 is new to it.
+    let other = rel.device(&v1, "1.0.0");
+    let out = rel.update(Some(&other), &m("r2.json"), &["--device", "bench-2"]);
+    check(&out, 0, &["c1-2.fpatch"], true);
+    assert!(other.lock().unwrap().running().0 == v2);
+}
+
+/// Releases without security counters: which image is older comes from
+/// the sequence number of the manifest that first installed each. A later
+/// manifest that installs image 2 again is refused for a device on image
+/// 3 (exit code 5), and sent with --allow-downgrade.
+#[test]
+fn without_counters_the_first_release_orders_images() {
+    let rel = Release::new();
+    let [v1, v2, v3] = rel.images.clone();
+    std::fs::write(rel.path("empty.bin"), b"").unwrap();
+    let steps: [&[&str]; 4] = [
+        &["empty.bin", "v2.bin", "www/n2.fpatch"],
+        &[
+            "manifest",
+            "--version",
+            "2.0.0",
+            "--sequence",
+            "2",
+            "--image",
+            "v2.bin",
+            "--full",
+            "www/n2.fpatch",
+            "-o",
+            "www/n2.json",
+        ],
+        &[
+            "manifest",
+            "--version",
+            "3.0.0",
+            "--sequence",
+            "3",
+            "--image",
+            "v3.bin",
+            "--full",
+            "www/v3.fpatch",
+            "--patch",
+            "v2.bin",
+            "www/v2-v3.fpatch",
+            "-o",
+            "www/n3.json",
+        ],
+        &[
+            "manifest",
+            "--version",
+            "2.0.0",
+            "--sequence",
+            "4",
+            "--image",
+            "v2.bin",
+            "--full",
+            "www/n2.fpatch",
+            "-o",
+            "www/n4.json",
+        ],
+    ];
+    for args in steps {
+        let o = genpat(rel.dir.path(), args);
+        assert!(o.status.success(), "{args:?}: {}", text(&o.stderr));
+    }
+    let m = |f: &str| rel.path(&format!("www/{f}")).to_str().unwrap().to_owned();
+    let mut sim = Sim::new(&v1, "1.0.0");
+    sim.knows(&v2, "2.0.0");
+    sim.knows(&v3, "3.0.0");
+    let dev = Arc::new(Mutex::new(sim));
+    let runs = |image: &[u8]| dev.lock().unwrap().running().0 == image;
+    let bench = ["--device", "bench-3"];
+    for (file, image) in [("n2.json", &v2), ("n3.json", &v3)] {
+        let out = rel.update(Some(&dev), &m(file), &bench);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(runs(image));
+    }
+    let out = rel.update(Some(&dev), &m("n4.json"), &bench);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("first released in manifest sequence 2, the device's in 3"),
+        "{err}"
+    );
+    assert!(!err.contains("sent ") && runs(&v3), "{err}");
+    let out = rel.update(
+        Some(&dev),
+        &m("n4.json"),
+        &["--device", "bench-3", "--allow-downgrade"],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(text(&out.stdout), "OK\n", "{err}");
+    assert!(
+        err.contains("installing an older image") && runs(&v2),
+        "{err}"
+    );
+}
+
+/// Without --state-dir and --device, the history is under
+/// $GENPAT_STATE_DIR, else $XDG_STATE_HOME/genpat, and named by the link.
+#[test]
+fn the_history_is_kept_under_the_state_directory_by_link() {
+    use host_genpat::manifest::history::History;
+    let rel = Release::new();
+    let dev = rel.device(&rel.images[0], "1.0.0");
+    let state = rel.path("env-state");
+    let xdg = rel.path("xdg");
+    for (n, genpat_state, dir) in [
+        (1, Some(&state), state.clone()),
+        (2, None, xdg.join("genpat")),
+    ] {
+        let sock = rel.path(&format!("bench-{n}.sock"));
+        let server = serve_unix(&dev, &sock, 1);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_genpat"));
+        cmd.args(["update", "--manifest", "www/update.json", "--unix"])
+            .arg(&sock)
+            .args(["--restart-timeout", "5"])
+            .env_remove("GENPAT_STATE_DIR")
+            .env("XDG_STATE_HOME", &xdg)
+            .current_dir(rel.dir.path());
+        if let Some(s) = genpat_state {
+            cmd.env("GENPAT_STATE_DIR", s);
+        }
+        let out = cmd.output().unwrap();
+        server.join().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let name = format!("unix:{}", std::fs::canonicalize(&sock).unwrap().display());
+        let h = History::load(&History::path(&dir, &name), "").unwrap();
+        assert_eq!(h.device, name);
+        assert!(h.sequence > 0 && h.images.len() == 1, "{h:?}");
+        if n == 1 {
+            assert!(!xdg.exists());
+        }
+    }
 }

@@ -35,10 +35,12 @@ macro_rules! exit_codes {
      (\"Patch data is invalid or corrupt\"); manifest: a patch file is
      damaged; update: with --key the manifest is unsigned, changed or
      signed with another key, or a download is not the file the manifest
-     names (nothing is sent)
+     names, or the manifest is older than one already accepted for the
+     device (nothing is sent)
   5  apply, send: no entry of PATCH is for OLD or for the device's image
      (\"No suitable patches were found\"); update: the manifest has no
-     such component"
+     such component, or its image is older than the device's and
+     --allow-downgrade is not given"
     };
 }
 
@@ -79,6 +81,38 @@ change meaning while \"format_version\" is 1."
     };
 }
 
+/// The shape of `genpat manifest --json`.
+macro_rules! manifest_json_shape {
+    () => {
+        "JSON output (--json), one document on stdout:
+  {\"format_version\": 1, \"manifest\": \"OUT\", \"signature\": \"OUT.sig\" or null,
+   \"version\": \"TEXT\", \"sequence\": N, \"component\": \"NAME\",
+   \"target\": {\"size\": BYTES, \"sha256\": \"64 hex digits\"},
+   \"security_counter\": N or null,
+   \"full\": {\"path\": \"FULL\", \"url\": \"URL\", \"size\": BYTES,
+            \"sha256\": \"64 hex digits\", \"built\": true if genpat built it},
+   \"patches\": [{\"path\": \"PATCH\", \"url\": \"URL\", \"size\": BYTES,
+                 \"sha256\": \"64 hex digits\", \"source\": {\"size\": BYTES,
+                 \"sha256\": \"64 hex digits\"}}, ...],
+   \"warnings\": [\"TEXT\", ...]}
+Written only when the manifest was written (exit code 0). Fields may be
+added in later versions; none will be removed or change meaning while
+\"format_version\" is 1."
+    };
+}
+
+/// The shape of `genpat keygen --json`.
+macro_rules! keygen_json_shape {
+    () => {
+        "JSON output (--json), one document on stdout:
+  {\"format_version\": 1, \"secret_key\": \"KEY\", \"public_key\": \"KEY.pub\",
+   \"public_key_hex\": \"64 hex digits\"}
+Written only when both files were written (exit code 0). Fields may be
+added in later versions; none will be removed or change meaning while
+\"format_version\" is 1."
+    };
+}
+
 /// Builds, applies and inspects flashpatch patch files.
 ///
 /// `genpat OLD NEW PATCH` (GenPat's classic form) builds a patch that turns
@@ -116,7 +150,10 @@ enum Command {
     Info(InfoArgs),
     /// Make an Ed25519 key pair for signing patches: KEY (secret) and
     /// KEY.pub (public).
-    #[command(after_help = exit_codes!())]
+    #[command(
+        after_help = exit_codes!(),
+        after_long_help = concat!(keygen_json_shape!(), "\n\n", exit_codes!())
+    )]
     Keygen(KeygenArgs),
     /// Sign every entry of PATCH with KEY (in place), e.g. on the machine
     /// that holds the key, after the patch was built elsewhere.
@@ -137,7 +174,10 @@ enum Command {
     /// and one entry is for its OLD. The manifest names each file by its file
     /// name, relative to the manifest (serve them beside it), or under
     /// --base-url. OUT and its signature are replaced atomically.
-    #[command(after_help = concat!(manifest_example!(), "\n\n", exit_codes!()))]
+    #[command(
+        after_help = concat!(manifest_example!(), "\n\n", exit_codes!()),
+        after_long_help = concat!(manifest_example!(), "\n\n", manifest_json_shape!(), "\n\n", exit_codes!())
+    )]
     Manifest(ManifestArgs),
     /// Update a device from a manifest: ask what it runs, download the patch
     /// for that image (or else the full image), check it against the
@@ -156,6 +196,9 @@ enum Command {
     /// picks each named component's file the same way, and sends all their
     /// entries as one file, which the device activates together. http:// is
     /// built in; https:// needs genpat built with the cargo feature `https`.
+    /// It remembers each device (--device, --state-dir) and refuses a
+    /// manifest older than one it accepted for it, and an image older than
+    /// the device's unless --allow-downgrade (docs/MANIFEST.md, section 6).
     #[command(after_help = exit_codes!())]
     Update(UpdateArgs),
 }
@@ -286,6 +329,9 @@ pub struct InfoArgs {
 pub struct KeygenArgs {
     /// Where to write the secret key; the public key goes to KEY.pub.
     pub key: PathBuf,
+    /// Also print one JSON document on stdout (shape below in --help).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Arguments of `genpat sign`.
@@ -370,6 +416,20 @@ pub struct ManifestArgs {
     /// The component's name.
     #[arg(long, value_name = "NAME", default_value = host_genpat::manifest::DEFAULT_COMPONENT)]
     pub component: String,
+    /// The manifest's sequence number: higher than every earlier
+    /// manifest's (genpat update refuses a manifest older than one it has
+    /// accepted for a device). Default: $SOURCE_DATE_EPOCH if set, else
+    /// the time now, in seconds since 1970.
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
+    /// The release's security counter: FULL is built with it, and FULL and
+    /// every patch must carry it (genpat --security-counter N). Without
+    /// it, the counter of FULL's entries, if any.
+    #[arg(long, value_name = "N")]
+    pub security_counter: Option<u32>,
+    /// Also print one JSON document on stdout (shape below in --help).
+    #[arg(long)]
+    pub json: bool,
     /// Sign the manifest with this secret key (from `genpat keygen`): the
     /// Ed25519 signature of OUT's exact bytes goes to OUT.sig. Without it an
     /// old OUT.sig is removed.
@@ -405,6 +465,8 @@ pub struct UpdateArgs {
     /// them together.
     #[arg(long, value_name = "NAME")]
     pub component: Vec<String>,
+    #[command(flatten)]
+    pub history: cli::manifest::HistoryArgs,
     #[command(flatten)]
     pub link: LinkArgs,
 }

@@ -72,6 +72,17 @@ fn place(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Failure> {
     })
 }
 
+/// The `--json` document of `genpat keygen`. Its shape is documented in
+/// `genpat keygen --help`; fields may be added, none removed, while
+/// `format_version` is 1.
+#[derive(serde::Serialize)]
+struct KeygenDocument {
+    format_version: u8,
+    secret_key: String,
+    public_key: String,
+    public_key_hex: String,
+}
+
 /// `genpat keygen KEY`.
 pub fn keygen(args: &KeygenArgs) -> Result<(), Failure> {
     let public = pub_path(&args.key);
@@ -101,6 +112,15 @@ pub fn keygen(args: &KeygenArgs) -> Result<(), Failure> {
         args.key.display(),
         public.display()
     );
+    if args.json {
+        let doc = KeygenDocument {
+            format_version: 1,
+            secret_key: args.key.display().to_string(),
+            public_key: public.display().to_string(),
+            public_key_hex: super::hex(&key.public()),
+        };
+        super::say(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
     Ok(())
 }
 

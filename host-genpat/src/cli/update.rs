@@ -77,6 +77,7 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
         size: device.image_size,
         sha256: Sha256Hex(device.image_sha256),
     };
+    super::manifest::guard(&args.history, &args.link, &m, &[component], &[running])?;
     let (reference, size, sha256) = match component.select(&running) {
         Choice::Current => {
             say("OK, new version already installed");
@@ -146,6 +147,7 @@ fn several(args: &UpdateArgs, at: &Location, m: &Manifest) -> Result<(), Failure
             sha256: Sha256Hex(p.image_sha256),
         })
         .collect();
+    super::manifest::guard(&args.history, &args.link, m, &chosen, &running)?;
     let mut entries: Vec<Vec<u8>> = Vec::new();
     for c in chosen {
         if running
