@@ -50,6 +50,12 @@ impl FlashError {
     }
 }
 
+/// A driver's result, with its error as its kind (what the adapters that
+/// stand for two drivers, or a bounded one, report).
+pub(crate) fn kind<T, E: NorFlashError>(r: Result<T, E>) -> Result<T, NorFlashErrorKind> {
+    r.map_err(|e| e.kind())
+}
+
 #[cfg(feature = "defmt")]
 impl defmt::Format for FlashError {
     fn format(&self, f: defmt::Formatter<'_>) {

@@ -137,4 +137,4 @@ mod snapshot;
 pub use apply::blocking::Applier;
 pub use apply::{ApplierState, Found, Outcome, Progress, Status};
 pub use error::{ApplyError, FlashError, FlashRole, SlotError, Verdict};
-pub use partition::{Partition, PartitionError};
+pub use partition::{Bounded, Partition, PartitionError};

@@ -141,3 +141,54 @@ impl<F: NorFlash> NorFlash for Partition<'_, F> {
         self.with(|f| f.write(at, bytes))
     }
 }
+
+/// The first `len` bytes of a flash (which it owns: a driver, or `&mut`
+/// one), for a target that must not be written to its end: an
+/// embassy-boot DFU partition (the swap moves only as many bytes as the
+/// ACTIVE partition holds), an MCUboot slot (its image trailer is at the
+/// end). Its capacity is `len` (at most the flash's), so an applier refuses
+/// a larger image before it writes anything (`ApplyError::TargetTooSmall`);
+/// an access past it fails with [`NorFlashErrorKind::OutOfBounds`], and a
+/// driver's error is its kind. Blocking and async.
+///
+/// ```
+/// use embedded_storage::nor_flash::{NorFlash, NorFlashErrorKind, ReadNorFlash};
+/// use flashpatch::{mock::MockFlash, Bounded};
+///
+/// let mut chip = MockFlash::<1, 4, 4096>::new(3 * 4096);
+/// let mut first = Bounded::new(&mut chip, 2 * 4096);
+/// assert_eq!(first.capacity(), 2 * 4096);
+/// first.write(4096, &[0; 4]).unwrap();
+/// assert_eq!(first.write(2 * 4096, &[0; 4]), Err(NorFlashErrorKind::OutOfBounds));
+/// assert_eq!(first.erase(4096, 3 * 4096), Err(NorFlashErrorKind::OutOfBounds));
+/// assert_eq!(chip.stats.erases, 0);
+/// ```
+#[derive(Debug)]
+pub struct Bounded<F> {
+    pub(crate) flash: F,
+    pub(crate) len: usize,
+}
+
+impl<F> Bounded<F> {
+    /// The first `len` bytes of `flash`.
+    pub fn new(flash: F, len: usize) -> Self {
+        Bounded { flash, len }
+    }
+
+    /// Gives the flash back.
+    pub fn into_inner(self) -> F {
+        self.flash
+    }
+
+    /// Whether `[offset, offset + n)` lies within the first `len` bytes.
+    pub(crate) fn covers(&self, offset: u32, n: usize) -> Result<(), NorFlashErrorKind> {
+        match (offset as usize).checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(NorFlashErrorKind::OutOfBounds),
+        }
+    }
+}
+
+impl<F: ErrorType> ErrorType for Bounded<F> {
+    type Error = NorFlashErrorKind;
+}

@@ -40,6 +40,7 @@ pub(crate) mod blocking {
     use embedded_storage::nor_flash::{NorFlash, ReadNorFlash};
     use flashpatch_macros::blocking as io;
 
+    mod bounded;
     pub(crate) mod reads;
     mod resume;
     mod run;
@@ -55,6 +56,7 @@ pub(crate) mod asynch {
     use embedded_storage_async::nor_flash::{NorFlash, ReadNorFlash};
     use flashpatch_macros::asynchronous as io;
 
+    mod bounded;
     pub(crate) mod reads;
     mod resume;
     mod run;

@@ -1,6 +1,6 @@
 //! Slot A and slot B on flashes of different types.
 
-use embedded_storage::nor_flash::{ErrorType, NorFlashError, NorFlashErrorKind};
+use embedded_storage::nor_flash::{ErrorType, NorFlashErrorKind};
 
 /// One of two flash types, so that slot A and slot B may live on different
 /// flashes with different drivers and error types (the running image in
@@ -63,11 +63,6 @@ pub(super) const fn larger(a: usize, b: usize) -> usize {
         "the two flashes' read sizes, write sizes and erase units must each divide the other's"
     );
     big
-}
-
-/// A driver's result, with its error as its kind.
-pub(super) fn kind<T, E: NorFlashError>(r: Result<T, E>) -> Result<T, NorFlashErrorKind> {
-    r.map_err(|e| e.kind())
 }
 
 impl<A: ErrorType, B: ErrorType> ErrorType for Either<A, B> {

@@ -2,7 +2,8 @@
 //! `manager.rs` is): each operation goes to the driver the slot holds.
 
 use super::{io, MultiwriteNorFlash, NorFlash, ReadNorFlash};
-use crate::slots::either::{kind, larger, Either};
+use crate::error::kind;
+use crate::slots::either::{larger, Either};
 
 #[io]
 impl<A: ReadNorFlash, B: ReadNorFlash> ReadNorFlash for Either<A, B> {

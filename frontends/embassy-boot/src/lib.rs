@@ -85,7 +85,6 @@ pub mod blocking {
     use flashpatch_macros::blocking as io;
 
     mod update;
-    mod window;
     pub use update::DfuUpdate;
 }
 
@@ -100,7 +99,6 @@ pub mod asynch {
     use flashpatch_macros::asynchronous as io;
 
     mod update;
-    mod window;
     pub use update::DfuUpdate;
 }
 

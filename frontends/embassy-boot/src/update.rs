@@ -1,17 +1,16 @@
 //! An update into embassy-boot's DFU partition. Written once, as async
 //! code, and compiled twice (see `lib.rs`).
 
-use super::window::Window;
 use super::{io, Applier, FirmwareState, NorFlash, ReadNorFlash};
 use crate::{Error, State};
-use flashpatch::{ApplierState, Found, Outcome, Status};
+use flashpatch::{ApplierState, Bounded, Found, Outcome, Status};
 
 /// A patch being applied into embassy-boot's DFU partition, from the
 /// image in its ACTIVE partition. [`DfuUpdate::begin`], then
 /// [`DfuUpdate::feed`] the patch in pieces of any size, then
 /// [`DfuUpdate::finish`], which marks the update for embassy-boot.
 pub struct DfuUpdate<'a, ACTIVE, DFU> {
-    applier: Applier<'a, &'a mut ACTIVE, Window<'a, DFU>>,
+    applier: Applier<'a, &'a mut ACTIVE, Bounded<&'a mut DFU>>,
 }
 
 #[io]
@@ -31,8 +30,8 @@ impl<'a, ACTIVE: ReadNorFlash, DFU: NorFlash> DfuUpdate<'a, ACTIVE, DFU> {
         if state.get_state().await? == State::Swap {
             return Err(Error::AwaitingMarkBooted);
         }
-        let len = active.capacity();
-        let dfu = Window { flash: dfu, len };
+        // embassy-boot swaps as many bytes as ACTIVE holds.
+        let dfu = Bounded::new(dfu, active.capacity());
         Ok(DfuUpdate {
             applier: Applier::new(active, dfu, mem),
         })
