@@ -8,6 +8,7 @@ pub mod apply;
 pub mod container;
 pub mod encode;
 pub mod fetch;
+pub mod firmware;
 pub mod keys;
 pub mod manifest;
 pub mod plan;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use host_genpat::send::{self, Quiet, SendError, SendEvents, SendOptions, SendReport};
 
-use crate::demo::{make_patch, work_dir};
+use crate::demo::{make_patch, make_patch_with, work_dir};
 use crate::qemu::{self, Qemu, RunOptions, Version};
 
 const QUIET: RunOptions = RunOptions {
@@ -312,6 +312,12 @@ fn images(dir: &Path) -> Result<Images, String> {
     let (_, b1) = qemu::build(v("v1", false, true), dir)?;
     qemu::build(v("v2", false, true), dir)?;
     let v1_v2 = make_patch(dir, "v1.bin", "v2.bin", "v1-v2.fpat")?;
+    // genpat takes the ELF files the build makes as the images they load.
+    let from_elf = make_patch_with(dir, "v1.elf", "v2.elf", "v1-v2-elf.fpat", &qemu::ELF_LAYOUT)?;
+    if from_elf != v1_v2 {
+        return Err("genpat v1.elf v2.elf makes another patch than v1.bin v2.bin".into());
+    }
+    println!("qemu e2e: genpat v1.elf v2.elf makes the v1.bin -> v2.bin patch ... ok");
     let mut corrupt = v1_v2.clone();
     let at = corrupt.len() - 40;
     corrupt[at] ^= 0x08;

@@ -230,29 +230,25 @@ pub fn boot_elf(out: &Path) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// The bytes an ELF puts in [APP_BASE, APP_BASE + slot): the image.
+/// The bytes an ELF puts in [APP_BASE, APP_BASE + slot): the image, as
+/// `genpat --base APP_BASE --gap-fill 0xff` reads the ELF (the same reader,
+/// `host_genpat::firmware`).
 fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
-    use object::read::elf::{ElfFile32, ProgramHeader as _};
-    let f = ElfFile32::<object::Endianness>::parse(elf).map_err(|e| e.to_string())?;
-    let e = f.endian();
-    let mut img = Vec::new();
-    for ph in f.elf_program_headers() {
-        let (pa, fs) = (ph.p_paddr(e) as u64, ph.p_filesz(e) as u64);
-        if ph.p_type(e) != object::elf::PT_LOAD || fs == 0 {
-            continue;
-        }
-        if pa < APP_BASE || pa + fs > APP_BASE + SLOT_SIZE {
-            return Err(format!("segment at {pa:#x} is outside the image"));
-        }
-        let data = ph.data(e, elf).map_err(|_| "bad segment")?;
-        let at = (pa - APP_BASE) as usize;
-        if img.len() < at + data.len() {
-            img.resize(at + data.len(), 0xFF);
-        }
-        img[at..at + data.len()].copy_from_slice(data);
+    let layout = host_genpat::firmware::Layout {
+        base: Some(APP_BASE),
+        pad_to: None,
+        gap_fill: 0xFF,
+    };
+    let image = host_genpat::firmware::image_of(elf.to_vec(), &layout).map_err(|e| e.to_string())?;
+    if image.bytes.len() as u64 > SLOT_SIZE {
+        return Err(format!("the image is {} bytes, more than a slot", image.bytes.len()));
     }
-    Ok(img)
+    Ok(image.bytes)
 }
+
+/// genpat's options that make the image of a demo ELF (as [`image_of`]).
+pub const ELF_LAYOUT: [&str; 4] = ["--base", "0x100000", "--gap-fill", "0xff"];
+const _: () = assert!(APP_BASE == 0x10_0000, "ELF_LAYOUT's --base is APP_BASE");
 
 /// Bytes of code in `elf` whose symbols belong to flashpatch or to the
 /// hashes and the signature check it uses: the update path's code size.

@@ -219,6 +219,8 @@ pub struct DiffArgs {
     pub new: PathBuf,
     /// The patch file to create or to add the entry to.
     pub patch: PathBuf,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// GenPat's block size: here the shortest exact match with OLD that the
     /// matcher uses to start a copy (smaller finds more matches, larger is
     /// faster). The default is the matcher's own minimum match length.
@@ -282,6 +284,8 @@ pub struct ApplyArgs {
     /// Where to write the patched image (`-`: standard output, and the
     /// result goes to stderr). A device or FIFO is written to, not replaced.
     pub out: PathBuf,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// Feed the patch to the applier N bytes at a time, as a device receiving
     /// it would (0: all at once). The result does not depend on N.
     #[arg(long, value_name = "N", default_value_t = 4096)]
@@ -394,6 +398,8 @@ pub struct ManifestArgs {
     /// The new image, which every patch makes.
     #[arg(long, value_name = "NEW")]
     pub image: PathBuf,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
     /// The full image as a patch file with no source. If FULL does not
     /// exist, genpat builds it from NEW (and signs its entry with --sign).
     #[arg(long, value_name = "FULL")]
@@ -472,6 +478,54 @@ pub struct UpdateArgs {
 }
 
 /// Checks `--version STRING`: the format keeps at most 64 bytes of it.
+/// How an ELF or Intel HEX input becomes an image. Inputs are told apart
+/// by content: an ELF file's loadable segments and a HEX file's data
+/// records are laid out at their load addresses, as `objcopy -O binary`
+/// does; anything else is a raw image, taken as it is.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LayoutArgs {
+    /// ELF and HEX inputs: the image starts at ADDRESS (its slot's
+    /// address, e.g. 0x08020000), contents below it are an error.
+    /// Default: the lowest address the file loads to.
+    #[arg(long, value_name = "ADDRESS", value_parser = number)]
+    pub base: Option<u64>,
+    /// Pad each image at its end to SIZE bytes with the --gap-fill byte (an
+    /// image larger than SIZE is an error).
+    #[arg(long, value_name = "SIZE", value_parser = number)]
+    pub pad_to: Option<u64>,
+    /// ELF and HEX inputs: the byte gaps between segments hold (0x00 by
+    /// default, as objcopy; 0xff leaves them erased on NOR flash).
+    #[arg(long, value_name = "BYTE", default_value = "0x00", value_parser = byte)]
+    pub gap_fill: u8,
+}
+
+impl LayoutArgs {
+    /// As the firmware reader takes it.
+    pub fn layout(&self) -> host_genpat::firmware::Layout {
+        host_genpat::firmware::Layout {
+            base: self.base,
+            pad_to: self.pad_to,
+            gap_fill: self.gap_fill,
+        }
+    }
+}
+
+/// A number, decimal or with `0x`.
+fn number(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(&h.replace('_', ""), 16),
+        None => t.replace('_', "").parse(),
+    };
+    parsed.map_err(|_| format!("'{s}' is not a number (decimal, or hexadecimal with 0x)"))
+}
+
+/// A byte value, decimal or with `0x`.
+fn byte(s: &str) -> Result<u8, String> {
+    let n = number(s)?;
+    u8::try_from(n).map_err(|_| format!("{n} is not a byte (0 to 255, or 0x00 to 0xff)"))
+}
+
 fn version_string(s: &str) -> Result<String, String> {
     if s.len() > cli::MAX_VERSION_LEN {
         return Err(format!(

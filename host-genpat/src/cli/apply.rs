@@ -6,8 +6,7 @@ use host_genpat::apply::{apply_with, target_room, Policy, TargetSlot};
 
 use super::progress::Bars;
 use super::{
-    hex, map_input, read_input, reason, say, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR,
-    EXIT_NO_SUITABLE,
+    hex, read_input, reason, say, write_atomic, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE,
 };
 use crate::ApplyArgs;
 
@@ -35,7 +34,7 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
     )
     .map_err(error)?;
     let patch = read_input("PATCH", &args.patch).map_err(error)?;
-    let old = map_input("OLD", &args.old).map_err(error)?;
+    let old = super::firmware::map_image("OLD", &args.old, &args.layout.layout()).map_err(error)?;
     let mut bars = Bars::new(patch.len() + old.len());
     let policy = Policy {
         key: args

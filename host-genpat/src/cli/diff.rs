@@ -11,8 +11,8 @@ use host_genpat::{GenOptions, Metadata};
 
 use super::progress::Bars;
 use super::{
-    hex, lock_patch, parse_patch, read_input, reason, refuse_same_file, write_patch, Failure,
-    EXIT_ERROR, EXIT_EXISTS,
+    hex, lock_patch, parse_patch, reason, refuse_same_file, write_patch, Failure, EXIT_ERROR,
+    EXIT_EXISTS,
 };
 use crate::DiffArgs;
 
@@ -23,8 +23,9 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
         &args.patch,
         &[("OLD", &args.old), ("NEW", &args.new)],
     )?;
-    let old = read_image("OLD", &args.old)?;
-    let new = read_image("NEW", &args.new)?;
+    let layout = args.layout.layout();
+    let old = super::firmware::read_image("OLD", &args.old, &layout)?;
+    let new = super::firmware::read_image("NEW", &args.new, &layout)?;
     let mtime = fs::metadata(&args.new)
         .and_then(|m| m.modified())
         .ok()
@@ -124,22 +125,6 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
         &hex(&header.target.sha256)[..8],
     );
     Ok(())
-}
-
-/// Reads OLD or NEW; the format records sizes in 32 bits.
-fn read_image(role: &str, path: &Path) -> Result<Vec<u8>, Failure> {
-    let data = read_input(role, path)?;
-    if u32::try_from(data.len()).is_err() {
-        return Err(Failure::new(
-            EXIT_ERROR,
-            format!(
-                "{role} '{}' is {} bytes; patch images are at most 4 GiB - 1",
-                path.display(),
-                data.len()
-            ),
-        ));
-    }
-    Ok(data)
 }
 
 /// An existing PATCH: its bytes and its entries.

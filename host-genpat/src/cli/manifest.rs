@@ -51,7 +51,7 @@ struct FileInfo {
 
 /// Builds the manifest, and FULL if it is missing, and writes them.
 pub fn run(args: &ManifestArgs) -> Result<(), Failure> {
-    let new = read_input("NEW", &args.image)?;
+    let new = super::firmware::read_image("NEW", &args.image, &args.layout.layout())?;
     if u32::try_from(new.len()).is_err() {
         return Err(Failure::new(
             EXIT_ERROR,
@@ -319,7 +319,7 @@ fn delta(
     counter: Option<u32>,
     args: &ManifestArgs,
 ) -> Result<Patch, Failure> {
-    let old = read_input("OLD", old_path)?;
+    let old = super::firmware::read_image("OLD", old_path, &args.layout.layout())?;
     let file = read_input("PATCH", patch_path)?;
     let entries = entries_for(patch_path, &file, new, &args.image)?;
     same_counter(patch_path, &entries, counter)?;

@@ -5,6 +5,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod firmware;
 pub mod info;
 pub mod keys;
 pub mod manifest;
