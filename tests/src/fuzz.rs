@@ -8,6 +8,11 @@
 //!   for the running source promises (size and SHA-256);
 //! - "already installed" means nothing was erased or written, and an entry
 //!   promises the image that is already there.
+//!
+//! Harness (d), [`apply_fixed`], is harness (a) with the container's
+//! checksums made right after mutation (`fuzz/fixed.rs`).
+
+mod fixed;
 
 use std::sync::OnceLock;
 
@@ -17,6 +22,7 @@ use host_genpat::container::{self, Entry, Metadata};
 use sha2::{Digest, Sha256};
 
 use crate::{apply_guarded, apply_guarded_with, firmware_pair, Guarded};
+pub use fixed::{apply_fixed, fix_checksums};
 
 /// Reads fuzz input as a stream of small numbers; zeros once it runs out.
 pub struct Cursor<'a>(pub &'a [u8]);

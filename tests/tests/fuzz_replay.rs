@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use flashpatch::Verdict;
-use flashpatch_tests::fuzz::{apply_bytes, apply_structured, fixture, proto_session};
+use flashpatch_tests::fuzz::{
+    apply_bytes, apply_fixed, apply_structured, fix_checksums, fixture, proto_session,
+};
 use flashpatch_tests::Rng;
 
 /// How often each verdict came out.
@@ -85,6 +87,95 @@ fn apply_bytes_replay() {
     let runs: usize = tally.0.values().sum();
     println!("apply_bytes: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}");
     tally.assert_covers_all();
+}
+
+/// Where the fixture file's checksums are: each entry's body CRC-32
+/// (+72 in its header) and header CRC-32 (its last four bytes).
+fn checksum_fields(file: &[u8]) -> Vec<usize> {
+    let mut at = 8;
+    let mut fields = Vec::new();
+    while at < file.len() {
+        let h = u16::from_le_bytes([file[at], file[at + 1]]) as usize;
+        let body_len = u32::from_le_bytes(file[at + 70..at + 74].try_into().unwrap()) as usize;
+        fields.extend([at + 2 + 72, at + 2 + h - 4]);
+        at += 2 + h + body_len;
+    }
+    fields
+}
+
+#[test]
+fn fix_checksums_restores_every_checksum() {
+    let f = fixture();
+    let mut file = f.file.clone();
+    assert_eq!(fix_checksums(&mut file, |_, _| {}), 3);
+    assert_eq!(file, f.file, "a sound file is left as it is");
+    let fields = checksum_fields(&f.file);
+    assert_eq!(fields.len(), 6);
+    for &at in &fields {
+        file[at..at + 4].copy_from_slice(&[0xA5; 4]);
+    }
+    let mut data = vec![0];
+    data.extend_from_slice(&file);
+    assert_eq!(apply_bytes(&data), Verdict::Corrupt);
+    // Image 0, no identities changed: the checksums alone get it through.
+    data.insert(1, 0);
+    assert_eq!(apply_fixed(&data), Verdict::Ok);
+    assert_eq!(fix_checksums(&mut file, |_, _| {}), 3);
+    assert_eq!(file, f.file, "every checksum is made right again");
+}
+
+#[test]
+fn apply_fixed_replay() {
+    let kept = regressions("apply_fixed", apply_fixed);
+    let f = fixture();
+    let mut r = Rng(8);
+    let mut tally = Tally::default();
+    // The valid file, for every running image and chunk size, with the
+    // source identities as they are and with all of them the running
+    // image's.
+    for pick in 0..=255u8 {
+        for mask in [0, 0xFF] {
+            let mut data = vec![pick, mask];
+            data.extend_from_slice(&f.file);
+            tally.add(apply_fixed(&data));
+        }
+    }
+    // The valid file with a few bytes of its entries changed, through the
+    // raw harness and through this one; and random files.
+    let (mut raw_ok, mut fixed_ok, mut changed) = (0, 0, 0);
+    for i in 0..1500 {
+        if i % 4 == 3 {
+            let n = r.below(600);
+            tally.add(apply_fixed(&r.bytes(n)));
+            continue;
+        }
+        let mut file = f.file.clone();
+        for _ in 0..1 + r.below(4) {
+            let at = 8 + r.below(file.len() - 8);
+            file[at] ^= 1 + r.below(255) as u8;
+        }
+        let pick = r.below(256) as u8;
+        let raw = apply_bytes(&[&[pick][..], &file].concat());
+        let fixed = apply_fixed(&[&[pick, 0xFF][..], &file].concat());
+        raw_ok += (raw == Verdict::Ok) as usize;
+        fixed_ok += (fixed == Verdict::Ok) as usize;
+        changed += 1;
+        tally.add(fixed);
+    }
+    let runs: usize = tally.0.values().sum();
+    println!(
+        "apply_fixed: {runs} seeded inputs, {kept} kept regressions, 0 failures: {tally:?}; \
+         of {changed} files with bytes changed, {fixed_ok} OK here, {raw_ok} through apply_bytes"
+    );
+    tally.assert_covers_all();
+    assert_eq!(
+        raw_ok, 0,
+        "a changed byte got past the CRC-32s of apply_bytes"
+    );
+    assert!(
+        fixed_ok * 3 >= changed,
+        "only {fixed_ok} of {changed} changed files got through the fixed-up checksums"
+    );
 }
 
 #[test]
