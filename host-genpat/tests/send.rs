@@ -1,6 +1,7 @@
 //! `genpat send` against a simulated device (the real slot manager,
 //! staging and applier over a MockFlash) on a Unix socket and on loopback
-//! TCP: results, exit codes, resume after a power cut, link failures.
+//! TCP: results, exit codes, resume after a power cut, link failures, and
+//! devices that answer but make no progress.
 
 mod common;
 mod sim;
@@ -10,10 +11,12 @@ use std::path::Path;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use common::genpat;
 use flashpatch::mock::Rng;
-use sim::{serve_unix, Sim};
+use host_genpat::send::{self, Quiet, SendError, SendOptions};
+use sim::{serve_unix, Lie, Sim};
 use tempfile::TempDir;
 
 /// Two versions of a 48 KiB image: the second has 10 KiB of new bytes,
@@ -307,4 +310,202 @@ fn a_two_component_file_updates_both_in_one_send() {
         "{}",
         text(&outs[1].stderr)
     );
+}
+
+/// Runs `genpat send up.fpat --timeout 0.2` against `sim` once; returns
+/// its output and how long it took.
+fn send_fast(dir: &Path, name: &str, sim: Sim) -> (Output, Duration) {
+    let sim = Arc::new(Mutex::new(sim));
+    let sock = dir.join(format!("{name}.sock"));
+    let server = serve_unix(&sim, &sock, 1);
+    let t = Instant::now();
+    let out = genpat(
+        dir,
+        &[
+            "send",
+            "up.fpat",
+            "--unix",
+            sock.to_str().unwrap(),
+            "--timeout",
+            "0.2",
+        ],
+    );
+    let took = t.elapsed();
+    server.join().unwrap();
+    (out, took)
+}
+
+/// A device that answers but makes no progress: `genpat send --timeout
+/// 0.2` gives up with exit code 2 within the 30 s, and says when
+/// and what the device last did; returns stderr and the patch's size.
+fn gives_up(lie: Option<Lie>, brownouts: usize, when: &str, last: &str) -> (String, u64) {
+    let (dir, v1, v2) = setup();
+    let mut sim = device(&v1, &v2);
+    sim.lie = lie;
+    sim.brownouts = brownouts;
+    let (out, took) = send_fast(dir.path(), "liar", sim);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(text(&out.stdout), "", "{err}");
+    let said = format!("the device does not answer {when}: 3 tries without progress");
+    assert!(err.contains(&said), "{err}");
+    assert!(err.contains(&format!("; it last {last}")), "{err}");
+    assert!(took < Duration::from_secs(30), "{took:?}: {err}");
+    let size = std::fs::metadata(dir.path().join("up.fpat")).unwrap().len();
+    (err, size)
+}
+
+#[test]
+fn a_device_that_drops_every_chunk_is_given_up() {
+    let (err, size) = gives_up(
+        Some(Lie::DropChunks),
+        0,
+        "during the transfer",
+        "acknowledged offset 0 with a window of 512 bytes",
+    );
+    assert!(
+        err.contains(&format!(", 0 of {size} bytes acknowledged")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_device_that_acknowledges_a_stale_offset_is_given_up() {
+    gives_up(
+        Some(Lie::StaleAck),
+        0,
+        "during the transfer",
+        "acknowledged offset 0 with a window of 512 bytes",
+    );
+}
+
+#[test]
+fn a_device_that_acknowledges_bytes_not_sent_is_given_up() {
+    let (err, _) = gives_up(
+        Some(Lie::AheadAck),
+        0,
+        "during the transfer",
+        "acknowledged offset ",
+    );
+    assert!(err.contains(" bytes sent"), "{err}");
+}
+
+#[test]
+fn a_device_that_acknowledges_an_absurd_offset_is_given_up() {
+    gives_up(
+        Some(Lie::AbsurdAck),
+        0,
+        "to Begin",
+        "acknowledged offset 4294967280, past the end of the",
+    );
+}
+
+#[test]
+fn a_device_that_grants_no_window_is_given_up() {
+    gives_up(
+        Some(Lie::NoWindow),
+        0,
+        "during the transfer",
+        "acknowledged offset 0 with a window of 0 bytes",
+    );
+}
+
+#[test]
+fn a_device_that_never_sends_a_result_is_given_up() {
+    let (err, size) = gives_up(
+        Some(Lie::NoResult),
+        0,
+        "after the transfer (no result)",
+        "acknowledged offset ",
+    );
+    assert!(err.contains(&format!(", {size} of {size} bytes")), "{err}");
+    assert!(
+        err.contains(&format!("offset {size} with a window of 512 bytes")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_result_code_not_in_the_protocol_is_no_result() {
+    gives_up(
+        Some(Lie::UnknownCode),
+        0,
+        "after the transfer (no result)",
+        "sent result code 9 (\"OK\"), which is not in the protocol",
+    );
+}
+
+#[test]
+fn a_result_text_that_is_not_utf8_is_no_result() {
+    gives_up(
+        Some(Lie::BadText),
+        0,
+        "after the transfer (no result)",
+        "sent result code 0 with a text that is not UTF-8",
+    );
+}
+
+#[test]
+fn a_brown_out_loop_during_apply_is_given_up() {
+    let (err, _) = gives_up(
+        None,
+        usize::MAX,
+        "after the transfer (no result)",
+        "restarted (announced version v1)",
+    );
+    assert!(err.contains(" restarts; "), "{err}");
+}
+
+/// The library says the same: a stuck device is `SendError::Stuck`.
+#[test]
+fn send_returns_stuck_for_a_device_that_drops_chunks() {
+    let (dir, v1, v2) = setup();
+    let patch = std::fs::read(dir.path().join("up.fpat")).unwrap();
+    let mut sim = device(&v1, &v2);
+    sim.lie = Some(Lie::DropChunks);
+    let (mut host, dev) = std::os::unix::net::UnixStream::pair().unwrap();
+    host.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let server = thread::spawn(move || sim.serve(dev));
+    let opts = SendOptions {
+        timeout: Duration::from_millis(100),
+        restart: Duration::ZERO,
+    };
+    let r = send::send(&mut host, &patch, &opts, &mut Quiet);
+    drop(host);
+    server.join().unwrap();
+    match r {
+        Err(SendError::Stuck {
+            when,
+            tries,
+            acked,
+            size,
+            restarts,
+            ..
+        }) => {
+            assert_eq!(when, "during the transfer");
+            assert_eq!((tries, acked, restarts), (send::TRIES, 0, 0));
+            assert_eq!(size as usize, patch.len());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Honest devices still succeed: one slower over each of its first chunks
+/// than three timeouts together, and one that loses power twice during
+/// the apply and installs on the third try.
+#[test]
+fn slow_or_restarting_but_progressing_devices_succeed() {
+    let (dir, v1, v2) = setup();
+    let mut sim = device(&v1, &v2);
+    sim.slow_chunks = Some((Duration::from_millis(150), 8));
+    let (out, took) = send_fast(dir.path(), "slow", sim);
+    assert_eq!(text(&out.stdout), "OK\n", "{}", text(&out.stderr));
+    assert!(took > Duration::from_millis(8 * 150), "{took:?}");
+
+    let mut sim = device(&v1, &v2);
+    sim.brownouts = 2;
+    let (out, _) = send_fast(dir.path(), "brown-outs", sim);
+    assert_eq!(text(&out.stdout), "OK\n", "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
 }

@@ -379,8 +379,13 @@ pub struct LinkArgs {
     /// A device (or relay) listening on a Unix socket.
     #[arg(long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
-    /// Seconds the device may stay silent before genpat asks again (three
-    /// times, then it gives up).
+    /// Seconds the device may go without progress (patch bytes newly
+    /// acknowledged, or its apply further along) before genpat asks again.
+    /// After 3 tries in a row that get the device no further, counting a
+    /// restart as a try, genpat gives up with exit code 2: "the device does
+    /// not answer", and what it last did. Messages that are no progress
+    /// (acknowledgements of an old or impossible offset, results with a code
+    /// the protocol does not have) do not count.
     #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = seconds)]
     pub timeout: f64,
     /// Seconds to wait for the device to announce itself after it restarts

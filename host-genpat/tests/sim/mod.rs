@@ -4,7 +4,8 @@
 //! "power cut" (the connection dropped in the middle) or a restart. It has
 //! two components: the application (component 0, the one `Hello`
 //! describes) and a data partition (component 1, empty unless
-//! [`Sim::with_data`]).
+//! [`Sim::with_data`]). It can lie ([`Lie`]): answer but make no
+//! progress, as a broken device or one in a brown-out loop does.
 
 use std::cell::RefCell;
 use std::io::{ErrorKind, Read, Write};
@@ -12,8 +13,9 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
-use flashpatch::mock::MockFlash;
+use flashpatch::mock::{Cut, MockFlash};
 use flashpatch::proto::device::install;
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Staging, PROTO_VERSION};
@@ -39,6 +41,29 @@ fn slots(flash: &RefCell<Flash>) -> Slots<Part<'_>, Part<'_>, 2> {
     Slots::new_group([[a, b], [d(0), d(1)]], s, Config::default()).unwrap()
 }
 
+/// How a device answers without making progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// The send tests tell every lie; the other test binaries none.
+#[allow(dead_code)]
+pub enum Lie {
+    /// Drops every chunk.
+    DropChunks,
+    /// Answers every chunk with `Ack` at offset 0.
+    StaleAck,
+    /// Answers every chunk with an `Ack` 4 KiB past its end.
+    AheadAck,
+    /// Answers `Begin` and every chunk with `Ack` at 0xFFFFFFF0.
+    AbsurdAck,
+    /// Grants a window of 0 bytes, and drops the chunks it did not ask for.
+    NoWindow,
+    /// Stores the whole patch, then sends nothing.
+    NoResult,
+    /// Stores the whole patch, then sends a result with code 9.
+    UnknownCode,
+    /// Stores the whole patch, then sends a result whose text is not UTF-8.
+    BadText,
+}
+
 /// The device: its flash and the names of the images it may run.
 pub struct Sim {
     pub flash: RefCell<Flash>,
@@ -51,6 +76,13 @@ pub struct Sim {
     pub noise_every: Option<usize>,
     /// Lose the first result message (as line noise would).
     pub lose_first_result: bool,
+    /// Answer, but make no progress.
+    pub lie: Option<Lie>,
+    /// Lose power at the first flash write of this many applies (usize::MAX:
+    /// of every one, a brown-out loop), and restart.
+    pub brownouts: usize,
+    /// Take this long over each of the first this-many chunks.
+    pub slow_chunks: Option<(Duration, usize)>,
 }
 
 impl Sim {
@@ -72,6 +104,9 @@ impl Sim {
             cut_after_chunks: None,
             noise_every: None,
             lose_first_result: false,
+            lie: None,
+            brownouts: 0,
+            slow_chunks: None,
         };
         slots(&sim.flash)
             .provision_group([(Slot::A, image.len() as u32), (Slot::A, data.len() as u32)])
@@ -122,6 +157,12 @@ impl Sim {
         let mut chunks = 0usize;
         let mut received = 0usize;
         let mut sent = 0usize;
+        let mut brownouts = self.brownouts;
+        let window = if self.lie == Some(Lie::NoWindow) {
+            0
+        } else {
+            512
+        };
         let lost = std::cell::Cell::new(!self.lose_first_result);
         'boot: loop {
             let mut slots = slots(&self.flash);
@@ -184,24 +225,60 @@ impl Sim {
                     let Ok(msg) = frame::decode::<HostMsg>(payload) else {
                         continue;
                     };
-                    if matches!(msg, HostMsg::Chunk { .. }) {
+                    if let HostMsg::Chunk { offset, data } = msg {
                         chunks += 1;
                         if self.cut_after_chunks == Some(chunks) {
                             return; // Power cut: only the flash remains.
                         }
+                        if let Some((d, n)) = self.slow_chunks {
+                            if chunks <= n {
+                                thread::sleep(d);
+                            }
+                        }
+                        let past = offset + data.len() as u32;
+                        let lie = match self.lie {
+                            Some(Lie::DropChunks | Lie::NoWindow) => Some(None),
+                            Some(Lie::StaleAck) => Some(Some(0)),
+                            Some(Lie::AheadAck) => Some(Some(past + 4096)),
+                            Some(Lie::AbsurdAck) => Some(Some(0xFFFF_FFF0)),
+                            _ => None,
+                        };
+                        if let Some(ack) = lie {
+                            if let Some(offset) = ack {
+                                put(&mut out, &DeviceMsg::Ack { offset, window });
+                            }
+                            continue;
+                        }
+                    }
+                    if let (Some(Lie::AbsurdAck), HostMsg::Begin { .. }) = (self.lie, msg) {
+                        let offset = 0xFFFF_FFF0;
+                        put(&mut out, &DeviceMsg::Ack { offset, window });
+                        continue;
                     }
                     match proto::handle(&mut staging, &msg) {
                         Action::Announce => put(&mut out, &announce(staging.resume())),
                         Action::Describe(k) => put(&mut out, &proto::device::component(&slots, k)),
                         Action::Ack { offset, complete } => {
-                            put(
-                                &mut out,
-                                &DeviceMsg::Ack {
-                                    offset,
-                                    window: 512,
-                                },
-                            );
+                            put(&mut out, &DeviceMsg::Ack { offset, window });
+                            match (complete, self.lie) {
+                                (false, _) | (true, None) => {}
+                                (true, Some(Lie::UnknownCode)) => {
+                                    let text = "OK";
+                                    put(&mut out, &DeviceMsg::Result { code: 9, text });
+                                    continue;
+                                }
+                                (true, Some(Lie::BadText)) => {
+                                    put_raw(&mut out, &(3u8, 0u8, &b"O\xffK"[..]));
+                                    continue;
+                                }
+                                (true, Some(_)) => continue,
+                            }
                             if complete {
+                                if brownouts > 0 {
+                                    // Power is lost at the apply's first write.
+                                    brownouts = brownouts.saturating_sub(1);
+                                    self.flash.borrow_mut().cut_at(0, Cut::Before, 1);
+                                }
                                 let mut rd = [0u8; 256];
                                 let mut mem = ApplierState::new();
                                 let r = install(
@@ -210,6 +287,9 @@ impl Sim {
                                     &mut staging,
                                     &mut rd,
                                     &mut |m| {
+                                        if self.flash.borrow().is_dead() {
+                                            return; // No power, no words.
+                                        }
                                         if matches!(m, DeviceMsg::Result { .. }) && !lost.get() {
                                             lost.set(true);
                                             return;
@@ -217,6 +297,11 @@ impl Sim {
                                         put(&mut out, m)
                                     },
                                 );
+                                if self.flash.borrow().is_dead() {
+                                    self.flash.borrow_mut().reboot();
+                                    let _ = link.write_all(&out);
+                                    continue 'boot;
+                                }
                                 if r.restart {
                                     let _ = link.write_all(&out);
                                     continue 'boot;
@@ -238,6 +323,11 @@ impl Sim {
 }
 
 fn put(out: &mut Vec<u8>, m: &DeviceMsg<'_>) {
+    put_raw(out, m);
+}
+
+/// Frames any payload, a message of the protocol or not.
+fn put_raw(out: &mut Vec<u8>, m: &impl serde::Serialize) {
     let mut f = [0u8; MAX_FRAME];
     let n = frame::encode(m, &mut f).unwrap();
     out.extend_from_slice(&f[..n]);

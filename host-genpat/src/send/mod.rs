@@ -2,15 +2,16 @@
 //! `docs/PROTOCOL.md`: announce, begin or resume, stream with flow control,
 //! wait for the device's result and its restart.
 
+mod wire;
+
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
-use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
-use flashpatch::proto::msg::verdict_of;
-use flashpatch::proto::{
-    ComponentImage, DeviceMsg, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION,
-};
+use flashpatch::proto::msg::{verdict_code, verdict_of};
+use flashpatch::proto::{ComponentImage, HostMsg, Resume, Stage, MAX_CHUNK, PROTO_VERSION};
 use flashpatch::Verdict;
+
+use wire::{Event, Wire};
 
 /// A byte link: reads must return within a short time when nothing
 /// arrives (`TimedOut` / `WouldBlock`, as with a read timeout set).
@@ -37,8 +38,10 @@ pub struct DeviceInfo {
 /// How patiently to talk.
 #[derive(Clone, Copy, Debug)]
 pub struct SendOptions {
-    /// How long the device may stay silent before the host asks again, and
-    /// after three tries gives up.
+    /// How long the device may go without progress before the host asks
+    /// again; after [`TRIES`] tries in a row that get it no further, the
+    /// host gives up ([`SendError::Stuck`]). Before the transfer, how long
+    /// it may stay silent (three times).
     pub timeout: Duration,
     /// How long to wait for the device to announce itself after it says it
     /// restarts (zero: do not wait).
@@ -105,106 +108,36 @@ pub enum SendError {
     /// The device did not answer in time.
     #[error("the device did not answer {0}")]
     Timeout(&'static str),
+    /// The device answers but makes no progress: [`TRIES`] tries in a row
+    /// (each a `Begin` after [`SendOptions::timeout`] without progress, or
+    /// after the device restarted) got it no further than before.
+    #[error(
+        "the device does not answer {when}: {tries} tries without progress, {acked} of {size} bytes acknowledged{restarts}; it last {last}",
+        restarts = match restarts {
+            0 => String::new(),
+            n => format!(", {n} restart{}", if *n == 1 { "" } else { "s" }),
+        }
+    )]
+    Stuck {
+        /// "to Begin", "during the transfer" or "after the transfer (no result)".
+        when: &'static str,
+        /// Tries without progress.
+        tries: u32,
+        /// The most patch bytes the device acknowledged.
+        acked: u32,
+        /// The patch's size.
+        size: u32,
+        /// How often the device restarted during the send.
+        restarts: u32,
+        /// What the device last did, as in "it last ...".
+        last: String,
+    },
     /// The device speaks another protocol version.
     #[error("the device speaks protocol version {0}; this genpat speaks {PROTO_VERSION}")]
     Version(u8),
     /// The patch is too large for the protocol.
     #[error("a patch of {0} bytes is too large to send")]
     TooLarge(usize),
-}
-
-/// An owned device message.
-enum Event {
-    Hello(DeviceInfo),
-    Ack { offset: u32, window: u32 },
-    Progress { stage: Stage, done: u32, total: u32 },
-    Result { code: u8, text: String },
-    Component(ComponentImage),
-}
-
-/// Frames on a link.
-struct Wire<'l> {
-    link: &'l mut dyn Link,
-    dec: FrameDecoder,
-    rx: Vec<u8>,
-    wire_bytes: u64,
-}
-
-impl Wire<'_> {
-    fn send(&mut self, msg: &HostMsg<'_>) -> Result<(), SendError> {
-        let mut out = [0u8; MAX_FRAME];
-        let n = frame::encode(msg, &mut out).map_err(|_| SendError::TooLarge(0))?;
-        self.link
-            .write_all(&out[..n])
-            .and_then(|()| self.link.flush())
-            .map_err(lost)?;
-        self.wire_bytes += n as u64;
-        Ok(())
-    }
-
-    /// The next message, or `None` if nothing came by `deadline`.
-    fn recv(&mut self, deadline: Instant) -> Result<Option<Event>, SendError> {
-        loop {
-            while !self.rx.is_empty() {
-                let (n, f) = self.dec.feed(&self.rx);
-                let ev = match f {
-                    Some(Ok(p)) => frame::decode::<DeviceMsg>(p).ok().map(owned),
-                    _ => None,
-                };
-                self.rx.drain(..n);
-                if ev.is_some() {
-                    return Ok(ev);
-                }
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            let mut buf = [0u8; 512];
-            match self.link.read(&mut buf) {
-                Ok(0) => return Err(SendError::Closed("by the device")),
-                Ok(n) => self.rx.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::TimedOut
-                            | io::ErrorKind::WouldBlock
-                            | io::ErrorKind::Interrupted
-                    ) => {}
-                Err(e) => return Err(lost(e)),
-            }
-        }
-    }
-}
-
-/// A link error, with the peer going away told apart.
-fn lost(e: io::Error) -> SendError {
-    match e.kind() {
-        io::ErrorKind::BrokenPipe
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::UnexpectedEof => SendError::Closed("by the device"),
-        _ => SendError::Io(e),
-    }
-}
-
-fn owned(m: DeviceMsg<'_>) -> Event {
-    match m {
-        DeviceMsg::Hello(a) => Event::Hello(DeviceInfo {
-            proto: a.proto,
-            version: a.version.to_owned(),
-            image_size: a.image_size,
-            image_sha256: a.image_sha256,
-            trial: a.trial,
-            resume: a.resume,
-        }),
-        DeviceMsg::Ack { offset, window } => Event::Ack { offset, window },
-        DeviceMsg::Progress { stage, done, total } => Event::Progress { stage, done, total },
-        DeviceMsg::Result { code, text } => Event::Result {
-            code,
-            text: text.to_owned(),
-        },
-        DeviceMsg::Component(c) => Event::Component(c),
-    }
 }
 
 /// Asks the device what each of its components runs: the answers for
@@ -215,12 +148,7 @@ pub fn components(
     link: &mut dyn Link,
     opts: &SendOptions,
 ) -> Result<Vec<ComponentImage>, SendError> {
-    let mut w = Wire {
-        link,
-        dec: FrameDecoder::new(),
-        rx: Vec::new(),
-        wire_bytes: 0,
-    };
+    let mut w = Wire::new(link);
     w.link.write_all(&[0])?;
     let mut all: Vec<ComponentImage> = Vec::new();
     let mut k = 0u8;
@@ -256,12 +184,7 @@ fn ask_component(w: &mut Wire<'_>, opts: &SendOptions, k: u8) -> Result<Componen
 
 /// Asks the device to announce itself and returns what it says.
 pub fn hello(link: &mut dyn Link, opts: &SendOptions) -> Result<DeviceInfo, SendError> {
-    let mut w = Wire {
-        link,
-        dec: FrameDecoder::new(),
-        rx: Vec::new(),
-        wire_bytes: 0,
-    };
+    let mut w = Wire::new(link);
     ask_hello(&mut w, opts)
 }
 
@@ -282,8 +205,41 @@ fn ask_hello(w: &mut Wire<'_>, opts: &SendOptions) -> Result<DeviceInfo, SendErr
     Err(SendError::Timeout("to Hello"))
 }
 
+/// How many tries in a row that get the device no further [`send`] makes
+/// before it gives up ([`SendError::Stuck`]).
+pub const TRIES: u32 = 3;
+
+/// How far a device got: patch bytes acknowledged in answer to chunks,
+/// then the step after the transfer and how much of it is done. Ordered:
+/// further is greater.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+struct Reach {
+    acked: u32,
+    /// 0 before any step; 1 + the step's index.
+    stage: u8,
+    done: u32,
+}
+
+fn stage_name(s: Stage) -> &'static str {
+    match s {
+        Stage::Applying => "applying",
+        Stage::Activating => "activating",
+        Stage::Restarting => "restarting",
+    }
+}
+
 /// Sends `patch` to the device on `link` and waits for its verdict (and,
 /// after "OK", for it to restart and announce itself).
+///
+/// Progress, not messages, keeps the send going: the device makes
+/// progress when it acknowledges patch bytes past the furthest it
+/// acknowledged in this try, or reports its work after the transfer
+/// further along. After [`SendOptions::timeout`] without progress, and at
+/// once when the device restarts, the host sends `Begin` again (a new
+/// try); when [`TRIES`] tries in a row end no further than the furthest
+/// try before them, it gives up with [`SendError::Stuck`]. Acknowledged
+/// offsets past the bytes sent, results with a code the protocol does not
+/// have and messages that do not decode are not progress (nor a result).
 pub fn send(
     link: &mut dyn Link,
     patch: &[u8],
@@ -292,12 +248,7 @@ pub fn send(
 ) -> Result<SendReport, SendError> {
     let size = u32::try_from(patch.len()).map_err(|_| SendError::TooLarge(patch.len()))?;
     let crc32 = flashpatch::crc32::crc32(patch);
-    let mut w = Wire {
-        link,
-        dec: FrameDecoder::new(),
-        rx: Vec::new(),
-        wire_bytes: 0,
-    };
+    let mut w = Wire::new(link);
     let before = ask_hello(&mut w, opts)?;
     events.device(&before);
     let started = Instant::now();
@@ -306,18 +257,31 @@ pub fn send(
     let mut ask_begin = true;
     let mut resumed_from = 0;
     let mut bytes_sent = 0u64;
-    let mut silent = 0;
     let mut transfer_end: Option<Instant> = None;
     let mut result: Option<(u8, String)> = None;
+    // Progress: this try's reach, the furthest of the tries before, how
+    // many tries in a row ended no further, and when this one ends.
+    let (mut reach, mut best) = (Reach::default(), Reach::default());
+    let (mut stale, mut restarts) = (0u32, 0u32);
+    // The most bytes the device said it holds, if it ever answered Begin.
+    let mut most: Option<u32> = None;
+    let mut deadline = Instant::now();
+    let mut last = format!("announced itself (version {})", before.version);
     while result.is_none() {
         if ask_begin {
             w.send(&HostMsg::Begin { size, crc32 })?;
             ask_begin = false;
+            deadline = Instant::now() + opts.timeout;
         }
-        // Send what the window allows.
+        // Send what the window allows: `window` bytes past the last Ack,
+        // at least one chunk unless the device grants none.
+        let credit = match window {
+            0 => 0,
+            w => w.max(MAX_CHUNK as u32),
+        };
         while begun && next < size {
             let end = (next as usize + MAX_CHUNK).min(patch.len());
-            if (end as u32 - acked) > window.max(MAX_CHUNK as u32) {
+            if end as u32 - acked > credit {
                 break;
             }
             w.send(&HostMsg::Chunk {
@@ -327,40 +291,40 @@ pub fn send(
             bytes_sent += (end - next as usize) as u64;
             next = end as u32;
         }
-        let Some(ev) = w.recv(Instant::now() + opts.timeout)? else {
-            silent += 1;
-            if silent >= 3 {
-                return Err(SendError::Timeout(match (acked, transfer_end) {
-                    (_, Some(_)) => "after the transfer (no result)",
-                    (0, None) => "to Begin",
-                    (_, None) => "during the transfer",
-                }));
-            }
-            // Something was lost: ask where to continue. After the whole
+        let was = reach;
+        let mut try_over = false;
+        match w.recv(deadline)? {
+            // No progress for a timeout: something was lost, or the
+            // device is stuck. Ask where to continue. After the whole
             // patch is stored this makes the device run (or report) the
             // update again, so a lost result is not a lost update.
-            begun = false;
-            ask_begin = true;
-            continue;
-        };
-        silent = 0;
-        match ev {
-            Event::Ack {
+            None => try_over = true,
+            Some(Event::Ack {
                 offset,
                 window: win,
-            } => {
+            }) => {
+                if offset > size {
+                    last = format!(
+                        "acknowledged offset {offset}, past the end of the {size}-byte patch"
+                    );
+                    continue;
+                }
+                if begun && offset > next {
+                    last = format!("acknowledged offset {offset}, past the {next} bytes sent");
+                    continue;
+                }
+                last = format!("acknowledged offset {offset} with a window of {win} bytes");
                 if !begun {
+                    // The answer to Begin: where to continue.
                     begun = true;
-                    resumed_from = if bytes_sent == 0 {
-                        offset
-                    } else {
-                        resumed_from
-                    };
-                    if bytes_sent == 0 {
+                    if most.is_none() {
+                        resumed_from = offset;
                         events.start(offset, size);
                     }
                     next = offset;
                     acked = offset;
+                } else {
+                    reach.acked = reach.acked.max(offset);
                 }
                 // An Ack that does not advance (the answer to a chunk the
                 // device did not expect) changes nothing: a lost chunk is
@@ -368,22 +332,71 @@ pub fn send(
                 acked = acked.max(offset);
                 next = next.max(acked);
                 window = win;
+                most = Some(most.map_or(acked, |m| m.max(acked)));
                 events.acked(acked, size);
                 if acked >= size && transfer_end.is_none() {
                     transfer_end = Some(Instant::now());
                 }
             }
-            Event::Progress { stage, done, total } => events.stage(stage, done, total),
-            Event::Result { code, text } => result = Some((code, text)),
-            Event::Hello(_) if begun => {
+            Some(Event::Progress { stage, done, total }) => {
+                last = format!("reported {} {done} of {total}", stage_name(stage));
+                events.stage(stage, done, total);
+                if begun && acked >= size && done <= total {
+                    let r = Reach {
+                        acked: size,
+                        stage: 1 + stage as u8,
+                        done,
+                    };
+                    reach = reach.max(r);
+                }
+            }
+            // A code is the protocol's if it is its verdict's code
+            // (unknown codes read as errors, whose code is 2).
+            Some(Event::Result { code, text }) if verdict_code(verdict_of(code)) == code => {
+                result = Some((code, text))
+            }
+            Some(Event::Result { code, text }) => {
+                last = format!("sent result code {code} ({text:?}), which is not in the protocol");
+            }
+            Some(Event::Garbled(g)) => last = g.to_string(),
+            Some(Event::Hello(info)) if begun => {
                 // The device restarted under us (power cut): begin again.
-                begun = false;
-                ask_begin = true;
+                last = format!("restarted (announced version {})", info.version);
+                restarts += 1;
+                try_over = true;
                 transfer_end = None;
             }
             // An announcement sent before our Begin was read, or a late
             // answer to an earlier question.
-            Event::Hello(_) | Event::Component(_) => {}
+            Some(Event::Hello(_) | Event::Component(_)) => {}
+        }
+        if reach > was {
+            deadline = Instant::now() + opts.timeout;
+        }
+        if try_over {
+            if reach > best {
+                best = reach;
+                stale = 0;
+            } else {
+                stale += 1;
+            }
+            if stale >= TRIES {
+                return Err(SendError::Stuck {
+                    when: match most {
+                        None => "to Begin",
+                        Some(m) if m < size => "during the transfer",
+                        Some(_) => "after the transfer (no result)",
+                    },
+                    tries: stale,
+                    acked: most.unwrap_or(0),
+                    size,
+                    restarts,
+                    last,
+                });
+            }
+            reach = Reach::default();
+            begun = false;
+            ask_begin = true;
         }
     }
     let (code, text) = result.unwrap_or_default();
@@ -411,26 +424,4 @@ pub fn send(
         apply: done - transfer_end,
         after,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Regression: a device that went away while genpat was writing gave
-    /// "link error: Broken pipe" instead of saying the link was closed.
-    #[test]
-    fn peer_gone_while_writing_is_a_closed_link() {
-        for kind in [
-            io::ErrorKind::BrokenPipe,
-            io::ErrorKind::ConnectionReset,
-            io::ErrorKind::UnexpectedEof,
-        ] {
-            assert!(matches!(lost(kind.into()), SendError::Closed(_)));
-        }
-        assert!(matches!(
-            lost(io::ErrorKind::PermissionDenied.into()),
-            SendError::Io(_)
-        ));
-    }
 }
