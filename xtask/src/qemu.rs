@@ -239,9 +239,13 @@ fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
         pad_to: None,
         gap_fill: 0xFF,
     };
-    let image = host_genpat::firmware::image_of(elf.to_vec(), &layout).map_err(|e| e.to_string())?;
+    let image =
+        host_genpat::firmware::image_of(elf.to_vec(), &layout).map_err(|e| e.to_string())?;
     if image.bytes.len() as u64 > SLOT_SIZE {
-        return Err(format!("the image is {} bytes, more than a slot", image.bytes.len()));
+        return Err(format!(
+            "the image is {} bytes, more than a slot",
+            image.bytes.len()
+        ));
     }
     Ok(image.bytes)
 }
