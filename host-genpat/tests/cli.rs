@@ -679,3 +679,44 @@ fn large_old_is_mapped_and_a_pipe_is_read() {
     assert_exit(&o, 2);
     assert!(stderr(&o).contains("cannot read OLD '.'"), "{}", stderr(&o));
 }
+
+/// `genpat apply --json`: one document in place of VPatch's result, for a
+/// success, an image already installed and a refusal; exit codes as
+/// without it.
+#[test]
+fn apply_json_documents_the_result() {
+    let (_t, d) = setup();
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    let doc = |o: &Output| -> serde_json::Value {
+        serde_json::from_str(&stdout(o)).unwrap_or_else(|e| panic!("{e}: {}", stdout(o)))
+    };
+    let o = genpat(&d, &["apply", "--json", "p.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 0);
+    let j = doc(&o);
+    assert_eq!(
+        (j["result"].as_str(), j["verdict"].as_str()),
+        (Some("OK"), Some("ok"))
+    );
+    assert_eq!(j["out"], "out.bin");
+    assert_eq!(j["size"], read(&d, "v2.bin").len());
+    assert!(j["found"].is_null() && j["error"].is_null());
+    let o = genpat(&d, &["apply", "--json", "p.pat", "out.bin", "again.bin"]);
+    assert_exit(&o, 0);
+    let j = doc(&o);
+    assert_eq!(
+        (j["verdict"].as_str(), j["found"].as_str()),
+        (Some("already_installed"), Some("source"))
+    );
+    // An OLD the patch has no entry for: exit 5, and the reason.
+    fs::write(d.join("other.bin"), vec![0x5Au8; 4000]).unwrap();
+    let o = genpat(&d, &["apply", "--json", "p.pat", "other.bin", "x.bin"]);
+    assert_exit(&o, 5);
+    let j = doc(&o);
+    assert_eq!(j["verdict"], "no_suitable_patch");
+    assert!(j["out"].is_null() && j["size"].is_null());
+    assert!(
+        j["error"].as_str().is_some_and(|e| e.contains("p.pat")),
+        "{j}"
+    );
+    assert!(!d.join("x.bin").exists());
+}

@@ -509,3 +509,43 @@ fn slow_or_restarting_but_progressing_devices_succeed() {
     assert_eq!(text(&out.stdout), "OK\n", "{}", text(&out.stderr));
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// `genpat send --json`: one document in place of the answer, with what
+/// the device ran before and after; the exit code is the same.
+#[test]
+fn send_json_documents_the_answer() {
+    let (dir, v1, v2) = setup();
+    let sim = Arc::new(Mutex::new(device(&v1, &v2)));
+    let run = |sim: &Arc<Mutex<Sim>>, patch: &str| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let s = sim.clone();
+        let server = thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            s.lock().unwrap().serve(conn);
+        });
+        let out = genpat(dir.path(), &["send", patch, "--tcp", &addr, "--json"]);
+        server.join().unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+        (out.status.code(), doc)
+    };
+    let (code, doc) = run(&sim, "up.fpat");
+    assert_eq!(code, Some(0));
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["result"], "OK");
+    assert_eq!(doc["verdict"], "ok");
+    assert_eq!(doc["device"]["version"], "v1");
+    assert_eq!(doc["device"]["image_size"], v1.len());
+    assert_eq!(doc["after"]["version"], "v2");
+    let size = std::fs::metadata(dir.path().join("up.fpat")).unwrap().len();
+    assert_eq!(doc["transfer"]["bytes_sent"], size);
+    // A corrupt patch: exit code 4 as without --json, and its verdict.
+    write_corrupt(dir.path());
+    let sim = Arc::new(Mutex::new(device(&v1, &v2)));
+    let (code, doc) = run(&sim, "bad.fpat");
+    assert_eq!(code, Some(4));
+    assert_eq!(doc["verdict"], "corrupt");
+    assert_eq!(doc["result"], "Patch data is invalid or corrupt");
+    assert!(doc["after"].is_null());
+}

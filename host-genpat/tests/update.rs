@@ -247,6 +247,45 @@ fn each_device_gets_its_patch_or_the_full_image_and_runs_v3() {
     assert!(!text(&out.stderr).contains("sent "));
 }
 
+/// `--json`: one document on standard output in place of the result text,
+/// with the device before and after and what was sent; the same for a
+/// device that already runs the release.
+#[test]
+fn update_json_documents_the_answer() {
+    let rel = Release::new();
+    let Some(http) = Http::serve(&rel.path("www")) else {
+        return;
+    };
+    let url = http.url("update.json");
+    let [v1, _, v3] = rel.images.clone();
+    let json = ["--key", "release.key.pub", "--json"];
+    let doc = |out: &Output| -> serde_json::Value {
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)))
+    };
+    let dev = rel.device(&v1, "1.0.0");
+    let out = rel.update(Some(&dev), &url, &json);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = doc(&out);
+    assert_eq!(d["format_version"], 1);
+    assert_eq!(d["result"], "OK");
+    assert_eq!(d["verdict"], "ok");
+    assert_eq!(d["device"]["version"], "1.0.0");
+    assert_eq!(d["device"]["image_size"], v1.len());
+    assert_eq!(d["after"]["version"], "3.0.0");
+    assert_eq!(d["transfer"]["bytes_sent"], rel.size("www/v1-v3.fpatch"));
+    assert!(dev.lock().unwrap().running() == (v3.clone(), "3.0.0".into()));
+
+    let dev = rel.device(&v3, "3.0.0");
+    let out = rel.update(Some(&dev), &url, &json);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let d = doc(&out);
+    assert_eq!(d["result"], "OK, new version already installed");
+    assert_eq!(d["verdict"], "already_installed");
+    assert_eq!(d["device"]["version"], "3.0.0");
+    assert!(d["transfer"].is_null());
+}
+
 #[test]
 fn changed_unsigned_or_foreign_manifests_are_refused_under_key() {
     let rel = Release::new();

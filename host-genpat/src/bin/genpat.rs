@@ -101,6 +101,41 @@ added in later versions; none will be removed or change meaning while
     };
 }
 
+/// The shape of `genpat send --json` and `genpat update --json`.
+macro_rules! send_json_shape {
+    () => {
+        "JSON output (--json), one document on stdout in place of the device's
+answer, once the device has answered (a link that fails or a device that
+does not answer prints none; the exit codes are the same):
+  {\"format_version\": 1, \"result\": \"the device's text (one of VPatch's)\",
+   \"verdict\": \"ok\" | \"already_installed\" | \"error\" | \"corrupt\" | \"no_suitable_patch\",
+   \"device\": DEVICE (what it ran before), \"after\": DEVICE or null (after its restart),
+   \"transfer\": {\"resumed_from\": BYTES, \"bytes_sent\": BYTES, \"wire_bytes\": BYTES,
+                \"transfer_seconds\": S, \"apply_seconds\": S} or null (update: nothing sent)}
+where DEVICE is
+  {\"version\": \"TEXT\", \"image_size\": BYTES, \"image_sha256\": \"64 hex digits\",
+   \"trial\": true if not yet confirmed}
+Fields may be added in later versions; none will be removed or change
+meaning while \"format_version\" is 1."
+    };
+}
+
+/// The shape of `genpat apply --json`.
+macro_rules! apply_json_shape {
+    () => {
+        "JSON output (--json), one document on stdout in place of VPatch's
+result (with OUT `-` the image is on stdout and the document on stderr;
+the exit codes are the same):
+  {\"format_version\": 1, \"result\": \"VPatch's text\",
+   \"verdict\": \"ok\" | \"already_installed\" | \"error\" | \"corrupt\" | \"no_suitable_patch\",
+   \"out\": \"OUT\" or null (not written), \"size\": BYTES written or null,
+   \"found\": \"source\" | \"target\" | null (where an installed image was found),
+   \"error\": \"what went wrong\" or null}
+Fields may be added in later versions; none will be removed or change
+meaning while \"format_version\" is 1."
+    };
+}
+
 /// The shape of `genpat keygen --json`.
 macro_rules! keygen_json_shape {
     () => {
@@ -140,7 +175,10 @@ enum Command {
     Diff(DiffArgs),
     /// Apply PATCH to OLD with the device's own code and write the result to
     /// OUT; print VPatch's result on stdout.
-    #[command(after_help = exit_codes!())]
+    #[command(
+        after_help = exit_codes!(),
+        after_long_help = concat!(apply_json_shape!(), "\n\n", exit_codes!())
+    )]
     Apply(ApplyArgs),
     /// List the entries of PATCH and their headers.
     #[command(
@@ -161,7 +199,10 @@ enum Command {
     Sign(SignArgs),
     /// Send PATCH to a device over a serial port, TCP or a Unix socket, with
     /// the update protocol (docs/PROTOCOL.md); print the device's answer.
-    #[command(after_help = exit_codes!())]
+    #[command(
+        after_help = exit_codes!(),
+        after_long_help = concat!(send_json_shape!(), "\n\n", exit_codes!())
+    )]
     Send(SendArgs),
     /// Write a release's update manifest (update.json): the full image and
     /// the patches from older images, with their URLs, sizes and SHA-256s;
@@ -199,7 +240,10 @@ enum Command {
     /// It remembers each device (--device, --state-dir) and refuses a
     /// manifest older than one it accepted for it, and an image older than
     /// the device's unless --allow-downgrade (docs/MANIFEST.md, section 6).
-    #[command(after_help = exit_codes!())]
+    #[command(
+        after_help = exit_codes!(),
+        after_long_help = concat!(send_json_shape!(), "\n\n", exit_codes!())
+    )]
     Update(UpdateArgs),
 }
 
@@ -301,6 +345,10 @@ pub struct ApplyArgs {
     /// device's slot pair for that component does.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub component: u8,
+    /// Print one JSON document in place of VPatch's result (shape below in
+    /// --help).
+    #[arg(long)]
+    pub json: bool,
     /// Also make the written file durable across a host power cut: fsync
     /// it before the rename and its directory after. Without this the
     /// replacement is still atomic (a reader or a killed genpat never sees a
@@ -361,6 +409,10 @@ pub struct SendArgs {
     pub patch: PathBuf,
     #[command(flatten)]
     pub link: LinkArgs,
+    /// Print one JSON document on stdout instead of the device's answer
+    /// (shape below in --help).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// How to reach a device (`genpat send`, `genpat update`).
@@ -478,6 +530,10 @@ pub struct UpdateArgs {
     pub component: Vec<String>,
     #[command(flatten)]
     pub history: cli::manifest::HistoryArgs,
+    /// Print one JSON document on stdout instead of the device's answer
+    /// (shape below in --help).
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub link: LinkArgs,
 }

@@ -10,22 +10,66 @@ use super::{
 };
 use crate::ApplyArgs;
 
+/// `genpat apply --json`'s document; its shape is in `genpat apply --help`.
+#[derive(serde::Serialize)]
+struct ApplyDoc {
+    format_version: u8,
+    result: &'static str,
+    verdict: &'static str,
+    out: Option<String>,
+    size: Option<usize>,
+    found: Option<&'static str>,
+    error: Option<String>,
+}
+
+/// What was written, for the document.
+struct Written {
+    verdict: Verdict,
+    size: usize,
+    found: Option<Found>,
+}
+
 /// Applies, prints the verdict on stdout, and writes OUT on success.
 pub fn run(args: &ApplyArgs) -> Result<(), Failure> {
     let result = apply(args);
-    let message = match &result {
-        Ok(v) | Err((v, _)) => v.message(),
+    let verdict = match &result {
+        Ok(w) => w.verdict,
+        Err((v, _)) => *v,
+    };
+    let message = verdict.message();
+    let text = match args.json {
+        false => message.to_string(),
+        true => {
+            let written = result.as_ref().ok();
+            let doc = ApplyDoc {
+                format_version: 1,
+                result: message,
+                verdict: super::send::verdict_name(verdict),
+                out: written.map(|_| args.out.display().to_string()),
+                size: written.map(|w| w.size),
+                found: written.and_then(|w| w.found).map(|f| match f {
+                    Found::Source => "source",
+                    Found::Target => "target",
+                }),
+                error: result
+                    .as_ref()
+                    .err()
+                    .and_then(|(_, f)| f.message())
+                    .map(String::from),
+            };
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        }
     };
     if args.out.as_os_str() == "-" {
         // The image is on stdout.
-        eprintln!("{message}");
+        eprintln!("{text}");
     } else {
-        say(message);
+        say(&text);
     }
     result.map(drop).map_err(|(_, f)| f)
 }
 
-fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
+fn apply(args: &ApplyArgs) -> Result<Written, (Verdict, Failure)> {
     let error = |f: Failure| (Verdict::Error, f);
     super::refuse_same_file(
         "OUT",
@@ -97,14 +141,15 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
             ),
         ))
     })?;
-    let verdict = match outcome {
+    let size = image.len();
+    let (verdict, found) = match outcome {
         Outcome::Applied => {
             eprintln!(
                 "genpat: wrote {}: {} bytes",
                 args.out.display(),
                 image.len()
             );
-            Verdict::Ok
+            (Verdict::Ok, None)
         }
         Outcome::AlreadyInstalled(found) => {
             eprintln!(
@@ -115,10 +160,14 @@ fn apply(args: &ApplyArgs) -> Result<Verdict, (Verdict, Failure)> {
                 },
                 args.out.display()
             );
-            Verdict::AlreadyInstalled
+            (Verdict::AlreadyInstalled, Some(found))
         }
     };
     // The process ends next, and frees these faster than `free` would.
     std::mem::forget((patch, old, image));
-    Ok(verdict)
+    Ok(Written {
+        verdict,
+        size,
+        found,
+    })
 }

@@ -76,6 +76,11 @@ impl Failure {
         self
     }
 
+    /// What went wrong, if it says.
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
     /// Prints the failure on stderr.
     pub fn report(&self) {
         let mut err = io::stderr().lock();

@@ -19,7 +19,86 @@ const POLL: Duration = Duration::from_millis(50);
 pub fn run(args: &SendArgs) -> Result<(), Failure> {
     let patch = read_input("PATCH", &args.patch)?;
     let (mut link, name) = open(&args.link)?;
-    deliver(link.as_mut(), &name, &patch, &options(&args.link), true)
+    deliver(
+        link.as_mut(),
+        &name,
+        &patch,
+        &options(&args.link),
+        true,
+        args.json,
+    )
+}
+
+/// A device in the `--json` documents of `send` and `update`.
+#[derive(serde::Serialize)]
+struct DeviceDoc {
+    version: String,
+    image_size: u32,
+    image_sha256: String,
+    trial: bool,
+}
+
+impl DeviceDoc {
+    fn of(d: &DeviceInfo) -> Self {
+        DeviceDoc {
+            version: d.version.clone(),
+            image_size: d.image_size,
+            image_sha256: hex(&d.image_sha256),
+            trial: d.trial,
+        }
+    }
+}
+
+/// The transfer in those documents.
+#[derive(serde::Serialize)]
+struct TransferDoc {
+    resumed_from: u32,
+    bytes_sent: u64,
+    wire_bytes: u64,
+    transfer_seconds: f64,
+    apply_seconds: f64,
+}
+
+/// The `--json` document of `send` and `update`; its shape is in their
+/// `--help` (`send_json_shape!`).
+#[derive(serde::Serialize)]
+struct ResultDoc {
+    format_version: u8,
+    result: String,
+    verdict: &'static str,
+    device: DeviceDoc,
+    transfer: Option<TransferDoc>,
+    after: Option<DeviceDoc>,
+}
+
+/// A verdict's name in the `--json` documents.
+pub fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Ok => "ok",
+        Verdict::AlreadyInstalled => "already_installed",
+        Verdict::Error => "error",
+        Verdict::Corrupt => "corrupt",
+        Verdict::NoSuitablePatch => "no_suitable_patch",
+    }
+}
+
+/// Prints the answer of a device that was sent nothing (`update` finds
+/// its image installed): the text, or with `json` the document.
+pub fn say_installed(device: &DeviceInfo, json: bool) {
+    let text = Verdict::AlreadyInstalled.message();
+    if !json {
+        say(text);
+        return;
+    }
+    let doc = ResultDoc {
+        format_version: 1,
+        result: text.to_string(),
+        verdict: verdict_name(Verdict::AlreadyInstalled),
+        device: DeviceDoc::of(device),
+        transfer: None,
+        after: None,
+    };
+    say(&serde_json::to_string_pretty(&doc).unwrap_or_default());
 }
 
 /// The send options of the command line.
@@ -40,6 +119,7 @@ pub fn deliver(
     patch: &[u8],
     opts: &SendOptions,
     show_device: bool,
+    json: bool,
 ) -> Result<(), Failure> {
     let mut bar = Bar::new(show_device);
     let report = send::send(link, patch, opts, &mut bar).map_err(|e| {
@@ -49,7 +129,25 @@ pub fn deliver(
     })?;
     drop(bar);
     let r = &report;
-    say(&r.text);
+    if json {
+        let doc = ResultDoc {
+            format_version: 1,
+            result: r.text.clone(),
+            verdict: verdict_name(r.verdict),
+            device: DeviceDoc::of(&r.before),
+            transfer: Some(TransferDoc {
+                resumed_from: r.resumed_from,
+                bytes_sent: r.bytes_sent,
+                wire_bytes: r.wire_bytes,
+                transfer_seconds: r.transfer.as_secs_f64(),
+                apply_seconds: r.apply.as_secs_f64(),
+            }),
+            after: r.after.as_ref().map(DeviceDoc::of),
+        };
+        say(&serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        say(&r.text);
+    }
     if r.resumed_from > 0 {
         eprintln!(
             "genpat: resumed at byte {} of {}",

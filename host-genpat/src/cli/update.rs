@@ -12,7 +12,7 @@ use host_genpat::manifest::{self, Choice, Component, Image, Manifest, Sha256Hex}
 
 use super::progress::Bars;
 use super::send::{deliver, describe, open, options};
-use super::{say, Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE, EXIT_USAGE};
+use super::{Failure, EXIT_CORRUPT, EXIT_ERROR, EXIT_NO_SUITABLE, EXIT_USAGE};
 use crate::UpdateArgs;
 
 /// The largest manifest or signature file genpat reads.
@@ -80,7 +80,7 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
     super::manifest::guard(&args.history, &args.link, &m, &[component], &[running])?;
     let (reference, size, sha256) = match component.select(&running) {
         Choice::Current => {
-            say("OK, new version already installed");
+            super::send::say_installed(&device, args.json);
             eprintln!("genpat: the device already runs version {}", m.version);
             return Ok(());
         }
@@ -103,7 +103,7 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
     let patch = fetch(&from, size)?;
     check_download(&from, &patch, size, sha256)?;
     eprintln!("genpat: downloaded {from}: SHA-256 as the manifest says");
-    deliver(link.as_mut(), &name, &patch, &opts, false)
+    deliver(link.as_mut(), &name, &patch, &opts, false, args.json)
 }
 
 /// The update of several components (`--component` given more than once):
@@ -214,7 +214,7 @@ fn several(args: &UpdateArgs, at: &Location, m: &Manifest) -> Result<(), Failure
         entries.extend(parsed.into_iter().map(|e| e.bytes));
     }
     if entries.is_empty() {
-        say("OK, new version already installed");
+        super::send::say_installed(&device, args.json);
         return Ok(());
     }
     let file = container::assemble(entries.iter().map(Vec::as_slice))
@@ -224,7 +224,7 @@ fn several(args: &UpdateArgs, at: &Location, m: &Manifest) -> Result<(), Failure
         entries.len(),
         file.len()
     );
-    deliver(link.as_mut(), &name, &file, &opts, false)
+    deliver(link.as_mut(), &name, &file, &opts, false, args.json)
 }
 
 /// Reads `at`, at most `limit` bytes.

@@ -16,7 +16,7 @@
 //! | target CRC-32 and SHA-256 (+32, +36), checked after decoding | on request, in a second run (below) |
 
 use flashpatch::format::{EntryHeader, CONTAINER_HEADER_LEN, FIXED_HEADER_LEN, MAX_HEADER_LEN};
-use flashpatch::{ApplyError, Outcome, Verdict};
+use flashpatch::{ApplyError, Verdict};
 use host_genpat::container::{source_id, target_id};
 
 use super::{check, fixture, verdict, Cursor, SLOT};
