@@ -210,8 +210,22 @@ fn test() -> Result<(), String> {
             }
             cargo(&args)?;
         }
+        // The front-ends are device code too.
+        cargo(&[
+            "build",
+            "--package",
+            "flashpatch-embassy-boot",
+            "--package",
+            "flashpatch-mcuboot",
+            "--release",
+            "--target",
+            t,
+        ])?;
     }
-    eprintln!("xtask: core builds for {}", NO_STD_TARGETS.join(" and "));
+    eprintln!(
+        "xtask: core and the front-ends build for {}",
+        NO_STD_TARGETS.join(" and ")
+    );
     // A short run of every fuzz target; `cargo xtask fuzz` runs longer.
     fuzz::fuzz(FUZZ_SECS, &fuzz::TARGETS.map(String::from))?;
     let (qp, qf) = e2e::run_all()?;
