@@ -135,6 +135,6 @@ pub mod slots;
 mod snapshot;
 
 pub use apply::blocking::Applier;
-pub use apply::{ApplierState, Found, Outcome, Progress, Status};
+pub use apply::{ApplierState, Found, Outcome, Progress, Status, MAX_SOURCE_PASSES};
 pub use error::{ApplyError, FlashError, FlashRole, SlotError, Verdict};
 pub use partition::{Bounded, Partition, PartitionError};

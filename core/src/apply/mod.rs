@@ -126,6 +126,75 @@ impl Kept {
     }
 }
 
+/// What `select` learnt of the source slot's prefixes. The slot does not
+/// change between entries, so its digests are computed once and kept: a
+/// file of many entries for one size costs one pass of each hash, not one
+/// per entry. Index 0 is the prefix checked against an entry's target
+/// (is it installed already?), index 1 the one checked against its source.
+#[derive(Clone, Copy)]
+pub(crate) struct SlotDigests {
+    /// The prefixes' sizes.
+    pub(crate) size: [u32; 2],
+    /// Their CRC-32s, where `known` says so.
+    pub(crate) crc32: [u32; 2],
+    /// SHA-256 of prefix 0, if `known & SHA256`.
+    pub(crate) sha256: [u8; 32],
+    /// MD5 of prefix 1, if `known & MD5`: computed, or vouched for by the
+    /// caller.
+    pub(crate) md5: [u8; 16],
+    /// Bit `i`: `crc32[i]` is known; [`SlotDigests::SHA256`],
+    /// [`SlotDigests::MD5`].
+    pub(crate) known: u8,
+    /// CRC-32 passes made ([`MAX_SOURCE_PASSES`]).
+    pub(crate) passes: u8,
+}
+
+impl SlotDigests {
+    pub(crate) const SHA256: u8 = 4;
+    pub(crate) const MD5: u8 = 8;
+    const EMPTY: SlotDigests = SlotDigests {
+        size: [0; 2],
+        crc32: [0; 2],
+        sha256: [0; 32],
+        md5: [0; 16],
+        known: 0,
+        passes: 0,
+    };
+
+    /// Whether the CRC-32 of prefix `i` is known for `size` bytes.
+    pub(crate) fn knows(&self, i: usize, size: u32) -> bool {
+        self.known >> i & 1 != 0 && self.size[i] == size
+    }
+
+    /// Remembers the CRC-32s `crc` of the prefixes of `size` bytes for
+    /// the indices in the bit set `new`; a digest of another size is
+    /// forgotten (one of the same size, a vouched MD5, is kept).
+    #[inline(never)]
+    pub(crate) fn learn(&mut self, new: u8, size: [u32; 2], crc: (u32, u32)) {
+        let crc = [crc.0, crc.1];
+        self.passes += 1;
+        for i in 0..2 {
+            if new >> i & 1 != 0 {
+                if self.size[i] != size[i] {
+                    self.known &= !(Self::SHA256 << i);
+                }
+                self.size[i] = size[i];
+                self.crc32[i] = crc[i];
+                self.known |= 1 << i;
+            }
+        }
+    }
+}
+
+/// The most passes over the source slot that one selection makes for
+/// CRC-32s of prefixes it does not know yet. Every entry of a file can
+/// name another source size; this bounds what a file of 65,535 such
+/// entries costs to this many passes of the slot (and one SHA-256 and one
+/// MD5 pass). An entry that would need one more pass is skipped as not
+/// meant for the image, so a file with entries for more than this many
+/// source sizes before the one a device runs does not find it.
+pub const MAX_SOURCE_PASSES: u8 = 16;
+
 /// What [`crate::Applier::feed`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -199,6 +268,8 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     entries_left: u16,
     outcome: Kept,
     result: TargetId,
+    /// What `select` learnt of the source slot.
+    digests: SlotDigests,
     consumed: u32,
     buf: [u8; BUF],
     head: u16,
@@ -231,9 +302,6 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// The security counter of the entry being applied, then of the one
     /// the outcome refers to.
     counter: u32,
-    /// A source identity the caller vouches for ([`Applier::vouch_source`]).
-    #[cfg(feature = "vouch")]
-    vouched: Option<(u32, [u8; 16])>,
     #[cfg(feature = "sign")]
     gate: Gate,
 }
@@ -258,6 +326,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             entries_left: 0,
             outcome: Kept::None,
             result: TargetId::EMPTY,
+            digests: SlotDigests::EMPTY,
             consumed: 0,
             buf: [0; BUF],
             head: 0,
@@ -282,8 +351,6 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             component: 0,
             seen: false,
             counter: 0,
-            #[cfg(feature = "vouch")]
-            vouched: None,
             #[cfg(feature = "sign")]
             gate: Gate::new(),
         }
@@ -299,7 +366,10 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.phase = Phase::Container;
         self.entries_left = 0;
         self.outcome = Kept::None;
-        self.result = TargetId::EMPTY;
+        // `result` is read only with an outcome, and `digests` only
+        // where `known` says: they need not be cleared.
+        self.digests.known = 0;
+        self.digests.passes = 0;
         self.consumed = 0;
         self.head = 0;
         self.len = 0;
@@ -322,10 +392,6 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.component = 0;
         self.seen = false;
         self.counter = 0;
-        #[cfg(feature = "vouch")]
-        {
-            self.vouched = None;
-        }
         #[cfg(feature = "sign")]
         self.gate.reset();
     }
@@ -364,19 +430,6 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             .. DecoderState: self.rc,
             .. Model: self.model,
         )
-    }
-
-    /// The MD5 the caller vouched for a source of `size` bytes, if any.
-    #[inline(always)]
-    fn vouched_md5(&self, size: u32) -> Option<[u8; 16]> {
-        #[cfg(feature = "vouch")]
-        if let Some((n, md5)) = self.vouched {
-            if n == size {
-                return Some(md5);
-            }
-        }
-        let _ = size;
-        None
     }
 }
 

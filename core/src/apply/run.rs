@@ -6,7 +6,9 @@
 use super::reads::{cached, crc_of, crc_of_prefixes, fits, flush_writer, md5_of, sha256_of};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
-use crate::apply::{ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, Status, BUF};
+use crate::apply::{
+    ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, SlotDigests, Status, BUF,
+};
 use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
@@ -127,7 +129,10 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
     /// the first [`Applier::feed`].
     #[cfg(feature = "vouch")]
     pub fn vouch_source(&mut self, size: u32, md5: [u8; 16]) {
-        self.st.vouched = Some((size, md5));
+        let d = &mut self.st.digests;
+        d.size[1] = size;
+        d.md5 = md5;
+        d.known = SlotDigests::MD5;
     }
 
     /// Whether the patch fed so far has had an entry for the applier's
@@ -356,7 +361,6 @@ where
     /// runs, not under the decoder's frames.
     #[inline(never)]
     async fn select(&mut self) -> Res<Phase> {
-        let vouched = self.st.vouched_md5(self.st.entry.source.size);
         let e = &self.st.entry;
         self.st.cache.invalidate();
         // The header is parsed, so the input buffer is free: the digest
@@ -365,38 +369,51 @@ where
         let src = FlashError::of(FlashRole::Source);
         let tgt = FlashError::of(FlashRole::Target);
         let (ts, ss) = (e.target.size, e.source.size);
-        // One CRC pass serves both pre-checks: is the target already in
-        // the source slot, and is the source the entry's source?
-        let (t_fits, s_fits) = (fits(&self.source, ts), fits(&self.source, ss));
-        let (t_crc, s_crc) = crc_of_prefixes(
-            &mut self.source,
-            buf,
-            if t_fits { ts } else { 0 },
-            if s_fits { ss } else { 0 },
-        )
-        .await
-        .map_err(&src)?;
-        if t_fits
-            && t_crc == e.target.crc32
-            && same(
-                &sha256_of(&mut self.source, buf, ts).await.map_err(&src)?,
-                &e.target.sha256,
-            )
-        {
-            self.st.outcome = Kept::InSource;
-            self.st.result = e.target;
+        // The slot does not change between entries: its digests are
+        // computed once and remembered ([`crate::apply::SlotDigests`]), and the
+        // passes for CRC-32s of new prefix sizes are bounded
+        // ([`crate::apply::MAX_SOURCE_PASSES`]), so that no number of entries
+        // makes selection cost more than a few passes of the slot. One CRC
+        // pass serves both pre-checks: is the target already in the source
+        // slot, and is the source the entry's source?
+        let d = &mut self.st.digests;
+        let size = [ts, ss];
+        let mut new = 0;
+        let mut len = [0; 2];
+        for i in 0..2 {
+            if fits(&self.source, size[i]) && !d.knows(i, size[i]) {
+                new |= 1 << i;
+                len[i] = size[i];
+            }
+        }
+        if new != 0 {
+            if d.passes == crate::apply::MAX_SOURCE_PASSES {
+                return Ok(Phase::Skip);
+            }
+            let crc = crc_of_prefixes(&mut self.source, buf, len[0], len[1])
+                .await
+                .map_err(&src)?;
+            d.learn(new, size, crc);
+        }
+        if d.knows(0, ts) && d.crc32[0] == e.target.crc32 {
+            if d.known & SlotDigests::SHA256 == 0 {
+                d.sha256 = sha256_of(&mut self.source, buf, ts).await.map_err(&src)?;
+                d.known |= SlotDigests::SHA256;
+            }
+            if same(&d.sha256, &e.target.sha256) {
+                self.st.outcome = Kept::InSource;
+                self.st.result = e.target;
+                return Ok(Phase::Skip);
+            }
+        }
+        if !d.knows(1, ss) || d.crc32[1] != e.source.crc32 {
             return Ok(Phase::Skip);
         }
-        if !s_fits
-            || s_crc != e.source.crc32
-            || !same(
-                &match vouched {
-                    Some(md5) => md5,
-                    None => md5_of(&mut self.source, buf, ss).await.map_err(&src)?,
-                },
-                &e.source.md5,
-            )
-        {
+        if d.known & SlotDigests::MD5 == 0 {
+            d.md5 = md5_of(&mut self.source, buf, ss).await.map_err(&src)?;
+            d.known |= SlotDigests::MD5;
+        }
+        if !same(&d.md5, &e.source.md5) {
             return Ok(Phase::Skip);
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
