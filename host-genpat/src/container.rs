@@ -282,15 +282,32 @@ pub fn sign_entry(entry: &[u8], key: &crate::keys::SecretKey) -> Result<Vec<u8>,
     Ok(out)
 }
 
-/// Writes a patch file holding `entries` (each from [`build_entry`]).
+/// Writes a patch file holding `entries` (each from [`build_entry`]),
+/// full images (entries without a source) after the others and otherwise
+/// in the order given: a device applies the first entry that fits its
+/// image, and a full image fits every image, so a delta for the device's
+/// image must come first to be chosen.
 pub fn assemble<'a>(entries: impl IntoIterator<Item = &'a [u8]>) -> Result<Vec<u8>, ParseError> {
-    let entries: Vec<&[u8]> = entries.into_iter().collect();
+    let mut entries: Vec<&[u8]> = entries.into_iter().collect();
+    entries.sort_by_key(|e| is_full_image(e));
     let count = u16::try_from(entries.len()).map_err(|_| ParseError::TooManyEntries)?;
     let mut out = container_header(count).to_vec();
     for e in entries {
         out.extend_from_slice(e);
     }
     Ok(out)
+}
+
+/// Whether `entry` (its header length, header and body) is a full image:
+/// source size 0.
+fn is_full_image(entry: &[u8]) -> bool {
+    let h = entry
+        .get(..2)
+        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]) as usize);
+    entry
+        .get(2..2 + h)
+        .and_then(|raw| EntryHeader::parse(raw).ok())
+        .is_some_and(|(header, _)| header.source.size == 0)
 }
 
 /// What adding an entry to an existing file did.

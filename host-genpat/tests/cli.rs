@@ -293,6 +293,8 @@ fn usage_errors_exit_1() {
         &["--bogus", "v1.bin", "v2.bin", "p.pat"],
         &["--block-size", "x", "v1.bin", "v2.bin", "p.pat"],
         &["--block-size", "0", "v1.bin", "v2.bin", "p.pat"],
+        &["--block-size", "4", "v1.bin", "v2.bin", "p.pat"],
+        &["--block-size", "1048577", "v1.bin", "v2.bin", "p.pat"],
         &["v1.bin", "v2.bin", "p.pat", "extra"],
     ] {
         let o = genpat(&d, args);
@@ -419,10 +421,22 @@ fn erased_target_is_written_as_it_is() {
     assert_eq!(read(&d, "out.bin"), read(&d, "erased.bin"));
 }
 
+/// Block sizes that would change nothing are refused with the range.
+#[test]
+fn block_sizes_below_5_are_refused_with_the_range() {
+    let (_t, d) = setup();
+    for n in ["1", "4"] {
+        let o = genpat(&d, &["--block-size", n, "v1.bin", "v2.bin", "p.pat"]);
+        assert_exit(&o, 1);
+        assert!(stderr(&o).contains("5..=1048576"), "{}", stderr(&o));
+        assert!(!d.join("p.pat").exists());
+    }
+}
+
 #[test]
 fn block_size_is_accepted() {
     let (_t, d) = setup();
-    for n in ["1", "16", "64"] {
+    for n in ["5", "16", "64"] {
         let patch = format!("b{n}.pat");
         let o = genpat(&d, &["--block-size", n, "v1.bin", "v2.bin", &patch]);
         assert_exit(&o, 0);
@@ -719,4 +733,29 @@ fn apply_json_documents_the_result() {
         "{j}"
     );
     assert!(!d.join("x.bin").exists());
+}
+
+/// A full image added before a delta does not hide it: genpat keeps full
+/// images after the deltas, so a device whose image has a delta gets the
+/// delta (it takes the first entry that fits, and a full image fits every
+/// image), and any other image still gets the full one.
+#[test]
+fn a_delta_is_preferred_to_a_full_image_added_before_it() {
+    let (_t, d) = setup();
+    fs::write(d.join("none.bin"), []).unwrap();
+    assert_exit(&genpat(&d, &["none.bin", "v2.bin", "p.pat"]), 0);
+    let o = genpat(&d, &["v1.bin", "v2.bin", "p.pat"]);
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("entry 1 of 2"), "{}", stderr(&o));
+    let info = info_json(&d, "p.pat");
+    let entries = info["entries"].as_array().unwrap();
+    assert_eq!(entries[0]["source"]["size"], read(&d, "v1.bin").len());
+    assert_eq!(entries[1]["source"]["size"], 0);
+    // The applier reads the delta's source and finds it first.
+    let o = genpat(&d, &["apply", "p.pat", "v1.bin", "a.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(read(&d, "a.bin"), read(&d, "v2.bin"));
+    let o = genpat(&d, &["apply", "p.pat", "other.bin", "b.bin"]);
+    assert_exit(&o, 0);
+    assert_eq!(read(&d, "b.bin"), read(&d, "v2.bin"));
 }

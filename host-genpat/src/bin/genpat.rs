@@ -267,12 +267,15 @@ pub struct DiffArgs {
     pub layout: LayoutArgs,
     /// GenPat's block size: here the shortest exact match with OLD that the
     /// matcher uses to start a copy (smaller finds more matches, larger is
-    /// faster). The default is the matcher's own minimum match length.
+    /// faster), from 5 to 1048576. The default is the matcher's own minimum
+    /// match length; a match must be longer than the 4 bytes the current
+    /// alignment may already cover, so values below 5 would change nothing.
     #[arg(
         long,
         value_name = "N",
         default_value_t = PlanOptions::default().min_match,
-        value_parser = RangedU64ValueParser::<usize>::new().range(1..=1 << 20)
+        value_parser = RangedU64ValueParser::<usize>::new()
+            .range(PlanOptions::default().switch_margin as u64 + 1..=1 << 20)
     )]
     pub block_size: usize,
     /// Search harder: also plan with the block sizes 4, 5, 6 and 8, each
