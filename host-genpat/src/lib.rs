@@ -44,6 +44,9 @@ pub const FAST_SWITCH_MARGINS: [usize; 1] = [5];
 /// Something that wants to hear how far a long job has come. Every method
 /// has a default that does nothing.
 pub trait Progress {
+    /// Pass `n` of `of` (from 1) over the inputs begins: `--best` plans
+    /// once per matcher setting, each pass with its own phases.
+    fn pass(&mut self, _n: usize, _of: usize) {}
     /// A phase starts; `total` is its length in its own units.
     fn start(&mut self, _phase: &'static str, _total: u64) {}
     /// `done` units of the current phase are finished.
@@ -102,7 +105,8 @@ pub fn generate(
     }
     let mut index = plan::Index::new(old, new);
     let mut best: Option<(Params, Vec<u8>)> = None;
-    for plan_opts in &plans {
+    for (i, plan_opts) in plans.iter().enumerate() {
+        progress.pass(i + 1, plans.len());
         progress.start("matching", new.len() as u64);
         let steps = index.plan(plan_opts, &mut |done| progress.update(done as u64));
         progress.finish();
@@ -192,5 +196,42 @@ mod tests {
             plain.len()
         );
         assert_eq!(best, diff(&old, &new, &best_opts).unwrap());
+    }
+
+    /// `--best` says which of its passes it is on: every pass is numbered,
+    /// each before its phases.
+    #[test]
+    fn best_numbers_its_passes() {
+        #[derive(Default)]
+        struct Log(Vec<String>);
+        impl Progress for Log {
+            fn pass(&mut self, n: usize, of: usize) {
+                self.0.push(format!("pass {n}/{of}"));
+            }
+            fn start(&mut self, phase: &'static str, _total: u64) {
+                self.0.push(phase.into());
+            }
+        }
+        let old = Rng(5).bytes(5_000);
+        let mut new = old.clone();
+        new[100..200].copy_from_slice(&Rng(6).bytes(100));
+        for (best, passes) in [(false, 2), (true, 12)] {
+            let opts = GenOptions {
+                best,
+                ..GenOptions::default()
+            };
+            let mut log = Log::default();
+            generate(&old, &new, &opts, &mut log).unwrap();
+            let want: Vec<String> = (1..=passes)
+                .flat_map(|n| {
+                    [
+                        format!("pass {n}/{passes}"),
+                        "matching".into(),
+                        "coding".into(),
+                    ]
+                })
+                .collect();
+            assert_eq!(log.0, want, "best: {best}");
+        }
     }
 }

@@ -369,6 +369,21 @@ fn unreadable_inputs_exit_2() {
     assert_exit(&o, 2);
     assert_eq!(stdout(&o), ERROR);
     assert!(stderr(&o).contains("could not write OUT 'dir'"));
+    // A directory that does not exist: the message names the user's path,
+    // not the temporary file genpat would have written first.
+    for args in [
+        &["apply", "p.pat", "v1.bin", "nodir/out.bin"][..],
+        &["v1.bin", "v3.bin", "nodir/p.pat"],
+    ] {
+        let o = genpat(&d, args);
+        assert_exit(&o, 2);
+        let err = stderr(&o);
+        assert!(
+            err.contains("could not write") && err.contains("'nodir/"),
+            "{err}"
+        );
+        assert!(!err.contains(".genpat-") && !err.contains(".tmp"), "{err}");
+    }
 }
 
 #[test]

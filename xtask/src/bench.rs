@@ -113,22 +113,8 @@ pub fn pairs(corpus: &Path) -> Result<Vec<(String, PathBuf)>, String> {
         .collect())
 }
 
-pub fn bench(args: &[String]) -> Result<(), String> {
-    let mut corpus = PathBuf::from("../shared/corpus");
-    let mut runs = 5usize;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => {
-                runs = it
-                    .next()
-                    .and_then(|v| v.parse().ok())
-                    .filter(|&n| n > 0)
-                    .ok_or("--runs takes a positive number")?
-            }
-            _ => corpus = PathBuf::from(a),
-        }
-    }
+pub fn bench(corpus: &Path, runs: usize) -> Result<(), String> {
+    let corpus = corpus.to_path_buf();
     crate::cargo(&["build", "--release", "--package", "host-genpat"])?;
     let genpat =
         std::fs::canonicalize("target/release/genpat").map_err(|e| format!("genpat: {e}"))?;

@@ -332,29 +332,7 @@ fn write_figures(targets: &[String], runs: &[Run], secs: u64) -> Result<(), Stri
 }
 
 /// `cargo xtask fuzz` with its arguments.
-pub fn main(args: &[String]) -> Result<(), String> {
-    let mut secs = 60;
-    let mut targets = Vec::new();
-    let mut figures = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--time" => {
-                secs = it
-                    .next()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or("--time wants a number of seconds")?
-            }
-            "--write-figures" => figures = true,
-            t if TARGETS.contains(&t) => targets.push(t.to_string()),
-            other => {
-                return Err(format!(
-                    "unknown fuzz argument or target '{other}' (targets: {})",
-                    TARGETS.join(", ")
-                ))
-            }
-        }
-    }
+pub fn main(secs: u64, figures: bool, mut targets: Vec<String>) -> Result<(), String> {
     if targets.is_empty() {
         targets = TARGETS.iter().map(|t| t.to_string()).collect();
     }

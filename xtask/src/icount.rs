@@ -219,8 +219,7 @@ pub fn print_table(rows: &[(&str, M4Count, Option<f64>)]) {
 }
 
 /// `cargo xtask icount [CORPUS_DIR]`: the Cortex-M4 counts alone.
-pub fn main(args: &[String]) -> Result<(), String> {
-    let corpus = PathBuf::from(args.first().map_or("../shared/corpus", String::as_str));
+pub fn main(corpus: &Path) -> Result<(), String> {
     if !available() {
         return Err("cannot count Cortex-M4 instructions here".into());
     }

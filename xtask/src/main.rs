@@ -30,7 +30,10 @@ mod icount;
 mod qemu;
 mod signed;
 
+use std::path::PathBuf;
 use std::process::{exit, Command};
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// The microcontroller targets `core` must build for.
 const NO_STD_TARGETS: [&str; 2] = ["thumbv7em-none-eabihf", "thumbv6m-none-eabi"];
@@ -48,16 +51,85 @@ const EXAMPLES: [&str; 3] = ["blocking", "async", "two_flashes"];
 /// Seconds per fuzz target in `cargo xtask test`.
 const FUZZ_SECS: u64 = 20;
 
+/// flashpatch's project commands: `cargo xtask <COMMAND>`.
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install targets, run every test (core's also with the devices'
+    /// features), run core's examples, build core and the front-ends for
+    /// Cortex-M, fuzz briefly, run the QEMU end-to-end tests.
+    Test,
+    /// v1 -> v2 over the UART of an emulated Cortex-M4, with a summary.
+    Demo,
+    /// Only the QEMU end-to-end tests.
+    QemuTest,
+    /// Only the signed update on QEMU, with what the signature check costs
+    /// on the device.
+    Signed,
+    /// cargo fmt --check, clippy and rustdoc with -D warnings.
+    Check,
+    /// Patch sizes and times next to bsdiff, xdelta3 and zstd; device
+    /// figures.
+    Bench {
+        /// The corpus of version pairs.
+        #[arg(default_value = "../shared/corpus")]
+        corpus: PathBuf,
+        /// Timed runs per pair and tool.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        runs: u64,
+    },
+    /// Cortex-M4 instructions per output byte of the apply (QEMU -icount).
+    Icount {
+        /// The corpus of version pairs.
+        #[arg(default_value = "../shared/corpus")]
+        corpus: PathBuf,
+    },
+    /// Code size of the apply path on thumbv7em-none-eabihf.
+    Size,
+    /// Run the cargo fuzz targets (all of them if none is named).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        time: u64,
+        /// Write one README row per target (from a fresh corpus).
+        #[arg(long)]
+        write_figures: bool,
+        /// Targets to run.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(fuzz::TARGETS))]
+        targets: Vec<String>,
+    },
+    /// Run core's examples; each must print OK.
+    Examples,
+}
+
 fn main() {
-    let task = std::env::args().nth(1).unwrap_or_default();
-    let result = match task.as_str() {
-        "test" => test(),
-        "check" => check(),
-        "bench" => bench::bench(&std::env::args().skip(2).collect::<Vec<_>>()),
-        "demo" => demo::demo(),
-        "icount" => icount::main(&std::env::args().skip(2).collect::<Vec<_>>()),
-        "size" => bench::print_code().map(drop),
-        "qemu-test" => e2e::run_all().and_then(|(p, f)| {
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if e.kind() == clap::error::ErrorKind::InvalidSubcommand {
+            // clap names a similar command at most; list them all.
+            let _ = e.print();
+            eprintln!("\n{}", Cli::command().render_help());
+            exit(2);
+        }
+        e.exit()
+    });
+    let result = match cli.task {
+        Task::Test => test(),
+        Task::Check => check(),
+        Task::Bench { corpus, runs } => bench::bench(&corpus, runs as usize),
+        Task::Demo => demo::demo(),
+        Task::Icount { corpus } => icount::main(&corpus),
+        Task::Size => bench::print_code().map(drop),
+        Task::QemuTest => e2e::run_all().and_then(|(p, f)| {
             println!("qemu tests: {p} passed, {f} failed");
             if f == 0 {
                 Ok(())
@@ -65,15 +137,15 @@ fn main() {
                 Err("QEMU tests failed".into())
             }
         }),
-        "signed" => signed::standalone(|l| println!("{l}")).map(|f| {
+        Task::Signed => signed::standalone(|l| println!("{l}")).map(|f| {
             println!("signature check on the device: {}", f.summary());
         }),
-        "fuzz" => fuzz::main(&std::env::args().skip(2).collect::<Vec<_>>()),
-        "examples" => EXAMPLES.iter().try_for_each(|name| run_example(name)),
-        _ => {
-            eprintln!("usage: cargo xtask <test|check|bench|icount|size|demo|qemu-test|signed|fuzz|examples>\n  demo   v1 -> v2 over the UART of an emulated Cortex-M4, with a summary\n  test   install targets, run every test (core's also with the devices' features), run core's examples, build core for Cortex-M, fuzz briefly, QEMU end-to-end tests\n  qemu-test  only the QEMU end-to-end tests\n  signed  only the signed update on QEMU, with what the signature check costs on the device\n  check  cargo fmt --check, clippy and rustdoc with -D warnings\n  bench [CORPUS_DIR] [--runs N]  patch sizes and times next to bsdiff, xdelta3, zstd; device figures\n  icount [CORPUS_DIR]  Cortex-M4 instructions per output byte of the apply (QEMU -icount)\n  size   code size of the apply path on thumbv7em-none-eabihf\n  fuzz [--time SECS] [TARGET ...]  run the cargo fuzz targets (default 60 s each)\n  examples  run core's examples; each must print OK");
-            exit(1);
-        }
+        Task::Fuzz {
+            time,
+            write_figures,
+            targets,
+        } => fuzz::main(time, write_figures, targets),
+        Task::Examples => EXAMPLES.iter().try_for_each(|name| run_example(name)),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");
@@ -291,4 +363,48 @@ fn check() -> Result<(), String> {
         &["doc", "--workspace", "--no-deps"],
         &[("RUSTDOCFLAGS", "-D warnings")],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Task, ErrorKind> {
+        Cli::try_parse_from(["cargo xtask"].iter().chain(args))
+            .map(|c| c.task)
+            .map_err(|e| e.kind())
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    /// `cargo xtask demo --board microbit` ran the plain demo and exited 0.
+    #[test]
+    fn unknown_commands_flags_and_values_are_errors() {
+        assert_eq!(
+            parse(&["demo", "--board", "microbit"]).err(),
+            Some(ErrorKind::UnknownArgument)
+        );
+        assert_eq!(parse(&["bogus"]).err(), Some(ErrorKind::InvalidSubcommand));
+        assert_eq!(
+            parse(&["fuzz", "nosuch"]).err(),
+            Some(ErrorKind::InvalidValue)
+        );
+        assert_eq!(
+            parse(&["bench", "--runs", "0"]).err(),
+            Some(ErrorKind::ValueValidation)
+        );
+        assert!(matches!(parse(&["demo"]), Ok(Task::Demo)));
+        assert!(matches!(
+            parse(&["fuzz", "--time", "5", "apply_fixed"]),
+            Ok(Task::Fuzz { time: 5, write_figures: false, ref targets }) if targets == &["apply_fixed"]
+        ));
+        assert!(matches!(
+            parse(&["bench", "corpus", "--runs", "2"]),
+            Ok(Task::Bench { runs: 2, ref corpus }) if corpus == std::path::Path::new("corpus")
+        ));
+    }
 }

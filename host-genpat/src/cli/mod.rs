@@ -95,7 +95,12 @@ impl Failure {
 
 /// An I/O error as a person reads it: without Rust's " (os error N)".
 pub fn reason(e: &io::Error) -> String {
-    let s = e.to_string();
+    // tempfile wraps its errors with the temporary file's path ("… at path
+    // \"dir/.genpat-….tmp\""); the caller names the user's path instead.
+    let mut s = e.to_string();
+    if let Some(i) = s.find(" at path \"") {
+        s.truncate(i);
+    }
     match s.find(" (os error ") {
         Some(i) if s.ends_with(')') => s[..i].to_owned(),
         _ => s,

@@ -182,7 +182,8 @@ pub fn lock_patch(path: &Path) -> Result<fs::File, Failure> {
         Failure::new(
             EXIT_ERROR,
             format!(
-                "cannot lock PATCH with '{}': {}",
+                "could not write PATCH '{}': cannot lock it with '{}': {}",
+                path.display(),
                 lock.display(),
                 reason(&e)
             ),

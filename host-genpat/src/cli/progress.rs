@@ -11,6 +11,8 @@ use super::LONG_JOB;
 pub struct Bars {
     enabled: bool,
     bar: Option<ProgressBar>,
+    /// "pass N of M" while a job makes more than one pass.
+    pass: Option<(usize, usize)>,
 }
 
 impl Bars {
@@ -20,6 +22,7 @@ impl Bars {
         Bars {
             enabled: job_bytes > LONG_JOB && io::stderr().is_terminal(),
             bar: None,
+            pass: None,
         }
     }
 
@@ -33,6 +36,10 @@ impl Bars {
 }
 
 impl host_genpat::Progress for Bars {
+    fn pass(&mut self, n: usize, of: usize) {
+        self.pass = (of > 1).then_some((n, of));
+    }
+
     fn start(&mut self, phase: &'static str, total: u64) {
         self.finish();
         if !self.enabled {
@@ -44,7 +51,7 @@ impl host_genpat::Progress for Bars {
         self.bar = Some(
             ProgressBar::new(total)
                 .with_style(style)
-                .with_message(phase),
+                .with_message(label(phase, self.pass)),
         );
     }
 
@@ -61,8 +68,27 @@ impl host_genpat::Progress for Bars {
     }
 }
 
+/// The bar's label: the phase, and which pass when there are several.
+fn label(phase: &str, pass: Option<(usize, usize)>) -> String {
+    match pass {
+        Some((n, of)) => format!("pass {n} of {of}: {phase}"),
+        None => phase.to_string(),
+    }
+}
+
 impl Drop for Bars {
     fn drop(&mut self) {
         host_genpat::Progress::finish(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label;
+
+    #[test]
+    fn a_bar_of_several_passes_says_which() {
+        assert_eq!(label("matching", Some((3, 13))), "pass 3 of 13: matching");
+        assert_eq!(label("coding", None), "coding");
     }
 }
