@@ -228,7 +228,7 @@ pub fn main(corpus: &Path) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let elf = build(&work)?;
     let mut rows = Vec::new();
-    for (pair, d) in crate::bench::pairs(&corpus)? {
+    for (pair, d) in crate::bench::pairs(corpus)? {
         eprintln!("xtask: icount {pair}");
         let patch = work.join(format!("{pair}.fp"));
         let _ = std::fs::remove_file(&patch);
