@@ -47,12 +47,13 @@ fn select(old: &[u8], file: &[u8]) -> (Result<(), ApplyError>, u64) {
     source.stats = Default::default();
     let mut target = Flash::new(64 * 1024);
     let mut state = ApplierState::new();
-    let mut applier: Applier<_, _> = Applier::new(&mut source, &mut target, &mut state);
-    let fed = file
-        .chunks(4096)
-        .try_for_each(|c| applier.feed(c).map(drop));
-    let result = fed.and_then(|()| applier.finish().map(drop));
-    drop(applier);
+    let result = {
+        let mut applier: Applier<_, _> = Applier::new(&mut source, &mut target, &mut state);
+        let fed = file
+            .chunks(4096)
+            .try_for_each(|c| applier.feed(c).map(drop));
+        fed.and_then(|()| applier.finish().map(drop))
+    };
     (result, source.stats.bytes_read)
 }
 
