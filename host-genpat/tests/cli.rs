@@ -774,3 +774,46 @@ fn a_delta_is_preferred_to_a_full_image_added_before_it() {
     assert_exit(&o, 0);
     assert_eq!(read(&d, "b.bin"), read(&d, "v2.bin"));
 }
+
+/// A patch whose (valid) header claims a 4 GiB - 1 target: genpat checks
+/// what it can have before it reserves anything and ends with a VPatch
+/// result, not an abort. Run with 2 GiB of address space, where a 4 GiB
+/// reservation cannot succeed.
+#[test]
+fn a_header_claiming_a_4_gib_target_gives_a_result_not_an_abort() {
+    use flashpatch::crc32::crc32;
+    use flashpatch::format::{container_header, EntryHeader, MAX_HEADER_LEN};
+    let (_t, d) = setup();
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "p.pat"]), 0);
+    let entries = host_genpat::container::parse(&read(&d, "p.pat")).unwrap();
+    let e = &entries[0];
+    let h = u16::from_le_bytes([e.bytes[0], e.bytes[1]]) as usize;
+    let body = &e.bytes[2 + h..];
+    let mut header: EntryHeader = e.header;
+    header.target.size = u32::MAX;
+    header.body_len = body.len() as u32;
+    header.body_crc32 = crc32(body);
+    let mut out = [0u8; 2 + MAX_HEADER_LEN];
+    let n = header.write(&[], &mut out).unwrap();
+    let mut file = container_header(1).to_vec();
+    file.extend_from_slice(&out[..n]);
+    file.extend_from_slice(body);
+    fs::write(d.join("huge.pat"), &file).unwrap();
+    let o = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 2097152 && exec \"$0\" apply huge.pat v1.bin out.bin",
+            env!("CARGO_BIN_EXE_genpat"),
+        ])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert_exit(&o, 2);
+    assert_eq!(stdout(&o), ERROR);
+    assert!(
+        stderr(&o).contains("4294967295 bytes, more memory than can be had"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!d.join("out.bin").exists());
+}
