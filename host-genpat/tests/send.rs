@@ -538,6 +538,8 @@ fn send_json_documents_the_answer() {
     assert_eq!(doc["device"]["version"], "v1");
     assert_eq!(doc["device"]["image_size"], v1.len());
     assert_eq!(doc["after"]["version"], "v2");
+    assert_eq!(doc["device"]["security_counter"], 0);
+    assert_eq!(doc["device"]["floor"], 0);
     let size = std::fs::metadata(dir.path().join("up.fpat")).unwrap().len();
     assert_eq!(doc["transfer"]["bytes_sent"], size);
     // A corrupt patch: exit code 4 as without --json, and its verdict.
@@ -548,4 +550,31 @@ fn send_json_documents_the_answer() {
     assert_eq!(doc["verdict"], "corrupt");
     assert_eq!(doc["result"], "Patch data is invalid or corrupt");
     assert!(doc["after"].is_null());
+}
+
+/// A device of protocol version 1 announces no security counters: genpat
+/// still understands it and updates it, and `--json` says the counters
+/// are unknown.
+#[test]
+fn a_protocol_version_1_device_is_still_updated() {
+    let (dir, v1, v2) = setup();
+    let mut d = device(&v1, &v2);
+    d.proto1 = true;
+    let sim = Arc::new(Mutex::new(d));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let s = sim.clone();
+    let server = thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        s.lock().unwrap().serve(conn);
+    });
+    let out = genpat(dir.path(), &["send", "up.fpat", "--tcp", &addr, "--json"]);
+    server.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["result"], "OK");
+    assert_eq!(doc["device"]["version"], "v1");
+    assert!(doc["device"]["security_counter"].is_null(), "{doc}");
+    assert!(doc["device"]["floor"].is_null(), "{doc}");
+    assert!(sim.lock().unwrap().running() == (v2, "v2".into()));
 }

@@ -625,6 +625,21 @@ fn older_manifests_and_older_images_are_refused() {
         false,
     );
 
+    // A genpat that has no history of the device (another name) refuses
+    // all the same: the device announces its image's counter.
+    let out = rel.update(Some(&dev), &m("r4.json"), &["--device", "bench-new"]);
+    check(
+        &out,
+        5,
+        &[
+            "not sending an older image",
+            "security counter is 2, the device's image's 3 (as the device announces it)",
+            "security counter 3 (accepts 3 and up)",
+        ],
+        false,
+    );
+    assert!(runs(&v3));
+
     // What genpat remembers of bench-1.
     let path = History::path(&rel.path("state"), "bench-1");
     let h = History::load(&path, "bench-1").unwrap();

@@ -60,6 +60,8 @@ fn samples(data: &[u8]) -> (Vec<HostMsg<'_>>, Vec<DeviceMsg<'_>>) {
                 crc32: 1,
                 offset: 4096,
             }),
+            security_counter: 7,
+            floor: 5,
         }),
         DeviceMsg::Ack {
             offset: 256,
@@ -79,6 +81,8 @@ fn samples(data: &[u8]) -> (Vec<HostMsg<'_>>, Vec<DeviceMsg<'_>>) {
             components: 2,
             image_size: 6000,
             image_sha256: [0x5A; 32],
+            security_counter: 3,
+            floor: 2,
         }),
     ];
     (host, device)
@@ -189,6 +193,8 @@ fn device_messages_fit_the_device_frame() {
             crc32: u32::MAX,
             offset: u32::MAX,
         }),
+        security_counter: u32::MAX,
+        floor: u32::MAX,
     });
     let mut out = [0u8; MAX_DEVICE_FRAME];
     let n = frame::encode(&hello, &mut out).unwrap();
@@ -227,6 +233,8 @@ fn device_messages_fit_the_device_frame() {
         components: u8::MAX,
         image_size: u32::MAX,
         image_sha256: [0xFF; 32],
+        security_counter: u32::MAX,
+        floor: u32::MAX,
     });
     assert!(frame::encode(&component, &mut out).is_ok());
 }
@@ -262,9 +270,13 @@ fn golden_component_payloads() {
         components: 2,
         image_size: 300,
         image_sha256: [7; 32],
+        security_counter: 200,
+        floor: 1,
     })));
     assert_eq!(a[..5], [4, 1, 2, 0xAC, 0x02]);
-    assert_eq!(a[5..], [7; 32]);
+    assert_eq!(a[5..37], [7; 32]);
+    // Version 2's counters, at the end: version 1's bytes come first.
+    assert_eq!(a[37..], [0xC8, 0x01, 0x01]);
 }
 
 #[test]

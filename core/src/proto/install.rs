@@ -18,15 +18,17 @@ where
     P: NorFlash,
     S: NorFlash,
 {
-    let image = slots
+    let c = slots
         .boot_state()
-        .and_then(|b| b.components.get(component as usize).map(|c| c.image()))
-        .unwrap_or(Image::NONE);
+        .and_then(|b| b.components.get(component as usize).copied());
+    let image = c.map_or(Image::NONE, |c| c.image());
     DeviceMsg::Component(ComponentImage {
         component,
         components: N.min(u8::MAX as usize) as u8,
         image_size: image.size,
         image_sha256: image.sha256,
+        security_counter: image.counter,
+        floor: c.map_or(0, |c| c.floor),
     })
 }
 

@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::Verdict;
 
 /// The protocol version a device announces; `docs/PROTOCOL.md` describes
-/// version 1.
-pub const PROTO_VERSION: u8 = 1;
+/// version 2 (version 1's `Hello` and `Component` lack the security
+/// counters).
+pub const PROTO_VERSION: u8 = 2;
 /// The most patch bytes one `Chunk` carries.
 pub const MAX_CHUNK: usize = 256;
 /// The longest version text a device announces, in bytes.
@@ -53,6 +54,10 @@ pub struct ComponentImage {
     pub image_size: u32,
     /// SHA-256 of that image (zeros with size 0).
     pub image_sha256: [u8; 32],
+    /// Security counter of that image (of the patch that made it).
+    pub security_counter: u32,
+    /// The lowest security counter the component accepts.
+    pub floor: u32,
 }
 
 /// An interrupted transfer the device holds.
@@ -82,6 +87,10 @@ pub struct Announce<'a> {
     pub trial: bool,
     /// The transfer that was interrupted, if any.
     pub resume: Option<Resume>,
+    /// Security counter of the running image (of the patch that made it).
+    pub security_counter: u32,
+    /// The lowest security counter the device accepts of a patch.
+    pub floor: u32,
 }
 
 /// What a device is busy with after the whole patch has arrived.

@@ -185,6 +185,8 @@ fn main() -> ! {
             image_sha256: image.sha256,
             trial: rec.trial,
             resume,
+            security_counter: image.counter,
+            floor: rec.floor,
         })
     };
     if let Some(r) = staging.resume() {

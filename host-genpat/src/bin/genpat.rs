@@ -114,7 +114,9 @@ does not answer prints none; the exit codes are the same):
                 \"transfer_seconds\": S, \"apply_seconds\": S} or null (update: nothing sent)}
 where DEVICE is
   {\"version\": \"TEXT\", \"image_size\": BYTES, \"image_sha256\": \"64 hex digits\",
-   \"trial\": true if not yet confirmed}
+   \"trial\": true if not yet confirmed,
+   \"security_counter\": N, \"floor\": N (the lowest counter it accepts;
+   both null from a device of protocol version 1)}
 Fields may be added in later versions; none will be removed or change
 meaning while \"format_version\" is 1."
     };

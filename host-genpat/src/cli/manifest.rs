@@ -8,7 +8,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use host_genpat::container::{self, Entry};
-use host_genpat::manifest::history::{History, Refusal};
+use host_genpat::manifest::history::{History, Refusal, Running};
 use host_genpat::manifest::{self, Component, Image, Manifest, Patch, Sha256Hex};
 use host_genpat::{GenOptions, Metadata, NoProgress};
 
@@ -465,7 +465,7 @@ pub fn guard(
     link: &crate::LinkArgs,
     m: &Manifest,
     chosen: &[&Component],
-    running: &[Image],
+    running: &[Running],
 ) -> Result<(), Failure> {
     let device = device_name(args, link);
     let path = History::path(&state_dir(args)?, &device);

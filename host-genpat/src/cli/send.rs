@@ -36,6 +36,9 @@ struct DeviceDoc {
     image_size: u32,
     image_sha256: String,
     trial: bool,
+    /// `null` from a device of protocol version 1.
+    security_counter: Option<u32>,
+    floor: Option<u32>,
 }
 
 impl DeviceDoc {
@@ -45,6 +48,8 @@ impl DeviceDoc {
             image_size: d.image_size,
             image_sha256: hex(&d.image_sha256),
             trial: d.trial,
+            security_counter: d.counters.map(|c| c.security_counter),
+            floor: d.counters.map(|c| c.floor),
         }
     }
 }
@@ -182,8 +187,14 @@ pub fn deliver(
 
 /// One line about a device.
 pub fn describe(d: &DeviceInfo) -> String {
+    let counters = d.counters.map_or(String::new(), |c| {
+        format!(
+            ", security counter {} (accepts {} and up)",
+            c.security_counter, c.floor
+        )
+    });
     format!(
-        "version {}, image {} bytes, SHA-256 {}…, {}",
+        "version {}, image {} bytes, SHA-256 {}…, {}{counters}",
         d.version,
         d.image_size,
         &hex(&d.image_sha256)[..16],

@@ -8,6 +8,7 @@
 
 use host_genpat::container;
 use host_genpat::fetch::{FetchError, Location};
+use host_genpat::manifest::history::Running;
 use host_genpat::manifest::{self, Choice, Component, Image, Manifest, Sha256Hex};
 
 use super::progress::Bars;
@@ -77,7 +78,12 @@ pub fn run(args: &UpdateArgs) -> Result<(), Failure> {
         size: device.image_size,
         sha256: Sha256Hex(device.image_sha256),
     };
-    super::manifest::guard(&args.history, &args.link, &m, &[component], &[running])?;
+    let announced = Running {
+        image: running,
+        security_counter: device.counters.map_or(0, |c| c.security_counter),
+        name: device.version.clone(),
+    };
+    super::manifest::guard(&args.history, &args.link, &m, &[component], &[announced])?;
     let (reference, size, sha256) = match component.select(&running) {
         Choice::Current => {
             super::send::say_installed(&device, args.json);
@@ -147,7 +153,24 @@ fn several(args: &UpdateArgs, at: &Location, m: &Manifest) -> Result<(), Failure
             sha256: Sha256Hex(p.image_sha256),
         })
         .collect();
-    super::manifest::guard(&args.history, &args.link, m, &chosen, &running)?;
+    let announced: Vec<Running> = parts
+        .iter()
+        .zip(&running)
+        .map(|(p, image)| Running {
+            image: *image,
+            security_counter: p.security_counter,
+            name: if p.component == 0 {
+                device.version.clone()
+            } else {
+                format!(
+                    "{} bytes, SHA-256 {}…",
+                    p.image_size,
+                    &image.sha256.to_string()[..16]
+                )
+            },
+        })
+        .collect();
+    super::manifest::guard(&args.history, &args.link, m, &chosen, &announced)?;
     let mut entries: Vec<Vec<u8>> = Vec::new();
     for c in chosen {
         if running

@@ -90,6 +90,17 @@ pub enum Refusal {
     },
 }
 
+/// An image a device runs, as it announces it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Running {
+    /// The image.
+    pub image: Image,
+    /// Its security counter as the device says (0: it does not say).
+    pub security_counter: u32,
+    /// What to call it: the device's version text, or the image.
+    pub name: String,
+}
+
 /// Why a history file cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -161,7 +172,7 @@ impl History {
         &self,
         m: &Manifest,
         chosen: &[&Component],
-        running: &[Image],
+        running: &[Running],
         allow_downgrade: bool,
     ) -> Result<Vec<Refusal>, Refusal> {
         if m.sequence() < self.sequence {
@@ -186,10 +197,26 @@ impl History {
     }
 
     /// The downgrade that installing `c`'s target over `running` would be.
-    fn downgrade(&self, m: &Manifest, c: &Component, running: &Image) -> Option<Refusal> {
+    fn downgrade(&self, m: &Manifest, c: &Component, announced: &Running) -> Option<Refusal> {
+        let running = &announced.image;
         if *running == c.target || c.patch_urls.contains_key(&running.sha256) {
             // The target itself, or an image the release patches from.
             return None;
+        }
+        // The device's own word first: it knows its image's counter even
+        // when this history does not know the image.
+        if let Some(new) = c.security_counter {
+            let was = announced.security_counter;
+            if new < was {
+                return Some(Refusal::Downgrade {
+                    component: c.name.clone(),
+                    running: announced.name.clone(),
+                    target: m.version.clone(),
+                    why: format!(
+                        "its security counter is {new}, the device's image's {was} (as the device announces it)"
+                    ),
+                });
+            }
         }
         let known = self
             .images
@@ -283,9 +310,37 @@ mod tests {
 
     fn run(h: &mut History, m: &Manifest, runs: &[u8], allow: bool) -> Result<usize, Refusal> {
         let c = [&m.components[0]];
-        let allowed = h.check(m, &c, &[Image::of(runs)], allow)?;
+        let running = Running {
+            image: Image::of(runs),
+            security_counter: 0,
+            name: String::new(),
+        };
+        let allowed = h.check(m, &c, &[running], allow)?;
         h.accept(m, &c);
         Ok(allowed.len())
+    }
+
+    /// A device that announces its image's counter is not sent a lower
+    /// one, even by a genpat that has never seen it.
+    #[test]
+    fn the_counter_a_device_announces_refuses_older_images() {
+        let h = History::new("dev");
+        let v2 = release("2", 2, b"v2", Some(2));
+        let c = [&v2.components[0]];
+        let runs = |counter| Running {
+            image: Image::of(b"v3"),
+            security_counter: counter,
+            name: "3.0.0".into(),
+        };
+        let refused = h.check(&v2, &c, &[runs(3)], false).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "component 'app': the device runs version 3.0.0, newer than this release's 2: \
+             its security counter is 2, the device's image's 3 (as the device announces it)"
+        );
+        assert_eq!(h.check(&v2, &c, &[runs(3)], true).map(|a| a.len()), Ok(1));
+        assert_eq!(h.check(&v2, &c, &[runs(2)], false), Ok(vec![]));
+        assert_eq!(h.check(&v2, &c, &[runs(0)], false), Ok(vec![]));
     }
 
     #[test]

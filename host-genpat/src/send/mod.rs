@@ -33,7 +33,24 @@ pub struct DeviceInfo {
     pub trial: bool,
     /// The interrupted transfer it holds.
     pub resume: Option<Resume>,
+    /// Security counter of the running image, and the lowest counter the
+    /// device accepts; `None` from a device of protocol version 1, which
+    /// does not say.
+    pub counters: Option<Counters>,
 }
+
+/// A device's security counters (protocol version 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    /// Of the running image (of the patch that made it).
+    pub security_counter: u32,
+    /// The lowest counter the device accepts of a patch.
+    pub floor: u32,
+}
+
+/// The oldest protocol version genpat speaks: version 1 devices announce
+/// no security counters.
+pub const OLDEST_PROTO: u8 = 1;
 
 /// How patiently to talk.
 #[derive(Clone, Copy, Debug)]
@@ -133,7 +150,7 @@ pub enum SendError {
         last: String,
     },
     /// The device speaks another protocol version.
-    #[error("the device speaks protocol version {0}; this genpat speaks {PROTO_VERSION}")]
+    #[error("the device speaks protocol version {0}; this genpat speaks {OLDEST_PROTO} to {PROTO_VERSION}")]
     Version(u8),
     /// The patch is too large for the protocol.
     #[error("a patch of {0} bytes is too large to send")]
@@ -195,7 +212,7 @@ fn ask_hello(w: &mut Wire<'_>, opts: &SendOptions) -> Result<DeviceInfo, SendErr
         let deadline = Instant::now() + opts.timeout;
         while let Some(ev) = w.recv(deadline)? {
             if let Event::Hello(info) = ev {
-                if info.proto != PROTO_VERSION {
+                if !(OLDEST_PROTO..=PROTO_VERSION).contains(&info.proto) {
                     return Err(SendError::Version(info.proto));
                 }
                 return Ok(info);

@@ -7,9 +7,10 @@ use std::io;
 use std::time::Instant;
 
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
-use flashpatch::proto::{ComponentImage, DeviceMsg, HostMsg, Stage};
+use flashpatch::proto::{ComponentImage, DeviceMsg, HostMsg, Resume, Stage};
+use serde::Deserialize;
 
-use super::{DeviceInfo, Link, SendError};
+use super::{Counters, DeviceInfo, Link, SendError};
 
 /// The index of `DeviceMsg::Result` on the wire (`docs/PROTOCOL.md`).
 const RESULT_INDEX: u8 = 3;
@@ -124,12 +125,72 @@ fn event(payload: &[u8]) -> Event {
     if let Ok(m) = frame::decode::<DeviceMsg>(payload) {
         return owned(m);
     }
+    if let Some(ev) = version_1(payload) {
+        return ev;
+    }
     // A string and a byte string are encoded alike: a `Result` whose
     // text is not UTF-8 still reads as these three fields.
     Event::Garbled(match frame::decode::<(u8, u8, &[u8])>(payload) {
         Ok((RESULT_INDEX, code, _)) => Garbled::ResultText { code },
         _ => Garbled::Unreadable,
     })
+}
+
+/// Protocol version 1's `Hello` and `Component`: as version 2's without
+/// the security counters at their ends.
+#[derive(Deserialize)]
+struct AnnounceV1<'a> {
+    proto: u8,
+    version: &'a str,
+    image_size: u32,
+    image_sha256: [u8; 32],
+    trial: bool,
+    resume: Option<Resume>,
+}
+
+#[derive(Deserialize)]
+struct ComponentV1 {
+    component: u8,
+    components: u8,
+    image_size: u32,
+    image_sha256: [u8; 32],
+}
+
+/// The variant indices of `DeviceMsg::Hello` and `DeviceMsg::Component`.
+const HELLO_INDEX: u8 = 0;
+const COMPONENT_INDEX: u8 = 4;
+
+/// The event of a version 1 device's `Hello` or `Component`, if `payload`
+/// is one.
+fn version_1(payload: &[u8]) -> Option<Event> {
+    match payload.first() {
+        Some(&HELLO_INDEX) => {
+            let (_, a) = frame::decode::<(u8, AnnounceV1)>(payload).ok()?;
+            (a.proto == 1).then(|| {
+                Event::Hello(DeviceInfo {
+                    proto: a.proto,
+                    version: a.version.to_owned(),
+                    image_size: a.image_size,
+                    image_sha256: a.image_sha256,
+                    trial: a.trial,
+                    resume: a.resume,
+                    counters: None,
+                })
+            })
+        }
+        Some(&COMPONENT_INDEX) => {
+            let (_, c) = frame::decode::<(u8, ComponentV1)>(payload).ok()?;
+            Some(Event::Component(ComponentImage {
+                component: c.component,
+                components: c.components,
+                image_size: c.image_size,
+                image_sha256: c.image_sha256,
+                security_counter: 0,
+                floor: 0,
+            }))
+        }
+        _ => None,
+    }
 }
 
 /// A link error, with the peer going away told apart.
@@ -152,6 +213,10 @@ fn owned(m: DeviceMsg<'_>) -> Event {
             image_sha256: a.image_sha256,
             trial: a.trial,
             resume: a.resume,
+            counters: (a.proto >= 2).then_some(Counters {
+                security_counter: a.security_counter,
+                floor: a.floor,
+            }),
         }),
         DeviceMsg::Ack { offset, window } => Event::Ack { offset, window },
         DeviceMsg::Progress { stage, done, total } => Event::Progress { stage, done, total },

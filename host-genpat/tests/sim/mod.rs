@@ -18,7 +18,9 @@ use std::time::Duration;
 use flashpatch::mock::{Cut, MockFlash};
 use flashpatch::proto::device::install;
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
-use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Staging, PROTO_VERSION};
+use flashpatch::proto::{
+    self, Action, Announce, DeviceMsg, HostMsg, Resume, Staging, PROTO_VERSION,
+};
 use flashpatch::slots::{Config, Layout, Slot, Slots};
 use flashpatch::{ApplierState, Partition};
 use sha2::{Digest, Sha256};
@@ -83,6 +85,9 @@ pub struct Sim {
     pub brownouts: usize,
     /// Take this long over each of the first this-many chunks.
     pub slow_chunks: Option<(Duration, usize)>,
+    /// Announce itself as a device of protocol version 1 does: no
+    /// security counters.
+    pub proto1: bool,
 }
 
 impl Sim {
@@ -107,6 +112,7 @@ impl Sim {
             lie: None,
             brownouts: 0,
             slow_chunks: None,
+            proto1: false,
         };
         slots(&sim.flash)
             .provision_group([(Slot::A, image.len() as u32), (Slot::A, data.len() as u32)])
@@ -185,9 +191,21 @@ impl Sim {
                     image_sha256: img.sha256,
                     trial: false,
                     resume,
+                    security_counter: img.counter,
+                    floor: rec.floor,
                 })
             };
-            put(&mut out, &announce(staging.resume()));
+            let proto1 = self.proto1;
+            let hello = |out: &mut Vec<u8>, resume: Option<Resume>| {
+                if proto1 {
+                    // Variant 0, then version 1's fields.
+                    let v1 = (1u8, version.as_str(), img.size, img.sha256, false, resume);
+                    put_raw(out, &(0u8, v1));
+                } else {
+                    put(out, &announce(resume));
+                }
+            };
+            hello(&mut out, staging.resume());
             let mut dec = FrameDecoder::new();
             let mut buf = [0u8; 1024];
             loop {
@@ -256,7 +274,7 @@ impl Sim {
                         continue;
                     }
                     match proto::handle(&mut staging, &msg) {
-                        Action::Announce => put(&mut out, &announce(staging.resume())),
+                        Action::Announce => hello(&mut out, staging.resume()),
                         Action::Describe(k) => put(&mut out, &proto::device::component(&slots, k)),
                         Action::Ack { offset, complete } => {
                             put(&mut out, &DeviceMsg::Ack { offset, window });
