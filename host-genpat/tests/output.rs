@@ -58,6 +58,7 @@ fn concurrent_appends_lose_no_entry() {
         assert_eq!(exit(&b), 0, "{}", String::from_utf8_lossy(&b.stderr));
         assert_eq!(entries(d, &patch), 2, "round {round} lost an entry");
     }
+    println!("concurrent appends: 20 rounds of two genpats on one PATCH, 0 entries lost");
 }
 
 /// A patch p.pat from old0.bin to new.bin in `d`.

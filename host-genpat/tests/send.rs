@@ -351,6 +351,15 @@ fn gives_up(lie: Option<Lie>, brownouts: usize, when: &str, last: &str) -> (Stri
     assert!(err.contains(&said), "{err}");
     assert!(err.contains(&format!("; it last {last}")), "{err}");
     assert!(took < Duration::from_secs(30), "{took:?}: {err}");
+    let did = err
+        .split("; it last ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap_or_default();
+    println!(
+        "a device that {did}: genpat send --timeout 0.2 gave up after {:.1} s",
+        took.as_secs_f64()
+    );
     let size = std::fs::metadata(dir.path().join("up.fpat")).unwrap().len();
     (err, size)
 }
