@@ -75,8 +75,19 @@ pub fn number_after(line: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-pub fn demo() -> Result<(), String> {
-    qemu::ensure_tools()?;
+/// The demo's firmware in `target/demo/`: v1, v2 (with its ELF file), the
+/// boot stage and the v1 -> v2 patch `v1-v2.fpat`.
+pub struct Built {
+    pub dir: PathBuf,
+    pub v1: Vec<u8>,
+    pub v2: Vec<u8>,
+    pub v2_elf: PathBuf,
+    pub boot: PathBuf,
+    pub patch: Vec<u8>,
+}
+
+/// Builds v1, v2, the boot stage and their patch into `target/demo/`.
+pub fn build() -> Result<Built, String> {
     let dir = work_dir("demo")?;
     let v = |name| Version {
         name,
@@ -88,6 +99,26 @@ pub fn demo() -> Result<(), String> {
     let (v2_elf, v2) = qemu::build(v("v2"), &dir)?;
     let boot = qemu::boot_elf(&dir)?;
     let patch = make_patch(&dir, "v1.bin", "v2.bin", "v1-v2.fpat")?;
+    Ok(Built {
+        dir,
+        v1,
+        v2,
+        v2_elf,
+        boot,
+        patch,
+    })
+}
+
+pub fn demo() -> Result<(), String> {
+    qemu::ensure_tools()?;
+    let Built {
+        dir,
+        v1,
+        v2,
+        v2_elf,
+        boot,
+        patch,
+    } = build()?;
     println!(
         "demo: v1 is {} bytes, v2 {} bytes, the patch {} bytes",
         v1.len(),

@@ -52,6 +52,38 @@ impl Bench {
     }
 }
 
+/// The UART on a pseudo-terminal (`cargo xtask serve`): the genpat
+/// binary opens it as a serial port and updates v1 to v2; returns the
+/// terminal's path.
+fn over_a_pty(b: &Bench, imgs: &Images) -> Result<String, String> {
+    b.flash(&imgs.v1)?;
+    let (mut q, pts) = Qemu::start_pty(&b.dir, &b.boot, &QUIET)?;
+    q.wait_for("waiting for an update", SECS(30))
+        .ok_or("v1 did not start")?;
+    let genpat = crate::demo::genpat()?;
+    let patch = b.dir.join("v1-v2.fpat");
+    let out = std::process::Command::new(&genpat)
+        .arg("send")
+        .arg(&patch)
+        .args(["--port", &pts])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", genpat.display()))?;
+    let said = String::from_utf8_lossy(&out.stdout);
+    expect(
+        out.status.success() && said == "OK\n",
+        &format!(
+            "genpat send --port {pts}: {} {said:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        &q,
+    )?;
+    let confirmed = q.wait_for("v2 confirmed", SECS(30));
+    expect(confirmed.is_some(), "v2 did not confirm itself", &q)?;
+    q.kill();
+    Ok(pts)
+}
+
 fn send_ok(s: &mut UnixStream, patch: &[u8]) -> Result<SendReport, String> {
     send::send(s, patch, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))
 }
@@ -351,6 +383,16 @@ pub fn run_all() -> Result<(u64, u64), String> {
         Ok(()) => passed += 1,
         Err(e) => {
             println!("qemu e2e: faults ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    match over_a_pty(&b, &imgs) {
+        Ok(pts) => {
+            passed += 1;
+            println!("qemu e2e: genpat send --port {pts} (a pseudo-terminal, as cargo xtask serve offers) updates v1 to v2 ... ok");
+        }
+        Err(e) => {
+            println!("qemu e2e: genpat send over a pseudo-terminal ... FAILED: {e}");
             failed += 1;
         }
     }

@@ -7,6 +7,8 @@
 //!   two Cortex-M targets, and runs the end-to-end tests of
 //!   `firmware-demo` on QEMU (`e2e.rs`).
 //! - `cargo xtask demo`: the firmware demo on QEMU (`demo.rs`).
+//! - `cargo xtask serve`: the demo's v1 on QEMU with its UART on a
+//!   pseudo-terminal, until interrupted (`serve.rs`).
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
 //!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
 //!   device-side figures (RAM, code size, Cortex-M4 instructions per
@@ -28,6 +30,7 @@ mod e2e;
 mod fuzz;
 mod icount;
 mod qemu;
+mod serve;
 mod signed;
 
 use std::path::PathBuf;
@@ -71,6 +74,9 @@ enum Task {
     Test,
     /// v1 -> v2 over the UART of an emulated Cortex-M4, with a summary.
     Demo,
+    /// The demo's v1 on QEMU with its UART on a pseudo-terminal, for
+    /// `genpat send --port` and other tools, until interrupted.
+    Serve,
     /// Only the QEMU end-to-end tests.
     QemuTest,
     /// Only the signed update on QEMU, with what the signature check costs
@@ -127,6 +133,7 @@ fn main() {
         Task::Check => check(),
         Task::Bench { corpus, runs } => bench::bench(&corpus, runs as usize),
         Task::Demo => demo::demo(),
+        Task::Serve => serve::serve(),
         Task::Icount { corpus } => icount::main(&corpus),
         Task::Size => bench::print_code().map(drop),
         Task::QemuTest => e2e::run_all().and_then(|(p, f)| {

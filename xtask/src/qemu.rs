@@ -351,32 +351,7 @@ impl Qemu {
         if opts.icount {
             cmd.args(["-icount", "shift=0"]);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
-        let (tx, lines) = channel();
-        let out = child.stdout.take().ok_or("no stdout")?;
-        let tx2 = tx.clone();
-        let echo = opts.echo;
-        thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                if echo {
-                    println!("  | {line}");
-                }
-                let _ = tx.send(line);
-            }
-        });
-        let err = child.stderr.take().ok_or("no stderr")?;
-        thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                let _ = tx2.send(format!("qemu: {line}"));
-            }
-        });
-        let mut q = Qemu {
-            child,
-            lines,
-            log: Vec::new(),
-        };
+        let mut q = Qemu::spawn(cmd, opts.echo)?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
@@ -397,6 +372,61 @@ impl Qemu {
             .set_read_timeout(Some(Duration::from_millis(50)))
             .map_err(|e| e.to_string())?;
         Ok((q, stream))
+    }
+
+    /// Starts QEMU in `dir` with the boot stage `boot` and its UART on a
+    /// pseudo-terminal; returns the terminal's path (`/dev/pts/N`), which
+    /// real tools open as a serial port. The console is echoed if
+    /// `opts.echo`.
+    pub fn start_pty(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, String), String> {
+        let mut cmd = command(dir, boot);
+        cmd.args(["-serial", "pty"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if opts.icount {
+            cmd.args(["-icount", "shift=0"]);
+        }
+        let mut q = Qemu::spawn(cmd, opts.echo)?;
+        // "char device redirected to /dev/pts/3 (label serial0)"
+        let line = q
+            .wait_for("char device redirected to", Duration::from_secs(10))
+            .ok_or("QEMU did not say where its UART is")?;
+        let pts = line
+            .split_whitespace()
+            .find(|w| w.starts_with("/dev/"))
+            .ok_or_else(|| format!("no terminal in {line:?}"))?
+            .to_string();
+        Ok((q, pts))
+    }
+
+    /// Spawns `cmd` (stdout and stderr piped) and reads its lines.
+    fn spawn(mut cmd: Command, echo: bool) -> Result<Qemu, String> {
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;
+        let (tx, lines) = channel();
+        let out = child.stdout.take().ok_or("no stdout")?;
+        let tx2 = tx.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if echo {
+                    println!("  | {line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let err = child.stderr.take().ok_or("no stderr")?;
+        thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx2.send(format!("qemu: {line}"));
+            }
+        });
+        Ok(Qemu {
+            child,
+            lines,
+            log: Vec::new(),
+        })
     }
 
     fn take(&mut self, line: String) -> String {
@@ -421,6 +451,13 @@ impl Qemu {
                 }
             }
         }
+    }
+
+    /// The next console line (QEMU's own prefixed `qemu: `), if one comes
+    /// within `timeout`.
+    pub fn next_line(&mut self, timeout: Duration) -> Option<String> {
+        let l = self.lines.recv_timeout(timeout).ok()?;
+        Some(self.take(l))
     }
 
     /// Takes the console lines that have arrived.
