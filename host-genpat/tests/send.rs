@@ -52,6 +52,23 @@ fn over_unix(sim: Arc<Mutex<Sim>>, dir: &Path, patch: &str, sessions: usize) -> 
     outs
 }
 
+/// `genpat ARGS… --tcp ADDRESS` against `sim` serving one session on a
+/// loopback port.
+fn over_tcp(sim: &Arc<Mutex<Sim>>, dir: &Path, args: &[&str]) -> Output {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let s = sim.clone();
+    let server = thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        s.lock().unwrap().serve(conn);
+    });
+    let mut all = args.to_vec();
+    all.extend(["--tcp", &addr]);
+    let out = genpat(dir, &all);
+    server.join().unwrap();
+    out
+}
+
 fn setup() -> (TempDir, Vec<u8>, Vec<u8>) {
     let dir = TempDir::new().unwrap();
     let (v1, v2) = images(11);
@@ -234,15 +251,7 @@ fn lost_result_is_asked_for_again() {
 fn update_over_loopback_tcp() {
     let (dir, v1, v2) = setup();
     let sim = Arc::new(Mutex::new(device(&v1, &v2)));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let s = sim.clone();
-    let server = thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        s.lock().unwrap().serve(conn);
-    });
-    let out = genpat(dir.path(), &["send", "up.fpat", "--tcp", &addr]);
-    server.join().unwrap();
+    let out = over_tcp(&sim, dir.path(), &["send", "up.fpat"]);
     assert_eq!(text(&out.stdout), "OK\n", "{}", text(&out.stderr));
     assert!(sim.lock().unwrap().running() == (v2, "v2".into()));
 }
@@ -526,15 +535,7 @@ fn send_json_documents_the_answer() {
     let (dir, v1, v2) = setup();
     let sim = Arc::new(Mutex::new(device(&v1, &v2)));
     let run = |sim: &Arc<Mutex<Sim>>, patch: &str| {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let s = sim.clone();
-        let server = thread::spawn(move || {
-            let (conn, _) = listener.accept().unwrap();
-            s.lock().unwrap().serve(conn);
-        });
-        let out = genpat(dir.path(), &["send", patch, "--tcp", &addr, "--json"]);
-        server.join().unwrap();
+        let out = over_tcp(sim, dir.path(), &["send", patch, "--json"]);
         let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
         (out.status.code(), doc)
@@ -570,15 +571,7 @@ fn a_protocol_version_1_device_is_still_updated() {
     let mut d = device(&v1, &v2);
     d.proto1 = true;
     let sim = Arc::new(Mutex::new(d));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    let s = sim.clone();
-    let server = thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        s.lock().unwrap().serve(conn);
-    });
-    let out = genpat(dir.path(), &["send", "up.fpat", "--tcp", &addr, "--json"]);
-    server.join().unwrap();
+    let out = over_tcp(&sim, dir.path(), &["send", "up.fpat", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["result"], "OK");

@@ -111,14 +111,8 @@ pub fn build() -> Result<Built, String> {
 
 pub fn demo() -> Result<(), String> {
     qemu::ensure_tools()?;
-    let Built {
-        dir,
-        v1,
-        v2,
-        v2_elf,
-        boot,
-        patch,
-    } = build()?;
+    let b = build()?;
+    let (dir, v1, v2, v2_elf, boot, patch) = (b.dir, b.v1, b.v2, b.v2_elf, b.boot, b.patch);
     println!(
         "demo: v1 is {} bytes, v2 {} bytes, the patch {} bytes",
         v1.len(),

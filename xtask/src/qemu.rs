@@ -342,16 +342,7 @@ impl Qemu {
         let sock = dir.join("uart.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        let mut cmd = command(dir, boot);
-        cmd.arg("-serial")
-            .arg(format!("unix:{}", sock.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if opts.icount {
-            cmd.args(["-icount", "shift=0"]);
-        }
-        let mut q = Qemu::spawn(cmd, opts.echo)?;
+        let mut q = Qemu::spawn(dir, boot, &format!("unix:{}", sock.display()), opts)?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
@@ -379,15 +370,7 @@ impl Qemu {
     /// real tools open as a serial port. The console is echoed if
     /// `opts.echo`.
     pub fn start_pty(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, String), String> {
-        let mut cmd = command(dir, boot);
-        cmd.args(["-serial", "pty"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        if opts.icount {
-            cmd.args(["-icount", "shift=0"]);
-        }
-        let mut q = Qemu::spawn(cmd, opts.echo)?;
+        let mut q = Qemu::spawn(dir, boot, "pty", opts)?;
         // "char device redirected to /dev/pts/3 (label serial0)"
         let line = q
             .wait_for("char device redirected to", Duration::from_secs(10))
@@ -400,8 +383,18 @@ impl Qemu {
         Ok((q, pts))
     }
 
-    /// Spawns `cmd` (stdout and stderr piped) and reads its lines.
-    fn spawn(mut cmd: Command, echo: bool) -> Result<Qemu, String> {
+    /// Starts QEMU in `dir` with `boot` and its UART on `serial` (QEMU's
+    /// `-serial` argument), and reads its console lines.
+    fn spawn(dir: &Path, boot: &Path, serial: &str, opts: &RunOptions) -> Result<Qemu, String> {
+        let mut cmd = command(dir, boot);
+        cmd.args(["-serial", serial])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if opts.icount {
+            cmd.args(["-icount", "shift=0"]);
+        }
+        let echo = opts.echo;
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start qemu-system-arm: {e}"))?;

@@ -7,7 +7,7 @@ use std::io;
 use std::time::Instant;
 
 use flashpatch::proto::frame::{self, FrameDecoder, MAX_FRAME};
-use flashpatch::proto::{ComponentImage, DeviceMsg, HostMsg, Resume, Stage};
+use flashpatch::proto::{Announce, ComponentImage, DeviceMsg, HostMsg, Resume, Stage};
 use serde::Deserialize;
 
 use super::{Counters, DeviceInfo, Link, SendError};
@@ -166,16 +166,18 @@ fn version_1(payload: &[u8]) -> Option<Event> {
     match payload.first() {
         Some(&HELLO_INDEX) => {
             let (_, a) = frame::decode::<(u8, AnnounceV1)>(payload).ok()?;
+            // As version 2's; `owned` leaves version 1's counters unknown.
             (a.proto == 1).then(|| {
-                Event::Hello(DeviceInfo {
+                owned(DeviceMsg::Hello(Announce {
                     proto: a.proto,
-                    version: a.version.to_owned(),
+                    version: a.version,
                     image_size: a.image_size,
                     image_sha256: a.image_sha256,
                     trial: a.trial,
                     resume: a.resume,
-                    counters: None,
-                })
+                    security_counter: 0,
+                    floor: 0,
+                }))
             })
         }
         Some(&COMPONENT_INDEX) => {
