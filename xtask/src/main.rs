@@ -296,6 +296,8 @@ fn test() -> Result<(), String> {
             "flashpatch-embassy-boot",
             "--package",
             "flashpatch-mcuboot",
+            "--package",
+            "flashpatch-smp",
             "--release",
             "--target",
             t,
