@@ -10,10 +10,16 @@
 //! - [`Server`]: answers the OS group's echo (0), MCU Manager parameters
 //!   (6) and reset (5), and the image group's state read (1/0) from what a
 //!   [`Device`] says of its two slots, in the CBOR shapes mcumgr clients
-//!   expect. Other requests get `MGMT_ERR_ENOTSUP`.
+//!   expect. Image upload (1/1) and state write (1/0) it parses and leaves
+//!   to the caller ([`Answer::Ask`]), which owns the flash and the update
+//!   in progress, and answers with [`Server::uploaded`] and
+//!   [`Server::state_written`]. Other requests get `MGMT_ERR_ENOTSUP`.
 //!
 //! `tests/smpmgr.rs` judges it with `smpmgr` from PyPI over a
-//! pseudo-terminal. Image upload, state write and erase are not here yet.
+//! pseudo-terminal, against a device whose uploads feed flashpatch's slot
+//! manager: `smpmgr upgrade --format any PATCH` installs a flashpatch
+//! patch, `image state-write --confirm` confirms it. Image erase is not
+//! served.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -21,4 +27,6 @@ pub mod header;
 pub mod serial;
 mod server;
 
-pub use server::{Action, Device, ImageSlot, Server, BUF_SIZE};
+pub use server::{
+    Action, Answer, Device, ImageSlot, Pending, Request, Server, Upload, BUF_SIZE, EBADSTATE,
+};

@@ -16,6 +16,7 @@ const OS_ECHO: u8 = 0;
 const OS_RESET: u8 = 5;
 const OS_PARAMS: u8 = 6;
 const IMAGE_STATE: u8 = 0;
+const IMAGE_UPLOAD: u8 = 1;
 
 /// mcumgr's `MGMT_ERR_*` codes the server answers with.
 const EINVAL: u32 = 3;
@@ -59,7 +60,81 @@ pub enum Action {
     Reset,
 }
 
-/// The SMP server. It keeps no state between requests (yet).
+/// A request the server leaves to its caller, which owns the flash and
+/// the update in progress: it answers with [`Server::uploaded`] or
+/// [`Server::state_written`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Image upload: `data` at `off` of the upload.
+    Upload(Upload<'a>),
+    /// State write: confirm the running image (`confirm`), or mark the
+    /// image whose SHA-256 is `hash` to boot next on trial.
+    StateWrite {
+        /// The image to mark (absent: the running one).
+        hash: Option<&'a [u8]>,
+        /// Confirm it for good.
+        confirm: bool,
+    },
+}
+
+/// One image upload request (mcumgr's `image upload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Upload<'a> {
+    /// The image (component) number.
+    pub image: u32,
+    /// Where `data` starts in the upload.
+    pub off: u32,
+    /// The whole upload's length (sent with `off` 0).
+    pub len: Option<u32>,
+    /// SHA-256 of the whole upload (sent with `off` 0, optional).
+    pub sha: Option<&'a [u8]>,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// What [`Server::answer`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// The answer is in the output buffer: its length, and what to do
+    /// once it is sent.
+    Sent {
+        /// Bytes of the answer (0: the message was not a request).
+        len: usize,
+        /// What to do after sending it.
+        action: Action,
+    },
+    /// The caller carries out `request`, then has the server answer it.
+    Ask {
+        /// What to do.
+        request: Request<'a>,
+        /// The request's header, for the answer.
+        pending: Pending,
+    },
+}
+
+/// A request the caller carries out ([`Answer::Ask`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Pending(Header);
+
+/// mcumgr's `MGMT_ERR_EBADSTATE`: what a refused upload answers.
+pub const EBADSTATE: u32 = 6;
+
+impl Answer<'_> {
+    /// The length of an answer that was written (0 for [`Answer::Ask`]).
+    pub fn len(&self) -> usize {
+        match self {
+            Answer::Sent { len, .. } => *len,
+            Answer::Ask { .. } => 0,
+        }
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The SMP server. It keeps no state between requests.
 #[derive(Default)]
 pub struct Server;
 
@@ -72,21 +147,102 @@ impl Server {
         Server
     }
 
-    /// Answers the SMP message `req` into `out`: the answer's length (0
-    /// when `req` is not a request) and what to do after sending it.
-    pub fn answer(&mut self, req: &[u8], out: &mut [u8], dev: &mut dyn Device) -> (usize, Action) {
-        let Some(h) = Header::parse(req) else {
-            return (0, Action::None);
+    /// Answers the SMP message `req` into `out`, or leaves an upload or
+    /// a state write to the caller.
+    pub fn answer<'a>(
+        &mut self,
+        req: &'a [u8],
+        out: &mut [u8],
+        dev: &mut dyn Device,
+    ) -> Answer<'a> {
+        let none = Answer::Sent {
+            len: 0,
+            action: Action::None,
         };
+        let Some(h) = Header::parse(req) else {
+            return none;
+        };
+        if h.answer(0).is_none() {
+            return none;
+        }
         let body = req
             .get(header::LEN..header::LEN + h.len as usize)
             .unwrap_or(&[]);
-        if out.len() < header::LEN || h.answer(0).is_none() {
-            return (0, Action::None);
+        match (h.group, h.id, h.op) {
+            (GROUP_IMAGE, IMAGE_UPLOAD, header::Op::Write) => match upload(body) {
+                Some(u) => {
+                    return Answer::Ask {
+                        request: Request::Upload(u),
+                        pending: Pending(h),
+                    }
+                }
+                None => return self.write(&h, out, |_| Err(EINVAL)),
+            },
+            (GROUP_IMAGE, IMAGE_STATE, header::Op::Write) => match state_write(body) {
+                Some((hash, confirm)) => {
+                    return Answer::Ask {
+                        request: Request::StateWrite { hash, confirm },
+                        pending: Pending(h),
+                    }
+                }
+                None => return self.write(&h, out, |_| Err(EINVAL)),
+            },
+            _ => {}
+        }
+        self.write(&h, out, |e| Self::body(&h, body, e, dev))
+    }
+
+    /// Answers an upload the caller carried out: `Ok` with the offset it
+    /// has the upload up to, or an `MGMT_ERR` code.
+    pub fn uploaded(&mut self, p: Pending, r: Result<u32, u32>, out: &mut [u8]) -> usize {
+        self.write(&p.0, out, |e| {
+            let off = r?;
+            e.map(2)
+                .and_then(|e| e.str("rc"))
+                .and_then(|e| e.u32(0))
+                .and_then(|e| e.str("off"))
+                .and_then(|e| e.u32(off))
+                .map_err(|_| EMSGSIZE)?;
+            Ok(Action::None)
+        })
+        .len()
+    }
+
+    /// Answers a state write the caller carried out: the image states as
+    /// they are now (as Zephyr answers), or an `MGMT_ERR` code.
+    pub fn state_written(
+        &mut self,
+        p: Pending,
+        r: Result<(), u32>,
+        out: &mut [u8],
+        dev: &mut dyn Device,
+    ) -> usize {
+        self.write(&p.0, out, |e| {
+            r?;
+            states(e, &dev.slots()).map_err(|_| EMSGSIZE)?;
+            Ok(Action::None)
+        })
+        .len()
+    }
+
+    /// Writes the answer to `h` into `out`, its body by `body` (or
+    /// `{"rc": code}` when that refuses).
+    fn write(
+        &mut self,
+        h: &Header,
+        out: &mut [u8],
+        body: impl FnOnce(&mut Enc<'_>) -> Result<Action, u32>,
+    ) -> Answer<'static> {
+        let none = Answer::Sent {
+            len: 0,
+            action: Action::None,
+        };
+        if out.len() < header::LEN {
+            return none;
         }
         let (head, tail) = out.split_at_mut(header::LEN);
         let mut e = Encoder::new(Cursor::new(tail));
-        let (written, action) = match self.body(&h, body, &mut e, dev) {
+        let (written, action) = match body(&mut e) {
             Ok(a) => (e.writer().position(), a),
             Err(rc) => {
                 let mut e = Encoder::new(Cursor::new(&mut *e.into_writer().into_inner()));
@@ -98,21 +254,18 @@ impl Server {
             }
         };
         let Some(a) = h.answer(written as u16) else {
-            return (0, Action::None);
+            return none;
         };
         head.copy_from_slice(&a.to_bytes());
-        (header::LEN + written, action)
+        Answer::Sent {
+            len: header::LEN + written,
+            action,
+        }
     }
 
     /// Writes the body of the answer to `h` with `body`; an `MGMT_ERR`
     /// code when it is refused.
-    fn body(
-        &mut self,
-        h: &Header,
-        body: &[u8],
-        e: &mut Enc<'_>,
-        dev: &mut dyn Device,
-    ) -> Result<Action, u32> {
+    fn body(h: &Header, body: &[u8], e: &mut Enc<'_>, dev: &mut dyn Device) -> Result<Action, u32> {
         let full = |_| EMSGSIZE;
         match (h.group, h.id, h.op) {
             (GROUP_OS, OS_ECHO, header::Op::Write) => {
@@ -158,6 +311,45 @@ fn echo_text(body: &[u8]) -> Option<&str> {
         }
     }
     text
+}
+
+/// The fields of an upload request.
+fn upload(body: &[u8]) -> Option<Upload<'_>> {
+    let mut d = Decoder::new(body);
+    let n = d.map().ok()??;
+    let mut u = Upload {
+        image: 0,
+        off: u32::MAX,
+        len: None,
+        sha: None,
+        data: &[],
+    };
+    for _ in 0..n {
+        match d.str().ok()? {
+            "image" => u.image = d.u32().ok()?,
+            "off" => u.off = d.u32().ok()?,
+            "len" => u.len = Some(d.u32().ok()?),
+            "sha" => u.sha = Some(d.bytes().ok()?),
+            "data" => u.data = d.bytes().ok()?,
+            _ => d.skip().ok()?,
+        }
+    }
+    (u.off != u32::MAX).then_some(u)
+}
+
+/// The `hash` and `confirm` of a state write.
+fn state_write(body: &[u8]) -> Option<(Option<&[u8]>, bool)> {
+    let mut d = Decoder::new(body);
+    let n = d.map().ok()??;
+    let (mut hash, mut confirm) = (None, false);
+    for _ in 0..n {
+        match d.str().ok()? {
+            "hash" => hash = Some(d.bytes().ok()?),
+            "confirm" => confirm = d.bool().ok()?,
+            _ => d.skip().ok()?,
+        }
+    }
+    Some((hash, confirm))
 }
 
 /// `{"images": [...], "splitStatus": 0}`.
@@ -227,7 +419,10 @@ mod tests {
             OS_ECHO,
             &[0xA1, 0x61, b'd', 0x62, b'h', b'i'],
         );
-        let (len, action) = Server::new().answer(&m[..n], &mut out, &mut Empty);
+        let Answer::Sent { len, action } = Server::new().answer(&m[..n], &mut out, &mut Empty)
+        else {
+            panic!("echo is answered at once")
+        };
         let h = Header::parse(&out).unwrap();
         assert_eq!(
             (h.op, h.seq, h.group, h.id, action),
@@ -235,16 +430,42 @@ mod tests {
         );
         // {"r": "hi"}
         assert_eq!(&out[8..len], &[0xA1, 0x61, b'r', 0x62, b'h', b'i']);
-        // Image upload is not served yet: {"rc": 8}.
-        let (m, n) = request(Op::Write, GROUP_IMAGE, 1, &[0xA0]);
-        let (len, _) = Server::new().answer(&m[..n], &mut out, &mut Empty);
+        let sent = |a: Answer<'_>| match a {
+            Answer::Sent { len, .. } => len,
+            Answer::Ask { .. } => panic!("answered at once"),
+        };
+        // Image erase is not served: {"rc": 8}.
+        let (m, n) = request(Op::Write, GROUP_IMAGE, 5, &[0xA0]);
+        let len = sent(Server::new().answer(&m[..n], &mut out, &mut Empty));
         assert_eq!(&out[8..len], &[0xA1, 0x62, b'r', b'c', 0x08]);
         // An answer is not answered.
         let (m, n) = request(Op::WriteRsp, GROUP_OS, OS_ECHO, &[0xA0]);
-        assert_eq!(Server::new().answer(&m[..n], &mut out, &mut Empty).0, 0);
-        // An echo without its text: EINVAL.
-        let (m, n) = request(Op::Write, GROUP_OS, OS_ECHO, &[0xA0]);
-        let (len, _) = Server::new().answer(&m[..n], &mut out, &mut Empty);
-        assert_eq!(&out[8..len], &[0xA1, 0x62, b'r', b'c', 0x03]);
+        assert_eq!(sent(Server::new().answer(&m[..n], &mut out, &mut Empty)), 0);
+        // An echo without its text, an upload without its offset: EINVAL.
+        for (group, id) in [(GROUP_OS, OS_ECHO), (GROUP_IMAGE, IMAGE_UPLOAD)] {
+            let (m, n) = request(Op::Write, group, id, &[0xA0]);
+            let len = sent(Server::new().answer(&m[..n], &mut out, &mut Empty));
+            assert_eq!(&out[8..len], &[0xA1, 0x62, b'r', b'c', 0x03]);
+        }
+        // An upload is the caller's: {"off": 0, "data": h'0102'}.
+        let body = [
+            0xA2, 0x63, b'o', b'f', b'f', 0x00, 0x64, b'd', b'a', b't', b'a', 0x42, 1, 2,
+        ];
+        let (m, n) = request(Op::Write, GROUP_IMAGE, IMAGE_UPLOAD, &body);
+        let mut s = Server::new();
+        let Answer::Ask {
+            request: Request::Upload(u),
+            pending,
+        } = s.answer(&m[..n], &mut out, &mut Empty)
+        else {
+            panic!("an upload is left to the caller")
+        };
+        assert_eq!((u.off, u.data, u.len), (0, &[1u8, 2][..], None));
+        let len = s.uploaded(pending, Ok(2), &mut out);
+        // {"rc": 0, "off": 2}
+        assert_eq!(
+            &out[8..len],
+            &[0xA2, 0x62, b'r', b'c', 0, 0x63, b'o', b'f', b'f', 2]
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! `smpmgr` from PyPI (installed into a virtual environment under
 //! `target/` the first time) talks to the SMP server over a
 //! pseudo-terminal, as it would to a device's UART: `os echo`, `image
-//! state-read` and `os reset` answer as a Zephyr device's would.
+//! state-read` and `os reset` answer as a Zephyr device's would, and
+//! `smpmgr upgrade --format any PATCH` updates a device with flashpatch's
+//! slot manager from v1 to v2 (a corrupt patch is refused and v1 runs on).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -13,7 +15,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread;
 
 use flashpatch_smp::serial::{self, Decoder, Event};
-use flashpatch_smp::{Action, Device, ImageSlot, Server, BUF_SIZE};
+use flashpatch_smp::{Action, Answer, Device, ImageSlot, Request, Server, BUF_SIZE};
 
 /// The client the test trusts, pinned.
 const SMPMGR: &str = "smpmgr==0.19.1";
@@ -114,7 +116,10 @@ fn serve(mut master: File, resets: Arc<AtomicUsize>) {
                 if dec.feed(b) != Event::Frame {
                     continue;
                 }
-                let (len, action) = server.answer(dec.frame(), &mut out, &mut Bench);
+                let Answer::Sent { len, action } = server.answer(dec.frame(), &mut out, &mut Bench)
+                else {
+                    panic!("the bench device takes no uploads");
+                };
                 let mut lines = Vec::new();
                 serial::encode(&out[..len], serial::LINE, &mut |l| {
                     lines.extend_from_slice(l)
@@ -162,4 +167,333 @@ fn smpmgr_echoes_reads_image_states_and_resets() {
 
     smp(&port, &["os", "reset"]);
     assert_eq!(resets.load(Ordering::Relaxed), 1);
+}
+
+mod device {
+    //! A device with two slots and flashpatch's slot manager over the mock
+    //! flash, served over SMP: uploads are fed into an update of the
+    //! inactive slot as they arrive and activated when complete.
+
+    use super::*;
+    use flashpatch::mock::MockFlash;
+    use flashpatch::slots::{Config, Layout, Slot, Slots, Update};
+    use flashpatch::{ApplierState, Partition};
+    use sha2::{Digest, Sha256};
+    use std::cell::RefCell;
+
+    pub type Flash = MockFlash<1, 4, 4096>;
+    type Part = Partition<'static, Flash>;
+    const SLOT: u32 = 128 * 1024;
+    const LAYOUT: Layout = Layout::new(4096, 0, SLOT, SLOT, 2 * SLOT, 2 * 4096);
+
+    fn slots(flash: &'static RefCell<Flash>) -> Slots<Part, Part, 1> {
+        let [a, b, s] = LAYOUT.partitions(flash).unwrap();
+        Slots::new(a, b, s, Config::default()).unwrap()
+    }
+
+    /// The device: its flash, the slot it runs from and its images' names.
+    pub struct Dev {
+        pub flash: &'static RefCell<Flash>,
+        pub running: Slot,
+        names: Vec<([u8; 32], String)>,
+    }
+
+    impl Dev {
+        /// A device running `v1` from slot A that knows `v2`'s name.
+        pub fn new(v1: &[u8], v2: &[u8]) -> Dev {
+            let mut f = Flash::new((2 * SLOT + 2 * 4096) as usize);
+            f.preload(0, v1);
+            let flash: &'static RefCell<Flash> = Box::leak(Box::new(RefCell::new(f)));
+            slots(flash).provision(Slot::A, v1.len() as u32).unwrap();
+            Dev {
+                flash,
+                running: Slot::A,
+                names: vec![
+                    (Sha256::digest(v1).into(), "1.0.0".into()),
+                    (Sha256::digest(v2).into(), "2.0.0".into()),
+                ],
+            }
+        }
+
+        /// A restart: the boot stage selects the slot to run.
+        pub fn restart(&mut self) {
+            self.running = slots(self.flash).select().unwrap().slot;
+        }
+
+        /// The image the device runs.
+        pub fn image(&self) -> Vec<u8> {
+            let rec = slots(self.flash).state().unwrap();
+            let (at, i) = match self.running {
+                Slot::A => (LAYOUT.slot_a, 0),
+                Slot::B => (LAYOUT.slot_b, 1),
+            };
+            let n = rec.images[i].size as usize;
+            self.flash.borrow().as_bytes()[at as usize..at as usize + n].to_vec()
+        }
+    }
+
+    /// What an image state read shows, from the boot record.
+    struct View<'d>(&'d Dev, [String; 2]);
+
+    impl Device for View<'_> {
+        fn slots(&mut self) -> [Option<ImageSlot<'_>>; 2] {
+            let rec = slots(self.0.flash).state().unwrap();
+            let name = |sha: &[u8; 32]| {
+                self.0
+                    .names
+                    .iter()
+                    .find(|(s, _)| s == sha)
+                    .map_or("unknown".to_string(), |(_, n)| n.clone())
+            };
+            for i in 0..2 {
+                self.1[i] = name(&rec.images[i].sha256);
+            }
+            let mut out = [None, None];
+            for (i, slot) in [Slot::A, Slot::B].into_iter().enumerate() {
+                let img = rec.images[i];
+                if img.size == 0 {
+                    continue;
+                }
+                let next = slot == rec.active;
+                out[i] = Some(ImageSlot {
+                    slot: i as u8,
+                    version: &self.1[i],
+                    hash: img.sha256,
+                    bootable: true,
+                    pending: next && rec.trial && slot != self.0.running,
+                    confirmed: next && !rec.trial,
+                    active: slot == self.0.running,
+                    permanent: false,
+                });
+            }
+            out
+        }
+    }
+
+    /// An upload in progress: fed into an update of the inactive slot.
+    struct Uploading {
+        update: Update<'static, Part, Part, 1>,
+        next: u32,
+        len: u32,
+    }
+
+    /// Serves SMP on `master` while `client` runs in a thread of its own;
+    /// returns what it printed.
+    pub fn serve_while(
+        dev: &mut Dev,
+        master: &mut File,
+        client: impl FnOnce() -> Output + Send + 'static,
+    ) -> Output {
+        use std::os::fd::AsRawFd as _;
+        let client = thread::spawn(client);
+        let mut dec = Decoder::<{ BUF_SIZE + 4 }>::new();
+        let mut server = Server::new();
+        let mut buf = [0u8; 256];
+        let mut out = [0u8; BUF_SIZE];
+        let mut uploading: Option<Uploading> = None;
+        while !client.is_finished() {
+            let mut fd = libc::pollfd {
+                fd: master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            if unsafe { libc::poll(&mut fd, 1, 50) } <= 0 {
+                continue;
+            }
+            let Ok(n) = master.read(&mut buf) else {
+                continue;
+            };
+            for &b in &buf[..n] {
+                if dec.feed(b) != Event::Frame {
+                    continue;
+                }
+                let mut view = View(dev, Default::default());
+                let (len, action) = match server.answer(dec.frame(), &mut out, &mut view) {
+                    Answer::Sent { len, action } => (len, action),
+                    Answer::Ask {
+                        request: Request::Upload(u),
+                        pending,
+                    } => {
+                        let r = upload(dev, &mut uploading, u);
+                        (server.uploaded(pending, r, &mut out), Action::None)
+                    }
+                    Answer::Ask {
+                        request: Request::StateWrite { hash, confirm },
+                        pending,
+                    } => {
+                        let r = state_write(dev, hash, confirm);
+                        let mut view = View(dev, Default::default());
+                        (
+                            server.state_written(pending, r, &mut out, &mut view),
+                            Action::None,
+                        )
+                    }
+                };
+                let mut lines = Vec::new();
+                serial::encode(&out[..len], serial::LINE, &mut |l| {
+                    lines.extend_from_slice(l)
+                });
+                master.write_all(&lines).unwrap();
+                if action == Action::Reset {
+                    uploading = None;
+                    dev.restart();
+                }
+            }
+        }
+        client.join().unwrap()
+    }
+
+    /// A state write: `--confirm` confirms the running image (a hash, if
+    /// given, must be its own); a hash alone must be the image that boots
+    /// next (an upload activates its image on trial already).
+    fn state_write(dev: &Dev, hash: Option<&[u8]>, confirm: bool) -> Result<(), u32> {
+        let mut s = slots(dev.flash);
+        let rec = s.state().ok_or(flashpatch_smp::EBADSTATE)?;
+        let sha = |slot| rec.images[if slot == Slot::A { 0 } else { 1 }].sha256;
+        let is = |slot| hash.is_none_or(|h| h == sha(slot));
+        match confirm {
+            true if is(dev.running) && rec.active == dev.running => {
+                s.confirm().map_err(|_| flashpatch_smp::EBADSTATE)
+            }
+            false if hash.is_some() && is(rec.active) => Ok(()),
+            _ => Err(flashpatch_smp::EBADSTATE),
+        }
+    }
+
+    /// Feeds one upload request; the offset the device has the upload up
+    /// to, or an error code (the update is dropped).
+    fn upload(
+        dev: &Dev,
+        up: &mut Option<Uploading>,
+        u: flashpatch_smp::Upload<'_>,
+    ) -> Result<u32, u32> {
+        if u.off == 0 {
+            let len = u.len.ok_or(3u32)?;
+            // Leaked per upload, as a device keeps them in statics.
+            let slots: &'static mut _ = Box::leak(Box::new(slots(dev.flash)));
+            let state: &'static mut _ = Box::leak(Box::new(ApplierState::new()));
+            let update = slots
+                .begin_update(state)
+                .map_err(|_| flashpatch_smp::EBADSTATE)?;
+            *up = Some(Uploading {
+                update,
+                next: 0,
+                len,
+            });
+        }
+        let Some(mut cur) = up.take() else {
+            return Err(flashpatch_smp::EBADSTATE);
+        };
+        if u.off != cur.next {
+            let next = cur.next;
+            *up = Some(cur);
+            return Ok(next);
+        }
+        if cur.update.feed(u.data).is_err() {
+            return Err(flashpatch_smp::EBADSTATE);
+        }
+        cur.next += u.data.len() as u32;
+        if cur.next < cur.len {
+            let next = cur.next;
+            *up = Some(cur);
+            return Ok(next);
+        }
+        let installed = cur.update.finish().map_err(|_| flashpatch_smp::EBADSTATE)?;
+        slots(dev.flash)
+            .activate(&installed)
+            .map_err(|_| flashpatch_smp::EBADSTATE)?;
+        Ok(cur.len)
+    }
+}
+
+#[test]
+fn smpmgr_upgrade_installs_a_flashpatch_patch() {
+    use flashpatch::mock::Rng;
+    let mut rng = Rng(5);
+    let v1 = rng.bytes(48 * 1024);
+    let mut v2 = v1.clone();
+    v2[10_000..13_000].copy_from_slice(&rng.bytes(3000));
+    let patch = host_genpat::diff(&v1, &v2, &Default::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("flashpatch-smp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("v1-v2.fpat");
+    std::fs::write(&good, &patch).unwrap();
+    let mut bad = patch.clone();
+    let at = bad.len() - 100;
+    bad[at] ^= 0x40;
+    let bad_path = dir.join("bad.fpat");
+    std::fs::write(&bad_path, &bad).unwrap();
+
+    let (mut master, port) = pty();
+    let mut dev = device::Dev::new(&v1, &v2);
+    let tool = smpmgr().to_path_buf();
+    let run = move |args: Vec<String>| {
+        move || {
+            Command::new(&tool)
+                .args(["--port", &port, "--timeout", "5"])
+                .args(args)
+                .output()
+                .unwrap()
+        }
+    };
+    let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let show = |o: &Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // A corrupt patch: the upload is refused, v1 runs on.
+    let bad = bad_path.to_str().unwrap();
+    let out = device::serve_while(
+        &mut dev,
+        &mut master,
+        run.clone()(args(&["upgrade", "--format", "any", bad])),
+    );
+    assert!(
+        !out.status.success(),
+        "a corrupt patch was accepted: {}",
+        show(&out)
+    );
+    assert!(dev.image() == v1);
+
+    let good = good.to_str().unwrap();
+    let out = device::serve_while(
+        &mut dev,
+        &mut master,
+        run.clone()(args(&["upgrade", "--format", "any", good])),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    println!("smpmgr upgrade --format any:\n{}", show(&out));
+    assert!(dev.image() == v2, "the device does not run v2");
+    let out = device::serve_while(
+        &mut dev,
+        &mut master,
+        run.clone()(args(&["image", "state-read"])),
+    );
+    let text = show(&out);
+    assert!(out.status.success(), "{text}");
+    println!("smpmgr image state-read after the upgrade:\n{text}");
+    assert!(text.contains("2.0.0"), "{text}");
+    // The running image on trial; confirmed by the client.
+    let confirm = args(&["image", "state-write", "--confirm"]);
+    let out = device::serve_while(&mut dev, &mut master, run.clone()(confirm));
+    let text = show(&out);
+    assert!(out.status.success(), "{text}");
+    let out = device::serve_while(
+        &mut dev,
+        &mut master,
+        run.clone()(args(&["image", "state-read"])),
+    );
+    let text = show(&out);
+    assert!(out.status.success(), "{text}");
+    println!("smpmgr image state-read after state-write --confirm:\n{text}");
+    assert!(text.contains("confirmed=True"), "{text}");
+    // After another restart it still runs v2.
+    dev.restart();
+    assert!(dev.image() == v2);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
