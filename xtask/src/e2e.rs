@@ -84,6 +84,102 @@ fn over_a_pty(b: &Bench, imgs: &Images) -> Result<String, String> {
     Ok(pts)
 }
 
+/// `smpmgr` from PyPI, in a virtual environment under `target/` made the
+/// first time (the same one `frontends/smp`'s tests use).
+fn smpmgr() -> Result<PathBuf, String> {
+    let venv = qemu::root().join("target/py/smpmgr");
+    let tool = venv.join("bin/smpmgr");
+    if !tool.exists() {
+        let v = venv.to_str().ok_or("path")?;
+        crate::run("python3", &["-m", "venv", v], &[])?;
+        let pip = venv.join("bin/pip");
+        crate::run(
+            pip.to_str().ok_or("path")?,
+            &["install", "--quiet", "smpmgr==0.19.1"],
+            &[],
+        )?;
+    }
+    Ok(tool)
+}
+
+/// SMP on the UART, through a pseudo-terminal: `smpmgr image state-read`,
+/// `smpmgr upgrade --format any` with a damaged patch (refused, v1 runs
+/// on) and with the v1 -> v2 patch (the device restarts into v2 and
+/// confirms it), and the state read again. Returns what each step showed.
+fn smp_over_a_pty(b: &Bench, imgs: &Images) -> Result<Vec<String>, String> {
+    let tool = smpmgr()?;
+    b.flash(&imgs.v1)?;
+    let (mut q, pts) = Qemu::start_pty(&b.dir, &b.boot, &QUIET)?;
+    q.wait_for("waiting for an update", SECS(30))
+        .ok_or("v1 did not start")?;
+    let smp = |args: &[&str]| {
+        std::process::Command::new(&tool)
+            .args(["--port", &pts, "--timeout", "10"])
+            .args(args)
+            .output()
+            .map_err(|e| format!("cannot run smpmgr: {e}"))
+    };
+    let said = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let mut lines = Vec::new();
+    let o = smp(&["image", "state-read"])?;
+    expect(
+        o.status.success() && said(&o).contains("version='v1'"),
+        &format!("smpmgr image state-read on v1: {}", said(&o)),
+        &q,
+    )?;
+    lines.push(format!(
+        "smpmgr --port {pts} image state-read shows v1 running"
+    ));
+    let corrupt = b.dir.join("corrupt.fpat");
+    std::fs::write(&corrupt, &imgs.corrupt).map_err(|e| e.to_string())?;
+    let o = smp(&[
+        "upgrade",
+        "--format",
+        "any",
+        corrupt.to_str().ok_or("path")?,
+    ])?;
+    let refused = q.wait_for("the upload does not apply", SECS(10));
+    expect(
+        !o.status.success() && refused.is_some(),
+        &format!("a damaged patch over SMP: {} {}", o.status, said(&o)),
+        &q,
+    )?;
+    lines.push("smpmgr upgrade --format any with a damaged patch fails, v1 runs on".into());
+    let good = b.dir.join("v1-v2.fpat");
+    let o = smp(&["upgrade", "--format", "any", good.to_str().ok_or("path")?])?;
+    expect(
+        o.status.success(),
+        &format!("smpmgr upgrade: {}", said(&o)),
+        &q,
+    )?;
+    let confirmed = q.wait_for("v2 confirmed", SECS(30));
+    expect(
+        confirmed.is_some(),
+        "v2 did not confirm itself after the SMP upgrade",
+        &q,
+    )?;
+    q.wait_for("waiting for an update", SECS(10));
+    lines.push(format!(
+        "smpmgr upgrade --format any v1-v2.fpat ({} bytes) succeeds; the device restarts into v2 and confirms it",
+        imgs.v1_v2.len()
+    ));
+    let o = smp(&["image", "state-read"])?;
+    expect(
+        o.status.success() && said(&o).contains("version='v2'"),
+        &format!("smpmgr image state-read on v2: {}", said(&o)),
+        &q,
+    )?;
+    lines.push("smpmgr image state-read shows v2 running".into());
+    q.kill();
+    Ok(lines)
+}
+
 fn send_ok(s: &mut UnixStream, patch: &[u8]) -> Result<SendReport, String> {
     send::send(s, patch, &opts(), &mut Quiet).map_err(|e| format!("send: {e}"))
 }
@@ -383,6 +479,18 @@ pub fn run_all() -> Result<(u64, u64), String> {
         Ok(()) => passed += 1,
         Err(e) => {
             println!("qemu e2e: faults ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    match smp_over_a_pty(&b, &imgs) {
+        Ok(lines) => {
+            passed += 1;
+            for l in lines {
+                println!("qemu e2e: smp: {l} ... ok");
+            }
+        }
+        Err(e) => {
+            println!("qemu e2e: smp ... FAILED: {e}");
             failed += 1;
         }
     }

@@ -2,7 +2,11 @@
 //! (`DEMO_VERSION`, `DEMO_BAD`). It confirms itself after its self-test
 //! (the bad build fails it and restarts, so the boot stage rolls it back),
 //! then serves the update protocol on UART0: stores the patch, applies it
-//! with flashpatch into the inactive slot, activates it and restarts.
+//! with flashpatch into the inactive slot, activates it and restarts. On
+//! the same UART it serves SMP (mcumgr, `flashpatch-smp`): an image upload
+//! is a flashpatch patch, applied into the inactive slot as it arrives and
+//! activated when complete; `smpmgr upgrade --format any PATCH` then resets
+//! it into the new image.
 //!
 //! Built with the feature `signed` (and `DEMO_PUBKEY`, see `build.rs`), it
 //! installs only patches signed by that key
@@ -21,6 +25,8 @@ use flashpatch::proto::frame::{self, FrameDecoder, MAX_DEVICE_FRAME};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Staging};
 use flashpatch::slots::{Slot, Slots};
 use flashpatch::{ApplierState, Partition};
+use flashpatch_smp::serial::{self as smp_serial, Decoder as SmpDecoder, Event as SmpEvent};
+use flashpatch_smp::{Answer, Device, ImageSlot, Request, Server, BUF_SIZE, EBADSTATE};
 
 firmware_demo::handlers!();
 
@@ -109,6 +115,145 @@ fn send(uart: &mut Uart, m: &DeviceMsg<'_>) {
     }
 }
 
+/// The index of `slot` in the boot record's images.
+fn slot_index(slot: Slot) -> usize {
+    match slot {
+        Slot::A => 0,
+        Slot::B => 1,
+    }
+}
+
+/// An SMP message out as serial lines.
+fn send_smp(uart: &mut Uart, msg: &[u8]) {
+    smp_serial::encode(msg, smp_serial::LINE, &mut |line| uart.write(line));
+}
+
+/// What an SMP image state read shows: the boot record, and the slot the
+/// application runs from.
+struct SmpView {
+    rec: Option<flashpatch::slots::BootRecord>,
+    running: Slot,
+}
+
+impl Device for SmpView {
+    fn slots(&mut self) -> [Option<ImageSlot<'_>>; 2] {
+        let mut out = [None, None];
+        let Some(rec) = self.rec else { return out };
+        for (i, slot) in [Slot::A, Slot::B].into_iter().enumerate() {
+            let img = rec.images[i];
+            if img.size == 0 {
+                continue;
+            }
+            let next = slot == rec.active;
+            out[i] = Some(ImageSlot {
+                slot: i as u8,
+                version: if slot == self.running { VERSION } else { "" },
+                hash: img.sha256,
+                bootable: true,
+                pending: next && rec.trial && slot != self.running,
+                confirmed: next && !rec.trial,
+                active: slot == self.running,
+                permanent: false,
+            });
+        }
+        out
+    }
+}
+
+/// An SMP image upload that began at offset 0 (`first`): applies it into
+/// the inactive slot as its requests arrive and activates it when
+/// complete. Other SMP requests are answered meanwhile; the update
+/// protocol's bytes are ignored until it ends.
+#[allow(clippy::too_many_arguments)]
+fn smp_upload(
+    uart: &mut Uart,
+    slots: &mut Slots<Part<'_>, Part<'_>>,
+    applier: &mut ApplierState,
+    dec: &mut SmpDecoder<{ BUF_SIZE + 4 }>,
+    out: &mut [u8; BUF_SIZE],
+    running: Slot,
+    pending: flashpatch_smp::Pending,
+    first: flashpatch_smp::Upload<'_>,
+) {
+    let server = &mut Server::new();
+    let mut view = SmpView {
+        rec: slots.state(),
+        running,
+    };
+    // A signed build takes signed patches only, over SMP too, with the
+    // boot record's floor as the lowest security counter.
+    #[cfg(feature = "signed")]
+    let floor = slots.state().map_or(0, |r| r.floor);
+    let (Some(len), Ok(mut up)) = (first.len, slots.begin_update(applier)) else {
+        let n = server.uploaded(pending, Err(EBADSTATE), out);
+        return send_smp(uart, &out[..n]);
+    };
+    #[cfg(feature = "signed")]
+    up.require_signature(PUBLIC_KEY, floor);
+    log!("app: smp: upload of {len} bytes, applied into the inactive slot as it comes");
+    let (mut pending, mut off, mut next) = (pending, first.off, 0u32);
+    // The request's bytes: the decoder's buffer is reused by the next frame.
+    let mut chunk = [0u8; BUF_SIZE];
+    let mut n = first.data.len().min(BUF_SIZE);
+    chunk[..n].copy_from_slice(&first.data[..n]);
+    loop {
+        if off == next {
+            if up.feed(&chunk[..n]).is_err() {
+                log!("app: smp: the upload does not apply; refused");
+                let k = server.uploaded(pending, Err(EBADSTATE), out);
+                return send_smp(uart, &out[..k]);
+            }
+            next += n as u32;
+        }
+        if next >= len {
+            let activated = up
+                .finish()
+                .map_err(|_| EBADSTATE)
+                .and_then(|i| slots.activate(&i).map_err(|_| EBADSTATE));
+            log!(
+                "app: smp: upload complete; {}",
+                if activated.is_ok() {
+                    "the new image boots next, on trial"
+                } else {
+                    "refused"
+                }
+            );
+            let k = server.uploaded(pending, activated.map(|()| len), out);
+            return send_smp(uart, &out[..k]);
+        }
+        let k = server.uploaded(pending, Ok(next), out);
+        send_smp(uart, &out[..k]);
+        // The next upload request.
+        loop {
+            let Some(byte) = uart.read() else { continue };
+            if dec.feed(byte) != SmpEvent::Frame {
+                continue;
+            }
+            match server.answer(dec.frame(), out, &mut view) {
+                Answer::Sent { len: k, .. } => send_smp(uart, &out[..k]),
+                Answer::Ask {
+                    request: Request::Upload(u),
+                    pending: p,
+                } => {
+                    if u.off == 0 {
+                        // Begun again: this upload is given up.
+                        let k = server.uploaded(p, Err(EBADSTATE), out);
+                        return send_smp(uart, &out[..k]);
+                    }
+                    (pending, off) = (p, u.off);
+                    n = u.data.len().min(BUF_SIZE);
+                    chunk[..n].copy_from_slice(&u.data[..n]);
+                    break;
+                }
+                Answer::Ask { pending: p, .. } => {
+                    let k = server.state_written(p, Err(EBADSTATE), out, &mut view);
+                    send_smp(uart, &out[..k]);
+                }
+            }
+        }
+    }
+}
+
 #[entry]
 fn main() -> ! {
     let mut cp =
@@ -139,6 +284,7 @@ fn main() -> ! {
     let Some(rec) = slots.state() else {
         semihost::exit(semihost::exit::NO_IMAGE)
     };
+    let running = rec.active;
     log!(
         "app: flashpatch demo {VERSION} running from slot {:?} ({})",
         rec.active,
@@ -195,8 +341,86 @@ fn main() -> ! {
     send(&mut uart, &announce(staging.resume()));
     log!("app: waiting for an update on UART0");
     let mut dec = FrameDecoder::new();
+    // SMP (mcumgr) on the same UART: its lines are base64 text, which the
+    // update protocol's decoder drops, and its decoder ignores the update
+    // protocol's frames.
+    let mut smp_dec = SmpDecoder::<{ BUF_SIZE + 4 }>::new();
+    let mut smp_out = [0u8; BUF_SIZE];
+    let mut smp = Server::new();
     loop {
         let Some(byte) = uart.read() else { continue };
+        if smp_dec.feed(byte) == SmpEvent::Frame {
+            let mut view = SmpView {
+                rec: slots.state(),
+                running,
+            };
+            let frame = smp_dec.frame();
+            let mut copy = [0u8; BUF_SIZE + 4];
+            copy[..frame.len()].copy_from_slice(frame);
+            let frame = &copy[..frame.len()];
+            match smp.answer(frame, &mut smp_out, &mut view) {
+                Answer::Sent { len, action } => {
+                    send_smp(&mut uart, &smp_out[..len]);
+                    if action == flashpatch_smp::Action::Reset {
+                        log!("app: smp: reset");
+                        for _ in 0..20_000 {
+                            cortex_m::asm::nop();
+                        }
+                        firmware_demo::reset();
+                    }
+                }
+                Answer::Ask {
+                    request: Request::Upload(u),
+                    pending,
+                } if u.off == 0 => smp_upload(
+                    &mut uart,
+                    &mut slots,
+                    applier,
+                    &mut smp_dec,
+                    &mut smp_out,
+                    running,
+                    pending,
+                    u,
+                ),
+                Answer::Ask {
+                    request: Request::Upload(_),
+                    pending,
+                } => {
+                    // No upload in progress: start from 0.
+                    let n = smp.uploaded(pending, Ok(0), &mut smp_out);
+                    send_smp(&mut uart, &smp_out[..n]);
+                }
+                Answer::Ask {
+                    request: Request::StateWrite { hash, confirm },
+                    pending,
+                } => {
+                    let rec = slots.state();
+                    let ok = match (rec, confirm) {
+                        (Some(r), true) => {
+                            hash.is_none_or(|h| h == r.images[slot_index(running)].sha256)
+                        }
+                        (Some(r), false) => {
+                            hash.is_some_and(|h| h == r.images[slot_index(r.active)].sha256)
+                        }
+                        (None, _) => false,
+                    };
+                    let r = if !ok {
+                        Err(EBADSTATE)
+                    } else if confirm && rec.is_some_and(|r| r.trial && r.active == running) {
+                        slots.confirm().map_err(|_| EBADSTATE)
+                    } else {
+                        Ok(())
+                    };
+                    let mut view = SmpView {
+                        rec: slots.state(),
+                        running,
+                    };
+                    let n = smp.state_written(pending, r, &mut smp_out, &mut view);
+                    send_smp(&mut uart, &smp_out[..n]);
+                }
+            }
+            continue;
+        }
         let (_, Some(Ok(payload))) = dec.feed(&[byte]) else {
             continue;
         };
