@@ -137,26 +137,13 @@ struct SmpView {
 
 impl Device for SmpView {
     fn slots(&mut self) -> [Option<ImageSlot<'_>>; 2] {
-        let mut out = [None, None];
-        let Some(rec) = self.rec else { return out };
-        for (i, slot) in [Slot::A, Slot::B].into_iter().enumerate() {
-            let img = rec.images[i];
-            if img.size == 0 {
-                continue;
-            }
-            let next = slot == rec.active;
-            out[i] = Some(ImageSlot {
-                slot: i as u8,
-                version: if slot == self.running { VERSION } else { "" },
-                hash: img.sha256,
-                bootable: true,
-                pending: next && rec.trial && slot != self.running,
-                confirmed: next && !rec.trial,
-                active: slot == self.running,
-                permanent: false,
-            });
-        }
-        out
+        let Some(rec) = self.rec else {
+            return [None, None];
+        };
+        // Only the running image's version text is known here.
+        let mut version = ["", ""];
+        version[slot_index(self.running)] = VERSION;
+        flashpatch_smp::image_slots(&rec, self.running, version)
     }
 }
 

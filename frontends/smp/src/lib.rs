@@ -28,5 +28,6 @@ pub mod serial;
 mod server;
 
 pub use server::{
-    Action, Answer, Device, ImageSlot, Pending, Request, Server, Upload, BUF_SIZE, EBADSTATE,
+    image_slots, Action, Answer, Device, ImageSlot, Pending, Request, Server, Upload, BUF_SIZE,
+    EBADSTATE,
 };

@@ -45,6 +45,37 @@ pub struct ImageSlot<'a> {
     pub permanent: bool,
 }
 
+/// The image states of a device with flashpatch's slot manager, from its
+/// boot record: the slot it runs from is `active`, the one the record
+/// boots next is `pending` while on trial (and not running) and
+/// `confirmed` once confirmed; `version` names each slot's image.
+pub fn image_slots<'a>(
+    rec: &flashpatch::slots::BootRecord,
+    running: flashpatch::slots::Slot,
+    version: [&'a str; 2],
+) -> [Option<ImageSlot<'a>>; 2] {
+    use flashpatch::slots::Slot;
+    let mut out = [None, None];
+    for (i, slot) in [Slot::A, Slot::B].into_iter().enumerate() {
+        let img = rec.images[i];
+        if img.size == 0 {
+            continue;
+        }
+        let next = slot == rec.active;
+        out[i] = Some(ImageSlot {
+            slot: i as u8,
+            version: version[i],
+            hash: img.sha256,
+            bootable: true,
+            pending: next && rec.trial && slot != running,
+            confirmed: next && !rec.trial,
+            active: slot == running,
+            permanent: false,
+        });
+    }
+    out
+}
+
 /// What the server asks of the device.
 pub trait Device {
     /// The images of its two slots (`None`: empty).

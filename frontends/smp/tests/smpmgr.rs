@@ -248,25 +248,7 @@ mod device {
             for i in 0..2 {
                 self.1[i] = name(&rec.images[i].sha256);
             }
-            let mut out = [None, None];
-            for (i, slot) in [Slot::A, Slot::B].into_iter().enumerate() {
-                let img = rec.images[i];
-                if img.size == 0 {
-                    continue;
-                }
-                let next = slot == rec.active;
-                out[i] = Some(ImageSlot {
-                    slot: i as u8,
-                    version: &self.1[i],
-                    hash: img.sha256,
-                    bootable: true,
-                    pending: next && rec.trial && slot != self.0.running,
-                    confirmed: next && !rec.trial,
-                    active: slot == self.0.running,
-                    permanent: false,
-                });
-            }
-            out
+            flashpatch_smp::image_slots(&rec, self.0.running, [&self.1[0], &self.1[1]])
         }
     }
 
@@ -469,28 +451,21 @@ fn smpmgr_upgrade_installs_a_flashpatch_patch() {
     assert!(out.status.success(), "{}", show(&out));
     println!("smpmgr upgrade --format any:\n{}", show(&out));
     assert!(dev.image() == v2, "the device does not run v2");
-    let out = device::serve_while(
-        &mut dev,
-        &mut master,
-        run.clone()(args(&["image", "state-read"])),
-    );
-    let text = show(&out);
-    assert!(out.status.success(), "{text}");
-    println!("smpmgr image state-read after the upgrade:\n{text}");
+    let state_read = |dev: &mut device::Dev, master: &mut File, when: &str| {
+        let out = device::serve_while(dev, master, run.clone()(args(&["image", "state-read"])));
+        let text = show(&out);
+        assert!(out.status.success(), "{text}");
+        println!("smpmgr image state-read {when}:\n{text}");
+        text
+    };
+    let text = state_read(&mut dev, &mut master, "after the upgrade");
     assert!(text.contains("2.0.0"), "{text}");
     // The running image on trial; confirmed by the client.
     let confirm = args(&["image", "state-write", "--confirm"]);
     let out = device::serve_while(&mut dev, &mut master, run.clone()(confirm));
     let text = show(&out);
     assert!(out.status.success(), "{text}");
-    let out = device::serve_while(
-        &mut dev,
-        &mut master,
-        run.clone()(args(&["image", "state-read"])),
-    );
-    let text = show(&out);
-    assert!(out.status.success(), "{text}");
-    println!("smpmgr image state-read after state-write --confirm:\n{text}");
+    let text = state_read(&mut dev, &mut master, "after state-write --confirm");
     assert!(text.contains("confirmed=True"), "{text}");
     // After another restart it still runs v2.
     dev.restart();
