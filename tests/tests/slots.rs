@@ -386,3 +386,63 @@ fn a_failing_flash_is_named_by_its_role() {
         "the state area flash failed: driver error"
     );
 }
+
+#[test]
+fn erasing_the_inactive_slot_forgets_its_image_and_survives_power_cuts() {
+    use flashpatch::slots::Image;
+    use flashpatch_tests::device::cut_points;
+    let (old, new) = firmware_pair(9, 12_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    let inst = install(&dev, &patch, 512).unwrap();
+    activate(&dev, &inst);
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, true, false));
+    // On trial, slot A is what a rollback returns to: not erased.
+    assert_eq!(
+        dev.slots().unwrap().erase_inactive(0),
+        Err(Error::SlotState)
+    );
+    assert_eq!(dev.slot_bytes(Slot::A, old.len()), old);
+    dev.slots().unwrap().confirm().unwrap();
+    let erased = vec![0xFF; 16 * 1024];
+    // Every cut of the erase: after the reset B runs, confirmed, and slot
+    // A is either still its recorded image or no longer recorded.
+    let clean = dev.snapshot();
+    clean.flash.borrow_mut().op_trace = Some(Vec::new());
+    clean.slots().unwrap().erase_inactive(0).unwrap();
+    let trace = clean.flash.borrow_mut().op_trace.take().unwrap();
+    assert_eq!(clean.slot_bytes(Slot::A, erased.len()), erased);
+    assert_eq!(
+        clean.slots().unwrap().state().unwrap().images[0],
+        Image::NONE
+    );
+    assert_eq!(clean.boot().unwrap(), boots(Slot::B, false, false));
+    let mut runs = 0;
+    for (i, kind) in cut_points(&trace) {
+        let cut = dev.cut_copy(i, kind);
+        assert!(cut.slots().and_then(|mut s| s.erase_inactive(0)).is_err());
+        cut.flash.borrow_mut().reboot();
+        assert_eq!(
+            cut.boot().unwrap(),
+            boots(Slot::B, false, false),
+            "cut {i} {kind:?}"
+        );
+        let rec = cut.slots().unwrap().state().unwrap();
+        if rec.images[0] != Image::NONE {
+            assert_eq!(cut.slot_bytes(Slot::A, old.len()), old, "cut {i} {kind:?}");
+        }
+        assert_eq!(cut.slot_bytes(Slot::B, new.len()), new, "cut {i} {kind:?}");
+        // Erased again, to the end.
+        cut.slots().unwrap().erase_inactive(0).unwrap();
+        assert_eq!(cut.slot_bytes(Slot::A, erased.len()), erased);
+        runs += 1;
+    }
+    println!(
+        "erase of the inactive slot: {} flash operations, {runs} cuts, 0 failures",
+        trace.len()
+    );
+    assert!(
+        trace.contains(&true) && trace.contains(&false),
+        "the record's writes and the slot's erase are both cut"
+    );
+}

@@ -109,6 +109,52 @@ pub fn build() -> Result<Built, String> {
     })
 }
 
+/// Asks the device for its image states over SMP, as `smpmgr image
+/// state-read` does (a read of group 1, command 0, over Zephyr's serial
+/// framing), and returns the length of the answer.
+fn smp_state_read(uart: &mut std::os::unix::net::UnixStream) -> Result<usize, String> {
+    use flashpatch_smp::header::{Header, Op};
+    use flashpatch_smp::serial;
+    use std::io::{Read as _, Write as _};
+    let h = Header {
+        op: Op::Read,
+        version: 1,
+        flags: 0,
+        len: 1,
+        group: 1,
+        seq: 1,
+        id: 0,
+    };
+    let mut msg = h.to_bytes().to_vec();
+    msg.push(0xA0); // {}
+    let mut lines = Vec::new();
+    serial::encode(&msg, serial::LINE, &mut |l| lines.extend_from_slice(l));
+    uart.write_all(&lines).map_err(|e| e.to_string())?;
+    uart.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut dec = serial::Decoder::<1024>::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let n = uart
+            .read(&mut buf)
+            .map_err(|e| format!("no SMP answer: {e}"))?;
+        if n == 0 {
+            return Err("the UART closed before the SMP answer".into());
+        }
+        for &b in &buf[..n] {
+            if dec.feed(b) != serial::Event::Frame {
+                continue;
+            }
+            match Header::parse(dec.frame()) {
+                Some(a) if a.op == Op::ReadRsp && a.group == 1 && a.seq == 1 => {
+                    return Ok(dec.frame().len())
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
 pub fn demo() -> Result<(), String> {
     qemu::ensure_tools()?;
     let b = build()?;
@@ -152,7 +198,16 @@ pub fn demo() -> Result<(), String> {
     q.wait_for("v2 confirmed", Duration::from_secs(30))
         .ok_or("v2 did not confirm itself")?;
     q.wait_for("waiting for an update", Duration::from_secs(10));
+    // v2 serves SMP on the same UART: an image state read, as `smpmgr
+    // image state-read` asks it, measures the SMP server.
+    let states = smp_state_read(&mut uart)?;
+    println!("host: SMP image state read answered ({states} bytes)");
+    let smp = q
+        .wait_for("app: smp measured:", Duration::from_secs(10))
+        .ok_or("no SMP measurement line on the console")?;
     q.kill();
+    let smp_ram = number_after(&smp, "server_ram=").ok_or("no server_ram")?;
+    let smp_stack = number_after(&smp, "stack_high_water=").ok_or("no SMP stack_high_water")?;
     let measured = q
         .log
         .iter()
@@ -162,11 +217,12 @@ pub fn demo() -> Result<(), String> {
     let state = number_after(&measured, "applier_state=").ok_or("no applier_state")?;
     let stack = number_after(&measured, "stack_high_water=").ok_or("no stack_high_water")?;
     let ticks = number_after(&measured, "ticks=").ok_or("no ticks")?;
-    let code = qemu::update_code_size(&v2_elf)?;
+    let code = qemu::code_sizes(&v2_elf)?;
     let ipb = ticks * 40 / v2.len().max(1) as u64;
     println!(
         "demo summary: image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
-applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
+applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate); \
+SMP server RAM {} B ({} B buffers, a static, + {} B stack high-water of an image state read); SMP code {} B",
         v2.len(),
         patch.len(),
         patch.len() as f64 * 100.0 / v2.len() as f64,
@@ -177,8 +233,12 @@ applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the i
         state + stack,
         state,
         stack,
-        code,
-        ipb
+        code.update,
+        ipb,
+        smp_ram + smp_stack,
+        smp_ram,
+        smp_stack,
+        code.smp
     );
     if report.text != "OK" || after.version != "v2" {
         return Err("the update did not end in v2".into());

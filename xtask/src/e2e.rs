@@ -165,8 +165,17 @@ fn smp_over_a_pty(b: &Bench, imgs: &Images) -> Result<Vec<String>, String> {
         &q,
     )?;
     q.wait_for("waiting for an update", SECS(10));
+    // The request that completed the upload was answered after the whole
+    // apply and activation: its stack high-water is the upload's.
+    let upload_stack = q
+        .log
+        .iter()
+        .skip_while(|l| !l.contains("smp: upload complete"))
+        .find(|l| l.contains("app: smp measured:"))
+        .and_then(|l| crate::demo::number_after(l, "stack_high_water="))
+        .ok_or("no SMP measurement after the upload")?;
     lines.push(format!(
-        "smpmgr upgrade --format any v1-v2.fpat ({} bytes) succeeds; the device restarts into v2 and confirms it",
+        "smpmgr upgrade --format any v1-v2.fpat ({} bytes) succeeds; the device restarts into v2 and confirms it (stack high-water of the SMP upload, apply and activation: {upload_stack} B)",
         imgs.v1_v2.len()
     ));
     let o = smp(&["image", "state-read"])?;
@@ -176,6 +185,32 @@ fn smp_over_a_pty(b: &Bench, imgs: &Images) -> Result<Vec<String>, String> {
         &q,
     )?;
     lines.push("smpmgr image state-read shows v2 running".into());
+    // v2 runs from slot B: slot A (v1) may be erased, slot B not.
+    let o = smp(&["image", "erase", "1"])?;
+    let refused = q.wait_for("erase of slot 1 refused", SECS(10));
+    expect(
+        o.status.success() && said(&o).contains("EBADSTATE") && refused.is_some(),
+        &format!("smpmgr image erase 1 (the running slot): {}", said(&o)),
+        &q,
+    )?;
+    let o = smp(&["image", "erase", "0"])?;
+    let done = q.wait_for("erase of slot 0 done", SECS(10));
+    let state = smp(&["image", "state-read"])?;
+    expect(
+        o.status.success()
+            && done.is_some()
+            && said(&state).contains("version='v2'")
+            && !said(&state).contains("slot=0"),
+        &format!(
+            "smpmgr image erase 0: {}; then state-read: {}",
+            said(&o),
+            said(&state)
+        ),
+        &q,
+    )?;
+    lines.push(
+        "smpmgr image erase 1 (v2, running) is refused; image erase 0 empties v1's slot, state-read shows v2 alone".into(),
+    );
     q.kill();
     Ok(lines)
 }

@@ -254,22 +254,48 @@ fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
 pub const ELF_LAYOUT: [&str; 4] = ["--base", "0x100000", "--gap-fill", "0xff"];
 const _: () = assert!(APP_BASE == 0x10_0000, "ELF_LAYOUT's --base is APP_BASE");
 
-/// Bytes of code in `elf` whose symbols belong to flashpatch or to the
-/// hashes and the signature check it uses: the update path's code size.
-pub fn update_code_size(elf: &Path) -> Result<u64, String> {
+/// Bytes of code a firmware ELF spends on updates, in two parts: the
+/// update path (flashpatch and the crates it applies and checks with),
+/// and the SMP server (`flashpatch-smp`, the crates it encodes and
+/// frames with, and the application's SMP handling), by the demangled
+/// names of its functions.
+pub struct CodeSizes {
+    pub update: u64,
+    pub smp: u64,
+}
+
+pub fn code_sizes(elf: &Path) -> Result<CodeSizes, String> {
     use object::{Object as _, ObjectSymbol as _, SymbolKind};
     let data = std::fs::read(elf).map_err(|e| e.to_string())?;
     let f = object::File::parse(&*data).map_err(|e| e.to_string())?;
-    Ok(f.symbols()
-        .filter(|s| s.kind() == SymbolKind::Text)
-        .filter(|s| {
-            let n = s.name().unwrap_or("");
-            ["flashpatch", "4sha2", "3md5", "postcard", "ed25519_compact"]
-                .iter()
-                .any(|k| n.contains(k))
-        })
-        .map(|s| s.size())
-        .sum())
+    let mut sizes = CodeSizes { update: 0, smp: 0 };
+    for s in f.symbols().filter(|s| s.kind() == SymbolKind::Text) {
+        let name = format!("{:#}", rustc_demangle::demangle(s.name().unwrap_or("")));
+        let smp = [
+            "flashpatch_smp::",
+            "minicbor::",
+            "base64::",
+            "crc::",
+            "app::smp_",
+            "app::send_smp",
+            "app::receive",
+            "app::state_write",
+            "app::SmpView",
+        ];
+        let update = [
+            "flashpatch::",
+            "sha2::",
+            "md5::",
+            "postcard::",
+            "ed25519_compact::",
+        ];
+        if smp.iter().any(|k| name.contains(k)) {
+            sizes.smp += s.size();
+        } else if update.iter().any(|k| name.contains(k)) {
+            sizes.update += s.size();
+        }
+    }
+    Ok(sizes)
 }
 
 /// Bytes of stack a firmware ELF has: from the top of its RAM

@@ -366,6 +366,35 @@ where
         self.store.write_boot(&next).await
     }
 
+    /// Application: erases the inactive slot of `component` (what an SMP
+    /// image erase asks). First one boot record write of the next
+    /// generation forgets the slot's image (and makes any checkpoint of
+    /// an update into it stale), then the slot is erased: after a reset
+    /// in between, nothing claims the half-erased slot. Not while on trial
+    /// ([`Error::SlotState`], and for a component past the last): the
+    /// inactive image is then the one a rollback returns to.
+    pub async fn erase_inactive(&mut self, component: usize) -> Res<()> {
+        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
+        let c = match rec.components.get(component) {
+            Some(c) if !rec.trial => *c,
+            _ => return Err(Error::SlotState),
+        };
+        let other = c.active.other().index();
+        if c.images[other] != Image::NONE || self.checkpoint_of(component as u8).await? {
+            let mut next = BootState {
+                gen: rec.gen.wrapping_add(1),
+                ..rec
+            };
+            next.components[component].images[other] = Image::NONE;
+            self.store.write_boot(&next).await?;
+        }
+        let slot = &mut self.slots[component][other];
+        let len = slot.capacity() as u32;
+        slot.erase(0, len)
+            .await
+            .map_err(|e| FlashError::new(FlashRole::Target, e).into())
+    }
+
     /// Application: starts writing a new image of component 0 into its
     /// inactive slot, as [`Slots::begin_component_update`].
     pub async fn begin_update<'s>(

@@ -26,6 +26,7 @@ use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Stagi
 use flashpatch::slots::{Slot, Slots};
 use flashpatch::{ApplierState, Partition};
 use flashpatch_smp::serial::{self as smp_serial, Decoder as SmpDecoder, Event as SmpEvent};
+use flashpatch_smp::upload::{Fed, Receiver};
 use flashpatch_smp::{Answer, Device, ImageSlot, Request, Server, BUF_SIZE, EBADSTATE};
 
 firmware_demo::handlers!();
@@ -147,97 +148,238 @@ impl Device for SmpView {
     }
 }
 
-/// An SMP image upload that began at offset 0 (`first`): applies it into
-/// the inactive slot as its requests arrive and activates it when
-/// complete. Other SMP requests are answered meanwhile; the update
-/// protocol's bytes are ignored until it ends.
-#[allow(clippy::too_many_arguments)]
-fn smp_upload(
+/// The SMP server's buffers: a static, so that its RAM is one figure
+/// (`size_of`), apart from the stack it uses while it answers.
+struct SmpRam {
+    dec: SmpDecoder<{ BUF_SIZE + 4 }>,
+    out: [u8; BUF_SIZE],
+}
+
+static mut SMP: SmpRam = SmpRam {
+    dec: SmpDecoder::new(),
+    out: [0; BUF_SIZE],
+};
+
+/// How an SMP upload ended.
+enum UploadEnd {
+    /// Answered (refused, or abandoned).
+    Answered,
+    /// Complete: the image to activate, and the last request to answer.
+    Complete(flashpatch::slots::Installed, flashpatch_smp::Pending, u32),
+    /// The decoder holds the first request of another upload.
+    Again,
+}
+
+type SmpSlots<'a> = Slots<Part<'a>, Part<'a>>;
+
+/// Answers the SMP request the decoder holds. An upload (offset 0, as
+/// clients begin) is applied into the inactive slot as its requests
+/// arrive, and activated when complete; other SMP requests are answered
+/// meanwhile, and the update protocol's bytes are ignored until it ends.
+#[inline(never)]
+fn smp_request(
     uart: &mut Uart,
-    slots: &mut Slots<Part<'_>, Part<'_>>,
+    slots: &mut SmpSlots<'_>,
     applier: &mut ApplierState,
-    dec: &mut SmpDecoder<{ BUF_SIZE + 4 }>,
-    out: &mut [u8; BUF_SIZE],
+    smp: &mut SmpRam,
     running: Slot,
-    pending: flashpatch_smp::Pending,
-    first: flashpatch_smp::Upload<'_>,
 ) {
     let server = &mut Server::new();
-    let mut view = SmpView {
-        rec: slots.state(),
-        running,
-    };
-    // A signed build takes signed patches only, over SMP too, with the
-    // boot record's floor as the lowest security counter.
-    #[cfg(feature = "signed")]
-    let floor = slots.state().map_or(0, |r| r.floor);
-    let (Some(len), Ok(mut up)) = (first.len, slots.begin_update(applier)) else {
-        let n = server.uploaded(pending, Err(EBADSTATE), out);
-        return send_smp(uart, &out[..n]);
-    };
-    #[cfg(feature = "signed")]
-    up.require_signature(PUBLIC_KEY, floor);
-    log!("app: smp: upload of {len} bytes, applied into the inactive slot as it comes");
-    let (mut pending, mut off, mut next) = (pending, first.off, 0u32);
-    // The request's bytes: the decoder's buffer is reused by the next frame.
-    let mut chunk = [0u8; BUF_SIZE];
-    let mut n = first.data.len().min(BUF_SIZE);
-    chunk[..n].copy_from_slice(&first.data[..n]);
     loop {
-        if off == next {
-            if up.feed(&chunk[..n]).is_err() {
-                log!("app: smp: the upload does not apply; refused");
-                let k = server.uploaded(pending, Err(EBADSTATE), out);
-                return send_smp(uart, &out[..k]);
-            }
-            next += n as u32;
-        }
-        if next >= len {
-            let activated = up
-                .finish()
-                .map_err(|_| EBADSTATE)
-                .and_then(|i| slots.activate(&i).map_err(|_| EBADSTATE));
-            log!(
-                "app: smp: upload complete; {}",
-                if activated.is_ok() {
-                    "the new image boots next, on trial"
-                } else {
-                    "refused"
+        let rec = slots.state();
+        let mut view = SmpView { rec, running };
+        let end = match server.answer(smp.dec.frame(), &mut smp.out, &mut view) {
+            Answer::Sent { len, action } => {
+                send_smp(uart, &smp.out[..len]);
+                if action == flashpatch_smp::Action::Reset {
+                    log!("app: smp: reset");
+                    for _ in 0..20_000 {
+                        cortex_m::asm::nop();
+                    }
+                    firmware_demo::reset();
                 }
-            );
-            let k = server.uploaded(pending, activated.map(|()| len), out);
-            return send_smp(uart, &out[..k]);
+                return;
+            }
+            Answer::Ask {
+                request: Request::Upload(u),
+                pending,
+            } if u.off == 0 => {
+                let mut rx = match Receiver::begin(slots, applier, &u) {
+                    Ok(rx) => rx,
+                    Err(code) => {
+                        let n = server.uploaded(pending, Err(code), &mut smp.out);
+                        return send_smp(uart, &smp.out[..n]);
+                    }
+                };
+                // A signed build takes signed patches only, over SMP too,
+                // with the boot record's floor as the lowest counter.
+                #[cfg(feature = "signed")]
+                rx.update()
+                    .require_signature(PUBLIC_KEY, rec.map_or(0, |r| r.floor));
+                log!(
+                    "app: smp: upload of {} bytes, applied into the inactive slot as it comes{}",
+                    rx.len(),
+                    if rx.offset() > 0 { " (continued)" } else { "" }
+                );
+                let fed = rx.feed(&u);
+                receive(uart, server, rx, (pending, fed), smp, view)
+            }
+            Answer::Ask {
+                request: Request::Upload(_),
+                pending,
+            } => {
+                // No upload in progress: it starts at 0.
+                let n = server.uploaded(pending, Ok(0), &mut smp.out);
+                return send_smp(uart, &smp.out[..n]);
+            }
+            Answer::Ask {
+                request: Request::StateWrite { hash, confirm },
+                pending,
+            } => {
+                let r = state_write(slots, running, hash, confirm);
+                let mut view = SmpView {
+                    rec: slots.state(),
+                    running,
+                };
+                let n = server.state_written(pending, r, &mut smp.out, &mut view);
+                return send_smp(uart, &smp.out[..n]);
+            }
+            Answer::Ask {
+                request: Request::Erase { slot },
+                pending,
+            } => {
+                // Only the slot that does not run, and not on trial.
+                let r = if slot as usize == 1 - slot_index(running) {
+                    slots.erase_inactive(0).map_err(|_| EBADSTATE)
+                } else {
+                    Err(EBADSTATE)
+                };
+                log!(
+                    "app: smp: erase of slot {slot} {}",
+                    if r.is_ok() { "done" } else { "refused" }
+                );
+                let n = server.erased(pending, r, &mut smp.out);
+                return send_smp(uart, &smp.out[..n]);
+            }
+        };
+        match end {
+            UploadEnd::Again => continue,
+            UploadEnd::Answered => return,
+            UploadEnd::Complete(installed, p, len) => {
+                let activated = slots.activate(&installed).map_err(|_| EBADSTATE);
+                log!(
+                    "app: smp: upload complete; {}",
+                    if activated.is_ok() {
+                        "the new image boots next, on trial"
+                    } else {
+                        "refused"
+                    }
+                );
+                let n = server.uploaded(p, activated.map(|()| len), &mut smp.out);
+                return send_smp(uart, &smp.out[..n]);
+            }
         }
-        let k = server.uploaded(pending, Ok(next), out);
-        send_smp(uart, &out[..k]);
+    }
+}
+
+/// The rest of an upload `rx`, whose first request (`first`: its
+/// header, and what feeding it did) is still to be answered: answers and
+/// feeds each request until the upload is complete, refused, or begun
+/// again with another image.
+fn receive(
+    uart: &mut Uart,
+    server: &mut Server,
+    mut rx: Receiver<'_, Part<'_>, Part<'_>>,
+    first: (flashpatch_smp::Pending, Result<Fed, u32>),
+    smp: &mut SmpRam,
+    mut view: SmpView,
+) -> UploadEnd {
+    // The request being answered.
+    let (mut pending, mut fed) = (Some(first.0), first.1);
+    loop {
+        match fed {
+            Err(code) => {
+                log!("app: smp: the upload does not apply; refused");
+                if let Some(p) = pending {
+                    let n = server.uploaded(p, Err(code), &mut smp.out);
+                    send_smp(uart, &smp.out[..n]);
+                }
+                return UploadEnd::Answered;
+            }
+            Ok(Fed::Complete) => {
+                let len = rx.len();
+                return match (rx.finish(), pending) {
+                    (Ok(installed), Some(p)) => UploadEnd::Complete(installed, p, len),
+                    (Err(code), Some(p)) => {
+                        log!("app: smp: the upload makes no verified image; refused");
+                        let n = server.uploaded(p, Err(code), &mut smp.out);
+                        send_smp(uart, &smp.out[..n]);
+                        UploadEnd::Answered
+                    }
+                    _ => UploadEnd::Answered,
+                };
+            }
+            Ok(Fed::More(next)) => {
+                if let Some(p) = pending.take() {
+                    let n = server.uploaded(p, Ok(next), &mut smp.out);
+                    send_smp(uart, &smp.out[..n]);
+                }
+            }
+        }
         // The next upload request.
         loop {
             let Some(byte) = uart.read() else { continue };
-            if dec.feed(byte) != SmpEvent::Frame {
+            if smp.dec.feed(byte) != SmpEvent::Frame {
                 continue;
             }
-            match server.answer(dec.frame(), out, &mut view) {
-                Answer::Sent { len: k, .. } => send_smp(uart, &out[..k]),
+            match server.answer(smp.dec.frame(), &mut smp.out, &mut view) {
+                Answer::Sent { len, .. } => send_smp(uart, &smp.out[..len]),
                 Answer::Ask {
                     request: Request::Upload(u),
                     pending: p,
                 } => {
-                    if u.off == 0 {
-                        // Begun again: this upload is given up.
-                        let k = server.uploaded(p, Err(EBADSTATE), out);
-                        return send_smp(uart, &out[..k]);
+                    if u.off == 0 && !rx.same(&u) {
+                        log!("app: smp: another upload begins; this one is given up");
+                        return UploadEnd::Again;
                     }
-                    (pending, off) = (p, u.off);
-                    n = u.data.len().min(BUF_SIZE);
-                    chunk[..n].copy_from_slice(&u.data[..n]);
+                    fed = if u.off == 0 {
+                        // The same upload begun again: it goes on here.
+                        Ok(Fed::More(rx.offset()))
+                    } else {
+                        rx.feed(&u)
+                    };
+                    pending = Some(p);
                     break;
                 }
                 Answer::Ask { pending: p, .. } => {
-                    let k = server.state_written(p, Err(EBADSTATE), out, &mut view);
-                    send_smp(uart, &out[..k]);
+                    let n = server.state_written(p, Err(EBADSTATE), &mut smp.out, &mut view);
+                    send_smp(uart, &smp.out[..n]);
                 }
             }
         }
+    }
+}
+
+/// An SMP state write: `confirm` confirms the running image (a hash, if
+/// given, must be its own); a hash alone must be the image that boots
+/// next (an upload activates its image on trial already).
+fn state_write(
+    slots: &mut SmpSlots<'_>,
+    running: Slot,
+    hash: Option<&[u8]>,
+    confirm: bool,
+) -> Result<(), u32> {
+    let rec = slots.state().ok_or(EBADSTATE)?;
+    let ok = match confirm {
+        true => hash.is_none_or(|h| h == rec.images[slot_index(running)].sha256),
+        false => hash.is_some_and(|h| h == rec.images[slot_index(rec.active)].sha256),
+    };
+    if !ok {
+        Err(EBADSTATE)
+    } else if confirm && rec.trial && rec.active == running {
+        slots.confirm().map_err(|_| EBADSTATE)
+    } else {
+        Ok(())
     }
 }
 
@@ -331,81 +473,18 @@ fn main() -> ! {
     // SMP (mcumgr) on the same UART: its lines are base64 text, which the
     // update protocol's decoder drops, and its decoder ignores the update
     // protocol's frames.
-    let mut smp_dec = SmpDecoder::<{ BUF_SIZE + 4 }>::new();
-    let mut smp_out = [0u8; BUF_SIZE];
-    let mut smp = Server::new();
+    // SAFETY: the only reference to SMP, taken once.
+    let smp = unsafe { &mut *core::ptr::addr_of_mut!(SMP) };
     loop {
         let Some(byte) = uart.read() else { continue };
-        if smp_dec.feed(byte) == SmpEvent::Frame {
-            let mut view = SmpView {
-                rec: slots.state(),
-                running,
-            };
-            let frame = smp_dec.frame();
-            let mut copy = [0u8; BUF_SIZE + 4];
-            copy[..frame.len()].copy_from_slice(frame);
-            let frame = &copy[..frame.len()];
-            match smp.answer(frame, &mut smp_out, &mut view) {
-                Answer::Sent { len, action } => {
-                    send_smp(&mut uart, &smp_out[..len]);
-                    if action == flashpatch_smp::Action::Reset {
-                        log!("app: smp: reset");
-                        for _ in 0..20_000 {
-                            cortex_m::asm::nop();
-                        }
-                        firmware_demo::reset();
-                    }
-                }
-                Answer::Ask {
-                    request: Request::Upload(u),
-                    pending,
-                } if u.off == 0 => smp_upload(
-                    &mut uart,
-                    &mut slots,
-                    applier,
-                    &mut smp_dec,
-                    &mut smp_out,
-                    running,
-                    pending,
-                    u,
-                ),
-                Answer::Ask {
-                    request: Request::Upload(_),
-                    pending,
-                } => {
-                    // No upload in progress: start from 0.
-                    let n = smp.uploaded(pending, Ok(0), &mut smp_out);
-                    send_smp(&mut uart, &smp_out[..n]);
-                }
-                Answer::Ask {
-                    request: Request::StateWrite { hash, confirm },
-                    pending,
-                } => {
-                    let rec = slots.state();
-                    let ok = match (rec, confirm) {
-                        (Some(r), true) => {
-                            hash.is_none_or(|h| h == r.images[slot_index(running)].sha256)
-                        }
-                        (Some(r), false) => {
-                            hash.is_some_and(|h| h == r.images[slot_index(r.active)].sha256)
-                        }
-                        (None, _) => false,
-                    };
-                    let r = if !ok {
-                        Err(EBADSTATE)
-                    } else if confirm && rec.is_some_and(|r| r.trial && r.active == running) {
-                        slots.confirm().map_err(|_| EBADSTATE)
-                    } else {
-                        Ok(())
-                    };
-                    let mut view = SmpView {
-                        rec: slots.state(),
-                        running,
-                    };
-                    let n = smp.state_written(pending, r, &mut smp_out, &mut view);
-                    send_smp(&mut uart, &smp_out[..n]);
-                }
-            }
+        if smp.dec.feed(byte) == SmpEvent::Frame {
+            let painted = paint_stack();
+            smp_request(&mut uart, &mut slots, applier, smp, running);
+            log!(
+                "app: smp measured: server_ram={} stack_high_water={}",
+                core::mem::size_of::<SmpRam>(),
+                stack_used(painted)
+            );
             continue;
         }
         let (_, Some(Ok(payload))) = dec.feed(&[byte]) else {

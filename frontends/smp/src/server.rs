@@ -17,6 +17,7 @@ const OS_RESET: u8 = 5;
 const OS_PARAMS: u8 = 6;
 const IMAGE_STATE: u8 = 0;
 const IMAGE_UPLOAD: u8 = 1;
+const IMAGE_ERASE: u8 = 5;
 
 /// mcumgr's `MGMT_ERR_*` codes the server answers with.
 const EINVAL: u32 = 3;
@@ -27,7 +28,8 @@ const EMSGSIZE: u32 = 9;
 /// flags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ImageSlot<'a> {
-    /// 0: the slot the device runs from, 1: the other.
+    /// The slot's number as clients see it (and name it to erase):
+    /// [`image_slots`] numbers slot A 0 and slot B 1.
     pub slot: u8,
     /// The image's version text.
     pub version: &'a str,
@@ -105,6 +107,12 @@ pub enum Request<'a> {
         hash: Option<&'a [u8]>,
         /// Confirm it for good.
         confirm: bool,
+    },
+    /// Image erase: erase `slot` (as state read numbers it; absent: 1,
+    /// as mcumgr clients mean it), unless it is running or boots next.
+    Erase {
+        /// The slot to erase.
+        slot: u32,
     },
 }
 
@@ -218,6 +226,15 @@ impl Server {
                 }
                 None => return self.write(&h, out, |_| Err(EINVAL)),
             },
+            (GROUP_IMAGE, IMAGE_ERASE, header::Op::Write) => match erase(body) {
+                Some(slot) => {
+                    return Answer::Ask {
+                        request: Request::Erase { slot },
+                        pending: Pending(h),
+                    }
+                }
+                None => return self.write(&h, out, |_| Err(EINVAL)),
+            },
             _ => {}
         }
         self.write(&h, out, |e| Self::body(&h, body, e, dev))
@@ -234,6 +251,17 @@ impl Server {
                 .and_then(|e| e.str("off"))
                 .and_then(|e| e.u32(off))
                 .map_err(|_| EMSGSIZE)?;
+            Ok(Action::None)
+        })
+        .len()
+    }
+
+    /// Answers an erase the caller carried out: `{}`, or an `MGMT_ERR`
+    /// code.
+    pub fn erased(&mut self, p: Pending, r: Result<(), u32>, out: &mut [u8]) -> usize {
+        self.write(&p.0, out, |e| {
+            r?;
+            e.map(0).map_err(|_| EMSGSIZE)?;
             Ok(Action::None)
         })
         .len()
@@ -383,6 +411,20 @@ fn state_write(body: &[u8]) -> Option<(Option<&[u8]>, bool)> {
     Some((hash, confirm))
 }
 
+/// The `slot` of an erase request (1 when absent).
+fn erase(body: &[u8]) -> Option<u32> {
+    let mut d = Decoder::new(body);
+    let n = d.map().ok()??;
+    let mut slot = 1;
+    for _ in 0..n {
+        match d.str().ok()? {
+            "slot" => slot = d.u32().ok()?,
+            _ => d.skip().ok()?,
+        }
+    }
+    Some(slot)
+}
+
 /// `{"images": [...], "splitStatus": 0}`.
 fn states(e: &mut Enc<'_>, slots: &[Option<ImageSlot<'_>>; 2]) -> EncResult {
     let n = slots.iter().flatten().count();
@@ -465,8 +507,8 @@ mod tests {
             Answer::Sent { len, .. } => len,
             Answer::Ask { .. } => panic!("answered at once"),
         };
-        // Image erase is not served: {"rc": 8}.
-        let (m, n) = request(Op::Write, GROUP_IMAGE, 5, &[0xA0]);
+        // The image group's core list is not served: {"rc": 8}.
+        let (m, n) = request(Op::Read, GROUP_IMAGE, 3, &[0xA0]);
         let len = sent(Server::new().answer(&m[..n], &mut out, &mut Empty));
         assert_eq!(&out[8..len], &[0xA1, 0x62, b'r', b'c', 0x08]);
         // An answer is not answered.
@@ -498,5 +540,22 @@ mod tests {
             &out[8..len],
             &[0xA2, 0x62, b'r', b'c', 0, 0x63, b'o', b'f', b'f', 2]
         );
+        // An erase is the caller's too: {} means slot 1, {"slot": 0} slot 0.
+        for (body, want) in [
+            (&[0xA0][..], 1),
+            (&[0xA1, 0x64, b's', b'l', b'o', b't', 0][..], 0),
+        ] {
+            let (m, n) = request(Op::Write, GROUP_IMAGE, IMAGE_ERASE, body);
+            let Answer::Ask {
+                request: Request::Erase { slot },
+                pending,
+            } = s.answer(&m[..n], &mut out, &mut Empty)
+            else {
+                panic!("an erase is left to the caller")
+            };
+            assert_eq!(slot, want);
+            let len = s.erased(pending, Err(EBADSTATE), &mut out);
+            assert_eq!(&out[8..len], &[0xA1, 0x62, b'r', b'c', 0x06]);
+        }
     }
 }

@@ -3,7 +3,11 @@
 //! pseudo-terminal, as it would to a device's UART: `os echo`, `image
 //! state-read` and `os reset` answer as a Zephyr device's would, and
 //! `smpmgr upgrade --format any PATCH` updates a device with flashpatch's
-//! slot manager from v1 to v2 (a corrupt patch is refused and v1 runs on).
+//! slot manager from v1 to v2 (a corrupt patch is refused and v1 runs on),
+//! `image erase` empties the slot that does not run, and an upload whose
+//! link is lost goes on where the device is, in the same boot and after a
+//! reset. Over UDP (`smpmgr --ip`) the server reads the datagrams as one
+//! byte stream.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -169,6 +173,61 @@ fn smpmgr_echoes_reads_image_states_and_resets() {
     assert_eq!(resets.load(Ordering::Relaxed), 1);
 }
 
+/// `smpmgr --ip` sends SMP messages as UDP datagrams; the server reads
+/// them as one byte stream (`flashpatch_smp::stream`, which knows nothing
+/// of datagrams) and answers each message it completes.
+#[test]
+fn smpmgr_over_udp_is_read_as_a_byte_stream() {
+    use flashpatch_smp::stream;
+    // smpclient's UDP transport talks to port 1337.
+    let socket = std::net::UdpSocket::bind("127.0.0.1:1337").expect("UDP port 1337 is free");
+    let resets = Arc::new(AtomicUsize::new(0));
+    let count = resets.clone();
+    thread::spawn(move || {
+        let mut dec = stream::Decoder::<BUF_SIZE>::new();
+        let mut server = Server::new();
+        let mut buf = [0u8; 2048];
+        let mut out = [0u8; BUF_SIZE];
+        while let Ok((n, peer)) = socket.recv_from(&mut buf) {
+            for &b in &buf[..n] {
+                if dec.feed(b) != stream::Event::Frame {
+                    continue;
+                }
+                let Answer::Sent { len, action } = server.answer(dec.frame(), &mut out, &mut Bench)
+                else {
+                    panic!("the bench device takes no uploads");
+                };
+                socket.send_to(&out[..len], peer).unwrap();
+                if action == Action::Reset {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let udp = |args: &[&str]| {
+        let out = Command::new(smpmgr())
+            .args(["--ip", "127.0.0.1", "--timeout", "5"])
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "smpmgr --ip {args:?}: {text}");
+        text
+    };
+    let text = udp(&["os", "echo", "over a byte stream"]);
+    assert!(text.contains("over a byte stream"), "{text}");
+    let text = udp(&["image", "state-read"]);
+    for want in ["1.0.0", "2.0.0", &"22".repeat(32)] {
+        assert!(text.contains(want), "{want} in {text}");
+    }
+    udp(&["os", "reset"]);
+    assert_eq!(resets.load(Ordering::Relaxed), 1);
+}
+
 mod device {
     //! A device with two slots and flashpatch's slot manager over the mock
     //! flash, served over SMP: uploads are fed into an update of the
@@ -176,8 +235,9 @@ mod device {
 
     use super::*;
     use flashpatch::mock::MockFlash;
-    use flashpatch::slots::{Config, Layout, Slot, Slots, Update};
+    use flashpatch::slots::{Config, Layout, Slot, Slots};
     use flashpatch::{ApplierState, Partition};
+    use flashpatch_smp::upload::{Fed, Receiver};
     use sha2::{Digest, Sha256};
     use std::cell::RefCell;
 
@@ -191,11 +251,18 @@ mod device {
         Slots::new(a, b, s, Config::default()).unwrap()
     }
 
-    /// The device: its flash, the slot it runs from and its images' names.
+    /// The device: its flash, the slot it runs from and its images'
+    /// names; the upload in progress, and how it is served.
     pub struct Dev {
         pub flash: &'static RefCell<Flash>,
         pub running: Slot,
         names: Vec<([u8; 32], String)>,
+        uploading: Option<Receiver<'static, Part, Part>>,
+        /// Upload requests answered before the link is lost (`None`: it
+        /// is not).
+        pub link_lost_after: Option<usize>,
+        /// Bytes of upload data taken at the device's offset.
+        pub fed: usize,
     }
 
     impl Dev {
@@ -212,11 +279,15 @@ mod device {
                     (Sha256::digest(v1).into(), "1.0.0".into()),
                     (Sha256::digest(v2).into(), "2.0.0".into()),
                 ],
+                uploading: None,
+                link_lost_after: None,
+                fed: 0,
             }
         }
 
         /// A restart: the boot stage selects the slot to run.
         pub fn restart(&mut self) {
+            self.uploading = None;
             self.running = slots(self.flash).select().unwrap().slot;
         }
 
@@ -252,13 +323,6 @@ mod device {
         }
     }
 
-    /// An upload in progress: fed into an update of the inactive slot.
-    struct Uploading {
-        update: Update<'static, Part, Part, 1>,
-        next: u32,
-        len: u32,
-    }
-
     /// Serves SMP on `master` while `client` runs in a thread of its own;
     /// returns what it printed.
     pub fn serve_while(
@@ -272,7 +336,6 @@ mod device {
         let mut server = Server::new();
         let mut buf = [0u8; 256];
         let mut out = [0u8; BUF_SIZE];
-        let mut uploading: Option<Uploading> = None;
         while !client.is_finished() {
             let mut fd = libc::pollfd {
                 fd: master.as_raw_fd(),
@@ -297,7 +360,11 @@ mod device {
                         request: Request::Upload(u),
                         pending,
                     } => {
-                        let r = upload(dev, &mut uploading, u);
+                        if dev.link_lost_after == Some(0) {
+                            continue;
+                        }
+                        dev.link_lost_after = dev.link_lost_after.map(|n| n - 1);
+                        let r = upload(dev, u);
                         (server.uploaded(pending, r, &mut out), Action::None)
                     }
                     Answer::Ask {
@@ -311,6 +378,13 @@ mod device {
                             Action::None,
                         )
                     }
+                    Answer::Ask {
+                        request: Request::Erase { slot },
+                        pending,
+                    } => {
+                        let r = erase(dev, slot);
+                        (server.erased(pending, r, &mut out), Action::None)
+                    }
                 };
                 let mut lines = Vec::new();
                 serial::encode(&out[..len], serial::LINE, &mut |l| {
@@ -318,12 +392,25 @@ mod device {
                 });
                 master.write_all(&lines).unwrap();
                 if action == Action::Reset {
-                    uploading = None;
                     dev.restart();
                 }
             }
         }
         client.join().unwrap()
+    }
+
+    /// An erase: only the slot that does not run, and not while on trial.
+    fn erase(dev: &Dev, slot: u32) -> Result<(), u32> {
+        let inactive = match dev.running {
+            Slot::A => 1,
+            Slot::B => 0,
+        };
+        if slot != inactive {
+            return Err(flashpatch_smp::EBADSTATE);
+        }
+        slots(dev.flash)
+            .erase_inactive(0)
+            .map_err(|_| flashpatch_smp::EBADSTATE)
     }
 
     /// A state write: `--confirm` confirms the running image (a hash, if
@@ -344,48 +431,57 @@ mod device {
     }
 
     /// Feeds one upload request; the offset the device has the upload up
-    /// to, or an error code (the update is dropped).
-    fn upload(
-        dev: &Dev,
-        up: &mut Option<Uploading>,
-        u: flashpatch_smp::Upload<'_>,
-    ) -> Result<u32, u32> {
-        if u.off == 0 {
-            let len = u.len.ok_or(3u32)?;
+    /// to, or an error code (the upload is dropped).
+    fn upload(dev: &mut Dev, u: flashpatch_smp::Upload<'_>) -> Result<u32, u32> {
+        let again = u.off == 0 && dev.uploading.as_ref().is_some_and(|r| r.same(&u));
+        if u.off == 0 && !again {
+            dev.uploading = None;
             // Leaked per upload, as a device keeps them in statics.
             let slots: &'static mut _ = Box::leak(Box::new(slots(dev.flash)));
             let state: &'static mut _ = Box::leak(Box::new(ApplierState::new()));
-            let update = slots
-                .begin_update(state)
-                .map_err(|_| flashpatch_smp::EBADSTATE)?;
-            *up = Some(Uploading {
-                update,
-                next: 0,
-                len,
-            });
+            let mut r = Receiver::begin(slots, state, &u)?;
+            let fed = r.feed(&u)?;
+            dev.uploading = Some(r);
+            // Its data is taken unless it continues from a checkpoint.
+            if fed == Fed::More(u.data.len() as u32) || fed == Fed::Complete {
+                dev.fed += u.data.len();
+            }
+            return done(dev, fed);
         }
-        let Some(mut cur) = up.take() else {
+        let Some(r) = dev.uploading.as_mut() else {
             return Err(flashpatch_smp::EBADSTATE);
         };
-        if u.off != cur.next {
-            let next = cur.next;
-            *up = Some(cur);
-            return Ok(next);
+        if again {
+            return Ok(r.offset());
         }
-        if cur.update.feed(u.data).is_err() {
-            return Err(flashpatch_smp::EBADSTATE);
+        if u.off == r.offset() {
+            dev.fed += u.data.len();
         }
-        cur.next += u.data.len() as u32;
-        if cur.next < cur.len {
-            let next = cur.next;
-            *up = Some(cur);
-            return Ok(next);
+        let fed = r.feed(&u);
+        match fed {
+            Ok(f) => done(dev, f),
+            Err(e) => {
+                dev.uploading = None;
+                Err(e)
+            }
         }
-        let installed = cur.update.finish().map_err(|_| flashpatch_smp::EBADSTATE)?;
-        slots(dev.flash)
-            .activate(&installed)
-            .map_err(|_| flashpatch_smp::EBADSTATE)?;
-        Ok(cur.len)
+    }
+
+    /// What a fed request is answered with; a complete upload is finished
+    /// and activated.
+    fn done(dev: &mut Dev, fed: Fed) -> Result<u32, u32> {
+        match fed {
+            Fed::More(next) => Ok(next),
+            Fed::Complete => {
+                let r = dev.uploading.take().ok_or(flashpatch_smp::EBADSTATE)?;
+                let len = r.len();
+                let installed = r.finish()?;
+                slots(dev.flash)
+                    .activate(&installed)
+                    .map_err(|_| flashpatch_smp::EBADSTATE)?;
+                Ok(len)
+            }
+        }
     }
 }
 
@@ -467,8 +563,117 @@ fn smpmgr_upgrade_installs_a_flashpatch_patch() {
     assert!(out.status.success(), "{text}");
     let text = state_read(&mut dev, &mut master, "after state-write --confirm");
     assert!(text.contains("confirmed=True"), "{text}");
+    // The running slot is not erased; the other one is, and is gone
+    // from the image states.
+    let out = device::serve_while(
+        &mut dev,
+        &mut master,
+        run.clone()(args(&["image", "erase", "1"])),
+    );
+    // smpmgr exits 0 and prints the error answer.
+    let text = show(&out);
+    assert!(
+        text.contains("ErrorV1") && text.contains("rc=<MGMT_ERR.EBADSTATE: 6>"),
+        "the running slot was erased: {text}"
+    );
+    let out = device::serve_while(
+        &mut dev,
+        &mut master,
+        run.clone()(args(&["image", "erase", "0"])),
+    );
+    assert!(
+        out.status.success() && !show(&out).contains("Error"),
+        "{}",
+        show(&out)
+    );
+    let text = state_read(&mut dev, &mut master, "after image erase 0");
+    assert!(text.contains("2.0.0") && !text.contains("1.0.0"), "{text}");
     // After another restart it still runs v2.
     dev.restart();
     assert!(dev.image() == v2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A v1 and a v2 whose patch is spread over the whole image: ten changed
+/// stretches of 500 bytes.
+fn spread_pair(seed: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = flashpatch::mock::Rng(seed);
+    let v1 = rng.bytes(64 * 1024);
+    let mut v2 = v1.clone();
+    for k in 0..10 {
+        let at = 3000 + k * 6000;
+        v2[at..at + 500].copy_from_slice(&rng.bytes(500));
+    }
+    (v1, v2)
+}
+
+#[test]
+fn smpmgr_upload_resumes_from_the_offset_the_device_reports() {
+    let (v1, v2) = spread_pair(11);
+    let patch = host_genpat::diff(&v1, &v2, &Default::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("flashpatch-smp-resume-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("v1-v2.fpat");
+    std::fs::write(&path, &patch).unwrap();
+    let path = path.to_str().unwrap().to_string();
+    let (mut master, port) = pty();
+    let tool = smpmgr().to_path_buf();
+    let upgrade = move |timeout: &str| {
+        let (tool, port, path, timeout) = (
+            tool.clone(),
+            port.clone(),
+            path.clone(),
+            timeout.to_string(),
+        );
+        move || {
+            Command::new(&tool)
+                .args(["--port", &port, "--timeout", &timeout])
+                .args(["upgrade", "--format", "any", &path])
+                .output()
+                .unwrap()
+        }
+    };
+    // The link is lost in the middle of the upload, then the client
+    // starts over: within one boot, and after a reset (the device goes on
+    // from its newest checkpoint).
+    for reset in [false, true] {
+        let mut dev = device::Dev::new(&v1, &v2);
+        dev.link_lost_after = Some(8);
+        let out = device::serve_while(&mut dev, &mut master, upgrade("1"));
+        assert!(!out.status.success(), "the upload could not have ended");
+        let first = dev.fed;
+        assert!(first > 0 && first < patch.len());
+        if reset {
+            dev.restart();
+        }
+        dev.link_lost_after = None;
+        dev.fed = 0;
+        let out = device::serve_while(&mut dev, &mut master, upgrade("5"));
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dev.restart();
+        assert!(dev.image() == v2, "the device does not run v2");
+        println!(
+            "smp upload resumed {}: {} of {} bytes sent before the link was lost, {} after",
+            if reset {
+                "after a reset"
+            } else {
+                "in the same boot"
+            },
+            first,
+            patch.len(),
+            dev.fed
+        );
+        // Only what the device did not have is sent again: all of it in
+        // the same boot, and after a reset what follows its checkpoint.
+        assert!(dev.fed < patch.len(), "the upload started over");
+        if !reset {
+            assert_eq!(first + dev.fed, patch.len());
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
