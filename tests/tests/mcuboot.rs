@@ -21,26 +21,16 @@ const SLOT: u32 = 64 * 1024;
 const ERASE: usize = 4096;
 const CHUNK: usize = 512;
 
+#[path = "../../support/pypi.rs"]
+mod pypi;
+
 /// The `imgtool` executable in a virtual environment under `target/`,
-/// made (with `python3 -m venv` and pip) the first time.
+/// made the first time.
 fn imgtool() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
     TOOL.get_or_init(|| {
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/imgtool");
-        let tool = venv.join("bin/imgtool");
-        if !tool.exists() {
-            let run = |cmd: &mut Command| {
-                let out = cmd.output().expect("python3 runs");
-                assert!(
-                    out.status.success(),
-                    "{cmd:?} failed (the tests need python3 and PyPI):\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-            run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", IMGTOOL]));
-        }
-        tool
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        pypi::tool(&root, IMGTOOL, "imgtool").unwrap_or_else(|e| panic!("{e}"))
     })
 }
 

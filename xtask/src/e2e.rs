@@ -87,19 +87,7 @@ fn over_a_pty(b: &Bench, imgs: &Images) -> Result<String, String> {
 /// `smpmgr` from PyPI, in a virtual environment under `target/` made the
 /// first time (the same one `frontends/smp`'s tests use).
 fn smpmgr() -> Result<PathBuf, String> {
-    let venv = qemu::root().join("target/py/smpmgr");
-    let tool = venv.join("bin/smpmgr");
-    if !tool.exists() {
-        let v = venv.to_str().ok_or("path")?;
-        crate::run("python3", &["-m", "venv", v], &[])?;
-        let pip = venv.join("bin/pip");
-        crate::run(
-            pip.to_str().ok_or("path")?,
-            &["install", "--quiet", "smpmgr==0.19.1"],
-            &[],
-        )?;
-    }
-    Ok(tool)
+    crate::pypi::tool(&qemu::root(), "smpmgr==0.19.1", "smpmgr")
 }
 
 /// SMP on the UART, through a pseudo-terminal: `smpmgr image state-read`,

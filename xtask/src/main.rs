@@ -29,6 +29,8 @@ mod device;
 mod e2e;
 mod fuzz;
 mod icount;
+#[path = "../../support/pypi.rs"]
+mod pypi;
 mod qemu;
 mod serve;
 mod signed;

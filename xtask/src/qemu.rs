@@ -280,6 +280,7 @@ pub fn code_sizes(elf: &Path) -> Result<CodeSizes, String> {
             "app::send_smp",
             "app::receive",
             "app::state_write",
+            "app::erase",
             "app::SmpView",
         ];
         let update = [

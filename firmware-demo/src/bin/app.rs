@@ -188,7 +188,7 @@ fn smp_request(
     loop {
         let rec = slots.state();
         let mut view = SmpView { rec, running };
-        let end = match server.answer(smp.dec.frame(), &mut smp.out, &mut view) {
+        let again = match server.answer(smp.dec.frame(), &mut smp.out, &mut view) {
             Answer::Sent { len, action } => {
                 send_smp(uart, &smp.out[..len]);
                 if action == flashpatch_smp::Action::Reset {
@@ -202,28 +202,8 @@ fn smp_request(
             }
             Answer::Ask {
                 request: Request::Upload(u),
-                pending,
-            } if u.off == 0 => {
-                let mut rx = match Receiver::begin(slots, applier, &u) {
-                    Ok(rx) => rx,
-                    Err(code) => {
-                        let n = server.uploaded(pending, Err(code), &mut smp.out);
-                        return send_smp(uart, &smp.out[..n]);
-                    }
-                };
-                // A signed build takes signed patches only, over SMP too,
-                // with the boot record's floor as the lowest counter.
-                #[cfg(feature = "signed")]
-                rx.update()
-                    .require_signature(PUBLIC_KEY, rec.map_or(0, |r| r.floor));
-                log!(
-                    "app: smp: upload of {} bytes, applied into the inactive slot as it comes{}",
-                    rx.len(),
-                    if rx.offset() > 0 { " (continued)" } else { "" }
-                );
-                let fed = rx.feed(&u);
-                receive(uart, server, rx, (pending, fed), smp, view)
-            }
+                ..
+            } if u.off == 0 => smp_upload(uart, server, slots, applier, smp, running),
             Answer::Ask {
                 request: Request::Upload(_),
                 pending,
@@ -248,12 +228,7 @@ fn smp_request(
                 request: Request::Erase { slot },
                 pending,
             } => {
-                // Only the slot that does not run, and not on trial.
-                let r = if slot as usize == 1 - slot_index(running) {
-                    slots.erase_inactive(0).map_err(|_| EBADSTATE)
-                } else {
-                    Err(EBADSTATE)
-                };
+                let r = erase(slots, running, slot);
                 log!(
                     "app: smp: erase of slot {slot} {}",
                     if r.is_ok() { "done" } else { "refused" }
@@ -262,22 +237,70 @@ fn smp_request(
                 return send_smp(uart, &smp.out[..n]);
             }
         };
-        match end {
-            UploadEnd::Again => continue,
-            UploadEnd::Answered => return,
-            UploadEnd::Complete(installed, p, len) => {
-                let activated = slots.activate(&installed).map_err(|_| EBADSTATE);
-                log!(
-                    "app: smp: upload complete; {}",
-                    if activated.is_ok() {
-                        "the new image boots next, on trial"
-                    } else {
-                        "refused"
-                    }
-                );
-                let n = server.uploaded(p, activated.map(|()| len), &mut smp.out);
-                return send_smp(uart, &smp.out[..n]);
-            }
+        if !again {
+            return;
+        }
+    }
+}
+
+/// The upload whose first request (offset 0) the decoder holds: begun
+/// (or continued from a checkpoint), fed and answered request by request
+/// until it is complete and activated, refused, or begun again with
+/// another image (`true`: the decoder holds that one's first request).
+/// Not inlined: an image state read does not carry its frame.
+#[inline(never)]
+fn smp_upload(
+    uart: &mut Uart,
+    server: &mut Server,
+    slots: &mut SmpSlots<'_>,
+    applier: &mut ApplierState,
+    smp: &mut SmpRam,
+    running: Slot,
+) -> bool {
+    let rec = slots.state();
+    let mut view = SmpView { rec, running };
+    let Answer::Ask {
+        request: Request::Upload(u),
+        pending,
+    } = server.answer(smp.dec.frame(), &mut smp.out, &mut view)
+    else {
+        return false;
+    };
+    let mut rx = match Receiver::begin(slots, applier, &u) {
+        Ok(rx) => rx,
+        Err(code) => {
+            let n = server.uploaded(pending, Err(code), &mut smp.out);
+            send_smp(uart, &smp.out[..n]);
+            return false;
+        }
+    };
+    // A signed build takes signed patches only, over SMP too, with the
+    // boot record's floor as the lowest counter.
+    #[cfg(feature = "signed")]
+    rx.update()
+        .require_signature(PUBLIC_KEY, rec.map_or(0, |r| r.floor));
+    log!(
+        "app: smp: upload of {} bytes, applied into the inactive slot as it comes{}",
+        rx.len(),
+        if rx.offset() > 0 { " (continued)" } else { "" }
+    );
+    let fed = rx.feed(&u);
+    match receive(uart, server, rx, (pending, fed), smp, view) {
+        UploadEnd::Again => true,
+        UploadEnd::Answered => false,
+        UploadEnd::Complete(installed, p, len) => {
+            let activated = slots.activate(&installed).map_err(|_| EBADSTATE);
+            log!(
+                "app: smp: upload complete; {}",
+                if activated.is_ok() {
+                    "the new image boots next, on trial"
+                } else {
+                    "refused"
+                }
+            );
+            let n = server.uploaded(p, activated.map(|()| len), &mut smp.out);
+            send_smp(uart, &smp.out[..n]);
+            false
         }
     }
 }
@@ -360,9 +383,21 @@ fn receive(
     }
 }
 
+/// An SMP erase: only the slot that does not run, and not on trial. Not
+/// inlined, as [`state_write`].
+#[inline(never)]
+fn erase(slots: &mut SmpSlots<'_>, running: Slot, slot: u32) -> Result<(), u32> {
+    if slot as usize != 1 - slot_index(running) {
+        return Err(EBADSTATE);
+    }
+    slots.erase_inactive(0).map_err(|_| EBADSTATE)
+}
+
 /// An SMP state write: `confirm` confirms the running image (a hash, if
 /// given, must be its own); a hash alone must be the image that boots
-/// next (an upload activates its image on trial already).
+/// next (an upload activates its image on trial already). Not inlined:
+/// an image state read does not carry its frame.
+#[inline(never)]
 fn state_write(
     slots: &mut SmpSlots<'_>,
     running: Slot,

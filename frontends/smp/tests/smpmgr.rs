@@ -24,24 +24,14 @@ use flashpatch_smp::{Action, Answer, Device, ImageSlot, Request, Server, BUF_SIZ
 /// The client the test trusts, pinned.
 const SMPMGR: &str = "smpmgr==0.19.1";
 
+#[path = "../../../support/pypi.rs"]
+mod pypi;
+
 fn smpmgr() -> &'static Path {
     static TOOL: OnceLock<PathBuf> = OnceLock::new();
     TOOL.get_or_init(|| {
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/py/smpmgr");
-        let tool = venv.join("bin/smpmgr");
-        if !tool.exists() {
-            let run = |cmd: &mut Command| {
-                let out = cmd.output().expect("python3 runs");
-                assert!(
-                    out.status.success(),
-                    "{cmd:?} failed (the tests need python3 and PyPI):\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            };
-            run(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-            run(Command::new(venv.join("bin/pip")).args(["install", "--quiet", SMPMGR]));
-        }
-        tool
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        pypi::tool(&root, SMPMGR, "smpmgr").unwrap_or_else(|e| panic!("{e}"))
     })
 }
 
