@@ -41,6 +41,22 @@ pub const LAYOUT: Layout = Layout::new(ERASE, 0, 0x20000, 0x20000, 0x40000, 0x20
 pub const STAGE: (u32, u32) = (0x42000, 0x12000);
 /// Where images run.
 pub const APP_BASE: u32 = 0x0010_0000;
+/// Where an application image holds its version tag (`link/app/memory.x`):
+/// [`VERSION_MAGIC`], a length byte and the version text.
+pub const VERSION_AT: u32 = 0x400;
+/// Bytes of the version tag.
+pub const VERSION_TAG_LEN: usize = 32;
+/// The first bytes of a version tag.
+pub const VERSION_MAGIC: [u8; 4] = *b"FPv\x01";
+
+/// The version text of a tag (`None` if `tag` is none).
+pub fn version_of(tag: &[u8; VERSION_TAG_LEN]) -> Option<&str> {
+    let n = tag[4] as usize;
+    if tag[..4] != VERSION_MAGIC || n > VERSION_TAG_LEN - 5 {
+        return None;
+    }
+    core::str::from_utf8(&tag[5..5 + n]).ok()
+}
 /// Slot manager settings: a trial image gets two boots to confirm itself.
 /// No apply checkpoints: the patch is staged in flash, so an interrupted
 /// apply simply runs again from the staged patch.

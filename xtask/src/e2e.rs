@@ -168,11 +168,16 @@ fn smp_over_a_pty(b: &Bench, imgs: &Images) -> Result<Vec<String>, String> {
     ));
     let o = smp(&["image", "state-read"])?;
     expect(
-        o.status.success() && said(&o).contains("version='v2'"),
+        o.status.success()
+            && said(&o).contains("version='v2'")
+            && said(&o).contains("version='v1'"),
         &format!("smpmgr image state-read on v2: {}", said(&o)),
         &q,
     )?;
-    lines.push("smpmgr image state-read shows v2 running".into());
+    lines.push(
+        "smpmgr image state-read shows v2 running and v1 in the other slot (versions from each image's tag)"
+            .into(),
+    );
     // v2 runs from slot B: slot A (v1) may be erased, slot B not.
     let o = smp(&["image", "erase", "1"])?;
     let refused = q.wait_for("erase of slot 1 refused", SECS(10));

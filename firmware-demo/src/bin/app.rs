@@ -67,6 +67,33 @@ const fn hex32(text: &str) -> [u8; 32] {
     out
 }
 
+/// This build's version tag, where `link/app/memory.x` places it: the
+/// other image's is read from its slot for SMP's image state read.
+#[used]
+#[link_section = ".fpversion"]
+static VERSION_TAG: [u8; firmware_demo::VERSION_TAG_LEN] = version_tag();
+
+const fn version_tag() -> [u8; firmware_demo::VERSION_TAG_LEN] {
+    let mut t = [0u8; firmware_demo::VERSION_TAG_LEN];
+    let v = VERSION.as_bytes();
+    assert!(
+        v.len() <= t.len() - 5,
+        "DEMO_VERSION is too long for the tag"
+    );
+    let mut i = 0;
+    while i < 4 {
+        t[i] = firmware_demo::VERSION_MAGIC[i];
+        i += 1;
+    }
+    t[4] = v.len() as u8;
+    let mut j = 0;
+    while j < v.len() {
+        t[5 + j] = v[j];
+        j += 1;
+    }
+    t
+}
+
 /// Whether this build's self-test fails.
 const BAD: bool = option_env!("DEMO_BAD").is_some();
 
@@ -129,11 +156,36 @@ fn send_smp(uart: &mut Uart, msg: &[u8]) {
     smp_serial::encode(msg, smp_serial::LINE, &mut |line| uart.write(line));
 }
 
-/// What an SMP image state read shows: the boot record, and the slot the
-/// application runs from.
+/// What an SMP image state read shows: the boot record, the slot the
+/// application runs from, and the other slot's version tag.
 struct SmpView {
     rec: Option<flashpatch::slots::BootRecord>,
     running: Slot,
+    other: [u8; firmware_demo::VERSION_TAG_LEN],
+}
+
+impl SmpView {
+    /// The view as the flash is now.
+    fn new(flash: &firmware_demo::Flash, slots: &SmpSlots<'_>, running: Slot) -> SmpView {
+        use embedded_storage::nor_flash::ReadNorFlash as _;
+        let at = match running {
+            Slot::A => LAYOUT.slot_b,
+            Slot::B => LAYOUT.slot_a,
+        };
+        let mut other = [0u8; firmware_demo::VERSION_TAG_LEN];
+        if flash
+            .borrow_mut()
+            .read(at + firmware_demo::VERSION_AT, &mut other)
+            .is_err()
+        {
+            other = [0; firmware_demo::VERSION_TAG_LEN];
+        }
+        SmpView {
+            rec: slots.state(),
+            running,
+            other,
+        }
+    }
 }
 
 impl Device for SmpView {
@@ -141,9 +193,10 @@ impl Device for SmpView {
         let Some(rec) = self.rec else {
             return [None, None];
         };
-        // Only the running image's version text is known here.
-        let mut version = ["", ""];
+        let mut version = [""; 2];
         version[slot_index(self.running)] = VERSION;
+        version[1 - slot_index(self.running)] =
+            firmware_demo::version_of(&self.other).unwrap_or("");
         flashpatch_smp::image_slots(&rec, self.running, version)
     }
 }
@@ -182,12 +235,12 @@ fn smp_request(
     slots: &mut SmpSlots<'_>,
     applier: &mut ApplierState,
     smp: &mut SmpRam,
+    flash: &firmware_demo::Flash,
     running: Slot,
 ) {
     let server = &mut Server::new();
     loop {
-        let rec = slots.state();
-        let mut view = SmpView { rec, running };
+        let mut view = SmpView::new(flash, slots, running);
         let again = match server.answer(smp.dec.frame(), &mut smp.out, &mut view) {
             Answer::Sent { len, action } => {
                 send_smp(uart, &smp.out[..len]);
@@ -203,7 +256,7 @@ fn smp_request(
             Answer::Ask {
                 request: Request::Upload(u),
                 ..
-            } if u.off == 0 => smp_upload(uart, server, slots, applier, smp, running),
+            } if u.off == 0 => smp_upload(uart, server, slots, applier, smp, flash, running),
             Answer::Ask {
                 request: Request::Upload(_),
                 pending,
@@ -217,10 +270,7 @@ fn smp_request(
                 pending,
             } => {
                 let r = state_write(slots, running, hash, confirm);
-                let mut view = SmpView {
-                    rec: slots.state(),
-                    running,
-                };
+                let mut view = SmpView::new(flash, slots, running);
                 let n = server.state_written(pending, r, &mut smp.out, &mut view);
                 return send_smp(uart, &smp.out[..n]);
             }
@@ -255,10 +305,12 @@ fn smp_upload(
     slots: &mut SmpSlots<'_>,
     applier: &mut ApplierState,
     smp: &mut SmpRam,
+    flash: &firmware_demo::Flash,
     running: Slot,
 ) -> bool {
-    let rec = slots.state();
-    let mut view = SmpView { rec, running };
+    let mut view = SmpView::new(flash, slots, running);
+    #[cfg(feature = "signed")]
+    let floor = view.rec.map_or(0, |r| r.floor);
     let Answer::Ask {
         request: Request::Upload(u),
         pending,
@@ -277,8 +329,7 @@ fn smp_upload(
     // A signed build takes signed patches only, over SMP too, with the
     // boot record's floor as the lowest counter.
     #[cfg(feature = "signed")]
-    rx.update()
-        .require_signature(PUBLIC_KEY, rec.map_or(0, |r| r.floor));
+    rx.update().require_signature(PUBLIC_KEY, floor);
     log!(
         "app: smp: upload of {} bytes, applied into the inactive slot as it comes{}",
         rx.len(),
@@ -514,7 +565,7 @@ fn main() -> ! {
         let Some(byte) = uart.read() else { continue };
         if smp.dec.feed(byte) == SmpEvent::Frame {
             let painted = paint_stack();
-            smp_request(&mut uart, &mut slots, applier, smp, running);
+            smp_request(&mut uart, &mut slots, applier, smp, &flash, running);
             log!(
                 "app: smp measured: server_ram={} stack_high_water={}",
                 core::mem::size_of::<SmpRam>(),

@@ -3,8 +3,8 @@
 //! pseudo-terminal, as it would to a device's UART: `os echo`, `image
 //! state-read` and `os reset` answer as a Zephyr device's would, and
 //! `smpmgr upgrade --format any PATCH` updates a device with flashpatch's
-//! slot manager from v1 to v2 (a corrupt patch is refused and v1 runs on),
-//! `image erase` empties the slot that does not run, and an upload whose
+//! slot manager from v1 to v2 (a corrupt patch is refused and v1 runs on;
+//! a patch file with the full image works too), `image erase` empties the slot that does not run, and an upload whose
 //! link is lost goes on where the device is, in the same boot and after a
 //! reset. Over UDP (`smpmgr --ip`) the server reads the datagrams as one
 //! byte stream.
@@ -665,5 +665,41 @@ fn smpmgr_upload_resumes_from_the_offset_the_device_reports() {
             assert_eq!(first + dev.fed, patch.len());
         }
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A patch file whose entry is the full image (no source, as `genpat
+/// manifest` makes it) installs the same way.
+#[test]
+fn smpmgr_upgrade_installs_a_full_image_too() {
+    let (v1, v2) = spread_pair(12);
+    let full = host_genpat::diff(&[], &v2, &Default::default()).unwrap();
+    let dir = std::env::temp_dir().join(format!("flashpatch-smp-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("v2-full.fpat");
+    std::fs::write(&path, &full).unwrap();
+    let (mut master, port) = pty();
+    let mut dev = device::Dev::new(&v1, &v2);
+    let (tool, path) = (smpmgr().to_path_buf(), path.to_str().unwrap().to_string());
+    let out = device::serve_while(&mut dev, &mut master, move || {
+        Command::new(&tool)
+            .args(["--port", &port, "--timeout", "5"])
+            .args(["upgrade", "--format", "any", &path])
+            .output()
+            .unwrap()
+    });
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dev.restart();
+    assert!(dev.image() == v2, "the device does not run v2");
+    println!(
+        "smpmgr upgrade --format any with a full image ({} bytes for a {}-byte image): v2 runs",
+        full.len(),
+        v2.len()
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
