@@ -86,6 +86,24 @@ fn over_a_pty(b: &Bench, imgs: &Images) -> Result<String, String> {
 
 /// `smpmgr` from PyPI, in a virtual environment under `target/` made the
 /// first time (the same one `frontends/smp`'s tests use).
+/// Uploads the first bytes of a file over SMP with smpclient and stops:
+/// `upload_part.py PORT FILE N` leaves its upload loop once the device
+/// has N bytes or more, and prints how many it has.
+const UPLOAD_PART: &str = r#"import asyncio, sys
+from smpclient import SMPClient
+from smpclient.transport.serial import SMPSerialTransport
+
+async def main(port, path, stop):
+    data = open(path, "rb").read()
+    async with SMPClient(SMPSerialTransport(), port, timeout_s=10) as client:
+        async for off in client.upload(data):
+            if off >= stop:
+                print(off)
+                return
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"#;
+
 fn smpmgr() -> Result<PathBuf, String> {
     crate::pypi::tool(&qemu::root(), "smpmgr==0.19.1", "smpmgr")
 }
@@ -139,8 +157,34 @@ fn smp_over_a_pty(b: &Bench, imgs: &Images) -> Result<Vec<String>, String> {
         &q,
     )?;
     lines.push("smpmgr upgrade --format any with a damaged patch fails, v1 runs on".into());
+    // A client that stops in the middle of the upload (smpclient, the
+    // library under smpmgr, leaving its upload loop), then smpmgr sending
+    // the same upload again: the device goes on where it is.
     let good = b.dir.join("v1-v2.fpat");
+    let script = b.dir.join("upload_part.py");
+    std::fs::write(&script, UPLOAD_PART).map_err(|e| e.to_string())?;
+    let python = tool.with_file_name("python");
+    let part = std::process::Command::new(&python)
+        .arg(&script)
+        .args([&pts, good.to_str().ok_or("path")?, "400"])
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let stopped: u64 = String::from_utf8_lossy(&part.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| format!("the partial upload: {}", said(&part)))?;
     let o = smp(&["upgrade", "--format", "any", good.to_str().ok_or("path")?])?;
+    let resumed = q
+        .wait_for("the same upload begun again", SECS(10))
+        .and_then(|l| crate::demo::number_after(&l, "goes on from byte"));
+    expect(
+        resumed.is_some_and(|r| r == stopped),
+        &format!("the upload begun again did not go on from byte {stopped}: {resumed:?}"),
+        &q,
+    )?;
+    lines.push(format!(
+        "a client that stops its upload at byte {stopped}, then smpmgr upgrade: the device goes on from byte {stopped}"
+    ));
     expect(
         o.status.success(),
         &format!("smpmgr upgrade: {}", said(&o)),

@@ -418,6 +418,10 @@ fn receive(
                     }
                     fed = if u.off == 0 {
                         // The same upload begun again: it goes on here.
+                        log!(
+                            "app: smp: the same upload begun again; it goes on from byte {}",
+                            rx.offset()
+                        );
                         Ok(Fed::More(rx.offset()))
                     } else {
                         rx.feed(&u)
