@@ -584,6 +584,22 @@ fn smpmgr_upgrade_installs_a_flashpatch_patch() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// After a successful `smpmgr upgrade` (`out`), the device restarts into
+/// `image`.
+fn restarts_into(dev: &mut device::Dev, out: &Output, image: &[u8]) {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dev.restart();
+    assert!(
+        dev.image() == image,
+        "the device does not run the new image"
+    );
+}
+
 /// A v1 and a v2 whose patch is spread over the whole image: ten changed
 /// stretches of 500 bytes.
 fn spread_pair(seed: u64) -> (Vec<u8>, Vec<u8>) {
@@ -639,14 +655,7 @@ fn smpmgr_upload_resumes_from_the_offset_the_device_reports() {
         dev.link_lost_after = None;
         dev.fed = 0;
         let out = device::serve_while(&mut dev, &mut master, upgrade("5"));
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dev.restart();
-        assert!(dev.image() == v2, "the device does not run v2");
+        restarts_into(&mut dev, &out, &v2);
         println!(
             "smp upload resumed {}: {} of {} bytes sent before the link was lost, {} after",
             if reset {
@@ -688,14 +697,7 @@ fn smpmgr_upgrade_installs_a_full_image_too() {
             .output()
             .unwrap()
     });
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dev.restart();
-    assert!(dev.image() == v2, "the device does not run v2");
+    restarts_into(&mut dev, &out, &v2);
     println!(
         "smpmgr upgrade --format any with a full image ({} bytes for a {}-byte image): v2 runs",
         full.len(),
