@@ -20,7 +20,7 @@ const IMAGE_UPLOAD: u8 = 1;
 const IMAGE_ERASE: u8 = 5;
 
 /// mcumgr's `MGMT_ERR_*` codes the server answers with.
-const EINVAL: u32 = 3;
+pub(crate) const EINVAL: u32 = 3;
 const ENOTSUP: u32 = 8;
 const EMSGSIZE: u32 = 9;
 

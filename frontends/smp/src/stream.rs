@@ -57,15 +57,20 @@ impl<const N: usize> Decoder<N> {
         header::LEN + u16::from_be_bytes([b[2], b[3]]) as usize
     }
 
+    /// [`Event::Bad`] once the last byte of a skipped message is in.
+    fn skipped(&self) -> Event {
+        if self.skip == 0 {
+            Event::Bad
+        } else {
+            Event::None
+        }
+    }
+
     /// Feeds one byte of the stream.
     pub fn feed(&mut self, b: u8) -> Event {
         if self.skip > 0 {
             self.skip -= 1;
-            return if self.skip == 0 {
-                Event::Bad
-            } else {
-                Event::None
-            };
+            return self.skipped();
         }
         // A frame handed out last time: this byte starts the next.
         if self.len >= header::LEN && self.len == self.declared() {
@@ -82,11 +87,7 @@ impl<const N: usize> Decoder<N> {
         {
             self.len = 0;
             self.skip = whole - header::LEN;
-            return if self.skip == 0 {
-                Event::Bad
-            } else {
-                Event::None
-            };
+            return self.skipped();
         }
         if self.len == whole {
             Event::Frame

@@ -18,10 +18,8 @@ use embedded_storage::nor_flash::NorFlash;
 use flashpatch::slots::{Installed, PatchId, Slots, Update};
 use flashpatch::ApplierState;
 
+use crate::server::EINVAL;
 use crate::{Upload, EBADSTATE};
-
-/// mcumgr's `MGMT_ERR_EINVAL`.
-const EINVAL: u32 = 3;
 
 /// The identity a checkpoint records for an upload: its length and the
 /// first four bytes of its SHA-256 (the CRC-32 a [`PatchId`] otherwise
@@ -42,8 +40,8 @@ pub fn patch_id(len: u32, sha: Option<&[u8]>) -> PatchId {
 pub struct Receiver<'s, P, S> {
     update: Update<'s, P, S, 1>,
     len: u32,
-    sha: [u8; 32],
-    has_sha: bool,
+    /// The upload's SHA-256, if its first request gave one.
+    sha: Option<[u8; 32]>,
     next: u32,
 }
 
@@ -74,16 +72,10 @@ impl<'s, P: NorFlash, S: NorFlash> Receiver<'s, P, S> {
         };
         let id = patch_id(len, first.sha);
         let (update, next) = slots.resume_or_begin(0, id, state).map_err(|_| EBADSTATE)?;
-        let mut sha = [0u8; 32];
-        let has_sha = first.sha.is_some_and(|s| s.len() == 32);
-        if has_sha {
-            sha.copy_from_slice(first.sha.unwrap_or(&[0; 32]));
-        }
         Ok(Receiver {
             update,
             len,
-            sha,
-            has_sha,
+            sha: first.sha.and_then(|s| s.try_into().ok()),
             next,
         })
     }
@@ -99,7 +91,7 @@ impl<'s, P: NorFlash, S: NorFlash> Receiver<'s, P, S> {
     /// and same SHA-256. Then answer [`Receiver::offset`]; else the client
     /// starts another upload (drop this one and [`Receiver::begin`]).
     pub fn same(&self, first: &Upload<'_>) -> bool {
-        self.has_sha && first.len == Some(self.len) && first.sha == Some(&self.sha[..])
+        first.len == Some(self.len) && self.sha.is_some_and(|s| first.sha == Some(&s[..]))
     }
 
     /// The offset the device has the upload up to.
