@@ -20,6 +20,9 @@ pub enum FlashRole {
     State,
     /// The staging area a received patch is stored in.
     Staging,
+    /// The scratch area of an in-place update (old erase units kept while
+    /// they are rewritten).
+    Scratch,
 }
 
 /// A flash driver's error, reduced to what any driver can say
@@ -78,6 +81,7 @@ impl fmt::Display for FlashError {
             FlashRole::Target => "target",
             FlashRole::State => "state area",
             FlashRole::Staging => "staging",
+            FlashRole::Scratch => "scratch",
         };
         write!(f, "the {role} flash failed: {}", kind_text(self.kind))
     }
@@ -173,6 +177,13 @@ pub enum SlotError {
     },
     /// A slot to activate does not hold the image reported for it.
     ImageMismatch,
+    /// The staged patch is damaged, or not the one an in-place update was
+    /// begun with (its size and CRC-32 differ).
+    StagedPatch,
+    /// An in-place entry that cannot be applied here: its target is not a
+    /// whole number of erase units or does not fit the slot. Found before
+    /// anything is written.
+    InPlaceEntry,
 }
 
 /// How a failure is reported to a person: VPatch's result texts.
@@ -233,7 +244,9 @@ impl SlotError {
     pub const fn verdict(&self) -> Verdict {
         match self {
             SlotError::Apply(e) => e.verdict(),
-            SlotError::ImageMismatch => Verdict::Corrupt,
+            SlotError::ImageMismatch | SlotError::StagedPatch | SlotError::InPlaceEntry => {
+                Verdict::Corrupt
+            }
             SlotError::Flash(_)
             | SlotError::StateArea
             | SlotError::NoBootRecord
@@ -368,6 +381,12 @@ impl fmt::Display for SlotError {
             SlotError::ImageMismatch => {
                 f.write_str("the slot does not hold the image reported for it")
             }
+            SlotError::StagedPatch => {
+                f.write_str("the staged patch is damaged or not the one the update was begun with")
+            }
+            SlotError::InPlaceEntry => f.write_str(
+                "the in-place entry's target is not whole erase units or does not fit the slot",
+            ),
         }
     }
 }

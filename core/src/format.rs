@@ -53,6 +53,11 @@ pub mod tag {
     /// Critical: a decoder that does not know components must not apply
     /// an entry meant for another one.
     pub const COMPONENT: u8 = 0x80;
+    /// The entry is applied in place, over its source image
+    /// ([`super::InPlaceEntry`]): u32 LE erase unit, u8 order, u8 role.
+    /// Critical: an A/B decoder must not apply it, and an in-place
+    /// decoder applies nothing else.
+    pub const IN_PLACE: u8 = 0x81;
     /// Set on tags whose records must be understood.
     pub const CRITICAL: u8 = 0x80;
 }
@@ -66,6 +71,57 @@ pub struct EntryMeta {
     /// The target's security counter ([`tag::SECURITY_COUNTER`]; 0 when
     /// absent).
     pub counter: u32,
+    /// How the entry is applied in place ([`tag::IN_PLACE`]); `None` for
+    /// an A/B entry.
+    pub in_place: Option<InPlaceEntry>,
+}
+
+/// How an in-place entry rewrites its source ([`tag::IN_PLACE`]; see
+/// `docs/IN-PLACE.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct InPlaceEntry {
+    /// Bytes of the erase unit the image is rewritten in: the body's
+    /// reads obey the scratch rule for this unit, and the target is a
+    /// whole number of them.
+    pub unit: u32,
+    /// Whether the units are written back to front (else front to back).
+    pub back_to_front: bool,
+    /// Whether the entry rolls an update back (the reverse patch), else it
+    /// is the update itself.
+    pub rollback: bool,
+}
+
+impl InPlaceEntry {
+    /// Bytes of the record's value.
+    pub const LEN: usize = 6;
+
+    /// The record's value.
+    pub fn to_bytes(self) -> [u8; Self::LEN] {
+        let u = self.unit.to_le_bytes();
+        [
+            u[0],
+            u[1],
+            u[2],
+            u[3],
+            self.back_to_front as u8,
+            self.rollback as u8,
+        ]
+    }
+
+    /// Reads a record's value; `None` if it is not one (wrong length, a
+    /// flag byte other than 0 or 1, a unit that is not a multiple of 64).
+    pub fn from_bytes(v: &[u8]) -> Option<Self> {
+        let &[a, b, c, d, order, role] = v else {
+            return None;
+        };
+        let unit = u32::from_le_bytes([a, b, c, d]);
+        (order <= 1 && role <= 1 && unit != 0 && unit.is_multiple_of(64)).then_some(InPlaceEntry {
+            unit,
+            back_to_front: order == 1,
+            rollback: role == 1,
+        })
+    }
 }
 
 /// The identity of the image an entry applies to.
@@ -179,6 +235,10 @@ impl Records<'_> {
                     seen = true;
                 }
                 (tag::COMPONENT, _) => return Err(HeaderError::Records),
+                (tag::IN_PLACE, v) if m.in_place.is_none() => {
+                    m.in_place = Some(InPlaceEntry::from_bytes(v).ok_or(HeaderError::Records)?);
+                }
+                (tag::IN_PLACE, _) => return Err(HeaderError::Records),
                 (tag::SECURITY_COUNTER, v) => {
                     let b: [u8; 4] = v.try_into().map_err(|_| HeaderError::Records)?;
                     m.counter = u32::from_le_bytes(b);

@@ -39,6 +39,8 @@ pub struct Metadata {
     pub security_counter: Option<u32>,
     /// The component the entry is for (0, the default, writes no record).
     pub component: u8,
+    /// How the entry is applied in place (`None`: an A/B entry).
+    pub in_place: Option<flashpatch::format::InPlaceEntry>,
 }
 
 /// One entry of a patch file, as read back.
@@ -152,6 +154,10 @@ pub fn build_entry(header: &EntryHeader, meta: &Metadata, body: &[u8]) -> Vec<u8
     if meta.component != 0 {
         records.push((tag::COMPONENT, &component));
     }
+    let in_place = meta.in_place.map(|e| e.to_bytes());
+    if let Some(v) = &in_place {
+        records.push((tag::IN_PLACE, v));
+    }
     let mut buf = [0u8; 2 + MAX_HEADER_LEN];
     let n = header
         .write(&records, &mut buf)
@@ -203,6 +209,7 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
                     meta.security_counter = Some(u32::from_le_bytes(v.try_into().unwrap_or([0; 4])))
                 }
                 tag::COMPONENT if v.len() == 1 => meta.component = v[0],
+                tag::IN_PLACE => meta.in_place = flashpatch::format::InPlaceEntry::from_bytes(v),
                 tag::BODY_SHA256 if v.len() == 32 => body_sha256 = v.try_into().ok(),
                 tag::SIGNATURE if v.len() == sign::SIGNATURE_LEN => signature = v.try_into().ok(),
                 _ => unknown.push((t, v.to_vec())),
@@ -339,7 +346,13 @@ pub fn add_entry(
         .and_then(|f| parse(&f))?
         .first()
         .map_or(0, |e| e.meta.component);
-    let same = |e: &Entry| e.same_slot(&header.source, component);
+    let mode = assemble([entry])
+        .and_then(|f| parse(&f))?
+        .first()
+        .and_then(|e| e.meta.in_place.map(|m| m.rollback));
+    let same = |e: &Entry| {
+        e.same_slot(&header.source, component) && e.meta.in_place.map(|m| m.rollback) == mode
+    };
     match old.iter().position(same) {
         Some(_) if !replace => Ok(None),
         Some(i) => {

@@ -9,6 +9,7 @@ pub mod container;
 pub mod encode;
 pub mod fetch;
 pub mod firmware;
+pub mod in_place;
 pub mod keys;
 pub mod manifest;
 pub mod plan;

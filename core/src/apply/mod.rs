@@ -302,6 +302,9 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// The security counter of the entry being applied, then of the one
     /// the outcome refers to.
     counter: u32,
+    /// The entries to apply: A/B ones (`None`), or in-place ones of this
+    /// unit and role.
+    in_place: Option<crate::format::InPlaceEntry>,
     #[cfg(feature = "sign")]
     gate: Gate,
 }
@@ -351,6 +354,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             component: 0,
             seen: false,
             counter: 0,
+            in_place: None,
             #[cfg(feature = "sign")]
             gate: Gate::new(),
         }
@@ -392,6 +396,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.component = 0;
         self.seen = false;
         self.counter = 0;
+        self.in_place = None;
         #[cfg(feature = "sign")]
         self.gate.reset();
     }

@@ -59,10 +59,31 @@ where
     /// Back to the start of a patch, keeping the checkpoint interval and
     /// the component (after a state that did not load).
     pub(crate) fn restart(&mut self) {
-        let (every, component) = (self.st.ckpt_every, self.st.component);
+        let (every, component, mode) = (self.st.ckpt_every, self.st.component, self.st.in_place);
         self.st.reset();
         self.set_checkpoints(every);
         self.st.component = component;
+        self.st.in_place = mode;
+    }
+
+    /// Applies in-place entries of `want`'s unit and role only (their
+    /// order is the entry's); without this call, A/B entries only. Once
+    /// an entry is chosen, [`Applier::in_place`] is that entry's.
+    #[allow(dead_code)] // the async copy has no in-place manager yet
+    pub(crate) fn set_in_place(&mut self, want: crate::format::InPlaceEntry) {
+        self.st.in_place = Some(want);
+    }
+
+    /// The in-place entry being applied (or wanted, before one is chosen).
+    #[allow(dead_code)]
+    pub(crate) fn in_place(&self) -> Option<crate::format::InPlaceEntry> {
+        self.st.in_place
+    }
+
+    /// Forgets what the read cache holds (what it read may have moved).
+    #[allow(dead_code)]
+    pub(crate) fn invalidate_cache(&mut self) {
+        self.st.cache.invalidate();
     }
 
     /// After the fields of a saved state were loaded (over the same

@@ -329,7 +329,14 @@ where
             _ => {
                 let (entry, records) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
                 let meta = records.meta()?;
-                let ours = meta.component == self.st.component;
+                // An A/B applier takes A/B entries; an in-place one, only
+                // in-place entries of its unit, order aside, and role.
+                let mode = match (self.st.in_place, meta.in_place) {
+                    (None, None) => true,
+                    (Some(w), Some(e)) => (w.unit, w.rollback) == (e.unit, e.rollback),
+                    _ => false,
+                };
+                let ours = meta.component == self.st.component && mode;
                 self.st.seen |= ours;
                 #[cfg(feature = "sign")]
                 self.st
@@ -342,6 +349,7 @@ where
                 self.st.head = 0;
                 if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
+                    self.st.in_place = meta.in_place;
                     return Ok(true);
                 }
                 self.st.phase = Phase::Skip;

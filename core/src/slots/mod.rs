@@ -131,6 +131,7 @@ pub(crate) mod blocking {
     use flashpatch_macros::blocking as io;
 
     mod either_io;
+    pub(crate) mod in_place;
     pub(crate) mod manager;
     mod store;
     pub(crate) mod update;
@@ -194,6 +195,7 @@ pub mod asynch {
     pub use super::asynchronous::update::Update;
 }
 
+pub use blocking::in_place::{in_place_checkpoint_len, InPlace, Rewrite, ViewError};
 pub use blocking::manager::{Resumed, Slots};
 pub use blocking::update::Update;
 pub use checkpoint::{checkpoint_len, Installed, PatchId, CHECKPOINT_LEN};

@@ -60,6 +60,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             mtime,
             security_counter: args.security_counter,
             component: args.component,
+            in_place: None,
         },
     };
     let mut bars = Bars::new(old.len() + new.len());

@@ -1,0 +1,439 @@
+//! In-place updates (`flashpatch::slots::InPlace`, `host_genpat::in_place`):
+//! the new image is written over the old one in the one image slot, with a
+//! scratch area of two erase units, and a failed trial is rolled back with
+//! the reverse entry the same file carries.
+//!
+//! The sweep cuts power at every flash operation of a device's whole life
+//! through an update (staging, the rewrite, its commit, the first boot, the
+//! confirmation; and, separately, a trial that is never confirmed and is
+//! rolled back), before the operation, torn in the middle of a write and
+//! half way through an erase; then at up to three seeded points in one run.
+//! After every restart the boot stage runs first, and then the slot must
+//! hold exactly the old or exactly the new image; the device then lives on
+//! to the end, which must be the new image confirmed (or the old one,
+//! rolled back).
+//!
+//! `cargo test --release -p flashpatch-tests --test in_place -- --nocapture`
+//! prints one line per pair; `FLASHPATCH_SWEEP=full` cuts the large corpus
+//! pair at every operation too (the default, at every 7th).
+
+use std::cell::RefCell;
+
+use flashpatch::mock::{Cut, MockFlash, Rng};
+use flashpatch::slots::{Config, InPlace, PatchId, Rewrite};
+use flashpatch::{ApplierState, Partition};
+use host_genpat::container;
+use host_genpat::in_place;
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
+
+type Chip = MockFlash<1, 4, 1024>;
+
+/// Where things are on the chip.
+#[derive(Clone, Copy)]
+struct Layout {
+    unit: u32,
+    slot: u32,
+    scratch: u32,
+    state: u32,
+    patch: u32,
+    end: u32,
+}
+
+impl Layout {
+    fn new(unit: u32, image: usize, patch: usize) -> Layout {
+        let up = |n: usize| (n as u32).div_ceil(unit) * unit;
+        let slot = up(image);
+        let scratch = slot;
+        let state = scratch + 2 * unit;
+        let patch_at = state + 2 * up(8192);
+        Layout {
+            unit,
+            slot,
+            scratch,
+            state,
+            patch: patch_at,
+            end: patch_at + up(patch),
+        }
+    }
+}
+
+/// An update: the file, the images, and the scenario's end.
+struct Case<'a> {
+    name: &'a str,
+    unit: u32,
+    old: &'a [u8],
+    new: Vec<u8>,
+    file: Vec<u8>,
+}
+
+impl Case<'_> {
+    fn id(&self) -> PatchId {
+        PatchId {
+            size: self.file.len() as u32,
+            crc32: flashpatch::crc32::crc32(&self.file),
+        }
+    }
+}
+
+/// The update file for `old` → `new`: the in-place entry and its reverse.
+fn update_file(old: &[u8], new: &[u8], unit: u32) -> (Vec<u8>, Vec<u8>) {
+    let opts = Default::default();
+    let meta = Default::default();
+    let (_, fwd) = in_place::entry(old, new, unit, false, &meta, &opts).unwrap();
+    let target = in_place::padded(new, unit as usize);
+    let (_, rev) = in_place::entry(&target, old, unit, true, &meta, &opts).unwrap();
+    (container::assemble([&fwd[..], &rev[..]]).unwrap(), target)
+}
+
+const CONFIG: Config = Config {
+    max_boot_attempts: 2,
+    checkpoint_units: 1,
+};
+
+/// Runs `f` on the device as it is on `chip` (opened afresh: a restart).
+fn with_device<R>(
+    chip: &RefCell<Chip>,
+    l: Layout,
+    f: impl FnOnce(
+        &mut InPlace<'_, Partition<'_, Chip>, Partition<'_, Chip>, Partition<'_, Chip>>,
+        &mut Partition<'_, Chip>,
+    ) -> R,
+) -> Option<R> {
+    let slot = RefCell::new(Partition::new(chip, 0, l.slot).unwrap());
+    let scratch = RefCell::new(Partition::new(chip, l.scratch, 2 * l.unit).unwrap());
+    let state = Partition::new(chip, l.state, l.patch - l.state).unwrap();
+    let mut patch = Partition::new(chip, l.patch, l.end - l.patch).unwrap();
+    let mut dev = InPlace::new(&slot, &scratch, state, l.unit, CONFIG).ok()?;
+    Some(f(&mut dev, &mut patch))
+}
+
+/// What the device's life ended with.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    NewConfirmed,
+    OldRolledBack,
+}
+
+/// One life of the device from what `chip` holds: boot, stage and update
+/// (if the old image runs), confirm (if `confirm`) or leave the trial to
+/// run out, until the end. Before each restart after a cut the next of
+/// `cuts` is armed. Returns the end and the restarts.
+fn live(
+    chip: &RefCell<Chip>,
+    l: Layout,
+    case: &Case,
+    confirm: bool,
+    cuts: &mut Vec<(u64, Cut, u64)>,
+) -> End {
+    let id = case.id();
+    let mut mem = ApplierState::new();
+    let arm = |cuts: &mut Vec<(u64, Cut, u64)>| {
+        if let Some((n, kind, seed)) = cuts.pop() {
+            chip.borrow_mut().cut_at(n, kind, seed);
+        }
+    };
+    arm(cuts);
+    let mut updated = false;
+    for _ in 0..200 {
+        let dead = |chip: &RefCell<Chip>| chip.borrow().is_dead();
+        let boot = with_device(chip, l, |d, p| {
+            d.boot(p, id, &mut mem).map(|b| (b, d.state().unwrap()))
+        });
+        if dead(chip) {
+            chip.borrow_mut().reboot();
+            arm(cuts);
+            continue;
+        }
+        let (boot, rec) = boot
+            .expect("the device opens")
+            .expect("the boot stage boots");
+        // Exactly the old image or exactly the new one, never a mix.
+        let bytes = chip.borrow().as_bytes()[..l.slot as usize].to_vec();
+        let is_old = bytes[..case.old.len()] == *case.old;
+        let is_new = bytes[..case.new.len()] == *case.new;
+        assert!(
+            is_old || is_new,
+            "{}: the slot holds neither image",
+            case.name
+        );
+        let holds_old = rec.images[0].size as usize == case.old.len() && is_old;
+        if holds_old && rec.rolled_back {
+            assert!(!boot.trial);
+            return End::OldRolledBack;
+        }
+        if holds_old {
+            assert!(!updated || !confirm, "{}: the update was lost", case.name);
+            // The application stages the patch and updates.
+            let staged = stage(chip, l, &case.file);
+            if dead(chip) || !staged {
+                chip.borrow_mut().reboot();
+                arm(cuts);
+                continue;
+            }
+            let r = with_device(chip, l, |d, p| d.update(p, id, &mut mem));
+            if dead(chip) {
+                chip.borrow_mut().reboot();
+                arm(cuts);
+                continue;
+            }
+            let r = r
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: update: {e}", case.name));
+            assert_eq!(r, Rewrite::Applied { trial: true });
+            updated = true;
+            continue;
+        }
+        assert!(is_new && rec.images[0].size as usize == case.new.len());
+        if !boot.trial {
+            return End::NewConfirmed;
+        }
+        if confirm {
+            with_device(chip, l, |d, _| d.confirm());
+            if dead(chip) {
+                chip.borrow_mut().reboot();
+                arm(cuts);
+            }
+        }
+        // A bad image: it just restarts, and its boots run out.
+    }
+    panic!("{}: the device's life does not end", case.name);
+}
+
+/// Writes the update file into the patch area; `false` if a flash
+/// operation failed.
+fn stage(chip: &RefCell<Chip>, l: Layout, file: &[u8]) -> bool {
+    let mut c = chip.borrow_mut();
+    use embedded_storage::nor_flash::NorFlash;
+    if c.erase(l.patch, l.end).is_err() {
+        return false;
+    }
+    let mut padded = file.to_vec();
+    padded.resize(file.len().div_ceil(4) * 4, 0xFF);
+    for (i, w) in padded.chunks(256).enumerate() {
+        if c.write(l.patch + i as u32 * 256, w).is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A chip with `old` in the slot, provisioned.
+fn fresh(l: Layout, old: &[u8]) -> Chip {
+    let mut chip = Chip::new(l.end as usize);
+    chip.preload(0, old);
+    let cell = RefCell::new(chip);
+    with_device(&cell, l, |d, _| d.provision(old.len() as u32))
+        .unwrap()
+        .unwrap();
+    cell.into_inner()
+}
+
+/// Runs the sweep of one case: every operation of both lives cut in each
+/// way (every `stride`-th), then `multi` seeded runs of up to three cuts.
+/// Returns (runs, failures) after printing the line.
+fn sweep(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
+    let l = Layout::new(
+        case.unit,
+        case.old.len().max(case.new.len()),
+        case.file.len(),
+    );
+    let base = fresh(l, case.old);
+    let mut runs = 0;
+    let mut failures = 0;
+    let mut ops = [0u64; 2];
+    for (k, confirm) in [true, false].into_iter().enumerate() {
+        let want = if confirm {
+            End::NewConfirmed
+        } else {
+            End::OldRolledBack
+        };
+        let chip = RefCell::new(base.clone());
+        let before = chip.borrow().ops;
+        assert_eq!(live(&chip, l, case, confirm, &mut Vec::new()), want);
+        ops[k] = chip.borrow().ops - before;
+        for at in (0..ops[k]).step_by(stride as usize) {
+            for kind in Cut::ALL {
+                let chip = RefCell::new(base.clone());
+                let mut cuts = vec![(at, kind, at)];
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    live(&chip, l, case, confirm, &mut cuts)
+                }));
+                runs += 1;
+                if r.as_ref().ok() != Some(&want) {
+                    failures += 1;
+                    eprintln!(
+                        "{}: cut {kind:?} at {at} (confirm {confirm}): {:?}",
+                        case.name,
+                        r.ok()
+                    );
+                }
+            }
+        }
+    }
+    let mut rng = Rng(case.old.len() as u64 ^ 0x1F1A);
+    for i in 0..multi {
+        let confirm = i % 2 == 0;
+        let want = if confirm {
+            End::NewConfirmed
+        } else {
+            End::OldRolledBack
+        };
+        let total = ops[i % 2];
+        let n = 1 + rng.below(3);
+        let mut cuts: Vec<(u64, Cut, u64)> = (0..n)
+            .map(|_| {
+                let at = rng.below(total as usize / n + 1) as u64;
+                (at, Cut::ALL[rng.below(3)], rng.next_u64())
+            })
+            .collect();
+        let chip = RefCell::new(base.clone());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            live(&chip, l, case, confirm, &mut cuts)
+        }));
+        runs += 1;
+        if r.as_ref().ok() != Some(&want) {
+            failures += 1;
+            eprintln!("{}: multi-cut run {i}: {:?}", case.name, r.ok());
+        }
+    }
+    println!(
+        "in-place power-cut sweep {} ({} → {} bytes, {}-byte units, patch {} bytes): \
+         {} + {} flash operations (update confirmed; trial rolled back), every {} cut 3 ways, \
+         {multi} runs of up to 3 cuts, {runs} runs, {failures} failures",
+        case.name,
+        case.old.len(),
+        case.new.len(),
+        case.unit,
+        case.file.len(),
+        ops[0],
+        ops[1],
+        match stride {
+            1 => "one".to_string(),
+            s => format!("{s}th"),
+        },
+    );
+    (runs, failures)
+}
+
+fn quiet<R>(f: impl FnOnce() -> R) -> R {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = f();
+    std::panic::set_hook(hook);
+    r
+}
+
+/// A generated pair: code inserted in front (written back to front) or
+/// cut out (front to back), changed words throughout.
+fn generated(seed: u64, grow: bool) -> (Vec<u8>, Vec<u8>) {
+    let mut rng = Rng(seed);
+    let old = rng.bytes(9_000);
+    let mut new = old.clone();
+    if grow {
+        let ins = rng.bytes(2_500);
+        new.splice(300..300, ins);
+    } else {
+        new.drain(200..2_700);
+    }
+    for _ in 0..40 {
+        let i = rng.below(new.len() - 4);
+        new[i] = new[i].wrapping_add(8);
+    }
+    (old, new)
+}
+
+#[test]
+fn in_place_power_cut_sweep() {
+    let full = std::env::var("FLASHPATCH_SWEEP").as_deref() == Ok("full");
+    let mut total = (0, 0);
+    let mut add = |r: (usize, usize)| {
+        total.0 += r.0;
+        total.1 += r.1;
+    };
+    for (seed, grow) in [(1, true), (2, false)] {
+        let (old, new) = generated(seed, grow);
+        let (file, target) = update_file(&old, &new, 1024);
+        let case = Case {
+            name: if grow {
+                "generated, grown in front"
+            } else {
+                "generated, cut in front"
+            },
+            unit: 1024,
+            old: &old,
+            new: target,
+            file,
+        };
+        add(quiet(|| sweep(&case, 1, 2000)));
+    }
+    for (pair, stride) in [
+        ("k64f-mbed-blinky", 1),
+        ("due-simba-shell", if full { 1 } else { 7 }),
+    ] {
+        let dir = std::path::Path::new(CORPUS).join(pair);
+        let (Ok(old), Ok(new)) = (
+            std::fs::read(dir.join("old")),
+            std::fs::read(dir.join("new")),
+        ) else {
+            eprintln!("no corpus pair {pair}");
+            continue;
+        };
+        let (file, target) = update_file(&old, &new, 4096);
+        let case = Case {
+            name: pair,
+            unit: 4096,
+            old: &old,
+            new: target,
+            file,
+        };
+        add(quiet(|| sweep(&case, stride, 3000)));
+    }
+    println!(
+        "in-place power-cut sweep, all pairs: {} runs, {} failures",
+        total.0, total.1
+    );
+    assert_eq!(total.1, 0, "runs that did not end well");
+}
+
+/// A rewrite reads the source through the views; an entry that is not an
+/// in-place one is not applied in place, and an in-place one not by the
+/// A/B applier.
+#[test]
+fn modes_do_not_mix() {
+    let (old, new) = generated(3, true);
+    let (file, target) = update_file(&old, &new, 1024);
+    // The A/B applier finds nothing for it.
+    let mut src = MockFlash::<1, 4, 1024>::new(16 * 1024);
+    src.preload(0, &old);
+    let mut dst = MockFlash::<1, 4, 1024>::new(16 * 1024);
+    let mut st = ApplierState::new();
+    let mut a: flashpatch::Applier<_, _> = flashpatch::Applier::new(&mut src, &mut dst, &mut st);
+    let r = a.feed(&file).and_then(|_| a.finish());
+    assert_eq!(r, Err(flashpatch::ApplyError::NoSuitablePatch));
+    // The in-place device finds nothing in an A/B patch.
+    let ab = host_genpat::diff(&old, &target, &Default::default()).unwrap();
+    let case = Case {
+        name: "A/B",
+        unit: 1024,
+        old: &old,
+        new: target,
+        file: ab,
+    };
+    let l = Layout::new(1024, 16 * 1024, case.file.len());
+    let chip = RefCell::new(fresh(l, &old));
+    assert!(stage(&chip, l, &case.file));
+    let mut mem = ApplierState::new();
+    let r = with_device(&chip, l, |d, p| d.update(p, case.id(), &mut mem)).unwrap();
+    assert_eq!(
+        r,
+        Err(flashpatch::SlotError::Apply(
+            flashpatch::ApplyError::NoSuitablePatch
+        ))
+    );
+    assert_eq!(
+        &chip.borrow().as_bytes()[..old.len()],
+        &old[..],
+        "nothing written"
+    );
+}
