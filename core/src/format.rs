@@ -109,6 +109,21 @@ impl InPlaceEntry {
         ]
     }
 
+    /// The entry in one word, never 0: the unit (a multiple of 64) with
+    /// the order in bit 0 and the role in bit 1.
+    pub fn to_word(self) -> u32 {
+        self.unit | self.back_to_front as u32 | (self.rollback as u32) << 1
+    }
+
+    /// The entry of [`InPlaceEntry::to_word`]; `None` for 0.
+    pub fn from_word(w: u32) -> Option<Self> {
+        (w & !63 != 0).then_some(InPlaceEntry {
+            unit: w & !63,
+            back_to_front: w & 1 != 0,
+            rollback: w & 2 != 0,
+        })
+    }
+
     /// Reads a record's value; `None` if it is not one (wrong length, a
     /// flag byte other than 0 or 1, a unit that is not a multiple of 64).
     pub fn from_bytes(v: &[u8]) -> Option<Self> {
@@ -537,7 +552,23 @@ mod tests {
             meta(&buf, n),
             Ok(EntryMeta {
                 component: 7,
-                counter: 9
+                counter: 9,
+                in_place: None,
+            })
+        );
+        let ip = InPlaceEntry {
+            unit: 4096,
+            back_to_front: true,
+            rollback: false,
+        };
+        let n = hdr
+            .write(&[(tag::IN_PLACE, &ip.to_bytes())], &mut buf)
+            .unwrap();
+        assert_eq!(
+            meta(&buf, n),
+            Ok(EntryMeta {
+                in_place: Some(ip),
+                ..EntryMeta::default()
             })
         );
         for bad in [
@@ -545,6 +576,16 @@ mod tests {
             &[(tag::COMPONENT, &[][..])],
             &[(tag::COMPONENT, &[1][..]), (tag::COMPONENT, &[1][..])],
             &[(tag::SECURITY_COUNTER, &[1, 0][..])],
+            // Unit 0, a unit not a multiple of 64, order 2, role 2, short.
+            &[(tag::IN_PLACE, &[0, 0, 0, 0, 0, 0][..])],
+            &[(tag::IN_PLACE, &[32, 0, 0, 0, 0, 0][..])],
+            &[(tag::IN_PLACE, &[0, 16, 0, 0, 2, 0][..])],
+            &[(tag::IN_PLACE, &[0, 16, 0, 0, 0, 2][..])],
+            &[(tag::IN_PLACE, &[0, 16, 0, 0, 0][..])],
+            &[
+                (tag::IN_PLACE, &[0, 16, 0, 0, 0, 0][..]),
+                (tag::IN_PLACE, &[0, 16, 0, 0, 0, 0][..]),
+            ],
         ] {
             let n = hdr.write(bad, &mut buf).unwrap();
             assert_eq!(meta(&buf, n), Err(HeaderError::Records), "{bad:?}");

@@ -19,6 +19,8 @@
 
 use std::cell::RefCell;
 
+use embedded_storage::nor_flash::NorFlash;
+
 use flashpatch::mock::{Cut, MockFlash, Rng};
 use flashpatch::slots::{Config, InPlace, PatchId, Rewrite};
 use flashpatch::{ApplierState, Partition};
@@ -27,7 +29,40 @@ use host_genpat::in_place;
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus");
 
-type Chip = MockFlash<1, 4, 1024>;
+/// The mock chips the sweep runs on, whatever their geometry.
+trait Chip: NorFlash + Clone {
+    fn blank(size: usize) -> Self;
+    fn load(&mut self, at: usize, data: &[u8]);
+    fn cut(&mut self, n: u64, kind: Cut, seed: u64);
+    fn dead(&self) -> bool;
+    fn restart(&mut self);
+    fn bytes(&self) -> &[u8];
+    fn op_count(&self) -> u64;
+}
+
+impl<const R: usize, const W: usize, const E: usize, const X: u8> Chip for MockFlash<R, W, E, X> {
+    fn blank(size: usize) -> Self {
+        MockFlash::new(size)
+    }
+    fn load(&mut self, at: usize, data: &[u8]) {
+        self.preload(at, data)
+    }
+    fn cut(&mut self, n: u64, kind: Cut, seed: u64) {
+        self.cut_at(n, kind, seed)
+    }
+    fn dead(&self) -> bool {
+        self.is_dead()
+    }
+    fn restart(&mut self) {
+        self.reboot()
+    }
+    fn bytes(&self) -> &[u8] {
+        self.as_bytes()
+    }
+    fn op_count(&self) -> u64 {
+        self.ops
+    }
+}
 
 /// Where things are on the chip.
 #[derive(Clone, Copy)]
@@ -92,12 +127,12 @@ const CONFIG: Config = Config {
 };
 
 /// Runs `f` on the device as it is on `chip` (opened afresh: a restart).
-fn with_device<R>(
-    chip: &RefCell<Chip>,
+fn with_device<C: Chip, R>(
+    chip: &RefCell<C>,
     l: Layout,
     f: impl FnOnce(
-        &mut InPlace<'_, Partition<'_, Chip>, Partition<'_, Chip>, Partition<'_, Chip>>,
-        &mut Partition<'_, Chip>,
+        &mut InPlace<'_, Partition<'_, C>, Partition<'_, C>, Partition<'_, C>>,
+        &mut Partition<'_, C>,
     ) -> R,
 ) -> Option<R> {
     let slot = RefCell::new(Partition::new(chip, 0, l.slot).unwrap());
@@ -119,8 +154,8 @@ enum End {
 /// (if the old image runs), confirm (if `confirm`) or leave the trial to
 /// run out, until the end. Before each restart after a cut the next of
 /// `cuts` is armed. Returns the end and the restarts.
-fn live(
-    chip: &RefCell<Chip>,
+fn live<C: Chip>(
+    chip: &RefCell<C>,
     l: Layout,
     case: &Case,
     confirm: bool,
@@ -130,18 +165,18 @@ fn live(
     let mut mem = ApplierState::new();
     let arm = |cuts: &mut Vec<(u64, Cut, u64)>| {
         if let Some((n, kind, seed)) = cuts.pop() {
-            chip.borrow_mut().cut_at(n, kind, seed);
+            chip.borrow_mut().cut(n, kind, seed);
         }
     };
     arm(cuts);
     let mut updated = false;
     for _ in 0..200 {
-        let dead = |chip: &RefCell<Chip>| chip.borrow().is_dead();
+        let dead = |chip: &RefCell<C>| chip.borrow().dead();
         let boot = with_device(chip, l, |d, p| {
             d.boot(p, id, &mut mem).map(|b| (b, d.state().unwrap()))
         });
         if dead(chip) {
-            chip.borrow_mut().reboot();
+            chip.borrow_mut().restart();
             arm(cuts);
             continue;
         }
@@ -149,7 +184,7 @@ fn live(
             .expect("the device opens")
             .expect("the boot stage boots");
         // Exactly the old image or exactly the new one, never a mix.
-        let bytes = chip.borrow().as_bytes()[..l.slot as usize].to_vec();
+        let bytes = chip.borrow().bytes()[..l.slot as usize].to_vec();
         let is_old = bytes[..case.old.len()] == *case.old;
         let is_new = bytes[..case.new.len()] == *case.new;
         assert!(
@@ -167,13 +202,13 @@ fn live(
             // The application stages the patch and updates.
             let staged = stage(chip, l, &case.file);
             if dead(chip) || !staged {
-                chip.borrow_mut().reboot();
+                chip.borrow_mut().restart();
                 arm(cuts);
                 continue;
             }
             let r = with_device(chip, l, |d, p| d.update(p, id, &mut mem));
             if dead(chip) {
-                chip.borrow_mut().reboot();
+                chip.borrow_mut().restart();
                 arm(cuts);
                 continue;
             }
@@ -191,7 +226,7 @@ fn live(
         if confirm {
             with_device(chip, l, |d, _| d.confirm());
             if dead(chip) {
-                chip.borrow_mut().reboot();
+                chip.borrow_mut().restart();
                 arm(cuts);
             }
         }
@@ -202,14 +237,13 @@ fn live(
 
 /// Writes the update file into the patch area; `false` if a flash
 /// operation failed.
-fn stage(chip: &RefCell<Chip>, l: Layout, file: &[u8]) -> bool {
+fn stage<C: Chip>(chip: &RefCell<C>, l: Layout, file: &[u8]) -> bool {
     let mut c = chip.borrow_mut();
-    use embedded_storage::nor_flash::NorFlash;
     if c.erase(l.patch, l.end).is_err() {
         return false;
     }
     let mut padded = file.to_vec();
-    padded.resize(file.len().div_ceil(4) * 4, 0xFF);
+    padded.resize(file.len().div_ceil(C::WRITE_SIZE) * C::WRITE_SIZE, 0xFF);
     for (i, w) in padded.chunks(256).enumerate() {
         if c.write(l.patch + i as u32 * 256, w).is_err() {
             return false;
@@ -219,9 +253,9 @@ fn stage(chip: &RefCell<Chip>, l: Layout, file: &[u8]) -> bool {
 }
 
 /// A chip with `old` in the slot, provisioned.
-fn fresh(l: Layout, old: &[u8]) -> Chip {
-    let mut chip = Chip::new(l.end as usize);
-    chip.preload(0, old);
+fn fresh<C: Chip>(l: Layout, old: &[u8]) -> C {
+    let mut chip = C::blank(l.end as usize);
+    chip.load(0, old);
     let cell = RefCell::new(chip);
     with_device(&cell, l, |d, _| d.provision(old.len() as u32))
         .unwrap()
@@ -232,13 +266,13 @@ fn fresh(l: Layout, old: &[u8]) -> Chip {
 /// Runs the sweep of one case: every operation of both lives cut in each
 /// way (every `stride`-th), then `multi` seeded runs of up to three cuts.
 /// Returns (runs, failures) after printing the line.
-fn sweep(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
+fn sweep<C: Chip>(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
     let l = Layout::new(
         case.unit,
         case.old.len().max(case.new.len()),
         case.file.len(),
     );
-    let base = fresh(l, case.old);
+    let base: C = fresh(l, case.old);
     let mut runs = 0;
     let mut failures = 0;
     let mut ops = [0u64; 2];
@@ -249,9 +283,9 @@ fn sweep(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
             End::OldRolledBack
         };
         let chip = RefCell::new(base.clone());
-        let before = chip.borrow().ops;
+        let before = chip.borrow().op_count();
         assert_eq!(live(&chip, l, case, confirm, &mut Vec::new()), want);
-        ops[k] = chip.borrow().ops - before;
+        ops[k] = chip.borrow().op_count() - before;
         for at in (0..ops[k]).step_by(stride as usize) {
             for kind in Cut::ALL {
                 let chip = RefCell::new(base.clone());
@@ -299,7 +333,7 @@ fn sweep(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
     }
     println!(
         "in-place power-cut sweep {} ({} → {} bytes, {}-byte units, patch {} bytes): \
-         {} + {} flash operations (update confirmed; trial rolled back), every {} cut 3 ways, \
+         {} + {} flash operations (update confirmed; trial rolled back), {} cut 3 ways, \
          {multi} runs of up to 3 cuts, {runs} runs, {failures} failures",
         case.name,
         case.old.len(),
@@ -309,8 +343,8 @@ fn sweep(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
         ops[0],
         ops[1],
         match stride {
-            1 => "one".to_string(),
-            s => format!("{s}th"),
+            1 => "every one".to_string(),
+            s => format!("one in {s}"),
         },
     );
     (runs, failures)
@@ -365,7 +399,7 @@ fn in_place_power_cut_sweep() {
             new: target,
             file,
         };
-        add(quiet(|| sweep(&case, 1, 2000)));
+        add(quiet(|| sweep::<MockFlash<1, 4, 1024>>(&case, 1, 2000)));
     }
     for (pair, stride) in [
         ("k64f-mbed-blinky", 1),
@@ -387,13 +421,47 @@ fn in_place_power_cut_sweep() {
             new: target,
             file,
         };
-        add(quiet(|| sweep(&case, stride, 3000)));
+        add(quiet(|| {
+            sweep::<MockFlash<1, 4, 4096>>(&case, stride, 3000)
+        }));
     }
     println!(
         "in-place power-cut sweep, all pairs: {} runs, {} failures",
         total.0, total.1
     );
     assert_eq!(total.1, 0, "runs that did not end well");
+}
+
+/// The generated pair on chips of other geometries (read, write and erase
+/// sizes; erased to 0xFF or 0x00), the unit being the erase unit (at
+/// least 256 bytes): every 3rd operation cut each way, 300 multi-cut runs.
+#[test]
+fn in_place_geometries() {
+    fn one<const R: usize, const W: usize, const E: usize, const X: u8>() -> (usize, usize) {
+        let (old, new) = generated(4, true);
+        let unit = E.max(256) as u32;
+        let (file, target) = update_file(&old, &new, unit);
+        let name = format!("generated, read {R}, write {W}, erase {E}, erased {X:#04x}");
+        let case = Case {
+            name: &name,
+            unit,
+            old: &old,
+            new: target,
+            file,
+        };
+        quiet(|| sweep::<MockFlash<R, W, E, X>>(&case, 3, 300))
+    }
+    let results = [
+        one::<1, 1, 256, 0xFF>(),
+        one::<1, 2, 512, 0x00>(),
+        one::<4, 4, 1024, 0xFF>(),
+        one::<4, 8, 2048, 0x00>(),
+        one::<32, 16, 4096, 0xFF>(),
+        one::<32, 32, 8192, 0x00>(),
+        one::<64, 64, 16384, 0xFF>(),
+    ];
+    let failures: usize = results.iter().map(|r| r.1).sum();
+    assert_eq!(failures, 0, "runs that did not end well");
 }
 
 /// A rewrite reads the source through the views; an entry that is not an
@@ -421,7 +489,7 @@ fn modes_do_not_mix() {
         file: ab,
     };
     let l = Layout::new(1024, 16 * 1024, case.file.len());
-    let chip = RefCell::new(fresh(l, &old));
+    let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
     assert!(stage(&chip, l, &case.file));
     let mut mem = ApplierState::new();
     let r = with_device(&chip, l, |d, p| d.update(p, case.id(), &mut mem)).unwrap();
@@ -432,8 +500,84 @@ fn modes_do_not_mix() {
         ))
     );
     assert_eq!(
-        &chip.borrow().as_bytes()[..old.len()],
+        &chip.borrow().bytes()[..old.len()],
         &old[..],
         "nothing written"
     );
+}
+
+/// With a key, the device rewrites its slot only for entries signed with
+/// it, and rolls back only with a signed reverse entry; an unsigned file
+/// or one signed with another key leaves the old image as it was.
+#[test]
+fn signed_in_place_updates() {
+    use host_genpat::keys::SecretKey;
+    let (old, new) = generated(5, true);
+    let (file, target) = update_file(&old, &new, 1024);
+    let key = SecretKey::from_seed([7; 32]);
+    let sign = |file: &[u8], key: &SecretKey| {
+        let entries = container::parse(file).unwrap();
+        let signed: Vec<Vec<u8>> = entries
+            .iter()
+            .map(|e| container::sign_entry(&e.bytes, key).unwrap())
+            .collect();
+        container::assemble(signed.iter().map(Vec::as_slice)).unwrap()
+    };
+    let l = Layout::new(1024, target.len(), file.len() + 1024);
+    let public = key.public();
+    for (what, bytes) in [
+        ("unsigned", file.clone()),
+        (
+            "signed with another key",
+            sign(&file, &SecretKey::from_seed([8; 32])),
+        ),
+    ] {
+        let case = Case {
+            name: what,
+            unit: 1024,
+            old: &old,
+            new: target.clone(),
+            file: bytes,
+        };
+        let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
+        assert!(stage(&chip, l, &case.file));
+        let mut mem = ApplierState::new();
+        let r = with_device(&chip, l, |d, p| {
+            d.require_signature(public);
+            d.update(p, case.id(), &mut mem)
+        })
+        .unwrap();
+        assert!(
+            matches!(r, Err(flashpatch::SlotError::Apply(_))),
+            "{what}: {r:?}"
+        );
+        assert_eq!(&chip.borrow().as_bytes()[..old.len()], &old[..], "{what}");
+    }
+    // Signed: applied, and a trial that is never confirmed is rolled back.
+    let case = Case {
+        name: "signed",
+        unit: 1024,
+        old: &old,
+        new: target,
+        file: sign(&file, &key),
+    };
+    let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
+    assert!(stage(&chip, l, &case.file));
+    let mut mem = ApplierState::new();
+    let r = with_device(&chip, l, |d, p| {
+        d.require_signature(public);
+        d.update(p, case.id(), &mut mem)
+    });
+    assert_eq!(r, Some(Ok(Rewrite::Applied { trial: true })));
+    assert_eq!(&chip.borrow().as_bytes()[..case.new.len()], &case.new[..]);
+    for _ in 0..3 {
+        let b = with_device(&chip, l, |d, p| {
+            d.require_signature(public);
+            d.boot(p, case.id(), &mut mem)
+        });
+        assert!(matches!(b, Some(Ok(_))), "{b:?}");
+    }
+    let rec = with_device(&chip, l, |d, _| d.state().unwrap()).unwrap();
+    assert!(rec.rolled_back);
+    assert_eq!(&chip.borrow().as_bytes()[..old.len()], &old[..]);
 }

@@ -302,9 +302,9 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// The security counter of the entry being applied, then of the one
     /// the outcome refers to.
     counter: u32,
-    /// The entries to apply: A/B ones (`None`), or in-place ones of this
-    /// unit and role.
-    in_place: Option<crate::format::InPlaceEntry>,
+    /// The entries to apply: A/B ones (0), or in-place ones of this unit
+    /// and role (`InPlaceEntry::to_word`), then the chosen entry's.
+    in_place: u32,
     #[cfg(feature = "sign")]
     gate: Gate,
 }
@@ -354,7 +354,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             component: 0,
             seen: false,
             counter: 0,
-            in_place: None,
+            in_place: 0,
             #[cfg(feature = "sign")]
             gate: Gate::new(),
         }
@@ -396,7 +396,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.component = 0;
         self.seen = false;
         self.counter = 0;
-        self.in_place = None;
+        self.in_place = 0;
         #[cfg(feature = "sign")]
         self.gate.reset();
     }

@@ -71,13 +71,13 @@ where
     /// an entry is chosen, [`Applier::in_place`] is that entry's.
     #[allow(dead_code)] // the async copy has no in-place manager yet
     pub(crate) fn set_in_place(&mut self, want: crate::format::InPlaceEntry) {
-        self.st.in_place = Some(want);
+        self.st.in_place = want.to_word();
     }
 
     /// The in-place entry being applied (or wanted, before one is chosen).
     #[allow(dead_code)]
     pub(crate) fn in_place(&self) -> Option<crate::format::InPlaceEntry> {
-        self.st.in_place
+        crate::format::InPlaceEntry::from_word(self.st.in_place)
     }
 
     /// Forgets what the read cache holds (what it read may have moved).

@@ -331,7 +331,8 @@ where
                 let meta = records.meta()?;
                 // An A/B applier takes A/B entries; an in-place one, only
                 // in-place entries of its unit, order aside, and role.
-                let mode = match (self.st.in_place, meta.in_place) {
+                let want = crate::format::InPlaceEntry::from_word(self.st.in_place);
+                let mode = match (want, meta.in_place) {
                     (None, None) => true,
                     (Some(w), Some(e)) => (w.unit, w.rollback) == (e.unit, e.rollback),
                     _ => false,
@@ -349,7 +350,7 @@ where
                 self.st.head = 0;
                 if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
-                    self.st.in_place = meta.in_place;
+                    self.st.in_place = meta.in_place.map_or(0, |e| e.to_word());
                     return Ok(true);
                 }
                 self.st.phase = Phase::Skip;

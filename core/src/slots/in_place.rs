@@ -312,6 +312,9 @@ pub struct InPlace<'f, F, X, S> {
     store: Store<S, 1>,
     unit: u32,
     config: Config,
+    /// The key entries must be signed with (`require_signature`).
+    #[cfg(feature = "sign")]
+    key: Option<[u8; crate::sign::PUBLIC_KEY_LEN]>,
 }
 
 /// What an in-place run did.
@@ -378,7 +381,20 @@ where
             store: Store::open(state, Self::MIN_BANK)?,
             unit,
             config,
+            #[cfg(feature = "sign")]
+            key: None,
         })
+    }
+
+    /// Accepts only entries signed by `key`: the update's entry must also
+    /// carry a security counter at least the boot record's floor; the
+    /// reverse entry of a rollback (which restores the image the record
+    /// names) only its signature. Checked before the commit point; a
+    /// rewrite resumed after a cut had its entry checked when it began,
+    /// and its image is still verified against the signed SHA-256.
+    #[cfg(feature = "sign")]
+    pub fn require_signature(&mut self, key: [u8; crate::sign::PUBLIC_KEY_LEN]) {
+        self.key = Some(key);
     }
 
     /// The boot state: the newest valid boot record, if any.
@@ -639,6 +655,11 @@ where
             back_to_front: false,
             rollback,
         });
+        #[cfg(feature = "sign")]
+        if let Some(key) = self.key {
+            let floor = self.store.boot().map_or(0, |b| b.components[0].floor);
+            applier.require_signature(key, if rollback { 0 } else { floor });
+        }
         applier.hold_before_body();
         let applied = self.drive(&mut applier, &run, &target_len, patch, id, 0, true)?;
         if !applied {
@@ -667,18 +688,21 @@ where
     ) -> Res<bool> {
         let mut begun = !hold;
         let mut at = offset;
-        let mut buf = [0u8; 64];
+        // 64 bytes of the file, read from the read unit `at` lies in.
+        const { assert!(P::READ_SIZE <= 64) };
+        let mut buf = [0u8; 128];
         loop {
             // The last round feeds nothing: what the input ring holds
             // still decodes (all of it, after a resume at the end).
             let n = id.size.saturating_sub(at).min(64);
+            let skip = at as usize % P::READ_SIZE;
             if n > 0 {
-                let want = align_up(n as u64, P::READ_SIZE) as usize;
+                let want = align_up((skip + n as usize) as u64, P::READ_SIZE) as usize;
                 patch
-                    .read(at, &mut buf[..want])
+                    .read(at - skip as u32, &mut buf[..want])
                     .map_err(FlashError::of(FlashRole::Staging))?;
             }
-            let mut rest = &buf[..n as usize];
+            let mut rest = &buf[skip..skip + n as usize];
             loop {
                 let before = rest.len();
                 let stop = applier.feed_some(&mut rest)?;
@@ -819,6 +843,7 @@ where
         if id.size == 0 || align_up(id.size as u64, P::READ_SIZE) > patch.capacity() as u64 {
             return Ok(false);
         }
+        const { assert!(P::READ_SIZE <= 64 && 64 % P::READ_SIZE == 0) };
         let mut crc = Crc32::new();
         let mut buf = [0u8; 64];
         let mut at = 0;
@@ -844,7 +869,9 @@ where
         id: PatchId,
     ) -> Res<Rewrite> {
         let outcome = applier.finish()?;
-        let t = applier.entry_target();
+        let t = applier
+            .result_target()
+            .ok_or(Error::Apply(crate::ApplyError::Failed))?;
         let counter = applier.result_counter().unwrap_or(0);
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let mut c = rec.components[0];

@@ -313,6 +313,32 @@ pub struct DiffArgs {
     /// part of it), as with most tools that do not sync.
     #[arg(long)]
     pub sync: bool,
+    /// For a device with one image slot (`flashpatch::slots::InPlace`):
+    /// the entry rewrites OLD in place, one erase unit at a time, and
+    /// never reads what it has already overwritten. NEW is padded with
+    /// 0xff to whole erase units. A reverse entry (NEW → OLD) is added
+    /// too, so that a trial that fails is rolled back; see --no-reverse.
+    /// An A/B device never applies an in-place entry, nor the reverse.
+    #[arg(long, conflicts_with_all = ["best", "component"])]
+    pub in_place: bool,
+    /// With --in-place: the device's erase unit in bytes (the slot's
+    /// sector size, or a multiple of it; a multiple of 64).
+    #[arg(long, value_name = "BYTES", default_value_t = 4096, requires = "in_place",
+          value_parser = erase_unit)]
+    pub erase_unit: u32,
+    /// With --in-place: no reverse entry (a smaller file, but the update is
+    /// final once the device commits it: there is no rollback).
+    #[arg(long, requires = "in_place")]
+    pub no_reverse: bool,
+}
+
+/// An in-place erase unit: a multiple of 64 from 64 to 16 MiB.
+fn erase_unit(s: &str) -> Result<u32, String> {
+    let n = number(s)?;
+    if n == 0 || n % 64 != 0 || n > 1 << 24 {
+        return Err(format!("{n} is not a multiple of 64 from 64 to 16777216"));
+    }
+    Ok(n as u32)
 }
 
 /// Arguments of `genpat apply`.

@@ -5,7 +5,9 @@ use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use flashpatch::format::EntryHeader;
 use host_genpat::container::{self, Added, Entry};
+use host_genpat::in_place;
 use host_genpat::plan::PlanOptions;
 use host_genpat::{GenOptions, Metadata};
 
@@ -39,11 +41,12 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
 
     // Refuse early, before the (possibly long) generation.
     let source = container::source_id(&old);
+    let mode = args.in_place.then_some(false);
     if let Some(Existing { file, entries }) = &existing {
         check_body_crcs(&args.patch, entries)?;
-        let same = entries
-            .iter()
-            .position(|e| e.same_slot(&source, args.component));
+        let same = entries.iter().position(|e| {
+            e.same_slot(&source, args.component) && e.meta.in_place.map(|m| m.rollback) == mode
+        });
         if let (Some(i), false) = (same, args.replace) {
             return Err(exists(&args.patch, i, file.len()));
         }
@@ -63,13 +66,45 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             in_place: None,
         },
     };
-    let mut bars = Bars::new(old.len() + new.len());
-    let generated = host_genpat::generate(&old, &new, &opts, &mut bars);
-    drop(bars);
-    let (header, mut entry) = generated.map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+    let mut made = Vec::new();
+    if args.in_place {
+        let unit = args.erase_unit;
+        let failed = |e: host_genpat::GenError| Failure::new(EXIT_ERROR, e.to_string());
+        eprintln!(
+            "genpat: planning the in-place entry ({unit}-byte erase units, both orders){}",
+            if args.no_reverse {
+                ""
+            } else {
+                " and its reverse"
+            }
+        );
+        made.push(
+            in_place::entry(&old, &new, unit, false, &opts.meta, &opts.plan).map_err(failed)?,
+        );
+        if !args.no_reverse {
+            // It restores OLD: no version or counter of NEW's.
+            let meta = Metadata {
+                mtime: None,
+                version: None,
+                security_counter: None,
+                ..opts.meta.clone()
+            };
+            let target = in_place::padded(&new, unit as usize);
+            made.push(
+                in_place::entry(&target, &old, unit, true, &meta, &opts.plan).map_err(failed)?,
+            );
+        }
+    } else {
+        let mut bars = Bars::new(old.len() + new.len());
+        let generated = host_genpat::generate(&old, &new, &opts, &mut bars);
+        drop(bars);
+        made.push(generated.map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?);
+    }
     if let Some(key) = &key {
-        entry = container::sign_entry(&entry, key)
-            .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+        for (_, entry) in &mut made {
+            *entry = container::sign_entry(entry, key)
+                .map_err(|e| Failure::new(EXIT_ERROR, e.to_string()))?;
+        }
     }
 
     // Another genpat may have changed PATCH meanwhile: it is read again
@@ -80,52 +115,80 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
     if let Some(Existing { entries, .. }) = &existing {
         check_body_crcs(&args.patch, entries)?;
     }
-    let existing_file = existing.as_ref().map(|e| e.file.as_slice());
-    let (file, added) = match container::add_entry(existing_file, &header, &entry, args.replace) {
-        Ok(Some(done)) => done,
-        Ok(None) => return Err(exists(&args.patch, 0, existing_file.map_or(0, <[u8]>::len))),
-        Err(e) => {
-            return Err(Failure::new(
-                EXIT_ERROR,
-                format!("cannot add the entry to '{}': {e}", args.patch.display()),
-            ))
-        }
-    };
+    let mut file = existing.map(|e| e.file);
+    let mut added = Vec::new();
+    for (header, entry) in &made {
+        let before = file.as_deref();
+        let (next, how) = match container::add_entry(before, header, entry, args.replace) {
+            Ok(Some(done)) => done,
+            Ok(None) => return Err(exists(&args.patch, 0, before.map_or(0, <[u8]>::len))),
+            Err(e) => {
+                return Err(Failure::new(
+                    EXIT_ERROR,
+                    format!("cannot add the entry to '{}': {e}", args.patch.display()),
+                ))
+            }
+        };
+        added.push(how);
+        file = Some(next);
+    }
+    let file = file.unwrap_or_default();
     write_patch(&args.patch, &file, args.sync)?;
     drop(lock);
 
     let entries = parse_patch(&file).unwrap_or_default();
-    let index = entries
-        .iter()
-        .position(|e| e.header.source == header.source && e.meta.component == args.component)
-        .map_or(entries.len(), |i| i + 1);
-    let verb = match added {
-        Added::Created => "created",
-        Added::Appended => "added to",
-        Added::Replaced => "replaced in",
-    };
-    let share = if new.is_empty() {
-        String::new()
-    } else {
-        format!(
-            " ({:.2} % of {})",
-            entry.len() as f64 * 100.0 / new.len() as f64,
-            new.len()
-        )
-    };
-    let component = match args.component {
-        0 => String::new(),
-        c => format!("component {c}, "),
-    };
-    eprintln!(
-        "genpat: {verb} {}: entry {index} of {}, {component}{} bytes{share}, source {}… → target {}…",
-        args.patch.display(),
-        entries.len(),
-        entry.len(),
-        &hex(&header.source.md5)[..8],
-        &hex(&header.target.sha256)[..8],
-    );
+    for (k, ((header, entry), added)) in made.iter().zip(&added).enumerate() {
+        let role = header_role(&entries, header);
+        let index = entries
+            .iter()
+            .position(|e| {
+                e.header.source == header.source
+                    && e.meta.component == args.component
+                    && e.meta.in_place.map(|m| m.rollback) == role
+            })
+            .map_or(entries.len(), |i| i + 1);
+        let verb = match (k, added) {
+            (0, Added::Created) => "created",
+            (_, Added::Created | Added::Appended) => "added to",
+            (_, Added::Replaced) => "replaced in",
+        };
+        let image = if k == 0 { new.len() } else { old.len() };
+        let share = if image == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({:.2} % of {image})",
+                entry.len() as f64 * 100.0 / image as f64,
+            )
+        };
+        let what = match (args.component, role) {
+            (_, Some(false)) => format!("in place, {}-byte units, ", args.erase_unit),
+            (_, Some(true)) => format!(
+                "in place, reverse (rollback), {}-byte units, ",
+                args.erase_unit
+            ),
+            (0, None) => String::new(),
+            (c, None) => format!("component {c}, "),
+        };
+        eprintln!(
+            "genpat: {verb} {}: entry {index} of {}, {what}{} bytes{share}, source {}… → target {}…",
+            args.patch.display(),
+            entries.len(),
+            entry.len(),
+            &hex(&header.source.md5)[..8],
+            &hex(&header.target.sha256)[..8],
+        );
+    }
     Ok(())
+}
+
+/// The in-place role (`Some(rollback)`) of the entry of PATCH with
+/// `header`, `None` for an A/B entry.
+fn header_role(entries: &[Entry], header: &EntryHeader) -> Option<bool> {
+    entries
+        .iter()
+        .find(|e| e.header == *header)
+        .and_then(|e| e.meta.in_place.map(|m| m.rollback))
 }
 
 /// An existing PATCH: its bytes and its entries.

@@ -34,9 +34,19 @@ struct EntryInfo {
     mtime_utc: Option<String>,
     component: u8,
     security_counter: Option<u32>,
+    /// An in-place entry: how the device rewrites its one slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_place: Option<InPlaceInfo>,
     body_sha256: Option<String>,
     signature: Option<String>,
     unknown_records: Vec<RecordInfo>,
+}
+
+#[derive(Serialize)]
+struct InPlaceInfo {
+    erase_unit: u32,
+    order: &'static str,
+    role: &'static str,
 }
 
 #[derive(Serialize)]
@@ -97,6 +107,15 @@ impl EntryInfo {
             mtime_utc: e.meta.mtime.map(utc),
             component: e.meta.component,
             security_counter: e.meta.security_counter,
+            in_place: e.meta.in_place.map(|ip| InPlaceInfo {
+                erase_unit: ip.unit,
+                order: if ip.back_to_front {
+                    "back to front"
+                } else {
+                    "front to back"
+                },
+                role: if ip.rollback { "rollback" } else { "update" },
+            }),
             body_sha256: e.body_sha256.map(|d| hex(&d)),
             signature: e.signature.map(|d| hex(&d)),
             unknown_records: e
@@ -197,6 +216,13 @@ fn text(name: &str, doc: &Document) -> String {
         }
         if let Some(c) = e.security_counter {
             let _ = write!(s, "\n  security counter {c}");
+        }
+        if let Some(ip) = &e.in_place {
+            let _ = write!(
+                s,
+                "\n  in place        {} of {}-byte erase units, {}",
+                ip.role, ip.erase_unit, ip.order
+            );
         }
         if let Some(d) = &e.body_sha256 {
             let _ = write!(s, "\n  body SHA-256    {d}");
