@@ -431,37 +431,47 @@ mod tests {
         for e in &pairs {
             let old = std::fs::read(e.path().join("old")).unwrap();
             let new = std::fs::read(e.path().join("new")).unwrap();
+            // The entries genpat writes: `genpat OLD NEW` and `genpat
+            // --in-place --erase-unit 4096 OLD NEW` (its update entry and
+            // its reverse), without the host-side mtime record.
             let opts = PlanOptions::default();
-            let ab_steps = crate::plan::plan(&old, &new, &opts, &mut |_| {});
-            let ab = Params::ALL
-                .iter()
-                .map(|&p| crate::encode::encode_body(&old, &new, &ab_steps, p).len())
-                .min()
-                .unwrap();
-            let fwd = plan(&old, &new, 4096, &opts);
-            let rev = plan(&new, &old, 4096, &opts);
+            let meta = Metadata::default();
+            let gen = crate::GenOptions {
+                plan: opts.clone(),
+                best: false,
+                meta: meta.clone(),
+            };
+            let ab = crate::generate(&old, &new, &gen, &mut crate::NoProgress)
+                .unwrap()
+                .1
+                .len();
+            let (_, fwd_entry) = entry(&old, &new, 4096, false, &meta, &opts).unwrap();
+            let target = padded(&new, 4096);
+            let (_, rev_entry) = entry(&target, &old, 4096, true, &meta, &opts).unwrap();
+            let fwd = plan(&old, &target, 4096, &opts);
+            let rev = plan(&target, &old, 4096, &opts);
             let (r, rr) = (
-                fwd.body.len() as f64 / ab as f64,
-                rev.body.len() as f64 / ab as f64,
+                fwd_entry.len() as f64 / ab as f64,
+                rev_entry.len() as f64 / ab as f64,
             );
             logs += r.ln();
             logs_rev += rr.ln();
             println!(
-                "in place {}: A/B body {ab} B, in place {} B ({r:.3}, {:?}), reverse {} B ({rr:.3}, {:?})",
+                "in place {}: A/B entry {ab} B, in place {} B ({r:.3}, {:?}), reverse {} B ({rr:.3}, {:?})",
                 e.file_name().to_string_lossy(),
-                fwd.body.len(),
+                fwd_entry.len(),
                 fwd.units.order,
-                rev.body.len(),
+                rev_entry.len(),
                 rev.units.order,
             );
             assert!(r < 2.0, "in place more than doubles the patch");
         }
         let n = pairs.len() as f64;
+        let (geo, geo_rev) = ((logs / n).exp(), (logs_rev / n).exp());
         println!(
-            "in place against A/B, geomean over {} pairs: {:.3} (reverse patches: {:.3})",
+            "in place against A/B, geomean over {} pairs: {geo:.3} (reverse patches: {geo_rev:.3})",
             pairs.len(),
-            (logs / n).exp(),
-            (logs_rev / n).exp()
         );
+        assert!(geo <= 1.10, "in place costs {geo:.3}× A/B");
     }
 }

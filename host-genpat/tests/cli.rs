@@ -248,6 +248,141 @@ fn multi_patch_file_replace_and_exists() {
     }
 }
 
+/// `--in-place`: an update entry and its reverse, recorded as in-place
+/// ones (NEW padded to whole erase units), which the A/B applier does not
+/// take; they sit beside an A/B entry for the same OLD.
+#[test]
+fn in_place_entries() {
+    let (_t, d) = setup();
+    let o = genpat(
+        &d,
+        &[
+            "diff",
+            "--in-place",
+            "--erase-unit",
+            "1024",
+            "v1.bin",
+            "v2.bin",
+            "ip.pat",
+        ],
+    );
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("entry 1 of 2, in place, 1024-byte units, "),
+        "{err}"
+    );
+    assert!(
+        err.contains("entry 2 of 2, in place, reverse (rollback), 1024-byte units, "),
+        "{err}"
+    );
+    let info = info_json(&d, "ip.pat");
+    let e = info["entries"].as_array().unwrap();
+    assert_eq!(e.len(), 2);
+    let (v1, v2) = (read(&d, "v1.bin").len(), read(&d, "v2.bin").len());
+    assert_eq!(e[0]["in_place"]["role"], "update");
+    assert_eq!(e[0]["in_place"]["erase_unit"], 1024);
+    assert_eq!(e[0]["source"]["size"], v1);
+    assert_eq!(e[0]["target"]["size"], v2.div_ceil(1024) * 1024);
+    assert_eq!(e[1]["in_place"]["role"], "rollback");
+    assert_eq!(e[1]["source"]["size"], v2.div_ceil(1024) * 1024);
+    let text = stdout(&genpat(&d, &["info", "ip.pat"]));
+    assert!(
+        text.contains("in place        update of 1024-byte erase units, "),
+        "{text}"
+    );
+
+    // The A/B applier finds nothing for it.
+    let o = genpat(&d, &["apply", "ip.pat", "v1.bin", "out.bin"]);
+    assert_exit(&o, 5);
+    assert_eq!(stdout(&o), NO_SUITABLE);
+
+    // Again: refused, unchanged; with --replace, replaced.
+    let before = read(&d, "ip.pat");
+    let args = [
+        "diff",
+        "--in-place",
+        "--erase-unit",
+        "1024",
+        "v1.bin",
+        "v2.bin",
+        "ip.pat",
+    ];
+    assert_exit(&genpat(&d, &args), 3);
+    assert_eq!(read(&d, "ip.pat"), before);
+    let o = genpat(&d, &[&args[..], &["--replace"]].concat());
+    assert_exit(&o, 0);
+    assert!(stderr(&o).contains("replaced in ip.pat"), "{}", stderr(&o));
+
+    // An A/B entry for the same OLD is a third entry, and applies.
+    assert_exit(&genpat(&d, &["v1.bin", "v2.bin", "ip.pat"]), 0);
+    assert_eq!(
+        info_json(&d, "ip.pat")["entries"].as_array().unwrap().len(),
+        3
+    );
+    assert_applied(
+        &d,
+        &["apply", "ip.pat", "v1.bin", "ab.bin"],
+        "ab.bin",
+        "v2.bin",
+    );
+
+    // --no-reverse: the update entry alone.
+    let o = genpat(
+        &d,
+        &[
+            "diff",
+            "--in-place",
+            "--no-reverse",
+            "v1.bin",
+            "v2.bin",
+            "one.pat",
+        ],
+    );
+    assert_exit(&o, 0);
+    let e = info_json(&d, "one.pat");
+    assert_eq!(e["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(e["entries"][0]["in_place"]["erase_unit"], 4096);
+
+    // Arguments that do not go with it.
+    for bad in [
+        &[
+            "diff",
+            "--in-place",
+            "--erase-unit",
+            "100",
+            "v1.bin",
+            "v2.bin",
+            "x.pat",
+        ][..],
+        &[
+            "diff",
+            "--in-place",
+            "--erase-unit",
+            "0",
+            "v1.bin",
+            "v2.bin",
+            "x.pat",
+        ],
+        &["diff", "--in-place", "--best", "v1.bin", "v2.bin", "x.pat"],
+        &[
+            "diff",
+            "--in-place",
+            "--component",
+            "2",
+            "v1.bin",
+            "v2.bin",
+            "x.pat",
+        ],
+        &["diff", "--no-reverse", "v1.bin", "v2.bin", "x.pat"],
+        &["diff", "--erase-unit", "4096", "v1.bin", "v2.bin", "x.pat"],
+    ] {
+        let o = genpat(&d, bad);
+        assert_exit(&o, 1);
+        assert!(!d.join("x.pat").exists(), "{bad:?}");
+    }
+}
+
 #[test]
 fn info_lists_headers() {
     let (_t, d) = setup();

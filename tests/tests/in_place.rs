@@ -38,6 +38,10 @@ trait Chip: NorFlash + Clone {
     fn restart(&mut self);
     fn bytes(&self) -> &[u8];
     fn op_count(&self) -> u64;
+    /// Starts recording where each erase is.
+    fn log_erases(&mut self);
+    /// Where each erase was, and the bytes written so far.
+    fn wear(&self) -> (Vec<u32>, u64);
 }
 
 impl<const R: usize, const W: usize, const E: usize, const X: u8> Chip for MockFlash<R, W, E, X> {
@@ -61,6 +65,15 @@ impl<const R: usize, const W: usize, const E: usize, const X: u8> Chip for MockF
     }
     fn op_count(&self) -> u64 {
         self.ops
+    }
+    fn log_erases(&mut self) {
+        self.erase_log = Some(Vec::new());
+    }
+    fn wear(&self) -> (Vec<u32>, u64) {
+        (
+            self.erase_log.clone().unwrap_or_default(),
+            self.stats.bytes_written,
+        )
     }
 }
 
@@ -276,6 +289,7 @@ fn sweep<C: Chip>(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
     let mut runs = 0;
     let mut failures = 0;
     let mut ops = [0u64; 2];
+    let mut wear = String::new();
     for (k, confirm) in [true, false].into_iter().enumerate() {
         let want = if confirm {
             End::NewConfirmed
@@ -284,8 +298,28 @@ fn sweep<C: Chip>(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
         };
         let chip = RefCell::new(base.clone());
         let before = chip.borrow().op_count();
+        let written = chip.borrow().wear().1;
+        chip.borrow_mut().log_erases();
         assert_eq!(live(&chip, l, case, confirm, &mut Vec::new()), want);
         ops[k] = chip.borrow().op_count() - before;
+        if confirm {
+            let (erases, bytes) = chip.borrow().wear();
+            let e = C::ERASE_SIZE as u32;
+            let count =
+                |from: u32, to: u32| erases.iter().filter(|&&a| a >= from && a < to).count();
+            wear = format!(
+                "wear of the update: slot {} erases of {}-byte units for {} units of image, \
+                 scratch {}, state {}, staging {}; {} bytes written ({:.2}× the image)",
+                count(0, l.slot),
+                e,
+                case.new.len().div_ceil(e as usize),
+                count(l.scratch, l.state),
+                count(l.state, l.patch),
+                count(l.patch, l.end),
+                bytes - written,
+                (bytes - written) as f64 / case.new.len() as f64,
+            );
+        }
         for at in (0..ops[k]).step_by(stride as usize) {
             for kind in Cut::ALL {
                 let chip = RefCell::new(base.clone());
@@ -334,7 +368,7 @@ fn sweep<C: Chip>(case: &Case, stride: u64, multi: usize) -> (usize, usize) {
     println!(
         "in-place power-cut sweep {} ({} → {} bytes, {}-byte units, patch {} bytes): \
          {} + {} flash operations (update confirmed; trial rolled back), {} cut 3 ways, \
-         {multi} runs of up to 3 cuts, {runs} runs, {failures} failures",
+         {multi} runs of up to 3 cuts; {wear}; {runs} runs, {failures} failures",
         case.name,
         case.old.len(),
         case.new.len(),
