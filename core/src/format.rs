@@ -71,9 +71,17 @@ pub struct EntryMeta {
     /// The target's security counter ([`tag::SECURITY_COUNTER`]; 0 when
     /// absent).
     pub counter: u32,
-    /// How the entry is applied in place ([`tag::IN_PLACE`]); `None` for
-    /// an A/B entry.
-    pub in_place: Option<InPlaceEntry>,
+    /// How the entry is applied in place ([`tag::IN_PLACE`]) as
+    /// [`InPlaceEntry::to_word`]; 0 for an A/B entry. [`EntryMeta::in_place`]
+    /// reads it.
+    pub in_place_word: u32,
+}
+
+impl EntryMeta {
+    /// How the entry is applied in place; `None` for an A/B entry.
+    pub fn in_place(&self) -> Option<InPlaceEntry> {
+        InPlaceEntry::from_word(self.in_place_word)
+    }
 }
 
 /// How an in-place entry rewrites its source ([`tag::IN_PLACE`]; see
@@ -125,17 +133,21 @@ impl InPlaceEntry {
     }
 
     /// Reads a record's value; `None` if it is not one (wrong length, a
-    /// flag byte other than 0 or 1, a unit that is not a multiple of 64).
+    /// flag byte other than 0 or 1, a unit that is 0 or not a multiple of
+    /// 64).
     pub fn from_bytes(v: &[u8]) -> Option<Self> {
+        Self::word_of(v).and_then(Self::from_word)
+    }
+
+    /// A record's value as [`InPlaceEntry::to_word`] (what the applier
+    /// keeps); `None` if it is not one.
+    fn word_of(v: &[u8]) -> Option<u32> {
         let &[a, b, c, d, order, role] = v else {
             return None;
         };
         let unit = u32::from_le_bytes([a, b, c, d]);
-        (order <= 1 && role <= 1 && unit != 0 && unit.is_multiple_of(64)).then_some(InPlaceEntry {
-            unit,
-            back_to_front: order == 1,
-            rollback: role == 1,
-        })
+        ((order | role) <= 1 && unit != 0 && unit & 63 == 0)
+            .then_some(unit | (order as u32) | ((role as u32) << 1))
     }
 }
 
@@ -250,8 +262,8 @@ impl Records<'_> {
                     seen = true;
                 }
                 (tag::COMPONENT, _) => return Err(HeaderError::Records),
-                (tag::IN_PLACE, v) if m.in_place.is_none() => {
-                    m.in_place = Some(InPlaceEntry::from_bytes(v).ok_or(HeaderError::Records)?);
+                (tag::IN_PLACE, v) if m.in_place_word == 0 => {
+                    m.in_place_word = InPlaceEntry::word_of(v).ok_or(HeaderError::Records)?;
                 }
                 (tag::IN_PLACE, _) => return Err(HeaderError::Records),
                 (tag::SECURITY_COUNTER, v) => {
@@ -553,7 +565,7 @@ mod tests {
             Ok(EntryMeta {
                 component: 7,
                 counter: 9,
-                in_place: None,
+                in_place_word: 0,
             })
         );
         let ip = InPlaceEntry {
@@ -567,7 +579,7 @@ mod tests {
         assert_eq!(
             meta(&buf, n),
             Ok(EntryMeta {
-                in_place: Some(ip),
+                in_place_word: ip.to_word(),
                 ..EntryMeta::default()
             })
         );

@@ -559,6 +559,22 @@ fn signed_in_place_updates() {
     };
     let l = Layout::new(1024, target.len(), file.len() + 1024);
     let public = key.public();
+    // A device with `old`, `file` staged and updated with the key.
+    let update = |file: &[u8]| {
+        let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
+        assert!(stage(&chip, l, file));
+        let id = PatchId {
+            size: file.len() as u32,
+            crc32: flashpatch::crc32::crc32(file),
+        };
+        let mut mem = ApplierState::new();
+        let r = with_device(&chip, l, |d, p| {
+            d.require_signature(public);
+            d.update(p, id, &mut mem)
+        })
+        .unwrap();
+        (chip, id, r)
+    };
     for (what, bytes) in [
         ("unsigned", file.clone()),
         (
@@ -566,21 +582,7 @@ fn signed_in_place_updates() {
             sign(&file, &SecretKey::from_seed([8; 32])),
         ),
     ] {
-        let case = Case {
-            name: what,
-            unit: 1024,
-            old: &old,
-            new: target.clone(),
-            file: bytes,
-        };
-        let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
-        assert!(stage(&chip, l, &case.file));
-        let mut mem = ApplierState::new();
-        let r = with_device(&chip, l, |d, p| {
-            d.require_signature(public);
-            d.update(p, case.id(), &mut mem)
-        })
-        .unwrap();
+        let (chip, _, r) = update(&bytes);
         assert!(
             matches!(r, Err(flashpatch::SlotError::Apply(_))),
             "{what}: {r:?}"
@@ -588,26 +590,14 @@ fn signed_in_place_updates() {
         assert_eq!(&chip.borrow().as_bytes()[..old.len()], &old[..], "{what}");
     }
     // Signed: applied, and a trial that is never confirmed is rolled back.
-    let case = Case {
-        name: "signed",
-        unit: 1024,
-        old: &old,
-        new: target,
-        file: sign(&file, &key),
-    };
-    let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
-    assert!(stage(&chip, l, &case.file));
+    let (chip, id, r) = update(&sign(&file, &key));
+    assert_eq!(r, Ok(Rewrite::Applied { trial: true }));
+    assert_eq!(&chip.borrow().as_bytes()[..target.len()], &target[..]);
     let mut mem = ApplierState::new();
-    let r = with_device(&chip, l, |d, p| {
-        d.require_signature(public);
-        d.update(p, case.id(), &mut mem)
-    });
-    assert_eq!(r, Some(Ok(Rewrite::Applied { trial: true })));
-    assert_eq!(&chip.borrow().as_bytes()[..case.new.len()], &case.new[..]);
     for _ in 0..3 {
         let b = with_device(&chip, l, |d, p| {
             d.require_signature(public);
-            d.boot(p, case.id(), &mut mem)
+            d.boot(p, id, &mut mem)
         });
         assert!(matches!(b, Some(Ok(_))), "{b:?}");
     }

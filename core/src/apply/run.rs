@@ -331,12 +331,9 @@ where
                 let meta = records.meta()?;
                 // An A/B applier takes A/B entries; an in-place one, only
                 // in-place entries of its unit, order aside, and role.
-                let want = crate::format::InPlaceEntry::from_word(self.st.in_place);
-                let mode = match (want, meta.in_place) {
-                    (None, None) => true,
-                    (Some(w), Some(e)) => (w.unit, w.rollback) == (e.unit, e.rollback),
-                    _ => false,
-                };
+                // (Words: 0 for A/B; bit 0, the order, aside.)
+                let got = meta.in_place_word;
+                let mode = (self.st.in_place ^ got) & !1 == 0;
                 let ours = meta.component == self.st.component && mode;
                 self.st.seen |= ours;
                 #[cfg(feature = "sign")]
@@ -350,7 +347,7 @@ where
                 self.st.head = 0;
                 if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
-                    self.st.in_place = meta.in_place.map_or(0, |e| e.to_word());
+                    self.st.in_place = got;
                     return Ok(true);
                 }
                 self.st.phase = Phase::Skip;

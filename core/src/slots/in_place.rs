@@ -539,6 +539,28 @@ where
         Ok(boot(false, true))
     }
 
+    /// The slot as the applier's source and target while `run` goes on.
+    fn views<'v>(
+        &self,
+        run: &'v Cell<Run>,
+        len: &'v Cell<u32>,
+    ) -> (SourceView<'v, F, X>, TargetView<'v, F>)
+    where
+        'f: 'v,
+    {
+        let source = SourceView {
+            slot: self.slot,
+            scratch: self.scratch,
+            run,
+        };
+        let target = TargetView {
+            slot: self.slot,
+            run,
+            len,
+        };
+        (source, target)
+    }
+
     /// Continues the rewrite the newest checkpoint is of.
     fn resume<P: ReadNorFlash>(
         &mut self,
@@ -554,16 +576,7 @@ where
         }
         let run = Cell::new(Run::new(self.unit));
         let target_len = Cell::new(0);
-        let src = SourceView {
-            slot: self.slot,
-            scratch: self.scratch,
-            run: &run,
-        };
-        let tgt = TargetView {
-            slot: self.slot,
-            run: &run,
-            len: &target_len,
-        };
+        let (src, tgt) = self.views(&run, &target_len);
         let mut applier: Applier<'_, _, _> = Applier::new(src, tgt, mem);
         applier.set_checkpoints(self.unit);
         let mut body = Checkpoint {
@@ -638,16 +651,7 @@ where
         }
         let run = Cell::new(Run::new(self.unit));
         let target_len = Cell::new(0);
-        let src = SourceView {
-            slot: self.slot,
-            scratch: self.scratch,
-            run: &run,
-        };
-        let tgt = TargetView {
-            slot: self.slot,
-            run: &run,
-            len: &target_len,
-        };
+        let (src, tgt) = self.views(&run, &target_len);
         let mut applier: Applier<'_, _, _> = Applier::new(src, tgt, mem);
         applier.set_checkpoints(self.unit);
         applier.set_in_place(InPlaceEntry {
@@ -971,7 +975,7 @@ fn reverse_entry<P: ReadNorFlash>(
         read(at + 2, h, &mut buf)?;
         let (e, records) = EntryHeader::parse(&buf[..h]).map_err(|e| Error::Apply(e.into()))?;
         let meta = records.meta().map_err(|e| Error::Apply(e.into()))?;
-        if let (0, Some(ip)) = (meta.component, meta.in_place) {
+        if let (0, Some(ip)) = (meta.component, meta.in_place()) {
             let from = (e.source.size, e.source.crc32);
             if ip.rollback && ip.unit == unit && from == (image.size, image.crc32) {
                 return Ok(true);
