@@ -66,7 +66,7 @@ impl defmt::Format for FlashError {
     }
 }
 
-const fn kind_text(kind: NorFlashErrorKind) -> &'static str {
+pub(crate) const fn kind_text(kind: NorFlashErrorKind) -> &'static str {
     match kind {
         NorFlashErrorKind::NotAligned => "access not aligned",
         NorFlashErrorKind::OutOfBounds => "access out of bounds",

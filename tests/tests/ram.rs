@@ -37,3 +37,22 @@ fn slot_manager_and_update_ram_is_bounded() {
         "slots {slots} + update {update} + state {state}"
     );
 }
+
+#[test]
+fn in_place_manager_ram_is_bounded() {
+    use flashpatch::mock::MockFlash;
+    use flashpatch::slots::InPlace;
+    type Part<'a> = flashpatch::Partition<'a, MockFlash>;
+    let manager =
+        core::mem::size_of::<InPlace<'static, Part<'static>, Part<'static>, Part<'static>>>();
+    let state = core::mem::size_of::<flashpatch::ApplierState>();
+    println!(
+        "in-place manager (size_of InPlace) {manager} bytes + the applier's state (size_of ApplierState) \
+         {state} bytes = {} bytes",
+        manager + state
+    );
+    assert!(
+        manager + state <= 4096,
+        "in place {manager} + state {state}"
+    );
+}

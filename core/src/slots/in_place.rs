@@ -131,7 +131,6 @@ impl Run {
 
 /// Errors of the flash views an in-place update reads and writes through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum ViewError {
     /// The slot's or the scratch area's driver failed.
     Flash(NorFlashErrorKind),
@@ -140,6 +139,17 @@ pub enum ViewError {
     Overwritten,
     /// The flash is in use by the other view at this moment.
     Busy,
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for ViewError {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            ViewError::Flash(k) => defmt::write!(f, "{}", crate::error::kind_text(*k)),
+            ViewError::Overwritten => defmt::write!(f, "read of an overwritten unit"),
+            ViewError::Busy => defmt::write!(f, "flash busy"),
+        }
+    }
 }
 
 impl NorFlashError for ViewError {
