@@ -1,5 +1,6 @@
-//! Gives each binary its `memory.x` (`link/app/memory.x`,
-//! `link/boot/memory.x`, which `applybench` shares: it too runs from 0x0;
+//! Gives each binary its `memory.x` (`link/app/memory.x`, which the
+//! in-place application `inplace` shares, `link/boot/memory.x`, which
+//! `applybench` and `inplace-boot` share: they too run from 0x0;
 //! none may lie in the crate root, where the linker would find it for
 //! all), and makes the version of the application (`DEMO_VERSION`,
 //! `DEMO_BAD`, `DEMO_BLOB`, `DEMO_FAULT`) a build input.
@@ -15,7 +16,13 @@ const PUBLIC_PREFIX: &str = "flashpatch-ed25519-public ";
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    for (bin, link) in [("app", "app"), ("boot", "boot"), ("applybench", "boot")] {
+    for (bin, link) in [
+        ("app", "app"),
+        ("boot", "boot"),
+        ("applybench", "boot"),
+        ("inplace", "app"),
+        ("inplace-boot", "boot"),
+    ] {
         let dir = root.join("link").join(link);
         println!("cargo:rustc-link-arg-bin={bin}=-L{}", dir.display());
         println!("cargo:rerun-if-changed={}", dir.join("memory.x").display());

@@ -18,7 +18,9 @@
 
 pub mod flash;
 pub mod semihost;
+pub mod stack;
 pub mod uart;
+pub mod version;
 
 use core::cell::RefCell;
 use core::fmt::{self, Write as _};
@@ -28,6 +30,7 @@ use flashpatch::slots::{Config, Layout};
 use flashpatch::Partition;
 
 pub use flash::FileFlash;
+pub use version::{self_test, version_tag, VERSION};
 
 /// The flash file, relative to QEMU's working directory.
 pub const FLASH_FILE: &str = "flash.bin";
@@ -70,9 +73,49 @@ pub type Flash = RefCell<FileFlash>;
 /// A partition of it.
 pub type Part<'a> = Partition<'a, FileFlash>;
 
+/// The in-place demo's flash (`inplace`, `inplace-boot`, and
+/// `flashpatch::slots::InPlace`): the same kind of file, with one image
+/// slot, 4 KiB erase units.
+///
+/// ```text
+///  0x00000  image slot      128 KiB
+///  0x20000  scratch           8 KiB   (two erase units of the rewrite)
+///  0x22000  state area        8 KiB   (boot records and checkpoints)
+///  0x24000  patch staging    72 KiB   (the update and its reverse entry)
+///  0x36000  end
+/// ```
+///
+/// The image is loaded to [`APP_BASE`] and runs there, as in the A/B
+/// demo, so that rewriting its slot does not touch the code that runs.
+pub mod in_place {
+    /// Bytes of the flash: the A/B layout's [`super::FLASH_SIZE`] less
+    /// one slot, plus the scratch area.
+    pub const FLASH_SIZE: u32 = 0x36000;
+    /// The image slot: offset and size.
+    pub const SLOT: (u32, u32) = (0, 0x20000);
+    /// The scratch area.
+    pub const SCRATCH: (u32, u32) = (0x20000, 0x2000);
+    /// The state area.
+    pub const STATE: (u32, u32) = (0x22000, 0x2000);
+    /// The staging partition (`flashpatch::proto::Staging`).
+    pub const STAGE: (u32, u32) = (0x24000, 0x12000);
+    /// Where the staged file lies: one erase unit into the staging
+    /// partition (its header unit; see `flashpatch::proto::Staging`).
+    pub const STAGED: (u32, u32) = (STAGE.0 + super::ERASE, STAGE.1 - super::ERASE);
+    /// The erase unit the entries are made for (`genpat diff --in-place
+    /// --erase-unit 4096`).
+    pub const UNIT: u32 = super::ERASE;
+}
+
 /// Opens the flash file, or stops QEMU with [`semihost::exit::FLASH`].
 pub fn open_flash() -> Flash {
-    match FileFlash::open(FLASH_FILE, FLASH_SIZE) {
+    open_flash_of(FLASH_SIZE)
+}
+
+/// Opens the flash file of `size` bytes, or stops QEMU with
+/// [`semihost::exit::FLASH`].
+pub fn open_flash_of(size: u32) -> Flash {
+    match FileFlash::open(FLASH_FILE, size) {
         Some(f) => RefCell::new(f),
         None => {
             log(format_args!("flash: cannot open {FLASH_FILE}"));
@@ -166,7 +209,20 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     semihost::exit(semihost::exit::PANIC)
 }
 
-/// Restarts the device (SYSRESETREQ).
+/// Sends `m` on `uart` as one frame of the update protocol.
+pub fn send(uart: &mut uart::Uart, m: &flashpatch::proto::DeviceMsg<'_>) {
+    use flashpatch::proto::frame;
+    let mut out = [0u8; frame::MAX_DEVICE_FRAME];
+    if let Ok(n) = frame::encode(m, &mut out) {
+        uart.write(&out[..n]);
+    }
+}
+
+/// Restarts the device (SYSRESETREQ), once the UART has had time to send
+/// what it holds.
 pub fn reset() -> ! {
+    for _ in 0..20_000 {
+        cortex_m::asm::nop();
+    }
     cortex_m::peripheral::SCB::sys_reset()
 }

@@ -576,6 +576,32 @@ pub fn run_all() -> Result<(u64, u64), String> {
             failed += 1;
         }
     }
+    // The in-place apply's RAM bar (static applier state + device + stack
+    // high-water, measured on the device) is part of what passes.
+    let in_place = crate::in_place::run("qemu-in-place", false).and_then(|f| {
+        let ram = f.app.0 + f.app.1 + f.app.2;
+        match ram <= 4096 {
+            true => Ok(f),
+            false => Err(format!(
+                "the in-place apply took {ram} B of RAM, over 4,096"
+            )),
+        }
+    });
+    match in_place {
+        Ok(f) => {
+            passed += 1;
+            println!(
+                "qemu e2e: in place: v1 -> v2 confirmed, bad v3 rolled back after {} failed boots (applier RAM {} B, boot stage RAM {} B) ... ok",
+                f.v3_fails,
+                f.app.0 + f.app.1 + f.app.2,
+                f.boot.0 + f.boot.1
+            );
+        }
+        Err(e) => {
+            println!("qemu e2e: in place ... FAILED: {e}");
+            failed += 1;
+        }
+    }
     println!(
         "qemu e2e: power cuts during v1 -> v2, a {}-byte patch",
         imgs.b1_b2.len()

@@ -6,7 +6,8 @@
 //!   set, core's examples (each must print `OK`), builds `core` for the
 //!   two Cortex-M targets, and runs the end-to-end tests of
 //!   `firmware-demo` on QEMU (`e2e.rs`).
-//! - `cargo xtask demo`: the firmware demo on QEMU (`demo.rs`).
+//! - `cargo xtask demo [--in-place]`: the firmware demo on QEMU (`demo.rs`;
+//!   with one image slot, updated in place, `in_place.rs`).
 //! - `cargo xtask serve`: the demo's v1 on QEMU with its UART on a
 //!   pseudo-terminal, until interrupted (`serve.rs`).
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
@@ -29,6 +30,7 @@ mod device;
 mod e2e;
 mod fuzz;
 mod icount;
+mod in_place;
 #[path = "../../support/pypi.rs"]
 mod pypi;
 mod qemu;
@@ -75,7 +77,12 @@ enum Task {
     /// Cortex-M, fuzz briefly, run the QEMU end-to-end tests.
     Test,
     /// v1 -> v2 over the UART of an emulated Cortex-M4, with a summary.
-    Demo,
+    Demo {
+        /// A device with one image slot: v1 rewritten in place into v2,
+        /// and a bad v3 rolled back by the update file's reverse entry.
+        #[arg(long)]
+        in_place: bool,
+    },
     /// The demo's v1 on QEMU with its UART on a pseudo-terminal, for
     /// `genpat send --port` and other tools, until interrupted.
     Serve,
@@ -134,7 +141,8 @@ fn main() {
         Task::Test => test(),
         Task::Check => check(),
         Task::Bench { corpus, runs } => bench::bench(&corpus, runs as usize),
-        Task::Demo => demo::demo(),
+        Task::Demo { in_place: false } => demo::demo(),
+        Task::Demo { in_place: true } => in_place::demo(),
         Task::Serve => serve::serve(),
         Task::Icount { corpus } => icount::main(&corpus),
         Task::Size => bench::print_code().map(drop),
@@ -408,7 +416,14 @@ mod tests {
             parse(&["bench", "--runs", "0"]).err(),
             Some(ErrorKind::ValueValidation)
         );
-        assert!(matches!(parse(&["demo"]), Ok(Task::Demo)));
+        assert!(matches!(
+            parse(&["demo"]),
+            Ok(Task::Demo { in_place: false })
+        ));
+        assert!(matches!(
+            parse(&["demo", "--in-place"]),
+            Ok(Task::Demo { in_place: true })
+        ));
         assert!(matches!(
             parse(&["fuzz", "--time", "5", "apply_fixed"]),
             Ok(Task::Fuzz { time: 5, write_figures: false, ref targets }) if targets == &["apply_fixed"]

@@ -19,7 +19,8 @@ pub const FLASH_SIZE: usize = 0x54000;
 const LAYOUT: Layout = Layout::new(4096, 0, 0x20000, 0x20000, 0x40000, 0x2000);
 /// Where images run (the firmware's `APP_BASE`).
 const APP_BASE: u64 = 0x0010_0000;
-const SLOT_SIZE: u64 = 0x20000;
+/// Bytes of an image slot.
+pub const SLOT_SIZE: u64 = 0x20000;
 /// The firmware's Config::max_boot_attempts.
 const CONFIG: Config = Config {
     max_boot_attempts: 2,
@@ -183,6 +184,32 @@ pub fn build_signed(v: Version, key: &Path, out: &Path) -> Result<(PathBuf, Vec<
 
 fn build_with(v: Version, key: Option<&Path>, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     let key = key.map(|k| k.to_str().ok_or("key path")).transpose()?;
+    let mut env = version_env(v);
+    match key {
+        Some(k) => {
+            env.push(("DEMO_PUBKEY", k));
+            cargo_fw(&env, &["app"])?;
+        }
+        None => cargo_fw(&env, &["app", "boot"])?,
+    }
+    let tag = format!(
+        "{}{}",
+        version_tag(v),
+        if key.is_some() { "-signed" } else { "" }
+    );
+    copy_image("app", out, &tag)
+}
+
+/// Builds `v` of the in-place application (`inplace`, with its boot
+/// stage `inplace-boot`) and returns its ELF, copied to
+/// `out/ip-NAME.elf`, and its image, written to `out/ip-NAME.bin`.
+pub fn build_in_place(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    cargo_fw(&version_env(v), &["inplace", "inplace-boot"])?;
+    copy_image("inplace", out, &format!("ip-{}", version_tag(v)))
+}
+
+/// The build inputs that make `v`.
+fn version_env(v: Version) -> Vec<(&'static str, &'static str)> {
     let mut env = vec![("DEMO_VERSION", v.name)];
     if v.bad {
         env.push(("DEMO_BAD", "1"));
@@ -193,22 +220,24 @@ fn build_with(v: Version, key: Option<&Path>, out: &Path) -> Result<(PathBuf, Ve
     if let Some(f) = v.fault {
         env.push(("DEMO_FAULT", f));
     }
-    match key {
-        Some(k) => {
-            env.push(("DEMO_PUBKEY", k));
-            cargo_fw(&env, &["app"])?;
-        }
-        None => cargo_fw(&env, &["app", "boot"])?,
-    }
-    let tag = format!(
-        "{}{}{}{}",
+    env
+}
+
+/// The file name of `v`'s build: `v2`, `v1-blob`, `v1-panic`.
+fn version_tag(v: Version) -> String {
+    format!(
+        "{}{}{}",
         v.name,
         if v.blob { "-blob" } else { "" },
-        v.fault.map_or(String::new(), |f| format!("-{f}")),
-        if key.is_some() { "-signed" } else { "" }
-    );
+        v.fault.map_or(String::new(), |f| format!("-{f}"))
+    )
+}
+
+/// Copies the ELF of `bin` to `out/TAG.elf` and writes its image to
+/// `out/TAG.bin`; returns both.
+fn copy_image(bin: &str, out: &Path, tag: &str) -> Result<(PathBuf, Vec<u8>), String> {
     let elf_out = out.join(format!("{tag}.elf"));
-    std::fs::copy(elf("app"), &elf_out).map_err(|e| e.to_string())?;
+    std::fs::copy(elf(bin), &elf_out).map_err(|e| e.to_string())?;
     let image = image_of(&std::fs::read(&elf_out).map_err(|e| e.to_string())?)?;
     std::fs::write(out.join(format!("{tag}.bin")), &image).map_err(|e| e.to_string())?;
     Ok((elf_out, image))
@@ -227,6 +256,14 @@ pub fn build_bin(bin: &str, out: &Path) -> Result<PathBuf, String> {
 pub fn boot_elf(out: &Path) -> Result<PathBuf, String> {
     let p = out.join("boot.elf");
     std::fs::copy(elf("boot"), &p).map_err(|e| e.to_string())?;
+    Ok(p)
+}
+
+/// The in-place boot stage's ELF (built with the last in-place
+/// application build), copied to `out/inplace-boot.elf`.
+pub fn in_place_boot_elf(out: &Path) -> Result<PathBuf, String> {
+    let p = out.join("inplace-boot.elf");
+    std::fs::copy(elf("inplace-boot"), &p).map_err(|e| e.to_string())?;
     Ok(p)
 }
 
@@ -299,22 +336,54 @@ pub fn code_sizes(elf: &Path) -> Result<CodeSizes, String> {
     Ok(sizes)
 }
 
+/// The addresses of the symbols `names` in a firmware ELF.
+fn symbols<const N: usize>(elf: &Path, names: [&str; N]) -> Result<[u64; N], String> {
+    use object::{Object as _, ObjectSymbol as _};
+    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let f = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    let mut out = [0; N];
+    for (o, name) in out.iter_mut().zip(names) {
+        *o = f
+            .symbols()
+            .find(|s| s.name() == Ok(name))
+            .map(|s| s.address())
+            .ok_or_else(|| format!("{}: no symbol {name}", elf.display()))?;
+    }
+    Ok(out)
+}
+
 /// Bytes of stack a firmware ELF has: from the top of its RAM
 /// (`_stack_start`) down to the end of its statics (`_stack_end`, where
 /// cortex-m-rt places the heap start, and this firmware has no heap).
 pub fn stack_size(elf: &Path) -> Result<u64, String> {
-    use object::{Object as _, ObjectSymbol as _};
-    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
-    let f = object::File::parse(&*data).map_err(|e| e.to_string())?;
-    let addr = |name: &str| {
-        f.symbols()
-            .find(|s| s.name() == Ok(name))
-            .map(|s| s.address())
-            .ok_or_else(|| format!("{}: no symbol {name}", elf.display()))
-    };
-    let (top, end) = (addr("_stack_start")?, addr("_stack_end")?);
+    let [top, end] = symbols(elf, ["_stack_start", "_stack_end"])?;
     top.checked_sub(end)
         .ok_or_else(|| format!("{}: _stack_start below _stack_end", elf.display()))
+}
+
+/// Bytes of RAM a firmware ELF's statics take: from the start of its
+/// `.data` (`__sdata`, the start of RAM) to their end (`_stack_end`).
+pub fn statics_size(elf: &Path) -> Result<u64, String> {
+    let [start, end] = symbols(elf, ["__sdata", "_stack_end"])?;
+    end.checked_sub(start)
+        .ok_or_else(|| format!("{}: _stack_end below __sdata", elf.display()))
+}
+
+/// Bytes of code and read-only data a firmware ELF puts in flash: its
+/// allocated sections that are not written at run time.
+pub fn flash_size(elf: &Path) -> Result<u64, String> {
+    use object::{Object as _, ObjectSection as _, SectionFlags};
+    let data = std::fs::read(elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    let f = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    const ALLOC: u64 = 0x2;
+    const WRITE: u64 = 0x1;
+    Ok(f.sections()
+        .filter(|s| match s.flags() {
+            SectionFlags::Elf { sh_flags } => sh_flags & ALLOC != 0 && sh_flags & WRITE == 0,
+            _ => false,
+        })
+        .map(|s| s.size())
+        .sum())
 }
 
 /// A flash file with `image` in slot A, provisioned as the running,
@@ -328,6 +397,36 @@ pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
         let mut slots = Slots::new(a, b, s, CONFIG).map_err(|e| e.to_string())?;
         slots
             .provision(Slot::A, image.len() as u32)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(flash.into_inner().as_bytes().to_vec())
+}
+
+/// The in-place demo's flash (`firmware_demo::in_place`): one slot, the
+/// scratch area, the state area, staging.
+pub const IN_PLACE_FLASH_SIZE: usize = 0x36000;
+const IN_PLACE_SLOT: u32 = 0x20000;
+const IN_PLACE_SCRATCH: (u32, u32) = (0x20000, 0x2000);
+const IN_PLACE_STATE: (u32, u32) = (0x22000, 0x2000);
+/// The erase unit its entries are made for.
+pub const IN_PLACE_UNIT: u32 = 4096;
+
+/// An in-place flash file with `image` in its slot, provisioned as the
+/// confirmed image, and the rest erased.
+pub fn provisioned_in_place_flash(image: &[u8]) -> Result<Vec<u8>, String> {
+    use flashpatch::slots::InPlace;
+    use flashpatch::Partition;
+    let mut f = MockFlash::<1, 4, 4096>::new(IN_PLACE_FLASH_SIZE);
+    f.preload(0, image);
+    let flash = std::cell::RefCell::new(f);
+    {
+        let part = |at, len| Partition::new(&flash, at, len).ok_or("layout does not fit");
+        let slot = std::cell::RefCell::new(part(0, IN_PLACE_SLOT)?);
+        let scratch = std::cell::RefCell::new(part(IN_PLACE_SCRATCH.0, IN_PLACE_SCRATCH.1)?);
+        let state = part(IN_PLACE_STATE.0, IN_PLACE_STATE.1)?;
+        let mut dev = InPlace::new(&slot, &scratch, state, IN_PLACE_UNIT, CONFIG)
+            .map_err(|e| e.to_string())?;
+        dev.provision(image.len() as u32)
             .map_err(|e| e.to_string())?;
     }
     Ok(flash.into_inner().as_bytes().to_vec())

@@ -518,13 +518,34 @@ where
         if self.in_progress() {
             self.resume(patch, id, mem)?;
         }
-        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
-        let c = rec.components[0];
+        match self.count_boot()? {
+            Some(boot) => Ok(boot),
+            None => {
+                self.rewrite(patch, id, mem, true)?;
+                Ok(Boot {
+                    slot: Slot::A,
+                    trial: false,
+                    rolled_back: true,
+                })
+            }
+        }
+    }
+
+    /// Boot stage, no rewrite in progress: what to boot, once the slot's
+    /// image has verified (a trial boot counted), or `None` if the trial
+    /// has had its boots and is rolled back. Not inlined: the boot state
+    /// it copies is not on the stack under a rewrite.
+    #[inline(never)]
+    fn count_boot(&mut self) -> Res<Option<Boot>> {
+        let mut rec = self.store.boot().ok_or(Error::NoBootRecord)?;
+        let c = &rec.components[0];
         let good = c.images[0].counter >= c.floor && self.holds(&c.images[0])?;
-        let boot = |trial, rolled_back| Boot {
-            slot: Slot::A,
-            trial,
-            rolled_back,
+        let boot = |trial, rolled_back| {
+            Some(Boot {
+                slot: Slot::A,
+                trial,
+                rolled_back,
+            })
         };
         if !rec.trial {
             return match good {
@@ -537,16 +558,13 @@ where
             // its reverse patch either.
             return Err(Error::NoBootableImage);
         }
-        if rec.attempts < self.config.max_boot_attempts.max(1) {
-            self.store.write_boot(&BootState {
-                attempts: rec.attempts + 1,
-                gen: rec.gen.wrapping_add(1),
-                ..rec
-            })?;
-            return Ok(boot(true, false));
+        if rec.attempts >= self.config.max_boot_attempts.max(1) {
+            return Ok(None);
         }
-        self.rewrite(patch, id, mem, true)?;
-        Ok(boot(false, true))
+        rec.attempts += 1;
+        rec.gen = rec.gen.wrapping_add(1);
+        self.store.write_boot(&rec)?;
+        Ok(boot(true, false))
     }
 
     /// The slot as the applier's source and target while `run` goes on.
@@ -572,6 +590,7 @@ where
     }
 
     /// Continues the rewrite the newest checkpoint is of.
+    #[inline(never)]
     fn resume<P: ReadNorFlash>(
         &mut self,
         patch: &mut P,
@@ -702,14 +721,15 @@ where
     ) -> Res<bool> {
         let mut begun = !hold;
         let mut at = offset;
-        // 64 bytes of the file, read from the read unit `at` lies in.
-        const { assert!(P::READ_SIZE <= 64) };
-        let mut buf = [0u8; 128];
+        // Up to 64 bytes of the file, read whole read units from the one
+        // `at` lies in: the rest of a 64-byte window.
+        const { assert!(P::READ_SIZE <= 64 && 64 % P::READ_SIZE == 0) };
+        let mut buf = [0u8; 64];
         loop {
+            let skip = at as usize % P::READ_SIZE;
             // The last round feeds nothing: what the input ring holds
             // still decodes (all of it, after a resume at the end).
-            let n = id.size.saturating_sub(at).min(64);
-            let skip = at as usize % P::READ_SIZE;
+            let n = id.size.saturating_sub(at).min((64 - skip) as u32);
             if n > 0 {
                 let want = align_up((skip + n as usize) as u64, P::READ_SIZE) as usize;
                 patch
@@ -853,6 +873,7 @@ where
     }
 
     /// Whether the first `id.size` bytes of `patch` have CRC-32 `id.crc32`.
+    #[inline(never)]
     fn patch_whole<P: ReadNorFlash>(&mut self, patch: &mut P, id: PatchId) -> Res<bool> {
         if id.size == 0 || align_up(id.size as u64, P::READ_SIZE) > patch.capacity() as u64 {
             return Ok(false);
@@ -887,35 +908,31 @@ where
             .result_target()
             .ok_or(Error::Apply(crate::ApplyError::Failed))?;
         let counter = applier.result_counter().unwrap_or(0);
-        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
-        let mut c = rec.components[0];
-        let mut next = BootState {
-            trial: false,
-            attempts: 0,
-            rolled_back: rollback,
-            gen: rec.gen.wrapping_add(1),
-            ..rec
-        };
-        let trial = if rollback {
+        // Looked for before the next boot state is built: one of each on
+        // the stack at a time.
+        let reverse = !rollback && reverse_entry(patch, id, self.unit, &t)?;
+        let mut next = self.store.boot().ok_or(Error::NoBootRecord)?;
+        next.attempts = 0;
+        next.rolled_back = rollback;
+        next.gen = next.gen.wrapping_add(1);
+        let c = &mut next.components[0];
+        if rollback {
             // Back to the image the trial replaced, as it was recorded.
             c.images = [c.images[1], Image::NONE];
-            false
         } else {
             let new = Image {
                 size: t.size,
                 sha256: t.sha256,
                 counter,
             };
-            let reverse = reverse_entry(patch, id, self.unit, &t)?;
             c.images = [new, if reverse { c.images[0] } else { Image::NONE }];
             if !reverse {
                 c.floor = c.floor.max(counter);
             }
-            reverse
-        };
+        }
+        let trial = reverse;
         c.on_trial = trial;
         next.trial = trial;
-        next.components = [c];
         self.store.write_boot(&next)?;
         Ok(match outcome {
             Outcome::Applied => Rewrite::Applied { trial },

@@ -40,6 +40,15 @@ pub(crate) struct Store<S, const N: usize> {
     next: Option<(u8, u32)>,
 }
 
+/// What appending a record changes of a [`Store`]: its flash, the append
+/// position and the sequence number.
+struct Log<'a, S> {
+    flash: &'a mut S,
+    bank_size: u32,
+    next: &'a mut Option<(u8, u32)>,
+    seq: &'a mut u32,
+}
+
 /// The fields of a record header.
 struct Header {
     kind: u8,
@@ -103,26 +112,12 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             .map_err(FlashError::of(FlashRole::State))?;
         self.next = Some((fresh, start));
         if copy_boot {
-            if let Some((rec, _)) = self.current {
-                self.put_boot(start, &rec).await?;
-            }
+            self.copy_boot(start).await?;
         }
         match self.next {
             Some((_, next)) if next + len <= start + self.bank_size => Ok(next),
             _ => Err(Error::StateArea),
         }
-    }
-
-    fn header(&mut self, kind: u8, len: usize, gen: u32) -> [u8; HEADER_LEN] {
-        self.seq = self.seq.saturating_add(1);
-        let mut h = [0u8; HEADER_LEN];
-        h[..4].copy_from_slice(&RECORD_MAGIC);
-        h[4] = kind;
-        h[5] = RECORD_VERSION;
-        h[6..8].copy_from_slice(&(len as u16).to_le_bytes());
-        h[8..12].copy_from_slice(&self.seq.to_le_bytes());
-        h[12..16].copy_from_slice(&gen.to_le_bytes());
-        h
     }
 
     /// Appends a boot record (one write for up to two components). A
@@ -134,7 +129,42 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.put_boot(at, rec).await
     }
 
+    /// Writes a copy of the newest boot record at `at`, the start of a
+    /// fresh bank, from where it is kept (a copy on the stack would lie
+    /// under the record's write buffer).
+    #[inline(never)]
+    async fn copy_boot(&mut self, at: u32) -> Res<()> {
+        let Store {
+            flash,
+            bank_size,
+            current,
+            current_seq,
+            seq,
+            next,
+            ..
+        } = self;
+        let Some((rec, bank)) = current else {
+            return Ok(());
+        };
+        let len = aligned(boot_record_len(N), Self::ALIGN);
+        let mut body = Encoded {
+            state: &*rec,
+            buf: [0; PIECE],
+        };
+        let log = Log {
+            flash,
+            bank_size: *bank_size,
+            next,
+            seq,
+        };
+        Self::append(log, at, KIND_BOOT, len, rec.gen, &mut body).await?;
+        *bank = (at / *bank_size) as u8;
+        *current_seq = *seq;
+        Ok(())
+    }
+
     /// Writes a boot record at `at` (where [`Store::place`] found room).
+    #[inline(never)]
     async fn put_boot(&mut self, at: u32, rec: &BootState<N>) -> Res<()> {
         let len = aligned(boot_record_len(N), Self::ALIGN);
         let mut body = Encoded {
@@ -171,10 +201,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Writes a record of `kind` and `len` bytes at `at`, its body the
     /// fields of `body`, padded with 0xFF up to the CRC (any
     /// value does: the CRC covers it, and it is written into erased flash,
-    /// so it programs on flash erased to 0x00 as well). Not
-    /// inlined: its write buffer is on the stack only while it runs, not
-    /// under the copy of the boot record a fresh bank starts with.
-    #[inline(never)]
+    /// so it programs on flash erased to 0x00 as well).
     async fn write_record(
         &mut self,
         at: u32,
@@ -183,11 +210,38 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         gen: u32,
         body: &mut dyn Fields,
     ) -> Res<()> {
-        let h = self.header(kind, len, gen);
-        let bank = (at / self.bank_size) as u8;
-        self.next = None;
-        let mut w = RecordWriter {
+        let log = Log {
             flash: &mut self.flash,
+            bank_size: self.bank_size,
+            next: &mut self.next,
+            seq: &mut self.seq,
+        };
+        Self::append(log, at, kind, len, gen, body).await
+    }
+
+    /// [`Store::write_record`] over the parts of the store it changes. Not
+    /// inlined: its write buffer is on the stack only while it runs.
+    #[inline(never)]
+    async fn append(
+        log: Log<'_, S>,
+        at: u32,
+        kind: u8,
+        len: usize,
+        gen: u32,
+        body: &mut dyn Fields,
+    ) -> Res<()> {
+        *log.seq = log.seq.saturating_add(1);
+        let mut h = [0u8; HEADER_LEN];
+        h[..4].copy_from_slice(&RECORD_MAGIC);
+        h[4] = kind;
+        h[5] = RECORD_VERSION;
+        h[6..8].copy_from_slice(&(len as u16).to_le_bytes());
+        h[8..12].copy_from_slice(&log.seq.to_le_bytes());
+        h[12..16].copy_from_slice(&gen.to_le_bytes());
+        let bank = (at / log.bank_size) as u8;
+        *log.next = None;
+        let mut w = RecordWriter {
+            flash: log.flash,
             at,
             end: at + len as u32 - 4,
             align: Self::ALIGN,
@@ -203,7 +257,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             i += 1;
         }
         w.finish().await?;
-        self.next = Some((bank, at + len as u32));
+        *log.next = Some((bank, at + len as u32));
         Ok(())
     }
 
@@ -242,6 +296,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.checkpoint = None;
     }
 
+    #[inline(never)]
     async fn scan(&mut self) -> Res<()> {
         let mut best_ck: Option<(CheckpointAt, u8, u32)> = None;
         for bank in 0..2u8 {

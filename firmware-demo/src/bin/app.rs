@@ -16,12 +16,12 @@
 
 use cortex_m_rt::entry;
 use firmware_demo::uart::Uart;
-use firmware_demo::{log, semihost, Part, CONFIG, LAYOUT, STAGE};
+use firmware_demo::{log, self_test, semihost, send, stack, Part, CONFIG, LAYOUT, STAGE, VERSION};
 #[cfg(not(feature = "signed"))]
 use flashpatch::proto::device::install;
 #[cfg(feature = "signed")]
 use flashpatch::proto::device::install_signed;
-use flashpatch::proto::frame::{self, FrameDecoder, MAX_DEVICE_FRAME};
+use flashpatch::proto::frame::{self, FrameDecoder};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Stage, Staging};
 use flashpatch::slots::{Slot, Slots};
 use flashpatch::{ApplierState, Partition};
@@ -35,11 +35,6 @@ firmware_demo::handlers!();
 /// of it is ever on the stack. Only `main` takes it, once.
 static mut APPLIER: ApplierState = ApplierState::new();
 
-/// The version text of this build.
-const VERSION: &str = match option_env!("DEMO_VERSION") {
-    Some(v) => v,
-    None => "v1",
-};
 /// The Ed25519 public key updates must be signed with (feature `signed`):
 /// the key file `DEMO_PUBKEY` names, as `build.rs` hands it over.
 #[cfg(feature = "signed")]
@@ -71,77 +66,7 @@ const fn hex32(text: &str) -> [u8; 32] {
 /// other image's is read from its slot for SMP's image state read.
 #[used]
 #[link_section = ".fpversion"]
-static VERSION_TAG: [u8; firmware_demo::VERSION_TAG_LEN] = version_tag();
-
-const fn version_tag() -> [u8; firmware_demo::VERSION_TAG_LEN] {
-    let mut t = [0u8; firmware_demo::VERSION_TAG_LEN];
-    let v = VERSION.as_bytes();
-    assert!(
-        v.len() <= t.len() - 5,
-        "DEMO_VERSION is too long for the tag"
-    );
-    let mut i = 0;
-    while i < 4 {
-        t[i] = firmware_demo::VERSION_MAGIC[i];
-        i += 1;
-    }
-    t[4] = v.len() as u8;
-    let mut j = 0;
-    while j < v.len() {
-        t[5 + j] = v[j];
-        j += 1;
-    }
-    t
-}
-
-/// Whether this build's self-test fails.
-const BAD: bool = option_env!("DEMO_BAD").is_some();
-
-/// Data that differs per version (`DEMO_BLOB` set: 16 KiB), standing in
-/// for a larger change, so that a transfer lasts long enough to be cut.
-const BLOB_LEN: usize = if option_env!("DEMO_BLOB").is_some() {
-    16384
-} else {
-    0
-};
-static BLOB: [u8; BLOB_LEN] = blob();
-
-// With no blob the loop below does nothing, which clippy sees.
-#[allow(clippy::absurd_extreme_comparisons)]
-const fn blob() -> [u8; BLOB_LEN] {
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-    let v = VERSION.as_bytes();
-    let mut i = 0;
-    while i < v.len() {
-        seed = (seed ^ v[i] as u64).wrapping_mul(0x100_0000_01B3);
-        i += 1;
-    }
-    let mut out = [0u8; BLOB_LEN];
-    let mut j = 0;
-    while j < BLOB_LEN {
-        seed ^= seed >> 12;
-        seed ^= seed << 25;
-        seed ^= seed >> 27;
-        out[j] = (seed.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8;
-        j += 1;
-    }
-    out
-}
-
-fn self_test() -> bool {
-    let sum = BLOB
-        .iter()
-        .fold(0u32, |a, &b| a.wrapping_mul(31).wrapping_add(b as u32));
-    log!("app: self-test (data checksum {sum:08x})");
-    !core::hint::black_box(BAD)
-}
-
-fn send(uart: &mut Uart, m: &DeviceMsg<'_>) {
-    let mut out = [0u8; MAX_DEVICE_FRAME];
-    if let Ok(n) = frame::encode(m, &mut out) {
-        uart.write(&out[..n]);
-    }
-}
+static VERSION_TAG: [u8; firmware_demo::VERSION_TAG_LEN] = firmware_demo::version_tag();
 
 /// The index of `slot` in the boot record's images.
 fn slot_index(slot: Slot) -> usize {
@@ -246,9 +171,6 @@ fn smp_request(
                 send_smp(uart, &smp.out[..len]);
                 if action == flashpatch_smp::Action::Reset {
                     log!("app: smp: reset");
-                    for _ in 0..20_000 {
-                        cortex_m::asm::nop();
-                    }
                     firmware_demo::reset();
                 }
                 return;
@@ -568,12 +490,12 @@ fn main() -> ! {
     loop {
         let Some(byte) = uart.read() else { continue };
         if smp.dec.feed(byte) == SmpEvent::Frame {
-            let painted = paint_stack();
+            let painted = stack::paint();
             smp_request(&mut uart, &mut slots, applier, smp, &flash, running);
             log!(
                 "app: smp measured: server_ram={} stack_high_water={}",
                 core::mem::size_of::<SmpRam>(),
-                stack_used(painted)
+                stack::used_below(painted)
             );
             continue;
         }
@@ -610,7 +532,7 @@ fn main() -> ! {
                 if complete {
                     // The stack pointer here: update() and all it calls
                     // use the stack below it.
-                    let painted = paint_stack();
+                    let painted = stack::paint();
                     update(&mut uart, &mut slots, applier, &mut staging, painted);
                 }
             }
@@ -664,7 +586,7 @@ fn update(
         )
     };
     let ticks = firmware_demo::ticks() - t0;
-    let stack = stack_used(painted);
+    let stack = stack::used_below(painted);
     log!("app: result: {}", r.verdict.message());
     log!(
         "app: measured: applier_state={} stack_high_water={} ticks={}",
@@ -674,46 +596,6 @@ fn update(
     );
     if r.restart {
         log!("app: restarting into the new image");
-        // Let the last frame leave the UART.
-        for _ in 0..20_000 {
-            cortex_m::asm::nop();
-        }
         firmware_demo::reset();
-    }
-}
-
-const PAINT: u32 = 0xC5C5_C5C5;
-
-extern "C" {
-    static mut __sheap: u32;
-}
-
-/// Fills the free stack below the caller's frame with a pattern; returns
-/// the caller's stack pointer. Inlined, so that it runs in the caller's
-/// frame and what the caller calls next starts right below `sp`.
-#[inline(always)]
-fn paint_stack() -> u32 {
-    let sp = cortex_m::register::msp::read();
-    // SAFETY: [__sheap, sp - 16) is free stack: nothing lives there now
-    // (an interrupt may push onto it, which then counts as used).
-    unsafe {
-        let mut p = core::ptr::addr_of_mut!(__sheap);
-        while (p as u32) < sp - 16 {
-            p.write_volatile(PAINT);
-            p = p.add(1);
-        }
-    }
-    sp
-}
-
-/// Bytes of stack used below `from` since [`paint_stack`].
-fn stack_used(from: u32) -> u32 {
-    // SAFETY: reads the painted region back.
-    unsafe {
-        let mut p = core::ptr::addr_of_mut!(__sheap) as *const u32;
-        while (p as u32) < from && p.read_volatile() == PAINT {
-            p = p.add(1);
-        }
-        from - p as u32
     }
 }
