@@ -3,6 +3,12 @@
 //! cut. NOR rules hold: erase sets whole 4 KiB units to 0xFF, a write can
 //! only clear bits (what it would set stays as it was and the write
 //! fails), writes are 4-byte aligned.
+//!
+//! For the QEMU power-cut tests, a binary that calls [`arm_cut`] ends
+//! QEMU just before the flash step the host names: the file then holds
+//! what a power cut at that instant leaves (see [`arm_cut`]).
+
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
@@ -31,6 +37,54 @@ impl NorFlashError for FlashError {
             _ => NorFlashErrorKind::Other,
         }
     }
+}
+
+/// The host file that asks for a power cut: one line `NAME N`.
+pub const CUT_FILE: &str = "cut";
+
+/// The step to cut power before (0: none), and the steps taken so far.
+static CUT_AT: AtomicU32 = AtomicU32::new(0);
+static STEPS: AtomicU32 = AtomicU32::new(0);
+
+/// Arms a power cut if the host file [`CUT_FILE`] says `name N`: this
+/// binary then ends QEMU (exit code [`semihost::exit::POWER_CUT`]) just
+/// before its `N`-th flash step, counted from 1 since it started. A step
+/// programs or erases 64 bytes (a write or an erase is one step per 64
+/// bytes), so a cut may leave a write or an erase part done, as a power
+/// cut in the middle of one would; nothing after the cut is written.
+/// Without the file, or with another name in it, nothing happens.
+pub fn arm_cut(name: &str) {
+    let Some(h) = semihost::open(CUT_FILE, 1) else {
+        return;
+    };
+    let mut buf = [0u8; 32];
+    let n = semihost::flen(h).unwrap_or(0).min(buf.len() as u32) as usize;
+    if n == 0 || !semihost::read(h, &mut buf[..n]) {
+        return;
+    }
+    let text = core::str::from_utf8(&buf[..n]).unwrap_or("");
+    let mut words = text.split_whitespace();
+    if words.next() == Some(name) {
+        if let Some(at) = words.next().and_then(|w| w.parse().ok()) {
+            crate::log!("flash: a power cut is armed before flash step {at}");
+            CUT_AT.store(at, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Flash steps (64 bytes programmed or erased) taken since start-up.
+pub fn steps() -> u32 {
+    STEPS.load(Ordering::Relaxed)
+}
+
+/// Counts one step; ends QEMU instead if it is the armed cut's.
+fn step() {
+    let n = STEPS.load(Ordering::Relaxed) + 1;
+    if n == CUT_AT.load(Ordering::Relaxed) {
+        crate::log!("flash: power cut before flash step {n}");
+        semihost::exit(semihost::exit::POWER_CUT)
+    }
+    STEPS.store(n, Ordering::Relaxed);
 }
 
 /// The flash file, `size` bytes.
@@ -102,6 +156,7 @@ impl NorFlash for FileFlash {
         let ff = [0xFFu8; 64];
         let mut at = from;
         while at < to {
+            step();
             self.raw_write(at, &ff)?;
             at += ff.len() as u32;
         }
@@ -125,6 +180,7 @@ impl NorFlash for FileFlash {
                 sets |= nw & !ow != 0;
                 *o = (ow & nw).to_ne_bytes();
             }
+            step();
             self.raw_write(at, old.as_flattened())?;
             if sets {
                 return Err(FlashError::SetsBits);

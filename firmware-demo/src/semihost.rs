@@ -12,6 +12,8 @@ pub mod exit {
     pub const FLASH: u32 = 4;
     /// The work measured by `applybench` failed.
     pub const FAILED: u32 = 5;
+    /// A power cut the host asked for (`crate::flash::arm_cut`).
+    pub const POWER_CUT: u32 = 6;
     /// A panic.
     pub const PANIC: u32 = 101;
     /// A HardFault.

@@ -594,7 +594,7 @@ pub fn run_all() -> Result<(u64, u64), String> {
                 "qemu e2e: in place: v1 -> v2 confirmed, bad v3 rolled back after {} failed boots (applier RAM {} B, boot stage RAM {} B) ... ok",
                 f.v3_fails,
                 f.app.0 + f.app.1 + f.app.2,
-                f.boot.0 + f.boot.1
+                f.boot_ram()
             );
         }
         Err(e) => {

@@ -37,7 +37,37 @@ pub struct Figures {
     pub boot_code: (u64, u64),
     /// How often v3 failed its self-test before the rollback.
     pub v3_fails: usize,
+    /// The power cuts during v1 -> v2.
+    pub cuts: Cuts,
 }
+
+impl Figures {
+    /// The boot stage's stack high-water: the deeper of the rollback's and
+    /// of finishing a cut rewrite.
+    pub fn boot_stack(&self) -> u64 {
+        self.boot.1.max(self.cuts.boot_stack)
+    }
+
+    /// The boot stage's RAM: its statics and [`Figures::boot_stack`].
+    pub fn boot_ram(&self) -> u64 {
+        self.boot.0 + self.boot_stack()
+    }
+}
+
+/// What the power cuts during v1 -> v2 showed.
+pub struct Cuts {
+    /// Cuts made (each recovered, or the run failed).
+    pub runs: usize,
+    /// Of them, those after the commit point: the boot stage finished the
+    /// rewrite.
+    pub finished: usize,
+    /// The boot stage's stack high-water while it finished a cut rewrite
+    /// (the deepest of those runs).
+    pub boot_stack: u64,
+}
+
+/// Power cuts made during v1 -> v2, spread evenly over its flash steps.
+pub const CUTS: u32 = 12;
 
 /// Kib of `bytes`.
 fn kib(bytes: usize) -> usize {
@@ -191,6 +221,13 @@ pub fn run(name: &str, echo: bool) -> Result<Figures, String> {
     }
 
     let n = |line: &str, key| number_after(line, key).ok_or(format!("no {key} in {line:?}"));
+    let steps = n(&measured, "flash_steps=")?;
+    if echo {
+        println!(
+            "demo: {CUTS} power cuts during v1 -> v2 ({steps} flash steps of 64 bytes), each followed by a restart:"
+        );
+    }
+    let cuts = power_cuts(&dir, &boot, &v1, &v2, &v1_v2, steps as u32, echo)?;
     let rolled = rolled.unwrap_or_default();
     let code = qemu::code_sizes(&boot)?;
     Ok(Figures {
@@ -206,7 +243,136 @@ pub fn run(name: &str, echo: bool) -> Result<Figures, String> {
         boot: (qemu::statics_size(&boot)?, n(&rolled, "stack_high_water=")?),
         boot_code: (qemu::flash_size(&boot)?, code.update),
         v3_fails,
+        cuts,
     })
+}
+
+/// Cuts the power [`CUTS`] times during v1 -> v2: once early in the
+/// transfer, then at flash steps spread evenly over the `steps` the
+/// update takes (staging the file, the rewrite, the boot record): the device ends QEMU just before that step
+/// (`firmware-demo`'s `flash::arm_cut`). After each cut QEMU starts again
+/// on the same flash: before the commit point v1 boots and takes the
+/// file again (the transfer resumes); after it the boot stage finishes
+/// the rewrite and v2 boots. Each run must end with v2 confirmed and the
+/// slot exactly v2.
+#[allow(clippy::too_many_arguments)]
+fn power_cuts(
+    dir: &Path,
+    boot: &Path,
+    v1: &[u8],
+    v2: &[u8],
+    file: &[u8],
+    steps: u32,
+    echo: bool,
+) -> Result<Cuts, String> {
+    let mut cuts = Cuts {
+        runs: 0,
+        finished: 0,
+        boot_stack: 0,
+    };
+    let opts = RunOptions {
+        icount: false,
+        echo: false,
+    };
+    let cut_file = dir.join("cut");
+    for k in 1..=CUTS {
+        // The first in the transfer (step 8 of staging the file), the
+        // others spread over the rest: most of an update's flash steps
+        // are the rewrite's.
+        let at = match k {
+            1 => 8,
+            _ => (steps as u64 * (k - 1) as u64 / CUTS as u64).max(9),
+        };
+        let fail = |what: String, q: &Qemu| {
+            format!(
+                "cut before flash step {at}: {what}; device console: {:#?}",
+                q.log
+            )
+        };
+        std::fs::write(dir.join("flash.bin"), qemu::provisioned_in_place_flash(v1)?)
+            .map_err(|e| e.to_string())?;
+        std::fs::write(&cut_file, format!("inplace {at}\n")).map_err(|e| e.to_string())?;
+        let (mut q, uart) = Qemu::start(dir, boot, &opts)?;
+        if q.wait_for("waiting for an update", SECS(30)).is_none() {
+            return Err(fail("v1 did not start".into(), &q));
+        }
+        let mut s = uart.try_clone().map_err(|e| e.to_string())?;
+        let f = file.to_vec();
+        let sender = std::thread::spawn(move || send_file(&mut s, &f));
+        let code = q.wait_exit(SECS(60));
+        let _ = uart.shutdown(std::net::Shutdown::Both);
+        let _ = sender.join();
+        std::fs::remove_file(&cut_file).map_err(|e| e.to_string())?;
+        if code != Some(qemu::EXIT_POWER_CUT) {
+            return Err(fail(format!("QEMU ended with {code:?}, not the cut"), &q));
+        }
+        drop(q);
+        // Power is back.
+        let (mut q, mut uart) = Qemu::start(dir, boot, &opts)?;
+        if q.wait_for("waiting for an update", SECS(60)).is_none() {
+            return Err(fail("nothing booted after the cut".into(), &q));
+        }
+        let finished = q
+            .log
+            .iter()
+            .find(|l| l.contains("boot: measured:") && l.contains("(finished a cut rewrite)"))
+            .cloned();
+        let d = send::hello(&mut uart, &OPTS).map_err(|e| fail(e.to_string(), &q))?;
+        let what = match (d.version.as_str(), &finished) {
+            ("v1", None) => {
+                let r = send_file(&mut uart, file).map_err(|e| fail(e, &q))?;
+                let after = r.after.as_ref().map(|a| a.version.as_str());
+                if r.text != "OK" || after != Some("v2") {
+                    return Err(fail(format!("v1 -> v2 again: {} / {after:?}", r.text), &q));
+                }
+                if q.wait_for("v2 confirmed", SECS(30)).is_none() {
+                    return Err(fail("v2 did not confirm itself".into(), &q));
+                }
+                format!(
+                    "v1 booted (before the commit point), took the file again from byte {}",
+                    r.resumed_from
+                )
+            }
+            ("v2", Some(line)) => {
+                let stack = number_after(line, "stack_high_water=")
+                    .ok_or_else(|| fail(format!("no stack figure in {line:?}"), &q))?;
+                cuts.finished += 1;
+                cuts.boot_stack = cuts.boot_stack.max(stack);
+                format!(
+                    "the boot stage finished the rewrite (stack high-water {stack} B), v2 booted"
+                )
+            }
+            (v, _) => {
+                return Err(fail(
+                    format!(
+                        "booted {v}, finished by the boot stage: {}",
+                        finished.is_some()
+                    ),
+                    &q,
+                ))
+            }
+        };
+        let d = send::hello(&mut uart, &OPTS).map_err(|e| fail(e.to_string(), &q))?;
+        if d.version != "v2" || d.trial {
+            return Err(fail(
+                format!(
+                    "ended in {} (trial {}), not v2 confirmed",
+                    d.version, d.trial
+                ),
+                &q,
+            ));
+        }
+        q.kill();
+        let flash = std::fs::read(dir.join("flash.bin")).map_err(|e| e.to_string())?;
+        if flash[..v2.len()] != v2[..] {
+            return Err(fail("the slot does not hold v2".into(), &q));
+        }
+        cuts.runs += 1;
+        if echo {
+            println!("demo: power cut {k:2} before flash step {at}: {what}; v2 confirmed, the slot is v2 byte for byte");
+        }
+    }
+    Ok(cuts)
 }
 
 /// `cargo xtask demo --in-place`.
@@ -218,8 +384,9 @@ pub fn demo() -> Result<(), String> {
         "demo summary (in place): image {} B vs update file {} B ({:.1} %, update and reverse entry; A/B patch {} B); \
 flash {} KiB (one slot, 2 scratch units, state, staging) vs {} KiB for A/B; \
 applier RAM {} B ({} B applier state, a static, + {} B device + {} B stack high-water of the rewrite); {} instructions per output byte; \
-boot stage RAM {} B ({} B statics + {} B stack high-water, rolling back); boot stage code {} B ({} B update path); \
-bad v3 rolled back by the reverse entry after {} failed boots",
+boot stage RAM {} B ({} B statics + {} B stack high-water, the deeper of rolling back, {} B, and finishing a cut rewrite, {} B); \
+boot stage code {} B ({} B update path); bad v3 rolled back by the reverse entry after {} failed boots; \
+{} power cuts during v1 -> v2 ({} after the commit point, finished by the boot stage), each ended in v2",
         f.image,
         f.file,
         f.file as f64 * 100.0 / f.image as f64,
@@ -231,12 +398,16 @@ bad v3 rolled back by the reverse entry after {} failed boots",
         device,
         stack,
         f.ipb,
-        f.boot.0 + f.boot.1,
+        f.boot_ram(),
         f.boot.0,
+        f.boot_stack(),
         f.boot.1,
+        f.cuts.boot_stack,
         f.boot_code.0,
         f.boot_code.1,
-        f.v3_fails
+        f.v3_fails,
+        f.cuts.runs,
+        f.cuts.finished
     );
     Ok(())
 }

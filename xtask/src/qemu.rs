@@ -29,6 +29,9 @@ const CONFIG: Config = Config {
 
 /// QEMU's exit codes from the firmware (`firmware_demo::semihost::exit`).
 pub const EXIT_NO_IMAGE: i32 = 3;
+/// QEMU's exit code when the firmware cut its own power where the host
+/// asked (`firmware-demo`'s `flash::arm_cut`).
+pub const EXIT_POWER_CUT: i32 = 6;
 /// A panic.
 pub const EXIT_PANIC: i32 = 101;
 /// A HardFault.

@@ -322,6 +322,14 @@ impl<const W: usize, const R: usize> Default for ApplierState<W, R> {
 }
 
 impl<const W: usize, const R: usize> ApplierState<W, R> {
+    /// The target and security counter of the entry the last run's
+    /// outcome refers to, once it has one (what
+    /// [`crate::Applier::result_target`] and
+    /// [`crate::Applier::result_counter`] say), read where they are kept.
+    pub(crate) fn outcome_target(&self) -> Option<(&TargetId, u32)> {
+        self.outcome.get().map(|_| (&self.result, self.counter))
+    }
+
     /// A state ready for [`crate::Applier::new`].
     pub const fn new() -> Self {
         ApplierState {

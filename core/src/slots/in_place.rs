@@ -38,7 +38,7 @@ use super::{sha256_of, Applier, NorFlash, ReadNorFlash};
 use crate::apply::io::align_up;
 use crate::crc32::Crc32;
 use crate::error::{ApplyError, FlashError, FlashRole, SlotError as Error};
-use crate::format::{EntryHeader, InPlaceEntry, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
+use crate::format::{EntryHeader, InPlaceEntry, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
 use crate::slots::record::HEADER_LEN;
 use crate::slots::{
     align_for, aligned, boot_record_len, Boot, BootRecord, BootState, Component, Config, Image,
@@ -309,6 +309,41 @@ impl Fields for Checkpoint<'_> {
     }
 }
 
+/// An in-place checkpoint's fields besides the applier's state.
+struct Loaded {
+    fresh: bool,
+    patch: PatchId,
+    entry: InPlaceEntry,
+    target_len: u32,
+    unit_crc: u32,
+}
+
+/// A rewrite that has applied its entry and verified the image; the
+/// target and counter [`InPlace::record`] writes into the boot record
+/// are in the applier's state (two bytes here, not a copy of them in
+/// each frame the result passes through).
+#[derive(Clone, Copy)]
+struct Applied {
+    /// The entry was a reverse one.
+    rollback: bool,
+    /// The slot held the target already (the outcome
+    /// [`Outcome::AlreadyInstalled`]).
+    already: bool,
+}
+
+/// Ends a rewrite whose body was begun: the read-back check of the image.
+fn verified<S, T>(applier: &mut Applier<'_, S, T>, rollback: bool) -> Res<Applied>
+where
+    S: ReadNorFlash,
+    T: NorFlash,
+{
+    let outcome = applier.finish()?;
+    Ok(Applied {
+        rollback,
+        already: matches!(outcome, Outcome::AlreadyInstalled(_)),
+    })
+}
+
 /// What the boot state says of an in-place device, and how to change it:
 /// the image slot, the scratch area (at least two erase units of the
 /// rewrite), the state area, and the erase unit the entries are made for
@@ -357,7 +392,10 @@ where
     /// least two erase units of `unit` bytes, `state` the boot records and
     /// checkpoints. `unit` must be a multiple of 64 and of the slot's and
     /// the scratch area's erase sizes ([`Error::InPlaceEntry`] otherwise),
-    /// and the scratch area must hold two of them.
+    /// and the scratch area must hold two of them. Not inlined: the state
+    /// area's scan and the store it builds are on the stack only while it
+    /// runs, not under the caller's frame.
+    #[inline(never)]
     pub fn new(
         slot: &'f RefCell<F>,
         scratch: &'f RefCell<X>,
@@ -480,7 +518,10 @@ where
         if rec.trial || self.in_progress() {
             return Err(Error::SlotState);
         }
-        self.rewrite(patch, id, mem, false)
+        match self.rewrite(patch, id, mem, false)? {
+            Some(done) => self.record(done, mem, patch, id),
+            None => Ok(Rewrite::AlreadyInstalled),
+        }
     }
 
     /// Application: the trial image works; it is confirmed and the floor
@@ -515,13 +556,21 @@ where
         id: PatchId,
         mem: &mut ApplierState,
     ) -> Res<Boot> {
+        // Each rewrite in a frame of its own, and its boot record written
+        // once that frame (the applier, its views, the decoder's chain)
+        // is gone: what the boot stage needs at once is the deepest of
+        // them, not their sum.
         if self.in_progress() {
-            self.resume(patch, id, mem)?;
+            if let Some(done) = self.resume(patch, id, mem)? {
+                self.record(done, mem, patch, id)?;
+            }
         }
         match self.count_boot()? {
             Some(boot) => Ok(boot),
             None => {
-                self.rewrite(patch, id, mem, true)?;
+                if let Some(done) = self.rewrite(patch, id, mem, true)? {
+                    self.record(done, mem, patch, id)?;
+                }
                 Ok(Boot {
                     slot: Slot::A,
                     trial: false,
@@ -589,25 +638,70 @@ where
         (source, target)
     }
 
-    /// Continues the rewrite the newest checkpoint is of.
+    /// Continues the rewrite the newest checkpoint is of; what it
+    /// applied, for [`InPlace::record`] (`None`: the checkpoint is not an
+    /// in-place one, nothing this device began).
     #[inline(never)]
     fn resume<P: ReadNorFlash>(
         &mut self,
         patch: &mut P,
         id: PatchId,
         mem: &mut ApplierState,
-    ) -> Res<()> {
+    ) -> Res<Option<Applied>> {
         let len = in_place_checkpoint_len(align_for(S::WRITE_SIZE, S::READ_SIZE));
         if self.store.checkpoint.map(|(c, _)| c.len as usize) != Some(len) {
             // Not an in-place checkpoint: nothing this device began.
             self.store.drop_checkpoint();
-            return Ok(());
+            return Ok(None);
         }
         let run = Cell::new(Run::new(self.unit));
         let target_len = Cell::new(0);
         let (src, tgt) = self.views(&run, &target_len);
         let mut applier: Applier<'_, _, _> = Applier::new(src, tgt, mem);
         applier.set_checkpoints(self.unit);
+        let ck = self.load_checkpoint(&mut applier)?;
+        if ck.patch != id || !self.patch_whole(patch, id)? {
+            return Err(Error::StagedPatch);
+        }
+        let (i, offset) = if ck.fresh {
+            applier.restart();
+            applier.set_in_place(ck.entry);
+            applier.hold_before_body();
+            (0, 0)
+        } else {
+            if !applier.resumed() {
+                return Err(Error::StagedPatch);
+            }
+            applier.set_in_place(ck.entry);
+            (applier.progress().written / self.unit, applier.consumed())
+        };
+        target_len.set(ck.target_len);
+        run.set(Run {
+            units: ck.target_len / self.unit,
+            back: ck.entry.back_to_front,
+            ..run.get()
+        });
+        // The scratch copy of the unit in progress, if it was cut.
+        let v = run.get().address_unit(i);
+        if self.scratch_crc(i)? != ck.unit_crc {
+            self.copy_to_scratch(v, i)?;
+        }
+        run.set(Run {
+            at: Some(i),
+            ..run.get()
+        });
+        self.drive(&mut applier, &run, &target_len, patch, id, offset, ck.fresh)?;
+        verified(&mut applier, ck.entry.rollback).map(Some)
+    }
+
+    /// Loads the newest checkpoint into `applier` (its state) and returns
+    /// the rest of it. Not inlined: the record's reader is on the stack
+    /// only while it runs, not under the rewrite.
+    #[inline(never)]
+    fn load_checkpoint<'v>(
+        &mut self,
+        applier: &mut Applier<'_, SourceView<'v, F, X>, TargetView<'v, F>>,
+    ) -> Res<Loaded> {
         let mut body = Checkpoint {
             component: 0,
             patch: PatchId::UNKNOWN,
@@ -618,63 +712,37 @@ where
             state: applier.loading(),
         };
         let Some(mut reader) = self.store.checkpoint_reader() else {
-            return Ok(());
+            return Err(Error::StagedPatch);
         };
         let read = reader.read_fields(&mut body);
         if let Some(e) = reader.err {
             return Err(FlashError::new(FlashRole::State, e).into());
         }
-        let (fresh, patch_id, unit_crc, tl) =
-            (body.fresh, body.patch, body.unit_crc, body.target_len);
         let entry = InPlaceEntry::from_bytes(&body.entry);
-        let Some(entry) = entry.filter(|e| read && e.unit == self.unit) else {
-            return Err(Error::StagedPatch);
-        };
-        if patch_id != id || !self.patch_whole(patch, id)? {
-            return Err(Error::StagedPatch);
+        match entry.filter(|e| read && e.unit == self.unit) {
+            Some(entry) => Ok(Loaded {
+                fresh: body.fresh,
+                patch: body.patch,
+                entry,
+                target_len: body.target_len,
+                unit_crc: body.unit_crc,
+            }),
+            None => Err(Error::StagedPatch),
         }
-        let (i, offset) = if fresh {
-            applier.restart();
-            applier.set_in_place(entry);
-            applier.hold_before_body();
-            (0, 0)
-        } else {
-            if !applier.resumed() {
-                return Err(Error::StagedPatch);
-            }
-            applier.set_in_place(entry);
-            (applier.progress().written / self.unit, applier.consumed())
-        };
-        target_len.set(tl);
-        run.set(Run {
-            units: tl / self.unit,
-            back: entry.back_to_front,
-            ..run.get()
-        });
-        // The scratch copy of the unit in progress, if it was cut.
-        let v = run.get().address_unit(i);
-        if self.scratch_crc(i)? != unit_crc {
-            self.copy_to_scratch(v, i)?;
-        }
-        run.set(Run {
-            at: Some(i),
-            ..run.get()
-        });
-        let hold = fresh;
-        self.drive(&mut applier, &run, &target_len, patch, id, offset, hold)?;
-        self.finished(&mut applier, entry.rollback, patch, id)?;
-        Ok(())
     }
 
     /// Begins a rewrite with the staged patch: the update (`rollback`
-    /// false) or the rollback of a trial.
+    /// false) or the rollback of a trial. What it applied, for
+    /// [`InPlace::record`]; `None` if the slot held the target already
+    /// (nothing written). Not inlined: see [`InPlace::boot`].
+    #[inline(never)]
     fn rewrite<P: ReadNorFlash>(
         &mut self,
         patch: &mut P,
         id: PatchId,
         mem: &mut ApplierState,
         rollback: bool,
-    ) -> Res<Rewrite> {
+    ) -> Res<Option<Applied>> {
         if !self.patch_whole(patch, id)? {
             return Err(Error::StagedPatch);
         }
@@ -698,16 +766,18 @@ where
         if !applied {
             return match applier.finish()? {
                 Outcome::Applied => Err(Error::Apply(ApplyError::Failed)),
-                Outcome::AlreadyInstalled(_) => Ok(Rewrite::AlreadyInstalled),
+                Outcome::AlreadyInstalled(_) => Ok(None),
             };
         }
-        self.finished(&mut applier, rollback, patch, id)
+        verified(&mut applier, rollback).map(Some)
     }
 
     /// Feeds the staged patch from `offset` to its end, taking each stop
     /// of the applier: before the body (`hold`: the first checkpoint,
     /// the commit point) and at each output unit. `true` if the body was
-    /// begun.
+    /// begun. Each stop is taken here, not under the frame that feeds
+    /// ([`feed_to_stop`]): the checkpoint's and the scratch copy's chain
+    /// and the decoder's are on the stack one after the other.
     #[allow(clippy::too_many_arguments)]
     fn drive<'v, P: ReadNorFlash>(
         &mut self,
@@ -721,40 +791,14 @@ where
     ) -> Res<bool> {
         let mut begun = !hold;
         let mut at = offset;
-        // Up to 64 bytes of the file, read whole read units from the one
-        // `at` lies in: the rest of a 64-byte window.
-        const { assert!(P::READ_SIZE <= 64 && 64 % P::READ_SIZE == 0) };
-        let mut buf = [0u8; 64];
-        loop {
-            let skip = at as usize % P::READ_SIZE;
-            // The last round feeds nothing: what the input ring holds
-            // still decodes (all of it, after a resume at the end).
-            let n = id.size.saturating_sub(at).min((64 - skip) as u32);
-            if n > 0 {
-                let want = align_up((skip + n as usize) as u64, P::READ_SIZE) as usize;
-                patch
-                    .read(at - skip as u32, &mut buf[..want])
-                    .map_err(FlashError::of(FlashRole::Staging))?;
-            }
-            let mut rest = &buf[skip..skip + n as usize];
-            loop {
-                let before = rest.len();
-                let stop = applier.feed_some(&mut rest)?;
-                at += (before - rest.len()) as u32;
-                if stop.is_some() {
-                    break;
-                }
-                if hold {
-                    hold = false;
-                    begun = true;
-                    self.begin(applier, run, target_len, id)?;
-                } else {
-                    let i = applier.progress().written / self.unit;
-                    self.step(applier, run, id, i, false)?;
-                }
-            }
-            if n == 0 {
-                break;
+        while feed_to_stop(applier, patch, id, &mut at)? {
+            if hold {
+                hold = false;
+                begun = true;
+                self.begin(applier, run, target_len, id)?;
+            } else {
+                let i = applier.progress().written / self.unit;
+                self.step(applier, run, id, i, false)?;
             }
         }
         Ok(begun)
@@ -895,22 +939,23 @@ where
     }
 
     /// The body has been applied and the image verified: one boot record
-    /// says so.
-    fn finished<'v, P: ReadNorFlash>(
+    /// says so. Not inlined: the reverse entry's header and the next boot
+    /// state are on the stack one after the other, never under a rewrite.
+    #[inline(never)]
+    fn record<P: ReadNorFlash>(
         &mut self,
-        applier: &mut Applier<'_, SourceView<'v, F, X>, TargetView<'v, F>>,
-        rollback: bool,
+        done: Applied,
+        mem: &ApplierState,
         patch: &mut P,
         id: PatchId,
     ) -> Res<Rewrite> {
-        let outcome = applier.finish()?;
-        let t = applier
-            .result_target()
-            .ok_or(Error::Apply(crate::ApplyError::Failed))?;
-        let counter = applier.result_counter().unwrap_or(0);
+        let Applied { rollback, already } = done;
+        let (t, counter) = mem
+            .outcome_target()
+            .ok_or(Error::Apply(ApplyError::Failed))?;
         // Looked for before the next boot state is built: one of each on
         // the stack at a time.
-        let reverse = !rollback && reverse_entry(patch, id, self.unit, &t)?;
+        let reverse = !rollback && reverse_entry(patch, id, self.unit, t)?;
         let mut next = self.store.boot().ok_or(Error::NoBootRecord)?;
         next.attempts = 0;
         next.rolled_back = rollback;
@@ -934,15 +979,60 @@ where
         c.on_trial = trial;
         next.trial = trial;
         self.store.write_boot(&next)?;
-        Ok(match outcome {
-            Outcome::Applied => Rewrite::Applied { trial },
-            Outcome::AlreadyInstalled(_) => Rewrite::AlreadyInstalled,
+        Ok(match already {
+            false => Rewrite::Applied { trial },
+            true => Rewrite::AlreadyInstalled,
         })
     }
 
     /// Gives the state area back.
     pub fn into_state(self) -> S {
         self.store.flash
+    }
+}
+
+/// Feeds the staged patch (`id`) to `applier` from `*at`, which it
+/// advances by what the applier took, until the applier stops (`true`:
+/// the caller takes the stop, then calls again) or the file's end has
+/// been fed (`false`). The file is read again from `*at` after a stop, so
+/// nothing of this frame lives on under the stop's work. Not inlined.
+#[inline(never)]
+fn feed_to_stop<S, T, P>(
+    applier: &mut Applier<'_, S, T>,
+    patch: &mut P,
+    id: PatchId,
+    at: &mut u32,
+) -> Res<bool>
+where
+    S: ReadNorFlash,
+    T: NorFlash,
+    P: ReadNorFlash,
+{
+    // Up to 64 bytes of the file, read whole read units from the one
+    // `at` lies in: the rest of a 64-byte window.
+    const { assert!(P::READ_SIZE <= 64 && 64 % P::READ_SIZE == 0) };
+    let mut buf = [0u8; 64];
+    loop {
+        let skip = *at as usize % P::READ_SIZE;
+        // The last round feeds nothing: what the input ring holds still
+        // decodes (all of it, after a resume at the end).
+        let n = id.size.saturating_sub(*at).min((64 - skip) as u32);
+        if n > 0 {
+            let want = align_up((skip + n as usize) as u64, P::READ_SIZE) as usize;
+            patch
+                .read(*at - skip as u32, &mut buf[..want])
+                .map_err(FlashError::of(FlashRole::Staging))?;
+        }
+        let mut rest = &buf[skip..skip + n as usize];
+        let before = rest.len();
+        let stop = applier.feed_some(&mut rest)?;
+        *at += (before - rest.len()) as u32;
+        if stop.is_none() {
+            return Ok(true);
+        }
+        if n == 0 {
+            return Ok(false);
+        }
     }
 }
 
@@ -970,7 +1060,7 @@ fn reverse_entry<P: ReadNorFlash>(
     patch: &mut P,
     id: PatchId,
     unit: u32,
-    image: &crate::format::TargetId,
+    image: &TargetId,
 ) -> Res<bool> {
     let mut buf = [0u8; 2 + MAX_HEADER_LEN + 64];
     // `n` bytes of the file from `at` into the front of `buf`.

@@ -65,7 +65,10 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     const ALIGN: usize = align_for(S::WRITE_SIZE, S::READ_SIZE);
 
     /// Scans the state area; [`Error::StateArea`] if it cannot hold two
-    /// banks of at least `min_bank` bytes each.
+    /// banks of at least `min_bank` bytes each. Not inlined: the store is
+    /// built where the caller keeps it, not in a frame of the caller's
+    /// caller and then copied.
+    #[inline(never)]
     pub(crate) async fn open(flash: S, min_bank: u32) -> Res<Self> {
         let erase = S::ERASE_SIZE as u32;
         let bank_size = (flash.capacity() as u32 / 2) / erase * erase;
@@ -306,17 +309,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             while let Some(h) = self.valid_record(at, end).await? {
                 self.seq = self.seq.max(h.seq);
                 if h.kind == KIND_BOOT {
-                    let mut reader = record_reader(&mut self.flash, at, h.len);
-                    let rec = reader.boot_state::<N>(h.len as usize, h.gen).await;
-                    if let Some(e) = reader.err {
-                        return Err(FlashError::new(FlashRole::State, e).into());
-                    }
-                    if let Some(r) = rec {
-                        if self.current.is_none() || self.current_seq < h.seq {
-                            self.current = Some((r, bank));
-                            self.current_seq = h.seq;
-                        }
-                    }
+                    self.scan_boot(at, &h, bank).await?;
                 } else if best_ck.is_none_or(|(c, _, _)| c.seq < h.seq) {
                     let ck = CheckpointAt {
                         seq: h.seq,
@@ -335,8 +328,29 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         Ok(())
     }
 
+    /// Reads the boot record at `at` (its header `h`, checked) and keeps
+    /// its state if it is the newest yet. Not inlined, as
+    /// [`Store::valid_record`]: the scan's frame holds neither one's
+    /// buffers.
+    #[inline(never)]
+    async fn scan_boot(&mut self, at: u32, h: &Header, bank: u8) -> Res<()> {
+        let mut reader = record_reader(&mut self.flash, at, h.len);
+        let rec = reader.boot_state::<N>(h.len as usize, h.gen).await;
+        if let Some(e) = reader.err {
+            return Err(FlashError::new(FlashRole::State, e).into());
+        }
+        if let Some(r) = rec {
+            if self.current.is_none() || self.current_seq < h.seq {
+                self.current = Some((r, bank));
+                self.current_seq = h.seq;
+            }
+        }
+        Ok(())
+    }
+
     /// The header of the valid record at `at` (bank ends at `end`), if
     /// there is one: magic, version, kind, length and CRC all hold.
+    #[inline(never)]
     async fn valid_record(&mut self, at: u32, end: u32) -> Res<Option<Header>> {
         let a = Self::ALIGN;
         if at + a as u32 > end {

@@ -14,9 +14,9 @@ use cortex_m_rt::entry;
 use embedded_storage::nor_flash::ReadNorFlash;
 use firmware_demo::flash::FileFlash;
 use firmware_demo::in_place as ip;
-use firmware_demo::{log, semihost, stack, Flash, APP_BASE, CONFIG};
+use firmware_demo::{log, semihost, stack, Flash, Part, APP_BASE, CONFIG};
 use flashpatch::proto::Staging;
-use flashpatch::slots::{Boot, BootRecord, Image, InPlace, PatchId};
+use flashpatch::slots::{Boot, Image, InPlace, PatchId};
 use flashpatch::{ApplierState, Partition};
 use sha2::{Digest, Sha256};
 
@@ -74,7 +74,10 @@ fn select(flash: &Flash) -> (Image, &'static str) {
     let slot = RefCell::new(part(flash, ip::SLOT));
     let scratch = RefCell::new(part(flash, ip::SCRATCH));
     let state = part(flash, ip::STATE);
-    let mut dev = match InPlace::new(&slot, &scratch, state, ip::UNIT, CONFIG) {
+    // Borrowed where it was made, not moved out of its `Result`: one copy
+    // of the device on the stack.
+    let mut opened = InPlace::new(&slot, &scratch, state, ip::UNIT, CONFIG);
+    let dev = match &mut opened {
         Ok(d) => d,
         Err(e) => {
             log!("boot: state area unreadable: {e}");
@@ -83,7 +86,7 @@ fn select(flash: &Flash) -> (Image, &'static str) {
     };
     let id = staged_id(flash);
     let finishing = dev.in_progress();
-    let was_trial = dev.state().is_some_and(|r| r.trial);
+    let was_trial = on_trial(dev);
     if finishing {
         log!("boot: a rewrite was cut; finishing it from the staged file");
     }
@@ -96,7 +99,7 @@ fn select(flash: &Flash) -> (Image, &'static str) {
             semihost::exit(semihost::exit::NO_IMAGE)
         }
     };
-    let image = report(dev.state(), &boot);
+    let image = report(dev, &boot);
     let how = if finishing {
         "finished a cut rewrite"
     } else if was_trial && boot.rolled_back {
@@ -107,10 +110,20 @@ fn select(flash: &Flash) -> (Image, &'static str) {
     (image, how)
 }
 
-/// Says what boots; its image.
+/// The in-place device of this flash.
+type Device<'f> = InPlace<'f, Part<'f>, Part<'f>, Part<'f>>;
+
+/// Whether the image in the slot is on trial. Not inlined, as [`report`].
 #[inline(never)]
-fn report(state: Option<BootRecord>, boot: &Boot) -> Image {
-    let Some(rec) = state else {
+fn on_trial(dev: &Device<'_>) -> bool {
+    dev.state().is_some_and(|r| r.trial)
+}
+
+/// Says what boots; its image. Not inlined: the boot record it reads is
+/// on the stack only while it runs, not under a rewrite.
+#[inline(never)]
+fn report(dev: &Device<'_>, boot: &Boot) -> Image {
+    let Some(rec) = dev.state() else {
         semihost::exit(semihost::exit::NO_IMAGE)
     };
     let image = rec.images[0];

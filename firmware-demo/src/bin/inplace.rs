@@ -49,6 +49,7 @@ fn main() -> ! {
     // else could use it.
     let applier = unsafe { &mut *core::ptr::addr_of_mut!(APPLIER) };
     let flash = firmware_demo::open_flash_of(ip::FLASH_SIZE);
+    firmware_demo::flash::arm_cut("inplace");
     let slot = RefCell::new(part(&flash, ip::SLOT));
     let scratch = RefCell::new(part(&flash, ip::SCRATCH));
     let state = part(&flash, ip::STATE);
@@ -195,11 +196,12 @@ fn update(
         }
     };
     log!(
-        "app: measured: applier_state={} device={} stack_high_water={} ticks={}",
+        "app: measured: applier_state={} device={} stack_high_water={} ticks={} flash_steps={}",
         core::mem::size_of::<ApplierState>(),
         core::mem::size_of::<Device<'_>>(),
         stack,
-        ticks
+        ticks,
+        firmware_demo::flash::steps()
     );
     verdict
 }
