@@ -777,8 +777,10 @@ where
     /// the commit point) and at each output unit. `true` if the body was
     /// begun. Each stop is taken here, not under the frame that feeds
     /// ([`feed_to_stop`]): the checkpoint's and the scratch copy's chain
-    /// and the decoder's are on the stack one after the other.
+    /// and the decoder's are on the stack one after the other. Inlined
+    /// into its two callers: a frame of its own would lie under both.
     #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
     fn drive<'v, P: ReadNorFlash>(
         &mut self,
         applier: &mut Applier<'_, SourceView<'v, F, X>, TargetView<'v, F>>,

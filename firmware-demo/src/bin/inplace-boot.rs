@@ -79,10 +79,7 @@ fn select(flash: &Flash) -> (Image, &'static str) {
     let mut opened = InPlace::new(&slot, &scratch, state, ip::UNIT, CONFIG);
     let dev = match &mut opened {
         Ok(d) => d,
-        Err(e) => {
-            log!("boot: state area unreadable: {e}");
-            semihost::exit(semihost::exit::NO_IMAGE)
-        }
+        Err(e) => fail("state area unreadable", e),
     };
     let id = staged_id(flash);
     let finishing = dev.in_progress();
@@ -94,10 +91,7 @@ fn select(flash: &Flash) -> (Image, &'static str) {
     let applier = unsafe { &mut *core::ptr::addr_of_mut!(APPLIER) };
     let boot = match dev.boot(&mut part(flash, ip::STAGED), id, applier) {
         Ok(b) => b,
-        Err(e) => {
-            log!("boot: NO BOOTABLE IMAGE: {e}");
-            semihost::exit(semihost::exit::NO_IMAGE)
-        }
+        Err(e) => fail("NO BOOTABLE IMAGE", &e),
     };
     let image = report(dev, &boot);
     let how = if finishing {
@@ -108,6 +102,15 @@ fn select(flash: &Flash) -> (Image, &'static str) {
         "no rewrite"
     };
     (image, how)
+}
+
+/// Says why nothing boots and stops. Not inlined: its formatting is not
+/// in the caller's frame.
+#[cold]
+#[inline(never)]
+fn fail(what: &str, e: &dyn core::fmt::Display) -> ! {
+    log!("boot: {what}: {e}");
+    semihost::exit(semihost::exit::NO_IMAGE)
 }
 
 /// The in-place device of this flash.
