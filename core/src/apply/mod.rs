@@ -223,6 +223,10 @@ enum Phase {
     EntryLen,
     EntryHeader,
     Body,
+    /// The body is written and its CRC checked: the read-back of the
+    /// target is due ([`crate::Applier::verify_target`]), a stop of its
+    /// own, so that the hash is never on the stack under the decoder.
+    Verify,
     Skip,
     Done,
     Failed,
@@ -328,6 +332,13 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
     /// [`crate::Applier::result_counter`] say), read where they are kept.
     pub(crate) fn outcome_target(&self) -> Option<(&TargetId, u32)> {
         self.outcome.get().map(|_| (&self.result, self.counter))
+    }
+
+    /// The input buffer, for a caller's own use once a run has ended (its
+    /// outcome is kept apart from it): the next [`crate::Applier::new`]
+    /// starts it afresh.
+    pub(crate) fn header_buf(&mut self) -> &mut [u8; BUF] {
+        &mut self.buf
     }
 
     /// A state ready for [`crate::Applier::new`].

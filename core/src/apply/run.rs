@@ -196,6 +196,7 @@ where
         loop {
             match self.feed_some(&mut chunk).await? {
                 Some(status) => return Ok(status),
+                None if self.verify_due() => self.verify_target().await?,
                 None => self.st.paused = false,
             }
         }
@@ -231,6 +232,11 @@ where
                         (true, None) => Err(Error::Failed),
                         (false, _) => Err(Error::TrailingData),
                     };
+                }
+                Phase::Verify => {
+                    // Taken by the caller: stays a stop until it is.
+                    self.st.paused = true;
+                    return Ok(Status::NeedMore);
                 }
                 Phase::Container | Phase::EntryLen | Phase::EntryHeader => {
                     let want = self.st.need as usize - self.st.len as usize;
@@ -472,20 +478,54 @@ where
         if self.st.phase == Phase::Body {
             #[cfg(feature = "sign")]
             self.st.gate.check_body()?;
-            // The body is used up (`len == 0`): the input buffer is free.
-            let sha = sha256_of(
-                &mut self.target,
-                &mut self.st.buf,
-                self.st.entry.target.size,
-            )
-            .await
-            .map_err(FlashError::of(FlashRole::Target))?;
-            if !same(&sha, &self.st.entry.target.sha256) {
-                return Err(Error::TargetMismatch);
-            }
-            self.st.outcome = Kept::Applied;
-            self.st.result = self.st.entry.target;
+            // The read-back is the caller's next step (`verify_target`).
+            self.st.phase = Phase::Verify;
+            self.st.paused = true;
+            return Ok(());
         }
+        self.next_entry()
+    }
+
+    /// Whether the applier stopped for the read-back check of the target
+    /// it has written: the caller of [`Applier::feed_some`] runs
+    /// [`Applier::verify_target`] next.
+    pub(crate) fn verify_due(&self) -> bool {
+        self.st.phase == Phase::Verify
+    }
+
+    /// The read-back check of the target once its body is written (its
+    /// SHA-256 against the entry's), then the next entry. Not inlined, and
+    /// called by the caller of [`Applier::feed_some`], not under it: the
+    /// hash's frames are never on the stack with the decoder's.
+    #[inline(never)]
+    pub(crate) async fn verify_target(&mut self) -> Res<()> {
+        let r = self.read_back().await;
+        if r.is_err() {
+            self.st.phase = Phase::Failed;
+        }
+        r
+    }
+
+    async fn read_back(&mut self) -> Res<()> {
+        // The body is used up (`len == 0`): the input buffer is free.
+        let sha = sha256_of(
+            &mut self.target,
+            &mut self.st.buf,
+            self.st.entry.target.size,
+        )
+        .await
+        .map_err(FlashError::of(FlashRole::Target))?;
+        if !same(&sha, &self.st.entry.target.sha256) {
+            return Err(Error::TargetMismatch);
+        }
+        self.st.outcome = Kept::Applied;
+        self.st.result = self.st.entry.target;
+        self.st.paused = false;
+        self.next_entry()
+    }
+
+    /// An entry has ended: the next one, or the end of the file.
+    fn next_entry(&mut self) -> Res<()> {
         self.st.entries_left -= 1;
         if self.st.entries_left > 0 {
             self.start_entry();

@@ -38,7 +38,7 @@ use super::{sha256_of, Applier, NorFlash, ReadNorFlash};
 use crate::apply::io::align_up;
 use crate::crc32::Crc32;
 use crate::error::{ApplyError, FlashError, FlashRole, SlotError as Error};
-use crate::format::{EntryHeader, InPlaceEntry, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
+use crate::format::{EntryHeader, InPlaceEntry, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
 use crate::slots::record::HEADER_LEN;
 use crate::slots::{
     align_for, aligned, boot_record_len, Boot, BootRecord, BootState, Component, Config, Image,
@@ -393,8 +393,8 @@ where
     /// checkpoints. `unit` must be a multiple of 64 and of the slot's and
     /// the scratch area's erase sizes ([`Error::InPlaceEntry`] otherwise),
     /// and the scratch area must hold two of them. Not inlined: the state
-    /// area's scan and the store it builds are on the stack only while it
-    /// runs, not under the caller's frame.
+    /// area's scan is on the stack only while it runs, not under the
+    /// caller's frame.
     #[inline(never)]
     pub fn new(
         slot: &'f RefCell<F>,
@@ -423,15 +423,18 @@ where
         if !(fits && whole) {
             return Err(Error::InPlaceEntry);
         }
-        Ok(InPlace {
+        let mut dev = InPlace {
             slot,
             scratch,
-            store: Store::open(state, Self::MIN_BANK)?,
+            store: Store::unscanned(state, Self::MIN_BANK)?,
             unit,
             config,
             #[cfg(feature = "sign")]
             key: None,
-        })
+        };
+        // Scanned where it lies: one copy of the store on the stack.
+        dev.store.scan()?;
+        Ok(dev)
     }
 
     /// Accepts only entries signed by `key`: the update's entry must also
@@ -481,7 +484,7 @@ where
         })
     }
 
-    fn slot_sha(&mut self, buf: &mut [u8; 64], size: u32) -> Res<[u8; 32]> {
+    fn slot_sha<const B: usize>(&mut self, buf: &mut [u8; B], size: u32) -> Res<[u8; 32]> {
         let mut slot = self
             .slot
             .try_borrow_mut()
@@ -565,10 +568,12 @@ where
                 self.record(done, mem, patch, id)?;
             }
         }
-        match self.count_boot()? {
+        // The applier's state is free here (no run is under way): its
+        // buffer is the image check's.
+        match self.count_boot(mem.header_buf())? {
             Some(boot) => Ok(boot),
             None => {
-                if let Some(done) = self.rewrite(patch, id, mem, true)? {
+                if let Some(done) = self.rewrite_apart(patch, id, mem, true)? {
                     self.record(done, mem, patch, id)?;
                 }
                 Ok(Boot {
@@ -585,10 +590,17 @@ where
     /// has had its boots and is rolled back. Not inlined: the boot state
     /// it copies is not on the stack under a rewrite.
     #[inline(never)]
-    fn count_boot(&mut self) -> Res<Option<Boot>> {
+    fn count_boot(&mut self, buf: &mut [u8; MAX_HEADER_LEN]) -> Res<Option<Boot>> {
+        // The image and the floor only, while the slot is hashed (through
+        // `buf`); the boot state is copied once that is done.
+        let (image, floor) = match self.store.current() {
+            Some(r) => (r.components[0].images[0], r.components[0].floor),
+            None => return Err(Error::NoBootRecord),
+        };
+        let good = image.counter >= floor
+            && image.size != 0
+            && self.slot_sha(buf, image.size)? == image.sha256;
         let mut rec = self.store.boot().ok_or(Error::NoBootRecord)?;
-        let c = &rec.components[0];
-        let good = c.images[0].counter >= c.floor && self.holds(&c.images[0])?;
         let boot = |trial, rolled_back| {
             Some(Boot {
                 slot: Slot::A,
@@ -731,11 +743,25 @@ where
         }
     }
 
+    /// [`InPlace::rewrite`] in a frame of its own, for the boot stage: see
+    /// [`InPlace::boot`]. (The application's update inlines it: there one
+    /// frame for the update and the rewrite is the smaller.)
+    #[inline(never)]
+    fn rewrite_apart<P: ReadNorFlash>(
+        &mut self,
+        patch: &mut P,
+        id: PatchId,
+        mem: &mut ApplierState,
+        rollback: bool,
+    ) -> Res<Option<Applied>> {
+        self.rewrite(patch, id, mem, rollback)
+    }
+
     /// Begins a rewrite with the staged patch: the update (`rollback`
     /// false) or the rollback of a trial. What it applied, for
     /// [`InPlace::record`]; `None` if the slot held the target already
-    /// (nothing written). Not inlined: see [`InPlace::boot`].
-    #[inline(never)]
+    /// (nothing written).
+    #[inline(always)]
     fn rewrite<P: ReadNorFlash>(
         &mut self,
         patch: &mut P,
@@ -775,10 +801,8 @@ where
     /// Feeds the staged patch from `offset` to its end, taking each stop
     /// of the applier: before the body (`hold`: the first checkpoint,
     /// the commit point) and at each output unit. `true` if the body was
-    /// begun. Each stop is taken here, not under the frame that feeds
-    /// ([`feed_to_stop`]): the checkpoint's and the scratch copy's chain
-    /// and the decoder's are on the stack one after the other. Inlined
-    /// into its two callers: a frame of its own would lie under both.
+    /// begun. Inlined into its two callers: a frame of its own would lie
+    /// under both the decoder's and the checkpoint's chains.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn drive<'v, P: ReadNorFlash>(
@@ -794,7 +818,9 @@ where
         let mut begun = !hold;
         let mut at = offset;
         while feed_to_stop(applier, patch, id, &mut at)? {
-            if hold {
+            if applier.verify_due() {
+                applier.verify_target()?;
+            } else if hold {
                 hold = false;
                 begun = true;
                 self.begin(applier, run, target_len, id)?;
@@ -947,17 +973,22 @@ where
     fn record<P: ReadNorFlash>(
         &mut self,
         done: Applied,
-        mem: &ApplierState,
+        mem: &mut ApplierState,
         patch: &mut P,
         id: PatchId,
     ) -> Res<Rewrite> {
         let Applied { rollback, already } = done;
+        let (image, _) = mem
+            .outcome_target()
+            .ok_or(Error::Apply(ApplyError::Failed))?;
+        let image = (image.size, image.crc32);
+        // Looked for before the next boot state is built, in the applier's
+        // header buffer (its run has ended): one of each on the stack at a
+        // time, and no header on it.
+        let reverse = !rollback && reverse_entry(patch, id, self.unit, image, mem.header_buf())?;
         let (t, counter) = mem
             .outcome_target()
             .ok_or(Error::Apply(ApplyError::Failed))?;
-        // Looked for before the next boot state is built: one of each on
-        // the stack at a time.
-        let reverse = !rollback && reverse_entry(patch, id, self.unit, t)?;
         let mut next = self.store.boot().ok_or(Error::NoBootRecord)?;
         next.attempts = 0;
         next.rolled_back = rollback;
@@ -996,9 +1027,11 @@ where
 /// Feeds the staged patch (`id`) to `applier` from `*at`, which it
 /// advances by what the applier took, until the applier stops (`true`:
 /// the caller takes the stop, then calls again) or the file's end has
-/// been fed (`false`). The file is read again from `*at` after a stop, so
-/// nothing of this frame lives on under the stop's work. Not inlined.
-#[inline(never)]
+/// been fed (`false`). The file is read again from `*at` after a stop.
+/// Inlined into the rewrite's frame, with [`InPlace::drive`]: frames of
+/// their own under it cost more stack on the decoder's path (measured on
+/// the demo) than they save on the checkpoint's.
+#[inline(always)]
 fn feed_to_stop<S, T, P>(
     applier: &mut Applier<'_, S, T>,
     patch: &mut P,
@@ -1056,47 +1089,58 @@ fn unit_crc<G: ReadNorFlash>(flash: &mut G, at: u32, len: u32) -> Result<u32, G:
 
 /// Whether the staged file has an in-place reverse entry for `unit`
 /// whose source is `image` (its size and CRC-32 are checked here; its
-/// MD5 when the rollback selects it).
+/// MD5 when the rollback selects it). Headers are read into `head`.
 #[inline(never)]
 fn reverse_entry<P: ReadNorFlash>(
     patch: &mut P,
     id: PatchId,
     unit: u32,
-    image: &TargetId,
+    image: (u32, u32),
+    head: &mut [u8; MAX_HEADER_LEN],
 ) -> Res<bool> {
-    let mut buf = [0u8; 2 + MAX_HEADER_LEN + 64];
-    // `n` bytes of the file from `at` into the front of `buf`.
-    let mut read = |at: u32, n: usize, buf: &mut [u8]| -> Res<()> {
-        let start = at - at % P::READ_SIZE as u32;
-        let end = align_up(at as u64 + n as u64, P::READ_SIZE);
-        let len = (end - start as u64) as usize;
-        if at as u64 + n as u64 > id.size as u64 || end > patch.capacity() as u64 || len > buf.len()
-        {
+    // `n` bytes of the file from `at` into the front of `head`, through
+    // windows of whole read units.
+    let mut read = |at: u32, n: usize, head: &mut [u8; MAX_HEADER_LEN]| -> Res<()> {
+        if at as u64 + n as u64 > id.size as u64 || n > head.len() {
             return Err(Error::StagedPatch);
         }
-        patch
-            .read(start, &mut buf[..len])
-            .map_err(FlashError::of(FlashRole::Staging))?;
-        buf.copy_within((at - start) as usize..(at - start) as usize + n, 0);
+        const { assert!(P::READ_SIZE <= 64 && 64 % P::READ_SIZE == 0) };
+        let mut win = [0u8; 64];
+        let mut done = 0;
+        while done < n {
+            let pos = at + done as u32;
+            let skip = pos as usize % P::READ_SIZE;
+            let k = (64 - skip).min(n - done);
+            let len = align_up((skip + k) as u64, P::READ_SIZE) as usize;
+            let start = pos - skip as u32;
+            if start as u64 + len as u64 > patch.capacity() as u64 {
+                return Err(Error::StagedPatch);
+            }
+            patch
+                .read(start, &mut win[..len])
+                .map_err(FlashError::of(FlashRole::Staging))?;
+            head[done..done + k].copy_from_slice(&win[skip..skip + k]);
+            done += k;
+        }
         Ok(())
     };
-    read(0, CONTAINER_HEADER_LEN, &mut buf)?;
-    let mut head = [0u8; CONTAINER_HEADER_LEN];
-    head.copy_from_slice(&buf[..CONTAINER_HEADER_LEN]);
-    let count = crate::format::parse_container(&head).map_err(|e| Error::Apply(e.into()))?;
+    read(0, CONTAINER_HEADER_LEN, head)?;
+    let mut container = [0u8; CONTAINER_HEADER_LEN];
+    container.copy_from_slice(&head[..CONTAINER_HEADER_LEN]);
+    let count = crate::format::parse_container(&container).map_err(|e| Error::Apply(e.into()))?;
     let mut at = CONTAINER_HEADER_LEN as u32;
     for _ in 0..count {
-        read(at, 2, &mut buf)?;
-        let h = u16::from_le_bytes([buf[0], buf[1]]) as usize;
+        read(at, 2, head)?;
+        let h = u16::from_le_bytes([head[0], head[1]]) as usize;
         if h > MAX_HEADER_LEN {
             return Err(Error::StagedPatch);
         }
-        read(at + 2, h, &mut buf)?;
-        let (e, records) = EntryHeader::parse(&buf[..h]).map_err(|e| Error::Apply(e.into()))?;
+        read(at + 2, h, head)?;
+        let (e, records) = EntryHeader::parse(&head[..h]).map_err(|e| Error::Apply(e.into()))?;
         let meta = records.meta().map_err(|e| Error::Apply(e.into()))?;
         if let (0, Some(ip)) = (meta.component, meta.in_place()) {
             let from = (e.source.size, e.source.crc32);
-            if ip.rollback && ip.unit == unit && from == (image.size, image.crc32) {
+            if ip.rollback && ip.unit == unit && from == image {
                 return Ok(true);
             }
         }

@@ -277,17 +277,16 @@ impl<const N: usize> BootState<N> {
         }
     }
 
-    /// The state a record's head says (`head` of [`BootState::head_len`]
-    /// bytes; header and CRC checked), with the number of components the
-    /// record has: those past the first are [`Component::EMPTY`] until
-    /// [`BootState::parse_block`]. `None` for values no writer produces.
-    pub(crate) fn parse_head(len: usize, gen: u32, head: &[u8]) -> Option<(Self, usize)> {
+    /// The state a record's head says (its first [`BootState::head_len`]
+    /// bytes in `b`, zeros after them; header and CRC checked), with the
+    /// number of components the record has: those past the first are
+    /// [`Component::EMPTY`] until [`BootState::parse_block`]. `None` for
+    /// values no writer produces.
+    pub(crate) fn parse_head(len: usize, gen: u32, b: &[u8; BASE]) -> Option<(Self, usize)> {
         let v1 = len < boot_record_len(1);
-        let mut b = [0u8; BASE];
-        if len < V1_LEN || head.len() != Self::head_len(len) {
+        if len < V1_LEN {
             return None;
         }
-        b[..head.len()].copy_from_slice(head);
         let trial = match b[1] {
             STATE_TRIAL => true,
             STATE_CONFIRMED => false,
@@ -303,14 +302,14 @@ impl<const N: usize> BootState<N> {
         let mut c0 = Component {
             active: slot_of(b[0])?,
             on_trial: trial && b[3] & FLAG_C0_NOT_ON_TRIAL == 0,
-            floor: u32_at(&b, 84),
+            floor: u32_at(b, 84),
             ..Component::EMPTY
         };
         for (i, img) in c0.images.iter_mut().enumerate() {
             let at = 4 + 36 * i;
-            img.size = u32_at(&b, at);
+            img.size = u32_at(b, at);
             img.sha256.copy_from_slice(&b[at + 4..at + 36]);
-            img.counter = u32_at(&b, 76 + 4 * i);
+            img.counter = u32_at(b, 76 + 4 * i);
         }
         let mut s = BootState {
             trial,

@@ -65,17 +65,23 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     const ALIGN: usize = align_for(S::WRITE_SIZE, S::READ_SIZE);
 
     /// Scans the state area; [`Error::StateArea`] if it cannot hold two
-    /// banks of at least `min_bank` bytes each. Not inlined: the store is
-    /// built where the caller keeps it, not in a frame of the caller's
-    /// caller and then copied.
-    #[inline(never)]
+    /// banks of at least `min_bank` bytes each.
     pub(crate) async fn open(flash: S, min_bank: u32) -> Res<Self> {
+        let mut store = Self::unscanned(flash, min_bank)?;
+        store.scan().await?;
+        Ok(store)
+    }
+
+    /// The store of `flash`, not scanned yet ([`Store::scan`] next):
+    /// a caller that keeps the store in a larger value scans it where it
+    /// lies, with no copy of it on the stack under the scan.
+    pub(crate) fn unscanned(flash: S, min_bank: u32) -> Res<Self> {
         let erase = S::ERASE_SIZE as u32;
         let bank_size = (flash.capacity() as u32 / 2) / erase * erase;
         if bank_size < min_bank {
             return Err(Error::StateArea);
         }
-        let mut store = Store {
+        Ok(Store {
             flash,
             bank_size,
             current: None,
@@ -83,14 +89,19 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
             checkpoint: None,
             seq: 0,
             next: None,
-        };
-        store.scan().await?;
-        Ok(store)
+        })
     }
 
     /// The newest boot state.
     pub(crate) fn boot(&self) -> Option<BootState<N>> {
         self.current.map(|(r, _)| r)
+    }
+
+    /// The newest boot state, where it is kept (no copy on the stack).
+    /// (The async copy of the store has no in-place device to use it.)
+    #[allow(dead_code)]
+    pub(crate) fn current(&self) -> Option<&BootState<N>> {
+        self.current.as_ref().map(|(r, _)| r)
     }
 
     /// Room for a record of `len` bytes: in the bank this session writes,
@@ -300,7 +311,7 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     }
 
     #[inline(never)]
-    async fn scan(&mut self) -> Res<()> {
+    pub(crate) async fn scan(&mut self) -> Res<()> {
         let mut best_ck: Option<(CheckpointAt, u8, u32)> = None;
         for bank in 0..2u8 {
             let start = bank as u32 * self.bank_size;
@@ -578,12 +589,13 @@ impl<S: NorFlash> RecordReader<'_, S> {
     /// The boot state in a boot record of `len` bytes of generation `gen`
     /// (header and CRC checked), if its fields are ones a writer makes.
     async fn boot_state<const N: usize>(&mut self, len: usize, gen: u32) -> Option<BootState<N>> {
+        // The head, zeros after it (a record from before security
+        // counters has a shorter one).
         let mut head = [0u8; BASE];
-        let head = &mut head[..BootState::<N>::head_len(len)];
-        if !self.read(head).await {
+        if !self.read(&mut head[..BootState::<N>::head_len(len)]).await {
             return None;
         }
-        let (mut s, count) = BootState::<N>::parse_head(len, gen, head)?;
+        let (mut s, count) = BootState::<N>::parse_head(len, gen, &head)?;
         for k in 1..count.min(N) {
             let mut b = [0u8; BLOCK];
             if !self.read(&mut b).await {

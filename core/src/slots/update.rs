@@ -124,6 +124,9 @@ where
         loop {
             match self.applier.feed_some(&mut rest).await? {
                 Some(status) => return Ok(status),
+                // Never a checkpoint here: a restart goes on from the one
+                // before and writes the rest again.
+                None if self.applier.verify_due() => self.applier.verify_target().await?,
                 // The first stop is before the first target write.
                 None if self.stale => {
                     self.stale = false;

@@ -35,17 +35,24 @@ fn main() -> ! {
     // the deepest of them, not their sum.
     let (image, how) = select(&flash);
     load(&flash, &image);
-    log!(
-        "boot: measured: applier_state={} stack_high_water={} ({how})",
-        core::mem::size_of::<ApplierState>(),
-        stack::used_in_all(painted),
-    );
+    measured(painted, how);
     // SAFETY: the image verified; its first words are its vector table.
     unsafe {
         let p = cortex_m::Peripherals::steal();
         p.SCB.vtor.write(APP_BASE);
         cortex_m::asm::bootload(APP_BASE as *const u32)
     }
+}
+
+/// Says what the stage took: the applier's state and the stack
+/// high-water. Not inlined: its formatting is not under `select`.
+#[inline(never)]
+fn measured(painted: u32, how: &str) {
+    log!(
+        "boot: measured: applier_state={} stack_high_water={} ({how})",
+        core::mem::size_of::<ApplierState>(),
+        stack::used_in_all(painted),
+    );
 }
 
 /// A partition of the flash, or the stage stops.
