@@ -135,12 +135,13 @@ pub mod in_place {
     pub const UNIT: u32 = super::ERASE;
 }
 
-/// The A/B demo's flash, mapped at [`FLASH_BASE`].
+/// The A/B demo's flash, mapped at [`FLASH_BASE`], read-only but for its
+/// driver's stores ([`MappedFlash::guarded`]).
 pub fn xip_flash() -> XipFlash {
     // SAFETY: FLASH_BASE.. is QEMU's machine RAM, which the firmware uses
     // for nothing else (its RAM is at 0x2000_0000), and each stage makes
     // one driver.
-    RefCell::new(unsafe { MappedFlash::new(FLASH_BASE, FLASH_SIZE) })
+    RefCell::new(unsafe { MappedFlash::new(FLASH_BASE, FLASH_SIZE) }.guarded())
 }
 
 /// Opens the flash file of `size` bytes, or stops QEMU with

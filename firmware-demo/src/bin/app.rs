@@ -406,6 +406,14 @@ fn main() -> ! {
     // their own exit codes.
     match option_env!("DEMO_FAULT") {
         Some("panic") => panic!("DEMO_FAULT=panic"),
+        Some("flashstore") => {
+            // A plain store to the flash (the inactive slot's first word),
+            // which the MPU guard turns into a fault.
+            let at = firmware_demo::slot_address(flashpatch::slots::Slot::B);
+            // SAFETY: none; storing past the flash driver is the point.
+            unsafe { (at as *mut u32).write_volatile(0) };
+            log!("app: a plain store to the flash at {at:#010x} went through");
+        }
         Some("hardfault") => {
             // SAFETY: none; reading unmapped memory is the point (a bus
             // fault, escalated to HardFault).
