@@ -1,9 +1,13 @@
-//! Gives each binary its `memory.x` (`link/app/memory.x`, which the
-//! in-place application `inplace` shares, `link/boot/memory.x`, which
-//! `applybench` and `inplace-boot` share: they too run from 0x0;
-//! none may lie in the crate root, where the linker would find it for
-//! all), and makes the version of the application (`DEMO_VERSION`,
-//! `DEMO_BAD`, `DEMO_BLOB`, `DEMO_FAULT`) a build input.
+//! Gives each binary its `memory.x` (none may lie in the crate root, where
+//! the linker would find it for all): the A/B application `app` executes
+//! in place, so it is linked for the slot `DEMO_SLOT` names (`A`, the
+//! default, or `B`: `link/slot-a/memory.x` or `link/slot-b/memory.x`,
+//! which both include `link/xip/version-tag.x`); the in-place
+//! application `inplace` runs where its boot stage loads it
+//! (`link/app/memory.x`); `boot`, `applybench` and `inplace-boot` run
+//! from 0x0 (`link/boot/memory.x`). Makes the version of the application
+//! (`DEMO_VERSION`, `DEMO_BAD`, `DEMO_BLOB`, `DEMO_FAULT`) and its slot a
+//! build input.
 //!
 //! With the feature `signed`, reads the public key file `DEMO_PUBKEY`
 //! names (a `genpat keygen` KEY.pub; relative to this crate's directory)
@@ -16,8 +20,19 @@ const PUBLIC_PREFIX: &str = "flashpatch-ed25519-public ";
 
 fn main() {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let slot = match std::env::var("DEMO_SLOT").as_deref() {
+        Ok("A") | Err(_) => "slot-a",
+        Ok("B") => "slot-b",
+        Ok(other) => panic!("DEMO_SLOT={other}: the slot to link `app` for is A or B"),
+    };
+    let xip = root.join("link").join("xip");
+    println!("cargo:rustc-link-arg-bin=app=-L{}", xip.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        xip.join("version-tag.x").display()
+    );
     for (bin, link) in [
-        ("app", "app"),
+        ("app", slot),
         ("boot", "boot"),
         ("applybench", "boot"),
         ("inplace", "app"),
@@ -33,6 +48,7 @@ fn main() {
         "DEMO_BLOB",
         "DEMO_FAULT",
         "DEMO_PUBKEY",
+        "DEMO_SLOT",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }

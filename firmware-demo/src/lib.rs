@@ -2,21 +2,27 @@
 //! the board (UART, semihosting, the flash file), the flash layout, a
 //! console, and fault handling. Runs on QEMU's `mps2-an386`.
 //!
-//! Flash (the host file `flash.bin`, 4 KiB erase units):
+//! Flash (the host file `flash.bin`, mapped at [`FLASH_BASE`]: see
+//! [`mapped`]; 4 KiB erase units):
 //!
 //! ```text
-//!  0x00000  slot A          128 KiB
-//!  0x20000  slot B          128 KiB
-//!  0x40000  state area        8 KiB   (boot records: flashpatch::slots)
-//!  0x42000  patch staging    72 KiB   (flashpatch::proto::Staging)
-//!  0x54000  end
+//!  offset   address
+//!  0x00000  0x2100_0000  slot A          128 KiB
+//!  0x20000  0x2102_0000  slot B          128 KiB
+//!  0x40000  0x2104_0000  state area        8 KiB   (boot records: flashpatch::slots)
+//!  0x42000  0x2104_2000  patch staging    72 KiB   (flashpatch::proto::Staging)
+//!  0x54000               end
 //! ```
 //!
-//! The selected image is loaded to [`APP_BASE`] in code memory and started
-//! there; both slots hold images linked for that address.
+//! Images execute in place: the boot stage starts the selected slot where
+//! it lies, so each release is built once per slot, linked at that slot's
+//! address (`link/slot-a/memory.x`, `link/slot-b/memory.x`, chosen by
+//! `DEMO_SLOT` at build time), and an update writes the build for the
+//! slot it goes into.
 #![no_std]
 
 pub mod flash;
+pub mod mapped;
 pub mod semihost;
 pub mod stack;
 pub mod uart;
@@ -30,6 +36,7 @@ use flashpatch::slots::{Config, Layout};
 use flashpatch::Partition;
 
 pub use flash::FileFlash;
+pub use mapped::MappedFlash;
 pub use version::{self_test, version_tag, VERSION};
 
 /// The flash file, relative to QEMU's working directory.
@@ -42,7 +49,13 @@ pub const ERASE: u32 = 4096;
 pub const LAYOUT: Layout = Layout::new(ERASE, 0, 0x20000, 0x20000, 0x40000, 0x2000);
 /// Where the staging partition starts, and its size.
 pub const STAGE: (u32, u32) = (0x42000, 0x12000);
-/// Where images run.
+/// Where the A/B flash is mapped: QEMU's 16 MiB machine RAM, which the
+/// harness backs with `flash.bin` ([`mapped`]).
+pub const FLASH_BASE: u32 = 0x2100_0000;
+/// The board's RAM for statics and stacks (its SSRAM2&3): start, bytes.
+pub const RAM: (u32, u32) = (0x2000_0000, 0x40_0000);
+/// Where the in-place demo's boot stage loads its image to run it
+/// ([`in_place`]).
 pub const APP_BASE: u32 = 0x0010_0000;
 /// Where an application image holds its version tag (`link/app/memory.x`):
 /// [`VERSION_MAGIC`], a length byte and the version text.
@@ -68,7 +81,21 @@ pub const CONFIG: Config = Config {
     checkpoint_units: 0,
 };
 
-/// The flash as both stages see it.
+/// The A/B demo's flash, as both stages see it.
+pub type XipFlash = RefCell<MappedFlash>;
+/// A partition of it.
+pub type XipPart<'a> = Partition<'a, MappedFlash>;
+
+/// Where slot `slot`'s image lies, and so where it executes.
+pub const fn slot_address(slot: flashpatch::slots::Slot) -> u32 {
+    FLASH_BASE
+        + match slot {
+            flashpatch::slots::Slot::A => LAYOUT.slot_a,
+            flashpatch::slots::Slot::B => LAYOUT.slot_b,
+        }
+}
+
+/// The in-place demo's flash file ([`in_place`]).
 pub type Flash = RefCell<FileFlash>;
 /// A partition of it.
 pub type Part<'a> = Partition<'a, FileFlash>;
@@ -85,8 +112,9 @@ pub type Part<'a> = Partition<'a, FileFlash>;
 ///  0x36000  end
 /// ```
 ///
-/// The image is loaded to [`APP_BASE`] and runs there, as in the A/B
-/// demo, so that rewriting its slot does not touch the code that runs.
+/// The image is loaded to [`APP_BASE`] and runs there (the A/B demo's
+/// images execute in place instead), so that rewriting its slot does not
+/// touch the code that runs.
 pub mod in_place {
     /// Bytes of the flash: the A/B layout's [`super::FLASH_SIZE`] less
     /// one slot, plus the scratch area.
@@ -107,9 +135,13 @@ pub mod in_place {
     pub const UNIT: u32 = super::ERASE;
 }
 
-/// Opens the flash file, or stops QEMU with [`semihost::exit::FLASH`].
-pub fn open_flash() -> Flash {
-    open_flash_of(FLASH_SIZE)
+/// The A/B demo's flash, mapped at [`FLASH_BASE`], read-only but for its
+/// driver's stores ([`MappedFlash::guarded`]).
+pub fn xip_flash() -> XipFlash {
+    // SAFETY: FLASH_BASE.. is QEMU's machine RAM, which the firmware uses
+    // for nothing else (its RAM is at 0x2000_0000), and each stage makes
+    // one driver.
+    RefCell::new(unsafe { MappedFlash::new(FLASH_BASE, FLASH_SIZE) }.guarded())
 }
 
 /// Opens the flash file of `size` bytes, or stops QEMU with

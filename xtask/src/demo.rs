@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use host_genpat::send::{self, DeviceInfo, SendEvents, SendOptions};
 
+use flashpatch::slots::Slot;
+
 use crate::qemu::{self, Qemu, RunOptions, Version};
 
 /// The work directory of the demo and the QEMU tests.
@@ -75,18 +77,73 @@ pub fn number_after(line: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// The demo's firmware in `target/demo/`: v1, v2 (with its ELF file), the
-/// boot stage and the v1 -> v2 patch `v1-v2.fpat`.
+/// Makes the A/B update file `patch` from release `old` to release
+/// `new` (each built for both slots, `OLD@A.bin` ... in `dir`): the entry
+/// `OLD@A -> NEW@B`, then `OLD@B -> NEW@A` appended to the same file, so
+/// that a device running either build of `old` finds the entry for its
+/// slot and writes the build of `new` for the other. Also writes each
+/// direction alone (`OLD@A-NEW@B.fpat`, `OLD@B-NEW@A.fpat`); returns the
+/// file and the two entries' sizes as files of their own.
+pub fn make_xip_patch(
+    dir: &std::path::Path,
+    old: &str,
+    new: &str,
+    patch: &str,
+    options: &[&str],
+) -> Result<XipPatch, String> {
+    let _ = std::fs::remove_file(dir.join(patch));
+    let mut alone = [0; 2];
+    for (i, (from, to)) in [("A", "B"), ("B", "A")].into_iter().enumerate() {
+        let (o, n) = (format!("{old}@{from}.bin"), format!("{new}@{to}.bin"));
+        alone[i] = make_patch_with(
+            dir,
+            &o,
+            &n,
+            &format!("{old}@{from}-{new}@{to}.fpat"),
+            options,
+        )?
+        .len();
+        let mut args = vec![
+            dir.join(&o).to_str().ok_or("path")?.to_string(),
+            dir.join(&n).to_str().ok_or("path")?.to_string(),
+            dir.join(patch).to_str().ok_or("path")?.to_string(),
+        ];
+        args.extend(options.iter().map(|o| o.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        crate::run(genpat()?.to_str().ok_or("path")?, &args, &[])?;
+    }
+    Ok(XipPatch {
+        file: std::fs::read(dir.join(patch)).map_err(|e| e.to_string())?,
+        a_to_b: alone[0],
+        b_to_a: alone[1],
+    })
+}
+
+/// An A/B update file and what each direction costs alone.
+pub struct XipPatch {
+    /// The file with both entries.
+    pub file: Vec<u8>,
+    /// Bytes of `OLD@A -> NEW@B` as a file of its own.
+    pub a_to_b: usize,
+    /// Bytes of `OLD@B -> NEW@A` as a file of its own.
+    pub b_to_a: usize,
+}
+
+/// The demo's firmware in `target/demo/`: v1 (built for slot A, where it
+/// is provisioned), v2 (built for slot B, where the update writes it, with
+/// its ELF file), the boot stage and the v1 -> v2 file `v1-v2.fpat` (both
+/// directions).
 pub struct Built {
     pub dir: PathBuf,
     pub v1: Vec<u8>,
     pub v2: Vec<u8>,
     pub v2_elf: PathBuf,
     pub boot: PathBuf,
-    pub patch: Vec<u8>,
+    pub patch: XipPatch,
 }
 
-/// Builds v1, v2, the boot stage and their patch into `target/demo/`.
+/// Builds v1 and v2 for both slots, the boot stage and their update file
+/// into `target/demo/`.
 pub fn build() -> Result<Built, String> {
     let dir = work_dir("demo")?;
     let v = |name| Version {
@@ -95,15 +152,15 @@ pub fn build() -> Result<Built, String> {
         blob: false,
         fault: None,
     };
-    let (_, v1) = qemu::build(v("v1"), &dir)?;
-    let (v2_elf, v2) = qemu::build(v("v2"), &dir)?;
+    let v1 = qemu::build(v("v1"), &dir)?;
+    let v2 = qemu::build(v("v2"), &dir)?;
     let boot = qemu::boot_elf(&dir)?;
-    let patch = make_patch(&dir, "v1.bin", "v2.bin", "v1-v2.fpat")?;
+    let patch = make_xip_patch(&dir, "v1", "v2", "v1-v2.fpat", &[])?;
     Ok(Built {
         dir,
-        v1,
-        v2,
-        v2_elf,
+        v1: v1.a.1,
+        v2: v2.b.1,
+        v2_elf: v2.b.0,
         boot,
         patch,
     })
@@ -158,9 +215,10 @@ fn smp_state_read(uart: &mut std::os::unix::net::UnixStream) -> Result<usize, St
 pub fn demo() -> Result<(), String> {
     qemu::ensure_tools()?;
     let b = build()?;
-    let (dir, v1, v2, v2_elf, boot, patch) = (b.dir, b.v1, b.v2, b.v2_elf, b.boot, b.patch);
+    let (dir, v1, v2, v2_elf, boot) = (b.dir, b.v1, b.v2, b.v2_elf, b.boot);
+    let (patch, a_to_b, b_to_a) = (b.patch.file, b.patch.a_to_b, b.patch.b_to_a);
     println!(
-        "demo: v1 is {} bytes, v2 {} bytes, the patch {} bytes",
+        "demo: v1@A is {} bytes, v2@B {} bytes; v1-v2.fpat {} bytes: v1@A -> v2@B ({a_to_b} bytes alone) and v1@B -> v2@A ({b_to_a} bytes alone)",
         v1.len(),
         v2.len(),
         patch.len()
@@ -172,9 +230,17 @@ pub fn demo() -> Result<(), String> {
         icount: true,
         echo: true,
     };
-    let (mut q, mut uart) = Qemu::start(&dir, &boot, &opts)?;
+    let (mut q, mut uart) = Qemu::start_xip(&dir, &boot, &opts)?;
     q.wait_for("waiting for an update", Duration::from_secs(30))
         .ok_or("v1 did not start")?;
+    let xip = |q: &Qemu, at: u64| {
+        q.log
+            .iter()
+            .any(|l| l.contains(&format!("executing in place at {at:#010x}")))
+    };
+    if !xip(&q, qemu::slot_address(Slot::A)) {
+        return Err("the boot stage did not start v1 in place in slot A".into());
+    }
     let report = send::send(
         &mut uart,
         &patch,
@@ -197,6 +263,9 @@ pub fn demo() -> Result<(), String> {
     );
     q.wait_for("v2 confirmed", Duration::from_secs(30))
         .ok_or("v2 did not confirm itself")?;
+    if !xip(&q, qemu::slot_address(Slot::B)) {
+        return Err("the boot stage did not start v2 in place in slot B".into());
+    }
     q.wait_for("waiting for an update", Duration::from_secs(10));
     // v2 serves SMP on the same UART: an image state read, as `smpmgr
     // image state-read` asks it, measures the SMP server.
@@ -220,12 +289,12 @@ pub fn demo() -> Result<(), String> {
     let code = qemu::code_sizes(&v2_elf)?;
     let ipb = ticks * 40 / v2.len().max(1) as u64;
     println!(
-        "demo summary: image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
+        "demo summary: image {} B vs patch {} B ({:.1} %; v1@A -> v2@B, one of the file's two entries); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
 applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate); \
 SMP server RAM {} B ({} B buffers, a static, + {} B stack high-water of an image state read); SMP code {} B",
         v2.len(),
-        patch.len(),
-        patch.len() as f64 * 100.0 / v2.len() as f64,
+        a_to_b,
+        a_to_b as f64 * 100.0 / v2.len() as f64,
         report.bytes_sent,
         report.wire_bytes,
         report.transfer.as_secs_f64(),

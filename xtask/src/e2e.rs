@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use host_genpat::send::{self, Quiet, SendError, SendEvents, SendOptions, SendReport};
 
-use crate::demo::{make_patch, make_patch_with, work_dir};
+use flashpatch::slots::Slot;
+
+use crate::demo::{make_patch, make_patch_with, make_xip_patch, work_dir};
 use crate::qemu::{self, Qemu, RunOptions, Version};
 
 const QUIET: RunOptions = RunOptions {
@@ -39,7 +41,7 @@ impl Bench {
     /// Starts QEMU on the flash file as it is, and waits until the
     /// application listens. A device that cannot boot fails the test.
     fn start(&self) -> Result<(Qemu, UnixStream), String> {
-        let (mut q, s) = Qemu::start(&self.dir, &self.boot, &QUIET)?;
+        let (mut q, s) = Qemu::start_xip(&self.dir, &self.boot, &QUIET)?;
         if q.wait_for("waiting for an update", SECS(30)).is_none() {
             let code = q.wait_exit(SECS(1));
             return Err(format!(
@@ -452,23 +454,34 @@ fn power_cut(b: &Bench, imgs: &Images, cut: Cut) -> Result<String, String> {
 }
 
 /// A panic and a HardFault end QEMU with their own exit codes and say so
-/// on the console; a device that runs on is stopped by the host.
+/// on the console, and so does a plain store to the flash (the MPU keeps
+/// it read-only but for the flash driver's stores); a device that runs on
+/// is stopped by the host.
 fn faults(b: &Bench, imgs: &Images) -> Result<(), String> {
-    for (fault, code, says) in [
-        ("panic", qemu::EXIT_PANIC, "PANIC"),
-        ("hardfault", qemu::EXIT_HARD_FAULT, "HARDFAULT at pc"),
+    for (fault, what, code, says) in [
+        ("panic", "a panic", qemu::EXIT_PANIC, "PANIC"),
+        (
+            "hardfault",
+            "a hardfault",
+            qemu::EXIT_HARD_FAULT,
+            "HARDFAULT at pc",
+        ),
+        (
+            "flashstore",
+            "a plain store to the flash (not through its driver) faults and",
+            qemu::EXIT_HARD_FAULT,
+            "HARDFAULT at pc",
+        ),
     ] {
-        let (_, image) = qemu::build(
-            Version {
-                name: "v1",
-                bad: false,
-                blob: false,
-                fault: Some(fault),
-            },
-            &b.dir,
-        )?;
+        let v = Version {
+            name: "v1",
+            bad: false,
+            blob: false,
+            fault: Some(fault),
+        };
+        let (_, image) = qemu::build_for(v, Slot::A, None, &b.dir)?;
         b.flash(&image)?;
-        let (mut q, _s) = Qemu::start(&b.dir, &b.boot, &QUIET)?;
+        let (mut q, _s) = Qemu::start_xip(&b.dir, &b.boot, &QUIET)?;
         let got = q.wait_exit(SECS(30));
         if got != Some(code) || !q.log.iter().any(|l| l.contains(says)) {
             return Err(format!(
@@ -476,7 +489,7 @@ fn faults(b: &Bench, imgs: &Images) -> Result<(), String> {
                 q.log
             ));
         }
-        println!("qemu e2e: a {fault} ends QEMU with exit code {code} ... ok");
+        println!("qemu e2e: {what} ends QEMU with exit code {code} ... ok");
     }
     // The host-side watchdog: a device that never answers is stopped.
     b.flash(&imgs.v1)?;
@@ -490,15 +503,20 @@ fn faults(b: &Bench, imgs: &Images) -> Result<(), String> {
 }
 
 struct Images {
+    /// v1 built for slot A, where the tests provision it.
     v1: Vec<u8>,
     v1_v2: Vec<u8>,
     v2_v3: Vec<u8>,
     v3_v2: Vec<u8>,
     corrupt: Vec<u8>,
+    /// A same-slot entry, v1@A -> v2@A: its image cannot run in slot B.
+    same_slot: Vec<u8>,
     b1: Vec<u8>,
     b1_b2: Vec<u8>,
 }
 
+/// Every release built for both slots, and the update files between them,
+/// each with both directions (`make_xip_patch`).
 fn images(dir: &Path) -> Result<Images, String> {
     let v = |name, bad, blob| Version {
         name,
@@ -506,30 +524,72 @@ fn images(dir: &Path) -> Result<Images, String> {
         blob,
         fault: None,
     };
-    let (_, v1) = qemu::build(v("v1", false, false), dir)?;
+    let v1 = qemu::build(v("v1", false, false), dir)?.a.1;
     qemu::build(v("v2", false, false), dir)?;
     qemu::build(v("v3", true, false), dir)?;
-    let (_, b1) = qemu::build(v("v1", false, true), dir)?;
+    let b1 = qemu::build(v("v1", false, true), dir)?.a.1;
     qemu::build(v("v2", false, true), dir)?;
-    let v1_v2 = make_patch(dir, "v1.bin", "v2.bin", "v1-v2.fpat")?;
-    // genpat takes the ELF files the build makes as the images they load.
-    let from_elf = make_patch_with(dir, "v1.elf", "v2.elf", "v1-v2-elf.fpat", &qemu::ELF_LAYOUT)?;
-    if from_elf != v1_v2 {
-        return Err("genpat v1.elf v2.elf makes another patch than v1.bin v2.bin".into());
+    let v1_v2 = make_xip_patch(dir, "v1", "v2", "v1-v2.fpat", &[])?.file;
+    // genpat takes the ELF files the build makes as the images they load,
+    // each from its own slot's address.
+    let from_elf = make_patch_with(
+        dir,
+        "v1@A.elf",
+        "v2@B.elf",
+        "v1-v2-elf.fpat",
+        &qemu::ELF_LAYOUT,
+    )?;
+    let from_bin = std::fs::read(dir.join("v1@A-v2@B.fpat")).map_err(|e| e.to_string())?;
+    if from_elf != from_bin {
+        return Err("genpat v1@A.elf v2@B.elf makes another patch than v1@A.bin v2@B.bin".into());
     }
-    println!("qemu e2e: genpat v1.elf v2.elf makes the v1.bin -> v2.bin patch ... ok");
+    println!("qemu e2e: genpat v1@A.elf v2@B.elf makes the v1@A.bin -> v2@B.bin patch ... ok");
     let mut corrupt = v1_v2.clone();
     let at = corrupt.len() - 40;
     corrupt[at] ^= 0x08;
     Ok(Images {
         v1,
         v1_v2,
-        v2_v3: make_patch(dir, "v2.bin", "v3.bin", "v2-v3.fpat")?,
-        v3_v2: make_patch(dir, "v3.bin", "v2.bin", "v3-v2.fpat")?,
+        v2_v3: make_xip_patch(dir, "v2", "v3", "v2-v3.fpat", &[])?.file,
+        v3_v2: make_xip_patch(dir, "v3", "v2", "v3-v2.fpat", &[])?.file,
         corrupt,
+        same_slot: make_patch(dir, "v1@A.bin", "v2@A.bin", "v1@A-v2@A.fpat")?,
         b1,
-        b1_b2: make_patch(dir, "v1-blob.bin", "v2-blob.bin", "b1-b2.fpat")?,
+        b1_b2: make_xip_patch(dir, "v1-blob", "v2-blob", "b1-b2.fpat", &[])?.file,
     })
+}
+
+/// A same-slot entry (v1@A -> v2@A) sent to v1 in slot A: the device
+/// applies it into slot B and activates it, but that image is linked for
+/// slot A; the boot stage does not start it, and restarts until the slot
+/// manager rolls the trial back to v1.
+fn wrong_slot(b: &Bench, imgs: &Images) -> Result<usize, String> {
+    b.flash(&imgs.v1)?;
+    let (mut q, mut s) = b.start()?;
+    let r = send_ok(&mut s, &imgs.same_slot)?;
+    let after = r.after.as_ref().map(|a| (a.version.clone(), a.trial));
+    expect(
+        r.text == "OK" && after == Some(("v1".into(), false)),
+        &format!("v1@A -> v2@A: {} / {after:?}", r.text),
+        &q,
+    )?;
+    expect(
+        q.wait_for("restored by a rollback", SECS(30)).is_some(),
+        "v1 says it was restored by a rollback",
+        &q,
+    )?;
+    let refusals = q
+        .log
+        .iter()
+        .filter(|l| l.contains("is not linked for 0x21020000"))
+        .count();
+    expect(
+        refusals >= 1 && !q.log.iter().any(|l| l.contains("running from slot B")),
+        &format!("the boot stage refused slot B's image ({refusals}x) and never started it"),
+        &q,
+    )?;
+    q.kill();
+    Ok(refusals)
 }
 
 /// Runs every QEMU test; returns (passed, failed).
@@ -544,6 +604,16 @@ pub fn run_all() -> Result<(u64, u64), String> {
         Ok(()) => passed += 1,
         Err(e) => {
             println!("qemu e2e: results and rollback ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    match wrong_slot(&b, &imgs) {
+        Ok(n) => {
+            passed += 1;
+            println!("qemu e2e: a same-slot entry (v1@A -> v2@A) installs an image linked for slot A into slot B: the boot stage refuses it {n}x, the trial rolls back to v1 ... ok");
+        }
+        Err(e) => {
+            println!("qemu e2e: a same-slot entry ... FAILED: {e}");
             failed += 1;
         }
     }

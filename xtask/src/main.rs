@@ -20,6 +20,8 @@
 //!   (`device.rs`), built like `icount`'s firmware.
 //! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
 //!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
+//! - `cargo xtask xip-cost`: cross-slot vs same-slot patch sizes of the
+//!   demo's firmware built for both slots (`xip_cost.rs`).
 //! - `cargo xtask examples`: only core's examples.
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
@@ -36,6 +38,7 @@ mod pypi;
 mod qemu;
 mod serve;
 mod signed;
+mod xip_cost;
 
 use std::path::PathBuf;
 use std::process::{exit, Command};
@@ -125,6 +128,10 @@ enum Task {
     },
     /// Run core's examples; each must print OK.
     Examples,
+    /// Patch size of executing in place: cross-slot (v1@A -> v2@B) vs
+    /// same-slot (v1@A -> v2@A) on pairs of the demo's firmware built for
+    /// both slots.
+    XipCost,
 }
 
 fn main() {
@@ -163,6 +170,7 @@ fn main() {
             targets,
         } => fuzz::main(time, write_figures, targets),
         Task::Examples => EXAMPLES.iter().try_for_each(|name| run_example(name)),
+        Task::XipCost => xip_cost::main(),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e}");

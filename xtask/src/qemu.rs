@@ -17,7 +17,13 @@ use flashpatch::slots::{Config, Layout, Slot, Slots};
 /// stage refuses a flash file that does not match it.
 pub const FLASH_SIZE: usize = 0x54000;
 const LAYOUT: Layout = Layout::new(4096, 0, 0x20000, 0x20000, 0x40000, 0x2000);
-/// Where images run (the firmware's `APP_BASE`).
+/// Where the A/B flash is mapped (the firmware's `FLASH_BASE`): QEMU's
+/// machine RAM on mps2-an386, which `flash.bin` backs.
+pub const FLASH_BASE: u64 = 0x2100_0000;
+/// Bytes of `flash.bin`: QEMU maps the whole file as the board's 16 MiB
+/// machine RAM; the flash is its first [`FLASH_SIZE`] bytes.
+pub const FLASH_FILE_SIZE: usize = 16 << 20;
+/// Where the in-place demo's images run (the firmware's `APP_BASE`).
 const APP_BASE: u64 = 0x0010_0000;
 /// Bytes of an image slot.
 pub const SLOT_SIZE: u64 = 0x20000;
@@ -171,23 +177,63 @@ fn remap_config() -> Result<String, String> {
     Ok(format!("target.{TARGET}.rustflags=[{}]", flags.join(", ")))
 }
 
-/// Builds `v` and returns its ELF, copied to `out/NAME.elf`, and its
-/// image (what a slot holds), also written to `out/NAME.bin`. The boot
-/// stage is built with it.
-pub fn build(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
-    build_with(v, None, out)
+/// One release of the application, built once per slot: each build's
+/// ELF and image.
+pub struct Release {
+    /// Linked for slot A.
+    pub a: (PathBuf, Vec<u8>),
+    /// Linked for slot B.
+    pub b: (PathBuf, Vec<u8>),
+}
+
+/// A slot's letter, as file names carry it (`v1@A.bin`).
+pub fn slot_name(slot: Slot) -> &'static str {
+    match slot {
+        Slot::A => "A",
+        Slot::B => "B",
+    }
+}
+
+/// Where `slot`'s images lie and execute (the firmware's `slot_address`).
+pub const fn slot_address(slot: Slot) -> u64 {
+    FLASH_BASE
+        + match slot {
+            Slot::A => LAYOUT.slot_a,
+            Slot::B => LAYOUT.slot_b,
+        } as u64
+}
+
+/// Builds `v` once per slot (`DEMO_SLOT`), each ELF copied to
+/// `out/NAME@S.elf` and its image (what the slot holds) written to
+/// `out/NAME@S.bin`. The boot stage is built with it.
+pub fn build(v: Version, out: &Path) -> Result<Release, String> {
+    Ok(Release {
+        a: build_for(v, Slot::A, None, out)?,
+        b: build_for(v, Slot::B, None, out)?,
+    })
 }
 
 /// Builds `v` with the feature `signed` and the public key file `key`
-/// (`DEMO_PUBKEY`), as [`build`] does, into `out/NAME-signed.elf` and
+/// (`DEMO_PUBKEY`), as [`build`] does, into `out/NAME-signed@S.elf` and
 /// `.bin`. The boot stage is left as it was.
-pub fn build_signed(v: Version, key: &Path, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
-    build_with(v, Some(key), out)
+pub fn build_signed(v: Version, key: &Path, out: &Path) -> Result<Release, String> {
+    Ok(Release {
+        a: build_for(v, Slot::A, Some(key), out)?,
+        b: build_for(v, Slot::B, Some(key), out)?,
+    })
 }
 
-fn build_with(v: Version, key: Option<&Path>, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+/// Builds `v` for `slot` (signed with `key`'s if given) into
+/// `out/TAG@S.elf` and `.bin`, and returns both.
+pub fn build_for(
+    v: Version,
+    slot: Slot,
+    key: Option<&Path>,
+    out: &Path,
+) -> Result<(PathBuf, Vec<u8>), String> {
     let key = key.map(|k| k.to_str().ok_or("key path")).transpose()?;
     let mut env = version_env(v);
+    env.push(("DEMO_SLOT", slot_name(slot)));
     match key {
         Some(k) => {
             env.push(("DEMO_PUBKEY", k));
@@ -196,11 +242,12 @@ fn build_with(v: Version, key: Option<&Path>, out: &Path) -> Result<(PathBuf, Ve
         None => cargo_fw(&env, &["app", "boot"])?,
     }
     let tag = format!(
-        "{}{}",
+        "{}{}@{}",
         version_tag(v),
-        if key.is_some() { "-signed" } else { "" }
+        if key.is_some() { "-signed" } else { "" },
+        slot_name(slot)
     );
-    copy_image("app", out, &tag)
+    copy_image("app", out, &tag, slot_address(slot))
 }
 
 /// Builds `v` of the in-place application (`inplace`, with its boot
@@ -208,7 +255,7 @@ fn build_with(v: Version, key: Option<&Path>, out: &Path) -> Result<(PathBuf, Ve
 /// `out/ip-NAME.elf`, and its image, written to `out/ip-NAME.bin`.
 pub fn build_in_place(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
     cargo_fw(&version_env(v), &["inplace", "inplace-boot"])?;
-    copy_image("inplace", out, &format!("ip-{}", version_tag(v)))
+    copy_image("inplace", out, &format!("ip-{}", version_tag(v)), APP_BASE)
 }
 
 /// The build inputs that make `v`.
@@ -236,12 +283,12 @@ fn version_tag(v: Version) -> String {
     )
 }
 
-/// Copies the ELF of `bin` to `out/TAG.elf` and writes its image to
-/// `out/TAG.bin`; returns both.
-fn copy_image(bin: &str, out: &Path, tag: &str) -> Result<(PathBuf, Vec<u8>), String> {
+/// Copies the ELF of `bin` to `out/TAG.elf` and writes its image from
+/// `base` to `out/TAG.bin`; returns both.
+fn copy_image(bin: &str, out: &Path, tag: &str, base: u64) -> Result<(PathBuf, Vec<u8>), String> {
     let elf_out = out.join(format!("{tag}.elf"));
     std::fs::copy(elf(bin), &elf_out).map_err(|e| e.to_string())?;
-    let image = image_of(&std::fs::read(&elf_out).map_err(|e| e.to_string())?)?;
+    let image = image_of(&std::fs::read(&elf_out).map_err(|e| e.to_string())?, base)?;
     std::fs::write(out.join(format!("{tag}.bin")), &image).map_err(|e| e.to_string())?;
     Ok((elf_out, image))
 }
@@ -270,12 +317,12 @@ pub fn in_place_boot_elf(out: &Path) -> Result<PathBuf, String> {
     Ok(p)
 }
 
-/// The bytes an ELF puts in [APP_BASE, APP_BASE + slot): the image, as
-/// `genpat --base APP_BASE --gap-fill 0xff` reads the ELF (the same reader,
+/// The bytes an ELF puts in [base, base + slot): the image, as
+/// `genpat --base BASE --gap-fill 0xff` reads the ELF (the same reader,
 /// `host_genpat::firmware`).
-fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
+fn image_of(elf: &[u8], base: u64) -> Result<Vec<u8>, String> {
     let layout = host_genpat::firmware::Layout {
-        base: Some(APP_BASE),
+        base: Some(base),
         pad_to: None,
         gap_fill: 0xFF,
     };
@@ -290,9 +337,10 @@ fn image_of(elf: &[u8]) -> Result<Vec<u8>, String> {
     Ok(image.bytes)
 }
 
-/// genpat's options that make the image of a demo ELF (as [`image_of`]).
-pub const ELF_LAYOUT: [&str; 4] = ["--base", "0x100000", "--gap-fill", "0xff"];
-const _: () = assert!(APP_BASE == 0x10_0000, "ELF_LAYOUT's --base is APP_BASE");
+/// genpat's options that make the image of an A/B demo ELF (as
+/// [`image_of`] from its slot's address: each ELF's image starts at the
+/// lowest address it loads to, its vector table at its slot's address).
+pub const ELF_LAYOUT: [&str; 2] = ["--gap-fill", "0xff"];
 
 /// Bytes of code a firmware ELF spends on updates, in two parts: the
 /// update path (flashpatch and the crates it applies and checks with),
@@ -389,8 +437,10 @@ pub fn flash_size(elf: &Path) -> Result<u64, String> {
         .sum())
 }
 
-/// A flash file with `image` in slot A, provisioned as the running,
-/// confirmed image, and the rest erased.
+/// A flash file with `image` (a build for slot A) in slot A, provisioned
+/// as the running, confirmed image, and the rest erased: [`FLASH_SIZE`]
+/// bytes of flash, then erased bytes to [`FLASH_FILE_SIZE`], the size of
+/// the memory QEMU maps the file as.
 pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
     let mut f = MockFlash::<1, 4, 4096>::new(FLASH_SIZE);
     f.preload(0, image);
@@ -402,7 +452,9 @@ pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
             .provision(Slot::A, image.len() as u32)
             .map_err(|e| e.to_string())?;
     }
-    Ok(flash.into_inner().as_bytes().to_vec())
+    let mut file = flash.into_inner().as_bytes().to_vec();
+    file.resize(FLASH_FILE_SIZE, 0xFF);
+    Ok(file)
 }
 
 /// The in-place demo's flash (`firmware_demo::in_place`): one slot, the
@@ -448,6 +500,20 @@ pub fn command(dir: &Path, kernel: &Path) -> Command {
     cmd
 }
 
+/// The arguments that make `flash.bin` (in QEMU's working directory) the
+/// board's machine RAM, mapped at [`FLASH_BASE`] and shared with the
+/// file: every store of the firmware to it is a store to the file, so the
+/// A/B demo executes its images in place from the flash, which outlives
+/// QEMU.
+pub fn mapped_flash_args() -> [String; 4] {
+    [
+        "-object".into(),
+        format!("memory-backend-file,id=flash,size={FLASH_FILE_SIZE},mem-path=flash.bin,share=on"),
+        "-machine".into(),
+        "memory-backend=flash".into(),
+    ]
+}
+
 /// One QEMU run: its console lines arrive on a channel.
 pub struct Qemu {
     child: Child,
@@ -465,13 +531,34 @@ pub struct RunOptions {
 }
 
 impl Qemu {
-    /// Starts QEMU in `dir` (which holds `flash.bin`) with the boot stage
-    /// `boot`, and accepts its UART connection on a socket in `dir`.
+    /// Starts QEMU in `dir` (which holds `flash.bin`, read and written
+    /// through semihosting: the in-place demo) with the boot stage `boot`,
+    /// and accepts its UART connection on a socket in `dir`.
     pub fn start(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, UnixStream), String> {
+        Qemu::start_on(dir, boot, opts, false)
+    }
+
+    /// Starts the A/B demo as [`Qemu::start`] does, with `flash.bin`
+    /// mapped as its flash ([`mapped_flash_args`]).
+    pub fn start_xip(
+        dir: &Path,
+        boot: &Path,
+        opts: &RunOptions,
+    ) -> Result<(Qemu, UnixStream), String> {
+        Qemu::start_on(dir, boot, opts, true)
+    }
+
+    fn start_on(
+        dir: &Path,
+        boot: &Path,
+        opts: &RunOptions,
+        mapped: bool,
+    ) -> Result<(Qemu, UnixStream), String> {
         let sock = dir.join("uart.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        let mut q = Qemu::spawn(dir, boot, &format!("unix:{}", sock.display()), opts)?;
+        let serial = format!("unix:{}", sock.display());
+        let mut q = Qemu::spawn(dir, boot, &serial, opts, mapped)?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
@@ -494,12 +581,12 @@ impl Qemu {
         Ok((q, stream))
     }
 
-    /// Starts QEMU in `dir` with the boot stage `boot` and its UART on a
-    /// pseudo-terminal; returns the terminal's path (`/dev/pts/N`), which
-    /// real tools open as a serial port. The console is echoed if
-    /// `opts.echo`.
+    /// Starts the A/B demo in `dir` with the boot stage `boot`, its flash
+    /// mapped ([`mapped_flash_args`]) and its UART on a pseudo-terminal;
+    /// returns the terminal's path (`/dev/pts/N`), which real tools open as
+    /// a serial port. The console is echoed if `opts.echo`.
     pub fn start_pty(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, String), String> {
-        let mut q = Qemu::spawn(dir, boot, "pty", opts)?;
+        let mut q = Qemu::spawn(dir, boot, "pty", opts, true)?;
         // "char device redirected to /dev/pts/3 (label serial0)"
         let line = q
             .wait_for("char device redirected to", Duration::from_secs(10))
@@ -513,9 +600,19 @@ impl Qemu {
     }
 
     /// Starts QEMU in `dir` with `boot` and its UART on `serial` (QEMU's
-    /// `-serial` argument), and reads its console lines.
-    fn spawn(dir: &Path, boot: &Path, serial: &str, opts: &RunOptions) -> Result<Qemu, String> {
+    /// `-serial` argument), `flash.bin` mapped if `mapped`, and reads its
+    /// console lines.
+    fn spawn(
+        dir: &Path,
+        boot: &Path,
+        serial: &str,
+        opts: &RunOptions,
+        mapped: bool,
+    ) -> Result<Qemu, String> {
         let mut cmd = command(dir, boot);
+        if mapped {
+            cmd.args(mapped_flash_args());
+        }
         cmd.args(["-serial", serial])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

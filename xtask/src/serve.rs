@@ -26,10 +26,10 @@ pub fn serve() -> Result<(), String> {
     let (mut q, pts) = Qemu::start_pty(&dir, &boot, &opts)?;
     println!("serving: UART on {pts}");
     println!(
-        "  the demo's v1 runs on QEMU mps2-an386; update it to v2 ({} bytes of patch) with\n  \
+        "  the demo's v1 runs on QEMU mps2-an386; update it to v2 ({} bytes of patch, both slots' entries) with\n  \
          {} send {} --port {pts}\n  \
          (the flash is {}; Ctrl-C stops QEMU). The device's console:",
-        patch.len(),
+        patch.file.len(),
         genpat.display(),
         dir.join("v1-v2.fpat").display(),
         dir.join("flash.bin").display(),

@@ -141,7 +141,7 @@ fn installs(log: &[String]) -> Vec<(String, u64)> {
     out
 }
 
-/// Builds v1 and v2 with a key in `dir` (which holds `v1.bin`, the
+/// Builds v1 and v2 with a key in `dir` (which holds `v1@A.bin`, the
 /// unsigned v1 image, next to `boot`, the boot stage's ELF), runs the
 /// signed update on QEMU and returns what it took; `say` prints each step
 /// that passed.
@@ -156,21 +156,24 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         blob: false,
         fault: None,
     };
-    let (v1_elf, v1) = qemu::build_signed(v("v1"), &release_pub, dir)?;
+    // Images for both slots; each signed patch is one entry, v1@A -> v2@B
+    // (the one the device running v1 in slot A picks; a file with both
+    // directions is the unsigned demo's), so that `tamper` finds its body.
+    let (v1_elf, v1) = qemu::build_signed(v("v1"), &release_pub, dir)?.a;
     qemu::build_signed(v("v2"), &release_pub, dir)?;
     let path = |p: &Path| p.to_str().map(String::from).ok_or("path");
     let patch = |name, key: Option<&Path>| -> Result<Vec<u8>, String> {
         let key = key.map(path).transpose()?;
         let mut options: Vec<&str> = key.iter().flat_map(|k| ["--sign", k.as_str()]).collect();
         options.extend(["--security-counter", V2_COUNTER]);
-        make_patch_with(dir, "v1-signed.bin", "v2-signed.bin", name, &options)
+        make_patch_with(dir, "v1-signed@A.bin", "v2-signed@B.bin", name, &options)
     };
     let signed = patch("v1-v2-signed.fpat", Some(&release))?;
     let release_key = path(&release)?;
     let rollback = make_patch_with(
         dir,
-        "v2-signed.bin",
-        "v1-signed.bin",
+        "v2-signed@B.bin",
+        "v1-signed@A.bin",
         "v2-v1-counter-1.fpat",
         &["--sign", &release_key, "--security-counter", "1"],
     )?;
@@ -189,7 +192,7 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         icount: false,
         echo: false,
     };
-    let (mut q, mut s) = Qemu::start(dir, boot, &quiet)?;
+    let (mut q, mut s) = Qemu::start_xip(dir, boot, &quiet)?;
     expect(
         q.wait_for("waiting for an update", SECS(30)).is_some(),
         "signed v1 came up",
@@ -248,7 +251,7 @@ pub fn run(dir: &Path, boot: &Path, say: fn(&str)) -> Result<Figures, String> {
         _ => return Err(format!("the console's install figures: {all:?}")),
     };
     let measured = q.log.iter().find(|l| l.contains("app: measured:"));
-    let image_unsigned = std::fs::metadata(dir.join("v1.bin"))
+    let image_unsigned = std::fs::metadata(dir.join("v1@A.bin"))
         .map_err(|e| format!("the unsigned v1 image: {e}"))?
         .len();
     let f = Figures {
@@ -309,7 +312,7 @@ pub fn standalone(say: fn(&str)) -> Result<Figures, String> {
         blob: false,
         fault: None,
     };
-    qemu::build(v1, &dir)?;
+    qemu::build_for(v1, flashpatch::slots::Slot::A, None, &dir)?;
     let boot = qemu::boot_elf(&dir)?;
     run(&dir, &boot, say)
 }

@@ -16,7 +16,9 @@
 
 use cortex_m_rt::entry;
 use firmware_demo::uart::Uart;
-use firmware_demo::{log, self_test, semihost, send, stack, Part, CONFIG, LAYOUT, STAGE, VERSION};
+use firmware_demo::{
+    log, self_test, semihost, send, stack, XipPart as Part, CONFIG, LAYOUT, STAGE, VERSION,
+};
 #[cfg(not(feature = "signed"))]
 use flashpatch::proto::device::install;
 #[cfg(feature = "signed")]
@@ -62,7 +64,7 @@ const fn hex32(text: &str) -> [u8; 32] {
     out
 }
 
-/// This build's version tag, where `link/app/memory.x` places it: the
+/// This build's version tag, where `link/xip/version-tag.x` places it: the
 /// other image's is read from its slot for SMP's image state read.
 #[used]
 #[link_section = ".fpversion"]
@@ -91,7 +93,7 @@ struct SmpView {
 
 impl SmpView {
     /// The view as the flash is now.
-    fn new(flash: &firmware_demo::Flash, slots: &SmpSlots<'_>, running: Slot) -> SmpView {
+    fn new(flash: &firmware_demo::XipFlash, slots: &SmpSlots<'_>, running: Slot) -> SmpView {
         use embedded_storage::nor_flash::ReadNorFlash as _;
         let at = match running {
             Slot::A => LAYOUT.slot_b,
@@ -160,7 +162,7 @@ fn smp_request(
     slots: &mut SmpSlots<'_>,
     applier: &mut ApplierState,
     smp: &mut SmpRam,
-    flash: &firmware_demo::Flash,
+    flash: &firmware_demo::XipFlash,
     running: Slot,
 ) {
     let server = &mut Server::new();
@@ -227,7 +229,7 @@ fn smp_upload(
     slots: &mut SmpSlots<'_>,
     applier: &mut ApplierState,
     smp: &mut SmpRam,
-    flash: &firmware_demo::Flash,
+    flash: &firmware_demo::XipFlash,
     running: Slot,
 ) -> bool {
     let mut view = SmpView::new(flash, slots, running);
@@ -404,6 +406,14 @@ fn main() -> ! {
     // their own exit codes.
     match option_env!("DEMO_FAULT") {
         Some("panic") => panic!("DEMO_FAULT=panic"),
+        Some("flashstore") => {
+            // A plain store to the flash (the inactive slot's first word),
+            // which the MPU guard turns into a fault.
+            let at = firmware_demo::slot_address(flashpatch::slots::Slot::B);
+            // SAFETY: none; storing past the flash driver is the point.
+            unsafe { (at as *mut u32).write_volatile(0) };
+            log!("app: a plain store to the flash at {at:#010x} went through");
+        }
         Some("hardfault") => {
             // SAFETY: none; reading unmapped memory is the point (a bus
             // fault, escalated to HardFault).
@@ -416,7 +426,7 @@ fn main() -> ! {
     // SAFETY: the only reference to APPLIER, taken once, before anything
     // else could use it.
     let applier = unsafe { &mut *core::ptr::addr_of_mut!(APPLIER) };
-    let flash = firmware_demo::open_flash();
+    let flash = firmware_demo::xip_flash();
     let Some([a, b, state]) = LAYOUT.partitions(&flash) else {
         semihost::exit(semihost::exit::FLASH)
     };
