@@ -646,6 +646,10 @@ pub fn run_all() -> Result<(u64, u64), String> {
     } else {
         failed += 1;
     }
+    // The second board: QEMU's micro:bit (`microbit/tests.rs`).
+    let (mp, mf) = crate::microbit::tests::run_all()?;
+    passed += mp;
+    failed += mf;
     match crate::signed::run(&b.dir, &b.boot, |l| println!("{l}")) {
         Ok(f) => {
             passed += 1;

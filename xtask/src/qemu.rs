@@ -465,10 +465,20 @@ impl Qemu {
     /// Starts QEMU in `dir` (which holds `flash.bin`) with the boot stage
     /// `boot`, and accepts its UART connection on a socket in `dir`.
     pub fn start(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, UnixStream), String> {
+        Qemu::start_command(command(dir, boot), dir, opts)
+    }
+
+    /// Starts `cmd` (a QEMU command line without `-serial`, another board's
+    /// too) in `dir`, and accepts its UART connection on a socket in `dir`.
+    pub fn start_command(
+        cmd: Command,
+        dir: &Path,
+        opts: &RunOptions,
+    ) -> Result<(Qemu, UnixStream), String> {
         let sock = dir.join("uart.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        let mut q = Qemu::spawn(dir, boot, &format!("unix:{}", sock.display()), opts)?;
+        let mut q = Qemu::spawn_command(cmd, &format!("unix:{}", sock.display()), opts)?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
@@ -512,7 +522,10 @@ impl Qemu {
     /// Starts QEMU in `dir` with `boot` and its UART on `serial` (QEMU's
     /// `-serial` argument), and reads its console lines.
     fn spawn(dir: &Path, boot: &Path, serial: &str, opts: &RunOptions) -> Result<Qemu, String> {
-        let mut cmd = command(dir, boot);
+        Qemu::spawn_command(command(dir, boot), serial, opts)
+    }
+
+    fn spawn_command(mut cmd: Command, serial: &str, opts: &RunOptions) -> Result<Qemu, String> {
         cmd.args(["-serial", serial])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
