@@ -13,7 +13,7 @@ use firmware_microbit::uart::Uart;
 use firmware_microbit::{
     log, self_test, semihost, send, stack, timer, Part, CONFIG, LAYOUT, STAGE, VERSION,
 };
-use flashpatch::proto::device::install;
+use flashpatch::proto::device::{install, Installed};
 use flashpatch::proto::frame::{self, FrameDecoder};
 use flashpatch::proto::{self, Action, Announce, DeviceMsg, HostMsg, Staging};
 use flashpatch::slots::{Slot, Slots};
@@ -127,49 +127,42 @@ fn main() -> ! {
                     },
                 );
                 if complete {
+                    log!("app: patch stored; applying into the inactive slot");
                     // The stack pointer here: update() and all it calls
                     // use the stack below it.
                     let painted = stack::paint();
-                    update(&mut uart, &mut slots, applier, &mut staging, painted, top);
+                    let (r, ticks) = update(&mut uart, &mut slots, applier, &mut staging);
+                    let used = stack::used_below(painted);
+                    log!("app: result: {}", r.verdict.message());
+                    log!(
+                        "app: measured: applier_state={} stack_high_water={used} app_stack_high_water={} ticks={ticks} calibration_ticks_per_2m_instructions={}",
+                        core::mem::size_of::<ApplierState>(),
+                        stack::used_in_all(top),
+                        timer::calibrate()
+                    );
+                    if r.restart {
+                        log!("app: restarting into the new image");
+                        firmware_microbit::reset();
+                    }
                 }
             }
         }
     }
 }
 
-/// Applies the stored patch, measuring what it takes (the stack below
-/// `painted` was painted by the caller, and below `top` by `main`), and
-/// restarts into the new image on success.
+/// Applies the stored patch; returns the result and the TIMER0 ticks
+/// it took. It holds nothing but what the install needs: the caller
+/// measures and reports, so that its console lines do not count in the
+/// install's stack.
 #[inline(never)]
 fn update(
     uart: &mut Uart,
     slots: &mut Slots<Part<'_>, Part<'_>>,
     applier: &mut ApplierState,
     staging: &mut Staging<Part<'_>>,
-    painted: u32,
-    top: u32,
-) {
-    log!("app: patch stored; applying into the inactive slot");
+) -> (Installed, u32) {
     let t0 = timer::now();
     let mut buf = [0u8; 16];
-    // Progress goes to the host only: a console line here would put the
-    // console's line buffer on top of the install's deepest stack.
-    let mut report = |m: &DeviceMsg<'_>| send(uart, m);
-    let r = install(slots, applier, staging, &mut buf, &mut report);
-    let ticks = timer::now().wrapping_sub(t0);
-    let stack = stack::used_below(painted);
-    let whole = stack::used_in_all(top);
-    log!("app: result: {}", r.verdict.message());
-    log!(
-        "app: measured: applier_state={} stack_high_water={} app_stack_high_water={} ticks={} calibration_ticks_per_2m_instructions={}",
-        core::mem::size_of::<ApplierState>(),
-        stack,
-        whole,
-        ticks,
-        timer::calibrate()
-    );
-    if r.restart {
-        log!("app: restarting into the new image");
-        firmware_microbit::reset();
-    }
+    let r = install(slots, applier, staging, &mut buf, &mut |m| send(uart, m));
+    (r, timer::now().wrapping_sub(t0))
 }
