@@ -1,8 +1,9 @@
 //! The boot stage: picks the slot to run with flashpatch's slot manager
 //! (which verifies the image's size and SHA-256, counts a trial boot and
 //! rolls back a trial that was not confirmed), checks that the image's
-//! vector table belongs to its slot (each image is linked for one slot),
-//! and starts it where it lies: stack pointer and reset handler from the
+//! vector table belongs to its slot (each image is linked for one slot;
+//! a trial image that is not is restarted until it is rolled back), and
+//! starts it where it lies: stack pointer and reset handler from the
 //! slot's vector table. The Cortex-M0 has no VTOR: exceptions keep going
 //! through this stage's table (the application uses none; a HardFault
 //! stops QEMU with its exit code).
@@ -74,6 +75,12 @@ fn main() -> ! {
             "boot: the image in slot {:?} is not linked for {at:#07x} (sp {sp:#010x}, reset {pc:#010x})",
             boot.slot
         );
+        if boot.trial {
+            // As an image that fails its self-test: each restart counts a
+            // boot of the trial, and the slot manager rolls it back.
+            log!("boot: not starting it; restarting");
+            firmware_microbit::reset()
+        }
         semihost::exit(semihost::exit::NO_IMAGE)
     }
     log!("boot: executing in place at {at:#07x}");

@@ -33,6 +33,9 @@ pub(super) struct Images {
     pub v2_v3: Vec<u8>,
     pub foreign: Vec<u8>,
     pub corrupt: Vec<u8>,
+    /// v1 -> v2 linked for slot A, the slot v1 runs from: a patch made
+    /// for the wrong slot.
+    pub wrong_slot: Vec<u8>,
 }
 
 fn images(dir: &Path) -> Result<Images, String> {
@@ -40,6 +43,7 @@ fn images(dir: &Path) -> Result<Images, String> {
     let (e1, v1) = build(b("v1", false, 0), dir)?;
     let (e2, _) = build(b("v2", false, 1), dir)?;
     let (e3, _) = build(b("v3", true, 0), dir)?;
+    build(b("v2", false, 0), dir)?;
     let v1_v2 = make_patch(dir, "v1@A.bin", "v2@B.bin", "v1-v2.fpat")?;
     let mut corrupt = v1_v2.clone();
     let at = corrupt.len() - 40;
@@ -53,7 +57,39 @@ fn images(dir: &Path) -> Result<Images, String> {
         // A patch for a source the device does not run.
         foreign: make_patch(dir, "v3@A.bin", "v2@B.bin", "v3-v2.fpat")?,
         corrupt,
+        wrong_slot: make_patch(dir, "v1@A.bin", "v2@A.bin", "v1-v2-wrong-slot.fpat")?,
     })
+}
+
+/// A patch whose image is linked for the slot v1 runs from: it applies
+/// and verifies (the image is what it says), but the boot stage does not
+/// start an image outside the slot it is linked for, and the trial runs
+/// out: v1 comes back.
+fn wrong_slot(imgs: &Images) -> Result<(), String> {
+    let mut b = start(&imgs.dir, &provisioned_flash(&imgs.v1)?)?;
+    let r = send_ok(&mut b, &imgs.wrong_slot)?;
+    let back = r.after.as_ref().map(|a| a.version.as_str());
+    expect(
+        r.text == "OK" && back == Some("v1"),
+        &format!("wrong-slot patch: {} / {back:?}", r.text),
+        &b.q.log,
+    )?;
+    expect(
+        b.q.wait_for("restored by a rollback", SECS(30)).is_some(),
+        "v1 says it was restored by a rollback",
+        &b.q.log,
+    )?;
+    let refused =
+        b.q.log
+            .iter()
+            .filter(|l| l.contains("is not linked for 0x1d000"))
+            .count();
+    expect(refused >= 1, "the boot stage refused the image", &b.q.log)?;
+    println!(
+        "qemu microbit: a v1 -> v2 patch linked for the running slot: not started ({refused}x), rolled back to v1 ... ok"
+    );
+    b.q.kill();
+    Ok(())
 }
 
 /// Starts the board with `flash` and waits until the application
@@ -172,6 +208,13 @@ pub fn run_all() -> Result<(u64, u64), String> {
         Ok(()) => passed += 1,
         Err(e) => {
             println!("qemu microbit: results and rollback ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    match wrong_slot(&imgs) {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            println!("qemu microbit: wrong slot ... FAILED: {e}");
             failed += 1;
         }
     }
