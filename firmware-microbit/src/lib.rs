@@ -101,7 +101,7 @@ pub fn reset() -> ! {
 
 /// A free-running counter of TIMER0 at 16 MHz (prescaler 0, 32 bits):
 /// with `-icount shift=0` QEMU runs one instruction per nanosecond, so a
-/// tick is 62.5 instructions ([`timer::calibrate`](crate::timer::calibrate) measures it).
+/// tick is 62.5 instructions ([`timer::calibrate`] measures it).
 pub mod timer {
     fn t() -> nrf51_pac::TIMER0 {
         // SAFETY: only this module touches TIMER0.
