@@ -201,6 +201,7 @@ fn results_and_rollback(imgs: &Images) -> Result<(), String> {
 /// Runs every micro:bit QEMU test; returns (passed, failed).
 pub fn run_all() -> Result<(u64, u64), String> {
     crate::run("rustup", &["target", "add", super::TARGET], &[])?;
+    crate::qemu::ensure_packages(&[("qemu-system-arm", "qemu-system-arm")])?;
     let dir = work_dir("qemu-microbit")?;
     let imgs = images(&dir)?;
     let (mut passed, mut failed) = (0, 0);
