@@ -26,7 +26,8 @@ static mut APPLIER: ApplierState = ApplierState::new();
 #[entry]
 fn main() -> ! {
     // Everything below main's frame is painted: what the application
-    // uses of its stack, all of it, is measured from here.
+    // uses of its stack from here to the end of an install is measured
+    // (`app_stack_high_water`, counted from the top of RAM).
     let top = stack::paint();
     timer::start();
     let mut uart = Uart::new();
@@ -128,16 +129,19 @@ fn main() -> ! {
                 );
                 if complete {
                     log!("app: patch stored; applying into the inactive slot");
+                    // What the application used of its stack so far, read
+                    // before the stack below this frame is painted again.
+                    let so_far = stack::used_in_all(top);
                     // The stack pointer here: update() and all it calls
                     // use the stack below it.
                     let painted = stack::paint();
                     let (r, ticks) = update(&mut uart, &mut slots, applier, &mut staging);
                     let used = stack::used_below(painted);
+                    let whole = so_far.max(stack::used_in_all(painted));
                     log!("app: result: {}", r.verdict.message());
                     log!(
-                        "app: measured: applier_state={} stack_high_water={used} app_stack_high_water={} ticks={ticks} calibration_ticks_per_2m_instructions={}",
+                        "app: measured: applier_state={} stack_high_water={used} app_stack_high_water={whole} ticks={ticks} calibration_ticks_per_2m_instructions={}",
                         core::mem::size_of::<ApplierState>(),
-                        stack::used_in_all(top),
                         timer::calibrate()
                     );
                     if r.restart {
