@@ -11,7 +11,7 @@
 #![no_main]
 
 use cortex_m_rt::entry;
-use firmware_microbit::{log, semihost, slot_start, CONFIG, LAYOUT, RAM, SLOT_SIZE};
+use firmware_microbit::{log, semihost, slot_start, stack, CONFIG, LAYOUT, RAM, SLOT_SIZE};
 use flashpatch::slots::{Slot, Slots};
 
 #[cortex_m_rt::exception]
@@ -22,6 +22,9 @@ unsafe fn HardFault(ef: &cortex_m_rt::ExceptionFrame) -> ! {
 
 #[entry]
 fn main() -> ! {
+    // The stack below main's frame is painted: what selecting a slot
+    // uses of it is measured before the jump.
+    let top = stack::paint();
     let flash = firmware_microbit::open_flash();
     let Some([a, b, state]) = LAYOUT.partitions(&flash) else {
         log!("boot: the flash is smaller than the layout");
@@ -83,6 +86,10 @@ fn main() -> ! {
         }
         semihost::exit(semihost::exit::NO_IMAGE)
     }
+    log!(
+        "boot: measured: stack_high_water={}",
+        stack::used_in_all(top)
+    );
     log!("boot: executing in place at {at:#07x}");
     // SAFETY: the image verified and its vector table points into its
     // own slot and into RAM.

@@ -261,6 +261,12 @@ pub fn demo() -> Result<(), String> {
         num("calibration_ticks_per_2m_instructions=")?,
     );
     let statics = qemu::statics_size(&v2_elf)?;
+    let boot_stack = log
+        .iter()
+        .filter_map(|l| number_after(l, "boot: measured: stack_high_water="))
+        .max()
+        .ok_or("no boot stage measurement on the console")?;
+    let boot_ram = qemu::statics_size(&dir.join("boot.elf"))? + boot_stack;
     let code = qemu::code_sizes(&v2_elf)?;
     // Instructions of the install: ticks times instructions per tick, as
     // the device measured them on a loop of 2,000,000 instructions.
@@ -269,8 +275,8 @@ pub fn demo() -> Result<(), String> {
     println!(
         "demo summary (microbit): image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
 applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); \
-application RAM {} B of {} B ({} B statics + {} B stack high-water of the whole run); update-path code {} B; \
-{} instructions per output byte (install: CRC, apply, verify, activate)",
+application RAM {} B of {} B ({} B statics + {} B stack high-water of the whole run); boot stage RAM {} B; \
+update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
         v2.len(),
         patch.len(),
         patch.len() as f64 * 100.0 / v2.len() as f64,
@@ -285,6 +291,7 @@ application RAM {} B of {} B ({} B statics + {} B stack high-water of the whole 
         RAM,
         statics,
         whole,
+        boot_ram,
         code.update,
         ipb,
     );
