@@ -716,6 +716,17 @@ pub fn run_all() -> Result<(u64, u64), String> {
     } else {
         failed += 1;
     }
+    // The second board: QEMU's micro:bit (`microbit/tests.rs`).
+    match crate::microbit::tests::run_all() {
+        Ok((mp, mf)) => {
+            passed += mp;
+            failed += mf;
+        }
+        Err(e) => {
+            println!("qemu microbit ... FAILED: {e}");
+            failed += 1;
+        }
+    }
     match crate::signed::run(&b.dir, &b.boot, |l| println!("{l}")) {
         Ok(f) => {
             passed += 1;

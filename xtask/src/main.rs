@@ -6,8 +6,9 @@
 //!   set, core's examples (each must print `OK`), builds `core` for the
 //!   two Cortex-M targets, and runs the end-to-end tests of
 //!   `firmware-demo` on QEMU (`e2e.rs`).
-//! - `cargo xtask demo [--in-place]`: the firmware demo on QEMU (`demo.rs`;
-//!   with one image slot, updated in place, `in_place.rs`).
+//! - `cargo xtask demo [--in-place] [--board mps2-an386|microbit]`: the
+//!   firmware demo on QEMU (`demo.rs`; with one image slot, updated in
+//!   place, `in_place.rs`; on the micro:bit, `microbit/`).
 //! - `cargo xtask serve`: the demo's v1 on QEMU with its UART on a
 //!   pseudo-terminal, until interrupted (`serve.rs`).
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
@@ -33,6 +34,7 @@ mod e2e;
 mod fuzz;
 mod icount;
 mod in_place;
+mod microbit;
 #[path = "../../support/pypi.rs"]
 mod pypi;
 mod qemu;
@@ -73,6 +75,14 @@ struct Cli {
     task: Task,
 }
 
+/// A board the demo runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Board {
+    #[value(name = "mps2-an386")]
+    Mps2An386,
+    Microbit,
+}
+
 #[derive(Subcommand)]
 enum Task {
     /// Install targets, run every test (core's also with the devices'
@@ -85,12 +95,18 @@ enum Task {
         /// and a bad v3 rolled back by the update file's reverse entry.
         #[arg(long)]
         in_place: bool,
+        /// The board: QEMU's mps2-an386 (Cortex-M4) or microbit (nRF51822,
+        /// Cortex-M0, flash through the NVMC).
+        #[arg(long, value_enum, default_value_t = Board::Mps2An386)]
+        board: Board,
     },
     /// The demo's v1 on QEMU with its UART on a pseudo-terminal, for
     /// `genpat send --port` and other tools, until interrupted.
     Serve,
     /// Only the QEMU end-to-end tests.
     QemuTest,
+    /// Only the micro:bit QEMU tests (part of qemu-test).
+    MicrobitTest,
     /// Only the signed update on QEMU, with what the signature check costs
     /// on the device.
     Signed,
@@ -148,8 +164,22 @@ fn main() {
         Task::Test => test(),
         Task::Check => check(),
         Task::Bench { corpus, runs } => bench::bench(&corpus, runs as usize),
-        Task::Demo { in_place: false } => demo::demo(),
-        Task::Demo { in_place: true } => in_place::demo(),
+        Task::Demo {
+            in_place: false,
+            board: Board::Mps2An386,
+        } => demo::demo(),
+        Task::Demo {
+            in_place: true,
+            board: Board::Mps2An386,
+        } => in_place::demo(),
+        Task::Demo {
+            in_place: false,
+            board: Board::Microbit,
+        } => microbit::demo(),
+        Task::Demo {
+            in_place: true,
+            board: Board::Microbit,
+        } => Err("--in-place runs on mps2-an386 only".into()),
         Task::Serve => serve::serve(),
         Task::Icount { corpus } => icount::main(&corpus),
         Task::Size => bench::print_code().map(drop),
@@ -159,6 +189,13 @@ fn main() {
                 Ok(())
             } else {
                 Err("QEMU tests failed".into())
+            }
+        }),
+        Task::MicrobitTest => microbit::tests::run_all().and_then(|(p, f)| {
+            println!("qemu microbit tests: {p} passed, {f} failed");
+            match f {
+                0 => Ok(()),
+                _ => Err("micro:bit QEMU tests failed".into()),
             }
         }),
         Task::Signed => signed::standalone(|l| println!("{l}")).map(|f| {
@@ -385,6 +422,19 @@ fn check() -> Result<(), String> {
         ],
         &[("DEMO_PUBKEY", key.to_str().ok_or("non-UTF-8 path")?)],
     )?;
+    // firmware-microbit: a workspace of its own too, for the Cortex-M0.
+    run("rustup", &["target", "add", "thumbv6m-none-eabi"], &[])?;
+    let mb = "firmware-microbit/Cargo.toml";
+    cargo(&["fmt", "--manifest-path", mb, "--", "--check"])?;
+    cargo(&[
+        "clippy",
+        "--manifest-path",
+        mb,
+        "--release",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     run(
         &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         &["doc", "--workspace", "--no-deps"],
@@ -408,11 +458,14 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// `cargo xtask demo --board microbit` ran the plain demo and exited 0.
     #[test]
     fn unknown_commands_flags_and_values_are_errors() {
         assert_eq!(
-            parse(&["demo", "--board", "microbit"]).err(),
+            parse(&["demo", "--board", "nosuch"]).err(),
+            Some(ErrorKind::InvalidValue)
+        );
+        assert_eq!(
+            parse(&["demo", "--boards", "microbit"]).err(),
             Some(ErrorKind::UnknownArgument)
         );
         assert_eq!(parse(&["bogus"]).err(), Some(ErrorKind::InvalidSubcommand));
@@ -426,11 +479,31 @@ mod tests {
         );
         assert!(matches!(
             parse(&["demo"]),
-            Ok(Task::Demo { in_place: false })
+            Ok(Task::Demo {
+                in_place: false,
+                board: Board::Mps2An386
+            })
         ));
         assert!(matches!(
             parse(&["demo", "--in-place"]),
-            Ok(Task::Demo { in_place: true })
+            Ok(Task::Demo {
+                in_place: true,
+                board: Board::Mps2An386
+            })
+        ));
+        assert!(matches!(
+            parse(&["demo", "--board", "mps2-an386"]),
+            Ok(Task::Demo {
+                in_place: false,
+                board: Board::Mps2An386
+            })
+        ));
+        assert!(matches!(
+            parse(&["demo", "--board", "microbit"]),
+            Ok(Task::Demo {
+                in_place: false,
+                board: Board::Microbit
+            })
         ));
         assert!(matches!(
             parse(&["fuzz", "--time", "5", "apply_fixed"]),

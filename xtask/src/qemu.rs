@@ -535,7 +535,7 @@ impl Qemu {
     /// through semihosting: the in-place demo) with the boot stage `boot`,
     /// and accepts its UART connection on a socket in `dir`.
     pub fn start(dir: &Path, boot: &Path, opts: &RunOptions) -> Result<(Qemu, UnixStream), String> {
-        Qemu::start_on(dir, boot, opts, false)
+        Qemu::start_command(command(dir, boot), dir, opts)
     }
 
     /// Starts the A/B demo as [`Qemu::start`] does, with `flash.bin`
@@ -545,20 +545,22 @@ impl Qemu {
         boot: &Path,
         opts: &RunOptions,
     ) -> Result<(Qemu, UnixStream), String> {
-        Qemu::start_on(dir, boot, opts, true)
+        let mut cmd = command(dir, boot);
+        cmd.args(mapped_flash_args());
+        Qemu::start_command(cmd, dir, opts)
     }
 
-    fn start_on(
+    /// Starts `cmd` (a QEMU command line without `-serial`, another board's
+    /// too) in `dir`, and accepts its UART connection on a socket in `dir`.
+    pub fn start_command(
+        cmd: Command,
         dir: &Path,
-        boot: &Path,
         opts: &RunOptions,
-        mapped: bool,
     ) -> Result<(Qemu, UnixStream), String> {
         let sock = dir.join("uart.sock");
         let _ = std::fs::remove_file(&sock);
         let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
-        let serial = format!("unix:{}", sock.display());
-        let mut q = Qemu::spawn(dir, boot, &serial, opts, mapped)?;
+        let mut q = Qemu::spawn_command(cmd, &format!("unix:{}", sock.display()), opts)?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let stream = loop {
@@ -613,6 +615,10 @@ impl Qemu {
         if mapped {
             cmd.args(mapped_flash_args());
         }
+        Qemu::spawn_command(cmd, serial, opts)
+    }
+
+    fn spawn_command(mut cmd: Command, serial: &str, opts: &RunOptions) -> Result<Qemu, String> {
         cmd.args(["-serial", serial])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
