@@ -116,9 +116,9 @@ pub mod mock;
 mod apply;
 pub mod codec;
 pub mod crc32;
-mod digest;
 mod error;
 pub mod format;
+pub mod hashes;
 
 /// The async API: the same types as the crate root's, over async flash
 /// drivers (`embedded_storage_async::nor_flash`), with `async` methods.

@@ -7,6 +7,7 @@ use super::store::Store;
 use super::update::{self, Update};
 use super::{io, sha256_of, NorFlash};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
+use crate::hashes::Software;
 use crate::slots::{
     align_for, aligned, boot_record_len, checkpoint_len, Boot, BootRecord, BootState, Component,
     Config, GroupBoot, Image, Installed, PatchId, Slot, MAX_RECORD_ALIGN,
@@ -185,15 +186,17 @@ where
             return Ok(false);
         }
         let mut buf = [0u8; 64];
-        let sha = sha256_of(flash, &mut buf, image.size).await.map_err(|e| {
-            // The running image's slot is the source of an update.
-            let running = self.store.boot().map(|r| r.components[component].active);
-            let role = match running {
-                Some(s) if s != slot => FlashRole::Target,
-                _ => FlashRole::Source,
-            };
-            FlashError::new(role, e)
-        })?;
+        let sha = sha256_of::<Software, _>(flash, &mut buf, image.size)
+            .await
+            .map_err(|e| {
+                // The running image's slot is the source of an update.
+                let running = self.store.boot().map(|r| r.components[component].active);
+                let role = match running {
+                    Some(s) if s != slot => FlashRole::Target,
+                    _ => FlashRole::Source,
+                };
+                FlashError::new(role, e)
+            })?;
         Ok(sha == image.sha256)
     }
 
@@ -223,7 +226,7 @@ where
                 return Err(Error::NoBootableImage);
             }
             let mut buf = [0u8; 64];
-            let sha256 = sha256_of(flash, &mut buf, size)
+            let sha256 = sha256_of::<Software, _>(flash, &mut buf, size)
                 .await
                 .map_err(FlashError::of(FlashRole::Source))?;
             components[k].images[slot.index()] = Image {
