@@ -113,6 +113,8 @@
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 
+mod log;
+
 mod apply;
 pub mod codec;
 pub mod crc32;

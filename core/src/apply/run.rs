@@ -14,6 +14,7 @@ use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
 use crate::hashes::{Hashes, Software};
+use crate::log;
 use core::marker::PhantomData;
 
 type Res<T> = Result<T, Error>;
@@ -229,7 +230,8 @@ where
         }
         self.st.paused = false;
         let r = self.run(chunk).await;
-        if r.is_err() {
+        if let Err(e) = &r {
+            log::warning!("flashpatch: patch refused: {}", e);
             self.st.phase = Phase::Failed;
         }
         r
@@ -428,6 +430,7 @@ where
                 d.known |= SlotDigests::SHA256;
             }
             if same(&d.sha256, &e.target.sha256) {
+                log::info!("flashpatch: target image already in the source slot");
                 self.st.outcome = Kept::InSource;
                 self.st.result = e.target;
                 return Ok(Phase::Skip);
@@ -469,6 +472,7 @@ where
                 &e.target.sha256,
             )
         {
+            log::info!("flashpatch: target image already in the target slot");
             self.st.outcome = Kept::InTarget;
             self.st.result = e.target;
             return Ok(Phase::Skip);
@@ -484,6 +488,11 @@ where
         // Stops before the first target write if asked to (the slot
         // manager then makes an older checkpoint of this target stale).
         self.st.paused = core::mem::take(&mut self.st.hold);
+        log::info!(
+            "flashpatch: applying an entry: {=u32} B source -> {=u32} B target",
+            ss,
+            ts
+        );
         Ok(Phase::Body)
     }
 
@@ -508,6 +517,7 @@ where
             if !same(&sha, &self.st.entry.target.sha256) {
                 return Err(Error::TargetMismatch);
             }
+            log::info!("flashpatch: target written and read back: SHA-256 matches");
             self.st.outcome = Kept::Applied;
             self.st.result = self.st.entry.target;
         }

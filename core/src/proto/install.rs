@@ -5,6 +5,7 @@
 
 use super::stage::{feed_staged_from, Staging};
 use super::{io, NorFlash, Slots};
+use crate::log;
 use crate::proto::device::{failed, Failed, Installed, Policy, NOTHING, PROGRESS_EVERY};
 use crate::proto::msg::{verdict_code, ComponentImage, DeviceMsg, Stage};
 use crate::slots::{self, Image};
@@ -116,6 +117,11 @@ where
         }
         Err((v, text)) => (v, text, false),
     };
+    match verdict {
+        Verdict::Ok => log::info!("flashpatch: install done: restart into the new image"),
+        Verdict::AlreadyInstalled => log::info!("flashpatch: install: already installed"),
+        _ => log::warning!("flashpatch: install refused: {=str}", text),
+    }
     if !restart {
         // Refused or nothing to do: the patch is not tried again.
         let _ = staging.clear().await;

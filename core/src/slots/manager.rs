@@ -8,6 +8,7 @@ use super::update::{self, Update};
 use super::{io, sha256_of, NorFlash};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
 use crate::hashes::Software;
+use crate::log;
 use crate::slots::{
     align_for, aligned, boot_record_len, checkpoint_len, Boot, BootRecord, BootState, Component,
     Config, GroupBoot, Image, Installed, PatchId, Slot, MAX_RECORD_ALIGN,
@@ -292,9 +293,14 @@ where
                         ..rec
                     })
                     .await?;
+                log::info!(
+                    "flashpatch: booting a trial image, attempt {=u8}",
+                    rec.attempts + 1
+                );
                 return Ok(boot(&rec, true, false));
             }
             if let Some(back) = self.fall_back(&rec, &good).await? {
+                log::warning!("flashpatch: trial image not confirmed or not whole: rolled back");
                 return Ok(boot(&back, false, true));
             }
             // The previous images are gone too: verified trial images are
@@ -309,8 +315,10 @@ where
         }
         // A confirmed image is damaged: the other one, if it is whole.
         if let Some(back) = self.fall_back(&rec, &good).await? {
+            log::warning!("flashpatch: confirmed image damaged: rolled back");
             return Ok(boot(&back, false, true));
         }
+        log::warning!("flashpatch: no bootable image");
         Err(Error::NoBootableImage)
     }
 
@@ -366,7 +374,9 @@ where
             c.on_trial = false;
             c.floor = c.floor.max(c.image().counter);
         }
-        self.store.write_boot(&next).await
+        self.store.write_boot(&next).await?;
+        log::info!("flashpatch: trial image confirmed");
+        Ok(())
     }
 
     /// Application: erases the inactive slot of `component` (what an SMP
@@ -380,7 +390,10 @@ where
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let c = match rec.components.get(component) {
             Some(c) if !rec.trial => *c,
-            _ => return Err(Error::SlotState),
+            _ => {
+                log::warning!("flashpatch: update refused: a trial is not confirmed yet, or no such component");
+                return Err(Error::SlotState);
+            }
         };
         let other = c.active.other().index();
         if c.images[other] != Image::NONE || self.checkpoint_of(component as u8).await? {
@@ -428,6 +441,7 @@ where
     ) -> Res<Update<'s, P, S, N>> {
         let stale = self.checkpoint_of(component).await?;
         let mut up = self.start(component, state)?;
+        log::info!("flashpatch: update of component {=u8} begins", component);
         if stale {
             up.forget_before_writing();
         }
@@ -466,7 +480,10 @@ where
         let every = self.config.checkpoint_units;
         let c = match rec.components.get(component as usize) {
             Some(c) if !rec.trial => *c,
-            _ => return Err(Error::SlotState),
+            _ => {
+                log::warning!("flashpatch: update refused: a trial is not confirmed yet, or no such component");
+                return Err(Error::SlotState);
+            }
         };
         let [a, b] = &mut self.slots[component as usize];
         let (source, target) = match c.active {
@@ -512,7 +529,15 @@ where
             return Ok(None);
         }
         let mut up = self.start(component, state)?;
-        Ok(up.load().await?.map(|offset| Resumed {
+        let offset = up.load().await?;
+        if let Some(at) = offset {
+            log::info!(
+                "flashpatch: update of component {=u8} resumes at patch byte {=u32}",
+                component,
+                at
+            );
+        }
+        Ok(offset.map(|offset| Resumed {
             target: up.target(),
             patch: up.patch(),
             component,
@@ -594,15 +619,22 @@ where
                 continue;
             }
             if rec.trial {
+                log::warning!("flashpatch: activation refused: a trial is not confirmed yet");
                 return Err(Error::SlotState);
             }
             if i.image.counter < c.floor {
+                log::warning!(
+                    "flashpatch: activation refused: counter {=u32} below floor {=u32}",
+                    i.image.counter,
+                    c.floor
+                );
                 return Err(Error::Rollback {
                     counter: i.image.counter,
                     min: c.floor,
                 });
             }
             if !self.holds_in(k, i.slot, &i.image).await? {
+                log::warning!("flashpatch: activation refused: the slot does not hold the image");
                 return Err(Error::ImageMismatch);
             }
             let n = &mut next.components[k];
@@ -618,6 +650,8 @@ where
         next.attempts = 0;
         next.rolled_back = false;
         next.gen = rec.gen.wrapping_add(1);
-        self.store.write_boot(&next).await
+        self.store.write_boot(&next).await?;
+        log::info!("flashpatch: new image activated: it boots next, on trial");
+        Ok(())
     }
 }
