@@ -8,7 +8,10 @@
 //! type that hashes an image ([`crate::Applier`], [`crate::slots::Slots`]),
 //! names the crates'. A device with a hash engine implements [`Hashes`]
 //! with its own types and names it where it names the applier
-//! ([`crate::Applier::with_hashes`]):
+//! ([`crate::Applier::with_hashes`]) or the slot manager
+//! ([`crate::slots::Slots::with_hashes`], whose boot checks and updates
+//! then use it; the in-place manager, `slots::InPlace`, hashes in
+//! software):
 //!
 //! ```
 //! use flashpatch::hashes::{digest, Hashes, Software};

@@ -130,3 +130,36 @@ fn a_wrong_engine_fails_the_read_back() {
         Ok(Outcome::Applied)
     );
 }
+
+#[test]
+fn the_slot_manager_verifies_images_with_its_hashes() {
+    use core::cell::RefCell;
+    use flashpatch::slots::{Config, Layout, Slot, Slots};
+    use flashpatch::{Partition, SlotError};
+
+    const LAYOUT: Layout = Layout::new(4096, 0, 8192, 8192, 16384, 8192);
+    let image = b"an image to boot\n".repeat(100);
+    let mut f = MockFlash::<1, 4, 4096>::new(16384 + 8192);
+    f.preload(0, &image);
+    let flash = RefCell::new(f);
+    let parts = || LAYOUT.partitions(&flash).unwrap();
+    let [a, b, s] = parts();
+    let mut slots = Slots::new(a, b, s, Config::default()).unwrap();
+    slots.provision(Slot::A, image.len() as u32).unwrap();
+    let img = slots.state().unwrap().images[0];
+
+    SEEN.with(|s| s.set([0; 4]));
+    let [a, b, s] = parts();
+    let mut counting: Slots<Partition<'_, _>, Partition<'_, _>, 1, CountingEngine> =
+        Slots::with_hashes([[a, b]], s, Config::default()).unwrap();
+    assert_eq!(counting.select().map(|b| b.slot), Ok(Slot::A));
+    assert!(counting.holds(Slot::A, &img).unwrap());
+    let [_, _, sha_bytes, shas] = SEEN.with(|s| s.get());
+    assert_eq!((sha_bytes, shas), (2 * image.len(), 2));
+
+    let [a, b, s] = parts();
+    let mut broken: Slots<Partition<'_, _>, Partition<'_, _>, 1, BrokenEngine> =
+        Slots::with_hashes([[a, b]], s, Config::default()).unwrap();
+    assert!(!broken.holds(Slot::A, &img).unwrap());
+    assert_eq!(broken.select(), Err(SlotError::NoBootableImage));
+}
