@@ -6,7 +6,9 @@
 
 use std::cell::Cell;
 
-use flashpatch::hashes::digest::{self, FixedOutput, Output, OutputSizeUser, Update};
+use flashpatch::hashes::digest::{
+    self, FixedOutput, FixedOutputReset, Output, OutputSizeUser, Reset, Update,
+};
 use flashpatch::hashes::{Hashes, Software};
 use flashpatch::mock::MockFlash;
 use flashpatch::{Applier, ApplierState, ApplyError, Outcome, Status};
@@ -48,6 +50,19 @@ impl<D: FixedOutput, const I: usize> FixedOutput for Counting<D, I> {
     }
 }
 
+impl<D: Reset, const I: usize> Reset for Counting<D, I> {
+    fn reset(&mut self) {
+        self.0.reset();
+    }
+}
+
+impl<D: FixedOutputReset, const I: usize> FixedOutputReset for Counting<D, I> {
+    fn finalize_into_reset(&mut self, out: &mut Output<Self>) {
+        note(I + 1, 1);
+        self.0.finalize_into_reset(out);
+    }
+}
+
 enum CountingEngine {}
 impl Hashes for CountingEngine {
     type Md5 = Counting<<Software as Hashes>::Md5, 0>;
@@ -65,6 +80,14 @@ impl OutputSizeUser for Broken {
 }
 impl FixedOutput for Broken {
     fn finalize_into(self, out: &mut Output<Self>) {
+        out.fill(0x5A);
+    }
+}
+impl Reset for Broken {
+    fn reset(&mut self) {}
+}
+impl FixedOutputReset for Broken {
+    fn finalize_into_reset(&mut self, out: &mut Output<Self>) {
         out.fill(0x5A);
     }
 }

@@ -6,7 +6,7 @@ use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, fill, Cached, ReadCache, Writer};
 use crate::crc32::Crc32;
 use crate::hashes::Hashes;
-use digest::{FixedOutput, Output, Update};
+use digest::{FixedOutputReset, Output, Update};
 
 /// Whether `len` bytes, read in `READ_SIZE` units, fit in `flash`.
 pub(crate) fn fits<F: ReadNorFlash>(flash: &F, len: u32) -> bool {
@@ -63,7 +63,7 @@ pub(crate) async fn crc_of_prefixes<F: ReadNorFlash>(
 /// flash and hash type.
 #[inline(never)]
 #[io]
-async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutput>(
+async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutputReset>(
     flash: &mut F,
     buf: &mut [u8],
     len: u32,
@@ -77,7 +77,7 @@ async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutput>(
         d.update(&buf[..n]);
         off += n as u32;
     }
-    Ok(d.finalize_fixed())
+    Ok(d.finalize_fixed_reset())
 }
 
 /// MD5 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
