@@ -58,16 +58,19 @@ pub(crate) async fn crc_of_prefixes<F: ReadNorFlash>(
     Ok(if a <= b { (s, l) } else { (l, s) })
 }
 
-/// The digest `D` of `[0, len)` of `flash`, read through `buf` (any
-/// length from one read unit up). Not inlined: a device has one copy per
-/// flash and hash type.
+/// Puts the digest `D` of `[0, len)` of `flash`, read through `buf` (any
+/// length from one read unit up), into `out`. Not inlined: a device has
+/// one copy per flash and hash type. The digest goes straight into the
+/// caller's array (no copy of it in this frame, which the hasher's
+/// finalization nests under).
 #[inline(never)]
 #[io]
 async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutputReset>(
     flash: &mut F,
     buf: &mut [u8],
     len: u32,
-) -> Result<Output<D>, F::Error> {
+    out: &mut Output<D>,
+) -> Result<(), F::Error> {
     let mut d = D::default();
     let mut off = 0u32;
     while off < len {
@@ -77,7 +80,8 @@ async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutputReset>(
         d.update(&buf[..n]);
         off += n as u32;
     }
-    Ok(d.finalize_fixed_reset())
+    d.finalize_into_reset(out);
+    Ok(())
 }
 
 /// MD5 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
@@ -87,7 +91,9 @@ pub(crate) async fn md5_of<H: Hashes, F: ReadNorFlash>(
     buf: &mut [u8],
     len: u32,
 ) -> Result<[u8; 16], F::Error> {
-    Ok(digest_of::<F, H::Md5>(flash, buf, len).await?.into())
+    let mut out = [0; 16];
+    digest_of::<F, H::Md5>(flash, buf, len, (&mut out).into()).await?;
+    Ok(out)
 }
 
 /// SHA-256 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
@@ -97,7 +103,9 @@ pub(crate) async fn sha256_of<H: Hashes, F: ReadNorFlash>(
     buf: &mut [u8],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
-    Ok(digest_of::<F, H::Sha256>(flash, buf, len).await?.into())
+    let mut out = [0; 32];
+    digest_of::<F, H::Sha256>(flash, buf, len, (&mut out).into()).await?;
+    Ok(out)
 }
 
 /// The bytes of `flash` (which is `what`) from `pos` to the end of the
