@@ -141,10 +141,7 @@ fn measure(elf: &[u8]) -> Result<CodeSize, String> {
         ("other", 0),
     ];
     for (name, size) in e.functions()? {
-        let i = if ["digest", "md5", "sha2"]
-            .iter()
-            .any(|k| name.contains(k))
-        {
+        let i = if ["digest", "md5", "sha2"].iter().any(|k| name.contains(k)) {
             1
         } else if name.contains("flashpatch") || name == "_start" {
             0
