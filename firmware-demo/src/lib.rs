@@ -16,6 +16,8 @@
 //! there; both slots hold images linked for that address.
 #![no_std]
 
+#[cfg(feature = "defmt")]
+mod defmt_log;
 pub mod flash;
 pub mod semihost;
 pub mod stack;
