@@ -1,8 +1,8 @@
 //! CRC-32 (IEEE 802.3, reflected, polynomial 0xEDB88320), the checksum of
 //! zlib, PNG and Ethernet.
 //!
-//! On a device: table-driven, a 32-bit word at a time (four table steps
-//! per word), 1 KiB of table in flash.
+//! On a device: the `crc` crate's CRC-32 (`CRC_32_ISO_HDLC`), with one
+//! 256-entry table (1 KiB of flash).
 //! With the feature `fast-crc` (host tools; needs `std`) the work goes to
 //! `crc32fast`, which uses the CPU's carry-less multiply: the same values,
 //! ten times faster.
@@ -19,26 +19,12 @@
 //! assert_eq!(c.value(), 0xCBF4_3926);
 //! ```
 
-#[cfg_attr(feature = "fast-crc", allow(dead_code))]
-const POLY: u32 = 0xEDB8_8320;
-
-/// `TABLE[b]` is the CRC register change for byte `b`.
+/// The `crc` crate's CRC-32 with its one 256-entry table (1 KiB of
+/// flash), a byte a time. `docs/CODEC.md` has the three table variants
+/// measured on a Cortex-M4 (code, table, instructions per byte).
 #[cfg(not(feature = "fast-crc"))]
-static TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 { (c >> 1) ^ POLY } else { c >> 1 };
-            k += 1;
-        }
-        t[i] = c;
-        i += 1;
-    }
-    t
-};
+static CRC: crc::Crc<u32, crc::Table<1>> =
+    crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
 
 /// A running CRC-32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,19 +52,12 @@ impl Crc32 {
         }
         #[cfg(not(feature = "fast-crc"))]
         {
-            // A word at a time: one load and one XOR per four bytes, then
-            // four table steps (about 4 instructions a byte on a Cortex-M4
-            // instead of 7).
-            let step = |c: u32| (c >> 8) ^ TABLE[(c & 0xFF) as usize];
-            let (words, rest) = bytes.as_chunks::<4>();
-            let mut c = self.0;
-            for w in words {
-                c = step(step(step(step(c ^ u32::from_le_bytes(*w)))));
-            }
-            for &b in rest {
-                c = step(c ^ b as u32);
-            }
-            self.0 = c;
+            // The crate keeps the register of a reflected CRC as it is
+            // here and takes a starting value bit-reversed; its result is
+            // the register inverted (CRC-32's final XOR).
+            let mut d = CRC.digest_with_initial(self.0.reverse_bits());
+            d.update(bytes);
+            self.0 = !d.finalize();
         }
     }
 
@@ -114,6 +93,8 @@ pub fn crc32(bytes: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POLY: u32 = 0xEDB8_8320;
 
     /// The bit-at-a-time definition.
     fn reference(bytes: &[u8]) -> u32 {

@@ -113,12 +113,14 @@
 #[cfg(any(test, feature = "mock"))]
 pub mod mock;
 
+mod log;
+
 mod apply;
 pub mod codec;
 pub mod crc32;
-mod digest;
 mod error;
 pub mod format;
+pub mod hashes;
 
 /// The async API: the same types as the crate root's, over async flash
 /// drivers (`embedded_storage_async::nor_flash`), with `async` methods.

@@ -21,6 +21,8 @@
 //! slot it goes into.
 #![no_std]
 
+#[cfg(feature = "defmt")]
+mod defmt_log;
 pub mod flash;
 pub mod mapped;
 pub mod semihost;

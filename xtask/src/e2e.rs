@@ -727,6 +727,18 @@ pub fn run_all() -> Result<(u64, u64), String> {
             failed += 1;
         }
     }
+    match crate::defmt_log::run(&b.dir, &b.boot) {
+        Ok(lines) => {
+            passed += 1;
+            for l in lines {
+                println!("qemu e2e: defmt-print decodes v1's log: {l} ... ok");
+            }
+        }
+        Err(e) => {
+            println!("qemu e2e: defmt logs ... FAILED: {e}");
+            failed += 1;
+        }
+    }
     match crate::signed::run(&b.dir, &b.boot, |l| println!("{l}")) {
         Ok(f) => {
             passed += 1;

@@ -19,6 +19,8 @@
 //!   per output byte (`icount.rs`), the README's figure.
 //! - `cargo xtask size`: only the code size of the apply path
 //!   (`device.rs`), built like `icount`'s firmware.
+//! - `cargo xtask defmt`: only the QEMU test that decodes flashpatch's
+//!   defmt logs with defmt-print (`defmt_log.rs`; `qemu-test` runs it).
 //! - `cargo xtask fuzz [--time SECS] [TARGET ...]`: the `cargo fuzz`
 //!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
 //! - `cargo xtask xip-cost`: cross-slot vs same-slot patch sizes of the
@@ -28,6 +30,7 @@
 //!   as errors.
 
 mod bench;
+mod defmt_log;
 mod demo;
 mod device;
 mod e2e;
@@ -110,6 +113,9 @@ enum Task {
     /// Only the signed update on QEMU, with what the signature check costs
     /// on the device.
     Signed,
+    /// Only the defmt test on QEMU: v1 built with flashpatch's defmt logs,
+    /// decoded by defmt-print.
+    Defmt,
     /// cargo fmt --check, clippy and rustdoc with -D warnings.
     Check,
     /// Patch sizes and times next to bsdiff, xdelta3 and zstd; device
@@ -200,6 +206,11 @@ fn main() {
         }),
         Task::Signed => signed::standalone(|l| println!("{l}")).map(|f| {
             println!("signature check on the device: {}", f.summary());
+        }),
+        Task::Defmt => defmt_log::standalone().map(|lines| {
+            for l in lines {
+                println!("defmt-print decodes v1's log: {l}");
+            }
         }),
         Task::Fuzz {
             time,

@@ -123,12 +123,20 @@ fn elf(bin: &str) -> PathBuf {
 }
 
 /// Builds the binaries `bins` of the firmware with `env` (and the
-/// feature `signed` if `env` names a key in `DEMO_PUBKEY`).
+/// feature `signed` if `env` names a key in `DEMO_PUBKEY`; the feature
+/// `defmt` and defmt's linker script if it sets `DEFMT_LOG`).
 fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut flags: Vec<String> = bins.iter().map(|b| format!("--bin={b}")).collect();
     if env.iter().any(|(k, _)| *k == "DEMO_PUBKEY") {
         flags.push("--features=signed".into());
+    }
+    if env.iter().any(|(k, _)| *k == "DEFMT_LOG") {
+        flags.push("--features=defmt".into());
+        flags.push("--config".into());
+        flags.push(format!(
+            "target.{TARGET}.rustflags=[\"-C\", \"link-arg=-Tdefmt.x\"]"
+        ));
     }
     eprintln!(
         "xtask: $ (cd firmware-demo && {env:?} cargo build --release {})",
@@ -144,6 +152,7 @@ fn cargo_fw(env: &[(&str, &str)], bins: &[&str]) -> Result<(), String> {
         .env_remove("DEMO_BLOB")
         .env_remove("DEMO_FAULT")
         .env_remove("DEMO_PUBKEY")
+        .env_remove("DEFMT_LOG")
         .envs(env.iter().copied());
     let st = cmd.status().map_err(|e| format!("cannot run cargo: {e}"))?;
     st.success()
@@ -248,6 +257,18 @@ pub fn build_for(
         slot_name(slot)
     );
     copy_image("app", out, &tag, slot_address(slot))
+}
+
+/// Builds `v` for slot A with flashpatch's defmt logs on (feature
+/// `defmt`, `DEFMT_LOG=info`), as [`build_for`] does, into
+/// `out/NAME-defmt@A.elf` and `.bin`. The boot stage is left as it was.
+pub fn build_defmt(v: Version, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
+    let mut env = version_env(v);
+    env.push(("DEFMT_LOG", "info"));
+    env.push(("DEMO_SLOT", slot_name(Slot::A)));
+    cargo_fw(&env, &["app"])?;
+    let tag = format!("{}-defmt@{}", version_tag(v), slot_name(Slot::A));
+    copy_image("app", out, &tag, slot_address(Slot::A))
 }
 
 /// Builds `v` of the in-place application (`inplace`, with its boot

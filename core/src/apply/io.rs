@@ -2,8 +2,6 @@
 //! sequential target writer that erases ahead, and what the digest passes
 //! share (their flash passes are in `reads.rs`).
 
-use crate::digest::{md5_compress, sha256_compress};
-
 /// Rounds `v` up to a multiple of `to`.
 pub(crate) const fn align_up(v: u64, to: usize) -> u64 {
     v.div_ceil(to as u64) * to as u64
@@ -26,28 +24,6 @@ pub(crate) fn fill(bytes: &mut [u8], v: u8) {
 #[inline(never)]
 pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0, |d, (x, y)| d | (x ^ y)) == 0
-}
-
-/// A hash of 64-byte blocks whose padding ends in the message length in
-/// bits: MD5 or SHA-256. Its chaining value is the first four or all
-/// eight words of a `[u32; 8]`.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BlockHash {
-    Md5,
-    Sha256,
-}
-
-impl BlockHash {
-    pub(crate) fn compress(self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
-        match self {
-            BlockHash::Md5 => {
-                if let Some(s) = state.first_chunk_mut::<4>() {
-                    md5_compress(s, blocks);
-                }
-            }
-            BlockHash::Sha256 => sha256_compress(state, blocks),
-        }
-    }
 }
 
 /// Which flash the read cache holds.
@@ -148,6 +124,7 @@ mod tests {
     use super::*;
     use crate::apply::blocking::reads::{crc_of, crc_of_prefixes, flush_writer, md5_of, sha256_of};
     use crate::crc32::Crc32;
+    use crate::hashes::Software;
     use crate::mock::MockFlash;
     use sha2::Digest;
 
@@ -157,13 +134,11 @@ mod tests {
             flash.preload(0, image);
             let mut buf = [0u8; B];
             let want: [u8; 32] = sha2::Sha256::digest(&image[..len]).into();
-            assert_eq!(
-                sha256_of(&mut flash, &mut buf, len as u32),
-                Ok(want),
-                "{len}"
-            );
+            let got = sha256_of::<Software, _>(&mut flash, &mut buf, len as u32);
+            assert_eq!(got, Ok(want), "{len}");
             let want: [u8; 16] = md5::Md5::digest(&image[..len]).into();
-            assert_eq!(md5_of(&mut flash, &mut buf, len as u32), Ok(want), "{len}");
+            let got = md5_of::<Software, _>(&mut flash, &mut buf, len as u32);
+            assert_eq!(got, Ok(want), "{len}");
         }
     }
 

@@ -3,9 +3,10 @@
 //! read cache's refill and the write buffer's flush.
 
 use super::{io, NorFlash, ReadNorFlash};
-use crate::apply::io::{align_up, fill, BlockHash, Cached, ReadCache, Writer};
+use crate::apply::io::{align_up, fill, Cached, ReadCache, Writer};
 use crate::crc32::Crc32;
-use crate::digest::{MD5_INIT, SHA256_INIT};
+use crate::hashes::Hashes;
+use digest::{FixedOutputReset, Output, Update};
 
 /// Whether `len` bytes, read in `READ_SIZE` units, fit in `flash`.
 pub(crate) fn fits<F: ReadNorFlash>(flash: &F, len: u32) -> bool {
@@ -57,105 +58,54 @@ pub(crate) async fn crc_of_prefixes<F: ReadNorFlash>(
     Ok(if a <= b { (s, l) } else { (l, s) })
 }
 
-/// Runs `hash` over `[0, len)` of `flash` and returns the digest (MD5's
-/// in the first 16 bytes), with the compression function alone: whole
-/// blocks are compressed straight out of `buf`, and the padded last
-/// block(s) are built in `buf` too, so the chaining value is the only
-/// hash state (no block buffer, no copy of it on finalizing). `buf` is
-/// used in whole 64-byte blocks; when the padding takes two blocks and
-/// `buf` holds one, they are built one after the other. One function for
-/// both hashes and every buffer size, not inlined: a device has one copy
-/// per flash type.
+/// Puts the digest `D` of `[0, len)` of `flash`, read through `buf` (any
+/// length from one read unit up), into `out`. Not inlined: a device has
+/// one copy per flash and hash type. The digest goes straight into the
+/// caller's array (no copy of it in this frame, which the hasher's
+/// finalization nests under).
 #[inline(never)]
 #[io]
-async fn block_hash<F: ReadNorFlash>(
+async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutputReset>(
     flash: &mut F,
     buf: &mut [u8],
     len: u32,
-    hash: BlockHash,
-) -> Result<[u8; 32], F::Error> {
-    let b = buf.len() / 64 * 64;
-    if b == 0 {
-        // Not reached: `md5_of` and `sha256_of` take whole blocks, checked
-        // when they are compiled.
-        return Ok([0; 32]);
-    }
-    let sha = hash == BlockHash::Sha256;
-    let mut state = SHA256_INIT;
-    if !sha {
-        state[..4].copy_from_slice(&MD5_INIT);
-    }
+    out: &mut Output<D>,
+) -> Result<(), F::Error> {
+    let mut d = D::default();
     let mut off = 0u32;
-    loop {
-        let n = (b as u32).min(len - off) as usize;
-        if n > 0 {
-            let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(b);
-            flash.read(off, &mut buf[..nr]).await?;
-        }
+    while off < len {
+        let n = buf.len().min((len - off) as usize);
+        let nr = (align_up(n as u64, F::READ_SIZE) as usize).min(buf.len());
+        flash.read(off, &mut buf[..nr]).await?;
+        d.update(&buf[..n]);
         off += n as u32;
-        let whole = n / 64 * 64;
-        hash.compress(&mut state, buf[..whole].as_chunks().0);
-        if off < len {
-            continue;
-        }
-        let tail = n - whole;
-        if whole > 0 {
-            // Not `copy_within`: that links `memmove` (1.5 KB of Thumb code)
-            // for a copy that cannot overlap (`tail < 64 <= whole`).
-            let (head, rest) = buf.split_at_mut(whole);
-            head[..tail].copy_from_slice(&rest[..tail]);
-        }
-        buf[tail] = 0x80;
-        if tail >= 56 {
-            // No room for the length: this block ends with zeros, and
-            // the next one is zeros and the length.
-            fill(&mut buf[tail + 1..64], 0);
-            hash.compress(&mut state, buf[..64].as_chunks().0);
-            fill(&mut buf[..56], 0);
-        } else {
-            fill(&mut buf[tail + 1..56], 0);
-        }
-        let bits = len as u64 * 8;
-        buf[56..64].copy_from_slice(&if sha {
-            bits.to_be_bytes()
-        } else {
-            bits.to_le_bytes()
-        });
-        hash.compress(&mut state, buf[..64].as_chunks().0);
-        // Built byte by byte, not zeroed first: no `memclr` call.
-        return Ok(core::array::from_fn(|i| {
-            let w = state[i / 4 % 8];
-            let b = if sha {
-                w.to_be_bytes()
-            } else {
-                w.to_le_bytes()
-            };
-            b[i % 4]
-        }));
     }
+    d.finalize_into_reset(out);
+    Ok(())
 }
 
-/// MD5 of `[0, len)` of `flash`, read through `buf`.
+/// MD5 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
 #[io]
-pub(crate) async fn md5_of<F: ReadNorFlash, const B: usize>(
+pub(crate) async fn md5_of<H: Hashes, F: ReadNorFlash>(
     flash: &mut F,
-    buf: &mut [u8; B],
+    buf: &mut [u8],
     len: u32,
 ) -> Result<[u8; 16], F::Error> {
-    const { assert!(B >= 64 && B.is_multiple_of(64)) };
-    let d = block_hash(flash, buf, len, BlockHash::Md5).await?;
-    Ok(*d.first_chunk().unwrap_or(&[0; 16]))
+    let mut out = [0; 16];
+    digest_of::<F, H::Md5>(flash, buf, len, (&mut out).into()).await?;
+    Ok(out)
 }
 
-/// SHA-256 of `[0, len)` of `flash`, read through `buf`.
+/// SHA-256 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
 #[io]
-pub(crate) async fn sha256_of<F: ReadNorFlash, const B: usize>(
+pub(crate) async fn sha256_of<H: Hashes, F: ReadNorFlash>(
     flash: &mut F,
-    buf: &mut [u8; B],
+    buf: &mut [u8],
     len: u32,
 ) -> Result<[u8; 32], F::Error> {
-    const { assert!(B >= 64 && B.is_multiple_of(64)) };
-    block_hash(flash, buf, len, BlockHash::Sha256).await
+    let mut out = [0; 32];
+    digest_of::<F, H::Sha256>(flash, buf, len, (&mut out).into()).await?;
+    Ok(out)
 }
 
 /// The bytes of `flash` (which is `what`) from `pos` to the end of the

@@ -14,7 +14,7 @@ use crate::apply::io::align_up;
 use crate::apply::{ApplierState, Job, Kept, Phase, BUF};
 use crate::codec::{Params, CODEC_RC3};
 
-impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R>
+impl<S, T, const W: usize, const R: usize, H: crate::hashes::Hashes> Applier<'_, S, T, W, R, H>
 where
     S: ReadNorFlash,
     T: NorFlash,

@@ -13,6 +13,9 @@ use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_I
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
+use crate::hashes::{Hashes, Software};
+use crate::log;
+use core::marker::PhantomData;
 
 type Res<T> = Result<T, Error>;
 
@@ -51,10 +54,12 @@ type Res<T> = Result<T, Error>;
 /// }
 /// assert_eq!(target.stats.erases, 1, "the second round erased nothing");
 /// ```
-pub struct Applier<'m, S, T, const W: usize = 64, const R: usize = 64> {
+pub struct Applier<'m, S, T, const W: usize = 64, const R: usize = 64, H = Software> {
     pub(super) source: S,
     pub(super) target: T,
     pub(super) st: &'m mut ApplierState<W, R>,
+    /// The hashes of whole images (a chip's engine or [`Software`]).
+    hashes: PhantomData<fn() -> H>,
 }
 
 impl<'m, S, T, const W: usize, const R: usize> Applier<'m, S, T, W, R>
@@ -64,8 +69,22 @@ where
 {
     /// An applier that reads the running image from `source` and writes the
     /// new one into `target`, working in `state` (reset first, in place).
-    /// Source and target may be flashes of different types.
+    /// Source and target may be flashes of different types. It hashes
+    /// images in software; [`Applier::with_hashes`] takes other hashes.
     pub fn new(source: S, target: T, state: &'m mut ApplierState<W, R>) -> Self {
+        Self::with_hashes(source, target, state)
+    }
+}
+
+impl<'m, S, T, const W: usize, const R: usize, H: Hashes> Applier<'m, S, T, W, R, H>
+where
+    S: ReadNorFlash,
+    T: NorFlash,
+{
+    /// [`Applier::new`] with the image hashes `H` (a chip's hash engine,
+    /// see [`crate::hashes`]), named where the applier's type is:
+    /// `let a: Applier<_, _, 64, 64, Engine> = Applier::with_hashes(..)`.
+    pub fn with_hashes(source: S, target: T, state: &'m mut ApplierState<W, R>) -> Self {
         const {
             assert!(
                 W >= T::WRITE_SIZE
@@ -85,11 +104,12 @@ where
             source,
             target,
             st: state,
+            hashes: PhantomData,
         }
     }
 }
 
-impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
+impl<S, T, const W: usize, const R: usize, H> Applier<'_, S, T, W, R, H> {
     /// Accepts only entries signed by `key` (an Ed25519 public key) whose
     /// security counter, for entries of the applier's component, is at
     /// least `min_counter` (with slots: [`crate::slots::BootRecord::floor`]): each entry header's
@@ -183,7 +203,7 @@ impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R> {
 }
 
 #[io]
-impl<S, T, const W: usize, const R: usize> Applier<'_, S, T, W, R>
+impl<S, T, const W: usize, const R: usize, H: Hashes> Applier<'_, S, T, W, R, H>
 where
     S: ReadNorFlash,
     T: NorFlash,
@@ -211,7 +231,8 @@ where
         }
         self.st.paused = false;
         let r = self.run(chunk).await;
-        if r.is_err() {
+        if let Err(e) = &r {
+            log::warning!("flashpatch: patch refused: {}", e);
             self.st.phase = Phase::Failed;
         }
         r
@@ -409,10 +430,13 @@ where
         }
         if d.knows(0, ts) && d.crc32[0] == e.target.crc32 {
             if d.known & SlotDigests::SHA256 == 0 {
-                d.sha256 = sha256_of(&mut self.source, buf, ts).await.map_err(&src)?;
+                d.sha256 = sha256_of::<H, _>(&mut self.source, buf, ts)
+                    .await
+                    .map_err(&src)?;
                 d.known |= SlotDigests::SHA256;
             }
             if same(&d.sha256, &e.target.sha256) {
+                log::info!("flashpatch: target image already in the source slot");
                 self.st.outcome = Kept::InSource;
                 self.st.result = e.target;
                 return Ok(Phase::Skip);
@@ -422,7 +446,9 @@ where
             return Ok(Phase::Skip);
         }
         if d.known & SlotDigests::MD5 == 0 {
-            d.md5 = md5_of(&mut self.source, buf, ss).await.map_err(&src)?;
+            d.md5 = md5_of::<H, _>(&mut self.source, buf, ss)
+                .await
+                .map_err(&src)?;
             d.known |= SlotDigests::MD5;
         }
         if !same(&d.md5, &e.source.md5) {
@@ -446,10 +472,13 @@ where
         }
         if crc_of(&mut self.target, buf, ts).await.map_err(&tgt)? == e.target.crc32
             && same(
-                &sha256_of(&mut self.target, buf, ts).await.map_err(&tgt)?,
+                &sha256_of::<H, _>(&mut self.target, buf, ts)
+                    .await
+                    .map_err(&tgt)?,
                 &e.target.sha256,
             )
         {
+            log::info!("flashpatch: target image already in the target slot");
             self.st.outcome = Kept::InTarget;
             self.st.result = e.target;
             return Ok(Phase::Skip);
@@ -465,6 +494,11 @@ where
         // Stops before the first target write if asked to (the slot
         // manager then makes an older checkpoint of this target stale).
         self.st.paused = core::mem::take(&mut self.st.hold);
+        log::info!(
+            "flashpatch: applying an entry: {=u32} B source -> {=u32} B target",
+            ss,
+            ts
+        );
         Ok(Phase::Body)
     }
 
@@ -508,7 +542,7 @@ where
 
     async fn read_back(&mut self) -> Res<()> {
         // The body is used up (`len == 0`): the input buffer is free.
-        let sha = sha256_of(
+        let sha = sha256_of::<H, _>(
             &mut self.target,
             &mut self.st.buf,
             self.st.entry.target.size,
@@ -518,6 +552,7 @@ where
         if !same(&sha, &self.st.entry.target.sha256) {
             return Err(Error::TargetMismatch);
         }
+        log::info!("flashpatch: target written and read back: SHA-256 matches");
         self.st.outcome = Kept::Applied;
         self.st.result = self.st.entry.target;
         self.st.paused = false;

@@ -8,6 +8,7 @@
 //! ends a frame and a receiver that joins in the middle of a stream, or
 //! sees garbage, finds the next frame at the next zero.
 
+use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
 use crate::crc32::crc32;
@@ -128,9 +129,13 @@ fn cobs_decode(buf: &mut [u8]) -> Result<usize, FrameError> {
 /// Gathers frames from a byte stream, push-style: hand it whatever bytes
 /// arrived, get back each frame's payload as its delimiter arrives.
 pub struct FrameDecoder {
-    buf: [u8; MAX_FRAME],
-    len: usize,
+    /// The frame's bytes so far; once a frame is handed out, its decoded
+    /// bytes, until the next call.
+    buf: Vec<u8, MAX_FRAME>,
+    /// The frame so far did not fit: it is refused at its delimiter.
     overflow: bool,
+    /// `buf` holds the frame handed out by the last call.
+    handed_out: bool,
 }
 
 impl Default for FrameDecoder {
@@ -143,9 +148,9 @@ impl FrameDecoder {
     /// A decoder waiting for the start of a frame.
     pub const fn new() -> Self {
         FrameDecoder {
-            buf: [0; MAX_FRAME],
-            len: 0,
+            buf: Vec::new(),
             overflow: false,
+            handed_out: false,
         }
     }
 
@@ -155,32 +160,29 @@ impl FrameDecoder {
     /// refused. Empty frames (two zeros in a row) are skipped. Call again
     /// with the rest of `input`.
     pub fn feed<'s>(&'s mut self, input: &[u8]) -> (usize, Option<Result<&'s [u8], FrameError>>) {
+        if core::mem::take(&mut self.handed_out) {
+            self.buf.clear();
+        }
         for (i, &b) in input.iter().enumerate() {
             if b != 0 {
-                if self.len < MAX_FRAME {
-                    self.buf[self.len] = b;
-                    self.len += 1;
-                } else {
-                    self.overflow = true;
-                }
+                self.overflow |= self.buf.push(b).is_err();
                 continue;
             }
-            let (len, overflow) = (self.len, self.overflow);
-            self.len = 0;
-            self.overflow = false;
-            if len == 0 && !overflow {
+            let overflow = core::mem::take(&mut self.overflow);
+            if self.buf.is_empty() && !overflow {
                 continue;
             }
-            return (i + 1, Some(self.finish(len, overflow)));
+            self.handed_out = true;
+            return (i + 1, Some(self.finish(overflow)));
         }
         (input.len(), None)
     }
 
-    fn finish(&mut self, len: usize, overflow: bool) -> Result<&[u8], FrameError> {
+    fn finish(&mut self, overflow: bool) -> Result<&[u8], FrameError> {
         if overflow {
             return Err(FrameError::TooLong);
         }
-        let n = cobs_decode(&mut self.buf[..len])?;
+        let n = cobs_decode(&mut self.buf)?;
         if n < 4 {
             return Err(FrameError::Short);
         }

@@ -5,6 +5,8 @@
 
 use super::stage::{feed_staged_from, Staging};
 use super::{io, NorFlash, Slots};
+use crate::hashes::Hashes;
+use crate::log;
 use crate::proto::device::{failed, Failed, Installed, Policy, NOTHING, PROGRESS_EVERY};
 use crate::proto::msg::{verdict_code, ComponentImage, DeviceMsg, Stage};
 use crate::slots::{self, Image};
@@ -13,7 +15,10 @@ use crate::{ApplierState, ApplyError, Found, Outcome, SlotError, Verdict};
 /// The answer to [`crate::proto::HostMsg::Component`]: what `component` of
 /// `slots` runs (the image its boot state records as active; size 0 for an
 /// empty component or one past the last).
-pub fn component<P, S, const N: usize>(slots: &Slots<P, S, N>, component: u8) -> DeviceMsg<'static>
+pub fn component<P, S, H: Hashes, const N: usize>(
+    slots: &Slots<P, S, N, H>,
+    component: u8,
+) -> DeviceMsg<'static>
 where
     P: NorFlash,
     S: NorFlash,
@@ -45,8 +50,8 @@ where
 /// entry for are left as they are; "OK, new version already installed"
 /// means that each component it has entries for already runs its target.
 #[io]
-pub async fn install<P, S, F, const N: usize>(
-    slots: &mut Slots<P, S, N>,
+pub async fn install<P, S, F, H: Hashes, const N: usize>(
+    slots: &mut Slots<P, S, N, H>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -73,8 +78,8 @@ where
 /// slot is never written either way.
 #[io]
 #[cfg(feature = "sign")]
-pub async fn install_signed<P, S, F, const N: usize>(
-    slots: &mut Slots<P, S, N>,
+pub async fn install_signed<P, S, F, H: Hashes, const N: usize>(
+    slots: &mut Slots<P, S, N, H>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -95,8 +100,8 @@ where
 
 /// [`install`], with `policy` applied to each update before it is fed.
 #[io]
-async fn install_with<P, S, F, const N: usize>(
-    slots: &mut Slots<P, S, N>,
+async fn install_with<P, S, F, H: Hashes, const N: usize>(
+    slots: &mut Slots<P, S, N, H>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -116,6 +121,11 @@ where
         }
         Err((v, text)) => (v, text, false),
     };
+    match verdict {
+        Verdict::Ok => log::info!("flashpatch: install done: restart into the new image"),
+        Verdict::AlreadyInstalled => log::info!("flashpatch: install: already installed"),
+        _ => log::warning!("flashpatch: install refused: {=str}", text),
+    }
     if !restart {
         // Refused or nothing to do: the patch is not tried again.
         let _ = staging.clear().await;
@@ -131,8 +141,8 @@ where
 /// activates the images together: `true` if a new image was activated,
 /// `false` if every one was running already.
 #[io]
-async fn run<P, S, F, const N: usize>(
-    slots: &mut Slots<P, S, N>,
+async fn run<P, S, F, H: Hashes, const N: usize>(
+    slots: &mut Slots<P, S, N, H>,
     state: &mut ApplierState,
     staging: &mut Staging<F>,
     buf: &mut [u8],
@@ -180,8 +190,8 @@ where
 /// in one record write: `true` if a new image was activated, `false` if
 /// every one was running already.
 #[io]
-async fn activate<P, S, F, const N: usize>(
-    slots: &mut Slots<P, S, N>,
+async fn activate<P, S, F, H: Hashes, const N: usize>(
+    slots: &mut Slots<P, S, N, H>,
     staging: &mut Staging<F>,
     send: &mut dyn FnMut(&DeviceMsg<'_>),
     done: &[slots::Installed],
@@ -221,8 +231,8 @@ where
 /// when the next report is due.
 #[allow(clippy::too_many_arguments)]
 #[io]
-async fn apply_component<P, S, F, const N: usize>(
-    slots: &mut Slots<P, S, N>,
+async fn apply_component<P, S, F, H: Hashes, const N: usize>(
+    slots: &mut Slots<P, S, N, H>,
     k: u8,
     state: &mut ApplierState,
     staging: &mut Staging<F>,

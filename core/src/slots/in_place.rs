@@ -39,6 +39,7 @@ use crate::apply::io::align_up;
 use crate::crc32::Crc32;
 use crate::error::{ApplyError, FlashError, FlashRole, SlotError as Error};
 use crate::format::{EntryHeader, InPlaceEntry, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
+use crate::hashes::Software;
 use crate::slots::record::HEADER_LEN;
 use crate::slots::{
     align_for, aligned, boot_record_len, Boot, BootRecord, BootState, Component, Config, Image,
@@ -492,7 +493,8 @@ where
         if size as usize > slot.capacity() {
             return Ok([0; 32]);
         }
-        Ok(sha256_of(&mut *slot, buf, size).map_err(FlashError::of(FlashRole::Source))?)
+        Ok(sha256_of::<Software, _>(&mut *slot, buf, size)
+            .map_err(FlashError::of(FlashRole::Source))?)
     }
 
     /// Whether the slot holds `image` (size and SHA-256).

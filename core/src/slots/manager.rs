@@ -7,16 +7,19 @@ use super::store::Store;
 use super::update::{self, Update};
 use super::{io, sha256_of, NorFlash};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
+use crate::hashes::{Hashes, Software};
+use crate::log;
 use crate::slots::{
     align_for, aligned, boot_record_len, checkpoint_len, Boot, BootRecord, BootState, Component,
     Config, GroupBoot, Image, Installed, PatchId, Slot, MAX_RECORD_ALIGN,
 };
 use crate::ApplierState;
+use core::marker::PhantomData;
 
 /// An update continued from a checkpoint by [`Slots::resume`].
-pub struct Resumed<'s, P, S, const N: usize = 1> {
+pub struct Resumed<'s, P, S, const N: usize = 1, H = Software> {
     /// The update, ready for the rest of the patch.
-    pub update: Update<'s, P, S, N>,
+    pub update: Update<'s, P, S, N, H>,
     /// The component it updates.
     pub component: u8,
     /// The patch offset to feed from: the sender re-sends `patch[offset..]`.
@@ -72,10 +75,12 @@ pub struct Resumed<'s, P, S, const N: usize = 1> {
 /// open().confirm().unwrap();
 /// assert!(!open().select().unwrap().trial);
 /// ```
-pub struct Slots<P, S, const N: usize = 1> {
+pub struct Slots<P, S, const N: usize = 1, H = Software> {
     slots: [[P; 2]; N],
     store: Store<S, N>,
     config: Config,
+    /// The hashes that verify images (a chip's engine or [`Software`]).
+    hashes: PhantomData<fn() -> H>,
 }
 
 type Res<T> = Result<T, Error>;
@@ -93,7 +98,31 @@ where
     pub async fn new(a: P, b: P, state: S, config: Config) -> Res<Self> {
         Self::new_group([[a, b]], state, config).await
     }
+}
 
+#[io]
+impl<P, S, const N: usize> Slots<P, S, N>
+where
+    P: NorFlash,
+    S: NorFlash,
+{
+    /// The slot manager over the slot pairs of `N` components (`[A, B]`
+    /// each) and the state area, which holds the boot state of all of
+    /// them. Reads the state area; [`Error::StateArea`] as [`Slots::new`].
+    /// The boot stage and the application must use the same `N`. It
+    /// verifies images in software; [`Slots::with_hashes`] takes other
+    /// hashes.
+    pub async fn new_group(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self> {
+        Self::with_hashes(pairs, state, config).await
+    }
+}
+
+#[io]
+impl<P, S, H: Hashes> Slots<P, S, 1, H>
+where
+    P: NorFlash,
+    S: NorFlash,
+{
     /// Gives the flashes back: slot A, slot B, state area.
     pub fn into_parts(self) -> (P, P, S) {
         let ([[a, b]], s) = self.into_group_parts();
@@ -110,16 +139,15 @@ where
 }
 
 #[io]
-impl<P, S, const N: usize> Slots<P, S, N>
+impl<P, S, const N: usize, H: Hashes> Slots<P, S, N, H>
 where
     P: NorFlash,
     S: NorFlash,
 {
-    /// The slot manager over the slot pairs of `N` components (`[A, B]`
-    /// each) and the state area, which holds the boot state of all of
-    /// them. Reads the state area; [`Error::StateArea`] as [`Slots::new`].
-    /// The boot stage and the application must use the same `N`.
-    pub async fn new_group(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self> {
+    /// [`Slots::new_group`] with the image hashes `H` (a chip's hash
+    /// engine, see [`crate::hashes`]), named where the manager's type is:
+    /// `let s: Slots<_, _, 1, Engine> = Slots::with_hashes([[a, b]], state, config)?`.
+    pub async fn with_hashes(pairs: [[P; 2]; N], state: S, config: Config) -> Res<Self> {
         const {
             let align = align_for(S::WRITE_SIZE, S::READ_SIZE);
             assert!(
@@ -134,6 +162,7 @@ where
             slots: pairs,
             store: Store::open(state, Self::MIN_BANK).await?,
             config,
+            hashes: PhantomData,
         })
     }
 
@@ -185,15 +214,17 @@ where
             return Ok(false);
         }
         let mut buf = [0u8; 64];
-        let sha = sha256_of(flash, &mut buf, image.size).await.map_err(|e| {
-            // The running image's slot is the source of an update.
-            let running = self.store.boot().map(|r| r.components[component].active);
-            let role = match running {
-                Some(s) if s != slot => FlashRole::Target,
-                _ => FlashRole::Source,
-            };
-            FlashError::new(role, e)
-        })?;
+        let sha = sha256_of::<H, _>(flash, &mut buf, image.size)
+            .await
+            .map_err(|e| {
+                // The running image's slot is the source of an update.
+                let running = self.store.boot().map(|r| r.components[component].active);
+                let role = match running {
+                    Some(s) if s != slot => FlashRole::Target,
+                    _ => FlashRole::Source,
+                };
+                FlashError::new(role, e)
+            })?;
         Ok(sha == image.sha256)
     }
 
@@ -223,7 +254,7 @@ where
                 return Err(Error::NoBootableImage);
             }
             let mut buf = [0u8; 64];
-            let sha256 = sha256_of(flash, &mut buf, size)
+            let sha256 = sha256_of::<H, _>(flash, &mut buf, size)
                 .await
                 .map_err(FlashError::of(FlashRole::Source))?;
             components[k].images[slot.index()] = Image {
@@ -289,9 +320,14 @@ where
                         ..rec
                     })
                     .await?;
+                log::info!(
+                    "flashpatch: booting a trial image, attempt {=u8}",
+                    rec.attempts + 1
+                );
                 return Ok(boot(&rec, true, false));
             }
             if let Some(back) = self.fall_back(&rec, &good).await? {
+                log::warning!("flashpatch: trial image not confirmed or not whole: rolled back");
                 return Ok(boot(&back, false, true));
             }
             // The previous images are gone too: verified trial images are
@@ -306,8 +342,10 @@ where
         }
         // A confirmed image is damaged: the other one, if it is whole.
         if let Some(back) = self.fall_back(&rec, &good).await? {
+            log::warning!("flashpatch: confirmed image damaged: rolled back");
             return Ok(boot(&back, false, true));
         }
+        log::warning!("flashpatch: no bootable image");
         Err(Error::NoBootableImage)
     }
 
@@ -363,7 +401,9 @@ where
             c.on_trial = false;
             c.floor = c.floor.max(c.image().counter);
         }
-        self.store.write_boot(&next).await
+        self.store.write_boot(&next).await?;
+        log::info!("flashpatch: trial image confirmed");
+        Ok(())
     }
 
     /// Application: erases the inactive slot of `component` (what an SMP
@@ -377,7 +417,10 @@ where
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let c = match rec.components.get(component) {
             Some(c) if !rec.trial => *c,
-            _ => return Err(Error::SlotState),
+            _ => {
+                log::warning!("flashpatch: update refused: a trial is not confirmed yet, or no such component");
+                return Err(Error::SlotState);
+            }
         };
         let other = c.active.other().index();
         if c.images[other] != Image::NONE || self.checkpoint_of(component as u8).await? {
@@ -400,7 +443,7 @@ where
     pub async fn begin_update<'s>(
         &'s mut self,
         state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S, N>> {
+    ) -> Res<Update<'s, P, S, N, H>> {
         self.begin_component_update(0, state).await
     }
 
@@ -422,9 +465,10 @@ where
         &'s mut self,
         component: u8,
         state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S, N>> {
+    ) -> Res<Update<'s, P, S, N, H>> {
         let stale = self.checkpoint_of(component).await?;
         let mut up = self.start(component, state)?;
+        log::info!("flashpatch: update of component {=u8} begins", component);
         if stale {
             up.forget_before_writing();
         }
@@ -458,12 +502,15 @@ where
         &'s mut self,
         component: u8,
         state: &'s mut ApplierState,
-    ) -> Res<Update<'s, P, S, N>> {
+    ) -> Res<Update<'s, P, S, N, H>> {
         let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
         let every = self.config.checkpoint_units;
         let c = match rec.components.get(component as usize) {
             Some(c) if !rec.trial => *c,
-            _ => return Err(Error::SlotState),
+            _ => {
+                log::warning!("flashpatch: update refused: a trial is not confirmed yet, or no such component");
+                return Err(Error::SlotState);
+            }
         };
         let [a, b] = &mut self.slots[component as usize];
         let (source, target) = match c.active {
@@ -491,7 +538,7 @@ where
     pub async fn resume<'s>(
         &'s mut self,
         state: &'s mut ApplierState,
-    ) -> Res<Option<Resumed<'s, P, S, N>>> {
+    ) -> Res<Option<Resumed<'s, P, S, N, H>>> {
         if self.store.checkpoint.is_none() || self.store.boot().is_none_or(|r| r.trial) {
             return Ok(None);
         }
@@ -509,7 +556,15 @@ where
             return Ok(None);
         }
         let mut up = self.start(component, state)?;
-        Ok(up.load().await?.map(|offset| Resumed {
+        let offset = up.load().await?;
+        if let Some(at) = offset {
+            log::info!(
+                "flashpatch: update of component {=u8} resumes at patch byte {=u32}",
+                component,
+                at
+            );
+        }
+        Ok(offset.map(|offset| Resumed {
             target: up.target(),
             patch: up.patch(),
             component,
@@ -536,7 +591,7 @@ where
         component: u8,
         patch: PatchId,
         state: &'s mut ApplierState,
-    ) -> Res<(Update<'s, P, S, N>, u32)> {
+    ) -> Res<(Update<'s, P, S, N, H>, u32)> {
         let usable = self.store.boot().is_some_and(|r| !r.trial) && patch != PatchId::UNKNOWN;
         let mut ours = false;
         if let (true, Some(mut r)) = (usable, self.store.checkpoint_reader()) {
@@ -591,15 +646,22 @@ where
                 continue;
             }
             if rec.trial {
+                log::warning!("flashpatch: activation refused: a trial is not confirmed yet");
                 return Err(Error::SlotState);
             }
             if i.image.counter < c.floor {
+                log::warning!(
+                    "flashpatch: activation refused: counter {=u32} below floor {=u32}",
+                    i.image.counter,
+                    c.floor
+                );
                 return Err(Error::Rollback {
                     counter: i.image.counter,
                     min: c.floor,
                 });
             }
             if !self.holds_in(k, i.slot, &i.image).await? {
+                log::warning!("flashpatch: activation refused: the slot does not hold the image");
                 return Err(Error::ImageMismatch);
             }
             let n = &mut next.components[k];
@@ -615,6 +677,8 @@ where
         next.attempts = 0;
         next.rolled_back = false;
         next.gen = rec.gen.wrapping_add(1);
-        self.store.write_boot(&next).await
+        self.store.write_boot(&next).await?;
+        log::info!("flashpatch: new image activated: it boots next, on trial");
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 use super::store::Store;
 use super::{io, Applier, NorFlash};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
+use crate::hashes::{Hashes, Software};
 use crate::slots::checkpoint::Checkpoint;
 use crate::slots::{align_for, checkpoint_len, Image, Installed, PatchId, Slot};
 use crate::{ApplierState, Found, Outcome, Progress, Status};
@@ -33,8 +34,8 @@ pub(crate) async fn checkpoint_for<S: NorFlash>(
 /// (every [`crate::slots::Config::checkpoint_units`] units), the update stops and
 /// appends a checkpoint to the state area before it goes on; after a reset
 /// [`crate::slots::Slots::resume`] continues from the newest one.
-pub struct Update<'s, P, S, const N: usize = 1> {
-    applier: Applier<'s, &'s mut P, &'s mut P>,
+pub struct Update<'s, P, S, const N: usize = 1, H = Software> {
+    applier: Applier<'s, &'s mut P, &'s mut P, 64, 64, H>,
     store: &'s mut Store<S, N>,
     component: u8,
     /// The patch being applied, as checkpoints record it.
@@ -48,7 +49,7 @@ pub struct Update<'s, P, S, const N: usize = 1> {
 }
 
 #[io]
-impl<'s, P, S, const N: usize> Update<'s, P, S, N>
+impl<'s, P, S, const N: usize, H: Hashes> Update<'s, P, S, N, H>
 where
     P: NorFlash,
     S: NorFlash,
@@ -68,7 +69,7 @@ where
                 "erase units must hold whole write buffers"
             );
         }
-        let mut applier = Applier::new(source, target, state);
+        let mut applier = Applier::with_hashes(source, target, state);
         applier.set_checkpoints(every.saturating_mul(P::ERASE_SIZE as u32));
         applier.set_component(component);
         Update {
