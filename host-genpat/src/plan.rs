@@ -172,39 +172,27 @@ struct Matcher<'a> {
     old: &'a [u8],
     new: &'a [u8],
     sa: Vec<i32>,
-    /// lcp[i] = length of the common prefix of the suffixes sa[i - 1] and sa[i].
-    lcp: Vec<i32>,
     /// Bytes compared plus probes made; a machine-independent work measure.
     work: u64,
 }
 
 impl<'a> Matcher<'a> {
     fn new(old: &'a [u8], new: &'a [u8]) -> Self {
-        let (sa, lcp) = if old.is_empty() {
-            (Vec::new(), Vec::new())
+        let sa = if old.is_empty() {
+            Vec::new()
         } else {
             assert!(old.len() < i32::MAX as usize, "old image too large");
-            let (sa, lcp, _, _) = SuffixArrayConstruction::for_text(old)
+            SuffixArrayConstruction::for_text(old)
                 .in_owned_buffer32()
                 .single_threaded()
                 .run()
                 .expect("suffix array construction failed")
-                .plcp_construction()
-                .single_threaded()
-                .run()
-                .expect("plcp construction failed")
-                .lcp_construction()
-                .single_threaded()
-                .run()
-                .expect("lcp construction failed")
-                .into_parts();
-            (sa, lcp)
+                .into_vec()
         };
         Matcher {
             old,
             new,
             sa,
-            lcp,
             work: 0,
         }
     }
@@ -247,25 +235,39 @@ impl<'a> Matcher<'a> {
 
     /// Among the suffixes near SA index `idx` sharing its first `len` bytes,
     /// the position closest to `want`.
+    ///
+    /// The suffixes that start with `old[sa[idx]..][..len]` are one run of
+    /// the suffix array around `idx`; its ends are found by comparing each
+    /// neighbour's first `len` bytes (at most `limit` on each side) rather
+    /// than from an LCP array, which would cost 4 bytes per byte of old
+    /// (and its construction another 4, and the time to build both).
     fn closest(&mut self, idx: usize, len: usize, want: usize, limit: usize) -> usize {
-        let mut best = self.sa[idx] as usize;
-        let mut consider = |p: i32| {
-            let p = p as usize;
+        let (old, sa) = (self.old, &self.sa);
+        let start = sa[idx] as usize;
+        let prefix = &old[start..start + len];
+        let mut best = start;
+        let mut compared = 0u64;
+        let mut consider = |p: usize| {
+            let suffix = &old[p..];
+            let l = lcp(prefix, suffix);
+            compared += l as u64 + 1;
+            if l < len {
+                return false;
+            }
             if p.abs_diff(want) < best.abs_diff(want) {
                 best = p;
             }
+            true
         };
         let mut i = idx;
-        while i > 0 && idx - i < limit && self.lcp[i] as usize >= len {
+        while i > 0 && idx - i < limit && consider(sa[i - 1] as usize) {
             i -= 1;
-            consider(self.sa[i]);
         }
         let mut i = idx + 1;
-        while i < self.sa.len() && i - idx <= limit && self.lcp[i] as usize >= len {
-            consider(self.sa[i]);
+        while i < sa.len() && i - idx <= limit && consider(sa[i] as usize) {
             i += 1;
         }
-        self.work += 2 * limit as u64;
+        self.work += compared;
         best
     }
 
@@ -609,6 +611,55 @@ mod tests {
         let n = n.max(2) as u64;
         let bound = 2 * n * u64::from(64 - n.leading_zeros());
         assert!(work < bound, "work {work} exceeds {bound} for n = {n}");
+    }
+
+    /// `closest` finds the run of equal prefixes by comparing suffixes; it
+    /// picks what a scan of an LCP array (the textbook way) picks.
+    #[test]
+    fn closest_agrees_with_an_lcp_array() {
+        let mut rng = Rng(11);
+        let table = rng.bytes(40);
+        let mut old: Vec<u8> = table.iter().copied().cycle().take(3000).collect();
+        old.extend(rng.bytes(2000));
+        old.extend(std::iter::repeat_n(0xFF, 1000));
+        let mut m = Matcher::new(&old, &[]);
+        let sa = m.sa.clone();
+        let lcp_array: Vec<usize> = (0..sa.len())
+            .map(|i| {
+                if i == 0 {
+                    0
+                } else {
+                    lcp(&old[sa[i - 1] as usize..], &old[sa[i] as usize..])
+                }
+            })
+            .collect();
+        for _ in 0..3000 {
+            let idx = rng.below(sa.len());
+            let len = 1 + rng.below(old.len() - sa[idx] as usize).min(rng.below(64));
+            let want = rng.below(old.len());
+            let limit = rng.below(20);
+            let mut best = sa[idx] as usize;
+            let mut consider = |p: i32| {
+                if (p as usize).abs_diff(want) < best.abs_diff(want) {
+                    best = p as usize;
+                }
+            };
+            let mut i = idx;
+            while i > 0 && idx - i < limit && lcp_array[i] >= len {
+                i -= 1;
+                consider(sa[i]);
+            }
+            let mut i = idx + 1;
+            while i < sa.len() && i - idx <= limit && lcp_array[i] >= len {
+                consider(sa[i]);
+                i += 1;
+            }
+            assert_eq!(
+                m.closest(idx, len, want, limit),
+                best,
+                "{idx} {len} {want} {limit}"
+            );
+        }
     }
 
     #[test]
