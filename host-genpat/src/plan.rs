@@ -168,10 +168,59 @@ struct Anchor {
     len: usize,
 }
 
+/// The suffix array's runs by first byte and by first two bytes: counted
+/// from the text in one pass (the suffix array need not be read).
+struct Buckets {
+    /// `byte[c]..byte[c + 1]`: the suffixes starting with byte `c`.
+    byte: Vec<u32>,
+    /// `pair[k]..pair[k] + count[k]`, `k = a·256 + b`: the suffixes
+    /// starting with `a, b`.
+    pair: Vec<u32>,
+    count: Vec<u32>,
+}
+
+impl Buckets {
+    fn new(text: &[u8]) -> Self {
+        let mut count = vec![0u32; 1 << 16];
+        for w in text.windows(2) {
+            count[usize::from(w[0]) << 8 | usize::from(w[1])] += 1;
+        }
+        // The one-byte suffix (the last byte) sorts first among those
+        // starting with its byte.
+        let last = text.last().map(|&c| usize::from(c));
+        let (mut byte, mut pair) = (Vec::with_capacity(257), Vec::with_capacity(1 << 16));
+        let mut at = 0u32;
+        for c in 0..256 {
+            byte.push(at);
+            if last == Some(c) {
+                at += 1;
+            }
+            for &n in &count[c << 8..(c + 1) << 8] {
+                pair.push(at);
+                at += n;
+            }
+        }
+        byte.push(at);
+        Buckets { byte, pair, count }
+    }
+
+    fn byte(&self, c: u8) -> std::ops::Range<usize> {
+        self.byte[usize::from(c)] as usize..self.byte[usize::from(c) + 1] as usize
+    }
+
+    fn pair(&self, a: u8, b: u8) -> std::ops::Range<usize> {
+        let k = usize::from(a) << 8 | usize::from(b);
+        let start = self.pair[k] as usize;
+        start..start + self.count[k] as usize
+    }
+}
+
 struct Matcher<'a> {
     old: &'a [u8],
     new: &'a [u8],
     sa: Vec<i32>,
+    /// Where the suffixes starting with each byte pair are in `sa`.
+    buckets: Buckets,
     /// Bytes compared plus probes made; a machine-independent work measure.
     work: u64,
 }
@@ -193,6 +242,7 @@ impl<'a> Matcher<'a> {
             old,
             new,
             sa,
+            buckets: Buckets::new(old),
             work: 0,
         }
     }
@@ -204,21 +254,41 @@ impl<'a> Matcher<'a> {
     }
 
     /// Longest prefix of `pat` occurring in old: (suffix array index, length).
+    ///
+    /// A binary search over the suffix array. Its first steps are where it
+    /// spends its time (two cache misses each: the suffix array entry and
+    /// the suffix it points to), and while the middle lies outside the run
+    /// of suffixes that start with `pat`'s first two bytes, the bucket
+    /// table already says how the comparison ends and what the common
+    /// prefix is (0 or 1 byte): those steps read no suffix. The path, and
+    /// so the result, is that of the plain search.
     fn search(&mut self, pat: &[u8]) -> (usize, usize) {
         let (old, sa) = (self.old, &self.sa);
+        let (pair, first) = match pat {
+            [a, b, ..] => (self.buckets.pair(*a, *b), self.buckets.byte(*a)),
+            _ => (0..0, 0..0),
+        };
         let (mut lo, mut hi) = (0usize, sa.len());
         // lcp of pat with sa[lo - 1] and with sa[hi].
         let (mut llo, mut lhi) = (0usize, 0usize);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let suf = &old[sa[mid] as usize..];
             let k = llo.min(lhi);
-            let l = k + lcp(&pat[k..], &suf[k..]);
+            let (l, below) = if pat.len() >= 2 && !pair.contains(&mid) {
+                // Shares at most pat's first byte, sorts on the side of
+                // the pair's run that it lies on.
+                (usize::from(first.contains(&mid)), mid < pair.start)
+            } else {
+                let suf = &old[sa[mid] as usize..];
+                let l = k + lcp(&pat[k..], &suf[k..]);
+                if l == pat.len() {
+                    self.work += (l - k) as u64 + 1;
+                    return (mid, l);
+                }
+                (l, l == suf.len() || suf[l] < pat[l])
+            };
             self.work += (l - k) as u64 + 1;
-            if l == pat.len() {
-                return (mid, l);
-            }
-            if l == suf.len() || suf[l] < pat[l] {
+            if below {
                 lo = mid + 1;
                 llo = l;
             } else {
@@ -611,6 +681,64 @@ mod tests {
         let n = n.max(2) as u64;
         let bound = 2 * n * u64::from(64 - n.leading_zeros());
         assert!(work < bound, "work {work} exceeds {bound} for n = {n}");
+    }
+
+    /// The search with the bucket table takes the plain binary search's
+    /// path: same index, same length, same work.
+    #[test]
+    fn search_agrees_with_the_plain_binary_search() {
+        fn plain(old: &[u8], sa: &[i32], pat: &[u8]) -> (usize, usize, u64) {
+            let (mut lo, mut hi, mut llo, mut lhi, mut work) = (0, sa.len(), 0, 0, 0);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let suf = &old[sa[mid] as usize..];
+                let k = llo.min(lhi);
+                let l = k + lcp(&pat[k..], &suf[k..]);
+                work += (l - k) as u64 + 1;
+                if l == pat.len() {
+                    return (mid, l, work);
+                }
+                if l == suf.len() || suf[l] < pat[l] {
+                    (lo, llo) = (mid + 1, l);
+                } else {
+                    (hi, lhi) = (mid, l);
+                }
+            }
+            if lo > 0 && (lo == sa.len() || llo >= lhi) {
+                (lo - 1, llo, work)
+            } else {
+                (lo, lhi, work)
+            }
+        }
+        let mut rng = Rng(12);
+        for round in 0..40 {
+            // Few distinct bytes make long shared prefixes and full buckets.
+            let alphabet = 2 + round * 7 % 255;
+            let n = 1 + rng.below(4000);
+            let old: Vec<u8> = (0..n).map(|_| rng.below(alphabet) as u8).collect();
+            let mut m = Matcher::new(&old, &[]);
+            let sa = m.sa.clone();
+            for _ in 0..200 {
+                let pat: Vec<u8> = if rng.below(2) == 0 {
+                    let a = rng.below(n);
+                    let end = (a + rng.below(40)).min(n);
+                    let mut p = old[a..end].to_vec();
+                    let extra = rng.below(4);
+                    p.extend(rng.bytes(extra));
+                    p
+                } else {
+                    (0..rng.below(6))
+                        .map(|_| rng.below(alphabet + 1) as u8)
+                        .collect()
+                };
+                if pat.is_empty() {
+                    continue;
+                }
+                m.work = 0;
+                let (idx, len) = m.search(&pat);
+                assert_eq!((idx, len, m.work), plain(&old, &sa, &pat), "{pat:?}");
+            }
+        }
     }
 
     /// `closest` finds the run of equal prefixes by comparing suffixes; it
