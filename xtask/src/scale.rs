@@ -10,7 +10,9 @@
 //!
 //! Each generator runs under `/usr/bin/time`, which reports the child's CPU
 //! time (user + system) and its peak resident set size; the figure is
-//! peak RSS per byte of `old`.
+//! peak RSS per byte of `old`. One run per size and tool: at 48 MiB each
+//! takes tens of seconds, and CPU time varies less with the machine's load
+//! than wall time does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -134,6 +136,7 @@ fn run(
         };
         rows.push((mib, o.len(), fp, fp_size, bs));
     }
+    println!("One run per size and tool (`--runs` does not apply); CPU = user + system.\n");
     println!("| size | genpat CPU s | bsdiff CPU s | genpat / bsdiff CPU | genpat peak RSS B/old B | bsdiff peak RSS B/old B | genpat patch | bsdiff patch |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".into());
