@@ -168,43 +168,81 @@ struct Anchor {
     len: usize,
 }
 
+/// The suffix array's runs by first byte and by first two bytes: counted
+/// from the text in one pass (the suffix array need not be read).
+struct Buckets {
+    /// `byte[c]..byte[c + 1]`: the suffixes starting with byte `c`.
+    byte: Vec<u32>,
+    /// `pair[k]..pair[k] + count[k]`, `k = a·256 + b`: the suffixes
+    /// starting with `a, b`.
+    pair: Vec<u32>,
+    count: Vec<u32>,
+}
+
+impl Buckets {
+    fn new(text: &[u8]) -> Self {
+        let mut count = vec![0u32; 1 << 16];
+        for w in text.windows(2) {
+            count[usize::from(w[0]) << 8 | usize::from(w[1])] += 1;
+        }
+        // The one-byte suffix (the last byte) sorts first among those
+        // starting with its byte.
+        let last = text.last().map(|&c| usize::from(c));
+        let (mut byte, mut pair) = (Vec::with_capacity(257), Vec::with_capacity(1 << 16));
+        let mut at = 0u32;
+        for c in 0..256 {
+            byte.push(at);
+            if last == Some(c) {
+                at += 1;
+            }
+            for &n in &count[c << 8..(c + 1) << 8] {
+                pair.push(at);
+                at += n;
+            }
+        }
+        byte.push(at);
+        Buckets { byte, pair, count }
+    }
+
+    fn byte(&self, c: u8) -> std::ops::Range<usize> {
+        self.byte[usize::from(c)] as usize..self.byte[usize::from(c) + 1] as usize
+    }
+
+    fn pair(&self, a: u8, b: u8) -> std::ops::Range<usize> {
+        let k = usize::from(a) << 8 | usize::from(b);
+        let start = self.pair[k] as usize;
+        start..start + self.count[k] as usize
+    }
+}
+
 struct Matcher<'a> {
     old: &'a [u8],
     new: &'a [u8],
     sa: Vec<i32>,
-    /// lcp[i] = length of the common prefix of the suffixes sa[i - 1] and sa[i].
-    lcp: Vec<i32>,
+    /// Where the suffixes starting with each byte pair are in `sa`.
+    buckets: Buckets,
     /// Bytes compared plus probes made; a machine-independent work measure.
     work: u64,
 }
 
 impl<'a> Matcher<'a> {
     fn new(old: &'a [u8], new: &'a [u8]) -> Self {
-        let (sa, lcp) = if old.is_empty() {
-            (Vec::new(), Vec::new())
+        let sa = if old.is_empty() {
+            Vec::new()
         } else {
             assert!(old.len() < i32::MAX as usize, "old image too large");
-            let (sa, lcp, _, _) = SuffixArrayConstruction::for_text(old)
+            SuffixArrayConstruction::for_text(old)
                 .in_owned_buffer32()
                 .single_threaded()
                 .run()
                 .expect("suffix array construction failed")
-                .plcp_construction()
-                .single_threaded()
-                .run()
-                .expect("plcp construction failed")
-                .lcp_construction()
-                .single_threaded()
-                .run()
-                .expect("lcp construction failed")
-                .into_parts();
-            (sa, lcp)
+                .into_vec()
         };
         Matcher {
             old,
             new,
             sa,
-            lcp,
+            buckets: Buckets::new(old),
             work: 0,
         }
     }
@@ -216,21 +254,41 @@ impl<'a> Matcher<'a> {
     }
 
     /// Longest prefix of `pat` occurring in old: (suffix array index, length).
+    ///
+    /// A binary search over the suffix array. Its first steps are where it
+    /// spends its time (two cache misses each: the suffix array entry and
+    /// the suffix it points to), and while the middle lies outside the run
+    /// of suffixes that start with `pat`'s first two bytes, the bucket
+    /// table already says how the comparison ends and what the common
+    /// prefix is (0 or 1 byte): those steps read no suffix. The path, and
+    /// so the result, is that of the plain search.
     fn search(&mut self, pat: &[u8]) -> (usize, usize) {
         let (old, sa) = (self.old, &self.sa);
+        let (pair, first) = match pat {
+            [a, b, ..] => (self.buckets.pair(*a, *b), self.buckets.byte(*a)),
+            _ => (0..0, 0..0),
+        };
         let (mut lo, mut hi) = (0usize, sa.len());
         // lcp of pat with sa[lo - 1] and with sa[hi].
         let (mut llo, mut lhi) = (0usize, 0usize);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let suf = &old[sa[mid] as usize..];
             let k = llo.min(lhi);
-            let l = k + lcp(&pat[k..], &suf[k..]);
+            let (l, below) = if pat.len() >= 2 && !pair.contains(&mid) {
+                // Shares at most pat's first byte, sorts on the side of
+                // the pair's run that it lies on.
+                (usize::from(first.contains(&mid)), mid < pair.start)
+            } else {
+                let suf = &old[sa[mid] as usize..];
+                let l = k + lcp(&pat[k..], &suf[k..]);
+                if l == pat.len() {
+                    self.work += (l - k) as u64 + 1;
+                    return (mid, l);
+                }
+                (l, l == suf.len() || suf[l] < pat[l])
+            };
             self.work += (l - k) as u64 + 1;
-            if l == pat.len() {
-                return (mid, l);
-            }
-            if l == suf.len() || suf[l] < pat[l] {
+            if below {
                 lo = mid + 1;
                 llo = l;
             } else {
@@ -247,25 +305,39 @@ impl<'a> Matcher<'a> {
 
     /// Among the suffixes near SA index `idx` sharing its first `len` bytes,
     /// the position closest to `want`.
+    ///
+    /// The suffixes that start with `old[sa[idx]..][..len]` are one run of
+    /// the suffix array around `idx`; its ends are found by comparing each
+    /// neighbour's first `len` bytes (at most `limit` on each side) rather
+    /// than from an LCP array, which would cost 4 bytes per byte of old
+    /// (and its construction another 4, and the time to build both).
     fn closest(&mut self, idx: usize, len: usize, want: usize, limit: usize) -> usize {
-        let mut best = self.sa[idx] as usize;
-        let mut consider = |p: i32| {
-            let p = p as usize;
+        let (old, sa) = (self.old, &self.sa);
+        let start = sa[idx] as usize;
+        let prefix = &old[start..start + len];
+        let mut best = start;
+        let mut compared = 0u64;
+        let mut consider = |p: usize| {
+            let suffix = &old[p..];
+            let l = lcp(prefix, suffix);
+            compared += l as u64 + 1;
+            if l < len {
+                return false;
+            }
             if p.abs_diff(want) < best.abs_diff(want) {
                 best = p;
             }
+            true
         };
         let mut i = idx;
-        while i > 0 && idx - i < limit && self.lcp[i] as usize >= len {
+        while i > 0 && idx - i < limit && consider(sa[i - 1] as usize) {
             i -= 1;
-            consider(self.sa[i]);
         }
         let mut i = idx + 1;
-        while i < self.sa.len() && i - idx <= limit && self.lcp[i] as usize >= len {
-            consider(self.sa[i]);
+        while i < sa.len() && i - idx <= limit && consider(sa[i] as usize) {
             i += 1;
         }
-        self.work += 2 * limit as u64;
+        self.work += compared;
         best
     }
 
@@ -609,6 +681,113 @@ mod tests {
         let n = n.max(2) as u64;
         let bound = 2 * n * u64::from(64 - n.leading_zeros());
         assert!(work < bound, "work {work} exceeds {bound} for n = {n}");
+    }
+
+    /// The search with the bucket table takes the plain binary search's
+    /// path: same index, same length, same work.
+    #[test]
+    fn search_agrees_with_the_plain_binary_search() {
+        fn plain(old: &[u8], sa: &[i32], pat: &[u8]) -> (usize, usize, u64) {
+            let (mut lo, mut hi, mut llo, mut lhi, mut work) = (0, sa.len(), 0, 0, 0);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                let suf = &old[sa[mid] as usize..];
+                let k = llo.min(lhi);
+                let l = k + lcp(&pat[k..], &suf[k..]);
+                work += (l - k) as u64 + 1;
+                if l == pat.len() {
+                    return (mid, l, work);
+                }
+                if l == suf.len() || suf[l] < pat[l] {
+                    (lo, llo) = (mid + 1, l);
+                } else {
+                    (hi, lhi) = (mid, l);
+                }
+            }
+            if lo > 0 && (lo == sa.len() || llo >= lhi) {
+                (lo - 1, llo, work)
+            } else {
+                (lo, lhi, work)
+            }
+        }
+        let mut rng = Rng(12);
+        for round in 0..40 {
+            // Few distinct bytes make long shared prefixes and full buckets.
+            let alphabet = 2 + round * 7 % 255;
+            let n = 1 + rng.below(4000);
+            let old: Vec<u8> = (0..n).map(|_| rng.below(alphabet) as u8).collect();
+            let mut m = Matcher::new(&old, &[]);
+            let sa = m.sa.clone();
+            for _ in 0..200 {
+                let pat: Vec<u8> = if rng.below(2) == 0 {
+                    let a = rng.below(n);
+                    let end = (a + rng.below(40)).min(n);
+                    let mut p = old[a..end].to_vec();
+                    let extra = rng.below(4);
+                    p.extend(rng.bytes(extra));
+                    p
+                } else {
+                    (0..rng.below(6))
+                        .map(|_| rng.below(alphabet + 1) as u8)
+                        .collect()
+                };
+                if pat.is_empty() {
+                    continue;
+                }
+                m.work = 0;
+                let (idx, len) = m.search(&pat);
+                assert_eq!((idx, len, m.work), plain(&old, &sa, &pat), "{pat:?}");
+            }
+        }
+    }
+
+    /// `closest` finds the run of equal prefixes by comparing suffixes; it
+    /// picks what a scan of an LCP array (the textbook way) picks.
+    #[test]
+    fn closest_agrees_with_an_lcp_array() {
+        let mut rng = Rng(11);
+        let table = rng.bytes(40);
+        let mut old: Vec<u8> = table.iter().copied().cycle().take(3000).collect();
+        old.extend(rng.bytes(2000));
+        old.extend(std::iter::repeat_n(0xFF, 1000));
+        let mut m = Matcher::new(&old, &[]);
+        let sa = m.sa.clone();
+        let lcp_array: Vec<usize> = (0..sa.len())
+            .map(|i| {
+                if i == 0 {
+                    0
+                } else {
+                    lcp(&old[sa[i - 1] as usize..], &old[sa[i] as usize..])
+                }
+            })
+            .collect();
+        for _ in 0..3000 {
+            let idx = rng.below(sa.len());
+            let len = 1 + rng.below(old.len() - sa[idx] as usize).min(rng.below(64));
+            let want = rng.below(old.len());
+            let limit = rng.below(20);
+            let mut best = sa[idx] as usize;
+            let mut consider = |p: i32| {
+                if (p as usize).abs_diff(want) < best.abs_diff(want) {
+                    best = p as usize;
+                }
+            };
+            let mut i = idx;
+            while i > 0 && idx - i < limit && lcp_array[i] >= len {
+                i -= 1;
+                consider(sa[i]);
+            }
+            let mut i = idx + 1;
+            while i < sa.len() && i - idx <= limit && lcp_array[i] >= len {
+                consider(sa[i]);
+                i += 1;
+            }
+            assert_eq!(
+                m.closest(idx, len, want, limit),
+                best,
+                "{idx} {len} {want} {limit}"
+            );
+        }
     }
 
     #[test]

@@ -41,7 +41,7 @@ struct Row {
     m4: Option<icount::M4Count>,
 }
 
-fn have(tool: &str) -> bool {
+pub fn have(tool: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {tool} >/dev/null")])
         .status()

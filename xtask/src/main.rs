@@ -14,7 +14,9 @@
 //! - `cargo xtask bench [CORPUS_DIR] [--runs N]`: patch sizes and times of
 //!   genpat next to bsdiff, xdelta3 and zstd on the firmware corpus, and the
 //!   device-side figures (RAM, code size, Cortex-M4 instructions per
-//!   output byte).
+//!   output byte). With `--scale [--sizes 1,4,16,48]`: instead, generation
+//!   CPU time and peak RSS next to bsdiff's on pairs tiled from the corpus
+//!   to those sizes in MiB (`scale.rs`).
 //! - `cargo xtask icount [CORPUS_DIR]`: only the Cortex-M4 instructions
 //!   per output byte (`icount.rs`), the README's figure.
 //! - `cargo xtask size`: only the code size of the apply path
@@ -41,6 +43,7 @@ mod microbit;
 #[path = "../../support/pypi.rs"]
 mod pypi;
 mod qemu;
+mod scale;
 mod serve;
 mod signed;
 mod xip_cost;
@@ -127,6 +130,13 @@ enum Task {
         /// Timed runs per pair and tool.
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         runs: u64,
+        /// Instead: generation CPU time and peak RSS on pairs tiled from
+        /// the corpus to large sizes, next to bsdiff's (`scale.rs`).
+        #[arg(long)]
+        scale: bool,
+        /// The sizes of `--scale`, in MiB.
+        #[arg(long, value_delimiter = ',', default_values_t = scale::SIZES, requires = "scale", value_parser = clap::value_parser!(u64).range(1..4096))]
+        sizes: Vec<u64>,
     },
     /// Cortex-M4 instructions per output byte of the apply (QEMU -icount).
     Icount {
@@ -169,7 +179,13 @@ fn main() {
     let result = match cli.task {
         Task::Test => test(),
         Task::Check => check(),
-        Task::Bench { corpus, runs } => bench::bench(&corpus, runs as usize),
+        Task::Bench {
+            corpus,
+            scale: true,
+            sizes,
+            ..
+        } => scale::scale(&corpus, &sizes),
+        Task::Bench { corpus, runs, .. } => bench::bench(&corpus, runs as usize),
         Task::Demo {
             in_place: false,
             board: Board::Mps2An386,
@@ -522,7 +538,19 @@ mod tests {
         ));
         assert!(matches!(
             parse(&["bench", "corpus", "--runs", "2"]),
-            Ok(Task::Bench { runs: 2, ref corpus }) if corpus == std::path::Path::new("corpus")
+            Ok(Task::Bench { runs: 2, scale: false, ref corpus, .. }) if corpus == std::path::Path::new("corpus")
         ));
+        assert!(matches!(
+            parse(&["bench", "--scale", "--sizes", "1,4"]),
+            Ok(Task::Bench { scale: true, ref sizes, .. }) if sizes == &[1, 4]
+        ));
+        assert!(matches!(
+            parse(&["bench", "--scale"]),
+            Ok(Task::Bench { scale: true, ref sizes, .. }) if sizes == &scale::SIZES
+        ));
+        assert_eq!(
+            parse(&["bench", "--sizes", "1"]).err(),
+            Some(ErrorKind::MissingRequiredArgument)
+        );
     }
 }
