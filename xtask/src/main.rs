@@ -457,6 +457,8 @@ fn check() -> Result<(), String> {
         "clippy",
         "--manifest-path",
         mb,
+        "--target",
+        "thumbv6m-none-eabi",
         "--release",
         "--",
         "-D",
