@@ -365,6 +365,22 @@ impl SendEvents for KillAt<'_> {
     }
 }
 
+/// The version a device runs after an update it answered with `r`, when
+/// it ran `before` (the same if the image was installed already); the
+/// device's answer text if the update did not succeed. Both boards' cut
+/// tests.
+pub fn runs_after(r: &host_genpat::send::SendReport, before: &str) -> Result<String, String> {
+    match r.text.as_str() {
+        "OK" => Ok(r
+            .after
+            .as_ref()
+            .map(|a| a.version.clone())
+            .unwrap_or_default()),
+        "OK, new version already installed" => Ok(before.to_string()),
+        t => Err(t.to_string()),
+    }
+}
+
 /// Cuts the power at `cut` during v1 -> v2, restarts, checks that v1 or v2
 /// boots, and completes the update from where the device says.
 fn power_cut(b: &Bench, imgs: &Images, cut: Cut) -> Result<String, String> {
@@ -425,19 +441,8 @@ fn power_cut(b: &Bench, imgs: &Images, cut: Cut) -> Result<String, String> {
             &q,
         )?;
     }
-    let now = match r.text.as_str() {
-        "OK" => r
-            .after
-            .as_ref()
-            .map(|a| a.version.clone())
-            .unwrap_or_default(),
-        "OK, new version already installed" => d.version.clone(),
-        t => {
-            return Err(format!(
-                "after the cut ({cut:?}) the update ended with {t:?}"
-            ))
-        }
-    };
+    let now = runs_after(&r, &d.version)
+        .map_err(|t| format!("after the cut ({cut:?}) the update ended with {t:?}"))?;
     expect(now == "v2", &format!("ends in v2, not {now}"), &q)?;
     q.wait_for("waiting for an update", SECS(10));
     let d2 = send::hello(&mut s, &opts()).map_err(|e| e.to_string())?;

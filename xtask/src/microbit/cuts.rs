@@ -234,15 +234,8 @@ fn cut_and_recover(imgs: &Images, flash: &[u8], k: usize) -> Result<String, Stri
         &b.q.log,
     )?;
     let r = send_ok(&mut b, &imgs.v1_v2)?;
-    let now = match r.text.as_str() {
-        "OK" => r
-            .after
-            .as_ref()
-            .map(|a| a.version.clone())
-            .unwrap_or_default(),
-        "OK, new version already installed" => d.version.clone(),
-        t => return Err(format!("after the cut the update ended with {t:?}")),
-    };
+    let now = crate::e2e::runs_after(&r, &d.version)
+        .map_err(|t| format!("after the cut the update ended with {t:?}"))?;
     expect(now == "v2", &format!("ends in v2, not {now}"), &b.q.log)?;
     b.q.wait_for("waiting for an update", SECS(10));
     let d2 = send::hello(&mut b.uart, &opts()).map_err(|e| e.to_string())?;

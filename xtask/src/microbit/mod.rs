@@ -20,9 +20,8 @@ use std::time::Duration;
 
 use flashpatch::mock::MockFlash;
 use flashpatch::slots::{Config, Layout, Slot, Slots};
-use host_genpat::send::{self, DeviceInfo, SendEvents, SendOptions};
 
-use crate::demo::{make_patch, number_after, work_dir};
+use crate::demo::{make_patch, number_after, send_shown, work_dir};
 use crate::qemu::{self, Qemu, RunOptions};
 use gdb::Gdb;
 
@@ -169,18 +168,6 @@ impl Board {
     }
 }
 
-struct Show;
-impl SendEvents for Show {
-    fn device(&mut self, d: &DeviceInfo) {
-        println!(
-            "host: device runs {} ({} bytes, {}); sending the patch",
-            d.version,
-            d.image_size,
-            if d.trial { "trial" } else { "confirmed" }
-        );
-    }
-}
-
 /// `cargo xtask demo --board microbit`: v1 (in slot A) -> v2 (linked for
 /// slot B) over the UART, with a summary line.
 pub fn demo() -> Result<(), String> {
@@ -218,26 +205,7 @@ pub fn demo() -> Result<(), String> {
     let mut b = Board::start(&dir, &provisioned_flash(&v1)?, &opts, true)?;
     b.q.wait_for("waiting for an update", Duration::from_secs(30))
         .ok_or("v1 did not start")?;
-    let report = send::send(
-        &mut b.uart,
-        &patch,
-        &SendOptions {
-            timeout: Duration::from_secs(10),
-            restart: Duration::from_secs(30),
-        },
-        &mut Show,
-    )
-    .map_err(|e| format!("send: {e}"))?;
-    println!("host: the device answered: {}", report.text);
-    let after = report
-        .after
-        .as_ref()
-        .ok_or("the device did not come back")?;
-    println!(
-        "host: the device restarted and runs {} ({})",
-        after.version,
-        if after.trial { "trial" } else { "confirmed" }
-    );
+    let report = send_shown(&mut b.uart, &patch)?;
     b.q.wait_for("v2 confirmed", Duration::from_secs(30))
         .ok_or("v2 did not confirm itself")?;
     b.q.wait_for("waiting for an update", Duration::from_secs(10));
@@ -295,7 +263,8 @@ update-path code {} B; {} instructions per output byte (install: CRC, apply, ver
         code.update,
         ipb,
     );
-    if report.text != "OK" || after.version != "v2" {
+    let v2 = report.after.as_ref().is_some_and(|a| a.version == "v2");
+    if report.text != "OK" || !v2 {
         return Err("the update did not end in v2".into());
     }
     if app_ram > RAM {
