@@ -5,7 +5,7 @@
 //! minutes) must then print the refusal and each step of the install.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use host_genpat::send::{self, Quiet, SendOptions};
@@ -42,17 +42,9 @@ const EXPECTED: [(&str, &str); 8] = [
 
 /// Installs defmt-print with cargo if it does not run.
 fn ensure_defmt_print() -> Result<(), String> {
-    let present = Command::new("defmt-print")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    eprintln!("xtask: defmt-print is missing; installing it (a few minutes, once)");
-    crate::cargo(&["install", "defmt-print", "--locked"])
+    let mut probe = Command::new("defmt-print");
+    probe.arg("--version");
+    crate::ensure_installed(probe, "defmt-print")
 }
 
 /// Runs the test in `dir`, which holds `v2@B.bin` (the plain v2 image for

@@ -35,17 +35,9 @@ fn cargo_program() -> String {
 
 /// Installs cargo-fuzz unless `cargo fuzz` already runs.
 fn ensure_cargo_fuzz() -> Result<(), String> {
-    let present = Command::new(cargo_program())
-        .args(["fuzz", "--version"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(());
-    }
-    eprintln!("xtask: cargo-fuzz is missing; installing it (a few minutes, once)");
-    crate::cargo(&["install", "cargo-fuzz", "--locked"])
+    let mut probe = Command::new(cargo_program());
+    probe.args(["fuzz", "--version"]);
+    crate::ensure_installed(probe, "cargo-fuzz")
 }
 
 /// What one target's run did, from libFuzzer's output.

@@ -307,6 +307,22 @@ fn cargo_test(args: &[&str]) -> Result<(u64, u64), String> {
     Ok((passed, failed))
 }
 
+/// Runs `probe` (a tool's `--version`, quietly); if it does not succeed,
+/// installs the crate `krate` with `cargo install --locked` (a few minutes,
+/// once).
+pub fn ensure_installed(mut probe: Command, krate: &str) -> Result<(), String> {
+    let present = probe
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("xtask: {krate} is missing; installing it (a few minutes, once)");
+    cargo(&["install", krate, "--locked"])
+}
+
 /// Runs core's example `name` as a user would (`cargo run --release -p
 /// flashpatch --example NAME`) and fails unless it ends by printing `OK`.
 fn run_example(name: &str) -> Result<(), String> {

@@ -463,19 +463,31 @@ pub fn flash_size(elf: &Path) -> Result<u64, String> {
 /// bytes of flash, then erased bytes to [`FLASH_FILE_SIZE`], the size of
 /// the memory QEMU maps the file as.
 pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
-    let mut f = MockFlash::<1, 4, 4096>::new(FLASH_SIZE);
-    f.preload(0, image);
+    let mut file = provisioned::<4096>(FLASH_SIZE, &LAYOUT, CONFIG, image)?;
+    file.resize(FLASH_FILE_SIZE, 0xFF);
+    Ok(file)
+}
+
+/// `size` bytes of a flash with `E`-byte erase units, erased, with
+/// `image` in slot A of `layout`, provisioned by the slot manager as the
+/// running, confirmed image (both boards' A/B demos).
+pub fn provisioned<const E: usize>(
+    size: usize,
+    layout: &Layout,
+    config: Config,
+    image: &[u8],
+) -> Result<Vec<u8>, String> {
+    let mut f = MockFlash::<1, 4, E>::new(size);
+    f.preload(layout.slot_a as usize, image);
     let flash = std::cell::RefCell::new(f);
     {
-        let [a, b, s] = LAYOUT.partitions(&flash).ok_or("layout does not fit")?;
-        let mut slots = Slots::new(a, b, s, CONFIG).map_err(|e| e.to_string())?;
+        let [a, b, s] = layout.partitions(&flash).ok_or("layout does not fit")?;
+        let mut slots = Slots::new(a, b, s, config).map_err(|e| e.to_string())?;
         slots
             .provision(Slot::A, image.len() as u32)
             .map_err(|e| e.to_string())?;
     }
-    let mut file = flash.into_inner().as_bytes().to_vec();
-    file.resize(FLASH_FILE_SIZE, 0xFF);
-    Ok(file)
+    Ok(flash.into_inner().as_bytes().to_vec())
 }
 
 /// The in-place demo's flash (`firmware_demo::in_place`): one slot, the

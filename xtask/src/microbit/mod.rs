@@ -18,8 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use flashpatch::mock::MockFlash;
-use flashpatch::slots::{Config, Layout, Slot, Slots};
+use flashpatch::slots::{Config, Layout};
 
 use crate::demo::{make_patch, number_after, send_shown, work_dir};
 use crate::qemu::{self, Qemu, RunOptions};
@@ -113,17 +112,7 @@ pub fn build(b: Build, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
 /// the running, confirmed image, and the rest erased (the boot stage's
 /// region too: QEMU loads it from `boot.elf`).
 pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
-    let mut f = MockFlash::<1, 4, 1024>::new(FLASH_SIZE);
-    f.preload(SLOTS[0] as usize, image);
-    let flash = std::cell::RefCell::new(f);
-    {
-        let [a, b, s] = LAYOUT.partitions(&flash).ok_or("layout does not fit")?;
-        let mut slots = Slots::new(a, b, s, CONFIG).map_err(|e| e.to_string())?;
-        slots
-            .provision(Slot::A, image.len() as u32)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(flash.into_inner().as_bytes().to_vec())
+    qemu::provisioned::<{ PAGE as usize }>(FLASH_SIZE, &LAYOUT, CONFIG, image)
 }
 
 /// A micro:bit on QEMU: console lines, the UART, the gdb stub.
