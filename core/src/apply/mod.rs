@@ -222,9 +222,13 @@ enum Phase {
     Container,
     EntryLen,
     EntryHeader,
+    /// An entry header for the applier is read: its selection is due
+    /// ([`crate::Applier::take_due`]), a stop of its own, so that the
+    /// digest passes are never on the stack under the input's frames.
+    Select,
     Body,
     /// The body is written and its CRC checked: the read-back of the
-    /// target is due ([`crate::Applier::verify_target`]), a stop of its
+    /// target is due ([`crate::Applier::take_due`]), a stop of its
     /// own, so that the hash is never on the stack under the decoder.
     Verify,
     Skip,

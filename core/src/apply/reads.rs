@@ -65,7 +65,7 @@ pub(crate) async fn crc_of_prefixes<F: ReadNorFlash>(
 /// finalization nests under).
 #[inline(never)]
 #[io]
-async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutputReset>(
+pub(crate) async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutputReset>(
     flash: &mut F,
     buf: &mut [u8],
     len: u32,

@@ -3,7 +3,9 @@
 //! [`crate::asynch::Applier`] (see `flashpatch-macros`). Everything here
 //! that reads or writes flash is `async` under `#[io]`.
 
-use super::reads::{cached, crc_of, crc_of_prefixes, fits, flush_writer, md5_of, sha256_of};
+use super::reads::{
+    cached, crc_of, crc_of_prefixes, digest_of, fits, flush_writer, md5_of, sha256_of,
+};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
@@ -216,7 +218,7 @@ where
         loop {
             match self.feed_some(&mut chunk).await? {
                 Some(status) => return Ok(status),
-                None if self.verify_due() => self.verify_target().await?,
+                None if self.due() && !self.take_due().await? => {}
                 None => self.st.paused = false,
             }
         }
@@ -254,7 +256,7 @@ where
                         (false, _) => Err(Error::TrailingData),
                     };
                 }
-                Phase::Verify => {
+                Phase::Select | Phase::Verify => {
                     // Taken by the caller: stays a stop until it is.
                     self.st.paused = true;
                     return Ok(Status::NeedMore);
@@ -270,13 +272,11 @@ where
                     if self.st.len < self.st.need {
                         return Ok(Status::NeedMore);
                     }
-                    // Entry selection runs after the header's frame is gone:
-                    // the two are never on the stack together.
+                    // Entry selection is the caller's next step (`take_due`):
+                    // its digest passes are never on the stack under this
+                    // frame, nor under the header's.
                     if self.header_part()? {
-                        self.st.phase = self.select().await?;
-                        if self.st.paused {
-                            return Ok(Status::NeedMore);
-                        }
+                        self.st.phase = Phase::Select;
                     }
                 }
                 Phase::Skip => {
@@ -512,7 +512,7 @@ where
         if self.st.phase == Phase::Body {
             #[cfg(feature = "sign")]
             self.st.gate.check_body()?;
-            // The read-back is the caller's next step (`verify_target`).
+            // The read-back is the caller's next step (`take_due`).
             self.st.phase = Phase::Verify;
             self.st.paused = true;
             return Ok(());
@@ -520,32 +520,53 @@ where
         self.next_entry()
     }
 
-    /// Whether the applier stopped for the read-back check of the target
-    /// it has written: the caller of [`Applier::feed_some`] runs
-    /// [`Applier::verify_target`] next.
-    pub(crate) fn verify_due(&self) -> bool {
-        self.st.phase == Phase::Verify
+    /// Whether the applier stopped for a step of its own that reads a
+    /// whole image (the selection of the entry whose header was just read,
+    /// or the read-back check of the target it has written): the caller
+    /// of [`Applier::feed_some`] runs [`Applier::take_due`] next.
+    pub(crate) fn due(&self) -> bool {
+        matches!(self.st.phase, Phase::Select | Phase::Verify)
     }
 
-    /// The read-back check of the target once its body is written (its
-    /// SHA-256 against the entry's), then the next entry. Not inlined, and
-    /// called by the caller of [`Applier::feed_some`], not under it: the
-    /// hash's frames are never on the stack with the decoder's.
-    #[inline(never)]
-    pub(crate) async fn verify_target(&mut self) -> Res<()> {
-        let r = self.read_back().await;
-        if r.is_err() {
+    /// The step [`Applier::due`] says is due: the entry's selection (its
+    /// digest passes over the source slot), or the read-back check of the
+    /// target (its SHA-256 against the entry's) and then the next entry.
+    /// `true` if it ended in a stop the caller takes as any other: the
+    /// entry was selected and [`Applier::hold_before_body`] asked for a
+    /// stop before its first target write. Not inlined, and called by the
+    /// caller of [`Applier::feed_some`], not under it: the digests' frames
+    /// are never on the stack with the decoder's. Inlined into the
+    /// caller: the two steps' frames are then one call from its frame.
+    #[inline(always)]
+    pub(crate) async fn take_due(&mut self) -> Res<bool> {
+        // The stop is taken: only a hold asked for stops again.
+        self.st.paused = false;
+        let r = match self.st.phase {
+            Phase::Select => self.select().await.map(|p| {
+                self.st.phase = p;
+                self.st.paused
+            }),
+            _ => self.read_back().await.map(|()| false),
+        };
+        if let Err(e) = &r {
+            log::warning!("flashpatch: patch refused: {}", e);
             self.st.phase = Phase::Failed;
         }
         r
     }
 
+    /// The read-back check. Not inlined, as [`Applier::select`]: the
+    /// caller's frame is then that of neither.
+    #[inline(never)]
     async fn read_back(&mut self) -> Res<()> {
         // The body is used up (`len == 0`): the input buffer is free.
-        let sha = sha256_of::<H, _>(
+        // The digest goes straight into this frame's array.
+        let mut sha = [0; 32];
+        digest_of::<_, H::Sha256>(
             &mut self.target,
             &mut self.st.buf,
             self.st.entry.target.size,
+            (&mut sha).into(),
         )
         .await
         .map_err(FlashError::of(FlashRole::Target))?;
@@ -555,7 +576,6 @@ where
         log::info!("flashpatch: target written and read back: SHA-256 matches");
         self.st.outcome = Kept::Applied;
         self.st.result = self.st.entry.target;
-        self.st.paused = false;
         self.next_entry()
     }
 

@@ -820,8 +820,8 @@ where
         let mut begun = !hold;
         let mut at = offset;
         while feed_to_stop(applier, patch, id, &mut at)? {
-            if applier.verify_due() {
-                applier.verify_target()?;
+            if applier.due() && !applier.take_due()? {
+                // Selected, or read back: no stop of ours.
             } else if hold {
                 hold = false;
                 begun = true;
@@ -1033,6 +1033,10 @@ where
 /// Inlined into the rewrite's frame, with [`InPlace::drive`]: frames of
 /// their own under it cost more stack on the decoder's path (measured on
 /// the demo) than they save on the checkpoint's.
+/// The file is read through a window on the stack, of 16 bytes where the
+/// staging flash reads in units that divide 16 (the patch is a few percent
+/// of the image: a smaller window costs little time and every chain of
+/// the rewrite 48 bytes less stack), else of 64.
 #[inline(always)]
 fn feed_to_stop<S, T, P>(
     applier: &mut Applier<'_, S, T>,
@@ -1045,15 +1049,35 @@ where
     T: NorFlash,
     P: ReadNorFlash,
 {
-    // Up to 64 bytes of the file, read whole read units from the one
-    // `at` lies in: the rest of a 64-byte window.
+    if 16 % P::READ_SIZE == 0 {
+        feed_through::<S, T, P, 16>(applier, patch, id, at)
+    } else {
+        feed_through::<S, T, P, 64>(applier, patch, id, at)
+    }
+}
+
+/// [`feed_to_stop`] through a window of `WIN` bytes.
+#[inline(always)]
+fn feed_through<S, T, P, const WIN: usize>(
+    applier: &mut Applier<'_, S, T>,
+    patch: &mut P,
+    id: PatchId,
+    at: &mut u32,
+) -> Res<bool>
+where
+    S: ReadNorFlash,
+    T: NorFlash,
+    P: ReadNorFlash,
+{
+    // Up to `WIN` bytes of the file, read whole read units from the one
+    // `at` lies in: the rest of a `WIN`-byte window.
     const { assert!(P::READ_SIZE <= 64 && 64 % P::READ_SIZE == 0) };
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; WIN];
     loop {
         let skip = *at as usize % P::READ_SIZE;
         // The last round feeds nothing: what the input ring holds still
         // decodes (all of it, after a resume at the end).
-        let n = id.size.saturating_sub(*at).min((64 - skip) as u32);
+        let n = id.size.saturating_sub(*at).min((WIN - skip) as u32);
         if n > 0 {
             let want = align_up((skip + n as usize) as u64, P::READ_SIZE) as usize;
             patch

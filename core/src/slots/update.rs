@@ -127,7 +127,7 @@ where
                 Some(status) => return Ok(status),
                 // Never a checkpoint here: a restart goes on from the one
                 // before and writes the rest again.
-                None if self.applier.verify_due() => self.applier.verify_target().await?,
+                None if self.applier.due() && !self.applier.take_due().await? => {}
                 // The first stop is before the first target write.
                 None if self.stale => {
                     self.stale = false;

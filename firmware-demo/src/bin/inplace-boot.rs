@@ -32,9 +32,9 @@ fn main() -> ! {
     let painted = stack::paint();
     let flash = firmware_demo::open_flash_of(ip::FLASH_SIZE);
     // Each step in its own frame: what the boot stage needs at once is
-    // the deepest of them, not their sum.
-    let (image, how) = select(&flash);
-    load(&flash, &image);
+    // the deepest of them, not their sum. The image to start stays in
+    // the device's boot record, under `select`: no copy of it here.
+    let how = select(&flash);
     measured(painted, how);
     // SAFETY: the image verified; its first words are its vector table.
     unsafe {
@@ -75,9 +75,9 @@ fn staged_id(flash: &Flash) -> PatchId {
 }
 
 /// `InPlace::boot`: finishes a cut rewrite, counts a trial boot or rolls
-/// a trial back; the image to start, and what it took.
+/// a trial back, then loads the image to start; what it took.
 #[inline(never)]
-fn select(flash: &Flash) -> (Image, &'static str) {
+fn select(flash: &Flash) -> &'static str {
     let slot = RefCell::new(part(flash, ip::SLOT));
     let scratch = RefCell::new(part(flash, ip::SCRATCH));
     let state = part(flash, ip::STATE);
@@ -100,15 +100,14 @@ fn select(flash: &Flash) -> (Image, &'static str) {
         Ok(b) => b,
         Err(e) => fail("NO BOOTABLE IMAGE", &e),
     };
-    let image = report(dev, &boot);
-    let how = if finishing {
+    start(flash, dev, &boot);
+    if finishing {
         "finished a cut rewrite"
     } else if was_trial && boot.rolled_back {
         "rolled back"
     } else {
         "no rewrite"
-    };
-    (image, how)
+    }
 }
 
 /// Says why nothing boots and stops. Not inlined: its formatting is not
@@ -129,14 +128,14 @@ fn on_trial(dev: &Device<'_>) -> bool {
     dev.state().is_some_and(|r| r.trial)
 }
 
-/// Says what boots; its image. Not inlined: the boot record it reads is
-/// on the stack only while it runs, not under a rewrite.
+/// Says what boots and loads it. Not inlined: the boot record it reads
+/// is on the stack only while it runs, not under a rewrite.
 #[inline(never)]
-fn report(dev: &Device<'_>, boot: &Boot) -> Image {
+fn start(flash: &Flash, dev: &Device<'_>, boot: &Boot) {
     let Some(rec) = dev.state() else {
         semihost::exit(semihost::exit::NO_IMAGE)
     };
-    let image = rec.images[0];
+    let image = &rec.images[0];
     log!(
         "boot: in place, {} bytes, counter {} (floor {}), {}{}",
         image.size,
@@ -149,7 +148,7 @@ fn report(dev: &Device<'_>, boot: &Boot) -> Image {
             ""
         }
     );
-    image
+    load(flash, image);
 }
 
 /// Copies `image` from the slot to `APP_BASE` and checks the copy's
