@@ -8,6 +8,8 @@
 //! install: `app: measured flash wear: install: erases=E writes=W
 //! written=B; storing the patch: erases=… writes=… written=…`.
 
+use crate::fuzz::thousands as n;
+
 /// What a flash driver counted: erase units erased, writes made, bytes
 /// those writes programmed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -97,19 +99,6 @@ impl Figures {
             self.stored.text()
         )
     }
-}
-
-/// `v` with a comma between thousands, as the documents write numbers.
-pub fn n(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The table of both boards, in Markdown.
