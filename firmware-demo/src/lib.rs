@@ -29,6 +29,7 @@ pub mod semihost;
 pub mod stack;
 pub mod uart;
 pub mod version;
+pub mod wear;
 
 use core::cell::RefCell;
 use core::fmt::{self, Write as _};
@@ -40,6 +41,7 @@ use flashpatch::Partition;
 pub use flash::FileFlash;
 pub use mapped::MappedFlash;
 pub use version::{self_test, version_tag, VERSION};
+pub use wear::Wear;
 
 /// The flash file, relative to QEMU's working directory.
 pub const FLASH_FILE: &str = "flash.bin";

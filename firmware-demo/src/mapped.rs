@@ -18,6 +18,9 @@
 //! other store to the flash faults (a HardFault; the demo's handler stops
 //! QEMU with exit code 102).
 //!
+//! The driver counts the erase units it erases and the writes it makes
+//! ([`MappedFlash::wear`]): the application reports them per install.
+//!
 //! What this does not model: programming and erasing take no time; a cut
 //! leaves whole words written or not (no half-programmed word); and a
 //! single-bank flash cannot be read while it is programmed, which here it
@@ -26,6 +29,7 @@
 use embedded_storage::nor_flash::{ErrorType, NorFlash, ReadNorFlash};
 
 use crate::flash::FlashError;
+use crate::wear::Wear;
 
 /// `size` bytes of memory-mapped flash at `base`.
 pub struct MappedFlash {
@@ -34,6 +38,8 @@ pub struct MappedFlash {
     /// Whether the MPU keeps the mapping read-only between the driver's
     /// stores ([`MappedFlash::guarded`]).
     guarded: bool,
+    /// What the driver erased and wrote.
+    wear: Wear,
 }
 
 /// The MPU region that guards the flash.
@@ -58,6 +64,7 @@ impl MappedFlash {
             base,
             size,
             guarded: false,
+            wear: Wear::NONE,
         }
     }
 
@@ -97,6 +104,11 @@ impl MappedFlash {
         }
         cortex_m::asm::dsb();
         cortex_m::asm::isb();
+    }
+
+    /// The erase units erased and the writes made since [`MappedFlash::new`].
+    pub const fn wear(&self) -> Wear {
+        self.wear
     }
 
     /// The address at which flash offset `offset` is mapped.
@@ -152,6 +164,7 @@ impl NorFlash for MappedFlash {
     fn erase(&mut self, from: u32, to: u32) -> Result<(), FlashError> {
         let len = to.checked_sub(from).ok_or(FlashError::OutOfBounds)?;
         self.check(from, len as usize, Self::ERASE_SIZE as u32)?;
+        self.wear.erased(len / Self::ERASE_SIZE as u32);
         self.set_access(AP_RW);
         for at in (from..to).step_by(4) {
             // SAFETY: inside the mapping (`check`), word-aligned.
@@ -164,6 +177,7 @@ impl NorFlash for MappedFlash {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), FlashError> {
         self.check(offset, bytes.len(), Self::WRITE_SIZE as u32)?;
         let mut sets = false;
+        self.wear.wrote(bytes.len());
         self.set_access(AP_RW);
         for (i, w) in bytes.as_chunks::<4>().0.iter().enumerate() {
             let p = self.word(offset + 4 * i as u32);

@@ -25,7 +25,7 @@ pub mod uart;
 
 use core::cell::RefCell;
 
-pub use firmware_demo::{log, self_test, semihost, stack, VERSION};
+pub use firmware_demo::{log, self_test, semihost, stack, Wear, VERSION};
 use flashpatch::slots::{Config, Layout};
 use flashpatch::Partition;
 pub use nvmc::Nvmc;

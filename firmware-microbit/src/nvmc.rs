@@ -9,17 +9,22 @@
 //! [`nvmc_write_word`], two functions with fixed symbol names: the QEMU
 //! power-cut tests stop the core at their entry (a breakpoint of QEMU's
 //! gdb stub), that is, between two flash operations.
+//!
+//! The driver counts the pages it erases and the writes it makes
+//! ([`Nvmc::wear`]): the application reports them per install.
 
 use embedded_storage::nor_flash::{
     check_erase, check_read, check_write, ErrorType, NorFlash, NorFlashError, NorFlashErrorKind,
     ReadNorFlash,
 };
 
-use crate::{BOOT, FLASH_SIZE, PAGE};
+use crate::{Wear, BOOT, FLASH_SIZE, PAGE};
 
 /// The flash, as the NVMC programs it.
 pub struct Nvmc {
     regs: nrf51_pac::NVMC,
+    /// What the driver erased and wrote.
+    wear: Wear,
 }
 
 /// Why the driver refused an access.
@@ -52,7 +57,15 @@ impl From<NorFlashErrorKind> for NvmcError {
 impl Nvmc {
     /// The flash behind the NVMC `regs`.
     pub fn new(regs: nrf51_pac::NVMC) -> Nvmc {
-        Nvmc { regs }
+        Nvmc {
+            regs,
+            wear: Wear::NONE,
+        }
+    }
+
+    /// The pages erased and the writes made since [`Nvmc::new`].
+    pub const fn wear(&self) -> Wear {
+        self.wear
     }
 
     fn wait_ready(&self) {
@@ -117,6 +130,7 @@ impl NorFlash for Nvmc {
     fn erase(&mut self, from: u32, to: u32) -> Result<(), NvmcError> {
         check_erase(self, from, to)?;
         Self::writable(from)?;
+        self.wear.erased((to - from) / PAGE);
         self.regs.config.write(|w| w.wen().een());
         self.wait_ready();
         for page in (from..to).step_by(PAGE as usize) {
@@ -130,6 +144,7 @@ impl NorFlash for Nvmc {
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), NvmcError> {
         check_write(self, offset, bytes.len())?;
         Self::writable(offset)?;
+        self.wear.wrote(bytes.len());
         self.regs.config.write(|w| w.wen().wen());
         self.wait_ready();
         for (i, w) in bytes.chunks_exact(4).enumerate() {

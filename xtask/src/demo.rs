@@ -9,6 +9,7 @@ use host_genpat::send::{self, DeviceInfo, SendEvents, SendOptions};
 
 use flashpatch::slots::Slot;
 
+use crate::boards::{Figures, Wear};
 use crate::qemu::{self, Qemu, RunOptions, Version};
 
 /// The work directory of the demo and the QEMU tests.
@@ -242,6 +243,12 @@ fn smp_state_read(uart: &mut std::os::unix::net::UnixStream) -> Result<usize, St
 }
 
 pub fn demo() -> Result<(), String> {
+    run(true).map(drop)
+}
+
+/// The demo; with `echo`, the device's console is shown as it runs. What
+/// it measured of the install.
+pub fn run(echo: bool) -> Result<Figures, String> {
     qemu::ensure_tools()?;
     let b = build()?;
     let (dir, v1, v2, v2_elf, boot) = (b.dir, b.v1, b.v2, b.v2_elf, b.boot);
@@ -255,10 +262,7 @@ pub fn demo() -> Result<(), String> {
     std::fs::write(dir.join("flash.bin"), qemu::provisioned_flash(&v1)?)
         .map_err(|e| e.to_string())?;
     println!("demo: booting v1 on QEMU mps2-an386 (-icount shift=0); its console:");
-    let opts = RunOptions {
-        icount: true,
-        echo: true,
-    };
+    let opts = RunOptions { icount: true, echo };
     let (mut q, mut uart) = Qemu::start_xip(&dir, &boot, &opts)?;
     q.wait_for("waiting for an update", Duration::from_secs(30))
         .ok_or("v1 did not start")?;
@@ -298,10 +302,23 @@ pub fn demo() -> Result<(), String> {
     let ticks = number_after(&measured, "ticks=").ok_or("no ticks")?;
     let code = qemu::code_sizes(&v2_elf)?;
     let ipb = ticks * 40 / v2.len().max(1) as u64;
+    let (install, stored) = Wear::of_log(&q.log)?;
+    let figures = Figures {
+        board: "mps2-an386",
+        core: "Cortex-M4",
+        state,
+        stack,
+        code: code.update,
+        ipb,
+        image: v2.len() as u64,
+        unit: qemu::ERASE as u64,
+        install,
+        stored,
+    };
     println!(
         "demo summary: image {} B vs patch {} B ({:.1} %; v1@A -> v2@B, one of the file's two entries); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
 applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate); \
-SMP server RAM {} B ({} B buffers, a static, + {} B stack high-water of an image state read); SMP code {} B",
+{}; SMP server RAM {} B ({} B buffers, a static, + {} B stack high-water of an image state read); SMP code {} B",
         v2.len(),
         a_to_b,
         a_to_b as f64 * 100.0 / v2.len() as f64,
@@ -314,6 +331,7 @@ SMP server RAM {} B ({} B buffers, a static, + {} B stack high-water of an image
         stack,
         code.update,
         ipb,
+        figures.wear_summary(),
         smp_ram + smp_stack,
         smp_ram,
         smp_stack,
@@ -323,5 +341,5 @@ SMP server RAM {} B ({} B buffers, a static, + {} B stack high-water of an image
     if report.text != "OK" || !v2 {
         return Err("the update did not end in v2".into());
     }
-    Ok(())
+    Ok(figures)
 }

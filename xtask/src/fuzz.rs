@@ -245,7 +245,7 @@ pub fn fuzz(secs: u64, targets: &[String]) -> Result<Vec<Run>, String> {
 }
 
 /// `n` with a comma between thousands, as the README writes numbers.
-fn thousands(n: u64) -> String {
+pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -16,7 +16,10 @@
 //!   device-side figures (RAM, code size, Cortex-M4 instructions per
 //!   output byte). With `--scale [--sizes 1,4,16,48]`: instead, generation
 //!   CPU time and peak RSS next to bsdiff's on pairs tiled from the corpus
-//!   to those sizes in MiB (`scale.rs`).
+//!   to those sizes in MiB (`scale.rs`). With `--boards`: instead, the
+//!   demo's install on mps2-an386 and on the micro:bit, and one table of
+//!   applier RAM, update-path code, instructions per output byte and
+//!   flash wear for both (`boards.rs`).
 //! - `cargo xtask icount [CORPUS_DIR]`: only the Cortex-M4 instructions
 //!   per output byte (`icount.rs`), the README's figure.
 //! - `cargo xtask size`: only the code size of the apply path
@@ -32,6 +35,7 @@
 //!   as errors.
 
 mod bench;
+mod boards;
 mod defmt_log;
 mod demo;
 mod device;
@@ -134,6 +138,12 @@ enum Task {
         /// the corpus to large sizes, next to bsdiff's (`scale.rs`).
         #[arg(long)]
         scale: bool,
+        /// Instead: the demo's install on both boards (mps2-an386 and
+        /// microbit, a few minutes each) and one table of their applier
+        /// RAM, update-path code, instructions per output byte and flash
+        /// wear (`boards.rs`).
+        #[arg(long, conflicts_with = "scale")]
+        boards: bool,
         /// The sizes of `--scale`, in MiB.
         #[arg(long, value_delimiter = ',', default_values_t = scale::SIZES, requires = "scale", value_parser = clap::value_parser!(u64).range(1..4096))]
         sizes: Vec<u64>,
@@ -185,6 +195,7 @@ fn main() {
             sizes,
             ..
         } => scale::scale(&corpus, &sizes),
+        Task::Bench { boards: true, .. } => boards::bench(),
         Task::Bench { corpus, runs, .. } => bench::bench(&corpus, runs as usize),
         Task::Demo {
             in_place: false,
@@ -566,6 +577,18 @@ mod tests {
             parse(&["bench", "--scale"]),
             Ok(Task::Bench { scale: true, ref sizes, .. }) if sizes == &scale::SIZES
         ));
+        assert!(matches!(
+            parse(&["bench", "--boards"]),
+            Ok(Task::Bench {
+                boards: true,
+                scale: false,
+                ..
+            })
+        ));
+        assert_eq!(
+            parse(&["bench", "--boards", "--scale"]).err(),
+            Some(ErrorKind::ArgumentConflict)
+        );
         assert_eq!(
             parse(&["bench", "--sizes", "1"]).err(),
             Some(ErrorKind::MissingRequiredArgument)

@@ -16,7 +16,9 @@ use flashpatch::slots::{Config, Layout, Slot, Slots};
 /// The firmware's flash layout (`firmware-demo/src/lib.rs`): the boot
 /// stage refuses a flash file that does not match it.
 pub const FLASH_SIZE: usize = 0x54000;
-const LAYOUT: Layout = Layout::new(4096, 0, 0x20000, 0x20000, 0x40000, 0x2000);
+const LAYOUT: Layout = Layout::new(ERASE, 0, 0x20000, 0x20000, 0x40000, 0x2000);
+/// The A/B flash's erase unit.
+pub const ERASE: u32 = 4096;
 /// Where the A/B flash is mapped (the firmware's `FLASH_BASE`): QEMU's
 /// machine RAM on mps2-an386, which `flash.bin` backs.
 pub const FLASH_BASE: u64 = 0x2100_0000;
@@ -463,7 +465,7 @@ pub fn flash_size(elf: &Path) -> Result<u64, String> {
 /// bytes of flash, then erased bytes to [`FLASH_FILE_SIZE`], the size of
 /// the memory QEMU maps the file as.
 pub fn provisioned_flash(image: &[u8]) -> Result<Vec<u8>, String> {
-    let mut file = provisioned::<4096>(FLASH_SIZE, &LAYOUT, CONFIG, image)?;
+    let mut file = provisioned::<{ ERASE as usize }>(FLASH_SIZE, &LAYOUT, CONFIG, image)?;
     file.resize(FLASH_FILE_SIZE, 0xFF);
     Ok(file)
 }

@@ -492,6 +492,9 @@ fn main() -> ! {
     send(&mut uart, &announce(staging.resume()));
     log!("app: waiting for an update on UART0");
     let mut dec = FrameDecoder::new();
+    // The flash wear when the last patch began: storing it wears the
+    // staging partition.
+    let mut begun = flash.borrow().wear();
     // SMP (mcumgr) on the same UART: its lines are base64 text, which the
     // update protocol's decoder drops, and its decoder ignores the update
     // protocol's frames.
@@ -517,6 +520,7 @@ fn main() -> ! {
         };
         if let HostMsg::Begin { size, crc32 } = msg {
             log!("app: begin: patch of {size} bytes, CRC-32 {crc32:08x}");
+            begun = flash.borrow().wear();
         }
         match proto::handle(&mut staging, &msg) {
             Action::Announce => send(&mut uart, &announce(staging.resume())),
@@ -540,10 +544,20 @@ fn main() -> ! {
                     },
                 );
                 if complete {
+                    let stored = flash.borrow().wear().since(begun);
+                    let before = flash.borrow().wear();
                     // The stack pointer here: update() and all it calls
                     // use the stack below it.
                     let painted = stack::paint();
-                    update(&mut uart, &mut slots, applier, &mut staging, painted);
+                    let restart = update(&mut uart, &mut slots, applier, &mut staging, painted);
+                    let install = flash.borrow().wear().since(before);
+                    log!(
+                        "app: measured flash wear: install: {install}; storing the patch: {stored}"
+                    );
+                    if restart {
+                        log!("app: restarting into the new image");
+                        firmware_demo::reset();
+                    }
                 }
             }
         }
@@ -551,8 +565,8 @@ fn main() -> ! {
 }
 
 /// Applies the stored patch, measuring what it takes (the stack below
-/// `painted` was painted by the caller), and restarts into the new image
-/// on success.
+/// `painted` was painted by the caller); whether to restart into the new
+/// image (the caller does, after its own measurement).
 #[inline(never)]
 fn update(
     uart: &mut Uart,
@@ -560,7 +574,7 @@ fn update(
     applier: &mut ApplierState,
     staging: &mut Staging<Part<'_>>,
     painted: u32,
-) {
+) -> bool {
     log!("app: patch stored; applying into the inactive slot");
     let t0 = firmware_demo::ticks();
     let mut buf = [0u8; 64];
@@ -604,8 +618,5 @@ fn update(
         stack,
         ticks
     );
-    if r.restart {
-        log!("app: restarting into the new image");
-        firmware_demo::reset();
-    }
+    r.restart
 }

@@ -95,6 +95,9 @@ fn main() -> ! {
     send(&mut uart, &announce(staging.resume()));
     log!("app: waiting for an update on the UART");
     let mut dec = FrameDecoder::new();
+    // The flash wear when the last patch began: storing it wears the
+    // staging partition.
+    let mut begun = flash.borrow().wear();
     loop {
         let Some(byte) = uart.read() else { continue };
         let (_, Some(Ok(payload))) = dec.feed(&[byte]) else {
@@ -105,6 +108,7 @@ fn main() -> ! {
         };
         if let HostMsg::Begin { size, crc32 } = msg {
             log!("app: begin: patch of {size} bytes, CRC-32 {crc32:08x}");
+            begun = flash.borrow().wear();
         }
         match proto::handle(&mut staging, &msg) {
             Action::Announce => send(&mut uart, &announce(staging.resume())),
@@ -132,17 +136,23 @@ fn main() -> ! {
                     // What the application used of its stack so far, read
                     // before the stack below this frame is painted again.
                     let so_far = stack::used_in_all(top);
+                    let stored = flash.borrow().wear().since(begun);
+                    let before = flash.borrow().wear();
                     // The stack pointer here: update() and all it calls
                     // use the stack below it.
                     let painted = stack::paint();
                     let (r, ticks) = update(&mut uart, &mut slots, applier, &mut staging);
                     let used = stack::used_below(painted);
                     let whole = so_far.max(stack::used_in_all(painted));
+                    let install = flash.borrow().wear().since(before);
                     log!("app: result: {}", r.verdict.message());
                     log!(
                         "app: measured: applier_state={} stack_high_water={used} app_stack_high_water={whole} ticks={ticks} calibration_ticks_per_2m_instructions={}",
                         core::mem::size_of::<ApplierState>(),
                         timer::calibrate()
+                    );
+                    log!(
+                        "app: measured flash wear: install: {install}; storing the patch: {stored}"
                     );
                     if r.restart {
                         log!("app: restarting into the new image");

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use flashpatch::slots::{Config, Layout};
 
+use crate::boards::{Figures, Wear};
 use crate::demo::{make_patch, number_after, send_shown, work_dir};
 use crate::qemu::{self, Qemu, RunOptions};
 use gdb::Gdb;
@@ -160,6 +161,12 @@ impl Board {
 /// `cargo xtask demo --board microbit`: v1 (in slot A) -> v2 (linked for
 /// slot B) over the UART, with a summary line.
 pub fn demo() -> Result<(), String> {
+    run(true).map(drop)
+}
+
+/// The demo; with `echo`, the device's console is shown as it runs. What
+/// it measured of the install.
+pub fn run(echo: bool) -> Result<Figures, String> {
     qemu::ensure_tools()?;
     crate::run("rustup", &["target", "add", TARGET], &[])?;
     let dir = work_dir("demo-microbit")?;
@@ -187,10 +194,7 @@ pub fn demo() -> Result<(), String> {
         patch.len()
     );
     println!("demo: booting v1 on QEMU microbit (nRF51822, -icount shift=0); its console:");
-    let opts = RunOptions {
-        icount: true,
-        echo: true,
-    };
+    let opts = RunOptions { icount: true, echo };
     let mut b = Board::start(&dir, &provisioned_flash(&v1)?, &opts, true)?;
     b.q.wait_for("waiting for an update", Duration::from_secs(30))
         .ok_or("v1 did not start")?;
@@ -229,11 +233,24 @@ pub fn demo() -> Result<(), String> {
     // the device measured them on a loop of 2,000,000 instructions.
     let ipb = ticks * 2_000_000 / calib.max(1) / v2.len().max(1) as u64;
     let app_ram = statics + whole;
+    let (install, stored) = Wear::of_log(log)?;
+    let figures = Figures {
+        board: "microbit",
+        core: "Cortex-M0",
+        state,
+        stack,
+        code: code.update,
+        ipb,
+        image: v2.len() as u64,
+        unit: PAGE as u64,
+        install,
+        stored,
+    };
     println!(
         "demo summary (microbit): image {} B vs patch {} B ({:.1} %); sent {} B ({} B framed) in {:.2} s; apply+activate {:.2} s; \
 applier RAM {} B ({} B applier state, a static, + {} B stack high-water of the install); \
 application RAM {} B of {} B ({} B statics + {} B stack high-water of the whole run); boot stage RAM {} B; \
-update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate)",
+update-path code {} B; {} instructions per output byte (install: CRC, apply, verify, activate); {}",
         v2.len(),
         patch.len(),
         patch.len() as f64 * 100.0 / v2.len() as f64,
@@ -251,6 +268,7 @@ update-path code {} B; {} instructions per output byte (install: CRC, apply, ver
         boot_ram,
         code.update,
         ipb,
+        figures.wear_summary(),
     );
     let v2 = report.after.as_ref().is_some_and(|a| a.version == "v2");
     if report.text != "OK" || !v2 {
@@ -261,5 +279,5 @@ update-path code {} B; {} instructions per output byte (install: CRC, apply, ver
             "the application took {app_ram} B of RAM, over {RAM}"
         ));
     }
-    Ok(())
+    Ok(figures)
 }
