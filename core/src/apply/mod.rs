@@ -222,6 +222,9 @@ enum Phase {
     Container,
     EntryLen,
     EntryHeader,
+    /// An entry header for the applier's component is read: its entry is
+    /// selected next ([`crate::Applier::select`], by `run`).
+    Select,
     Body,
     /// The body is written and its CRC checked: the read-back of the
     /// target is due ([`crate::Applier::verify_target`]), a stop of its

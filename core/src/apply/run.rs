@@ -238,12 +238,24 @@ where
         r
     }
 
+    /// Reads and decodes ([`Applier::run_inner`]) and selects entries
+    /// ([`Applier::select`]) one after the other, never one under the
+    /// other: the decoder's frame and the digests' are not on the stack
+    /// together, nor under the caller's read-back or checkpoint.
     async fn run(&mut self, chunk: &mut &[u8]) -> Res<Option<Status>> {
-        self.run_inner(chunk)
-            .await
-            .map(|s| (!self.st.paused).then_some(s))
+        loop {
+            let s = self.run_inner(chunk).await?;
+            if self.st.phase == Phase::Select {
+                self.st.phase = self.select().await?;
+                if !self.st.paused {
+                    continue;
+                }
+            }
+            return Ok((!self.st.paused).then_some(s));
+        }
     }
 
+    #[inline(never)]
     async fn run_inner(&mut self, chunk: &mut &[u8]) -> Res<Status> {
         loop {
             match self.st.phase {
@@ -254,6 +266,8 @@ where
                         (false, _) => Err(Error::TrailingData),
                     };
                 }
+                // Taken by `run`.
+                Phase::Select => return Ok(Status::NeedMore),
                 Phase::Verify => {
                     // Taken by the caller: stays a stop until it is.
                     self.st.paused = true;
@@ -270,13 +284,11 @@ where
                     if self.st.len < self.st.need {
                         return Ok(Status::NeedMore);
                     }
-                    // Entry selection runs after the header's frame is gone:
-                    // the two are never on the stack together.
+                    // Entry selection runs after the header's frame is gone,
+                    // and the decoder's (`run`).
                     if self.header_part()? {
-                        self.st.phase = self.select().await?;
-                        if self.st.paused {
-                            return Ok(Status::NeedMore);
-                        }
+                        self.st.phase = Phase::Select;
+                        return Ok(Status::NeedMore);
                     }
                 }
                 Phase::Skip => {
