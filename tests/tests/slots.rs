@@ -305,7 +305,7 @@ fn update_on_geometry<const E: usize, const R: usize, const W: usize, const X: u
         }
     };
     // The records the update left: each a multiple of the alignment long,
-    // checkpoints of the length for that alignment (2,560 bytes with
+    // checkpoints of the length for that alignment (2,432 bytes with
     // 32- and 64-byte alignment: the body fills both to the same length).
     type Part<'a, const E: usize, const R: usize, const W: usize, const X: u8> =
         flashpatch::Partition<'a, MockFlash<R, W, E, X>>;
