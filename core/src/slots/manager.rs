@@ -534,8 +534,7 @@ where
         *read_back = None;
         Ok(Update::new(
             source,
-            target,
-            read_back,
+            (target, read_back),
             &mut self.store,
             component,
             (c.active, c.image()),

@@ -58,8 +58,8 @@ where
 {
     pub(crate) fn new(
         source: &'s mut P,
-        target: &'s mut P,
-        read_back: &'s mut super::manager::ReadBack,
+        // The target slot, and where `finish` says what it read back.
+        (target, read_back): (&'s mut P, &'s mut super::manager::ReadBack),
         store: &'s mut Store<S, N>,
         component: u8,
         (running, running_image): (Slot, Image),
