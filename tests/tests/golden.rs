@@ -101,8 +101,8 @@ fn retired_codecs_are_refused_with_a_typed_error() {
 /// Wear of a small update through the slot manager, phase by phase: a
 /// 10,000-byte image over 4 KiB erase units, 64-byte write buffer.
 /// Update + activation: the target's 3 units (3 erases, 157 writes), two
-/// checkpoints (each a bank erase, a 128-byte boot record copy and 40
-/// writes of the 2,560-byte record) and the activation record; records are
+/// checkpoints (each a bank erase, a 128-byte boot record copy and 38
+/// writes of the 2,432-byte record) and the activation record; records are
 /// written 64 bytes at a time. Every later session that writes starts a
 /// fresh bank: one erase and one record.
 #[test]

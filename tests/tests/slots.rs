@@ -168,6 +168,60 @@ fn what_is_not_allowed_is_refused() {
     assert_eq!(dev.stats().writes, w);
 }
 
+/// Activation trusts the image its own manager's update read back (it
+/// does not hash the slot again) and nothing else: a forged `Installed`,
+/// one kept from before the slot was written again or erased, and one
+/// handed to a manager built afresh are hashed, and refused if the slot
+/// does not hold their image.
+#[test]
+fn activation_hashes_only_what_its_update_did_not_read_back() {
+    let (old, new) = firmware_pair(7, 30_000);
+    let mut other = new.clone();
+    other[1000] ^= 0x5a;
+    let diff = |to: &[u8]| host_genpat::diff(&old, to, &Default::default()).unwrap();
+    let (patch, patch2) = (diff(&new), diff(&other));
+    let dev = Device::<E>::provisioned(&old, 40 * 1024, 2);
+    let update = |slots: &mut flashpatch_tests::device::DevSlots<'_, E>, p: &[u8]| {
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
+        up.feed(p).unwrap();
+        up.finish().unwrap()
+    };
+    let hashes = new.len() as u64;
+    let mut slots = dev.slots().unwrap();
+    // Another update of the slot since: the older `Installed` is stale.
+    let stale = update(&mut slots, &patch);
+    let inst = update(&mut slots, &patch2);
+    let before = dev.stats().bytes_read;
+    assert_eq!(slots.activate(&stale), Err(Error::ImageMismatch));
+    assert!(dev.stats().bytes_read - before >= hashes, "not hashed");
+    // A forged one.
+    let mut forged = inst;
+    forged.image.sha256[0] ^= 1;
+    assert_eq!(slots.activate(&forged), Err(Error::ImageMismatch));
+    // The slot erased since.
+    let erased = dev.snapshot();
+    {
+        let mut s = erased.slots().unwrap();
+        let inst = update(&mut s, &patch2);
+        s.erase_inactive(0).unwrap();
+        assert_eq!(s.activate(&inst), Err(Error::ImageMismatch));
+    }
+    // Handed to a manager built afresh: hashed, and it holds the image.
+    let fresh = dev.snapshot();
+    let before = fresh.stats().bytes_read;
+    fresh.slots().unwrap().activate(&inst).unwrap();
+    assert!(fresh.stats().bytes_read - before >= hashes, "not hashed");
+    assert_eq!(fresh.boot().unwrap(), boots(Slot::B, true, false));
+    // The normal path: the update's own read-back is trusted.
+    let before = dev.stats().bytes_read;
+    slots.activate(&inst).unwrap();
+    let read = dev.stats().bytes_read - before;
+    assert!(read < hashes / 8, "{read} bytes read to activate");
+    assert_eq!(dev.boot().unwrap(), boots(Slot::B, true, false));
+    assert_eq!(dev.slot_bytes(Slot::B, other.len()), other);
+}
+
 #[test]
 fn an_empty_device_has_nothing_to_boot() {
     let dev = Device::<E>::provisioned(&[1, 2, 3], 8192, 2);
@@ -250,7 +304,7 @@ fn update_on_geometry<const E: usize, const R: usize, const W: usize, const X: u
         }
     };
     // The records the update left: each a multiple of the alignment long,
-    // checkpoints of the length for that alignment (2,560 bytes with
+    // checkpoints of the length for that alignment (2,432 bytes with
     // 32- and 64-byte alignment: the body fills both to the same length).
     type Part<'a, const E: usize, const R: usize, const W: usize, const X: u8> =
         flashpatch::Partition<'a, MockFlash<R, W, E, X>>;

@@ -71,10 +71,20 @@ use crate::error::ApplyError as Error;
 use crate::format::{EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
 use io::{ReadCache, Writer};
 
-/// Bytes of the input buffer: it holds an entry header, then serves as the
-/// ring the body is decoded from.
+/// Bytes of the header buffer: it holds an entry header, and is the read
+/// buffer of the digest passes before and after a body. It is the codec
+/// model's memory ([`Model::spare`]): the model is used only while a body
+/// is decoded, and set up again ([`Model::reset`], or loaded from a
+/// checkpoint) before it is.
 const BUF: usize = MAX_HEADER_LEN;
-const _: () = assert!(BUF >= MAX_OP_INPUT + 8 && BUF <= u16::MAX as usize);
+const _: () = assert!(BUF == crate::codec::model::SPARE);
+
+/// Bytes of the input ring the body is decoded from: at least an
+/// operation's input ([`MAX_OP_INPUT`]) and the literal's 8 more, and a
+/// power of two, so that `% RING` is a mask (a Cortex-M0 has no divide).
+const RING: usize = 128;
+const _: () =
+    assert!(RING >= MAX_OP_INPUT + 8 && RING.is_power_of_two() && RING <= u16::MAX as usize);
 
 /// Bytes of the applier's saved state ([`ApplierState::field`]).
 pub(crate) const SAVED_LEN: usize = crate::snapshot::layout!(ApplierState::<64, 64>::new()).1;
@@ -246,7 +256,7 @@ pub(crate) enum Job {
 
 /// The input ring, lent to the range decoder.
 struct Ring<'a> {
-    buf: &'a [u8; BUF],
+    buf: &'a [u8; RING],
     head: &'a mut u16,
     len: &'a mut u16,
 }
@@ -257,15 +267,15 @@ impl ByteSource for Ring<'_> {
         if *self.len == 0 {
             return None;
         }
-        let b = self.buf[*self.head as usize % BUF];
-        *self.head = ((*self.head as usize + 1) % BUF) as u16;
+        let b = self.buf[*self.head as usize % RING];
+        *self.head = ((*self.head as usize + 1) % RING) as u16;
         *self.len -= 1;
         Some(b)
     }
 }
 
 /// The applier's working memory: everything but the two flashes (about
-/// 3.8 KiB with the default `W` and `R`; its `size_of` is the applier's
+/// 2.6 KiB with the default `W` and `R`; its `size_of` is the applier's
 /// RAM). It stays where the caller put it — a `static` (its
 /// [`ApplierState::new`] is `const`) or a long-lived stack frame — and is
 /// never moved: [`crate::Applier::new`] resets it in place, so no copy of it
@@ -279,7 +289,8 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// What `select` learnt of the source slot.
     digests: SlotDigests,
     consumed: u32,
-    buf: [u8; BUF],
+    /// The input ring of the body.
+    ring: [u8; RING],
     head: u16,
     len: u16,
     need: u16,
@@ -288,6 +299,7 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     body_crc: Crc32,
     started: bool,
     rc: DecoderState,
+    /// The codec model; outside a body, the header buffer.
     model: Model,
     cursor: u32,
     out: u32,
@@ -342,7 +354,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
     /// outcome is kept apart from it): the next [`crate::Applier::new`]
     /// starts it afresh.
     pub(crate) fn header_buf(&mut self) -> &mut [u8; BUF] {
-        &mut self.buf
+        self.model.spare()
     }
 
     /// A state ready for [`crate::Applier::new`].
@@ -354,7 +366,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             result: TargetId::EMPTY,
             digests: SlotDigests::EMPTY,
             consumed: 0,
-            buf: [0; BUF],
+            ring: [0; RING],
             head: 0,
             len: 0,
             need: 0,
@@ -386,8 +398,8 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
     /// Back to the state [`ApplierState::new`] gives, field by field: the
     /// model and the buffers are not copied (the input buffer and the
     /// model are set up again before they are read).
-    /// (`*self = Self::new()` would be one line, but it is a 3.8 KiB store
-    /// that costs 360 bytes of `memset` and `memcpy` on a Cortex-M4,
+    /// (`*self = Self::new()` would be one line, but a store of the whole
+    /// state costs 360 bytes of `memset` and `memcpy` on a Cortex-M4,
     /// measured with `cargo xtask size`.)
     fn reset(&mut self) {
         self.phase = Phase::Container;
@@ -450,7 +462,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             "`1`: the range decoder has started" => Flag(&mut self.started),
             "input ring: head" => U16(&mut self.head),
             "input ring: length" => U16(&mut self.len),
-            "input ring: its 256 bytes" => Bytes(&mut self.buf),
+            "input ring: its 128 bytes" => Bytes(&mut self.ring),
             "copy cursor" => U32(&mut self.cursor),
             "target bytes written (a multiple of the erase size)" => U32(&mut self.out),
             "previous target byte" => U8(&mut self.prev_byte),

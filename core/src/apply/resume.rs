@@ -11,7 +11,7 @@
 use super::run::Applier;
 use super::{NorFlash, ReadNorFlash};
 use crate::apply::io::align_up;
-use crate::apply::{ApplierState, Job, Kept, Phase, BUF};
+use crate::apply::{ApplierState, Job, Kept, Phase, RING};
 use crate::codec::{Params, CODEC_RC3};
 
 impl<S, T, const W: usize, const R: usize, H: crate::hashes::Hashes> Applier<'_, S, T, W, R, H>
@@ -109,8 +109,8 @@ where
             && self.st.out.is_multiple_of(T::ERASE_SIZE as u32)
             && (self.st.cursor as u64) <= reach
             && pending <= size - self.st.out
-            && (self.st.head as usize) < BUF
-            && self.st.len as usize <= BUF
+            && (self.st.head as usize) < RING
+            && self.st.len as usize <= RING
             && self.st.body_left <= e.body_len;
         if !ok {
             return false;

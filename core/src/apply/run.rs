@@ -9,7 +9,7 @@ use super::reads::{
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
-    ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, SlotDigests, Status, BUF,
+    ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
 };
 use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
@@ -264,7 +264,7 @@ where
                 Phase::Container | Phase::EntryLen | Phase::EntryHeader => {
                     let want = self.st.need as usize - self.st.len as usize;
                     let n = want.min(chunk.len());
-                    self.st.buf[self.st.len as usize..self.st.len as usize + n]
+                    self.st.model.spare()[self.st.len as usize..self.st.len as usize + n]
                         .copy_from_slice(&chunk[..n]);
                     self.st.len += n as u16;
                     self.st.consumed = self.st.consumed.saturating_add(n as u32);
@@ -291,13 +291,13 @@ where
                     self.end_of_body().await?;
                 }
                 Phase::Body => {
-                    let n = (BUF - self.st.len as usize)
+                    let n = (RING - self.st.len as usize)
                         .min(self.st.body_left as usize)
                         .min(chunk.len());
-                    let mut tail = (self.st.head as usize + self.st.len as usize) % BUF;
+                    let mut tail = (self.st.head as usize + self.st.len as usize) % RING;
                     for &b in &chunk[..n] {
-                        self.st.buf[tail] = b;
-                        tail = (tail + 1) % BUF;
+                        self.st.ring[tail] = b;
+                        tail = (tail + 1) % RING;
                     }
                     self.st.body_crc.update(&chunk[..n]);
                     #[cfg(feature = "sign")]
@@ -340,12 +340,13 @@ where
         match self.st.phase {
             Phase::Container => {
                 let mut b = [0u8; CONTAINER_HEADER_LEN];
-                b.copy_from_slice(&self.st.buf[..CONTAINER_HEADER_LEN]);
+                b.copy_from_slice(&self.st.model.spare()[..CONTAINER_HEADER_LEN]);
                 self.st.entries_left = format::parse_container(&b)?;
                 self.start_entry();
             }
             Phase::EntryLen => {
-                let h = u16::from_le_bytes([self.st.buf[0], self.st.buf[1]]);
+                let buf = self.st.model.spare();
+                let h = u16::from_le_bytes([buf[0], buf[1]]);
                 if !(format::MIN_HEADER_LEN..=MAX_HEADER_LEN).contains(&(h as usize)) {
                     return Err(format::HeaderError::Length.into());
                 }
@@ -354,7 +355,8 @@ where
                 self.st.len = 0;
             }
             _ => {
-                let (entry, records) = EntryHeader::parse(&self.st.buf[..self.st.need as usize])?;
+                let raw = &self.st.model.spare()[..self.st.need as usize];
+                let (entry, records) = EntryHeader::parse(raw)?;
                 let meta = records.meta()?;
                 // An A/B applier takes A/B entries; an in-place one, only
                 // in-place entries of its unit, order aside, and role.
@@ -364,9 +366,7 @@ where
                 let ours = meta.component == self.st.component && mode;
                 self.st.seen |= ours;
                 #[cfg(feature = "sign")]
-                self.st
-                    .gate
-                    .check(&self.st.buf[..self.st.need as usize], ours)?;
+                self.st.gate.check(raw, ours)?;
                 self.st.entry = entry;
                 self.st.body_left = entry.body_len;
                 self.st.body_crc = Crc32::new();
@@ -396,9 +396,10 @@ where
     async fn select(&mut self) -> Res<Phase> {
         let e = &self.st.entry;
         self.st.cache.invalidate();
-        // The header is parsed, so the input buffer is free: the digest
-        // passes read through it, in fewer and larger reads than the cache.
-        let buf = &mut self.st.buf;
+        // The header is parsed, so the header buffer is free (the model is
+        // set up below, after it): the digest passes read through it, in
+        // fewer and larger reads than the cache.
+        let buf = self.st.model.spare();
         let src = FlashError::of(FlashRole::Source);
         let tgt = FlashError::of(FlashRole::Target);
         let (ts, ss) = (e.target.size, e.source.size);
@@ -559,12 +560,13 @@ where
     /// caller's frame is then that of neither.
     #[inline(never)]
     async fn read_back(&mut self) -> Res<()> {
-        // The body is used up (`len == 0`): the input buffer is free.
-        // The digest goes straight into this frame's array.
+        // The body is decoded: the model's memory is free (the header
+        // buffer, `Model::spare`). The digest goes straight into this
+        // frame's array.
         let mut sha = [0; 32];
         digest_of::<_, H::Sha256>(
             &mut self.target,
-            &mut self.st.buf,
+            self.st.model.spare(),
             self.st.entry.target.size,
             (&mut sha).into(),
         )
@@ -599,7 +601,7 @@ where
         f: impl FnOnce(&mut Model, &mut Decoder<'_, Ring<'_>>) -> X,
     ) -> Res<X> {
         let mut ring = Ring {
-            buf: &self.st.buf,
+            buf: &self.st.ring,
             head: &mut self.st.head,
             len: &mut self.st.len,
         };
@@ -624,7 +626,7 @@ where
                 return Ok(());
             }
             let mut ring = Ring {
-                buf: &self.st.buf,
+                buf: &self.st.ring,
                 head: &mut self.st.head,
                 len: &mut self.st.len,
             };

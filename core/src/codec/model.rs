@@ -195,6 +195,10 @@ pub struct Model {
     lit_len: Number<1>,
 }
 
+/// Bytes of [`Model::spare`].
+pub(crate) const SPARE: usize = 256;
+const _: () = assert!(2 * ByteTree::PROBS >= SPARE);
+
 /// Codec 3's parameters: how literals pick one of the two literal tables.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -323,6 +327,17 @@ impl Model {
         seek_mag: Number::UNSET,
         lit_len: Number::UNSET,
     };
+
+    /// The model's memory as [`SPARE`] bytes, for a caller's own use while
+    /// the model is not (the applier's header buffer): what is written
+    /// there changes the model, which [`Model::reset`] or loading saved
+    /// state sets up again before it is used.
+    pub(crate) fn spare(&mut self) -> &mut [u8; SPARE] {
+        let Some(p) = self.lit.p.first_chunk_mut::<{ SPARE / 2 }>() else {
+            unreachable!("a byte tree holds more than SPARE bytes")
+        };
+        bytemuck::cast_mut(p)
+    }
 
     /// A model in its initial state.
     pub const fn new(params: Params) -> Self {

@@ -79,9 +79,18 @@ pub struct Slots<P, S, const N: usize = 1, H = Software> {
     slots: [[P; 2]; N],
     store: Store<S, N>,
     config: Config,
+    /// Per component: the slot and image its last update through this
+    /// manager read back and checked ([`Update::finish`]), if no update has
+    /// started writing that component's slots since. Activation trusts it
+    /// instead of hashing the slot again.
+    read_back: [ReadBack; N],
     /// The hashes that verify images (a chip's engine or [`Software`]).
     hashes: PhantomData<fn() -> H>,
 }
+
+/// A slot and the image an update read back from it (size and SHA-256
+/// checked), or `None`.
+pub(crate) type ReadBack = Option<(Slot, Image)>;
 
 type Res<T> = Result<T, Error>;
 
@@ -162,6 +171,7 @@ where
             slots: pairs,
             store: Store::open(state, Self::MIN_BANK).await?,
             config,
+            read_back: [None; N],
             hashes: PhantomData,
         })
     }
@@ -423,6 +433,7 @@ where
             }
         };
         let other = c.active.other().index();
+        self.read_back[component] = None;
         if c.images[other] != Image::NONE || self.checkpoint_of(component as u8).await? {
             let mut next = BootState {
                 gen: rec.gen.wrapping_add(1),
@@ -517,9 +528,13 @@ where
             Slot::A => (a, b),
             Slot::B => (b, a),
         };
+        // The update may write the inactive slot: what was read back from
+        // it is forgotten until the update finishes.
+        let read_back = &mut self.read_back[component as usize];
+        *read_back = None;
         Ok(Update::new(
             source,
-            target,
+            (target, read_back),
             &mut self.store,
             component,
             (c.active, c.image()),
@@ -627,7 +642,12 @@ where
     /// or all new. Checks each slot's image first ([`Error::ImageMismatch`])
     /// and its security counter against the component's floor
     /// ([`Error::Rollback`]); nothing is written if any fails, or if every
-    /// image is running already. [`Error::SlotState`] if a trial is not
+    /// image is running already. The image check hashes the slot, unless
+    /// this manager's own update of the component read that image back
+    /// from that slot ([`Update::finish`]) and no update has started
+    /// writing the component's slots since (`docs/HASHES.md`, "Hashing
+    /// the target once"): an `Installed` built by the caller, or one of
+    /// an earlier update, is hashed. [`Error::SlotState`] if a trial is not
     /// confirmed yet, or a component is past the last or given twice.
     #[inline(never)]
     pub async fn activate_group(&mut self, installed: &[Installed]) -> Res<()> {
@@ -660,7 +680,9 @@ where
                     min: c.floor,
                 });
             }
-            if !self.holds_in(k, i.slot, &i.image).await? {
+            let read_back = matches!(self.read_back[k],
+                Some((s, im)) if s == i.slot && im.same_bytes(&i.image));
+            if !read_back && !self.holds_in(k, i.slot, &i.image).await? {
                 log::warning!("flashpatch: activation refused: the slot does not hold the image");
                 return Err(Error::ImageMismatch);
             }

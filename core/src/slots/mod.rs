@@ -80,9 +80,9 @@
 //! unit boundary and appends a checkpoint: the component, the patch
 //! ([`PatchId`], if the caller said which with [`Update::set_patch`]) and
 //! the applier's whole state (the entry header, positions, the running
-//! body CRC, the 256-byte input ring, the range decoder and the codec
-//! model's context bytes and every probability — 2,504 bytes with codec
-//! 3; a [`CHECKPOINT_LEN`] = 2,560-byte record). After a reset,
+//! body CRC, the 128-byte input ring, the range decoder and the codec
+//! model's context bytes and every probability — 2,376 bytes with codec
+//! 3; a [`CHECKPOINT_LEN`] = 2,432-byte record). After a reset,
 //! [`Slots::resume`] loads the newest one and reports the patch offset to
 //! feed from (a patch streamed from the link: the sender re-sends from
 //! there), and [`Slots::resume_or_begin`] does the same for a known patch
@@ -91,12 +91,12 @@
 //! from the start of the erase unit that was in progress, so at most one
 //! unit is written twice.
 //!
-//! Cost per checkpoint: 2,560 bytes programmed in 40 writes of at most 64
+//! Cost per checkpoint: 2,432 bytes programmed in 38 writes of at most 64
 //! bytes (a small buffer, as it is on the stack under the decoder's
 //! frames), and, when the current bank has no room for it (always, with
 //! 4 KiB banks), one bank erase and a 128-byte copy of the boot record
 //! before it. With 4 KiB erase units that is about as much flash work as
-//! the target unit it protects (one erase and 2.5 KiB programmed against
+//! the target unit it protects (one erase and 2.4 KiB programmed against
 //! one erase and 4 KiB), so an update costs roughly twice the flash time
 //! of an update without checkpoints, and each of the two state-area banks
 //! takes one erase per two target units. Larger banks make the erases

@@ -46,6 +46,8 @@ pub struct Update<'s, P, S, const N: usize = 1, H = Software> {
     target: Slot,
     running: Slot,
     running_image: Image,
+    /// Where [`Update::finish`] tells the manager what it read back.
+    read_back: &'s mut super::manager::ReadBack,
 }
 
 #[io]
@@ -56,7 +58,8 @@ where
 {
     pub(crate) fn new(
         source: &'s mut P,
-        target: &'s mut P,
+        // The target slot, and where `finish` says what it read back.
+        (target, read_back): (&'s mut P, &'s mut super::manager::ReadBack),
         store: &'s mut Store<S, N>,
         component: u8,
         (running, running_image): (Slot, Image),
@@ -81,6 +84,7 @@ where
             target: running.other(),
             running,
             running_image,
+            read_back,
         }
     }
 
@@ -225,7 +229,13 @@ where
                 self.running
             }
             Outcome::AlreadyInstalled(Found::Source) => return Err(Error::ImageMismatch),
-            Outcome::AlreadyInstalled(Found::Target) | Outcome::Applied => self.target,
+            Outcome::AlreadyInstalled(Found::Target) | Outcome::Applied => {
+                // Its SHA-256 was checked on the slot: read back after
+                // writing, or before finding it there. Activation need
+                // not hash it again while no update writes the slot.
+                *self.read_back = Some((self.target, image));
+                self.target
+            }
         };
         Ok(Installed {
             component: self.component,
