@@ -246,6 +246,9 @@ where
             .map(|s| (!self.st.paused).then_some(s))
     }
 
+    /// Reads and decodes. Not inlined: the caller's frame, under which
+    /// the selection and the read-back run, holds none of the decoder's.
+    #[inline(never)]
     async fn run_inner(&mut self, chunk: &mut &[u8]) -> Res<Status> {
         loop {
             match self.st.phase {
