@@ -84,18 +84,6 @@ pub(crate) async fn digest_of<F: ReadNorFlash, D: Default + Update + FixedOutput
     Ok(())
 }
 
-/// MD5 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
-#[io]
-pub(crate) async fn md5_of<H: Hashes, F: ReadNorFlash>(
-    flash: &mut F,
-    buf: &mut [u8],
-    len: u32,
-) -> Result<[u8; 16], F::Error> {
-    let mut out = [0; 16];
-    digest_of::<F, H::Md5>(flash, buf, len, (&mut out).into()).await?;
-    Ok(out)
-}
-
 /// SHA-256 of `[0, len)` of `flash` with `H`'s hash, read through `buf`.
 #[io]
 pub(crate) async fn sha256_of<H: Hashes, F: ReadNorFlash>(

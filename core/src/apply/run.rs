@@ -3,9 +3,7 @@
 //! [`crate::asynch::Applier`] (see `flashpatch-macros`). Everything here
 //! that reads or writes flash is `async` under `#[io]`.
 
-use super::reads::{
-    cached, crc_of, crc_of_prefixes, digest_of, fits, flush_writer, md5_of, sha256_of,
-};
+use super::reads::{cached, crc_of, crc_of_prefixes, digest_of, fits, flush_writer};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
@@ -434,7 +432,8 @@ where
         }
         if d.knows(0, ts) && d.crc32[0] == e.target.crc32 {
             if d.known & SlotDigests::SHA256 == 0 {
-                d.sha256 = sha256_of::<H, _>(&mut self.source, buf, ts)
+                // Straight into the state: no digest in this frame.
+                digest_of::<_, H::Sha256>(&mut self.source, buf, ts, (&mut d.sha256).into())
                     .await
                     .map_err(&src)?;
                 d.known |= SlotDigests::SHA256;
@@ -450,7 +449,7 @@ where
             return Ok(Phase::Skip);
         }
         if d.known & SlotDigests::MD5 == 0 {
-            d.md5 = md5_of::<H, _>(&mut self.source, buf, ss)
+            digest_of::<_, H::Md5>(&mut self.source, buf, ss, (&mut d.md5).into())
                 .await
                 .map_err(&src)?;
             d.known |= SlotDigests::MD5;
@@ -474,13 +473,15 @@ where
                 capacity: self.target.capacity().min(u32::MAX as usize) as u32,
             });
         }
+        // `result` is free until there is an outcome (selection runs only
+        // before one): the target slot's digest goes there, not into this
+        // frame.
+        let got = &mut self.st.result.sha256;
         if crc_of(&mut self.target, buf, ts).await.map_err(&tgt)? == e.target.crc32
-            && same(
-                &sha256_of::<H, _>(&mut self.target, buf, ts)
-                    .await
-                    .map_err(&tgt)?,
-                &e.target.sha256,
-            )
+            && digest_of::<_, H::Sha256>(&mut self.target, buf, ts, got.into())
+                .await
+                .map_err(&tgt)
+                .map(|()| same(got, &e.target.sha256))?
         {
             log::info!("flashpatch: target image already in the target slot");
             self.st.outcome = Kept::InTarget;
