@@ -5,7 +5,7 @@
 
 use super::store::Store;
 use super::update::{self, Update};
-use super::{io, sha256_of, NorFlash};
+use super::{digest_of, io, sha256_of, NorFlash};
 use crate::error::{FlashError, FlashRole, SlotError as Error};
 use crate::hashes::{Hashes, Software};
 use crate::log;
@@ -223,8 +223,18 @@ where
         if image.size == 0 || image.size as usize > flash.capacity() {
             return Ok(false);
         }
+        // Where the flash reads in units that divide 32, one 64-byte array
+        // is both the read buffer and the digest.
         let mut buf = [0u8; 64];
-        let sha = sha256_of::<H, _>(flash, &mut buf, image.size)
+        let mut apart = [0u8; 32];
+        let split = match 32 % P::READ_SIZE {
+            0 => buf.split_last_chunk_mut::<32>(),
+            _ => Some((&mut buf[..], &mut apart)),
+        };
+        let Some((rd, sha)) = split else {
+            return Ok(false);
+        };
+        digest_of::<_, H::Sha256>(flash, rd, image.size, sha.into())
             .await
             .map_err(|e| {
                 // The running image's slot is the source of an update.
@@ -235,7 +245,7 @@ where
                 };
                 FlashError::new(role, e)
             })?;
-        Ok(sha == image.sha256)
+        Ok(*sha == image.sha256)
     }
 
     /// Whether `slot` of component `k` may be booted with `image`
@@ -651,8 +661,8 @@ where
     /// confirmed yet, or a component is past the last or given twice.
     #[inline(never)]
     pub async fn activate_group(&mut self, installed: &[Installed]) -> Res<()> {
-        let rec = self.store.boot().ok_or(Error::NoBootRecord)?;
-        let mut next = rec;
+        // Everything is checked before the next boot state is built: no
+        // copy of a boot state is on the stack while a slot is hashed.
         let mut seen = [false; N];
         let mut changed = false;
         for i in installed {
@@ -661,23 +671,25 @@ where
                 Some(s) if !*s => *s = true,
                 _ => return Err(Error::SlotState),
             }
-            let c = rec.components[k];
-            if i.slot == c.active {
+            let rec = self.store.current().ok_or(Error::NoBootRecord)?;
+            let (active, floor, trial) =
+                (rec.components[k].active, rec.components[k].floor, rec.trial);
+            if i.slot == active {
                 continue;
             }
-            if rec.trial {
+            if trial {
                 log::warning!("flashpatch: activation refused: a trial is not confirmed yet");
                 return Err(Error::SlotState);
             }
-            if i.image.counter < c.floor {
+            if i.image.counter < floor {
                 log::warning!(
                     "flashpatch: activation refused: counter {=u32} below floor {=u32}",
                     i.image.counter,
-                    c.floor
+                    floor
                 );
                 return Err(Error::Rollback {
                     counter: i.image.counter,
-                    min: c.floor,
+                    min: floor,
                 });
             }
             let read_back = matches!(self.read_back[k],
@@ -686,19 +698,24 @@ where
                 log::warning!("flashpatch: activation refused: the slot does not hold the image");
                 return Err(Error::ImageMismatch);
             }
-            let n = &mut next.components[k];
-            n.images[i.slot.index()] = i.image;
-            n.active = i.slot;
-            n.on_trial = true;
             changed = true;
         }
         if !changed {
             return Ok(());
         }
+        let mut next = self.store.boot().ok_or(Error::NoBootRecord)?;
+        for i in installed {
+            let n = &mut next.components[i.component as usize];
+            if i.slot != n.active {
+                n.images[i.slot.index()] = i.image;
+                n.active = i.slot;
+                n.on_trial = true;
+            }
+        }
         next.trial = true;
         next.attempts = 0;
         next.rolled_back = false;
-        next.gen = rec.gen.wrapping_add(1);
+        next.gen = next.gen.wrapping_add(1);
         self.store.write_boot(&next).await?;
         log::info!("flashpatch: new image activated: it boots next, on trial");
         Ok(())

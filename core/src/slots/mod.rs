@@ -125,7 +125,7 @@ mod record;
 /// with every `async` and `.await` removed (`flashpatch_macros::blocking`).
 #[path = "."]
 pub(crate) mod blocking {
-    use crate::apply::blocking::reads::sha256_of;
+    use crate::apply::blocking::reads::{digest_of, sha256_of};
     use crate::apply::blocking::Applier;
     use embedded_storage::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
     use flashpatch_macros::blocking as io;
@@ -142,7 +142,7 @@ pub(crate) mod blocking {
 /// the same files, compiled as they are.
 #[path = "."]
 pub(crate) mod asynchronous {
-    use crate::apply::asynch::reads::sha256_of;
+    use crate::apply::asynch::reads::{digest_of, sha256_of};
     use crate::apply::asynch::Applier;
     use embedded_storage_async::nor_flash::{MultiwriteNorFlash, NorFlash, ReadNorFlash};
     use flashpatch_macros::asynchronous as io;

@@ -98,8 +98,6 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     }
 
     /// The newest boot state, where it is kept (no copy on the stack).
-    /// (The async copy of the store has no in-place device to use it.)
-    #[allow(dead_code)]
     pub(crate) fn current(&self) -> Option<&BootState<N>> {
         self.current.as_ref().map(|(r, _)| r)
     }
