@@ -538,10 +538,10 @@ where
     /// target (its SHA-256 against the entry's) and then the next entry.
     /// `true` if it ended in a stop the caller takes as any other: the
     /// entry was selected and [`Applier::hold_before_body`] asked for a
-    /// stop before its first target write. Not inlined, and called by the
-    /// caller of [`Applier::feed_some`], not under it: the digests' frames
-    /// are never on the stack with the decoder's. Inlined into the
-    /// caller: the two steps' frames are then one call from its frame.
+    /// stop before its first target write. Called by the caller of
+    /// [`Applier::feed_some`], not under it, so the digests' frames are
+    /// never on the stack with the decoder's; inlined into that caller,
+    /// with the two steps not inlined, so each is one call from its frame.
     #[inline(always)]
     pub(crate) async fn take_due(&mut self) -> Res<bool> {
         // The stop is taken: only a hold asked for stops again.
