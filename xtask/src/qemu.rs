@@ -117,11 +117,13 @@ fn fw_dir() -> PathBuf {
 }
 
 fn elf(bin: &str) -> PathBuf {
-    fw_dir()
-        .join("target")
-        .join(TARGET)
-        .join("release")
-        .join(bin)
+    release_elf(&fw_dir(), TARGET, bin)
+}
+
+/// The release ELF of `bin`, built for `target` in the firmware crate at
+/// `dir` (its own target directory).
+pub fn release_elf(dir: &Path, target: &str, bin: &str) -> PathBuf {
+    dir.join("target").join(target).join("release").join(bin)
 }
 
 /// Builds the binaries `bins` of the firmware with `env` (and the

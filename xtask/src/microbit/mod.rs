@@ -47,11 +47,7 @@ fn fw_dir() -> PathBuf {
 }
 
 fn elf(bin: &str) -> PathBuf {
-    fw_dir()
-        .join("target")
-        .join(TARGET)
-        .join("release")
-        .join(bin)
+    qemu::release_elf(&fw_dir(), TARGET, bin)
 }
 
 /// A build of the application: version text, whether its self-test
