@@ -49,6 +49,10 @@ pub mod tag {
     /// Ed25519 signature of the entry header (see `crate::sign`); 64
     /// bytes, and the last record when present.
     pub const SIGNATURE: u8 = 0x05;
+    /// The first 16 bytes of the source image's SHA-256: a decoder that
+    /// knows the running image's SHA-256 (from its boot record) selects
+    /// the entry by comparing them, without hashing the source.
+    pub const SOURCE_ID: u8 = 0x06;
     /// The component the entry is for: u8 (absent means component 0).
     /// Critical: a decoder that does not know components must not apply
     /// an entry meant for another one.
@@ -75,7 +79,13 @@ pub struct EntryMeta {
     /// [`InPlaceEntry::to_word`]; 0 for an A/B entry. [`EntryMeta::in_place`]
     /// reads it.
     pub in_place_word: u32,
+    /// The source image's identity ([`tag::SOURCE_ID`]), if the entry
+    /// carries one.
+    pub source_id: Option<[u8; SOURCE_ID_LEN]>,
 }
+
+/// Bytes of a [`tag::SOURCE_ID`] record's value.
+pub const SOURCE_ID_LEN: usize = 16;
 
 impl EntryMeta {
     /// How the entry is applied in place; `None` for an A/B entry.
@@ -249,8 +259,9 @@ pub enum HeaderError {
 
 impl Records<'_> {
     /// The component and security counter the records give. A component
-    /// record that is not one byte, or comes twice, and a counter record
-    /// that is not four bytes, make the header malformed; another critical
+    /// record that is not one byte, or comes twice, a counter record
+    /// that is not four bytes, and a source identity that is not 16 bytes
+    /// or comes twice, make the header malformed; another critical
     /// record makes it one this decoder cannot use.
     pub fn meta(self) -> Result<EntryMeta, HeaderError> {
         let mut m = EntryMeta::default();
@@ -270,6 +281,10 @@ impl Records<'_> {
                     let b: [u8; 4] = v.try_into().map_err(|_| HeaderError::Records)?;
                     m.counter = u32::from_le_bytes(b);
                 }
+                (tag::SOURCE_ID, v) if m.source_id.is_none() => {
+                    m.source_id = Some(v.try_into().map_err(|_| HeaderError::Records)?);
+                }
+                (tag::SOURCE_ID, _) => return Err(HeaderError::Records),
                 (t, _) if t & tag::CRITICAL != 0 => return Err(HeaderError::CriticalRecord(t)),
                 _ => {}
             }
@@ -556,6 +571,7 @@ mod tests {
                 &[
                     (tag::COMPONENT, &[7]),
                     (tag::SECURITY_COUNTER, &[9, 0, 0, 0]),
+                    (tag::SOURCE_ID, &[5; SOURCE_ID_LEN]),
                 ],
                 &mut buf,
             )
@@ -566,6 +582,7 @@ mod tests {
                 component: 7,
                 counter: 9,
                 in_place_word: 0,
+                source_id: Some([5; SOURCE_ID_LEN]),
             })
         );
         let ip = InPlaceEntry {
@@ -588,6 +605,12 @@ mod tests {
             &[(tag::COMPONENT, &[][..])],
             &[(tag::COMPONENT, &[1][..]), (tag::COMPONENT, &[1][..])],
             &[(tag::SECURITY_COUNTER, &[1, 0][..])],
+            &[(tag::SOURCE_ID, &[1; 15][..])],
+            &[(tag::SOURCE_ID, &[1; 32][..])],
+            &[
+                (tag::SOURCE_ID, &[1; 16][..]),
+                (tag::SOURCE_ID, &[1; 16][..]),
+            ],
             // Unit 0, a unit not a multiple of 64, order 2, role 2, short.
             &[(tag::IN_PLACE, &[0, 0, 0, 0, 0, 0][..])],
             &[(tag::IN_PLACE, &[32, 0, 0, 0, 0, 0][..])],

@@ -4,7 +4,7 @@
 use flashpatch::crc32::crc32;
 use flashpatch::format::{
     self, container_header, tag, ContainerError, EntryHeader, HeaderError, SourceId, TargetId,
-    CONTAINER_HEADER_LEN, MAX_HEADER_LEN,
+    CONTAINER_HEADER_LEN, MAX_HEADER_LEN, SOURCE_ID_LEN,
 };
 use flashpatch::sign;
 use md5::{Digest as _, Md5};
@@ -41,6 +41,16 @@ pub struct Metadata {
     pub component: u8,
     /// How the entry is applied in place (`None`: an A/B entry).
     pub in_place: Option<flashpatch::format::InPlaceEntry>,
+    /// The source's identity for devices that know their running image
+    /// ([`tag::SOURCE_ID`]: the first bytes of its SHA-256).
+    pub source_sha: Option<[u8; SOURCE_ID_LEN]>,
+}
+
+/// The identity record's value for a source image ([`tag::SOURCE_ID`]);
+/// `None` for an empty one (a full image matches every source).
+pub fn source_sha(data: &[u8]) -> Option<[u8; SOURCE_ID_LEN]> {
+    let sha: [u8; 32] = Sha256::digest(data).into();
+    (!data.is_empty()).then(|| *sha.first_chunk().expect("32 bytes"))
 }
 
 /// One entry of a patch file, as read back.
@@ -158,6 +168,9 @@ pub fn build_entry(header: &EntryHeader, meta: &Metadata, body: &[u8]) -> Vec<u8
     if let Some(v) = &in_place {
         records.push((tag::IN_PLACE, v));
     }
+    if let Some(v) = &meta.source_sha {
+        records.push((tag::SOURCE_ID, v));
+    }
     let mut buf = [0u8; 2 + MAX_HEADER_LEN];
     let n = header
         .write(&records, &mut buf)
@@ -210,6 +223,7 @@ pub fn parse(file: &[u8]) -> Result<Vec<Entry>, ParseError> {
                 }
                 tag::COMPONENT if v.len() == 1 => meta.component = v[0],
                 tag::IN_PLACE => meta.in_place = flashpatch::format::InPlaceEntry::from_bytes(v),
+                tag::SOURCE_ID if v.len() == SOURCE_ID_LEN => meta.source_sha = v.try_into().ok(),
                 tag::BODY_SHA256 if v.len() == 32 => body_sha256 = v.try_into().ok(),
                 tag::SIGNATURE if v.len() == sign::SIGNATURE_LEN => signature = v.try_into().ok(),
                 _ => unknown.push((t, v.to_vec())),

@@ -155,7 +155,11 @@ pub fn generate(
         body_len: body.len() as u32,
         body_crc32: flashpatch::crc32::crc32(&body),
     };
-    let entry = container::build_entry(&header, &opts.meta, &body);
+    let meta = container::Metadata {
+        source_sha: container::source_sha(old),
+        ..opts.meta.clone()
+    };
+    let entry = container::build_entry(&header, &meta, &body);
     Ok((header, entry))
 }
 

@@ -28,11 +28,39 @@ fn tiny_patch_bytes_are_pinned() {
         (g.stats.erases, g.stats.writes, g.stats.bytes_written),
         (1, 2, 80)
     );
+    // The patch of earlier builds, without the source identity, still
+    // applies.
+    let g = apply_guarded(&unhex(WITHOUT_SOURCE_ID), OLD, 4096, 5, NEW.len());
+    assert_eq!(g.result, Ok(Outcome::Applied));
+    assert_eq!(g.target, NEW);
 }
+
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len() / 2)
+        .map(|i| u8::from_str_radix(&h[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// [`GOLDEN`] as builds before the source identity record made it.
+const WITHOUT_SOURCE_ID: &str = concat!(
+    "4650415401000100",
+    "5000", // H = 80
+    "01000300",
+    "4d000000",
+    "782090f2",
+    "f9cb655c0b611fb48c74f8dc23996566",
+    "4d000000",
+    "da136512",
+    "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3",
+    "0f000000",
+    "893d09b3",
+    "36d2c539",
+    "000817f77e37f421d7de21080c0000",
+);
 
 const GOLDEN: &str = concat!(
     "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
-    "5000",             // H = 80
+    "6200",             // H = 98
     "01000300",         // version 1, flags 0, codec 3, params 0
     "4d000000",
     "782090f2",
@@ -41,9 +69,11 @@ const GOLDEN: &str = concat!(
     "da136512",
     "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3", // target
     "0f000000",
-    "893d09b3",                       // body length, body CRC-32
-    "36d2c539",                       // header CRC-32
-    "000817f77e37f421d7de21080c0000", // body
+    "893d09b3", // body length, body CRC-32
+    "0610",
+    "f4a21764cdc872d56c49e846b7d4748e", // source identity: 16 bytes of its SHA-256
+    "821f1e31",                         // header CRC-32
+    "000817f77e37f421d7de21080c0000",   // body
 );
 
 /// The same pair as patched by codec 2 (earlier builds): a decoder of this
@@ -85,9 +115,7 @@ const CODEC1: &str = concat!(
 #[test]
 fn retired_codecs_are_refused_with_a_typed_error() {
     for (codec, hexed) in [(1u8, CODEC1), (2, CODEC2)] {
-        let patch: Vec<u8> = (0..hexed.len() / 2)
-            .map(|i| u8::from_str_radix(&hexed[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
+        let patch = unhex(hexed);
         let g = apply_guarded(&patch, OLD, 4096, 5, NEW.len());
         assert_eq!(g.result, Err(Error::Codec { codec, params: 0 }));
         assert_eq!((g.stats.erases, g.stats.writes), (0, 0));

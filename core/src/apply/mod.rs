@@ -162,6 +162,10 @@ pub(crate) struct SlotDigests {
 impl SlotDigests {
     pub(crate) const SHA256: u8 = 4;
     pub(crate) const MD5: u8 = 8;
+    /// The caller vouched for the slot's image ([`crate::Applier::vouch_image`]):
+    /// it is `size[0]` bytes with the SHA-256 `sha256`, and prefix 0 is
+    /// never hashed.
+    pub(crate) const IMAGE: u8 = 16;
     const EMPTY: SlotDigests = SlotDigests {
         size: [0; 2],
         crc32: [0; 2],
@@ -325,8 +329,25 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// The entries to apply: A/B ones (0), or in-place ones of this unit
     /// and role (`InPlaceEntry::to_word`), then the chosen entry's.
     in_place: u32,
+    /// What the current entry's source identity says of the vouched
+    /// image, if both are there.
+    named: Named,
     #[cfg(feature = "sign")]
     gate: Gate,
+}
+
+/// What an entry's source identity ([`crate::format::tag::SOURCE_ID`])
+/// says of the image the caller vouched for
+/// ([`crate::Applier::vouch_image`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Named {
+    /// No vouched image, or no identity in the entry: the slot is hashed.
+    Unknown,
+    /// The entry names the vouched image as its source.
+    Image,
+    /// The entry names another image.
+    Other,
 }
 
 impl<const W: usize, const R: usize> crate::snapshot::Fields for ApplierState<W, R> {
@@ -390,6 +411,7 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             seen: false,
             counter: 0,
             in_place: 0,
+            named: Named::Unknown,
             #[cfg(feature = "sign")]
             gate: Gate::new(),
         }

@@ -7,7 +7,7 @@ use super::reads::{cached, crc_of, crc_of_prefixes, digest_of, fits, flush_write
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
-    ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
+    ApplierState, Job, Kept, Named, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
 };
 use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
@@ -152,7 +152,26 @@ impl<S, T, const W: usize, const R: usize, H> Applier<'_, S, T, W, R, H> {
         let d = &mut self.st.digests;
         d.size[1] = size;
         d.md5 = md5;
-        d.known = SlotDigests::MD5;
+        d.known |= SlotDigests::MD5;
+    }
+
+    /// Vouches that the source slot holds the image of `size` bytes with
+    /// the SHA-256 `sha256` (what a boot record says of the running
+    /// image). The applier then decides without reading the slot whether
+    /// an entry's target is that image (already installed), and whether
+    /// an entry whose source identity record ([`crate::format::tag::SOURCE_ID`])
+    /// is for a source of `size` bytes is for it; an entry without the
+    /// record, or for a source of another size, is checked by hashing the
+    /// slot as without this call. The applier trusts it: with a wrong
+    /// image it may write a target from the wrong source (the target's
+    /// digest is still verified after writing). The slot manager calls it
+    /// with the running image of its boot record. Call it after
+    /// [`Applier::new`] and before the first [`Applier::feed`].
+    pub fn vouch_image(&mut self, size: u32, sha256: [u8; 32]) {
+        let d = &mut self.st.digests;
+        d.size[0] = size;
+        d.sha256 = sha256;
+        d.known = SlotDigests::IMAGE;
     }
 
     /// Whether the patch fed so far has had an entry for the applier's
@@ -376,6 +395,17 @@ where
                 if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
                     self.st.in_place = got;
+                    let d = &self.st.digests;
+                    self.st.named = match meta.source_id {
+                        Some(id) if d.known & SlotDigests::IMAGE != 0 => {
+                            if d.sha256.starts_with(&id) {
+                                Named::Image
+                            } else {
+                                Named::Other
+                            }
+                        }
+                        _ => Named::Unknown,
+                    };
                     return Ok(true);
                 }
                 self.st.phase = Phase::Skip;
@@ -412,11 +442,19 @@ where
         // pass serves both pre-checks: is the target already in the source
         // slot, and is the source the entry's source?
         let d = &mut self.st.digests;
+        // With an image vouched for (`Applier::vouch_image`), the target is
+        // in the slot if it is that image, and the source is that image if
+        // the entry names it (`Named`): no pass over the slot decides
+        // either. The source of an entry without the identity, or for a
+        // source of another size, is decided by hashing, as without.
+        let image = d.known & SlotDigests::IMAGE != 0;
+        let hash = !(image && ss == d.size[0] && ss != 0 && self.st.named != Named::Unknown);
         let size = [ts, ss];
         let mut new = 0;
         let mut len = [0; 2];
-        for i in 0..2 {
-            if fits(&self.source, size[i]) && !d.knows(i, size[i]) {
+        // Prefix 0 is never hashed with an image vouched for.
+        for i in image as usize..2 {
+            if hash && fits(&self.source, size[i]) && !d.knows(i, size[i]) {
                 new |= 1 << i;
                 len[i] = size[i];
             }
@@ -430,32 +468,37 @@ where
                 .map_err(&src)?;
             d.learn(new, size, crc);
         }
-        if d.knows(0, ts) && d.crc32[0] == e.target.crc32 {
-            if d.known & SlotDigests::SHA256 == 0 {
+        if image || d.knows(0, ts) && d.crc32[0] == e.target.crc32 {
+            if d.known & (SlotDigests::SHA256 | SlotDigests::IMAGE) == 0 {
                 // Straight into the state: no digest in this frame.
                 digest_of::<_, H::Sha256>(&mut self.source, buf, ts, (&mut d.sha256).into())
                     .await
                     .map_err(&src)?;
                 d.known |= SlotDigests::SHA256;
             }
-            if same(&d.sha256, &e.target.sha256) {
+            if d.size[0] == ts && same(&d.sha256, &e.target.sha256) {
                 log::info!("flashpatch: target image already in the source slot");
                 self.st.outcome = Kept::InSource;
                 self.st.result = e.target;
                 return Ok(Phase::Skip);
             }
         }
-        if !d.knows(1, ss) || d.crc32[1] != e.source.crc32 {
+        if !hash && self.st.named == Named::Other {
             return Ok(Phase::Skip);
         }
-        if d.known & SlotDigests::MD5 == 0 {
-            digest_of::<_, H::Md5>(&mut self.source, buf, ss, (&mut d.md5).into())
-                .await
-                .map_err(&src)?;
-            d.known |= SlotDigests::MD5;
-        }
-        if !same(&d.md5, &e.source.md5) {
-            return Ok(Phase::Skip);
+        if hash {
+            if !d.knows(1, ss) || d.crc32[1] != e.source.crc32 {
+                return Ok(Phase::Skip);
+            }
+            if d.known & SlotDigests::MD5 == 0 {
+                digest_of::<_, H::Md5>(&mut self.source, buf, ss, (&mut d.md5).into())
+                    .await
+                    .map_err(&src)?;
+                d.known |= SlotDigests::MD5;
+            }
+            if !same(&d.md5, &e.source.md5) {
+                return Ok(Phase::Skip);
+            }
         }
         let params = match (e.codec, Params::from_byte(e.params)) {
             (CODEC_RC3, Some(p)) => p,

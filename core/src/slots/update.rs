@@ -75,6 +75,13 @@ where
         let mut applier = Applier::with_hashes(source, target, state);
         applier.set_checkpoints(every.saturating_mul(P::ERASE_SIZE as u32));
         applier.set_component(component);
+        // The boot record vouches for the running image: the boot stage
+        // verified it before booting it, and a trial is confirmed before
+        // an update starts. An entry that names it as its source is
+        // selected without hashing the slot (`docs/HASHES.md`).
+        if running_image.size != 0 {
+            applier.vouch_image(running_image.size, running_image.sha256);
+        }
         Update {
             applier,
             store,

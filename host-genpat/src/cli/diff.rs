@@ -64,6 +64,7 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             security_counter: args.security_counter,
             component: args.component,
             in_place: None,
+            source_sha: None,
         },
     };
     let mut made = Vec::new();

@@ -37,6 +37,10 @@ struct EntryInfo {
     /// An in-place entry: how the device rewrites its one slot.
     #[serde(skip_serializing_if = "Option::is_none")]
     in_place: Option<InPlaceInfo>,
+    /// The source identity record: the first 16 bytes of the source's
+    /// SHA-256, in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_sha256_prefix: Option<String>,
     body_sha256: Option<String>,
     signature: Option<String>,
     unknown_records: Vec<RecordInfo>,
@@ -116,6 +120,7 @@ impl EntryInfo {
                 },
                 role: if ip.rollback { "rollback" } else { "update" },
             }),
+            source_sha256_prefix: e.meta.source_sha.map(|d| hex(&d)),
             body_sha256: e.body_sha256.map(|d| hex(&d)),
             signature: e.signature.map(|d| hex(&d)),
             unknown_records: e
@@ -223,6 +228,9 @@ fn text(name: &str, doc: &Document) -> String {
                 "\n  in place        {} of {}-byte erase units, {}",
                 ip.role, ip.erase_unit, ip.order
             );
+        }
+        if let Some(d) = &e.source_sha256_prefix {
+            let _ = write!(s, "\n  source identity SHA-256 {d}...");
         }
         if let Some(d) = &e.body_sha256 {
             let _ = write!(s, "\n  body SHA-256    {d}");
