@@ -438,7 +438,6 @@ mod tests {
             let meta = Metadata::default();
             let gen = crate::GenOptions {
                 plan: opts.clone(),
-                best: false,
                 meta: meta.clone(),
             };
             let ab = crate::generate(&old, &new, &gen, &mut crate::NoProgress)

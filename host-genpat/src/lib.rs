@@ -23,30 +23,23 @@ pub use container::Metadata;
 /// Options of patch generation.
 #[derive(Clone, Debug, Default)]
 pub struct GenOptions {
-    /// Matcher options.
+    /// Matcher options. Generation plans with these and again with each
+    /// switch margin of [`EXTRA_SWITCH_MARGINS`], and keeps the smaller
+    /// body.
     pub plan: plan::PlanOptions,
-    /// Search harder (`genpat --best`): plan with every minimum match
-    /// length of [`BEST_MIN_MATCHES`] and every switch margin of
-    /// [`BEST_SWITCH_MARGINS`] as well as with `plan`, code each plan with
-    /// every parameter set, and keep the smallest body (the earliest of
-    /// equals). Slower, and as deterministic as the default.
-    pub best: bool,
     /// Metadata recorded in the entry.
     pub meta: Metadata,
 }
 
-/// The minimum match lengths that `--best` tries.
-pub const BEST_MIN_MATCHES: [usize; 4] = [4, 5, 6, 8];
-/// The switch margins that `--best` tries.
-pub const BEST_SWITCH_MARGINS: [usize; 3] = [3, 4, 5];
-/// The switch margins that the default tries besides the one asked for.
-pub const FAST_SWITCH_MARGINS: [usize; 1] = [5];
+/// The switch margins that generation tries besides the one asked for.
+pub const EXTRA_SWITCH_MARGINS: [usize; 1] = [5];
 
 /// Something that wants to hear how far a long job has come. Every method
 /// has a default that does nothing.
 pub trait Progress {
-    /// Pass `n` of `of` (from 1) over the inputs begins: `--best` plans
-    /// once per matcher setting, each pass with its own phases.
+    /// Pass `n` of `of` (from 1) over the inputs begins: generation plans
+    /// once per matcher setting (see [`GenOptions::plan`]), each pass with
+    /// its own phases.
     fn pass(&mut self, _n: usize, _of: usize) {}
     /// A phase starts; `total` is its length in its own units.
     fn start(&mut self, _phase: &'static str, _total: u64) {}
@@ -81,27 +74,15 @@ pub fn generate(
             return Err(GenError::TooLarge(len));
         }
     }
-    // The settings to plan with: the ones asked for first, then the
-    // search's, each once.
+    // The settings to plan with: the ones asked for first, then each
+    // other switch margin, each once.
     let mut plans = vec![opts.plan.clone()];
-    let (matches, margins): (&[usize], &[usize]) = if opts.best {
-        (&BEST_MIN_MATCHES, &BEST_SWITCH_MARGINS)
-    } else {
-        (&[opts.plan.min_match], &FAST_SWITCH_MARGINS)
-    };
-    for &min_match in matches {
-        for &switch_margin in margins {
-            let p = plan::PlanOptions {
-                min_match,
+    for switch_margin in EXTRA_SWITCH_MARGINS {
+        if plans.iter().all(|q| q.switch_margin != switch_margin) {
+            plans.push(plan::PlanOptions {
                 switch_margin,
                 ..opts.plan.clone()
-            };
-            if !plans
-                .iter()
-                .any(|q| (q.min_match, q.switch_margin) == (min_match, switch_margin))
-            {
-                plans.push(p);
-            }
+            });
         }
     }
     let mut index = plan::Index::new(old, new);
@@ -114,26 +95,19 @@ pub fn generate(
         progress.start("coding", Params::ALL.len() as u64);
         let (first, lits) = encode::encode_body_lits(old, new, &steps, Params::ALL[0]);
         let mut bodies = vec![(Params::ALL[0], first)];
-        if opts.best {
-            // Code with every parameter set.
-            for p in &Params::ALL[1..] {
-                bodies.push((*p, encode::encode_body(old, new, &steps, *p)));
+        // Only literals depend on the parameters: rank the sets by what
+        // the literals cost and code once more if another one wins.
+        let cost = |p| encode::literal_cost(new, &lits, p);
+        let c0 = cost(Params::ALL[0]);
+        let mut winner = (Params::ALL[0], c0);
+        for p in &Params::ALL[1..] {
+            let c = cost(*p);
+            if c < winner.1 {
+                winner = (*p, c);
             }
-        } else {
-            // Only literals depend on the parameters: rank the sets by what
-            // the literals cost and code once more if another one wins.
-            let cost = |p| encode::literal_cost(new, &lits, p);
-            let c0 = cost(Params::ALL[0]);
-            let mut winner = (Params::ALL[0], c0);
-            for p in &Params::ALL[1..] {
-                let c = cost(*p);
-                if c < winner.1 {
-                    winner = (*p, c);
-                }
-            }
-            if winner.0 != Params::ALL[0] {
-                bodies.push((winner.0, encode::encode_body(old, new, &steps, winner.0)));
-            }
+        }
+        if winner.0 != Params::ALL[0] {
+            bodies.push((winner.0, encode::encode_body(old, new, &steps, winner.0)));
         }
         for (p, body) in bodies {
             // Ties keep the earlier candidate: the result is deterministic.
@@ -175,7 +149,7 @@ mod tests {
     use flashpatch::mock::Rng;
 
     #[test]
-    fn best_is_deterministic_and_never_larger() {
+    fn generation_is_deterministic() {
         let old = Rng(3).bytes(20_000);
         let mut new = old[..7_000].to_vec();
         new.extend(Rng(4).bytes(300));
@@ -187,26 +161,17 @@ mod tests {
                 b
             }
         }));
-        let plain = diff(&old, &new, &GenOptions::default()).unwrap();
-        assert_eq!(plain, diff(&old, &new, &GenOptions::default()).unwrap());
-        let best_opts = GenOptions {
-            best: true,
-            ..GenOptions::default()
-        };
-        let best = diff(&old, &new, &best_opts).unwrap();
-        assert!(
-            best.len() <= plain.len(),
-            "{} > {}",
-            best.len(),
-            plain.len()
+        let opts = GenOptions::default();
+        assert_eq!(
+            diff(&old, &new, &opts).unwrap(),
+            diff(&old, &new, &opts).unwrap()
         );
-        assert_eq!(best, diff(&old, &new, &best_opts).unwrap());
     }
 
-    /// `--best` says which of its passes it is on: every pass is numbered,
-    /// each before its phases.
+    /// Generation says which of its passes it is on: every pass is
+    /// numbered, each before its phases.
     #[test]
-    fn best_numbers_its_passes() {
+    fn passes_are_numbered() {
         #[derive(Default)]
         struct Log(Vec<String>);
         impl Progress for Log {
@@ -220,23 +185,11 @@ mod tests {
         let old = Rng(5).bytes(5_000);
         let mut new = old.clone();
         new[100..200].copy_from_slice(&Rng(6).bytes(100));
-        for (best, passes) in [(false, 2), (true, 12)] {
-            let opts = GenOptions {
-                best,
-                ..GenOptions::default()
-            };
-            let mut log = Log::default();
-            generate(&old, &new, &opts, &mut log).unwrap();
-            let want: Vec<String> = (1..=passes)
-                .flat_map(|n| {
-                    [
-                        format!("pass {n}/{passes}"),
-                        "matching".into(),
-                        "coding".into(),
-                    ]
-                })
-                .collect();
-            assert_eq!(log.0, want, "best: {best}");
-        }
+        let mut log = Log::default();
+        generate(&old, &new, &GenOptions::default(), &mut log).unwrap();
+        let want: Vec<String> = (1..=2)
+            .flat_map(|n| [format!("pass {n}/2"), "matching".into(), "coding".into()])
+            .collect();
+        assert_eq!(log.0, want);
     }
 }

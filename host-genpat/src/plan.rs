@@ -453,7 +453,7 @@ pub fn plan(
 }
 
 /// The suffix array of an old image, built once for several plans against
-/// the same pair (the search of `genpat --best` and of the default).
+/// the same pair (generation plans with two switch margins).
 pub struct Index<'a>(Matcher<'a>);
 
 impl<'a> Index<'a> {

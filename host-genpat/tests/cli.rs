@@ -364,7 +364,6 @@ fn in_place_entries() {
             "v2.bin",
             "x.pat",
         ],
-        &["diff", "--in-place", "--best", "v1.bin", "v2.bin", "x.pat"],
         &[
             "diff",
             "--in-place",
@@ -464,7 +463,6 @@ fn help_and_version_exit_0_and_document_exit_codes() {
     let o = genpat(&d, &["diff", "--help"]);
     assert!(stdout(&o).contains("--block-size"));
     assert!(stdout(&o).contains("[default: 5]"));
-    assert!(stdout(&o).contains("--best"));
     let o = genpat(&d, &["info", "--help"]);
     assert!(stdout(&o).contains("\"entries\""));
     let o = genpat(&d, &["--version"]);

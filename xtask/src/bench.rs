@@ -1,6 +1,5 @@
 //! `cargo xtask bench [CORPUS_DIR] [--runs N]`: per pair of the corpus,
-//! genpat's patch size, generation time (default and `--best`) and host
-//! apply time, side by side with bsdiff, xdelta3 -9 and `zstd -19
+//! genpat's patch size, generation time and host apply time, side by side with bsdiff, xdelta3 -9 and `zstd -19
 //! --patch-from` where they are installed, and the geomean size ratios;
 //! then the device-side figures (see `device.rs`): the applier's RAM, the
 //! `.text` of the apply path on `thumbv7em-none-eabihf`, and instructions
@@ -30,8 +29,6 @@ struct Row {
     ours: u64,
     gen: Duration,
     apply: Duration,
-    /// `genpat --best`: size and generation time.
-    best: (u64, Duration),
     bsdiff: Option<(u64, Duration, Duration)>,
     xdelta3: Option<(u64, Duration)>,
     zstd: Option<(u64, Duration)>,
@@ -151,20 +148,6 @@ pub fn bench(corpus: &Path, runs: usize) -> Result<(), String> {
             times.sort();
             times[runs / 2]
         };
-        let best_patch = work.join(format!("{pair}.best.fp"));
-        let best_gen = {
-            let mut times = Vec::new();
-            for _ in 0..runs {
-                let _ = std::fs::remove_file(&best_patch);
-                times.push(timed(
-                    1,
-                    genpat,
-                    &[Path::new("--best"), &old, &new, &best_patch],
-                )?);
-            }
-            times.sort();
-            times[runs / 2]
-        };
         let apply_args: &[&Path] = &[Path::new("apply"), &patch, &old, &out];
         let bs_patch = work.join(format!("{pair}.bsdiff"));
         let bs_out = work.join(format!("{pair}.bspatch.out"));
@@ -250,7 +233,6 @@ pub fn bench(corpus: &Path, runs: usize) -> Result<(), String> {
             ours: size(&patch)?,
             gen,
             apply,
-            best: (size(&best_patch)?, best_gen),
             bsdiff: bs,
             xdelta3: xd,
             zstd: zs,
@@ -330,37 +312,34 @@ fn print_table(rows: &[Row], runs: usize) {
         "**Patch size** (bytes) and **time** (ms, medians of {runs} runs; apply: of {} runs in turns with bspatch)\n",
         APPLY_RUNS_PER_RUN * runs
     );
-    println!("| pair | new | flashpatch | --best | bsdiff | xdelta3 -9 | zstd -19 | flashpatch / bsdiff | genpat ms | --best ms | bsdiff ms | xdelta3 ms | zstd ms | genpat apply ms | bspatch ms |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    // ln(size / bsdiff size) for flashpatch, --best, xdelta3, zstd.
-    let mut logs: [Vec<f64>; 4] = Default::default();
+    println!("| pair | new | flashpatch | bsdiff | xdelta3 -9 | zstd -19 | flashpatch / bsdiff | genpat ms | bsdiff ms | xdelta3 ms | zstd ms | genpat apply ms | bspatch ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    // ln(size / bsdiff size) for flashpatch, xdelta3, zstd.
+    let mut logs: [Vec<f64>; 3] = Default::default();
     for r in rows {
         let (bs, bg, ba, ratio) = match r.bsdiff {
             Some((s, g, a)) => {
                 let s = s as f64;
                 let q = r.ours as f64 / s;
                 logs[0].push(q.ln());
-                logs[1].push((r.best.0 as f64 / s).ln());
                 if let Some((x, _)) = r.xdelta3 {
-                    logs[2].push((x as f64 / s).ln());
+                    logs[1].push((x as f64 / s).ln());
                 }
                 if let Some((z, _)) = r.zstd {
-                    logs[3].push((z as f64 / s).ln());
+                    logs[2].push((z as f64 / s).ln());
                 }
                 (s.to_string(), ms(g), ms(a), format!("{q:.3}"))
             }
             None => ("–".into(), "–".into(), "–".into(), "–".into()),
         };
         println!(
-            "| {} | {} | {} | {} | {bs} | {} | {} | {ratio} | {} | {} | {bg} | {} | {} | {} | {ba} |",
+            "| {} | {} | {} | {bs} | {} | {} | {ratio} | {} | {bg} | {} | {} | {} | {ba} |",
             r.pair,
             r.new_len,
             r.ours,
-            r.best.0,
             opt(r.xdelta3),
             opt(r.zstd),
             ms(r.gen),
-            ms(r.best.1),
             opt_ms(r.xdelta3),
             opt_ms(r.zstd),
             ms(r.apply),
@@ -369,12 +348,11 @@ fn print_table(rows: &[Row], runs: usize) {
     let geo = |v: &[f64]| (v.iter().sum::<f64>() / v.len() as f64).exp();
     if !logs[0].is_empty() {
         let mut line = format!(
-            "\ngeomean patch size vs bsdiff over {} pairs: flashpatch {:.3}, flashpatch --best {:.3}",
+            "\ngeomean patch size vs bsdiff over {} pairs: flashpatch {:.3}",
             logs[0].len(),
             geo(&logs[0]),
-            geo(&logs[1])
         );
-        for (name, v) in [("xdelta3", &logs[2]), ("zstd", &logs[3])] {
+        for (name, v) in [("xdelta3", &logs[1]), ("zstd", &logs[2])] {
             if v.len() == logs[0].len() {
                 line += &format!(", {name} {:.3}", geo(v));
             }
@@ -404,14 +382,5 @@ fn print_table(rows: &[Row], runs: usize) {
         .max_by(|a, b| a.0.total_cmp(&b.0));
     if let Some((q, pair)) = slowest {
         println!("largest generation time ratio to bsdiff: {q:.2}x ({pair})");
-    }
-    let (bytes, secs) = rows.iter().fold((0u64, 0f64), |(b, s), r| {
-        (b + r.new_len, s + r.best.1.as_secs_f64())
-    });
-    if bytes > 0 {
-        println!(
-            "--best: {:.2} s per MiB of new image over the corpus",
-            secs / (bytes as f64 / (1 << 20) as f64)
-        );
     }
 }

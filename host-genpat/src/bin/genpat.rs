@@ -280,11 +280,6 @@ pub struct DiffArgs {
             .range(PlanOptions::default().switch_margin as u64 + 1..=1 << 20)
     )]
     pub block_size: usize,
-    /// Search harder: also plan with the block sizes 4, 5, 6 and 8, each
-    /// with three matcher switch margins, and keep the smallest patch (about
-    /// ten times slower; the same inputs still give the same bytes).
-    #[arg(long)]
-    pub best: bool,
     /// If PATCH already has an entry for this OLD image, replace it (without
     /// this, genpat stops with exit code 3 and leaves PATCH unchanged).
     #[arg(long)]
@@ -319,7 +314,7 @@ pub struct DiffArgs {
     /// 0xff to whole erase units. A reverse entry (NEW → OLD) is added
     /// too, so that a trial that fails is rolled back; see --no-reverse.
     /// An A/B device never applies an in-place entry, nor the reverse.
-    #[arg(long, conflicts_with_all = ["best", "component"])]
+    #[arg(long, conflicts_with = "component")]
     pub in_place: bool,
     /// With --in-place: the device's erase unit in bytes (the slot's
     /// sector size, or a multiple of it; a multiple of 64).

@@ -57,7 +57,6 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
             min_match: args.block_size,
             ..PlanOptions::default()
         },
-        best: args.best,
         meta: Metadata {
             version: args.version_string.clone(),
             mtime,
