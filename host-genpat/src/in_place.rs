@@ -302,6 +302,13 @@ pub fn entry(
             back_to_front: ip.units.order == Order::BackToFront,
             rollback,
         }),
+        // The device vouches for its running image when it updates, not
+        // when it rolls a trial back (`docs/HASHES.md`).
+        source_sha: if rollback {
+            None
+        } else {
+            container::source_sha(old)
+        },
         ..meta.clone()
     };
     Ok((header, container::build_entry(&header, &meta, &ip.body)))

@@ -498,6 +498,60 @@ fn in_place_geometries() {
     assert_eq!(failures, 0, "runs that did not end well");
 }
 
+/// An update starts from the running image, which the boot record names:
+/// the update entry that names it as its source (as genpat writes it) is
+/// selected without hashing the slot, one without the name by hashing it,
+/// as before; both end in the new image. Counted in bytes read: one CRC-32
+/// and one MD5 pass over the old image are the difference. (The sweeps
+/// above run with the name in the file.)
+#[test]
+fn the_boot_record_vouches_for_the_image_an_update_starts_from() {
+    let (old, new) = generated(5, true);
+    let (named, target) = update_file(&old, &new, 1024);
+    let entries: Vec<Vec<u8>> = container::parse(&named)
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            // The update names its source; the reverse entry does not.
+            assert_eq!(
+                e.meta.source_sha.is_some(),
+                e.meta.in_place.is_some_and(|p| !p.rollback)
+            );
+            let meta = host_genpat::Metadata {
+                source_sha: None,
+                ..e.meta.clone()
+            };
+            container::build_entry(&e.header, &meta, e.body())
+        })
+        .collect();
+    let unnamed = container::assemble(entries.iter().map(Vec::as_slice)).unwrap();
+    let read = |file: &[u8]| {
+        let l = Layout::new(1024, 16 * 1024, file.len());
+        let chip = RefCell::new(fresh::<MockFlash<1, 4, 1024>>(l, &old));
+        assert!(stage(&chip, l, file));
+        let id = PatchId {
+            size: file.len() as u32,
+            crc32: flashpatch::crc32::crc32(file),
+        };
+        let before = chip.borrow().stats.bytes_read;
+        let mut mem = ApplierState::new();
+        let r = with_device(&chip, l, |d, p| d.update(p, id, &mut mem)).unwrap();
+        assert_eq!(r, Ok(Rewrite::Applied { trial: true }));
+        assert_eq!(&chip.borrow().bytes()[..target.len()], &target[..]);
+        let read = chip.borrow().stats.bytes_read - before;
+        read
+    };
+    let (with, without) = (read(&named), read(&unnamed));
+    println!("bytes read by an in-place update: {with} with the source named, {without} without");
+    // Less the named file's 18 more bytes, read where the staged patch is
+    // checked and where it is fed (in pieces of up to 64 bytes).
+    assert!(
+        without - with >= 2 * old.len() as u64 - 64,
+        "{without} - {with} < 2 × {} - 64",
+        old.len()
+    );
+}
+
 /// A rewrite reads the source through the views; an entry that is not an
 /// in-place one is not applied in place, and an in-place one not by the
 /// A/B applier.

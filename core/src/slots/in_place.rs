@@ -789,6 +789,15 @@ where
             let floor = self.store.boot().map_or(0, |b| b.components[0].floor);
             applier.require_signature(key, if rollback { 0 } else { floor });
         }
+        // An update starts from the running image, which the boot stage
+        // verified and the boot record names: the entry that names it is
+        // selected without hashing the slot. A rollback hashes the trial.
+        if let Some(r) = self.store.current().filter(|_| !rollback) {
+            let image = r.components[0].images[0];
+            if image.size != 0 {
+                applier.vouch_image(image.size, image.sha256);
+            }
+        }
         applier.hold_before_body();
         let applied = self.drive(&mut applier, &run, &target_len, patch, id, 0, true)?;
         if !applied {
