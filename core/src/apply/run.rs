@@ -398,7 +398,7 @@ where
                     let d = &self.st.digests;
                     self.st.named = match meta.source_id {
                         Some(id) if d.known & SlotDigests::IMAGE != 0 => {
-                            if d.sha256.starts_with(&id) {
+                            if same(&d.sha256[..id.len()], &id) {
                                 Named::Image
                             } else {
                                 Named::Other
