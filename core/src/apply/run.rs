@@ -9,6 +9,7 @@ use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
     ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
 };
+use crate::codec::rc::Local;
 use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
@@ -604,21 +605,52 @@ where
         &mut self,
         f: impl FnOnce(&mut Model, &mut Decoder<'_, Ring<'_>>) -> X,
     ) -> Res<X> {
-        let mut ring = Ring {
-            buf: &self.st.ring,
-            head: &mut self.st.head,
-            len: &mut self.st.len,
-        };
+        let st = &mut *self.st;
+        let mut ring = Ring::new(&st.ring, st.head, st.len);
         let mut dec = Decoder {
-            state: &mut self.st.rc,
+            state: &mut st.rc,
             src: &mut ring,
             starved: false,
         };
-        let x = f(&mut self.st.model, &mut dec);
-        if dec.starved {
+        let x = f(&mut st.model, &mut dec);
+        let starved = dec.starved;
+        (st.head, st.len) = ring.parts();
+        if starved {
             return Err(Error::BodyInvalid);
         }
         Ok(x)
+    }
+
+    /// Decodes up to `n` (≥ 1) literal bytes of a `Lit` straight into the
+    /// write buffer, in one loop that keeps the range decoder and the ring
+    /// in registers, while the buffer has room and the ring surely holds
+    /// the next byte's input (8 bytes, one per decision at most, or the
+    /// whole body); returns how many, at least one (the caller checked the
+    /// ring). Does not program a full buffer.
+    fn literals(&mut self, n: u32, all_in: bool) -> Res<u32> {
+        let st = &mut *self.st;
+        let at = st.writer.len as usize;
+        let room = (W - at).min(n as usize);
+        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
+        let (mut prev, pos) = (st.prev_byte, st.out);
+        let mut k = 0u32;
+        for slot in &mut st.writer.buf[at..at + room] {
+            prev = st.model.decode_literal(&mut dec, prev, pos.wrapping_add(k));
+            *slot = prev;
+            k += 1;
+            if !all_in && dec.src.len < 8 {
+                break;
+            }
+        }
+        let (ring, starved) = dec.store(&mut st.rc);
+        (st.head, st.len) = ring.parts();
+        if starved {
+            return Err(Error::BodyInvalid);
+        }
+        st.writer.len += k as u16;
+        st.out += k;
+        st.prev_byte = prev;
+        Ok(k)
     }
 
     /// Decodes as far as the buffered input surely reaches.
@@ -629,12 +661,10 @@ where
             if !have(self, crate::codec::rc::INIT_BYTES) {
                 return Ok(());
             }
-            let mut ring = Ring {
-                buf: &self.st.ring,
-                head: &mut self.st.head,
-                len: &mut self.st.len,
-            };
-            self.st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
+            let st = &mut *self.st;
+            let mut ring = Ring::new(&st.ring, st.head, st.len);
+            st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
+            (st.head, st.len) = ring.parts();
             self.st.started = true;
         }
         let size = self.st.entry.target.size;
@@ -660,10 +690,11 @@ where
                     if !have(self, 8) {
                         return Ok(());
                     }
-                    let (prev, pos) = (self.st.prev_byte, self.st.out);
-                    let b = self.decode_with(|m, d| m.literal(d, prev, pos, 0))?;
-                    self.st.job = if n > 1 { Job::Lit(n - 1) } else { Job::None };
-                    self.emit(b).await?;
+                    let k = self.literals(n, all_in)?;
+                    self.st.job = if n > k { Job::Lit(n - k) } else { Job::None };
+                    if self.st.writer.len as usize == W {
+                        self.flush_target().await?;
+                    }
                 }
                 Job::None => {
                     if !have(self, MAX_OP_INPUT) {

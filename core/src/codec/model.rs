@@ -3,7 +3,7 @@
 //! Every function here takes a [`BitIo`], so the same code encodes (on the
 //! host) and decodes (on the device).
 
-use super::rc::{BitIo, Prob, PROB_INIT};
+use super::rc::{BitIo, ByteSource, Local, Prob, PROB_INIT};
 
 /// Codes `nbits` bits of `value`, most significant first, with a binary
 /// tree of adaptive probabilities (`probs[1..1 << nbits]` are used).
@@ -76,6 +76,19 @@ impl ByteTree {
             let at = if m < TOP { top + m } else { m + TOP };
             let b = io.bit(&mut self.p[at % Self::PROBS], (value as u32 >> i) & 1);
             m = (m << 1) | b as usize;
+        }
+        m as u8
+    }
+
+    /// Decodes a byte as [`ByteTree::code`] does, with the decoder of a
+    /// tight loop (one copy of its bit function, in the caller's loop).
+    #[inline(always)]
+    fn decode<S: ByteSource>(&mut self, d: &mut Local<S>, ctx: usize) -> u8 {
+        let top = TOP * (ctx % 2);
+        let mut m = 1usize;
+        while m < 256 {
+            let at = if m < TOP { top + m } else { m + TOP };
+            m = (m << 1) | d.bit(&mut self.p[at]) as usize;
         }
         m as u8
     }
@@ -480,6 +493,24 @@ impl Model {
             (pos & p.lp as u32) as u8
         };
         self.lit.code(io, ctx as usize, byte)
+    }
+
+    /// Decodes one literal byte as [`Model::literal`] does, with the
+    /// decoder of a tight loop (the applier's run of literal bytes).
+    #[inline(always)]
+    pub(crate) fn decode_literal<S: ByteSource>(
+        &mut self,
+        d: &mut Local<S>,
+        prev: u8,
+        pos: u32,
+    ) -> u8 {
+        let p = self.params;
+        let ctx = if p.lc == 1 {
+            prev >> 7
+        } else {
+            (pos & p.lp as u32) as u8
+        };
+        self.lit.decode(d, ctx as usize)
     }
 }
 

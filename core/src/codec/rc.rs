@@ -211,6 +211,65 @@ impl<S: ByteSource> Decoder<'_, S> {
     }
 }
 
+/// The decoder for a run of decisions in a tight loop (the literal bytes
+/// of a `Lit`): its state and input by value, so that the compiler keeps
+/// them in registers, and its bit function always inlined — into that one
+/// loop, not into every model function as [`Decoder`]'s would be. Taken
+/// from a [`DecoderState`] and put back with [`Local::store`].
+pub(crate) struct Local<S> {
+    range: u32,
+    code: u32,
+    pub(crate) src: S,
+    pub(crate) starved: bool,
+}
+
+impl<S: ByteSource> Local<S> {
+    #[inline(always)]
+    pub(crate) fn load(state: &DecoderState, src: S) -> Self {
+        Local {
+            range: state.range,
+            code: state.code,
+            src,
+            starved: false,
+        }
+    }
+
+    /// Puts the state back; the input goes back to the caller.
+    #[inline(always)]
+    pub(crate) fn store(self, state: &mut DecoderState) -> (S, bool) {
+        state.range = self.range;
+        state.code = self.code;
+        (self.src, self.starved)
+    }
+
+    /// [`Decoder`]'s `bit`, the same arithmetic.
+    #[inline(always)]
+    pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
+        let bound = (self.range >> PROB_BITS) * *p as u32;
+        let bit = if self.code < bound {
+            self.range = bound;
+            0
+        } else {
+            self.code = self.code.wrapping_sub(bound);
+            self.range = self.range.wrapping_sub(bound);
+            1
+        };
+        adapt(p, bit);
+        if self.range < TOP {
+            self.range <<= 8;
+            let b = match self.src.next() {
+                Some(b) => b,
+                None => {
+                    self.starved = true;
+                    0
+                }
+            };
+            self.code = (self.code << 8) | b as u32;
+        }
+        bit
+    }
+}
+
 impl<S: ByteSource> BitIo for Decoder<'_, S> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
