@@ -802,11 +802,26 @@ where
             .map_err(FlashError::of(FlashRole::Target))?
         } else {
             // From the write buffer itself, perhaps overlapping what it
-            // produces: byte by byte.
-            let b = self.virtual_byte(pos).await?;
-            self.st.cursor += 1;
-            self.emit(b).await?;
-            return Ok(1);
+            // produces (a run of one byte copies from one behind): byte
+            // by byte, front to back, within the buffer.
+            let w = &mut st.writer;
+            let at = w.len as usize;
+            // What the copy reads lies `back` bytes before what it writes.
+            let back = at - (pos - ss - w.flushed) as usize;
+            let buf = &mut w.buf[..at + room as usize];
+            for i in at..buf.len() {
+                buf[i] = buf[i - back];
+            }
+            st.prev_byte = buf[buf.len() - 1];
+            w.len += room as u16;
+            st.cursor += room;
+            st.out += room;
+            if w.len as usize == W {
+                flush_writer(w, &mut self.target)
+                    .await
+                    .map_err(FlashError::of(FlashRole::Target))?;
+            }
+            return Ok(room);
         };
         let mut k = (piece.len() as u32).min(room);
         if pos < ss {
