@@ -281,7 +281,10 @@ impl<'a> Ring<'a> {
 }
 
 impl ByteSource for Ring<'_> {
-    #[inline]
+    /// Always inlined: into the one bit function of [`crate::codec::Decoder`]
+    /// and the literal loop, whose range decoder stays in registers only
+    /// with no call in it.
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
         if self.len == 0 {
             return None;

@@ -72,9 +72,13 @@ impl ByteTree {
     fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, value: u8) -> u8 {
         let top = TOP * (ctx % 2);
         let mut m = 1usize;
-        for i in (0..8).rev() {
+        let mut i = 8;
+        // `m < 256` in the loop: the index is below 320, which the
+        // compiler sees (no bounds check, no division).
+        while m < 256 {
+            i -= 1;
             let at = if m < TOP { top + m } else { m + TOP };
-            let b = io.bit(&mut self.p[at % Self::PROBS], (value as u32 >> i) & 1);
+            let b = io.bit(&mut self.p[at], (value as u32 >> i) & 1);
             m = (m << 1) | b as usize;
         }
         m as u8
