@@ -10,7 +10,7 @@ use crate::apply::{
     ApplierState, Job, Kept, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
 };
 use crate::codec::rc::Local;
-use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
+use crate::codec::{DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -601,19 +601,11 @@ where
 
     /// Runs `f` with a decoder over the input ring; an error if the ring ran
     /// dry, since everything decoded then is made up.
-    fn decode_with<X>(
-        &mut self,
-        f: impl FnOnce(&mut Model, &mut Decoder<'_, Ring<'_>>) -> X,
-    ) -> Res<X> {
+    fn decode_with<X>(&mut self, f: impl FnOnce(&mut Model, &mut Local<Ring<'_>>) -> X) -> Res<X> {
         let st = &mut *self.st;
-        let mut ring = Ring::new(&st.ring, st.head, st.len);
-        let mut dec = Decoder {
-            state: &mut st.rc,
-            src: &mut ring,
-            starved: false,
-        };
+        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
         let x = f(&mut st.model, &mut dec);
-        let starved = dec.starved;
+        let (ring, starved) = dec.store(&mut st.rc);
         (st.head, st.len) = ring.parts();
         if starved {
             return Err(Error::BodyInvalid);

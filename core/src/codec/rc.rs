@@ -255,6 +255,12 @@ impl<S: ByteSource> Local<S> {
             1
         };
         adapt(p, bit);
+        self.normalize();
+        bit
+    }
+
+    #[inline(always)]
+    fn normalize(&mut self) {
         if self.range < TOP {
             self.range <<= 8;
             let b = match self.src.next() {
@@ -266,6 +272,27 @@ impl<S: ByteSource> Local<S> {
             };
             self.code = (self.code << 8) | b as u32;
         }
+    }
+}
+
+/// The applier decodes operations through this too: the state and the
+/// input are one struct behind one pointer, not two.
+impl<S: ByteSource> BitIo for Local<S> {
+    #[inline]
+    fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
+        Local::bit(self, p)
+    }
+
+    #[inline]
+    fn direct(&mut self, _bit: u32) -> u32 {
+        self.range >>= 1;
+        let bit = if self.code >= self.range {
+            self.code = self.code.wrapping_sub(self.range);
+            1
+        } else {
+            0
+        };
+        self.normalize();
         bit
     }
 }
