@@ -3,7 +3,7 @@
 //! [`crate::asynch::Applier`] (see `flashpatch-macros`). Everything here
 //! that reads or writes flash is `async` under `#[io]`.
 
-use super::reads::{cached, crc_of, crc_of_prefixes, digest_of, fits, flush_writer};
+use super::reads::{cached, cached_far, crc_of, crc_of_prefixes, digest_of, fits, flush_writer};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
@@ -756,7 +756,7 @@ where
                 return Ok(w.buf[(t - w.flushed) as usize % W]);
             }
             let flushed = w.flushed;
-            cached(
+            cached_far(
                 &mut self.st.cache,
                 Cached::Target,
                 &mut self.target,
@@ -783,7 +783,7 @@ where
                 .map_err(FlashError::of(FlashRole::Source))?
         } else if pos - ss < st.writer.flushed {
             let flushed = st.writer.flushed;
-            cached(
+            cached_far(
                 &mut st.cache,
                 Cached::Target,
                 &mut self.target,
