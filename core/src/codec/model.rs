@@ -70,32 +70,35 @@ impl ByteTree {
     /// Codes `value` with the top levels of context `ctx` (0 or 1).
     #[inline]
     fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, value: u8) -> u8 {
-        let top = TOP * (ctx % 2);
-        let mut m = 1usize;
-        let mut i = 8;
-        // `m < 256` in the loop: the index is below 320, which the
-        // compiler sees (no bounds check, no division).
-        while m < 256 {
-            i -= 1;
-            let at = if m < TOP { top + m } else { m + TOP };
-            let b = io.bit(&mut self.p[at], (value as u32 >> i) & 1);
-            m = (m << 1) | b as usize;
-        }
-        m as u8
+        io.byte_tree(&mut self.p, ctx, value)
     }
+}
 
-    /// Decodes a byte as [`ByteTree::code`] does, with the decoder of a
-    /// tight loop (one copy of its bit function, in the caller's loop).
-    #[inline(always)]
-    fn decode<S: ByteSource>(&mut self, d: &mut Local<S>, ctx: usize) -> u8 {
-        let top = TOP * (ctx % 2);
-        let mut m = 1usize;
-        while m < 256 {
-            let at = if m < TOP { top + m } else { m + TOP };
-            m = (m << 1) | d.bit(&mut self.p[at]) as usize;
-        }
-        m as u8
+/// Probabilities in a [`ByteTree`].
+pub const BYTE_TREE: usize = ByteTree::PROBS;
+
+/// The walk down a [`ByteTree`]'s probabilities `p` with the top levels of
+/// context `ctx` (0 or 1), coding `value` with `bit`: written once for
+/// every bit function ([`BitIo::byte_tree`], the literal loop).
+#[inline(always)]
+pub(crate) fn walk(
+    p: &mut [Prob; BYTE_TREE],
+    ctx: usize,
+    value: u8,
+    mut bit: impl FnMut(&mut Prob, u32) -> u32,
+) -> u8 {
+    let top = TOP * (ctx % 2);
+    let mut m = 1usize;
+    let mut i = 8;
+    // `m < 256` in the loop: the index is below 320, which the compiler
+    // sees (no bounds check, no division).
+    while m < 256 {
+        i -= 1;
+        let at = if m < TOP { top + m } else { m + TOP };
+        let b = bit(&mut p[at], (value as u32 >> i) & 1);
+        m = (m << 1) | b as usize;
     }
+    m as u8
 }
 
 /// A model for integers from 1 to 2³²−1: the bit length (a 5-bit tree, one
@@ -514,7 +517,7 @@ impl Model {
         } else {
             (pos & p.lp as u32) as u8
         };
-        self.lit.decode(d, ctx as usize)
+        d.byte_tree(&mut self.lit.p, ctx as usize, 0)
     }
 }
 

@@ -7,6 +7,8 @@
 //! `n` coded bytes is `5 + normalisations` bytes long, and the applier can
 //! demand that the body is used up exactly when the target is complete.
 
+use super::model::BYTE_TREE;
+
 /// An adaptive probability that the next bit is 0, in units of 1/2048.
 pub type Prob = u16;
 
@@ -29,6 +31,14 @@ pub trait BitIo {
     fn bit(&mut self, p: &mut Prob, bit: u32) -> u32;
     /// Codes one bit at a fixed probability of one half.
     fn direct(&mut self, bit: u32) -> u32;
+
+    /// Codes a byte with a byte tree's probabilities `p` (`ByteTree`), the
+    /// top levels of context `ctx`: bit by bit. A coder may do the same
+    /// faster (the applier's decoder does).
+    #[inline]
+    fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, value: u8) -> u8 {
+        super::model::walk(p, ctx, value, |p, b| self.bit(p, b))
+    }
 }
 
 /// Moves `p` towards `bit` as every coded decision does.
@@ -294,6 +304,13 @@ impl<S: ByteSource> BitIo for Local<S> {
         };
         self.normalize();
         bit
+    }
+
+    /// The walk with the bit function inlined into it: one copy, for the
+    /// `Diff` values (the literal loop has its own).
+    #[inline(never)]
+    fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
+        super::model::walk(p, ctx, 0, |p, _| Local::bit(self, p))
     }
 }
 
