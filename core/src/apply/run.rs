@@ -777,6 +777,34 @@ where
         let st = &mut *self.st;
         let room = (st.writer.room() as u32).min(n);
         let piece = if pos < ss {
+            let cache = &st.cache;
+            if S::READ_SIZE == 1
+                && (cache.what != Cached::Source || pos.wrapping_sub(cache.base) >= cache.len)
+            {
+                // Not cached, and the source reads any byte: straight into
+                // the write buffer, as much as it has room for (a long
+                // copy: one read per write, no copy between buffers).
+                let w = &mut st.writer;
+                let at = w.len as usize;
+                let k = room.min(ss - pos);
+                let dst = &mut w.buf[at..at + k as usize];
+                self.source
+                    .read(pos, dst)
+                    .await
+                    .map_err(FlashError::of(FlashRole::Source))?;
+                if let Some(&last) = dst.last() {
+                    st.prev_byte = last;
+                }
+                w.len += k as u16;
+                st.cursor += k;
+                st.out += k;
+                if w.len as usize == W {
+                    flush_writer(w, &mut self.target)
+                        .await
+                        .map_err(FlashError::of(FlashRole::Target))?;
+                }
+                return Ok(k);
+            }
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
             cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
                 .await
