@@ -109,20 +109,17 @@ impl<const W: usize> Writer<W> {
 
     /// Appends `bytes` (at most [`Self::room`]); `true` if the buffer is
     /// then full, as [`Writer::push`].
-    /// Short pieces (18 bytes on average on the corpus) by a byte loop,
-    /// for which the call of `memcpy` and its slice checks cost more than
-    /// the copy; long ones by `memcpy`, which copies words.
+    /// A byte loop, not `memcpy`: the pieces that come here are short
+    /// (what is left of a cached block; a long copy is read straight into
+    /// the buffer), for which the call and its slice checks cost more
+    /// than the copy.
     #[inline]
     pub(crate) fn extend(&mut self, bytes: &[u8]) -> bool {
         let at = (self.len as usize).min(W);
         let dst = &mut self.buf[at..];
         let n = bytes.len().min(dst.len());
-        if n < 32 {
-            for (d, &s) in dst.iter_mut().zip(bytes) {
-                *d = s;
-            }
-        } else {
-            dst[..n].copy_from_slice(&bytes[..n]);
+        for (d, &s) in dst.iter_mut().zip(bytes) {
+            *d = s;
         }
         self.len += n as u16;
         self.len as usize == W
