@@ -109,11 +109,18 @@ impl<const W: usize> Writer<W> {
 
     /// Appends `bytes` (at most [`Self::room`]); `true` if the buffer is
     /// then full, as [`Writer::push`].
+    /// A byte loop, not `memcpy`: the pieces that come here are short
+    /// (what is left of a cached block; a long copy is read straight into
+    /// the buffer), for which the call and its slice checks cost more
+    /// than the copy.
     #[inline]
     pub(crate) fn extend(&mut self, bytes: &[u8]) -> bool {
-        let at = self.len as usize;
-        let n = bytes.len().min(W - at);
-        self.buf[at..at + n].copy_from_slice(&bytes[..n]);
+        let at = (self.len as usize).min(W);
+        let dst = &mut self.buf[at..];
+        let n = bytes.len().min(dst.len());
+        for (d, &s) in dst.iter_mut().zip(bytes) {
+            *d = s;
+        }
         self.len += n as u16;
         self.len as usize == W
     }

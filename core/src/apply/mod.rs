@@ -258,22 +258,44 @@ pub(crate) enum Job {
     Lit(u32),
 }
 
-/// The input ring, lent to the range decoder.
+/// The input ring, lent to the range decoder: its place and length by
+/// value (kept in registers in the literal loop), put back into the state
+/// with [`Ring::parts`].
 struct Ring<'a> {
     buf: &'a [u8; RING],
-    head: &'a mut u16,
-    len: &'a mut u16,
+    head: usize,
+    len: usize,
+}
+
+impl<'a> Ring<'a> {
+    #[inline(always)]
+    fn new(buf: &'a [u8; RING], head: u16, len: u16) -> Self {
+        Ring {
+            buf,
+            head: head as usize,
+            len: len as usize,
+        }
+    }
+
+    /// The head and length to keep in the state.
+    #[inline(always)]
+    fn parts(&self) -> (u16, u16) {
+        ((self.head % RING) as u16, self.len as u16)
+    }
 }
 
 impl ByteSource for Ring<'_> {
-    #[inline]
+    /// Always inlined: into the one bit function of [`crate::codec::Decoder`]
+    /// and the literal loop, whose range decoder stays in registers only
+    /// with no call in it.
+    #[inline(always)]
     fn next(&mut self) -> Option<u8> {
-        if *self.len == 0 {
+        if self.len == 0 {
             return None;
         }
-        let b = self.buf[*self.head as usize % RING];
-        *self.head = ((*self.head as usize + 1) % RING) as u16;
-        *self.len -= 1;
+        let b = self.buf[self.head % RING];
+        self.head += 1;
+        self.len -= 1;
         Some(b)
     }
 }

@@ -100,7 +100,9 @@ pub(crate) async fn sha256_of<H: Hashes, F: ReadNorFlash>(
 /// block of `cache` that holds it (at least one), read first if `cache`
 /// does not hold it; the flash's readable part ends at `limit` (a
 /// multiple of its `READ_SIZE`, within its capacity). `pos < limit`.
-#[inline]
+/// Always inlined: a hit (most calls: every copy piece and `Diff` reads
+/// here) costs a few instructions in the caller, a miss one call.
+#[inline(always)]
 #[io]
 pub(crate) async fn cached<'c, F: ReadNorFlash, const R: usize>(
     cache: &'c mut ReadCache<R>,
@@ -109,18 +111,45 @@ pub(crate) async fn cached<'c, F: ReadNorFlash, const R: usize>(
     pos: u32,
     limit: u32,
 ) -> Result<&'c [u8], F::Error> {
-    let rel = pos.wrapping_sub(cache.base);
-    if cache.what != what || rel >= cache.len {
-        let base = pos - pos % F::READ_SIZE as u32;
-        let len = (R as u32).min(limit - base);
-        cache.what = Cached::Nothing;
-        flash.read(base, &mut cache.buf[..len as usize]).await?;
-        cache.what = what;
-        cache.base = base;
-        cache.len = len;
+    if cache.what != what || pos.wrapping_sub(cache.base) >= cache.len {
+        refill(cache, what, flash, pos, limit).await?;
     }
     let rel = pos.wrapping_sub(cache.base) as usize;
     Ok(&cache.buf[rel.min(R)..(cache.len as usize).min(R)])
+}
+
+/// [`cached`] not inlined: for reads of the target written so far (copies
+/// from far back in the new image), fewer than those of the source.
+#[inline(never)]
+#[io]
+pub(crate) async fn cached_far<'c, F: ReadNorFlash, const R: usize>(
+    cache: &'c mut ReadCache<R>,
+    what: Cached,
+    flash: &mut F,
+    pos: u32,
+    limit: u32,
+) -> Result<&'c [u8], F::Error> {
+    cached(cache, what, flash, pos, limit).await
+}
+
+/// [`cached`]'s miss: reads the block that holds `pos`.
+#[inline(never)]
+#[io]
+async fn refill<F: ReadNorFlash, const R: usize>(
+    cache: &mut ReadCache<R>,
+    what: Cached,
+    flash: &mut F,
+    pos: u32,
+    limit: u32,
+) -> Result<(), F::Error> {
+    let base = pos - pos % F::READ_SIZE as u32;
+    let len = (R as u32).min(limit - base);
+    cache.what = Cached::Nothing;
+    flash.read(base, &mut cache.buf[..len as usize]).await?;
+    cache.what = what;
+    cache.base = base;
+    cache.len = len;
+    Ok(())
 }
 
 /// Programs what is buffered, padded with 0xFF to whole write units

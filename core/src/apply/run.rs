@@ -3,13 +3,14 @@
 //! [`crate::asynch::Applier`] (see `flashpatch-macros`). Everything here
 //! that reads or writes flash is `async` under `#[io]`.
 
-use super::reads::{cached, crc_of, crc_of_prefixes, digest_of, fits, flush_writer};
+use super::reads::{cached, cached_far, crc_of, crc_of_prefixes, digest_of, fits, flush_writer};
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
     ApplierState, Job, Kept, Named, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
 };
-use crate::codec::{Decoder, DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
+use crate::codec::rc::Local;
+use crate::codec::{DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -643,25 +644,48 @@ where
 
     /// Runs `f` with a decoder over the input ring; an error if the ring ran
     /// dry, since everything decoded then is made up.
-    fn decode_with<X>(
-        &mut self,
-        f: impl FnOnce(&mut Model, &mut Decoder<'_, Ring<'_>>) -> X,
-    ) -> Res<X> {
-        let mut ring = Ring {
-            buf: &self.st.ring,
-            head: &mut self.st.head,
-            len: &mut self.st.len,
-        };
-        let mut dec = Decoder {
-            state: &mut self.st.rc,
-            src: &mut ring,
-            starved: false,
-        };
-        let x = f(&mut self.st.model, &mut dec);
-        if dec.starved {
+    fn decode_with<X>(&mut self, f: impl FnOnce(&mut Model, &mut Local<Ring<'_>>) -> X) -> Res<X> {
+        let st = &mut *self.st;
+        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
+        let x = f(&mut st.model, &mut dec);
+        let (ring, starved) = dec.store(&mut st.rc);
+        (st.head, st.len) = ring.parts();
+        if starved {
             return Err(Error::BodyInvalid);
         }
         Ok(x)
+    }
+
+    /// Decodes up to `n` (≥ 1) literal bytes of a `Lit` straight into the
+    /// write buffer, in one loop that keeps the range decoder and the ring
+    /// in registers, while the buffer has room and the ring surely holds
+    /// the next byte's input (8 bytes, one per decision at most, or the
+    /// whole body); returns how many, at least one (the caller checked the
+    /// ring). Does not program a full buffer.
+    fn literals(&mut self, n: u32, all_in: bool) -> Res<u32> {
+        let st = &mut *self.st;
+        let at = st.writer.len as usize;
+        let room = (W - at).min(n as usize);
+        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
+        let (mut prev, pos) = (st.prev_byte, st.out);
+        let mut k = 0u32;
+        for slot in &mut st.writer.buf[at..at + room] {
+            prev = st.model.decode_literal(&mut dec, prev, pos.wrapping_add(k));
+            *slot = prev;
+            k += 1;
+            if !all_in && dec.src.len < 8 {
+                break;
+            }
+        }
+        let (ring, starved) = dec.store(&mut st.rc);
+        (st.head, st.len) = ring.parts();
+        if starved {
+            return Err(Error::BodyInvalid);
+        }
+        st.writer.len += k as u16;
+        st.out += k;
+        st.prev_byte = prev;
+        Ok(k)
     }
 
     /// Decodes as far as the buffered input surely reaches.
@@ -672,12 +696,10 @@ where
             if !have(self, crate::codec::rc::INIT_BYTES) {
                 return Ok(());
             }
-            let mut ring = Ring {
-                buf: &self.st.ring,
-                head: &mut self.st.head,
-                len: &mut self.st.len,
-            };
-            self.st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
+            let st = &mut *self.st;
+            let mut ring = Ring::new(&st.ring, st.head, st.len);
+            st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
+            (st.head, st.len) = ring.parts();
             self.st.started = true;
         }
         let size = self.st.entry.target.size;
@@ -703,10 +725,11 @@ where
                     if !have(self, 8) {
                         return Ok(());
                     }
-                    let (prev, pos) = (self.st.prev_byte, self.st.out);
-                    let b = self.decode_with(|m, d| m.literal(d, prev, pos, 0))?;
-                    self.st.job = if n > 1 { Job::Lit(n - 1) } else { Job::None };
-                    self.emit(b).await?;
+                    let k = self.literals(n, all_in)?;
+                    self.st.job = if n > k { Job::Lit(n - k) } else { Job::None };
+                    if self.st.writer.len as usize == W {
+                        self.flush_target().await?;
+                    }
                 }
                 Job::None => {
                     if !have(self, MAX_OP_INPUT) {
@@ -776,7 +799,7 @@ where
                 return Ok(w.buf[(t - w.flushed) as usize % W]);
             }
             let flushed = w.flushed;
-            cached(
+            cached_far(
                 &mut self.st.cache,
                 Cached::Target,
                 &mut self.target,
@@ -797,13 +820,41 @@ where
         let st = &mut *self.st;
         let room = (st.writer.room() as u32).min(n);
         let piece = if pos < ss {
+            let cache = &st.cache;
+            if S::READ_SIZE == 1
+                && (cache.what != Cached::Source || pos.wrapping_sub(cache.base) >= cache.len)
+            {
+                // Not cached, and the source reads any byte: straight into
+                // the write buffer, as much as it has room for (a long
+                // copy: one read per write, no copy between buffers).
+                let w = &mut st.writer;
+                let at = w.len as usize;
+                let k = room.min(ss - pos);
+                let dst = &mut w.buf[at..at + k as usize];
+                self.source
+                    .read(pos, dst)
+                    .await
+                    .map_err(FlashError::of(FlashRole::Source))?;
+                if let Some(&last) = dst.last() {
+                    st.prev_byte = last;
+                }
+                w.len += k as u16;
+                st.cursor += k;
+                st.out += k;
+                if w.len as usize == W {
+                    flush_writer(w, &mut self.target)
+                        .await
+                        .map_err(FlashError::of(FlashRole::Target))?;
+                }
+                return Ok(k);
+            }
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
             cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
                 .await
                 .map_err(FlashError::of(FlashRole::Source))?
         } else if pos - ss < st.writer.flushed {
             let flushed = st.writer.flushed;
-            cached(
+            cached_far(
                 &mut st.cache,
                 Cached::Target,
                 &mut self.target,
@@ -814,11 +865,26 @@ where
             .map_err(FlashError::of(FlashRole::Target))?
         } else {
             // From the write buffer itself, perhaps overlapping what it
-            // produces: byte by byte.
-            let b = self.virtual_byte(pos).await?;
-            self.st.cursor += 1;
-            self.emit(b).await?;
-            return Ok(1);
+            // produces (a run of one byte copies from one behind): byte
+            // by byte, front to back, within the buffer.
+            let w = &mut st.writer;
+            let at = w.len as usize;
+            // What the copy reads lies `back` bytes before what it writes.
+            let back = at - (pos - ss - w.flushed) as usize;
+            let buf = &mut w.buf[..at + room as usize];
+            for i in at..buf.len() {
+                buf[i] = buf[i - back];
+            }
+            st.prev_byte = buf[buf.len() - 1];
+            w.len += room as u16;
+            st.cursor += room;
+            st.out += room;
+            if w.len as usize == W {
+                flush_writer(w, &mut self.target)
+                    .await
+                    .map_err(FlashError::of(FlashRole::Target))?;
+            }
+            return Ok(room);
         };
         let mut k = (piece.len() as u32).min(room);
         if pos < ss {

@@ -3,7 +3,7 @@
 //! Every function here takes a [`BitIo`], so the same code encodes (on the
 //! host) and decodes (on the device).
 
-use super::rc::{BitIo, Prob, PROB_INIT};
+use super::rc::{BitIo, ByteSource, Local, Prob, PROB_INIT};
 
 /// Codes `nbits` bits of `value`, most significant first, with a binary
 /// tree of adaptive probabilities (`probs[1..1 << nbits]` are used).
@@ -70,15 +70,35 @@ impl ByteTree {
     /// Codes `value` with the top levels of context `ctx` (0 or 1).
     #[inline]
     fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, value: u8) -> u8 {
-        let top = TOP * (ctx % 2);
-        let mut m = 1usize;
-        for i in (0..8).rev() {
-            let at = if m < TOP { top + m } else { m + TOP };
-            let b = io.bit(&mut self.p[at % Self::PROBS], (value as u32 >> i) & 1);
-            m = (m << 1) | b as usize;
-        }
-        m as u8
+        io.byte_tree(&mut self.p, ctx, value)
     }
+}
+
+/// Probabilities in a [`ByteTree`].
+pub const BYTE_TREE: usize = ByteTree::PROBS;
+
+/// The walk down a [`ByteTree`]'s probabilities `p` with the top levels of
+/// context `ctx` (0 or 1), coding `value` with `bit`: written once for
+/// every bit function ([`BitIo::byte_tree`], the literal loop).
+#[inline(always)]
+pub(crate) fn walk(
+    p: &mut [Prob; BYTE_TREE],
+    ctx: usize,
+    value: u8,
+    mut bit: impl FnMut(&mut Prob, u32) -> u32,
+) -> u8 {
+    let top = TOP * (ctx % 2);
+    let mut m = 1usize;
+    let mut i = 8;
+    // `m < 256` in the loop: the index is below 320, which the compiler
+    // sees (no bounds check, no division).
+    while m < 256 {
+        i -= 1;
+        let at = if m < TOP { top + m } else { m + TOP };
+        let b = bit(&mut p[at], (value as u32 >> i) & 1);
+        m = (m << 1) | b as usize;
+    }
+    m as u8
 }
 
 /// A model for integers from 1 to 2³²−1: the bit length (a 5-bit tree, one
@@ -480,6 +500,24 @@ impl Model {
             (pos & p.lp as u32) as u8
         };
         self.lit.code(io, ctx as usize, byte)
+    }
+
+    /// Decodes one literal byte as [`Model::literal`] does, with the
+    /// decoder of a tight loop (the applier's run of literal bytes).
+    #[inline(always)]
+    pub(crate) fn decode_literal<S: ByteSource>(
+        &mut self,
+        d: &mut Local<S>,
+        prev: u8,
+        pos: u32,
+    ) -> u8 {
+        let p = self.params;
+        let ctx = if p.lc == 1 {
+            prev >> 7
+        } else {
+            (pos & p.lp as u32) as u8
+        };
+        d.byte_tree(&mut self.lit.p, ctx as usize, 0)
     }
 }
 

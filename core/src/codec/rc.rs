@@ -7,6 +7,8 @@
 //! `n` coded bytes is `5 + normalisations` bytes long, and the applier can
 //! demand that the body is used up exactly when the target is complete.
 
+use super::model::BYTE_TREE;
+
 /// An adaptive probability that the next bit is 0, in units of 1/2048.
 pub type Prob = u16;
 
@@ -29,6 +31,14 @@ pub trait BitIo {
     fn bit(&mut self, p: &mut Prob, bit: u32) -> u32;
     /// Codes one bit at a fixed probability of one half.
     fn direct(&mut self, bit: u32) -> u32;
+
+    /// Codes a byte with a byte tree's probabilities `p` (`ByteTree`), the
+    /// top levels of context `ctx`: bit by bit. A coder may do the same
+    /// faster (the applier's decoder does).
+    #[inline]
+    fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, value: u8) -> u8 {
+        super::model::walk(p, ctx, value, |p, b| self.bit(p, b))
+    }
 }
 
 /// Moves `p` towards `bit` as every coded decision does.
@@ -208,6 +218,99 @@ impl<S: ByteSource> Decoder<'_, S> {
             };
             self.state.code = (self.state.code << 8) | b as u32;
         }
+    }
+}
+
+/// The decoder for a run of decisions in a tight loop (the literal bytes
+/// of a `Lit`): its state and input by value, so that the compiler keeps
+/// them in registers, and its bit function always inlined — into that one
+/// loop, not into every model function as [`Decoder`]'s would be. Taken
+/// from a [`DecoderState`] and put back with [`Local::store`].
+pub(crate) struct Local<S> {
+    range: u32,
+    code: u32,
+    pub(crate) src: S,
+    pub(crate) starved: bool,
+}
+
+impl<S: ByteSource> Local<S> {
+    #[inline(always)]
+    pub(crate) fn load(state: &DecoderState, src: S) -> Self {
+        Local {
+            range: state.range,
+            code: state.code,
+            src,
+            starved: false,
+        }
+    }
+
+    /// Puts the state back; the input goes back to the caller.
+    #[inline(always)]
+    pub(crate) fn store(self, state: &mut DecoderState) -> (S, bool) {
+        state.range = self.range;
+        state.code = self.code;
+        (self.src, self.starved)
+    }
+
+    /// [`Decoder`]'s `bit`, the same arithmetic.
+    #[inline(always)]
+    pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
+        let bound = (self.range >> PROB_BITS) * *p as u32;
+        let bit = if self.code < bound {
+            self.range = bound;
+            0
+        } else {
+            self.code = self.code.wrapping_sub(bound);
+            self.range = self.range.wrapping_sub(bound);
+            1
+        };
+        adapt(p, bit);
+        self.normalize();
+        bit
+    }
+
+    #[inline(always)]
+    fn normalize(&mut self) {
+        if self.range < TOP {
+            self.range <<= 8;
+            let b = match self.src.next() {
+                Some(b) => b,
+                None => {
+                    self.starved = true;
+                    0
+                }
+            };
+            self.code = (self.code << 8) | b as u32;
+        }
+    }
+}
+
+/// The applier decodes operations through this too: the state and the
+/// input are one struct behind one pointer, not two.
+impl<S: ByteSource> BitIo for Local<S> {
+    #[inline]
+    fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
+        Local::bit(self, p)
+    }
+
+    #[inline]
+    fn direct(&mut self, _bit: u32) -> u32 {
+        self.range >>= 1;
+        let bit = if self.code >= self.range {
+            self.code = self.code.wrapping_sub(self.range);
+            1
+        } else {
+            0
+        };
+        self.normalize();
+        bit
+    }
+
+    /// The walk with the bit function inlined into it: one copy, for the
+    /// `Diff` values (the literal loop has its own).
+    #[inline(never)]
+    fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
+        super::model::walk(p, ctx, 0, |p, _| Local::bit(self, p))
     }
 }
 
