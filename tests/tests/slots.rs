@@ -418,6 +418,42 @@ fn a_target_that_is_a_prefix_of_the_running_image_is_no_installed_image() {
     }
 }
 
+/// A file with entries for other sources, of another size and of the
+/// running image's size, before the running image's, and a full image
+/// after it: the update picks the running image's entry, whatever the
+/// vouched image decides unread and the rest by hashing. A file whose
+/// only match is the full image (source size 0) installs that.
+#[test]
+fn a_vouched_update_picks_its_entry_among_others() {
+    let (old, new) = firmware_pair(10, 20_000);
+    let mut same_size = old.clone();
+    same_size[5] ^= 0x40;
+    let shorter = old[..15_000].to_vec();
+    let entry = |from: &[u8]| {
+        host_genpat::generate(
+            from,
+            &new,
+            &Default::default(),
+            &mut host_genpat::NoProgress,
+        )
+        .unwrap()
+        .1
+    };
+    let (a, b, ours, full) = (entry(&shorter), entry(&same_size), entry(&old), entry(&[]));
+    let file = host_genpat::container::assemble([&a[..], &b[..], &ours[..], &full[..]]).unwrap();
+    let dev = Device::<E>::provisioned(&old, 32 * 1024, 2);
+    let inst = install(&dev, &file, 999).unwrap();
+    assert_eq!((inst.slot, inst.outcome), (Slot::B, Outcome::Applied));
+    activate(&dev, &inst);
+    assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);
+    let others = host_genpat::container::assemble([&a[..], &b[..], &full[..]]).unwrap();
+    let dev = Device::<E>::provisioned(&old, 32 * 1024, 2);
+    let inst = install(&dev, &others, 999).unwrap();
+    assert_eq!(inst.outcome, Outcome::Applied);
+    activate(&dev, &inst);
+    assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);
+}
+
 /// `patch` with its entries' source identity records taken out, as a
 /// generator that does not write them makes it.
 fn without_source_id(patch: &[u8]) -> Vec<u8> {
