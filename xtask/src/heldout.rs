@@ -14,7 +14,8 @@
 //! applied back with `genpat apply --raw` and compared with the new file.
 //! Prints a markdown table, the geometric mean of flashpatch / bsdiff and
 //! the worst ratio. `--stats` also prints, per pair, where the coded bits
-//! of the default plan (switch margin 4, first parameter set) go, next
+//! of the default plan (switch margin 4, first parameter set) go, without
+//! and with its literal runs re-planned (`plan::repeat_literals`), next
 //! to the sizes of bsdiff's three bzip2 blocks.
 //!
 //! Not part of `cargo xtask test` (it needs the network): about 2 minutes
@@ -78,7 +79,7 @@ const PAIRS: [Pair; 7] = [
     },
     Pair {
         name: "pydantic-core-armv7",
-        arch: "ARMv7 (Thumb-2) .so",
+        arch: "ARMv7 .so",
         source: Source::Wheel {
             package: "pydantic_core",
             platform: "manylinux2014_armv7l",
@@ -422,32 +423,37 @@ fn size(p: &Path) -> Result<u64, String> {
         .len())
 }
 
-/// Where the bits of the default plan go, next to bsdiff's blocks.
+/// Where the bits of the default plan go (without and with the repeat
+/// copies of `plan::repeat_literals`), next to bsdiff's blocks.
 fn print_stats(name: &str, old: &[u8], new: &[u8], bsdiff: &[u8]) {
     use host_genpat::{encode, plan};
-    let steps = plan::plan(old, new, &plan::PlanOptions::default(), &mut |_| {});
-    let b = encode::breakdown(old, new, &steps, flashpatch::codec::Params::ALL[0]);
-    let kb = |c: u64| c as f64 / 2048.0 / 1000.0;
-    let runs = b.copies + b.seeks;
-    println!(
-        "{name}: {} steps; {} exact runs ({} after a seek), {:.1} bytes each; {} Diff; {} Lit runs, {} bytes",
-        steps.len(),
-        runs,
-        b.seeks,
-        (b.copy_bytes + b.seek_bytes) as f64 / runs.max(1) as f64,
-        b.diffs,
-        b.lit_runs,
-        b.lit_bytes
-    );
-    println!(
-        "{name}: kB — kinds {:.1}, copy lengths {:.1}, seeks {:.1}, Diff values {:.1}, literals {:.1}; all {:.1}",
-        kb(b.kind_cost),
-        kb(b.copy_cost),
-        kb(b.seek_cost),
-        kb(b.diff_cost),
-        kb(b.lit_cost),
-        b.total_bytes() / 1000.0
-    );
+    let mut index = plan::Index::new(old, new);
+    let steps = index.plan(&plan::PlanOptions::default(), &mut |_| {});
+    let repeats = plan::repeat_literals(&mut index, &steps);
+    for (what, steps) in [("plan", steps), ("plan + repeats", repeats)] {
+        let b = encode::breakdown(old, new, &steps, flashpatch::codec::Params::ALL[0]);
+        let kb = |c: u64| c as f64 / 2048.0 / 1000.0;
+        let runs = b.copies + b.seeks;
+        println!(
+            "{name}, {what}: {} steps; {} exact runs ({} after a seek), {:.1} bytes each; {} Diff; {} Lit runs, {} bytes",
+            steps.len(),
+            runs,
+            b.seeks,
+            (b.copy_bytes + b.seek_bytes) as f64 / runs.max(1) as f64,
+            b.diffs,
+            b.lit_runs,
+            b.lit_bytes
+        );
+        println!(
+            "{name}, {what}: kB — kinds {:.1}, copy lengths {:.1}, seeks {:.1}, Diff values {:.1}, literals {:.1}; all {:.1}",
+            kb(b.kind_cost),
+            kb(b.copy_cost),
+            kb(b.seek_cost),
+            kb(b.diff_cost),
+            kb(b.lit_cost),
+            b.total_bytes() / 1000.0
+        );
+    }
     // BSDIFF40: 8-byte magic, then the bzip2 control and diff blocks'
     // lengths and the new size (sign-magnitude little-endian); the extra
     // block is the rest.
