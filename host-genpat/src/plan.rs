@@ -624,10 +624,10 @@ const REPEAT_MIN: usize = 6;
 /// Replaces parts of `steps`' literal runs by copies: of bytes the new
 /// image already holds before them (virtual source positions from
 /// `old.len()` on, found through a hash of each position's first
-/// [`REPEAT_MIN`] bytes, the 64 most recent positions with that hash
+/// 6 bytes (`REPEAT_MIN`), the 64 most recent positions with that hash
 /// compared), or of old bytes (the suffix array's longest match, the
 /// candidate nearest the source cursor), whichever is longer, wherever
-/// one of at least [`REPEAT_MIN`] bytes starts. The planner's cost
+/// one of at least 6 bytes starts. The planner's cost
 /// model would reject most of them (a seek there and one back estimated
 /// at 6 + 1.5·log2 bits each), but on the pairs measured the coded
 /// patch is smaller with all of them: [`crate::generate`] codes both
