@@ -36,6 +36,67 @@ pub fn encode_body_lits(
         run: 0,
         lits: &mut lits,
     };
+    emit(&mut e, old, steps);
+    e.io.finish();
+    (body, lits)
+}
+
+/// Where the bits of a coded body go, in 1/256 bit, and how many of each
+/// operation there are (`genpat`'s plan, as [`encode_body`] codes it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Breakdown {
+    /// `Copy` operations (exact runs at the cursor) and their bytes.
+    pub copies: u64,
+    pub copy_bytes: u64,
+    /// `Seek` operations (cursor moves, each with an exact run) and their bytes.
+    pub seeks: u64,
+    pub seek_bytes: u64,
+    /// `Diff` operations (one differing byte each).
+    pub diffs: u64,
+    /// `Lit` operations and their bytes.
+    pub lit_runs: u64,
+    pub lit_bytes: u64,
+    /// Cost of choosing each operation's kind (two decisions per operation).
+    pub kind_cost: u64,
+    /// Cost of `Copy` lengths.
+    pub copy_cost: u64,
+    /// Cost of `Seek`s: sign, distance and run length.
+    pub seek_cost: u64,
+    /// Cost of `Diff` values.
+    pub diff_cost: u64,
+    /// Cost of `Lit` lengths and literal bytes.
+    pub lit_cost: u64,
+}
+
+impl Breakdown {
+    /// The whole body's cost in bytes.
+    pub fn total_bytes(&self) -> f64 {
+        (self.kind_cost + self.copy_cost + self.seek_cost + self.diff_cost + self.lit_cost) as f64
+            / 2048.0
+    }
+}
+
+/// Codes `steps` as [`encode_body`] does, adding up what each kind of
+/// operation costs instead of writing a body (the range coder's output is
+/// within a few bytes of the sum).
+pub fn breakdown(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Breakdown {
+    let mut lits = Vec::new();
+    let mut e = Emitter {
+        io: Tally::default(),
+        model: Model::new(params),
+        new,
+        cursor: 0,
+        out: 0,
+        run: 0,
+        lits: &mut lits,
+    };
+    emit(&mut e, old, steps);
+    e.io.b
+}
+
+/// Codes `steps` through `e`.
+fn emit<I: Sink>(e: &mut Emitter<'_, I>, old: &[u8], steps: &[Step]) {
+    let new = e.new;
     let vsrc = |i: usize| {
         if i < old.len() {
             old[i]
@@ -80,8 +141,6 @@ pub fn encode_body_lits(
     }
     e.flush_run();
     debug_assert_eq!(e.out, new.len(), "plan does not cover the new image");
-    e.io.finish();
-    (body, lits)
 }
 
 /// The cost, in 1/256 bit, of the literal bytes at `lits` (ascending
@@ -151,10 +210,89 @@ impl BitIo for CostIo {
     }
 }
 
+/// A [`BitIo`] told what the next decisions code: the encoder ignores
+/// it, [`Tally`] adds their costs up by kind.
+trait Sink: BitIo {
+    fn op(&mut self, _op: &Op) {}
+    fn literal(&mut self) {}
+}
+
+impl Sink for Encoder<'_> {}
+
+/// Costs by kind of operation (see [`Breakdown`]).
+#[derive(Default)]
+struct Tally {
+    b: Breakdown,
+    /// Decisions since the operation began (the first two choose its kind).
+    n: u32,
+    /// Which cost the decisions after the kind go to: 0 copy, 1 seek,
+    /// 2 diff, 3 literal.
+    to: u8,
+}
+
+impl Tally {
+    fn add(&mut self, c: u64) {
+        let b = &mut self.b;
+        self.n += 1;
+        *match self.to {
+            0..=3 if self.n <= 2 => &mut b.kind_cost,
+            0 => &mut b.copy_cost,
+            1 => &mut b.seek_cost,
+            2 => &mut b.diff_cost,
+            _ => &mut b.lit_cost,
+        } += c;
+    }
+}
+
+impl BitIo for Tally {
+    fn bit(&mut self, p: &mut u16, bit: u32) -> u32 {
+        let p0 = u32::from(*p);
+        let q = if bit == 0 { p0 } else { 2048 - p0 };
+        self.add(u64::from(COST_Q8[q as usize]));
+        adapt(p, bit);
+        bit
+    }
+
+    fn direct(&mut self, bit: u32) -> u32 {
+        self.add(256);
+        bit
+    }
+}
+
+impl Sink for Tally {
+    fn op(&mut self, op: &Op) {
+        let b = &mut self.b;
+        self.n = 0;
+        self.to = match *op {
+            Op::Copy { len } => {
+                (b.copies, b.copy_bytes) = (b.copies + 1, b.copy_bytes + u64::from(len));
+                0
+            }
+            Op::Seek { len, .. } => {
+                (b.seeks, b.seek_bytes) = (b.seeks + 1, b.seek_bytes + u64::from(len));
+                1
+            }
+            Op::Diff { .. } => {
+                b.diffs += 1;
+                2
+            }
+            Op::Lit { len } => {
+                (b.lit_runs, b.lit_bytes) = (b.lit_runs + 1, b.lit_bytes + u64::from(len));
+                3
+            }
+        };
+    }
+
+    fn literal(&mut self) {
+        // Literal bytes: no kind decisions among them.
+        (self.n, self.to) = (2, 4);
+    }
+}
+
 /// Codes operations, holding back an exact run until something else comes
 /// so that adjacent runs merge.
-struct Emitter<'a, 'o> {
-    io: Encoder<'o>,
+struct Emitter<'a, I> {
+    io: I,
     model: Model,
     new: &'a [u8],
     /// Cursor in the virtual source after what has been coded.
@@ -167,8 +305,9 @@ struct Emitter<'a, 'o> {
     lits: &'a mut Vec<u32>,
 }
 
-impl Emitter<'_, '_> {
+impl<I: Sink> Emitter<'_, I> {
     fn op(&mut self, op: Op) {
+        self.io.op(&op);
         self.model.op(&mut self.io, self.out as u32, op);
     }
 
@@ -211,6 +350,7 @@ impl Emitter<'_, '_> {
             } else {
                 self.new[self.out - 1]
             };
+            self.io.literal();
             self.model
                 .literal(&mut self.io, prev, self.out as u32, self.new[self.out]);
             self.lits.push(self.out as u32);

@@ -48,6 +48,9 @@ pub struct Layout {
     pub pad_to: Option<u64>,
     /// What gaps between segments (and padding) hold.
     pub gap_fill: u8,
+    /// Take every input as raw bytes, even one that parses as ELF or HEX
+    /// (a shared library compared byte for byte, as bsdiff sees it).
+    pub raw: bool,
 }
 
 /// The largest gap between two pieces of an image: more is taken for
@@ -148,7 +151,11 @@ pub fn kind_of(data: &[u8]) -> Kind {
 /// `data` as an image, laid out as `layout` says (a raw file is taken as
 /// it is, then padded).
 pub fn image_of(data: Vec<u8>, layout: &Layout) -> Result<Image, FirmwareError> {
-    let kind = kind_of(&data);
+    let kind = if layout.raw {
+        Kind::Raw
+    } else {
+        kind_of(&data)
+    };
     let (base, bytes) = match kind {
         Kind::Raw => (0, data),
         Kind::Elf => lay_out(kind, elf_pieces(&data)?, layout)?,
@@ -333,6 +340,7 @@ mod tests {
             base: Some(0x07FF_FFFC),
             pad_to: Some(24),
             gap_fill: 0xFF,
+            raw: false,
         };
         let img = image_of(file.clone(), &layout).unwrap();
         assert_eq!(img.bytes.len(), 24);

@@ -93,26 +93,31 @@ pub fn generate(
         let steps = index.plan(plan_opts, &mut |done| progress.update(done as u64));
         progress.finish();
         progress.start("coding", Params::ALL.len() as u64);
-        let (first, lits) = encode::encode_body_lits(old, new, &steps, Params::ALL[0]);
-        let mut bodies = vec![(Params::ALL[0], first)];
-        // Only literals depend on the parameters: rank the sets by what
-        // the literals cost and code once more if another one wins.
-        let cost = |p| encode::literal_cost(new, &lits, p);
-        let c0 = cost(Params::ALL[0]);
-        let mut winner = (Params::ALL[0], c0);
-        for p in &Params::ALL[1..] {
-            let c = cost(*p);
-            if c < winner.1 {
-                winner = (*p, c);
+        let repeats = plan::repeat_literals(&mut index, &steps);
+        let variants = if repeats == steps {
+            vec![steps]
+        } else {
+            vec![steps, repeats]
+        };
+        for steps in &variants {
+            let (first, lits) = encode::encode_body_lits(old, new, steps, Params::ALL[0]);
+            let mut bodies = vec![(Params::ALL[0], first)];
+            let cost = |p| encode::literal_cost(new, &lits, p);
+            let c0 = cost(Params::ALL[0]);
+            let mut winner = (Params::ALL[0], c0);
+            for p in &Params::ALL[1..] {
+                let c = cost(*p);
+                if c < winner.1 {
+                    winner = (*p, c);
+                }
             }
-        }
-        if winner.0 != Params::ALL[0] {
-            bodies.push((winner.0, encode::encode_body(old, new, &steps, winner.0)));
-        }
-        for (p, body) in bodies {
-            // Ties keep the earlier candidate: the result is deterministic.
-            if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
-                best = Some((p, body));
+            if winner.0 != Params::ALL[0] {
+                bodies.push((winner.0, encode::encode_body(old, new, steps, winner.0)));
+            }
+            for (p, body) in bodies {
+                if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
+                    best = Some((p, body));
+                }
             }
         }
         progress.update(Params::ALL.len() as u64);

@@ -30,6 +30,9 @@
 //!   targets of `fuzz/`, each for a fixed time (installs cargo-fuzz).
 //! - `cargo xtask xip-cost`: cross-slot vs same-slot patch sizes of the
 //!   demo's firmware built for both slots (`xip_cost.rs`).
+//! - `cargo xtask heldout [--stats]`: patch sizes next to bsdiff's on
+//!   real version pairs fetched from PyPI and npm (`heldout.rs`; needs the
+//!   network, not part of `test`).
 //! - `cargo xtask examples`: only core's examples.
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
@@ -41,6 +44,7 @@ mod demo;
 mod device;
 mod e2e;
 mod fuzz;
+mod heldout;
 mod icount;
 mod in_place;
 mod microbit;
@@ -168,6 +172,14 @@ enum Task {
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(fuzz::TARGETS))]
         targets: Vec<String>,
     },
+    /// Patch sizes next to bsdiff's on real version pairs not in the
+    /// corpus, fetched from PyPI and npm into target/heldout (network
+    /// needed; about 2 minutes once downloaded).
+    Heldout {
+        /// Also print where each pair's coded bits go.
+        #[arg(long)]
+        stats: bool,
+    },
     /// Run core's examples; each must print OK.
     Examples,
     /// Patch size of executing in place: cross-slot (v1@A -> v2@B) vs
@@ -244,6 +256,7 @@ fn main() {
             write_figures,
             targets,
         } => fuzz::main(time, write_figures, targets),
+        Task::Heldout { stats } => heldout::main(stats),
         Task::Examples => EXAMPLES.iter().try_for_each(|name| run_example(name)),
         Task::XipCost => xip_cost::main(),
     };

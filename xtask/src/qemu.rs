@@ -350,6 +350,7 @@ fn image_of(elf: &[u8], base: u64) -> Result<Vec<u8>, String> {
         base: Some(base),
         pad_to: None,
         gap_fill: 0xFF,
+        raw: false,
     };
     let image =
         host_genpat::firmware::image_of(elf.to_vec(), &layout).map_err(|e| e.to_string())?;

@@ -584,6 +584,10 @@ pub struct LayoutArgs {
     /// default, as objcopy; 0xff leaves them erased on NOR flash).
     #[arg(long, value_name = "BYTE", default_value = "0x00", value_parser = byte)]
     pub gap_fill: u8,
+    /// Take OLD and NEW as raw bytes even when they parse as ELF or HEX
+    /// (e.g. to compare shared libraries file for file with other tools).
+    #[arg(long, conflicts_with_all = ["base", "gap_fill"])]
+    pub raw: bool,
 }
 
 impl LayoutArgs {
@@ -593,6 +597,7 @@ impl LayoutArgs {
             base: self.base,
             pad_to: self.pad_to,
             gap_fill: self.gap_fill,
+            raw: self.raw,
         }
     }
 }

