@@ -61,6 +61,30 @@ pub enum GenError {
     TooLarge(usize),
 }
 
+/// Codes `steps` with the parameter set whose literals cost least (the
+/// first set, and another one if its literals are cheaper): the set and
+/// the smaller body.
+fn code(old: &[u8], new: &[u8], steps: &[plan::Step]) -> (Params, Vec<u8>) {
+    // Only literals depend on the parameters: rank the sets by what the
+    // literals cost and code once more if another one wins.
+    let (first, lits) = encode::encode_body_lits(old, new, steps, Params::ALL[0]);
+    let cost = |p| encode::literal_cost(new, &lits, p);
+    let mut winner = (Params::ALL[0], cost(Params::ALL[0]));
+    for p in &Params::ALL[1..] {
+        let c = cost(*p);
+        if c < winner.1 {
+            winner = (*p, c);
+        }
+    }
+    if winner.0 != Params::ALL[0] {
+        let body = encode::encode_body(old, new, steps, winner.0);
+        if body.len() < first.len() {
+            return (winner.0, body);
+        }
+    }
+    (Params::ALL[0], first)
+}
+
 /// Builds one patch entry (length field, header, body) that turns `old`
 /// into `new`.
 pub fn generate(
@@ -86,44 +110,35 @@ pub fn generate(
         }
     }
     let mut index = plan::Index::new(old, new);
-    let mut best: Option<(Params, Vec<u8>)> = None;
+    // The smallest body so far, its parameters, and the plan it codes.
+    let mut best: Option<(Params, Vec<u8>, Vec<plan::Step>)> = None;
+    let keep = |steps: Vec<plan::Step>, best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
+        let (p, body) = code(old, new, &steps);
+        // Ties keep the earlier candidate: the result is deterministic.
+        if best.as_ref().is_none_or(|(_, b, _)| body.len() < b.len()) {
+            *best = Some((p, body, steps));
+        }
+    };
     for (i, plan_opts) in plans.iter().enumerate() {
         progress.pass(i + 1, plans.len());
         progress.start("matching", new.len() as u64);
         let steps = index.plan(plan_opts, &mut |done| progress.update(done as u64));
         progress.finish();
         progress.start("coding", Params::ALL.len() as u64);
-        let repeats = plan::repeat_literals(&mut index, &steps);
-        let variants = if repeats == steps {
-            vec![steps]
-        } else {
-            vec![steps, repeats]
-        };
-        for steps in &variants {
-            let (first, lits) = encode::encode_body_lits(old, new, steps, Params::ALL[0]);
-            let mut bodies = vec![(Params::ALL[0], first)];
-            let cost = |p| encode::literal_cost(new, &lits, p);
-            let c0 = cost(Params::ALL[0]);
-            let mut winner = (Params::ALL[0], c0);
-            for p in &Params::ALL[1..] {
-                let c = cost(*p);
-                if c < winner.1 {
-                    winner = (*p, c);
-                }
-            }
-            if winner.0 != Params::ALL[0] {
-                bodies.push((winner.0, encode::encode_body(old, new, steps, winner.0)));
-            }
-            for (p, body) in bodies {
-                if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
-                    best = Some((p, body));
-                }
+        keep(steps, &mut best);
+        if i + 1 == plans.len() {
+            // The best plan once more, its literal runs searched for
+            // repeats: kept only if that codes smaller.
+            let steps = &best.as_ref().expect("a plan was coded").2;
+            let repeats = plan::repeat_literals(&mut index, steps);
+            if repeats != *steps {
+                keep(repeats, &mut best);
             }
         }
         progress.update(Params::ALL.len() as u64);
         progress.finish();
     }
-    let (params, body) = best.expect("at least one parameter set");
+    let (params, body, _) = best.expect("at least one parameter set");
     let header = EntryHeader {
         version: VERSION,
         flags: 0,

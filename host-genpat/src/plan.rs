@@ -625,15 +625,16 @@ const REPEAT_MIN: usize = 6;
 /// image already holds before them (virtual source positions from
 /// `old.len()` on, found through a hash of each position's first
 /// 6 bytes (`REPEAT_MIN`), the 64 most recent positions with that hash
-/// compared), or of old bytes (the suffix array's longest match, the
+/// within the last 2^20 compared), or of old bytes (the suffix array's longest match, the
 /// candidate nearest the source cursor), whichever is longer, wherever
 /// one of at least 6 bytes starts. The planner's cost
 /// model would reject most of them (a seek there and one back estimated
 /// at 6 + 1.5·log2 bits each), but on the pairs measured the coded
-/// patch is smaller with all of them: [`crate::generate`] codes both
-/// plans and keeps the smaller patch.
+/// patch is smaller with all of them: [`crate::generate`] codes the best
+/// plan both ways and keeps the smaller patch.
 pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
     const BITS: u32 = 20;
+    const WINDOW_BITS: u32 = 20;
     const TRIES: usize = 64;
     let m = &mut index.0;
     let (old, new) = (m.old, m.new);
@@ -642,8 +643,11 @@ pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
         b[..REPEAT_MIN].copy_from_slice(&new[t..t + REPEAT_MIN]);
         (u64::from_le_bytes(b).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as usize
     };
+    // The chain keeps the last `window` positions: its memory is bounded
+    // whatever the image's size (a repeat further back is not found).
+    let window = new.len().next_power_of_two().min(1 << WINDOW_BITS);
     let mut head = vec![u32::MAX; 1 << BITS];
-    let mut chain = vec![u32::MAX; new.len()];
+    let mut chain = vec![u32::MAX; window];
     // Positions of new hashed so far: all those before the scan.
     let mut hashed = 0usize;
     let mut out = Vec::with_capacity(steps.len());
@@ -662,7 +666,7 @@ pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
         while t < end {
             while hashed < t.min((new.len() + 1).saturating_sub(REPEAT_MIN)) {
                 let h = hash(hashed);
-                chain[hashed] = head[h];
+                chain[hashed & (window - 1)] = head[h];
                 head[h] = hashed as u32;
                 hashed += 1;
             }
@@ -671,14 +675,15 @@ pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
             if t + REPEAT_MIN <= end {
                 let mut q = head[hash(t)];
                 for _ in 0..TRIES {
-                    if q == u32::MAX {
+                    // Empty, or older than the window (overwritten).
+                    if q == u32::MAX || t - q as usize > window {
                         break;
                     }
                     let l = lcp(&new[q as usize..end], &new[t..end]);
                     if l > best.1 {
                         best = (old.len() + q as usize, l);
                     }
-                    q = chain[q as usize];
+                    q = chain[q as usize & (window - 1)];
                 }
                 let (idx, l) = m.search(&new[t..end.min(t + 256)]);
                 if l >= REPEAT_MIN && l > best.1 {
