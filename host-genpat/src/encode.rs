@@ -27,15 +27,7 @@ pub fn encode_body_lits(
     let mut lits = Vec::new();
     let mut body = Vec::with_capacity(new.len() / 8 + 16);
     let mut sink = |b: u8| body.push(b);
-    let mut e = Emitter {
-        io: Encoder::new(&mut sink),
-        model: Model::new(params),
-        new,
-        cursor: 0,
-        out: 0,
-        run: 0,
-        lits: &mut lits,
-    };
+    let mut e = Emitter::new(Encoder::new(&mut sink), params, new, &mut lits);
     emit(&mut e, old, steps);
     e.io.finish();
     (body, lits)
@@ -81,15 +73,7 @@ impl Breakdown {
 /// within a few bytes of the sum).
 pub fn breakdown(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Breakdown {
     let mut lits = Vec::new();
-    let mut e = Emitter {
-        io: Tally::default(),
-        model: Model::new(params),
-        new,
-        cursor: 0,
-        out: 0,
-        run: 0,
-        lits: &mut lits,
-    };
+    let mut e = Emitter::new(Tally::default(), params, new, &mut lits);
     emit(&mut e, old, steps);
     e.io.b
 }
@@ -303,6 +287,21 @@ struct Emitter<'a, I> {
     run: usize,
     /// Target positions coded as literal bytes.
     lits: &'a mut Vec<u32>,
+}
+
+impl<'a, I> Emitter<'a, I> {
+    /// An emitter at the start of `new`, coding through `io`.
+    fn new(io: I, params: Params, new: &'a [u8], lits: &'a mut Vec<u32>) -> Self {
+        Emitter {
+            io,
+            model: Model::new(params),
+            new,
+            cursor: 0,
+            out: 0,
+            run: 0,
+            lits,
+        }
+    }
 }
 
 impl<I: Sink> Emitter<'_, I> {
