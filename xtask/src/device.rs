@@ -282,19 +282,22 @@ pub fn instructions(genpat: &str, patch: &Path, old: &Path, out: &Path) -> Resul
     // Lines look like "6,045,616 (89.20%)  /path/file.rs:crate::path::fn
     // [/path/binary]", one per source file that code of the function comes
     // from (inlining); the largest is the function's inclusive count.
-    let cost = |func: &str| -> u64 {
-        let (tail, tagged) = (format!(":{func}"), format!(":{func} ["));
-        text.lines()
-            .filter(|l| l.trim_end().ends_with(&tail) || l.contains(&tagged))
-            .filter_map(|l| l.split_whitespace().next())
-            .filter_map(|n| n.replace(',', "").parse::<u64>().ok())
-            .max()
-            .unwrap_or(0)
-    };
-    // `feed` is the entry point and `run` its body; which of them the
-    // optimiser keeps as a function varies from build to build.
-    let total = cost("flashpatch::apply::Applier<S,T,_,_>::feed")
-        .max(cost("flashpatch::apply::Applier<S,T,_,_>::run"));
+    // The applier's `feed` (or `run`, its body, where the optimiser keeps
+    // that as the function instead), whatever its module path and type
+    // parameters: `flashpatch::…::Applier<…>::feed`.
+    let total = text
+        .lines()
+        .filter_map(|l| {
+            let (count, rest) = l.trim().split_once(' ')?;
+            let func = rest.split_once(")  ")?.1.split_once(':')?.1;
+            let func = func.split(" [").next()?.trim_end();
+            let ours = func.starts_with("flashpatch::")
+                && func.contains("::Applier<")
+                && (func.ends_with(">::feed") || func.ends_with(">::run"));
+            ours.then(|| count.replace(',', "").parse::<u64>().ok())?
+        })
+        .max()
+        .unwrap_or(0);
     if total == 0 {
         return Err("callgrind_annotate shows neither Applier::feed nor Applier::run".into());
     }
