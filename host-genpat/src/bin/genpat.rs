@@ -564,7 +564,6 @@ pub struct UpdateArgs {
     pub link: LinkArgs,
 }
 
-/// Checks `--version STRING`: the format keeps at most 64 bytes of it.
 /// How an ELF or Intel HEX input becomes an image. Inputs are told apart
 /// by content: an ELF file's loadable segments and a HEX file's data
 /// records are laid out at their load addresses, as `objcopy -O binary`
@@ -618,6 +617,7 @@ fn byte(s: &str) -> Result<u8, String> {
     u8::try_from(n).map_err(|_| format!("{n} is not a byte (0 to 255, or 0x00 to 0xff)"))
 }
 
+/// Checks `--version STRING`: the format keeps at most 64 bytes of it.
 fn version_string(s: &str) -> Result<String, String> {
     if s.len() > cli::MAX_VERSION_LEN {
         return Err(format!(
