@@ -400,6 +400,7 @@ fn info_lists_headers() {
         "version         1.2.3".to_owned(),
         "mtime           ".to_owned(),
         "(ok)".to_owned(),
+        "source identity SHA-256 ".to_owned(),
     ] {
         assert!(text.contains(&want), "{want:?} not in\n{text}");
     }
@@ -410,6 +411,10 @@ fn info_lists_headers() {
     assert_eq!(e["size"], read(&d, "p.pat").len() - 8);
     assert_eq!(e["source"]["md5"].as_str().unwrap().len(), 32);
     assert_eq!(e["target"]["sha256"].as_str().unwrap().len(), 64);
+    // The source identity: the first 16 bytes of the source's SHA-256.
+    let sha: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(&v1).into();
+    let hex: String = sha[..16].iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(e["source_sha256_prefix"], hex);
     assert_eq!(e["body"]["crc32_ok"], true);
     assert!(e["mtime"].as_i64().is_some());
     assert!(e["mtime_utc"].as_str().unwrap().ends_with('Z'));

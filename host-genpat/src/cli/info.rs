@@ -230,7 +230,7 @@ fn text(name: &str, doc: &Document) -> String {
             );
         }
         if let Some(d) = &e.source_sha256_prefix {
-            let _ = write!(s, "\n  source identity SHA-256 {d}...");
+            let _ = write!(s, "\n  source identity SHA-256 {d}… (its first 16 bytes)");
         }
         if let Some(d) = &e.body_sha256 {
             let _ = write!(s, "\n  body SHA-256    {d}");
