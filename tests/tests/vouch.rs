@@ -1,4 +1,6 @@
-//! `Applier::vouch_source` (feature `vouch`, which host-genpat enables):
+//! `Applier::vouch_image` (what the slot managers vouch for from their
+//! boot record), and `Applier::vouch_source` (feature `vouch`, which
+//! host-genpat enables):
 //! a vouched MD5 stands in for hashing the source slot, and the applier
 //! trusts it, which is why `genpat apply` hashes the source anyway and
 //! keeps the result only if the two agree (`host-genpat`'s apply tests).
@@ -19,6 +21,18 @@ fn run(
     new_len: usize,
     vouch: Option<(u32, [u8; 16])>,
 ) -> (Result<Outcome, Error>, Vec<u8>, Stats, Stats) {
+    run_with(patch, old, new_len, vouch, None)
+}
+
+/// [`run`], vouching also for the image `image` (size and SHA-256) if
+/// given (`Applier::vouch_image`, as the slot manager does).
+fn run_with(
+    patch: &[u8],
+    old: &[u8],
+    new_len: usize,
+    vouch: Option<(u32, [u8; 16])>,
+    image: Option<(u32, [u8; 32])>,
+) -> (Result<Outcome, Error>, Vec<u8>, Stats, Stats) {
     let slot = 64 * 1024;
     let mut source = Flash::new(slot);
     source.preload(0, old);
@@ -28,6 +42,9 @@ fn run(
         let mut applier = Applier::new(&mut source, &mut target, &mut state);
         if let Some((size, md5)) = vouch {
             applier.vouch_source(size, md5);
+        }
+        if let Some((size, sha256)) = image {
+            applier.vouch_image(size, sha256);
         }
         match applier.feed(patch) {
             Ok(Status::Done(o)) => Ok(o),
@@ -88,5 +105,51 @@ fn a_vouch_for_another_size_is_ignored() {
         assert!(image == new);
         let (_, _, plain, _) = run(&patch, &old, new.len(), None);
         assert_eq!(reads.bytes_read, plain.bytes_read, "the source is hashed");
+    }
+}
+
+/// `Applier::vouch_image` on pairs of several seeds: an entry that names
+/// the vouched image as its source is applied without a pass over the
+/// source (both selection passes, a CRC-32 over the longer of source and
+/// target and an MD5 over the source, are all that is read less); one
+/// whose source identity names another image of that size is skipped
+/// with nothing written; a vouched image that is the entry's target is
+/// found installed, nothing written.
+#[test]
+fn a_vouched_image_decides_selection_without_reading_the_source() {
+    for seed in 20..26 {
+        let (old, new) = firmware_pair(seed, 9_000 + 3_000 * seed as usize % 20_000);
+        let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+        let sha = |b: &[u8]| -> [u8; 32] { <sha2::Sha256 as sha2::Digest>::digest(b).into() };
+        let image = Some((old.len() as u32, sha(&old)));
+        let (plain, _, plain_reads, _) = run(&patch, &old, new.len(), None);
+        let (vouched, got, reads, _) = run_with(&patch, &old, new.len(), None, image);
+        assert_eq!(
+            (plain, vouched),
+            (Ok(Outcome::Applied), Ok(Outcome::Applied))
+        );
+        assert!(got == new, "seed {seed}");
+        assert_eq!(
+            plain_reads.bytes_read - reads.bytes_read,
+            (old.len().max(new.len()) + old.len()) as u64,
+            "seed {seed}"
+        );
+        // Another image of the same size: skipped, nothing written.
+        let mut other = old.clone();
+        other[seed as usize] ^= 1;
+        let wrong = Some((old.len() as u32, sha(&other)));
+        let (r, _, _, target) = run_with(&patch, &old, new.len(), None, wrong);
+        assert_eq!(r, Err(Error::NoSuitablePatch), "seed {seed}");
+        assert_eq!((target.writes, target.erases), (0, 0));
+        // The target is the vouched image: installed, nothing written.
+        let (r, _, _, target) = run_with(
+            &patch,
+            &old,
+            new.len(),
+            None,
+            Some((new.len() as u32, sha(&new))),
+        );
+        assert_eq!(r, Ok(Outcome::AlreadyInstalled(flashpatch::Found::Source)));
+        assert_eq!((target.writes, target.erases), (0, 0));
     }
 }
