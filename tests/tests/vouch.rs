@@ -1,9 +1,10 @@
-//! `Applier::vouch_image` (what the slot managers vouch for from their
-//! boot record), and `Applier::vouch_source` (feature `vouch`, which
-//! host-genpat enables):
-//! a vouched MD5 stands in for hashing the source slot, and the applier
-//! trusts it, which is why `genpat apply` hashes the source anyway and
-//! keeps the result only if the two agree (`host-genpat`'s apply tests).
+//! What a caller vouches for stands in for hashing the source slot, and
+//! the applier trusts it. `Applier::vouch_source` (feature `vouch`, which
+//! host-genpat enables): a vouched MD5, which is why `genpat apply` hashes
+//! the source anyway and keeps the result only if the two agree
+//! (`host-genpat`'s apply tests). `Applier::vouch_image`: the image the
+//! slot holds (size and SHA-256), as the slot managers vouch for it from
+//! their boot record.
 
 use flashpatch::mock::{MockFlash, Stats};
 use flashpatch::{Applier, ApplierState, ApplyError as Error, Outcome, Status};
