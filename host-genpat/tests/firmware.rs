@@ -1,5 +1,5 @@
 //! The inputs a firmware build makes: `genpat` takes ELF and Intel HEX
-//! files as the images they load (never as raw bytes), through the real
+//! files as the images they load (as raw bytes only with `--raw`), through the real
 //! binary. The ELF files are written here with the `object` crate, the HEX
 //! files with the `ihex` crate: a flash segment, a gap, and `.data`'s
 //! initial values stored after the code (a load address in flash, a run
@@ -244,4 +244,43 @@ fn base_gap_fill_and_bad_inputs() {
             .code(),
         Some(1)
     );
+}
+
+/// `--raw` takes an ELF or HEX file as the bytes it is (as other diff tools
+/// see a shared library): `genpat --raw` of two ELF files makes a patch
+/// that `genpat apply --raw` turns into exactly the second file, where
+/// without `--raw` it makes the image the file loads. `--raw` with a
+/// layout option is a usage error.
+#[test]
+fn raw_takes_elf_files_as_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (v1, v2) = versions();
+    write(d, "v1.elf", &v1.elf());
+    write(d, "v2.elf", &v2.elf());
+    ok(&genpat(d, &["--raw", "v1.elf", "v2.elf", "raw.fpat"]));
+    ok(&genpat(
+        d,
+        &["apply", "--raw", "raw.fpat", "v1.elf", "out.elf"],
+    ));
+    assert!(std::fs::read(d.join("out.elf")).unwrap() == v2.elf());
+    ok(&genpat(d, &["v1.elf", "v2.elf", "image.fpat"]));
+    ok(&genpat(d, &["apply", "image.fpat", "v1.elf", "out.bin"]));
+    assert!(std::fs::read(d.join("out.bin")).unwrap() == v2.bin(0x00));
+    // The raw patch is not for the image: applied to it, nothing fits.
+    let o = genpat(d, &["apply", "raw.fpat", "v1.elf", "none.bin"]);
+    assert!(!o.status.success());
+    assert!(!d.join("none.bin").exists());
+    let o = genpat(
+        d,
+        &[
+            "--raw",
+            "--base",
+            "0x08000000",
+            "v1.elf",
+            "v2.elf",
+            "x.fpat",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
 }
