@@ -176,15 +176,21 @@ static COST_Q8: [u16; 2049] = {
     t
 };
 
+/// What coding `bit` at probability `p` costs (1/256 bit); `p` then
+/// adapts, as the coder's would.
+fn cost_of(p: &mut u16, bit: u32) -> u64 {
+    let p0 = u32::from(*p);
+    let q = if bit == 0 { p0 } else { 2048 - p0 };
+    adapt(p, bit);
+    u64::from(COST_Q8[q as usize])
+}
+
 /// A [`BitIo`] that only adds up what each decision costs (1/256 bit).
 struct CostIo(u64);
 
 impl BitIo for CostIo {
     fn bit(&mut self, p: &mut u16, bit: u32) -> u32 {
-        let p0 = u32::from(*p);
-        let q = if bit == 0 { p0 } else { 2048 - p0 };
-        self.0 += u64::from(COST_Q8[q as usize]);
-        adapt(p, bit);
+        self.0 += cost_of(p, bit);
         bit
     }
 
@@ -230,10 +236,7 @@ impl Tally {
 
 impl BitIo for Tally {
     fn bit(&mut self, p: &mut u16, bit: u32) -> u32 {
-        let p0 = u32::from(*p);
-        let q = if bit == 0 { p0 } else { 2048 - p0 };
-        self.add(u64::from(COST_Q8[q as usize]));
-        adapt(p, bit);
+        self.add(cost_of(p, bit));
         bit
     }
 
