@@ -399,6 +399,76 @@ fn already_installed_says_which_slot_holds_the_image() {
     assert_eq!(dev.boot().unwrap(), boots(Slot::B, false, false));
 }
 
+/// The boot record names an image in the inactive slot only while the
+/// slot holds it: an update names the image it read back there when it
+/// finishes, and forgets the image named there before it first writes the
+/// slot. An update whose target the record names in the inactive slot
+/// (the same update sent again, or a patch back to the image kept for
+/// rollback) finds it there without reading or writing the slot.
+#[test]
+fn the_boot_record_names_the_inactive_image_only_while_the_slot_holds_it() {
+    let (old, new) = firmware_pair(12, 9_000);
+    let mut third = new.clone();
+    third[4_000..4_100].fill(0x3C);
+    let diff = |a: &[u8], b: &[u8]| host_genpat::diff(a, b, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    // What one update of the slot reads and writes, from `begin_update` to
+    // `finish` (the state area's scan is not in it).
+    let update = |patch: &[u8], upto: usize| {
+        let mut slots = dev.slots().unwrap();
+        let before = dev.stats();
+        let mut mem = ApplierState::new();
+        let mut up = slots.begin_update(&mut mem).unwrap();
+        for piece in patch[..upto].chunks(512) {
+            up.feed(piece).unwrap();
+        }
+        let inst = (upto == patch.len()).then(|| up.finish().unwrap());
+        let after = dev.stats();
+        (
+            inst,
+            after.bytes_read - before.bytes_read,
+            after.writes - before.writes,
+        )
+    };
+    let named =
+        |slot: Slot| dev.slots().unwrap().state().unwrap().images[(slot == Slot::B) as usize];
+    let patch = diff(&old, &new);
+    let (first, read, _) = update(&patch, patch.len());
+    let first = first.unwrap();
+    assert_eq!((first.slot, first.outcome), (Slot::B, Outcome::Applied));
+    assert_eq!(named(Slot::B), first.image, "named once read back");
+    // Sent again: found by the record's word.
+    let (again, read_again, writes) = update(&patch, patch.len());
+    let again = again.unwrap();
+    assert_eq!(again.outcome, Outcome::AlreadyInstalled(Found::Target));
+    assert_eq!(writes, 0);
+    println!("bytes read by an update: {read} applying it, {read_again} finding it installed");
+    assert!(read_again < 1024, "{read_again} bytes read");
+    activate(&dev, &again);
+    dev.slots().unwrap().confirm().unwrap();
+    // Running B; A holds `old`, named for a rollback. A patch back to it.
+    assert_eq!(named(Slot::A).size, old.len() as u32);
+    let (back, read_back, writes) = update(&diff(&new, &old), diff(&new, &old).len());
+    let back = back.unwrap();
+    assert_eq!(
+        (back.slot, back.outcome),
+        (Slot::A, Outcome::AlreadyInstalled(Found::Target))
+    );
+    assert_eq!(writes, 0);
+    assert!(read_back < 1024, "{read_back} bytes read");
+    // An update to another image, cut short: the record forgot `old` in
+    // A before the first write into A, and the slot no longer holds it.
+    let third_patch = diff(&new, &third);
+    let (none, _, writes) = update(&third_patch, third_patch.len() - 1);
+    assert!(none.is_none() && writes > 0);
+    assert_eq!(named(Slot::A), flashpatch::slots::Image::NONE);
+    assert!(dev.slot_bytes(Slot::A, old.len()) != old);
+    // Now the patch back to `old` is applied, not found.
+    let (back, _, _) = update(&diff(&new, &old), diff(&new, &old).len());
+    assert_eq!(back.unwrap().outcome, Outcome::Applied);
+    assert_eq!(dev.slot_bytes(Slot::A, old.len()), old);
+}
+
 /// A target that is the start of the running image, but shorter, is in
 /// the running slot without being the image the boot state records
 /// there: an update, which knows the running image from the boot record,

@@ -154,3 +154,61 @@ fn a_vouched_image_decides_selection_without_reading_the_source() {
         assert_eq!((target.writes, target.erases), (0, 0));
     }
 }
+
+/// `Applier::vouch_target_slot`, as the slot manager vouches for the
+/// inactive slot from its boot record: with the entry's target vouched
+/// for, the entry is found installed with the target slot neither read
+/// nor written; with another image or none vouched for, the target slot
+/// is not read before it is written (the claim is trusted even where the
+/// slot holds the target: it is written again, and read back once);
+/// without a claim, the slot is checked first and found to hold it.
+#[test]
+fn a_vouched_target_slot_decides_without_reading_the_slot() {
+    let sha = |b: &[u8]| -> [u8; 32] { <sha2::Sha256 as sha2::Digest>::digest(b).into() };
+    for seed in 30..34 {
+        let (old, new) = firmware_pair(seed, 8_000 + 5_000 * (seed as usize - 30));
+        let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+        let mut other = new.clone();
+        other[seed as usize] ^= 1;
+        // The target slot holds `new` already in every run.
+        let go = |claim: Option<(u32, [u8; 32])>| {
+            let mut source = Flash::new(64 * 1024);
+            source.preload(0, &old);
+            let mut target = Flash::new(64 * 1024);
+            target.preload(0, &new);
+            let mut state = ApplierState::<64, 64>::new();
+            let result = {
+                let mut applier = Applier::new(&mut source, &mut target, &mut state);
+                applier.vouch_image(old.len() as u32, sha(&old));
+                if let Some((size, sha256)) = claim {
+                    applier.vouch_target_slot(size, sha256);
+                }
+                match applier.feed(&patch) {
+                    Ok(Status::Done(o)) => Ok(o),
+                    Ok(Status::NeedMore) => applier.finish(),
+                    Err(e) => Err(e),
+                }
+            };
+            assert!(target.as_bytes()[..new.len()] == new[..], "seed {seed}");
+            (result, target.stats)
+        };
+        let found = Ok(Outcome::AlreadyInstalled(flashpatch::Found::Target));
+        let (r, t) = go(Some((new.len() as u32, sha(&new))));
+        assert_eq!(r, found, "seed {seed}");
+        assert_eq!((t.bytes_read, t.writes, t.erases), (0, 0, 0), "seed {seed}");
+        for claim in [Some((other.len() as u32, sha(&other))), Some((0, [0; 32]))] {
+            let (r, t) = go(claim);
+            assert_eq!(r, Ok(Outcome::Applied), "seed {seed}");
+            assert!(t.writes > 0, "seed {seed}");
+            // The read-back alone (whole write buffers).
+            assert!(t.bytes_read < new.len() as u64 + 64, "seed {seed}: {t:?}");
+        }
+        let (r, t) = go(None);
+        assert_eq!(r, found, "seed {seed}");
+        assert_eq!(t.writes, 0, "seed {seed}");
+        assert!(
+            t.bytes_read >= 2 * new.len() as u64,
+            "seed {seed}: CRC-32 and SHA-256"
+        );
+    }
+}

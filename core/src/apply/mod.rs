@@ -166,6 +166,11 @@ impl SlotDigests {
     /// it is `size[0]` bytes with the SHA-256 `sha256`, and prefix 0 is
     /// never hashed.
     pub(crate) const IMAGE: u8 = 16;
+    /// The caller vouched for what the target slot holds
+    /// ([`crate::Applier::vouch_target_slot`]): kept in the state's
+    /// `result` (size 0: no image), and the slot is never read to find an
+    /// entry's target installed.
+    pub(crate) const TARGET_SLOT: u8 = 32;
     const EMPTY: SlotDigests = SlotDigests {
         size: [0; 2],
         crc32: [0; 2],

@@ -172,7 +172,29 @@ impl<S, T, const W: usize, const R: usize, H> Applier<'_, S, T, W, R, H> {
         let d = &mut self.st.digests;
         d.size[0] = size;
         d.sha256 = sha256;
-        d.known = SlotDigests::IMAGE;
+        // Whatever was learnt of prefix 0 is of another image; what is
+        // vouched for of the source's MD5 and of the target slot stays.
+        d.known = d.known & (SlotDigests::MD5 | SlotDigests::TARGET_SLOT) | SlotDigests::IMAGE;
+    }
+
+    /// Vouches for what the target slot holds: the image of `size` bytes
+    /// with the SHA-256 `sha256`, or no image at all if `size` is 0 (what
+    /// a boot record says of the inactive slot). The applier then decides
+    /// without reading the slot whether an entry's target is there already
+    /// (found installed, nothing written): only if it is that image. The
+    /// applier trusts it: with a wrong claim it may write a target that
+    /// was there already, or report as installed an image the slot does
+    /// not hold (activation then checks the slot, unless the caller skips
+    /// that as the slot manager does for what its boot record vouches for).
+    /// The slot manager calls it with its boot record's image of the
+    /// inactive slot, which it forgets before writing the slot. Call it
+    /// after [`Applier::new`] and before the first [`Applier::feed`].
+    pub fn vouch_target_slot(&mut self, size: u32, sha256: [u8; 32]) {
+        // `result` is free until there is an outcome: the claim is kept
+        // there, where an outcome would put the same target.
+        self.st.result.size = size;
+        self.st.result.sha256 = sha256;
+        self.st.digests.known |= SlotDigests::TARGET_SLOT;
     }
 
     /// Whether the patch fed so far has had an entry for the applier's
@@ -519,14 +541,19 @@ where
         }
         // `result` is free until there is an outcome (selection runs only
         // before one): the target slot's digest goes there, not into this
-        // frame.
-        let got = &mut self.st.result.sha256;
-        if crc_of(&mut self.target, buf, ts).await.map_err(&tgt)? == e.target.crc32
-            && digest_of::<_, H::Sha256>(&mut self.target, buf, ts, got.into())
-                .await
-                .map_err(&tgt)
-                .map(|()| same(got, &e.target.sha256))?
-        {
+        // frame. With the slot vouched for, the claim is there already and
+        // the slot is not read.
+        let got = &mut self.st.result;
+        let found = if d.known & SlotDigests::TARGET_SLOT != 0 {
+            got.size == ts && ts != 0 && same(&got.sha256, &e.target.sha256)
+        } else {
+            crc_of(&mut self.target, buf, ts).await.map_err(&tgt)? == e.target.crc32
+                && digest_of::<_, H::Sha256>(&mut self.target, buf, ts, (&mut got.sha256).into())
+                    .await
+                    .map_err(&tgt)
+                    .map(|()| same(&got.sha256, &e.target.sha256))?
+        };
+        if found {
             log::info!("flashpatch: target image already in the target slot");
             self.st.outcome = Kept::InTarget;
             self.st.result = e.target;

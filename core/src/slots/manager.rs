@@ -547,7 +547,7 @@ where
             (target, read_back),
             &mut self.store,
             component,
-            (c.active, c.image()),
+            (c.active, c.image(), c.images[c.active.other().index()]),
             every,
             state,
         ))

@@ -20,7 +20,7 @@ use crate::slots::record::{
     boot_record_len, CheckpointAt, Encoded, BASE, BLOCK, HEADER_LEN, KIND_BOOT, KIND_CHECKPOINT,
     PIECE, RECORD_MAGIC, RECORD_VERSION,
 };
-use crate::slots::{align_for, aligned, BootState, MAX_RECORD_ALIGN};
+use crate::slots::{align_for, aligned, BootState, Image, Slot, MAX_RECORD_ALIGN};
 use crate::snapshot::{Field, Fields, SMALL};
 
 /// The state area and what its scan found, for `N` components.
@@ -191,6 +191,35 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.current = Some((*rec, (at / self.bank_size) as u8));
         self.current_seq = self.seq;
         Ok(())
+    }
+
+    /// Says in the boot record that `slot` of `component` holds `image`
+    /// ([`Image::NONE`]: no image to take its word for): one record of the
+    /// next generation, which also makes the newest checkpoint stale.
+    /// Nothing is written if the record says so already and there is no
+    /// checkpoint, or while on trial. An update forgets the image of the
+    /// slot it writes before its first write, and names the image it read
+    /// back there when it finishes: a record names an image in an
+    /// inactive slot only if the slot holds exactly that image, which is
+    /// what lets the next update take the record's word for it
+    /// (`crate::Applier::vouch_target_slot`).
+    pub(crate) async fn name_slot(&mut self, component: u8, slot: Slot, image: Image) -> Res<()> {
+        let Some(rec) = self.current().filter(|r| !r.trial) else {
+            return Ok(());
+        };
+        let (k, i) = (component as usize, slot.index());
+        let named = rec.components.get(k).is_none_or(|c| c.images[i] == image);
+        if named && self.checkpoint.is_none() {
+            return Ok(());
+        }
+        let mut next = BootState {
+            gen: rec.gen.wrapping_add(1),
+            ..*rec
+        };
+        if let Some(c) = next.components.get_mut(k) {
+            c.images[i] = image;
+        }
+        self.write_boot(&next).await
     }
 
     /// Makes the newest checkpoint stale, if there is one: a boot record

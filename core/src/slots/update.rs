@@ -40,9 +40,11 @@ pub struct Update<'s, P, S, const N: usize = 1, H = Software> {
     component: u8,
     /// The patch being applied, as checkpoints record it.
     patch: PatchId,
-    /// The newest checkpoint is of an earlier update of this component:
-    /// make it stale before the first target write.
-    stale: bool,
+    /// Before the first target write, the boot record must forget what
+    /// it says of the target slot: the image it records there (the claim
+    /// the applier was given, [`Applier::vouch_target_slot`]), or a
+    /// checkpoint of an earlier update of this component.
+    forget: bool,
     target: Slot,
     running: Slot,
     running_image: Image,
@@ -62,7 +64,9 @@ where
         (target, read_back): (&'s mut P, &'s mut super::manager::ReadBack),
         store: &'s mut Store<S, N>,
         component: u8,
-        (running, running_image): (Slot, Image),
+        // The running slot and image, and the image the boot record names
+        // in the target slot.
+        (running, running_image, target_image): (Slot, Image, Image),
         every: u32,
         state: &'s mut ApplierState,
     ) -> Self {
@@ -82,12 +86,21 @@ where
         if running_image.size != 0 {
             applier.vouch_image(running_image.size, running_image.sha256);
         }
+        // And for the inactive slot: it holds the image the record says,
+        // or none to look for (the record forgets the slot's image before
+        // any update writes it, below). An entry whose target is that
+        // image is found installed without reading the slot.
+        applier.vouch_target_slot(target_image.size, target_image.sha256);
+        let forget = target_image != Image::NONE;
+        if forget {
+            applier.hold_before_body();
+        }
         Update {
             applier,
             store,
             component,
             patch: PatchId::UNKNOWN,
-            stale: false,
+            forget,
             target: running.other(),
             running,
             running_image,
@@ -111,7 +124,7 @@ where
     /// Makes the newest checkpoint stale before the first target write
     /// (it is of an earlier update of this component).
     pub(crate) fn forget_before_writing(&mut self) {
-        self.stale = true;
+        self.forget = true;
         self.applier.hold_before_body();
     }
 
@@ -140,9 +153,11 @@ where
                 // before and writes the rest again.
                 None if self.applier.due() && !self.applier.take_due().await? => {}
                 // The first stop is before the first target write.
-                None if self.stale => {
-                    self.stale = false;
-                    self.store.forget_checkpoint().await?;
+                None if self.forget => {
+                    self.forget = false;
+                    self.store
+                        .name_slot(self.component, self.target, Image::NONE)
+                        .await?;
                 }
                 None => self.checkpoint().await?,
             }
@@ -190,6 +205,16 @@ where
             return Ok(None);
         }
         self.patch = patch;
+        // The update goes on writing the slot: a record that still names
+        // an image there (written before records were forgotten ahead of
+        // an update) forgets it now. That makes this checkpoint stale on
+        // flash, so the next one is what a later reset continues from.
+        if self.forget {
+            self.forget = false;
+            self.store
+                .name_slot(self.component, self.target, Image::NONE)
+                .await?;
+        }
         Ok(Some(self.applier.consumed()))
     }
 
@@ -236,10 +261,21 @@ where
                 self.running
             }
             Outcome::AlreadyInstalled(Found::Source) => return Err(Error::ImageMismatch),
-            Outcome::AlreadyInstalled(Found::Target) | Outcome::Applied => {
-                // Its SHA-256 was checked on the slot: read back after
-                // writing, or before finding it there. Activation need
-                // not hash it again while no update writes the slot.
+            Outcome::Applied => {
+                // Read back just now: the boot record names it in the
+                // slot, so that this update sent again finds it there
+                // without reading the slot (and the checkpoint is stale).
+                self.store
+                    .name_slot(self.component, self.target, image)
+                    .await?;
+                *self.read_back = Some((self.target, image));
+                self.target
+            }
+            Outcome::AlreadyInstalled(Found::Target) => {
+                // The boot record names it in the slot: an update read
+                // it back there, and every update since forgot it before
+                // writing the slot. Activation need not hash it again
+                // while no update writes the slot.
                 *self.read_back = Some((self.target, image));
                 self.target
             }

@@ -16,8 +16,12 @@
 //! and, when it is there, `image.bin`: the source image's size (u32 LE)
 //! and SHA-256, which the bench then vouches for
 //! (`Applier::vouch_image`), as the slot manager does with its boot
-//! record: the entry is selected without hashing the source, and only the
-//! total is printed (the phases below are those of an apply without it).
+//! record, and it vouches that the target slot holds no image
+//! (`Applier::vouch_target_slot`), as the slot manager does when its boot
+//! record names none there, or another image than the target: the entry
+//! is selected without hashing the source, the target slot is not read
+//! before it is written, and only the total is printed (the phases below
+//! are those of an apply without it).
 //!
 //! It stops QEMU with exit code 0 when the patch was applied (the host
 //! then compares `dst.bin` with the new image), 5 if the apply failed, 4
@@ -278,6 +282,7 @@ fn main() -> ! {
         let mut sha = [0u8; 32];
         sha.copy_from_slice(&b[4..]);
         applier.vouch_image(size, sha);
+        applier.vouch_target_slot(0, [0; 32]);
     });
     // The headers on their own, so that the source check is one `feed`.
     if let Err(e) = clock.run(|| applier.feed(&buf[..header_end])) {
