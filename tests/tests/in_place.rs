@@ -542,7 +542,7 @@ fn the_boot_record_vouches_for_the_image_an_update_starts_from() {
         read
     };
     let (with, without) = (read(&named), read(&unnamed));
-    println!("bytes read by an in-place update: {with} with the source named, {without} without");
+    println!("bytes read by an in-place update: {with} with the source named, {without} without (old {}, new {}, file {})", old.len(), target.len(), named.len());
     // Less the named file's 18 more bytes, read where the staged patch is
     // checked and where it is fed (in pieces of up to 64 bytes).
     assert!(

@@ -791,11 +791,16 @@ where
         }
         // An update starts from the running image, which the boot stage
         // verified and the boot record names: the entry that names it is
-        // selected without hashing the slot. A rollback hashes the trial.
+        // selected without hashing the slot. The target is written over
+        // that same image, so the slot holds the target before any write
+        // only if it is the running image (which the selection found
+        // installed already): the slot is not read to look for it there
+        // either. A rollback hashes the trial.
         if let Some(r) = self.store.current().filter(|_| !rollback) {
             let image = r.components[0].images[0];
             if image.size != 0 {
                 applier.vouch_image(image.size, image.sha256);
+                applier.vouch_target_slot(image.size, image.sha256);
             }
         }
         applier.hold_before_body();
