@@ -16,7 +16,10 @@
 //! the worst ratio. `--stats` also prints, per pair, where the coded bits
 //! of the default plan (switch margin 4, first parameter set) go, without
 //! and with its literal runs re-planned (`plan::repeat_literals`), next
-//! to the sizes of bsdiff's three bzip2 blocks.
+//! to the sizes of bsdiff's three bzip2 blocks, and for ELF files where
+//! the plan's differing bytes are: per section, and for AArch64 per class
+//! of instruction whose operand is an offset (`BL`, `ADRP`, `ADD`
+//! immediate, `LDR`/`STR` unsigned offset).
 //!
 //! Not part of `cargo xtask test` (it needs the network): about 2 minutes
 //! on a 2-core machine once downloaded, most of it bsdiff on the three
@@ -430,6 +433,7 @@ fn print_stats(name: &str, old: &[u8], new: &[u8], bsdiff: &[u8]) {
     let mut index = plan::Index::new(old, new);
     let steps = index.plan(&plan::PlanOptions::default(), &mut |_| {});
     let repeats = plan::repeat_literals(&mut index, &steps);
+    print_where(name, new, old, &steps);
     for (what, steps) in [("plan", steps), ("plan + repeats", repeats)] {
         let b = encode::breakdown(old, new, &steps, flashpatch::codec::Params::ALL[0]);
         let kb = |c: u64| c as f64 / 2048.0 / 1000.0;
@@ -471,4 +475,109 @@ fn print_stats(name: &str, old: &[u8], new: &[u8], bsdiff: &[u8]) {
             extra as f64 / 1000.0
         );
     }
+}
+
+/// AArch64 instruction classes whose operands hold addresses or offsets
+/// (mask, value), and a name for each.
+const A64_CLASSES: [(&str, u32, u32); 4] = [
+    ("BL", 0xFC00_0000, 0x9400_0000),
+    ("ADRP", 0x9F00_0000, 0x9000_0000),
+    ("ADD (immediate)", 0x7F80_0000, 0x1100_0000),
+    ("LDR/STR (unsigned offset)", 0x3B00_0000, 0x3900_0000),
+];
+
+/// Where the differing bytes of `steps` are (bytes of new coded against a
+/// source byte that differs): per ELF section of the new file, and, for
+/// AArch64 ELF files, per instruction class in the executable sections,
+/// with how many words of the class the copies cover, how many of those
+/// changed, and what one adaptive-free flag per word of the class would
+/// cost (the order-0 entropy of "changed", in kB): the positions of those
+/// differences, coded per candidate word instead of as run lengths.
+fn print_where(name: &str, new: &[u8], old: &[u8], steps: &[host_genpat::plan::Step]) {
+    use host_genpat::plan::Step;
+    use object::{Object as _, ObjectSection as _};
+    let Ok(elf) = object::File::parse(new) else {
+        return;
+    };
+    // The source byte of every new byte (None: a literal).
+    let mut src = Vec::with_capacity(new.len());
+    for s in steps {
+        match *s {
+            Step::Copy { from, len } => src.extend((from..from + len).map(Some)),
+            Step::Literal { len } => src.extend(std::iter::repeat_n(None, len)),
+        }
+    }
+    let byte = |at: usize| {
+        if at < old.len() {
+            old[at]
+        } else {
+            new[at - old.len()]
+        }
+    };
+    let differs = |p: usize| src[p].is_some_and(|f| byte(f) != new[p]);
+    let a64 = elf.architecture() == object::Architecture::Aarch64;
+    let mut classes = [(0u64, 0u64, 0u64); A64_CLASSES.len()];
+    let mut in_classes = 0u64;
+    for sec in elf.sections() {
+        let Some((off, size)) = sec.file_range() else {
+            continue;
+        };
+        let (off, size) = (off as usize, size as usize);
+        if size == 0 || off + size > new.len() {
+            continue;
+        }
+        let n = (off..off + size).filter(|&p| differs(p)).count();
+        if n == 0 {
+            continue;
+        }
+        // Groups of differing bytes in a row: each ends an exact run, whose
+        // length the patch codes.
+        let groups = (off..off + size)
+            .filter(|&p| differs(p) && (p == off || !differs(p - 1)))
+            .count();
+        println!(
+            "{name}: section {} ({size} bytes): {n} differing bytes in {groups} groups",
+            sec.name().unwrap_or("?")
+        );
+        let exec = matches!(sec.kind(), object::SectionKind::Text);
+        if !(a64 && exec) {
+            continue;
+        }
+        for w in (off..off + size - 3).step_by(4) {
+            // The old word the copy reads, where the copy covers it whole
+            // and aligned.
+            let Some(f) =
+                src[w].filter(|f| f % 4 == 0 && (1..4).all(|i| src[w + i] == Some(f + i)))
+            else {
+                continue;
+            };
+            let word = u32::from_le_bytes([byte(f), byte(f + 1), byte(f + 2), byte(f + 3)]);
+            let changed = (w..w + 4).filter(|&p| differs(p)).count() as u64;
+            if let Some(k) = A64_CLASSES.iter().position(|&(_, m, v)| word & m == v) {
+                classes[k].0 += 1;
+                classes[k].1 += (changed > 0) as u64;
+                classes[k].2 += changed;
+                in_classes += changed;
+            }
+        }
+    }
+    if !a64 {
+        return;
+    }
+    let mut flags = 0.0;
+    for ((what, _, _), (words, changed, bytes)) in A64_CLASSES.iter().zip(classes) {
+        let p = changed as f64 / words.max(1) as f64;
+        let h = if p > 0.0 && p < 1.0 {
+            -(p * p.log2() + (1.0 - p) * (1.0 - p).log2())
+        } else {
+            0.0
+        };
+        flags += h * words as f64 / 8000.0;
+        println!(
+            "{name}: {what}: {words} words copied, {changed} changed ({:.1} %), {bytes} differing bytes; a flag per word {:.1} kB",
+            100.0 * p,
+            h * words as f64 / 8000.0
+        );
+    }
+    println!("{name}: differing bytes in those classes {in_classes}; their positions as a flag per word of the classes: {flags:.1} kB");
 }
