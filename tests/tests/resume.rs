@@ -215,3 +215,69 @@ fn a_resume_with_nothing_left_to_feed_completes() {
         "no cut left the whole rest of the patch in the ring"
     );
 }
+
+/// Regression: a checkpoint of the same patch that does not load (here a
+/// probability of 0, out of range, under a good CRC) starts the update
+/// over from the patch's start, and it used to start over without what
+/// the slot manager had vouched for (the applier's restart forgot it): the
+/// running image and the inactive slot were hashed again to select the
+/// entry. It now reads what an update begun afresh reads.
+#[test]
+fn an_update_that_cannot_continue_its_checkpoint_keeps_what_the_boot_record_vouches_for() {
+    use flashpatch::slots::PatchId;
+    let (old, new) = flashpatch_tests::firmware_pair(14, 30_000);
+    let patch = host_genpat::diff(&old, &new, &Default::default()).unwrap();
+    let id = PatchId {
+        size: patch.len() as u32,
+        crc32: flashpatch::crc32::crc32(&patch),
+    };
+    let base = Device::<E>::provisioned(&old, 32 * 1024, 2);
+    // The bytes an update reads from `resume_or_begin` to `finish`.
+    let update = |dev: &Device<E>| {
+        let mut slots = dev.slots().unwrap();
+        let before = dev.stats().bytes_read;
+        let mut mem = ApplierState::new();
+        let (mut up, from) = slots.resume_or_begin(0, id, &mut mem).unwrap();
+        assert_eq!(from, 0, "begun at the start");
+        assert!(feed_from(&mut up, &patch, 0));
+        assert_eq!(up.finish().unwrap().outcome, Outcome::Applied);
+        assert_eq!(dev.slot_bytes(Slot::B, new.len()), new);
+        dev.stats().bytes_read - before
+    };
+    let fresh = update(&base.snapshot());
+    // The same update, left half way after a few checkpoints.
+    let dev = base.snapshot();
+    {
+        let mut slots = dev.slots().unwrap();
+        let mut mem = ApplierState::new();
+        let (mut up, _) = slots.resume_or_begin(0, id, &mut mem).unwrap();
+        up.feed(&patch[..patch.len() / 2]).unwrap();
+    }
+    // Its newest checkpoint (docs/FORMAT.md, section 5): the first
+    // probability of the model (at +287) set to 0, the CRC made good.
+    let (state, size) = (dev.layout.state as usize, dev.layout.state_size as usize);
+    let area = dev.flash.borrow().as_bytes()[state..state + size].to_vec();
+    let mut newest: Option<(u32, usize, usize)> = None;
+    for bank in [0, size / 2] {
+        let mut at = bank;
+        while at + 16 <= bank + size / 2 && area[at..at + 4] == *b"FPSR" {
+            let len = u16::from_le_bytes([area[at + 6], area[at + 7]]) as usize;
+            let seq = u32::from_le_bytes(area[at + 8..at + 12].try_into().unwrap());
+            if area[at + 4] == 2 && newest.is_none_or(|(s, _, _)| s < seq) {
+                newest = Some((seq, at, len));
+            }
+            at += len;
+        }
+    }
+    let (_, at, len) = newest.expect("a checkpoint was written");
+    let mut rec = area[at..at + len].to_vec();
+    rec[287..289].copy_from_slice(&0u16.to_le_bytes());
+    let crc = flashpatch::crc32::crc32(&rec[..len - 4]);
+    rec[len - 4..].copy_from_slice(&crc.to_le_bytes());
+    dev.flash.borrow_mut().preload(state + at, &rec);
+    let again = update(&dev);
+    println!("bytes read by an update: {fresh} begun afresh, {again} begun again after a checkpoint that did not load");
+    // The checkpoint read is all the difference (the selection's passes
+    // over both slots would be three times the image).
+    assert!(again < fresh + len as u64 * 2, "{again} vs {fresh}");
+}

@@ -171,6 +171,9 @@ impl SlotDigests {
     /// `result` (size 0: no image), and the slot is never read to find an
     /// entry's target installed.
     pub(crate) const TARGET_SLOT: u8 = 32;
+    /// What a caller may have vouched for before the first feed (an MD5
+    /// of the source is only ever vouched for then).
+    pub(crate) const VOUCHED: u8 = Self::IMAGE | Self::TARGET_SLOT | Self::MD5;
     const EMPTY: SlotDigests = SlotDigests {
         size: [0; 2],
         crc32: [0; 2],

@@ -11,7 +11,7 @@
 use super::run::Applier;
 use super::{NorFlash, ReadNorFlash};
 use crate::apply::io::align_up;
-use crate::apply::{ApplierState, Job, Kept, Phase, RING};
+use crate::apply::{ApplierState, Job, Kept, Phase, SlotDigests, RING};
 use crate::codec::{Params, CODEC_RC3};
 
 impl<S, T, const W: usize, const R: usize, H: crate::hashes::Hashes> Applier<'_, S, T, W, R, H>
@@ -56,14 +56,21 @@ where
         self.st
     }
 
-    /// Back to the start of a patch, keeping the checkpoint interval and
-    /// the component (after a state that did not load).
+    /// Back to the start of a patch (after a state that did not load),
+    /// keeping what the caller set before it loaded: the checkpoint
+    /// interval, the component, the in-place mode, what it vouched for
+    /// (the state's load does not touch the vouched digests nor the
+    /// target slot's claim in `result`) and a hold before the body.
     pub(crate) fn restart(&mut self) {
         let (every, component, mode) = (self.st.ckpt_every, self.st.component, self.st.in_place);
+        let vouched = self.st.digests.known & SlotDigests::VOUCHED;
+        let hold = self.st.hold;
         self.st.reset();
         self.set_checkpoints(every);
         self.st.component = component;
         self.st.in_place = mode;
+        self.st.digests.known = vouched;
+        self.st.hold = hold;
     }
 
     /// Applies in-place entries of `want`'s unit and role only (their
