@@ -225,7 +225,9 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// Makes the newest checkpoint stale, if there is one: a boot record
     /// of the same state and the next generation (checkpoints belong to
     /// the generation they were written in), so that after a reset
-    /// nothing continues it.
+    /// nothing continues it (after an update continued from it failed:
+    /// `proto::device`).
+    #[cfg(feature = "proto")]
     pub(crate) async fn forget_checkpoint(&mut self) -> Res<()> {
         match self.boot() {
             Some(rec) if self.checkpoint.is_some() && !rec.trial => {
