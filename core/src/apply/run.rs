@@ -814,12 +814,15 @@ where
 
     /// Copies up to `n` (≥ 1) bytes from the cursor to the target, as many
     /// as one cached block and the write buffer allow; returns how many.
+    /// Each source puts its bytes at the end of the write buffer; one tail
+    /// takes them.
     async fn copy_some(&mut self, n: u32) -> Res<u32> {
         let ss = self.st.entry.source.size;
         let pos = self.st.cursor;
         let st = &mut *self.st;
         let room = (st.writer.room() as u32).min(n);
-        let piece = if pos < ss {
+        let at = st.writer.len as usize;
+        let k = if pos < ss {
             let cache = &st.cache;
             if S::READ_SIZE == 1
                 && (cache.what != Cached::Source || pos.wrapping_sub(cache.base) >= cache.len)
@@ -827,34 +830,25 @@ where
                 // Not cached, and the source reads any byte: straight into
                 // the write buffer, as much as it has room for (a long
                 // copy: one read per write, no copy between buffers).
-                let w = &mut st.writer;
-                let at = w.len as usize;
                 let k = room.min(ss - pos);
-                let dst = &mut w.buf[at..at + k as usize];
                 self.source
-                    .read(pos, dst)
+                    .read(pos, &mut st.writer.buf[at..at + k as usize])
                     .await
                     .map_err(FlashError::of(FlashRole::Source))?;
-                if let Some(&last) = dst.last() {
-                    st.prev_byte = last;
-                }
-                w.len += k as u16;
-                st.cursor += k;
-                st.out += k;
-                if w.len as usize == W {
-                    flush_writer(w, &mut self.target)
-                        .await
-                        .map_err(FlashError::of(FlashRole::Target))?;
-                }
-                return Ok(k);
+                k
+            } else {
+                let limit = align_up(ss as u64, S::READ_SIZE) as u32;
+                let piece = cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
+                    .await
+                    .map_err(FlashError::of(FlashRole::Source))?;
+                // A copy from the source stops at its end, where the target begins.
+                let k = (piece.len() as u32).min(room).min(ss - pos);
+                st.writer.put(&piece[..k as usize]);
+                k
             }
-            let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
-                .await
-                .map_err(FlashError::of(FlashRole::Source))?
         } else if pos - ss < st.writer.flushed {
             let flushed = st.writer.flushed;
-            cached_far(
+            let piece = cached_far(
                 &mut st.cache,
                 Cached::Target,
                 &mut self.target,
@@ -862,46 +856,34 @@ where
                 flushed,
             )
             .await
-            .map_err(FlashError::of(FlashRole::Target))?
+            .map_err(FlashError::of(FlashRole::Target))?;
+            let k = (piece.len() as u32).min(room);
+            st.writer.put(&piece[..k as usize]);
+            k
         } else {
             // From the write buffer itself, perhaps overlapping what it
             // produces (a run of one byte copies from one behind): byte
             // by byte, front to back, within the buffer.
             let w = &mut st.writer;
-            let at = w.len as usize;
             // What the copy reads lies `back` bytes before what it writes.
             let back = at - (pos - ss - w.flushed) as usize;
             let buf = &mut w.buf[..at + room as usize];
             for i in at..buf.len() {
                 buf[i] = buf[i - back];
             }
-            st.prev_byte = buf[buf.len() - 1];
-            w.len += room as u16;
-            st.cursor += room;
-            st.out += room;
-            if w.len as usize == W {
-                flush_writer(w, &mut self.target)
-                    .await
-                    .map_err(FlashError::of(FlashRole::Target))?;
-            }
-            return Ok(room);
+            room
         };
-        let mut k = (piece.len() as u32).min(room);
-        if pos < ss {
-            // A copy from the source stops at its end, where the target begins.
-            k = k.min(ss - pos);
-        }
-        let piece = &piece[..k as usize];
-        if let Some(&last) = piece.last() {
-            st.prev_byte = last;
-        }
-        if st.writer.extend(piece) {
-            flush_writer(&mut st.writer, &mut self.target)
+        // `k` ≥ 1: every source gives at least one byte.
+        let w = &mut st.writer;
+        st.prev_byte = w.buf[(at + k as usize - 1) % W];
+        w.len += k as u16;
+        st.cursor += k;
+        st.out += k;
+        if w.len as usize == W {
+            flush_writer(w, &mut self.target)
                 .await
                 .map_err(FlashError::of(FlashRole::Target))?;
         }
-        st.cursor += k;
-        st.out += k;
         Ok(k)
     }
 
