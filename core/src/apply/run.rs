@@ -7,10 +7,9 @@ use super::reads::{cached, cached_far, crc_of, crc_of_prefixes, digest_of, fits,
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
-    ApplierState, Job, Kept, Named, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
+    ApplierState, Job, Kept, Named, Outcome, Phase, Progress, SlotDigests, Status, RING,
 };
-use crate::codec::rc::Local;
-use crate::codec::{DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
+use crate::codec::{DecoderState, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -283,14 +282,13 @@ where
                     return Ok(Status::NeedMore);
                 }
                 Phase::Container | Phase::EntryLen | Phase::EntryHeader => {
-                    let want = self.st.need as usize - self.st.len as usize;
-                    let n = want.min(chunk.len());
-                    self.st.model.spare()[self.st.len as usize..self.st.len as usize + n]
-                        .copy_from_slice(&chunk[..n]);
-                    self.st.len += n as u16;
+                    let have = self.st.input.len as usize;
+                    let n = (self.st.need as usize - have).min(chunk.len());
+                    self.st.model.spare()[have..have + n].copy_from_slice(&chunk[..n]);
+                    self.st.input.len += n as u16;
                     self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
-                    if self.st.len < self.st.need {
+                    if self.st.input.len < self.st.need {
                         return Ok(Status::NeedMore);
                     }
                     // Entry selection is the caller's next step (`take_due`):
@@ -312,12 +310,13 @@ where
                     self.end_of_body().await?;
                 }
                 Phase::Body => {
-                    let n = (RING - self.st.len as usize)
+                    let input = &mut self.st.input;
+                    let n = (RING - input.len as usize)
                         .min(self.st.body_left as usize)
                         .min(chunk.len());
-                    let mut tail = (self.st.head as usize + self.st.len as usize) % RING;
+                    let mut tail = (input.head as usize + input.len as usize) % RING;
                     for &b in &chunk[..n] {
-                        self.st.ring[tail] = b;
+                        input.ring[tail] = b;
                         tail = (tail + 1) % RING;
                     }
                     self.st.body_crc.update(&chunk[..n]);
@@ -325,7 +324,7 @@ where
                     if let Some(h) = &mut self.st.gate.body {
                         sha2::Digest::update(h, &chunk[..n]);
                     }
-                    self.st.len += n as u16;
+                    self.st.input.len += n as u16;
                     self.st.body_left -= n as u32;
                     self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
@@ -338,7 +337,7 @@ where
                         && self.st.job == Job::None
                     {
                         // The coder uses up its body exactly; anything left is not ours.
-                        if self.st.len != 0 || self.st.body_left != 0 {
+                        if self.st.input.len != 0 || self.st.body_left != 0 {
                             return Err(Error::BodyInvalid);
                         }
                         self.flush_target().await?;
@@ -373,7 +372,7 @@ where
                 }
                 self.st.phase = Phase::EntryHeader;
                 self.st.need = h;
-                self.st.len = 0;
+                self.st.input.len = 0;
             }
             _ => {
                 let raw = &self.st.model.spare()[..self.st.need as usize];
@@ -391,8 +390,8 @@ where
                 self.st.entry = entry;
                 self.st.body_left = entry.body_len;
                 self.st.body_crc = Crc32::new();
-                self.st.len = 0;
-                self.st.head = 0;
+                self.st.input.len = 0;
+                self.st.input.head = 0;
                 if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
                     self.st.in_place = got;
@@ -418,7 +417,7 @@ where
     fn start_entry(&mut self) {
         self.st.phase = Phase::EntryLen;
         self.st.need = 2;
-        self.st.len = 0;
+        self.st.input.len = 0;
     }
 
     /// Decides what to do with the entry whose header was just read. Not
@@ -642,23 +641,8 @@ where
         Ok(())
     }
 
-    /// Runs `f` with a decoder over the input ring; an error if the ring ran
-    /// dry, since everything decoded then is made up.
-    fn decode_with<X>(&mut self, f: impl FnOnce(&mut Model, &mut Local<Ring<'_>>) -> X) -> Res<X> {
-        let st = &mut *self.st;
-        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
-        let x = f(&mut st.model, &mut dec);
-        let (ring, starved) = dec.store(&mut st.rc);
-        (st.head, st.len) = ring.parts();
-        if starved {
-            return Err(Error::BodyInvalid);
-        }
-        Ok(x)
-    }
-
     /// Decodes up to `n` (≥ 1) literal bytes of a `Lit` straight into the
-    /// write buffer, in one loop that keeps the range decoder and the ring
-    /// in registers, while the buffer has room and the ring surely holds
+    /// write buffer, while the buffer has room and the ring surely holds
     /// the next byte's input (8 bytes, one per decision at most, or the
     /// whole body); returns how many, at least one (the caller checked the
     /// ring). Does not program a full buffer.
@@ -666,20 +650,18 @@ where
         let st = &mut *self.st;
         let at = st.writer.len as usize;
         let room = (W - at).min(n as usize);
-        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
         let (mut prev, pos) = (st.prev_byte, st.out);
         let mut k = 0u32;
         for slot in &mut st.writer.buf[at..at + room] {
-            prev = st.model.decode_literal(&mut dec, prev, pos.wrapping_add(k));
+            let here = pos.wrapping_add(k);
+            prev = st.model.literal(&mut st.input, prev, here, 0);
             *slot = prev;
             k += 1;
-            if !all_in && dec.src.len < 8 {
+            if !all_in && st.input.len < 8 {
                 break;
             }
         }
-        let (ring, starved) = dec.store(&mut st.rc);
-        (st.head, st.len) = ring.parts();
-        if starved {
+        if st.input.starved() {
             return Err(Error::BodyInvalid);
         }
         st.writer.len += k as u16;
@@ -691,15 +673,15 @@ where
     /// Decodes as far as the buffered input surely reaches.
     async fn decode(&mut self) -> Res<()> {
         let all_in = self.st.body_left == 0;
-        let have = |s: &Self, n: usize| all_in || s.st.len as usize >= n;
+        let have = |s: &Self, n: usize| all_in || s.st.input.len as usize >= n;
         if !self.st.started {
             if !have(self, crate::codec::rc::INIT_BYTES) {
                 return Ok(());
             }
-            let st = &mut *self.st;
-            let mut ring = Ring::new(&st.ring, st.head, st.len);
-            st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
-            (st.head, st.len) = ring.parts();
+            let input = &mut self.st.input;
+            input.state = DecoderState::start(input)
+                .filter(|_| !input.starved())
+                .ok_or(Error::BodyInvalid)?;
             self.st.started = true;
         }
         let size = self.st.entry.target.size;
@@ -735,8 +717,11 @@ where
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let pos = self.st.out;
-                    let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
+                    let st = &mut *self.st;
+                    let op = st.model.op(&mut st.input, st.out, Op::Copy { len: 0 });
+                    if st.input.starved() {
+                        return Err(Error::BodyInvalid);
+                    }
                     self.start_op(op, left).await?;
                 }
             }

@@ -3,7 +3,7 @@
 //! Every function here takes a [`BitIo`], so the same code encodes (on the
 //! host) and decodes (on the device).
 
-use super::rc::{BitIo, ByteSource, Local, Prob, PROB_INIT};
+use super::rc::{BitIo, Prob, PROB_INIT};
 
 /// Codes `nbits` bits of `value`, most significant first, with a binary
 /// tree of adaptive probabilities (`probs[1..1 << nbits]` are used).
@@ -500,24 +500,6 @@ impl Model {
             (pos & p.lp as u32) as u8
         };
         self.lit.code(io, ctx as usize, byte)
-    }
-
-    /// Decodes one literal byte as [`Model::literal`] does, with the
-    /// decoder of a tight loop (the applier's run of literal bytes).
-    #[inline(always)]
-    pub(crate) fn decode_literal<S: ByteSource>(
-        &mut self,
-        d: &mut Local<S>,
-        prev: u8,
-        pos: u32,
-    ) -> u8 {
-        let p = self.params;
-        let ctx = if p.lc == 1 {
-            prev >> 7
-        } else {
-            (pos & p.lp as u32) as u8
-        };
-        d.byte_tree(&mut self.lit.p, ctx as usize, 0)
     }
 }
 

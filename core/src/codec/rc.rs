@@ -221,40 +221,77 @@ impl<S: ByteSource> Decoder<'_, S> {
     }
 }
 
-/// The decoder for a run of decisions in a tight loop (the literal bytes
-/// of a `Lit`): its state and input by value, so that the compiler keeps
-/// them in registers, and its bit function always inlined — into that one
-/// loop, not into every model function as [`Decoder`]'s would be. Taken
-/// from a [`DecoderState`] and put back with [`Local::store`].
-pub(crate) struct Local<S> {
-    range: u32,
-    code: u32,
-    pub(crate) src: S,
-    pub(crate) starved: bool,
+/// The applier's range decoder: its state and its input, a ring of `N`
+/// bytes (a power of two), in one struct that every decision works on in
+/// place: one pointer for the bit function, and nothing loaded before an
+/// operation nor stored after it.
+///
+/// It does not check for input byte by byte: a read past the buffered
+/// bytes takes a stale one and makes `len` wrap below zero, which
+/// [`RingDecoder::starved`] tells after a run of decisions (everything
+/// decoded since is then made up). A run reads at most a few hundred
+/// bytes, so a wrapped `len` stays far above `N`.
+pub(crate) struct RingDecoder<const N: usize> {
+    /// Range and code.
+    pub(crate) state: DecoderState,
+    /// Where the next input byte is (below `N`).
+    pub(crate) head: u16,
+    /// Input bytes buffered: in the ring during a body (above `N` once
+    /// starved); before it, in the applier's header buffer.
+    pub(crate) len: u16,
+    pub(crate) ring: [u8; N],
 }
 
-impl<S: ByteSource> Local<S> {
-    #[inline(always)]
-    pub(crate) fn load(state: &DecoderState, src: S) -> Self {
-        Local {
-            range: state.range,
-            code: state.code,
-            src,
-            starved: false,
+/// Takes the byte at `head` of `ring`, without checking that it is there.
+#[inline(always)]
+fn take<const N: usize>(ring: &[u8; N], head: &mut u16, len: &mut u16) -> u8 {
+    let b = ring[*head as usize % N];
+    *head = ((*head as usize + 1) % N) as u16;
+    *len = len.wrapping_sub(1);
+    b
+}
+
+impl<const N: usize> RingDecoder<N> {
+    /// Not started, no input.
+    pub(crate) const EMPTY: Self = {
+        assert!(N.is_power_of_two() && N <= 1 << 14);
+        RingDecoder {
+            state: DecoderState::EMPTY,
+            head: 0,
+            len: 0,
+            ring: [0; N],
         }
-    }
+    };
 
-    /// Puts the state back; the input goes back to the caller.
+    /// Whether the decoder has read more input than it was given.
     #[inline(always)]
-    pub(crate) fn store(self, state: &mut DecoderState) -> (S, bool) {
-        state.range = self.range;
-        state.code = self.code;
-        (self.src, self.starved)
+    pub(crate) fn starved(&self) -> bool {
+        self.len as usize > N
     }
+}
 
+impl<const N: usize> ByteSource for RingDecoder<N> {
+    /// Always a byte: see [`RingDecoder::starved`].
+    #[inline(always)]
+    fn next(&mut self) -> Option<u8> {
+        Some(take(&self.ring, &mut self.head, &mut self.len))
+    }
+}
+
+/// [`RingDecoder`]'s registers for a run of decisions in one function:
+/// what is not kept in the state between them.
+struct Local<'r, const N: usize> {
+    range: u32,
+    code: u32,
+    head: u16,
+    len: u16,
+    ring: &'r [u8; N],
+}
+
+impl<const N: usize> Local<'_, N> {
     /// [`Decoder`]'s `bit`, the same arithmetic.
     #[inline(always)]
-    pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
+    fn bit(&mut self, p: &mut Prob) -> u32 {
         let bound = (self.range >> PROB_BITS) * *p as u32;
         let bit = if self.code < bound {
             self.range = bound;
@@ -265,52 +302,76 @@ impl<S: ByteSource> Local<S> {
             1
         };
         adapt(p, bit);
-        self.normalize();
-        bit
-    }
-
-    #[inline(always)]
-    fn normalize(&mut self) {
         if self.range < TOP {
             self.range <<= 8;
-            let b = match self.src.next() {
-                Some(b) => b,
-                None => {
-                    self.starved = true;
-                    0
-                }
-            };
+            let b = take(self.ring, &mut self.head, &mut self.len);
             self.code = (self.code << 8) | b as u32;
         }
+        bit
     }
 }
 
-/// The applier decodes operations through this too: the state and the
-/// input are one struct behind one pointer, not two.
-impl<S: ByteSource> BitIo for Local<S> {
+/// The applier decodes everything through this.
+impl<const N: usize> BitIo for RingDecoder<N> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
-        Local::bit(self, p)
+        let st = &mut self.state;
+        let bound = (st.range >> PROB_BITS) * *p as u32;
+        let bit = if st.code < bound {
+            st.range = bound;
+            0
+        } else {
+            st.code = st.code.wrapping_sub(bound);
+            st.range = st.range.wrapping_sub(bound);
+            1
+        };
+        adapt(p, bit);
+        if st.range < TOP {
+            st.range <<= 8;
+            let b = take(&self.ring, &mut self.head, &mut self.len);
+            self.state.code = (self.state.code << 8) | b as u32;
+        }
+        bit
     }
 
     #[inline]
     fn direct(&mut self, _bit: u32) -> u32 {
-        self.range >>= 1;
-        let bit = if self.code >= self.range {
-            self.code = self.code.wrapping_sub(self.range);
+        let st = &mut self.state;
+        st.range >>= 1;
+        let bit = if st.code >= st.range {
+            st.code = st.code.wrapping_sub(st.range);
             1
         } else {
             0
         };
-        self.normalize();
+        if st.range < TOP {
+            st.range <<= 8;
+            let b = take(&self.ring, &mut self.head, &mut self.len);
+            self.state.code = (self.state.code << 8) | b as u32;
+        }
         bit
     }
 
-    /// The walk with the bit function inlined into it: one copy, for the
-    /// `Diff` values (the literal loop has its own).
+    /// The walk with the bit function inlined into it and the decoder in
+    /// registers: one copy, for literals and `Diff` values.
     #[inline(never)]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
-        super::model::walk(p, ctx, 0, |p, _| Local::bit(self, p))
+        let RingDecoder {
+            state,
+            head,
+            len,
+            ring,
+        } = self;
+        let mut l = Local {
+            range: state.range,
+            code: state.code,
+            head: *head,
+            len: *len,
+            ring,
+        };
+        let v = super::model::walk(p, ctx, 0, |p, _| l.bit(p));
+        (state.range, state.code, *head, *len) = (l.range, l.code, l.head, l.len);
+        v
     }
 }
 
