@@ -115,7 +115,8 @@ pub(crate) async fn cached<'c, F: ReadNorFlash, const R: usize>(
         refill(cache, what, flash, pos, limit).await?;
     }
     let rel = pos.wrapping_sub(cache.base) as usize;
-    Ok(&cache.buf[rel.min(R)..(cache.len as usize).min(R)])
+    // `get`, not indexing: no panic path, so the compiler inlines it.
+    Ok(cache.buf.get(rel..cache.len as usize).unwrap_or_default())
 }
 
 /// [`cached`] not inlined: for reads of the target written so far (copies
