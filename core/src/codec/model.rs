@@ -135,8 +135,10 @@ impl<const C: usize> Number<C> {
             let b = (v >> i) & 1;
             // n ≥ 2 here: there is a bit below the leading one.
             let b = if m < 4 && n as usize <= MANT_LENS {
-                let idx = 3 * (n as usize - 2) + m;
-                let b = io.bit(&mut self.mant[idx % MANT], b);
+                // Below `MANT` (n ≤ 12, m < 4); `min`, not `% MANT` (a
+                // division), keeps the index in bounds.
+                let idx = (3 * (n as usize - 2) + m).min(MANT - 1);
+                let b = io.bit(&mut self.mant[idx], b);
                 m = (m << 1) | b as usize;
                 b
             } else {
