@@ -807,45 +807,20 @@ where
         let st = &mut *self.st;
         let room = (st.writer.room() as u32).min(n);
         let at = st.writer.len as usize;
-        let k = if pos < ss {
-            let cache = &st.cache;
-            if S::READ_SIZE == 1
-                && (cache.what != Cached::Source || pos.wrapping_sub(cache.base) >= cache.len)
-            {
-                // Not cached, and the source reads any byte: straight into
-                // the write buffer, as much as it has room for (a long
-                // copy: one read per write, no copy between buffers).
-                let k = room.min(ss - pos);
-                self.source
-                    .read(pos, &mut st.writer.buf[at..at + k as usize])
-                    .await
-                    .map_err(FlashError::of(FlashRole::Source))?;
-                k
-            } else {
-                let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-                let piece = cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
-                    .await
-                    .map_err(FlashError::of(FlashRole::Source))?;
-                // A copy from the source stops at its end, where the target begins.
-                let k = (piece.len() as u32).min(room).min(ss - pos);
-                st.writer.put(&piece[..k as usize]);
-                k
-            }
-        } else if pos - ss < st.writer.flushed {
-            let flushed = st.writer.flushed;
-            let piece = cached_far(
-                &mut st.cache,
-                Cached::Target,
-                &mut self.target,
-                pos - ss,
-                flushed,
-            )
-            .await
-            .map_err(FlashError::of(FlashRole::Target))?;
-            let k = (piece.len() as u32).min(room);
-            st.writer.put(&piece[..k as usize]);
+        let cache = &st.cache;
+        let cached_source =
+            cache.what == Cached::Source && pos.wrapping_sub(cache.base) < cache.len;
+        let k = if pos < ss && S::READ_SIZE == 1 && !cached_source {
+            // Not cached, and the source reads any byte: straight into
+            // the write buffer, as much as it has room for (a long copy:
+            // one read per write, no copy between buffers).
+            let k = room.min(ss - pos);
+            self.source
+                .read(pos, &mut st.writer.buf[at..at + k as usize])
+                .await
+                .map_err(FlashError::of(FlashRole::Source))?;
             k
-        } else {
+        } else if pos >= ss && pos - ss >= st.writer.flushed {
             // From the write buffer itself, perhaps overlapping what it
             // produces (a run of one byte copies from one behind): byte
             // by byte, front to back, within the buffer.
@@ -857,6 +832,32 @@ where
                 buf[i] = buf[i - back];
             }
             room
+        } else {
+            // Through the read cache, from the source or the target
+            // written so far; a copy from the source stops at its end,
+            // where the target begins.
+            let (piece, end) = if pos < ss {
+                let limit = align_up(ss as u64, S::READ_SIZE) as u32;
+                let piece = cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
+                    .await
+                    .map_err(FlashError::of(FlashRole::Source))?;
+                (piece, ss - pos)
+            } else {
+                let flushed = st.writer.flushed;
+                let piece = cached_far(
+                    &mut st.cache,
+                    Cached::Target,
+                    &mut self.target,
+                    pos - ss,
+                    flushed,
+                )
+                .await
+                .map_err(FlashError::of(FlashRole::Target))?;
+                (piece, room)
+            };
+            let k = (piece.len() as u32).min(room).min(end);
+            st.writer.put(&piece[..k as usize]);
+            k
         };
         // `k` ≥ 1: every source gives at least one byte.
         let w = &mut st.writer;
