@@ -5,22 +5,29 @@
 
 use super::rc::{BitIo, Prob, PROB_INIT};
 
-/// Codes `nbits` bits of `value`, most significant first, with a binary
-/// tree of adaptive probabilities (`probs[1..1 << nbits]` are used).
-#[inline]
-fn tree<I: BitIo, const N: usize>(
-    io: &mut I,
-    probs: &mut [Prob; N],
-    nbits: u32,
+/// The walk down a bit-length tree's probabilities `probs` (nodes
+/// `1..32`, five levels), coding the 5-bit `value` with `bit`: written
+/// once for every bit function ([`BitIo::length`]).
+#[inline(always)]
+pub(crate) fn length_walk(
+    probs: &mut [Prob; LENGTH_TREE],
     value: u32,
+    mut bit: impl FnMut(&mut Prob, u32) -> u32,
 ) -> u32 {
     let mut m = 1usize;
-    for i in (0..nbits).rev() {
-        let b = io.bit(&mut probs[m % N], (value >> i) & 1);
+    let mut i = 5;
+    // `m < 32` in the loop: the index is in bounds, which the compiler
+    // sees (no check, no counter).
+    while m < LENGTH_TREE {
+        i -= 1;
+        let b = bit(&mut probs[m], (value >> i) & 1);
         m = (m << 1) | b as usize;
     }
-    (m as u32).wrapping_sub(1 << nbits)
+    (m - LENGTH_TREE) as u32
 }
+
+/// Probabilities in a [`Number`]'s bit-length tree (node 0 unused).
+pub const LENGTH_TREE: usize = 32;
 
 /// Bit lengths whose two bits below the leading one are modelled; longer
 /// numbers code those bits as direct bits too.
@@ -107,7 +114,7 @@ pub(crate) fn walk(
 /// as direct bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Number<const C: usize> {
-    len: [[Prob; 32]; C],
+    len: [[Prob; LENGTH_TREE]; C],
     mant: [Prob; MANT],
 }
 
@@ -128,7 +135,7 @@ impl<const C: usize> Number<C> {
     /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
     pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
         let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
-        let n = tree(io, &mut self.len[ctx % C], 5, n.wrapping_sub(1)) + 1;
+        let n = io.length(&mut self.len[ctx % C], n.wrapping_sub(1)) + 1;
         let mut out = 1u32;
         let mut m = 1usize;
         for i in (0..n - 1).rev() {

@@ -7,7 +7,7 @@
 //! `n` coded bytes is `5 + normalisations` bytes long, and the applier can
 //! demand that the body is used up exactly when the target is complete.
 
-use super::model::BYTE_TREE;
+use super::model::{BYTE_TREE, LENGTH_TREE};
 
 /// An adaptive probability that the next bit is 0, in units of 1/2048.
 pub type Prob = u16;
@@ -38,6 +38,14 @@ pub trait BitIo {
     #[inline]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, value: u8) -> u8 {
         super::model::walk(p, ctx, value, |p, b| self.bit(p, b))
+    }
+
+    /// Codes the 5-bit `value` (a number's bit length less one) with a
+    /// bit-length tree's probabilities `p`: bit by bit, or faster as
+    /// [`BitIo::byte_tree`].
+    #[inline]
+    fn length(&mut self, p: &mut [Prob; LENGTH_TREE], value: u32) -> u32 {
+        super::model::length_walk(p, value, |p, b| self.bit(p, b))
     }
 }
 
@@ -356,6 +364,21 @@ impl<const N: usize> BitIo for RingDecoder<N> {
     /// registers: one copy, for literals and `Diff` values.
     #[inline(never)]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
+        self.in_registers(|l| super::model::walk(p, ctx, 0, |p, _| l.bit(p)))
+    }
+
+    /// As [`BitIo::byte_tree`]: one copy, for every number's length.
+    #[inline(never)]
+    fn length(&mut self, p: &mut [Prob; LENGTH_TREE], _value: u32) -> u32 {
+        self.in_registers(|l| super::model::length_walk(p, 0, |p, _| l.bit(p)))
+    }
+}
+
+impl<const N: usize> RingDecoder<N> {
+    /// Runs `f` with the decoder's state in [`Local`] registers, and puts
+    /// it back.
+    #[inline(always)]
+    fn in_registers<X>(&mut self, f: impl FnOnce(&mut Local<'_, N>) -> X) -> X {
         let RingDecoder {
             state,
             head,
@@ -369,9 +392,9 @@ impl<const N: usize> BitIo for RingDecoder<N> {
             len: *len,
             ring,
         };
-        let v = super::model::walk(p, ctx, 0, |p, _| l.bit(p));
+        let x = f(&mut l);
         (state.range, state.code, *head, *len) = (l.range, l.code, l.head, l.len);
-        v
+        x
     }
 }
 
