@@ -730,7 +730,10 @@ where
 
     /// Checks a decoded operation against the images and starts it.
     async fn start_op(&mut self, op: Op, left: u32) -> Res<()> {
-        let reach = self.st.entry.source.size as u64 + self.st.out as u64;
+        let (ss, out) = (self.st.entry.source.size, self.st.out);
+        // The cursor is within the virtual source (`ss + out` bytes so
+        // far): in 32 bits, what `(cursor as u64) < ss + out` says.
+        let within = |c: u32| c < ss || c - ss < out;
         match op {
             Op::Copy { len } | Op::Seek { len, .. } | Op::Lit { len } if len > left => {
                 Err(Error::BodyInvalid)
@@ -741,14 +744,14 @@ where
             }
             Op::Seek { delta, len } => {
                 let c = self.st.cursor as i64 + delta;
-                if c < 0 || c as u64 >= reach {
+                if c < 0 || c > u32::MAX as i64 || !within(c as u32) {
                     return Err(Error::BodyInvalid);
                 }
                 self.st.cursor = c as u32;
                 self.st.job = Job::Copy(len);
                 Ok(())
             }
-            _ if self.st.cursor as u64 >= reach => Err(Error::BodyInvalid),
+            _ if !within(self.st.cursor) => Err(Error::BodyInvalid),
             Op::Copy { len } => {
                 self.st.job = Job::Copy(len);
                 Ok(())
