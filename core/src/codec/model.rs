@@ -5,25 +5,46 @@
 
 use super::rc::{BitIo, Prob, PROB_INIT};
 
-/// The walk down a bit-length tree's probabilities `probs` (nodes
-/// `1..32`, five levels), coding the 5-bit `value` with `bit`: written
-/// once for every bit function ([`BitIo::length`]).
+/// Codes the number `v` (≥ 1; the encoder must not pass 0) with a
+/// [`Number`]'s length tree `len` and mantissa probabilities `mant`:
+/// written once for every coder ([`BitIo::number`]).
 #[inline(always)]
-pub(crate) fn length_walk(
-    probs: &mut [Prob; LENGTH_TREE],
-    value: u32,
-    mut bit: impl FnMut(&mut Prob, u32) -> u32,
+pub(crate) fn number_walk<I: BitIo + ?Sized>(
+    io: &mut I,
+    len: &mut [Prob; LENGTH_TREE],
+    mant: &mut [Prob; MANT],
+    v: u32,
 ) -> u32 {
+    let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
+    let value = n.wrapping_sub(1);
+    // The bit length less one, a 5-level tree. `m < 32` in the loop: the
+    // index is in bounds, which the compiler sees (no check, no counter).
     let mut m = 1usize;
     let mut i = 5;
-    // `m < 32` in the loop: the index is in bounds, which the compiler
-    // sees (no check, no counter).
     while m < LENGTH_TREE {
         i -= 1;
-        let b = bit(&mut probs[m], (value >> i) & 1);
+        let b = io.bit(&mut len[m], (value >> i) & 1);
         m = (m << 1) | b as usize;
     }
-    (m - LENGTH_TREE) as u32
+    let n = (m - LENGTH_TREE) as u32 + 1;
+    let mut out = 1u32;
+    let mut m = 1usize;
+    for i in (0..n - 1).rev() {
+        let b = (v >> i) & 1;
+        // n ≥ 2 here: there is a bit below the leading one.
+        let b = if m < 4 && n as usize <= MANT_LENS {
+            // Below `MANT` (n ≤ 12, m < 4); `min`, not `% MANT` (a
+            // division), keeps the index in bounds.
+            let idx = (3 * (n as usize - 2) + m).min(MANT - 1);
+            let b = io.bit(&mut mant[idx], b);
+            m = (m << 1) | b as usize;
+            b
+        } else {
+            io.direct(b)
+        };
+        out = (out << 1) | b;
+    }
+    out
 }
 
 /// Probabilities in a [`Number`]'s bit-length tree (node 0 unused).
@@ -36,7 +57,7 @@ const MANT_LENS: usize = 12;
 /// bit (node 1 of a 2-level tree), lengths 3 to `MANT_LENS` three each
 /// (nodes 1–3), at `3 × (length − 2) + node`; index 0 and the unused nodes
 /// of length 2 keep the layout a formula.
-const MANT: usize = 3 * (MANT_LENS - 2) + 4;
+pub const MANT: usize = 3 * (MANT_LENS - 2) + 4;
 
 /// Nodes of a [`ByteTree`] kept per context: the top six levels of the
 /// eight (nodes 1–63; index 0 is unused).
@@ -133,27 +154,9 @@ impl<const C: usize> Number<C> {
     };
 
     /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
+    #[inline]
     pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
-        let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
-        let n = io.length(&mut self.len[ctx % C], n.wrapping_sub(1)) + 1;
-        let mut out = 1u32;
-        let mut m = 1usize;
-        for i in (0..n - 1).rev() {
-            let b = (v >> i) & 1;
-            // n ≥ 2 here: there is a bit below the leading one.
-            let b = if m < 4 && n as usize <= MANT_LENS {
-                // Below `MANT` (n ≤ 12, m < 4); `min`, not `% MANT` (a
-                // division), keeps the index in bounds.
-                let idx = (3 * (n as usize - 2) + m).min(MANT - 1);
-                let b = io.bit(&mut self.mant[idx], b);
-                m = (m << 1) | b as usize;
-                b
-            } else {
-                io.direct(b)
-            };
-            out = (out << 1) | b;
-        }
-        out
+        io.number(&mut self.len[ctx % C], &mut self.mant, v)
     }
 }
 

@@ -7,7 +7,7 @@
 //! `n` coded bytes is `5 + normalisations` bytes long, and the applier can
 //! demand that the body is used up exactly when the target is complete.
 
-use super::model::{BYTE_TREE, LENGTH_TREE};
+use super::model::{BYTE_TREE, LENGTH_TREE, MANT};
 
 /// An adaptive probability that the next bit is 0, in units of 1/2048.
 pub type Prob = u16;
@@ -40,12 +40,17 @@ pub trait BitIo {
         super::model::walk(p, ctx, value, |p, b| self.bit(p, b))
     }
 
-    /// Codes the 5-bit `value` (a number's bit length less one) with a
-    /// bit-length tree's probabilities `p`: bit by bit, or faster as
+    /// Codes the number `value` (≥ 1) with a `Number`'s length tree `len`
+    /// and mantissa probabilities `mant`: bit by bit, or faster as
     /// [`BitIo::byte_tree`].
     #[inline]
-    fn length(&mut self, p: &mut [Prob; LENGTH_TREE], value: u32) -> u32 {
-        super::model::length_walk(p, value, |p, b| self.bit(p, b))
+    fn number(
+        &mut self,
+        len: &mut [Prob; LENGTH_TREE],
+        mant: &mut [Prob; MANT],
+        value: u32,
+    ) -> u32 {
+        super::model::number_walk(self, len, mant, value)
     }
 }
 
@@ -297,9 +302,21 @@ struct Local<'r, const N: usize> {
 }
 
 impl<const N: usize> Local<'_, N> {
-    /// [`Decoder`]'s `bit`, the same arithmetic.
     #[inline(always)]
-    fn bit(&mut self, p: &mut Prob) -> u32 {
+    fn normalize(&mut self) {
+        if self.range < TOP {
+            self.range <<= 8;
+            let b = take(self.ring, &mut self.head, &mut self.len);
+            self.code = (self.code << 8) | b as u32;
+        }
+    }
+}
+
+/// [`Decoder`]'s arithmetic, always inlined: the walks that run on
+/// [`Local`] keep the decoder in registers.
+impl<const N: usize> BitIo for Local<'_, N> {
+    #[inline(always)]
+    fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
         let bound = (self.range >> PROB_BITS) * *p as u32;
         let bit = if self.code < bound {
             self.range = bound;
@@ -310,11 +327,20 @@ impl<const N: usize> Local<'_, N> {
             1
         };
         adapt(p, bit);
-        if self.range < TOP {
-            self.range <<= 8;
-            let b = take(self.ring, &mut self.head, &mut self.len);
-            self.code = (self.code << 8) | b as u32;
-        }
+        self.normalize();
+        bit
+    }
+
+    #[inline(always)]
+    fn direct(&mut self, _bit: u32) -> u32 {
+        self.range >>= 1;
+        let bit = if self.code >= self.range {
+            self.code = self.code.wrapping_sub(self.range);
+            1
+        } else {
+            0
+        };
+        self.normalize();
         bit
     }
 }
@@ -364,13 +390,13 @@ impl<const N: usize> BitIo for RingDecoder<N> {
     /// registers: one copy, for literals and `Diff` values.
     #[inline(never)]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
-        self.in_registers(|l| super::model::walk(p, ctx, 0, |p, _| l.bit(p)))
+        self.in_registers(|l| super::model::walk(p, ctx, 0, |p, b| l.bit(p, b)))
     }
 
-    /// As [`BitIo::byte_tree`]: one copy, for every number's length.
+    /// As [`BitIo::byte_tree`]: one copy, for every number.
     #[inline(never)]
-    fn length(&mut self, p: &mut [Prob; LENGTH_TREE], _value: u32) -> u32 {
-        self.in_registers(|l| super::model::length_walk(p, 0, |p, _| l.bit(p)))
+    fn number(&mut self, len: &mut [Prob; LENGTH_TREE], mant: &mut [Prob; MANT], v: u32) -> u32 {
+        self.in_registers(|l| super::model::number_walk(l, len, mant, v))
     }
 }
 
