@@ -52,6 +52,19 @@ impl<const R: usize> ReadCache<R> {
         }
     }
 
+    /// The cached bytes from offset `at` of the block on (`get`, not
+    /// indexing: no panic path, so the compiler inlines it).
+    #[inline]
+    pub(crate) fn piece(&self, at: usize) -> &[u8] {
+        self.buf.get(at..self.len as usize).unwrap_or_default()
+    }
+
+    /// The cached byte at offset `at` of the block.
+    #[inline]
+    pub(crate) fn byte(&self, at: usize) -> u8 {
+        self.buf.get(at).copied().unwrap_or(0)
+    }
+
     /// Forgets what is cached (after `buf` was used for something else).
     pub(crate) fn invalidate(&mut self) {
         self.what = Cached::Nothing;

@@ -770,7 +770,7 @@ where
     #[inline]
     async fn virtual_byte(&mut self, pos: u32) -> Res<u8> {
         let ss = self.st.entry.source.size;
-        let b = if pos < ss {
+        let at = if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
             cached(
                 &mut self.st.cache,
@@ -797,7 +797,7 @@ where
             .await
             .map_err(FlashError::of(FlashRole::Target))?
         };
-        Ok(b.first().copied().unwrap_or(0))
+        Ok(self.st.cache.byte(at))
     }
 
     /// Copies up to `n` (≥ 1) bytes from the cursor to the target, as many
@@ -839,15 +839,15 @@ where
             // Through the read cache, from the source or the target
             // written so far; a copy from the source stops at its end,
             // where the target begins.
-            let (piece, end) = if pos < ss {
+            let (at, end) = if pos < ss {
                 let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-                let piece = cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
+                let at = cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
                     .await
                     .map_err(FlashError::of(FlashRole::Source))?;
-                (piece, ss - pos)
+                (at, ss - pos)
             } else {
                 let flushed = st.writer.flushed;
-                let piece = cached_far(
+                let at = cached_far(
                     &mut st.cache,
                     Cached::Target,
                     &mut self.target,
@@ -856,8 +856,9 @@ where
                 )
                 .await
                 .map_err(FlashError::of(FlashRole::Target))?;
-                (piece, room)
+                (at, room)
             };
+            let piece = st.cache.piece(at);
             let k = (piece.len() as u32).min(room).min(end);
             st.writer.put(&piece[..k as usize]);
             k
