@@ -28,21 +28,24 @@ pub(crate) fn number_walk<I: BitIo + ?Sized>(
     }
     let n = (m - LENGTH_TREE) as u32 + 1;
     let mut out = 1u32;
-    let mut m = 1usize;
-    for i in (0..n - 1).rev() {
-        let b = (v >> i) & 1;
-        // n ≥ 2 here: there is a bit below the leading one.
-        let b = if m < 4 && n as usize <= MANT_LENS {
+    // The bits below the leading one: the first two modelled (a 2-level
+    // tree per bit length up to `MANT_LENS`), the others direct.
+    let mut i = n - 1;
+    if n as usize <= MANT_LENS && i > 0 {
+        let base = 3 * (n as usize - 2);
+        let mut m = 1usize;
+        while m < 4 && i > 0 {
+            i -= 1;
             // Below `MANT` (n ≤ 12, m < 4); `min`, not `% MANT` (a
             // division), keeps the index in bounds.
-            let idx = (3 * (n as usize - 2) + m).min(MANT - 1);
-            let b = io.bit(&mut mant[idx], b);
+            let b = io.bit(&mut mant[(base + m).min(MANT - 1)], (v >> i) & 1);
             m = (m << 1) | b as usize;
-            b
-        } else {
-            io.direct(b)
-        };
-        out = (out << 1) | b;
+            out = (out << 1) | b;
+        }
+    }
+    while i > 0 {
+        i -= 1;
+        out = (out << 1) | io.direct((v >> i) & 1);
     }
     out
 }
