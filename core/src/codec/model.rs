@@ -109,25 +109,33 @@ impl ByteTree {
 pub const BYTE_TREE: usize = ByteTree::PROBS;
 
 /// The walk down a [`ByteTree`]'s probabilities `p` with the top levels of
-/// context `ctx` (0 or 1), coding `value` with `bit`: written once for
-/// every bit function ([`BitIo::byte_tree`], the literal loop).
+/// context `ctx` (0 or 1), coding `value` with `io`: written once for
+/// every coder ([`BitIo::byte_tree`]).
 #[inline(always)]
-pub(crate) fn walk(
+pub(crate) fn walk<I: BitIo + ?Sized>(
+    io: &mut I,
     p: &mut [Prob; BYTE_TREE],
     ctx: usize,
     value: u8,
-    mut bit: impl FnMut(&mut Prob, u32) -> u32,
 ) -> u8 {
     let top = TOP * (ctx % 2);
     let mut m = 1usize;
     let mut i = 8;
-    // `m < 256` in the loop: the index is below 320, which the compiler
-    // sees (no bounds check, no division).
-    while m < 256 {
-        i -= 1;
-        let at = if m < TOP { top + m } else { m + TOP };
-        let b = bit(&mut p[at], (value as u32 >> i) & 1);
-        m = (m << 1) | b as usize;
+    // The top levels from `top`, then the shared ones from `TOP`: one
+    // loop per part, so that no level chooses its table, around one bit
+    // function. The bounds keep the indexes below 320, which the
+    // compiler sees (no bounds check, no division).
+    let (mut base, mut end) = (top, TOP);
+    loop {
+        while m < end {
+            i -= 1;
+            let b = io.bit(&mut p[base + m], (value as u32 >> i) & 1);
+            m = (m << 1) | b as usize;
+        }
+        if m >= 256 {
+            break;
+        }
+        (base, end) = (TOP, 256);
     }
     m as u8
 }

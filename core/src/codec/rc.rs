@@ -37,7 +37,7 @@ pub trait BitIo {
     /// faster (the applier's decoder does).
     #[inline]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, value: u8) -> u8 {
-        super::model::walk(p, ctx, value, |p, b| self.bit(p, b))
+        super::model::walk(self, p, ctx, value)
     }
 
     /// Codes the number `value` (≥ 1) with a `Number`'s length tree `len`
@@ -390,7 +390,7 @@ impl<const N: usize> BitIo for RingDecoder<N> {
     /// registers: one copy, for literals and `Diff` values.
     #[inline(never)]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
-        self.in_registers(|l| super::model::walk(p, ctx, 0, |p, b| l.bit(p, b)))
+        self.in_registers(|l| super::model::walk(l, p, ctx, 0))
     }
 
     /// As [`BitIo::byte_tree`]: one copy, for every number.
