@@ -217,23 +217,6 @@ pub struct Decoder<'s, S: ByteSource> {
     pub(crate) starved: bool,
 }
 
-impl<S: ByteSource> Decoder<'_, S> {
-    #[inline(always)]
-    fn normalize(&mut self) {
-        if self.state.range < TOP {
-            self.state.range <<= 8;
-            let b = match self.src.next() {
-                Some(b) => b,
-                None => {
-                    self.starved = true;
-                    0
-                }
-            };
-            self.state.code = (self.state.code << 8) | b as u32;
-        }
-    }
-}
-
 /// The applier's range decoder: its state and its input, a ring of `N`
 /// bytes (a power of two), in one struct that every decision works on in
 /// place: one pointer for the bit function, and nothing loaded before an
@@ -301,47 +284,19 @@ struct Local<'r, const N: usize> {
     ring: &'r [u8; N],
 }
 
-impl<const N: usize> Local<'_, N> {
-    #[inline(always)]
-    fn normalize(&mut self) {
-        if self.range < TOP {
-            self.range <<= 8;
-            let b = take(self.ring, &mut self.head, &mut self.len);
-            self.code = (self.code << 8) | b as u32;
-        }
-    }
-}
-
-/// [`Decoder`]'s arithmetic, always inlined: the walks that run on
-/// [`Local`] keep the decoder in registers.
+/// [`decide`], always inlined: the walks that run on [`Local`] keep the
+/// decoder in registers.
 impl<const N: usize> BitIo for Local<'_, N> {
     #[inline(always)]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
-        let bound = (self.range >> PROB_BITS) * *p as u32;
-        let bit = if self.code < bound {
-            self.range = bound;
-            0
-        } else {
-            self.code = self.code.wrapping_sub(bound);
-            self.range = self.range.wrapping_sub(bound);
-            1
-        };
-        adapt(p, bit);
-        self.normalize();
-        bit
+        let input = &mut (self.ring, &mut self.head, &mut self.len);
+        decide(&mut self.range, &mut self.code, p, input)
     }
 
     #[inline(always)]
     fn direct(&mut self, _bit: u32) -> u32 {
-        self.range >>= 1;
-        let bit = if self.code >= self.range {
-            self.code = self.code.wrapping_sub(self.range);
-            1
-        } else {
-            0
-        };
-        self.normalize();
-        bit
+        let input = &mut (self.ring, &mut self.head, &mut self.len);
+        decide_direct(&mut self.range, &mut self.code, input)
     }
 }
 
@@ -349,41 +304,14 @@ impl<const N: usize> BitIo for Local<'_, N> {
 impl<const N: usize> BitIo for RingDecoder<N> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
-        let st = &mut self.state;
-        let bound = (st.range >> PROB_BITS) * *p as u32;
-        let bit = if st.code < bound {
-            st.range = bound;
-            0
-        } else {
-            st.code = st.code.wrapping_sub(bound);
-            st.range = st.range.wrapping_sub(bound);
-            1
-        };
-        adapt(p, bit);
-        if st.range < TOP {
-            st.range <<= 8;
-            let b = take(&self.ring, &mut self.head, &mut self.len);
-            self.state.code = (self.state.code << 8) | b as u32;
-        }
-        bit
+        let input = &mut (&self.ring, &mut self.head, &mut self.len);
+        decide(&mut self.state.range, &mut self.state.code, p, input)
     }
 
     #[inline]
     fn direct(&mut self, _bit: u32) -> u32 {
-        let st = &mut self.state;
-        st.range >>= 1;
-        let bit = if st.code >= st.range {
-            st.code = st.code.wrapping_sub(st.range);
-            1
-        } else {
-            0
-        };
-        if st.range < TOP {
-            st.range <<= 8;
-            let b = take(&self.ring, &mut self.head, &mut self.len);
-            self.state.code = (self.state.code << 8) | b as u32;
-        }
-        bit
+        let input = &mut (&self.ring, &mut self.head, &mut self.len);
+        decide_direct(&mut self.state.range, &mut self.state.code, input)
     }
 
     /// The walk with the bit function inlined into it and the decoder in
@@ -428,31 +356,81 @@ impl<S: ByteSource> BitIo for Decoder<'_, S> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
         let st = &mut *self.state;
-        let bound = (st.range >> PROB_BITS) * *p as u32;
-        let bit = if st.code < bound {
-            st.range = bound;
-            0
-        } else {
-            st.code = st.code.wrapping_sub(bound);
-            st.range = st.range.wrapping_sub(bound);
-            1
-        };
-        adapt(p, bit);
-        self.normalize();
-        bit
+        let mut input = (&mut *self.src, &mut self.starved);
+        decide(&mut st.range, &mut st.code, p, &mut input)
     }
 
     #[inline]
     fn direct(&mut self, _bit: u32) -> u32 {
         let st = &mut *self.state;
-        st.range >>= 1;
-        let bit = if st.code >= st.range {
-            st.code = st.code.wrapping_sub(st.range);
-            1
-        } else {
+        let mut input = (&mut *self.src, &mut self.starved);
+        decide_direct(&mut st.range, &mut st.code, &mut input)
+    }
+}
+
+/// Where a decision's normalisation takes the next input byte.
+trait Input {
+    fn byte(&mut self) -> u8;
+}
+
+/// A byte source and its starvation flag: 0 (and the flag set) when the
+/// source has no byte.
+impl<S: ByteSource> Input for (&mut S, &mut bool) {
+    #[inline(always)]
+    fn byte(&mut self) -> u8 {
+        self.0.next().unwrap_or_else(|| {
+            *self.1 = true;
             0
-        };
-        self.normalize();
-        bit
+        })
+    }
+}
+
+/// A ring, its head and its length: see [`take`].
+impl<const N: usize> Input for (&[u8; N], &mut u16, &mut u16) {
+    #[inline(always)]
+    fn byte(&mut self) -> u8 {
+        take(self.0, self.1, self.2)
+    }
+}
+
+/// One decision with the adaptive probability `p`: decodes it from `range`
+/// and `code`, adapts `p` and normalises from `input`. The arithmetic of
+/// every decoder here, always inlined.
+#[inline(always)]
+fn decide(range: &mut u32, code: &mut u32, p: &mut Prob, input: &mut impl Input) -> u32 {
+    let bound = (*range >> PROB_BITS) * *p as u32;
+    let bit = if *code < bound {
+        *range = bound;
+        0
+    } else {
+        *code = code.wrapping_sub(bound);
+        *range = range.wrapping_sub(bound);
+        1
+    };
+    adapt(p, bit);
+    normalize(range, code, input);
+    bit
+}
+
+/// One direct decision (probability one half), as [`decide`].
+#[inline(always)]
+fn decide_direct(range: &mut u32, code: &mut u32, input: &mut impl Input) -> u32 {
+    *range >>= 1;
+    let bit = if *code >= *range {
+        *code = code.wrapping_sub(*range);
+        1
+    } else {
+        0
+    };
+    normalize(range, code, input);
+    bit
+}
+
+/// Keeps `range` at least 2^24, in lock-step with the encoder.
+#[inline(always)]
+fn normalize(range: &mut u32, code: &mut u32, input: &mut impl Input) {
+    if *range < TOP {
+        *range <<= 8;
+        *code = (*code << 8) | input.byte() as u32;
     }
 }
