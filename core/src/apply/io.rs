@@ -52,6 +52,19 @@ impl<const R: usize> ReadCache<R> {
         }
     }
 
+    /// The cached bytes from offset `at` of the block on (`get`, not
+    /// indexing: no panic path, so the compiler inlines it).
+    #[inline]
+    pub(crate) fn piece(&self, at: usize) -> &[u8] {
+        self.buf.get(at..self.len as usize).unwrap_or_default()
+    }
+
+    /// The cached byte at offset `at` of the block.
+    #[inline]
+    pub(crate) fn byte(&self, at: usize) -> u8 {
+        self.buf.get(at).copied().unwrap_or(0)
+    }
+
     /// Forgets what is cached (after `buf` was used for something else).
     pub(crate) fn invalidate(&mut self) {
         self.what = Cached::Nothing;
@@ -107,22 +120,18 @@ impl<const W: usize> Writer<W> {
         W - self.len as usize
     }
 
-    /// Appends `bytes` (at most [`Self::room`]); `true` if the buffer is
-    /// then full, as [`Writer::push`].
+    /// Puts `bytes` (at most [`Self::room`]) after the buffered ones,
+    /// without counting them in: the caller adds them to `len`.
     /// A byte loop, not `memcpy`: the pieces that come here are short
     /// (what is left of a cached block; a long copy is read straight into
     /// the buffer), for which the call and its slice checks cost more
     /// than the copy.
     #[inline]
-    pub(crate) fn extend(&mut self, bytes: &[u8]) -> bool {
+    pub(crate) fn put(&mut self, bytes: &[u8]) {
         let at = (self.len as usize).min(W);
-        let dst = &mut self.buf[at..];
-        let n = bytes.len().min(dst.len());
-        for (d, &s) in dst.iter_mut().zip(bytes) {
+        for (d, &s) in self.buf[at..].iter_mut().zip(bytes) {
             *d = s;
         }
-        self.len += n as u16;
-        self.len as usize == W
     }
 }
 

@@ -64,7 +64,8 @@ pub(crate) mod asynch {
     pub use run::Applier;
 }
 
-use crate::codec::{ByteSource, DecoderState, Model, MAX_OP_INPUT};
+use crate::codec::rc::RingDecoder;
+use crate::codec::{DecoderState, Model, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 #[cfg(feature = "sign")]
 use crate::error::ApplyError as Error;
@@ -266,48 +267,6 @@ pub(crate) enum Job {
     Lit(u32),
 }
 
-/// The input ring, lent to the range decoder: its place and length by
-/// value (kept in registers in the literal loop), put back into the state
-/// with [`Ring::parts`].
-struct Ring<'a> {
-    buf: &'a [u8; RING],
-    head: usize,
-    len: usize,
-}
-
-impl<'a> Ring<'a> {
-    #[inline(always)]
-    fn new(buf: &'a [u8; RING], head: u16, len: u16) -> Self {
-        Ring {
-            buf,
-            head: head as usize,
-            len: len as usize,
-        }
-    }
-
-    /// The head and length to keep in the state.
-    #[inline(always)]
-    fn parts(&self) -> (u16, u16) {
-        ((self.head % RING) as u16, self.len as u16)
-    }
-}
-
-impl ByteSource for Ring<'_> {
-    /// Always inlined: into the one bit function of [`crate::codec::Decoder`]
-    /// and the literal loop, whose range decoder stays in registers only
-    /// with no call in it.
-    #[inline(always)]
-    fn next(&mut self) -> Option<u8> {
-        if self.len == 0 {
-            return None;
-        }
-        let b = self.buf[self.head % RING];
-        self.head += 1;
-        self.len -= 1;
-        Some(b)
-    }
-}
-
 /// The applier's working memory: everything but the two flashes (about
 /// 2.6 KiB with the default `W` and `R`; its `size_of` is the applier's
 /// RAM). It stays where the caller put it — a `static` (its
@@ -323,16 +282,14 @@ pub struct ApplierState<const W: usize = 64, const R: usize = 64> {
     /// What `select` learnt of the source slot.
     digests: SlotDigests,
     consumed: u32,
-    /// The input ring of the body.
-    ring: [u8; RING],
-    head: u16,
-    len: u16,
+    /// The range decoder and the input ring of the body (its `len`, the
+    /// bytes of a header read so far before a body).
+    input: RingDecoder<RING>,
     need: u16,
     entry: EntryHeader,
     body_left: u32,
     body_crc: Crc32,
     started: bool,
-    rc: DecoderState,
     /// The codec model; outside a body, the header buffer.
     model: Model,
     cursor: u32,
@@ -417,15 +374,12 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             result: TargetId::EMPTY,
             digests: SlotDigests::EMPTY,
             consumed: 0,
-            ring: [0; RING],
-            head: 0,
-            len: 0,
+            input: RingDecoder::EMPTY,
             need: 0,
             entry: EntryHeader::EMPTY,
             body_left: 0,
             body_crc: Crc32::from_register(0),
             started: false,
-            rc: DecoderState::EMPTY,
             model: Model::UNSET,
             cursor: 0,
             out: 0,
@@ -462,14 +416,14 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         self.digests.known = 0;
         self.digests.passes = 0;
         self.consumed = 0;
-        self.head = 0;
-        self.len = 0;
+        self.input.head = 0;
+        self.input.len = 0;
         self.need = CONTAINER_HEADER_LEN as u16;
         self.entry = EntryHeader::EMPTY;
         self.body_left = 0;
         self.body_crc = Crc32::new();
         self.started = false;
-        self.rc = DecoderState::EMPTY;
+        self.input.state = DecoderState::EMPTY;
         self.cursor = 0;
         self.out = 0;
         self.prev_byte = 0;
@@ -502,7 +456,6 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
         &mut self,
         i: usize,
     ) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
-        use crate::codec::DecoderState;
         use crate::snapshot::Field::{Bytes, Flag, Job as J, U16, U32, U8};
         crate::snapshot::fields!(i;
             "entries of the patch left, the current one included" => U16(&mut self.entries_left),
@@ -512,14 +465,14 @@ impl<const W: usize, const R: usize> ApplierState<W, R> {
             "body bytes not yet received" => U32(&mut self.body_left),
             "running CRC-32 register of the body (before the final XOR)" => U32(self.body_crc.register_mut()),
             "`1`: the range decoder has started" => Flag(&mut self.started),
-            "input ring: head" => U16(&mut self.head),
-            "input ring: length" => U16(&mut self.len),
-            "input ring: its 128 bytes" => Bytes(&mut self.ring),
+            "input ring: head" => U16(&mut self.input.head),
+            "input ring: length" => U16(&mut self.input.len),
+            "input ring: its 128 bytes" => Bytes(&mut self.input.ring),
             "copy cursor" => U32(&mut self.cursor),
             "target bytes written (a multiple of the erase size)" => U32(&mut self.out),
             "previous target byte" => U8(&mut self.prev_byte),
             "pending job: `0` none, `1` copy, `2` literal run; then the bytes left of it (≥ 1)" => J(&mut self.job),
-            .. DecoderState: self.rc,
+            .. DecoderState: self.input.state,
             .. Model: self.model,
         )
     }

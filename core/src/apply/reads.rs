@@ -96,39 +96,39 @@ pub(crate) async fn sha256_of<H: Hashes, F: ReadNorFlash>(
     Ok(out)
 }
 
-/// The bytes of `flash` (which is `what`) from `pos` to the end of the
-/// block of `cache` that holds it (at least one), read first if `cache`
-/// does not hold it; the flash's readable part ends at `limit` (a
-/// multiple of its `READ_SIZE`, within its capacity). `pos < limit`.
-/// Always inlined: a hit (most calls: every copy piece and `Diff` reads
-/// here) costs a few instructions in the caller, a miss one call.
+/// Makes `cache` hold the block of `flash` (which is `what`) that holds
+/// `pos`, reading it if it does not already; returns where `pos` is in
+/// the block (below its length: [`ReadCache::piece`], [`ReadCache::byte`]).
+/// The flash's readable part ends at `limit` (a multiple of its
+/// `READ_SIZE`, within its capacity). `pos < limit`. Always inlined: a
+/// hit (most calls: every copy piece and `Diff` reads here) costs a few
+/// instructions in the caller, a miss one call.
 #[inline(always)]
 #[io]
-pub(crate) async fn cached<'c, F: ReadNorFlash, const R: usize>(
-    cache: &'c mut ReadCache<R>,
+pub(crate) async fn cached<F: ReadNorFlash, const R: usize>(
+    cache: &mut ReadCache<R>,
     what: Cached,
     flash: &mut F,
     pos: u32,
     limit: u32,
-) -> Result<&'c [u8], F::Error> {
+) -> Result<usize, F::Error> {
     if cache.what != what || pos.wrapping_sub(cache.base) >= cache.len {
         refill(cache, what, flash, pos, limit).await?;
     }
-    let rel = pos.wrapping_sub(cache.base) as usize;
-    Ok(&cache.buf[rel.min(R)..(cache.len as usize).min(R)])
+    Ok(pos.wrapping_sub(cache.base) as usize)
 }
 
 /// [`cached`] not inlined: for reads of the target written so far (copies
 /// from far back in the new image), fewer than those of the source.
 #[inline(never)]
 #[io]
-pub(crate) async fn cached_far<'c, F: ReadNorFlash, const R: usize>(
-    cache: &'c mut ReadCache<R>,
+pub(crate) async fn cached_far<F: ReadNorFlash, const R: usize>(
+    cache: &mut ReadCache<R>,
     what: Cached,
     flash: &mut F,
     pos: u32,
     limit: u32,
-) -> Result<&'c [u8], F::Error> {
+) -> Result<usize, F::Error> {
     cached(cache, what, flash, pos, limit).await
 }
 

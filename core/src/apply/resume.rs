@@ -105,7 +105,7 @@ where
             Job::None => 0,
             Job::Copy(n) | Job::Lit(n) => n,
         };
-        let ok = self.st.rc.valid()
+        let ok = self.st.input.state.valid()
             && self.st.model.valid()
             && self.st.started
             && self.st.entries_left >= 1
@@ -116,8 +116,8 @@ where
             && self.st.out.is_multiple_of(T::ERASE_SIZE as u32)
             && (self.st.cursor as u64) <= reach
             && pending <= size - self.st.out
-            && (self.st.head as usize) < RING
-            && self.st.len as usize <= RING
+            && (self.st.input.head as usize) < RING
+            && self.st.input.len as usize <= RING
             && self.st.body_left <= e.body_len;
         if !ok {
             return false;

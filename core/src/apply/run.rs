@@ -7,10 +7,9 @@ use super::reads::{cached, cached_far, crc_of, crc_of_prefixes, digest_of, fits,
 use super::{io, NorFlash, ReadNorFlash};
 use crate::apply::io::{align_up, same, Cached};
 use crate::apply::{
-    ApplierState, Job, Kept, Named, Outcome, Phase, Progress, Ring, SlotDigests, Status, RING,
+    ApplierState, Job, Kept, Named, Outcome, Phase, Progress, SlotDigests, Status, RING,
 };
-use crate::codec::rc::Local;
-use crate::codec::{DecoderState, Model, Op, Params, CODEC_RC3, MAX_OP_INPUT};
+use crate::codec::{DecoderState, Op, Params, CODEC_RC3, MAX_OP_INPUT};
 use crate::crc32::Crc32;
 use crate::error::{ApplyError as Error, FlashError, FlashRole};
 use crate::format::{self, EntryHeader, TargetId, CONTAINER_HEADER_LEN, MAX_HEADER_LEN};
@@ -305,14 +304,13 @@ where
                     return Ok(Status::NeedMore);
                 }
                 Phase::Container | Phase::EntryLen | Phase::EntryHeader => {
-                    let want = self.st.need as usize - self.st.len as usize;
-                    let n = want.min(chunk.len());
-                    self.st.model.spare()[self.st.len as usize..self.st.len as usize + n]
-                        .copy_from_slice(&chunk[..n]);
-                    self.st.len += n as u16;
+                    let have = self.st.input.len as usize;
+                    let n = (self.st.need as usize - have).min(chunk.len());
+                    self.st.model.spare()[have..have + n].copy_from_slice(&chunk[..n]);
+                    self.st.input.len += n as u16;
                     self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
-                    if self.st.len < self.st.need {
+                    if self.st.input.len < self.st.need {
                         return Ok(Status::NeedMore);
                     }
                     // Entry selection is the caller's next step (`take_due`):
@@ -334,12 +332,13 @@ where
                     self.end_of_body().await?;
                 }
                 Phase::Body => {
-                    let n = (RING - self.st.len as usize)
+                    let input = &mut self.st.input;
+                    let n = (RING - input.len as usize)
                         .min(self.st.body_left as usize)
                         .min(chunk.len());
-                    let mut tail = (self.st.head as usize + self.st.len as usize) % RING;
+                    let mut tail = (input.head as usize + input.len as usize) % RING;
                     for &b in &chunk[..n] {
-                        self.st.ring[tail] = b;
+                        input.ring[tail] = b;
                         tail = (tail + 1) % RING;
                     }
                     self.st.body_crc.update(&chunk[..n]);
@@ -347,7 +346,7 @@ where
                     if let Some(h) = &mut self.st.gate.body {
                         sha2::Digest::update(h, &chunk[..n]);
                     }
-                    self.st.len += n as u16;
+                    self.st.input.len += n as u16;
                     self.st.body_left -= n as u32;
                     self.st.consumed = self.st.consumed.saturating_add(n as u32);
                     *chunk = &chunk[n..];
@@ -360,7 +359,7 @@ where
                         && self.st.job == Job::None
                     {
                         // The coder uses up its body exactly; anything left is not ours.
-                        if self.st.len != 0 || self.st.body_left != 0 {
+                        if self.st.input.len != 0 || self.st.body_left != 0 {
                             return Err(Error::BodyInvalid);
                         }
                         self.flush_target().await?;
@@ -395,7 +394,7 @@ where
                 }
                 self.st.phase = Phase::EntryHeader;
                 self.st.need = h;
-                self.st.len = 0;
+                self.st.input.len = 0;
             }
             _ => {
                 let raw = &self.st.model.spare()[..self.st.need as usize];
@@ -413,8 +412,8 @@ where
                 self.st.entry = entry;
                 self.st.body_left = entry.body_len;
                 self.st.body_crc = Crc32::new();
-                self.st.len = 0;
-                self.st.head = 0;
+                self.st.input.len = 0;
+                self.st.input.head = 0;
                 if self.st.outcome == Kept::None && ours {
                     self.st.counter = meta.counter;
                     self.st.in_place = got;
@@ -440,7 +439,7 @@ where
     fn start_entry(&mut self) {
         self.st.phase = Phase::EntryLen;
         self.st.need = 2;
-        self.st.len = 0;
+        self.st.input.len = 0;
     }
 
     /// Decides what to do with the entry whose header was just read. Not
@@ -669,23 +668,8 @@ where
         Ok(())
     }
 
-    /// Runs `f` with a decoder over the input ring; an error if the ring ran
-    /// dry, since everything decoded then is made up.
-    fn decode_with<X>(&mut self, f: impl FnOnce(&mut Model, &mut Local<Ring<'_>>) -> X) -> Res<X> {
-        let st = &mut *self.st;
-        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
-        let x = f(&mut st.model, &mut dec);
-        let (ring, starved) = dec.store(&mut st.rc);
-        (st.head, st.len) = ring.parts();
-        if starved {
-            return Err(Error::BodyInvalid);
-        }
-        Ok(x)
-    }
-
     /// Decodes up to `n` (≥ 1) literal bytes of a `Lit` straight into the
-    /// write buffer, in one loop that keeps the range decoder and the ring
-    /// in registers, while the buffer has room and the ring surely holds
+    /// write buffer, while the buffer has room and the ring surely holds
     /// the next byte's input (8 bytes, one per decision at most, or the
     /// whole body); returns how many, at least one (the caller checked the
     /// ring). Does not program a full buffer.
@@ -693,20 +677,18 @@ where
         let st = &mut *self.st;
         let at = st.writer.len as usize;
         let room = (W - at).min(n as usize);
-        let mut dec = Local::load(&st.rc, Ring::new(&st.ring, st.head, st.len));
         let (mut prev, pos) = (st.prev_byte, st.out);
         let mut k = 0u32;
         for slot in &mut st.writer.buf[at..at + room] {
-            prev = st.model.decode_literal(&mut dec, prev, pos.wrapping_add(k));
+            let here = pos.wrapping_add(k);
+            prev = st.model.literal(&mut st.input, prev, here, 0);
             *slot = prev;
             k += 1;
-            if !all_in && dec.src.len < 8 {
+            if !all_in && st.input.len < 8 {
                 break;
             }
         }
-        let (ring, starved) = dec.store(&mut st.rc);
-        (st.head, st.len) = ring.parts();
-        if starved {
+        if st.input.starved() {
             return Err(Error::BodyInvalid);
         }
         st.writer.len += k as u16;
@@ -718,15 +700,15 @@ where
     /// Decodes as far as the buffered input surely reaches.
     async fn decode(&mut self) -> Res<()> {
         let all_in = self.st.body_left == 0;
-        let have = |s: &Self, n: usize| all_in || s.st.len as usize >= n;
+        let have = |s: &Self, n: usize| all_in || s.st.input.len as usize >= n;
         if !self.st.started {
             if !have(self, crate::codec::rc::INIT_BYTES) {
                 return Ok(());
             }
-            let st = &mut *self.st;
-            let mut ring = Ring::new(&st.ring, st.head, st.len);
-            st.rc = DecoderState::start(&mut ring).ok_or(Error::BodyInvalid)?;
-            (st.head, st.len) = ring.parts();
+            let input = &mut self.st.input;
+            input.state = DecoderState::start(input)
+                .filter(|_| !input.starved())
+                .ok_or(Error::BodyInvalid)?;
             self.st.started = true;
         }
         let size = self.st.entry.target.size;
@@ -762,8 +744,11 @@ where
                     if !have(self, MAX_OP_INPUT) {
                         return Ok(());
                     }
-                    let pos = self.st.out;
-                    let op = self.decode_with(|m, d| m.op(d, pos, Op::Copy { len: 0 }))?;
+                    let st = &mut *self.st;
+                    let op = st.model.op(&mut st.input, st.out, Op::Copy { len: 0 });
+                    if st.input.starved() {
+                        return Err(Error::BodyInvalid);
+                    }
                     self.start_op(op, left).await?;
                 }
             }
@@ -772,7 +757,10 @@ where
 
     /// Checks a decoded operation against the images and starts it.
     async fn start_op(&mut self, op: Op, left: u32) -> Res<()> {
-        let reach = self.st.entry.source.size as u64 + self.st.out as u64;
+        let (ss, out) = (self.st.entry.source.size, self.st.out);
+        // The cursor is within the virtual source (`ss + out` bytes so
+        // far): in 32 bits, what `(cursor as u64) < ss + out` says.
+        let within = |c: u32| c < ss || c - ss < out;
         match op {
             Op::Copy { len } | Op::Seek { len, .. } | Op::Lit { len } if len > left => {
                 Err(Error::BodyInvalid)
@@ -783,14 +771,14 @@ where
             }
             Op::Seek { delta, len } => {
                 let c = self.st.cursor as i64 + delta;
-                if c < 0 || c as u64 >= reach {
+                if c < 0 || c > u32::MAX as i64 || !within(c as u32) {
                     return Err(Error::BodyInvalid);
                 }
                 self.st.cursor = c as u32;
                 self.st.job = Job::Copy(len);
                 Ok(())
             }
-            _ if self.st.cursor as u64 >= reach => Err(Error::BodyInvalid),
+            _ if !within(self.st.cursor) => Err(Error::BodyInvalid),
             Op::Copy { len } => {
                 self.st.job = Job::Copy(len);
                 Ok(())
@@ -809,7 +797,7 @@ where
     #[inline]
     async fn virtual_byte(&mut self, pos: u32) -> Res<u8> {
         let ss = self.st.entry.source.size;
-        let b = if pos < ss {
+        let at = if pos < ss {
             let limit = align_up(ss as u64, S::READ_SIZE) as u32;
             cached(
                 &mut self.st.cache,
@@ -836,99 +824,83 @@ where
             .await
             .map_err(FlashError::of(FlashRole::Target))?
         };
-        Ok(b.first().copied().unwrap_or(0))
+        Ok(self.st.cache.byte(at))
     }
 
     /// Copies up to `n` (≥ 1) bytes from the cursor to the target, as many
     /// as one cached block and the write buffer allow; returns how many.
+    /// Each source puts its bytes at the end of the write buffer; one tail
+    /// takes them.
     async fn copy_some(&mut self, n: u32) -> Res<u32> {
         let ss = self.st.entry.source.size;
         let pos = self.st.cursor;
         let st = &mut *self.st;
         let room = (st.writer.room() as u32).min(n);
-        let piece = if pos < ss {
-            let cache = &st.cache;
-            if S::READ_SIZE == 1
-                && (cache.what != Cached::Source || pos.wrapping_sub(cache.base) >= cache.len)
-            {
-                // Not cached, and the source reads any byte: straight into
-                // the write buffer, as much as it has room for (a long
-                // copy: one read per write, no copy between buffers).
-                let w = &mut st.writer;
-                let at = w.len as usize;
-                let k = room.min(ss - pos);
-                let dst = &mut w.buf[at..at + k as usize];
-                self.source
-                    .read(pos, dst)
-                    .await
-                    .map_err(FlashError::of(FlashRole::Source))?;
-                if let Some(&last) = dst.last() {
-                    st.prev_byte = last;
-                }
-                w.len += k as u16;
-                st.cursor += k;
-                st.out += k;
-                if w.len as usize == W {
-                    flush_writer(w, &mut self.target)
-                        .await
-                        .map_err(FlashError::of(FlashRole::Target))?;
-                }
-                return Ok(k);
-            }
-            let limit = align_up(ss as u64, S::READ_SIZE) as u32;
-            cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
+        let at = st.writer.len as usize;
+        let cache = &st.cache;
+        let cached_source =
+            cache.what == Cached::Source && pos.wrapping_sub(cache.base) < cache.len;
+        let k = if pos < ss && S::READ_SIZE == 1 && !cached_source {
+            // Not cached, and the source reads any byte: straight into
+            // the write buffer, as much as it has room for (a long copy:
+            // one read per write, no copy between buffers).
+            let k = room.min(ss - pos);
+            self.source
+                .read(pos, &mut st.writer.buf[at..at + k as usize])
                 .await
-                .map_err(FlashError::of(FlashRole::Source))?
-        } else if pos - ss < st.writer.flushed {
-            let flushed = st.writer.flushed;
-            cached_far(
-                &mut st.cache,
-                Cached::Target,
-                &mut self.target,
-                pos - ss,
-                flushed,
-            )
-            .await
-            .map_err(FlashError::of(FlashRole::Target))?
-        } else {
+                .map_err(FlashError::of(FlashRole::Source))?;
+            k
+        } else if pos >= ss && pos - ss >= st.writer.flushed {
             // From the write buffer itself, perhaps overlapping what it
             // produces (a run of one byte copies from one behind): byte
             // by byte, front to back, within the buffer.
             let w = &mut st.writer;
-            let at = w.len as usize;
             // What the copy reads lies `back` bytes before what it writes.
             let back = at - (pos - ss - w.flushed) as usize;
             let buf = &mut w.buf[..at + room as usize];
             for i in at..buf.len() {
                 buf[i] = buf[i - back];
             }
-            st.prev_byte = buf[buf.len() - 1];
-            w.len += room as u16;
-            st.cursor += room;
-            st.out += room;
-            if w.len as usize == W {
-                flush_writer(w, &mut self.target)
+            room
+        } else {
+            // Through the read cache, from the source or the target
+            // written so far; a copy from the source stops at its end,
+            // where the target begins.
+            let (at, end) = if pos < ss {
+                let limit = align_up(ss as u64, S::READ_SIZE) as u32;
+                let at = cached(&mut st.cache, Cached::Source, &mut self.source, pos, limit)
                     .await
-                    .map_err(FlashError::of(FlashRole::Target))?;
-            }
-            return Ok(room);
+                    .map_err(FlashError::of(FlashRole::Source))?;
+                (at, ss - pos)
+            } else {
+                let flushed = st.writer.flushed;
+                let at = cached_far(
+                    &mut st.cache,
+                    Cached::Target,
+                    &mut self.target,
+                    pos - ss,
+                    flushed,
+                )
+                .await
+                .map_err(FlashError::of(FlashRole::Target))?;
+                (at, room)
+            };
+            let piece = st.cache.piece(at);
+            let k = (piece.len() as u32).min(room).min(end);
+            st.writer.put(&piece[..k as usize]);
+            k
         };
-        let mut k = (piece.len() as u32).min(room);
-        if pos < ss {
-            // A copy from the source stops at its end, where the target begins.
-            k = k.min(ss - pos);
-        }
-        let piece = &piece[..k as usize];
-        if let Some(&last) = piece.last() {
-            st.prev_byte = last;
-        }
-        if st.writer.extend(piece) {
-            flush_writer(&mut st.writer, &mut self.target)
+        // `k` ≥ 1: every source gives at least one byte.
+        let w = &mut st.writer;
+        st.prev_byte = w.buf[(at + k as usize - 1) % W];
+        w.len += k as u16;
+        st.cursor += k;
+        st.out += k;
+        if w.len as usize == W {
+            flush_writer(w, &mut self.target)
                 .await
                 .map_err(FlashError::of(FlashRole::Target))?;
         }
-        st.cursor += k;
-        st.out += k;
         Ok(k)
     }
 

@@ -3,24 +3,55 @@
 //! Every function here takes a [`BitIo`], so the same code encodes (on the
 //! host) and decodes (on the device).
 
-use super::rc::{BitIo, ByteSource, Local, Prob, PROB_INIT};
+use super::rc::{BitIo, Prob, PROB_INIT};
 
-/// Codes `nbits` bits of `value`, most significant first, with a binary
-/// tree of adaptive probabilities (`probs[1..1 << nbits]` are used).
-#[inline]
-fn tree<I: BitIo, const N: usize>(
+/// Codes the number `v` (≥ 1; the encoder must not pass 0) with a
+/// [`Number`]'s length tree `len` and mantissa probabilities `mant`:
+/// written once for every coder ([`BitIo::number`]).
+#[inline(always)]
+pub(crate) fn number_walk<I: BitIo + ?Sized>(
     io: &mut I,
-    probs: &mut [Prob; N],
-    nbits: u32,
-    value: u32,
+    len: &mut [Prob; LENGTH_TREE],
+    mant: &mut [Prob; MANT],
+    v: u32,
 ) -> u32 {
+    let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
+    let value = n.wrapping_sub(1);
+    // The bit length less one, a 5-level tree. `m < 32` in the loop: the
+    // index is in bounds, which the compiler sees (no check, no counter).
     let mut m = 1usize;
-    for i in (0..nbits).rev() {
-        let b = io.bit(&mut probs[m % N], (value >> i) & 1);
+    let mut i = 5;
+    while m < LENGTH_TREE {
+        i -= 1;
+        let b = io.bit(&mut len[m], (value >> i) & 1);
         m = (m << 1) | b as usize;
     }
-    (m as u32).wrapping_sub(1 << nbits)
+    let n = (m - LENGTH_TREE) as u32 + 1;
+    let mut out = 1u32;
+    // The bits below the leading one: the first two modelled (a 2-level
+    // tree per bit length up to `MANT_LENS`), the others direct.
+    let mut i = n - 1;
+    if n as usize <= MANT_LENS && i > 0 {
+        let base = 3 * (n as usize - 2);
+        let mut m = 1usize;
+        while m < 4 && i > 0 {
+            i -= 1;
+            // Below `MANT` (n ≤ 12, m < 4); `min`, not `% MANT` (a
+            // division), keeps the index in bounds.
+            let b = io.bit(&mut mant[(base + m).min(MANT - 1)], (v >> i) & 1);
+            m = (m << 1) | b as usize;
+            out = (out << 1) | b;
+        }
+    }
+    while i > 0 {
+        i -= 1;
+        out = (out << 1) | io.direct((v >> i) & 1);
+    }
+    out
 }
+
+/// Probabilities in a [`Number`]'s bit-length tree (node 0 unused).
+pub const LENGTH_TREE: usize = 32;
 
 /// Bit lengths whose two bits below the leading one are modelled; longer
 /// numbers code those bits as direct bits too.
@@ -29,7 +60,7 @@ const MANT_LENS: usize = 12;
 /// bit (node 1 of a 2-level tree), lengths 3 to `MANT_LENS` three each
 /// (nodes 1–3), at `3 × (length − 2) + node`; index 0 and the unused nodes
 /// of length 2 keep the layout a formula.
-const MANT: usize = 3 * (MANT_LENS - 2) + 4;
+pub const MANT: usize = 3 * (MANT_LENS - 2) + 4;
 
 /// Nodes of a [`ByteTree`] kept per context: the top six levels of the
 /// eight (nodes 1–63; index 0 is unused).
@@ -78,25 +109,33 @@ impl ByteTree {
 pub const BYTE_TREE: usize = ByteTree::PROBS;
 
 /// The walk down a [`ByteTree`]'s probabilities `p` with the top levels of
-/// context `ctx` (0 or 1), coding `value` with `bit`: written once for
-/// every bit function ([`BitIo::byte_tree`], the literal loop).
+/// context `ctx` (0 or 1), coding `value` with `io`: written once for
+/// every coder ([`BitIo::byte_tree`]).
 #[inline(always)]
-pub(crate) fn walk(
+pub(crate) fn walk<I: BitIo + ?Sized>(
+    io: &mut I,
     p: &mut [Prob; BYTE_TREE],
     ctx: usize,
     value: u8,
-    mut bit: impl FnMut(&mut Prob, u32) -> u32,
 ) -> u8 {
     let top = TOP * (ctx % 2);
     let mut m = 1usize;
     let mut i = 8;
-    // `m < 256` in the loop: the index is below 320, which the compiler
-    // sees (no bounds check, no division).
-    while m < 256 {
-        i -= 1;
-        let at = if m < TOP { top + m } else { m + TOP };
-        let b = bit(&mut p[at], (value as u32 >> i) & 1);
-        m = (m << 1) | b as usize;
+    // The top levels from `top`, then the shared ones from `TOP`: one
+    // loop per part, so that no level chooses its table, around one bit
+    // function. The bounds keep the indexes below 320, which the
+    // compiler sees (no bounds check, no division).
+    let (mut base, mut end) = (top, TOP);
+    loop {
+        while m < end {
+            i -= 1;
+            let b = io.bit(&mut p[base + m], (value as u32 >> i) & 1);
+            m = (m << 1) | b as usize;
+        }
+        if m >= 256 {
+            break;
+        }
+        (base, end) = (TOP, 256);
     }
     m as u8
 }
@@ -107,7 +146,7 @@ pub(crate) fn walk(
 /// as direct bits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Number<const C: usize> {
-    len: [[Prob; 32]; C],
+    len: [[Prob; LENGTH_TREE]; C],
     mant: [Prob; MANT],
 }
 
@@ -126,25 +165,9 @@ impl<const C: usize> Number<C> {
     };
 
     /// Codes `v` (≥ 1; the encoder must not pass 0) with length tree `ctx`.
+    #[inline]
     pub fn code<I: BitIo>(&mut self, io: &mut I, ctx: usize, v: u32) -> u32 {
-        let n = 32 - v.leading_zeros(); // 1..=32 for v >= 1
-        let n = tree(io, &mut self.len[ctx % C], 5, n.wrapping_sub(1)) + 1;
-        let mut out = 1u32;
-        let mut m = 1usize;
-        for i in (0..n - 1).rev() {
-            let b = (v >> i) & 1;
-            // n ≥ 2 here: there is a bit below the leading one.
-            let b = if m < 4 && n as usize <= MANT_LENS {
-                let idx = 3 * (n as usize - 2) + m;
-                let b = io.bit(&mut self.mant[idx % MANT], b);
-                m = (m << 1) | b as usize;
-                b
-            } else {
-                io.direct(b)
-            };
-            out = (out << 1) | b;
-        }
-        out
+        io.number(&mut self.len[ctx % C], &mut self.mant, v)
     }
 }
 
@@ -500,24 +523,6 @@ impl Model {
             (pos & p.lp as u32) as u8
         };
         self.lit.code(io, ctx as usize, byte)
-    }
-
-    /// Decodes one literal byte as [`Model::literal`] does, with the
-    /// decoder of a tight loop (the applier's run of literal bytes).
-    #[inline(always)]
-    pub(crate) fn decode_literal<S: ByteSource>(
-        &mut self,
-        d: &mut Local<S>,
-        prev: u8,
-        pos: u32,
-    ) -> u8 {
-        let p = self.params;
-        let ctx = if p.lc == 1 {
-            prev >> 7
-        } else {
-            (pos & p.lp as u32) as u8
-        };
-        d.byte_tree(&mut self.lit.p, ctx as usize, 0)
     }
 }
 

@@ -7,7 +7,7 @@
 //! `n` coded bytes is `5 + normalisations` bytes long, and the applier can
 //! demand that the body is used up exactly when the target is complete.
 
-use super::model::BYTE_TREE;
+use super::model::{BYTE_TREE, LENGTH_TREE, MANT};
 
 /// An adaptive probability that the next bit is 0, in units of 1/2048.
 pub type Prob = u16;
@@ -37,7 +37,20 @@ pub trait BitIo {
     /// faster (the applier's decoder does).
     #[inline]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, value: u8) -> u8 {
-        super::model::walk(p, ctx, value, |p, b| self.bit(p, b))
+        super::model::walk(self, p, ctx, value)
+    }
+
+    /// Codes the number `value` (≥ 1) with a `Number`'s length tree `len`
+    /// and mantissa probabilities `mant`: bit by bit, or faster as
+    /// [`BitIo::byte_tree`].
+    #[inline]
+    fn number(
+        &mut self,
+        len: &mut [Prob; LENGTH_TREE],
+        mant: &mut [Prob; MANT],
+        value: u32,
+    ) -> u32 {
+        super::model::number_walk(self, len, mant, value)
     }
 }
 
@@ -204,113 +217,138 @@ pub struct Decoder<'s, S: ByteSource> {
     pub(crate) starved: bool,
 }
 
-impl<S: ByteSource> Decoder<'_, S> {
-    #[inline(always)]
-    fn normalize(&mut self) {
-        if self.state.range < TOP {
-            self.state.range <<= 8;
-            let b = match self.src.next() {
-                Some(b) => b,
-                None => {
-                    self.starved = true;
-                    0
-                }
-            };
-            self.state.code = (self.state.code << 8) | b as u32;
+/// The applier's range decoder: its state and its input, a ring of `N`
+/// bytes (a power of two), in one struct that every decision works on in
+/// place: one pointer for the bit function, and nothing loaded before an
+/// operation nor stored after it.
+///
+/// It does not check for input byte by byte: a read past the buffered
+/// bytes takes a stale one and makes `len` wrap below zero, which
+/// [`RingDecoder::starved`] tells after a run of decisions (everything
+/// decoded since is then made up). A run reads at most a few hundred
+/// bytes, so a wrapped `len` stays far above `N`.
+pub(crate) struct RingDecoder<const N: usize> {
+    /// Range and code.
+    pub(crate) state: DecoderState,
+    /// Where the next input byte is (below `N`).
+    pub(crate) head: u16,
+    /// Input bytes buffered: in the ring during a body (above `N` once
+    /// starved); before it, in the applier's header buffer.
+    pub(crate) len: u16,
+    pub(crate) ring: [u8; N],
+}
+
+/// Takes the byte at `head` of `ring`, without checking that it is there.
+#[inline(always)]
+fn take<const N: usize>(ring: &[u8; N], head: &mut u16, len: &mut u16) -> u8 {
+    let b = ring[*head as usize % N];
+    *head = ((*head as usize + 1) % N) as u16;
+    *len = len.wrapping_sub(1);
+    b
+}
+
+impl<const N: usize> RingDecoder<N> {
+    /// Not started, no input.
+    pub(crate) const EMPTY: Self = {
+        assert!(N.is_power_of_two() && N <= 1 << 14);
+        RingDecoder {
+            state: DecoderState::EMPTY,
+            head: 0,
+            len: 0,
+            ring: [0; N],
         }
+    };
+
+    /// Whether the decoder has read more input than it was given.
+    #[inline(always)]
+    pub(crate) fn starved(&self) -> bool {
+        self.len as usize > N
     }
 }
 
-/// The decoder for a run of decisions in a tight loop (the literal bytes
-/// of a `Lit`): its state and input by value, so that the compiler keeps
-/// them in registers, and its bit function always inlined — into that one
-/// loop, not into every model function as [`Decoder`]'s would be. Taken
-/// from a [`DecoderState`] and put back with [`Local::store`].
-pub(crate) struct Local<S> {
+impl<const N: usize> ByteSource for RingDecoder<N> {
+    /// Always a byte: see [`RingDecoder::starved`].
+    #[inline(always)]
+    fn next(&mut self) -> Option<u8> {
+        Some(take(&self.ring, &mut self.head, &mut self.len))
+    }
+}
+
+/// [`RingDecoder`]'s registers for a run of decisions in one function:
+/// what is not kept in the state between them.
+struct Local<'r, const N: usize> {
     range: u32,
     code: u32,
-    pub(crate) src: S,
-    pub(crate) starved: bool,
+    head: u16,
+    len: u16,
+    ring: &'r [u8; N],
 }
 
-impl<S: ByteSource> Local<S> {
+/// [`decide`], always inlined: the walks that run on [`Local`] keep the
+/// decoder in registers.
+impl<const N: usize> BitIo for Local<'_, N> {
     #[inline(always)]
-    pub(crate) fn load(state: &DecoderState, src: S) -> Self {
-        Local {
-            range: state.range,
-            code: state.code,
-            src,
-            starved: false,
-        }
-    }
-
-    /// Puts the state back; the input goes back to the caller.
-    #[inline(always)]
-    pub(crate) fn store(self, state: &mut DecoderState) -> (S, bool) {
-        state.range = self.range;
-        state.code = self.code;
-        (self.src, self.starved)
-    }
-
-    /// [`Decoder`]'s `bit`, the same arithmetic.
-    #[inline(always)]
-    pub(crate) fn bit(&mut self, p: &mut Prob) -> u32 {
-        let bound = (self.range >> PROB_BITS) * *p as u32;
-        let bit = if self.code < bound {
-            self.range = bound;
-            0
-        } else {
-            self.code = self.code.wrapping_sub(bound);
-            self.range = self.range.wrapping_sub(bound);
-            1
-        };
-        adapt(p, bit);
-        self.normalize();
-        bit
+    fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
+        let input = &mut (self.ring, &mut self.head, &mut self.len);
+        decide(&mut self.range, &mut self.code, p, input)
     }
 
     #[inline(always)]
-    fn normalize(&mut self) {
-        if self.range < TOP {
-            self.range <<= 8;
-            let b = match self.src.next() {
-                Some(b) => b,
-                None => {
-                    self.starved = true;
-                    0
-                }
-            };
-            self.code = (self.code << 8) | b as u32;
-        }
+    fn direct(&mut self, _bit: u32) -> u32 {
+        let input = &mut (self.ring, &mut self.head, &mut self.len);
+        decide_direct(&mut self.range, &mut self.code, input)
     }
 }
 
-/// The applier decodes operations through this too: the state and the
-/// input are one struct behind one pointer, not two.
-impl<S: ByteSource> BitIo for Local<S> {
+/// The applier decodes everything through this.
+impl<const N: usize> BitIo for RingDecoder<N> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
-        Local::bit(self, p)
+        let input = &mut (&self.ring, &mut self.head, &mut self.len);
+        decide(&mut self.state.range, &mut self.state.code, p, input)
     }
 
     #[inline]
     fn direct(&mut self, _bit: u32) -> u32 {
-        self.range >>= 1;
-        let bit = if self.code >= self.range {
-            self.code = self.code.wrapping_sub(self.range);
-            1
-        } else {
-            0
-        };
-        self.normalize();
-        bit
+        let input = &mut (&self.ring, &mut self.head, &mut self.len);
+        decide_direct(&mut self.state.range, &mut self.state.code, input)
     }
 
-    /// The walk with the bit function inlined into it: one copy, for the
-    /// `Diff` values (the literal loop has its own).
+    /// The walk with the bit function inlined into it and the decoder in
+    /// registers: one copy, for literals and `Diff` values.
     #[inline(never)]
     fn byte_tree(&mut self, p: &mut [Prob; BYTE_TREE], ctx: usize, _value: u8) -> u8 {
-        super::model::walk(p, ctx, 0, |p, _| Local::bit(self, p))
+        self.in_registers(|l| super::model::walk(l, p, ctx, 0))
+    }
+
+    /// As [`BitIo::byte_tree`]: one copy, for every number.
+    #[inline(never)]
+    fn number(&mut self, len: &mut [Prob; LENGTH_TREE], mant: &mut [Prob; MANT], v: u32) -> u32 {
+        self.in_registers(|l| super::model::number_walk(l, len, mant, v))
+    }
+}
+
+impl<const N: usize> RingDecoder<N> {
+    /// Runs `f` with the decoder's state in [`Local`] registers, and puts
+    /// it back.
+    #[inline(always)]
+    fn in_registers<X>(&mut self, f: impl FnOnce(&mut Local<'_, N>) -> X) -> X {
+        let RingDecoder {
+            state,
+            head,
+            len,
+            ring,
+        } = self;
+        let mut l = Local {
+            range: state.range,
+            code: state.code,
+            head: *head,
+            len: *len,
+            ring,
+        };
+        let x = f(&mut l);
+        (state.range, state.code, *head, *len) = (l.range, l.code, l.head, l.len);
+        x
     }
 }
 
@@ -318,31 +356,81 @@ impl<S: ByteSource> BitIo for Decoder<'_, S> {
     #[inline]
     fn bit(&mut self, p: &mut Prob, _bit: u32) -> u32 {
         let st = &mut *self.state;
-        let bound = (st.range >> PROB_BITS) * *p as u32;
-        let bit = if st.code < bound {
-            st.range = bound;
-            0
-        } else {
-            st.code = st.code.wrapping_sub(bound);
-            st.range = st.range.wrapping_sub(bound);
-            1
-        };
-        adapt(p, bit);
-        self.normalize();
-        bit
+        let mut input = (&mut *self.src, &mut self.starved);
+        decide(&mut st.range, &mut st.code, p, &mut input)
     }
 
     #[inline]
     fn direct(&mut self, _bit: u32) -> u32 {
         let st = &mut *self.state;
-        st.range >>= 1;
-        let bit = if st.code >= st.range {
-            st.code = st.code.wrapping_sub(st.range);
-            1
-        } else {
+        let mut input = (&mut *self.src, &mut self.starved);
+        decide_direct(&mut st.range, &mut st.code, &mut input)
+    }
+}
+
+/// Where a decision's normalisation takes the next input byte.
+trait Input {
+    fn byte(&mut self) -> u8;
+}
+
+/// A byte source and its starvation flag: 0 (and the flag set) when the
+/// source has no byte.
+impl<S: ByteSource> Input for (&mut S, &mut bool) {
+    #[inline(always)]
+    fn byte(&mut self) -> u8 {
+        self.0.next().unwrap_or_else(|| {
+            *self.1 = true;
             0
-        };
-        self.normalize();
-        bit
+        })
+    }
+}
+
+/// A ring, its head and its length: see [`take`].
+impl<const N: usize> Input for (&[u8; N], &mut u16, &mut u16) {
+    #[inline(always)]
+    fn byte(&mut self) -> u8 {
+        take(self.0, self.1, self.2)
+    }
+}
+
+/// One decision with the adaptive probability `p`: decodes it from `range`
+/// and `code`, adapts `p` and normalises from `input`. The arithmetic of
+/// every decoder here, always inlined.
+#[inline(always)]
+fn decide(range: &mut u32, code: &mut u32, p: &mut Prob, input: &mut impl Input) -> u32 {
+    let bound = (*range >> PROB_BITS) * *p as u32;
+    let bit = if *code < bound {
+        *range = bound;
+        0
+    } else {
+        *code = code.wrapping_sub(bound);
+        *range = range.wrapping_sub(bound);
+        1
+    };
+    adapt(p, bit);
+    normalize(range, code, input);
+    bit
+}
+
+/// One direct decision (probability one half), as [`decide`].
+#[inline(always)]
+fn decide_direct(range: &mut u32, code: &mut u32, input: &mut impl Input) -> u32 {
+    *range >>= 1;
+    let bit = if *code >= *range {
+        *code = code.wrapping_sub(*range);
+        1
+    } else {
+        0
+    };
+    normalize(range, code, input);
+    bit
+}
+
+/// Keeps `range` at least 2^24, in lock-step with the encoder.
+#[inline(always)]
+fn normalize(range: &mut u32, code: &mut u32, input: &mut impl Input) {
+    if *range < TOP {
+        *range <<= 8;
+        *code = (*code << 8) | input.byte() as u32;
     }
 }
