@@ -469,6 +469,40 @@ fn the_boot_record_names_the_inactive_image_only_while_the_slot_holds_it() {
     assert_eq!(dev.slot_bytes(Slot::A, old.len()), old);
 }
 
+/// A boot record that cannot be written (power fails at the update's
+/// first state-area operation, where it forgets the image named in the
+/// slot it is about to write) leaves the slot manager's boot state as it
+/// was: the image is still named, the generation the same. (The record is
+/// made in place, where the manager keeps the boot state, and put back.)
+#[test]
+fn a_record_that_cannot_be_written_leaves_the_boot_state_as_it_was() {
+    let (old, new) = firmware_pair(13, 9_000);
+    let diff = |a: &[u8], b: &[u8]| host_genpat::diff(a, b, &Default::default()).unwrap();
+    let dev = Device::<E>::provisioned(&old, 16 * 1024, 2);
+    let first = install(&dev, &diff(&old, &new), 700).unwrap();
+    activate(&dev, &first);
+    dev.slots().unwrap().confirm().unwrap();
+    let mut third = new.clone();
+    third[100..200].fill(7);
+    let patch = diff(&new, &third);
+    let mut slots = dev.slots().unwrap();
+    let before = slots.state().unwrap();
+    assert_eq!(
+        before.images[0].size,
+        old.len() as u32,
+        "A names the old image"
+    );
+    let mut mem = ApplierState::new();
+    {
+        let mut up = slots.begin_update(&mut mem).unwrap();
+        dev.flash
+            .borrow_mut()
+            .cut_at(0, flashpatch::mock::Cut::Before, 1);
+        assert!(up.feed(&patch).is_err());
+    }
+    assert_eq!(slots.state().unwrap(), before);
+}
+
 /// A target that is the start of the running image, but shorter, is in
 /// the running slot without being the image the boot state records
 /// there: an update, which knows the running image from the boot record,

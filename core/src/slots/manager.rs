@@ -703,6 +703,14 @@ where
         if !changed {
             return Ok(());
         }
+        self.switch_to(installed).await
+    }
+
+    /// Writes the boot state that boots `installed` next, on trial (checked
+    /// by [`Slots::activate_group`]). Not inlined: the state it builds is on
+    /// the stack only while it runs, not while the checks hash a slot.
+    #[inline(never)]
+    async fn switch_to(&mut self, installed: &[Installed]) -> Res<()> {
         let mut next = self.store.boot().ok_or(Error::NoBootRecord)?;
         for i in installed {
             let n = &mut next.components[i.component as usize];

@@ -141,9 +141,10 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
         self.put_boot(at, rec).await
     }
 
-    /// Writes a copy of the newest boot record at `at`, the start of a
-    /// fresh bank, from where it is kept (a copy on the stack would lie
-    /// under the record's write buffer).
+    /// Writes a copy of the newest boot record at `at` (the start of a
+    /// fresh bank, or where [`Store::place`] found room for a new state
+    /// made in place), from where it is kept (a copy on the stack would
+    /// lie under the record's write buffer).
     #[inline(never)]
     async fn copy_boot(&mut self, at: u32) -> Res<()> {
         let Store {
@@ -203,23 +204,39 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// inactive slot only if the slot holds exactly that image, which is
     /// what lets the next update take the record's word for it
     /// (`crate::Applier::vouch_target_slot`).
-    pub(crate) async fn name_slot(&mut self, component: u8, slot: Slot, image: Image) -> Res<()> {
-        let Some(rec) = self.current().filter(|r| !r.trial) else {
+    pub(crate) async fn name_slot(&mut self, component: u8, slot: Slot, image: &Image) -> Res<()> {
+        let Some((rec, _)) = self.current.as_mut().filter(|(r, _)| !r.trial) else {
             return Ok(());
         };
-        let (k, i) = (component as usize, slot.index());
-        let named = rec.components.get(k).is_none_or(|c| c.images[i] == image);
-        if named && self.checkpoint.is_none() {
+        let Some(c) = rec.components.get_mut(component as usize) else {
+            return Ok(());
+        };
+        let i = slot.index();
+        if c.images[i] == *image && self.checkpoint.is_none() {
             return Ok(());
         }
-        let mut next = BootState {
-            gen: rec.gen.wrapping_add(1),
-            ..*rec
-        };
-        if let Some(c) = next.components.get_mut(k) {
-            c.images[i] = image;
+        // The next state is made where the current one is kept (a copy
+        // would lie on the stack under the record's write, on an update's
+        // path), and put back if it cannot be written.
+        let was = core::mem::replace(&mut c.images[i], *image);
+        rec.gen = rec.gen.wrapping_add(1);
+        let written = self.put_current().await;
+        if let (Err(_), Some((rec, _))) = (&written, self.current.as_mut()) {
+            rec.gen = rec.gen.wrapping_sub(1);
+            rec.components[component as usize].images[i] = was;
         }
-        self.write_boot(&next).await
+        written
+    }
+
+    /// Appends the current boot state, changed in place to a new
+    /// generation, as a boot record: its checkpoints are stale.
+    #[inline(never)]
+    async fn put_current(&mut self) -> Res<()> {
+        let len = aligned(boot_record_len(N), Self::ALIGN);
+        let at = self.place(len as u32, false).await?;
+        self.copy_boot(at).await?;
+        self.checkpoint = None;
+        Ok(())
     }
 
     /// Makes the newest checkpoint stale, if there is one: a boot record

@@ -44,12 +44,24 @@ pub struct Update<'s, P, S, const N: usize = 1, H = Software> {
     /// it says of the target slot: the image it records there (the claim
     /// the applier was given, [`Applier::vouch_target_slot`]), or a
     /// checkpoint of an earlier update of this component.
-    forget: bool,
+    forget: Forget,
     target: Slot,
     running: Slot,
     running_image: Image,
     /// Where [`Update::finish`] tells the manager what it read back.
     read_back: &'s mut super::manager::ReadBack,
+}
+
+/// What an update must still make the boot record forget of its target
+/// slot (the image named there, a stale checkpoint), and when.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forget {
+    /// Nothing.
+    No,
+    /// At the stop before the first target write.
+    BeforeBody,
+    /// Before the next feed: continued from a checkpoint past that stop.
+    Now,
 }
 
 #[io]
@@ -91,10 +103,13 @@ where
         // any update writes it, below). An entry whose target is that
         // image is found installed without reading the slot.
         applier.vouch_target_slot(target_image.size, target_image.sha256);
-        let forget = target_image != Image::NONE;
-        if forget {
-            applier.hold_before_body();
-        }
+        let forget = match target_image == Image::NONE {
+            true => Forget::No,
+            false => {
+                applier.hold_before_body();
+                Forget::BeforeBody
+            }
+        };
         Update {
             applier,
             store,
@@ -124,7 +139,7 @@ where
     /// Makes the newest checkpoint stale before the first target write
     /// (it is of an earlier update of this component).
     pub(crate) fn forget_before_writing(&mut self) {
-        self.forget = true;
+        self.forget = Forget::BeforeBody;
         self.applier.hold_before_body();
     }
 
@@ -145,6 +160,11 @@ where
     /// Takes the next chunk of the patch (any size), as
     /// [`Applier::feed`] does.
     pub async fn feed(&mut self, chunk: &[u8]) -> Result<Status, Error> {
+        // Continued from a checkpoint past the body's start: before it
+        // writes on (`Update::load`).
+        if self.forget == Forget::Now {
+            self.forget_slot().await?;
+        }
         let mut rest = chunk;
         loop {
             match self.applier.feed_some(&mut rest).await? {
@@ -153,15 +173,21 @@ where
                 // before and writes the rest again.
                 None if self.applier.due() && !self.applier.take_due().await? => {}
                 // The first stop is before the first target write.
-                None if self.forget => {
-                    self.forget = false;
-                    self.store
-                        .name_slot(self.component, self.target, Image::NONE)
-                        .await?;
-                }
+                None if self.forget == Forget::BeforeBody => self.forget_slot().await?,
                 None => self.checkpoint().await?,
             }
         }
+    }
+
+    /// Makes the boot record forget the target slot's image (and the
+    /// newest checkpoint stale). Not inlined: the boot state it writes is
+    /// on the stack only while it runs, never under the decoder's frames.
+    #[inline(never)]
+    async fn forget_slot(&mut self) -> Result<(), Error> {
+        self.forget = Forget::No;
+        self.store
+            .name_slot(self.component, self.target, &Image::NONE)
+            .await
     }
 
     /// Appends the applier's state to the state area. Not inlined: its
@@ -207,13 +233,11 @@ where
         self.patch = patch;
         // The update goes on writing the slot: a record that still names
         // an image there (written before records were forgotten ahead of
-        // an update) forgets it now. That makes this checkpoint stale on
-        // flash, so the next one is what a later reset continues from.
-        if self.forget {
-            self.forget = false;
-            self.store
-                .name_slot(self.component, self.target, Image::NONE)
-                .await?;
+        // an update) forgets it before the next feed writes (which makes
+        // this checkpoint stale on flash: the next one is what a later
+        // reset continues from). Not here, under the caller's frame.
+        if self.forget == Forget::BeforeBody {
+            self.forget = Forget::Now;
         }
         Ok(Some(self.applier.consumed()))
     }
@@ -266,7 +290,7 @@ where
                 // slot, so that this update sent again finds it there
                 // without reading the slot (and the checkpoint is stale).
                 self.store
-                    .name_slot(self.component, self.target, image)
+                    .name_slot(self.component, self.target, &image)
                     .await?;
                 *self.read_back = Some((self.target, image));
                 self.target
