@@ -54,6 +54,7 @@ mod qemu;
 mod scale;
 mod serve;
 mod signed;
+mod stack;
 mod xip_cost;
 
 use std::path::PathBuf;

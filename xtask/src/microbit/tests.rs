@@ -199,6 +199,32 @@ fn results_and_rollback(imgs: &Images) -> Result<(), String> {
 }
 
 /// Runs every micro:bit QEMU test; returns (passed, failed).
+/// The deepest chain of frames from the application's update (apply,
+/// read-back, activation, and the paths the demo does not take: an update
+/// whose boot record forgets the image in the slot it writes, a selection
+/// or an activation that hashes a slot), read from v2's ELF
+/// (`crate::stack`), plus the applier's state: within the 4,096-byte goal
+/// whatever path an update takes.
+fn static_stack(imgs: &Images) -> Result<(), String> {
+    let elf = &imgs.elfs[2];
+    let (bound, chain) = crate::stack::deepest(elf, "3app6update")?;
+    let state = crate::stack::symbol_size(elf, "APPLIER")?;
+    let path: Vec<String> = chain.iter().map(|(f, s)| format!("{f} {s}")).collect();
+    println!(
+        "qemu microbit: static stack bound of the update: {bound} B, with the applier state {state} B: {} B (goal 4096); its deepest chain: {}",
+        bound + state,
+        path.join(" > ")
+    );
+    if bound + state > 4096 {
+        return Err(format!(
+            "{} B of RAM on some path of the update",
+            bound + state
+        ));
+    }
+    println!("qemu microbit: static stack bound ... ok");
+    Ok(())
+}
+
 pub fn run_all() -> Result<(u64, u64), String> {
     crate::run("rustup", &["target", "add", super::TARGET], &[])?;
     crate::qemu::ensure_packages(&[("qemu-system-arm", "qemu-system-arm")])?;
@@ -216,6 +242,13 @@ pub fn run_all() -> Result<(u64, u64), String> {
         Ok(()) => passed += 1,
         Err(e) => {
             println!("qemu microbit: wrong slot ... FAILED: {e}");
+            failed += 1;
+        }
+    }
+    match static_stack(&imgs) {
+        Ok(()) => passed += 1,
+        Err(e) => {
+            println!("qemu microbit: static stack bound ... FAILED: {e}");
             failed += 1;
         }
     }
