@@ -673,20 +673,15 @@ pub fn run_all() -> Result<(u64, u64), String> {
     // deepest chain of frames from its `main` (`crate::stack`).
     let in_place = in_place.and_then(|f| {
         let elf = crate::demo::work_dir("qemu-in-place")?.join("inplace-boot.elf");
-        let (bound, chain) = crate::stack::deepest(&elf, "inplace_boot18__cortex_m_rt_main")?;
-        let statics = f.boot.0;
-        let path: Vec<String> = chain.iter().map(|(g, s)| format!("{g} {s}")).collect();
-        println!(
-            "qemu e2e: static stack bound of the in-place boot stage: {bound} B, with its statics {statics} B: {} B (goal 4096); its deepest chain: {}",
-            bound + statics,
-            path.join(" > ")
-        );
-        match bound + statics {
-            ram if ram > 4096 => Err(format!(
-                "the in-place boot stage may take {ram} B of RAM on some path, over 4,096"
-            )),
-            _ => Ok(f),
-        }
+        crate::stack::check(
+            "qemu e2e",
+            "the in-place boot stage",
+            &elf,
+            "inplace_boot18__cortex_m_rt_main",
+            (f.boot.0, "its statics"),
+            4096,
+        )
+        .map(|()| f)
     });
     match in_place {
         Ok(f) => {

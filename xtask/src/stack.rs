@@ -50,6 +50,32 @@ pub fn deepest(elf: &Path, root: &str) -> Result<(u64, Vec<(String, u64)>), Stri
     ))
 }
 
+/// Checks that the deepest chain from `root` in `elf`, with `statics`
+/// bytes besides, stays within `goal`: prints "{what}: static stack bound
+/// of {whose}: …" with the chain, and an error past the goal.
+pub fn check(
+    what: &str,
+    whose: &str,
+    elf: &Path,
+    root: &str,
+    (statics, named): (u64, &str),
+    goal: u64,
+) -> Result<(), String> {
+    let (bound, chain) = deepest(elf, root)?;
+    let path: Vec<String> = chain.iter().map(|(f, s)| format!("{f} {s}")).collect();
+    let ram = bound + statics;
+    println!(
+        "{what}: static stack bound of {whose}: {bound} B, with {named} {statics} B: {ram} B (goal {goal}); its deepest chain: {}",
+        path.join(" > ")
+    );
+    match ram > goal {
+        true => Err(format!(
+            "{whose} may take {ram} B of RAM on some path, over {goal}"
+        )),
+        false => Ok(()),
+    }
+}
+
 /// The size of the symbol whose name contains `part` (a static's RAM).
 pub fn symbol_size(elf: &Path, part: &str) -> Result<u64, String> {
     use object::{Object as _, ObjectSymbol as _};

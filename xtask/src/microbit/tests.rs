@@ -207,20 +207,15 @@ fn results_and_rollback(imgs: &Images) -> Result<(), String> {
 /// whatever path an update takes.
 fn static_stack(imgs: &Images) -> Result<(), String> {
     let elf = &imgs.elfs[2];
-    let (bound, chain) = crate::stack::deepest(elf, "3app6update")?;
     let state = crate::stack::symbol_size(elf, "APPLIER")?;
-    let path: Vec<String> = chain.iter().map(|(f, s)| format!("{f} {s}")).collect();
-    println!(
-        "qemu microbit: static stack bound of the update: {bound} B, with the applier state {state} B: {} B (goal 4096); its deepest chain: {}",
-        bound + state,
-        path.join(" > ")
-    );
-    if bound + state > 4096 {
-        return Err(format!(
-            "{} B of RAM on some path of the update",
-            bound + state
-        ));
-    }
+    crate::stack::check(
+        "qemu microbit",
+        "the update",
+        elf,
+        "3app6update",
+        (state, "the applier state"),
+        4096,
+    )?;
     println!("qemu microbit: static stack bound ... ok");
     Ok(())
 }
