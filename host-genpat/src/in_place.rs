@@ -245,7 +245,7 @@ pub fn plan(old: &[u8], new: &[u8], unit: usize, opts: &PlanOptions) -> InPlace 
             is_legal(old.len(), &steps, &units),
             "an in-place plan reads overwritten bytes"
         );
-        for params in Params::ALL {
+        for params in Params::ALL.into_iter().flat_map(|p| [p, p.words(1)]) {
             let body = crate::encode::encode_body(old, &out, &steps, params);
             if best.as_ref().is_none_or(|b| body.len() < b.body.len()) {
                 best = Some(InPlace {

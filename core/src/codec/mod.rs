@@ -22,7 +22,11 @@ mod tests {
 
     /// A model that has adapted: every table touched by coding some ops.
     fn adapted() -> (Model, DecoderState) {
-        let mut m = Model::new(Params { lc: 1, lp: 0 });
+        let mut m = Model::new(Params {
+            lc: 1,
+            lp: 0,
+            wp: 0,
+        });
         let mut sink = |_b: u8| {};
         let mut enc = Encoder::new(&mut sink);
         for i in 0..200u32 {
@@ -83,7 +87,11 @@ mod tests {
     #[test]
     fn reset_is_new() {
         let (mut m, _) = adapted();
-        let params = Params { lc: 0, lp: 1 };
+        let params = Params {
+            lc: 0,
+            lp: 1,
+            wp: 0,
+        };
         assert_ne!(m, Model::new(params));
         m.reset(params);
         assert_eq!(m, Model::new(params));

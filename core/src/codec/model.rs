@@ -242,7 +242,9 @@ pub struct Model {
 pub(crate) const SPARE: usize = 256;
 const _: () = assert!(2 * ByteTree::PROBS >= SPARE);
 
-/// Codec 3's parameters: how literals pick one of the two literal tables.
+/// Codec 3's parameters: how literals pick one of the two literal tables,
+/// and whether operation kinds and `Diff` repeats see the position in a
+/// 4-byte word.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Params {
@@ -250,34 +252,49 @@ pub struct Params {
     pub lc: u8,
     /// Bits of the target position that select the table: 0 or 1.
     pub lp: u8,
+    /// 1: an operation's kind is chosen by the previous kind and the
+    /// target position modulo 4, and a `Diff`'s repeats by the position's
+    /// parity and whether a `Diff` came right before it, instead of by the
+    /// two previous kinds and the `Diff` run. It pays on code of aligned
+    /// 32-bit instructions (AArch64), where what changes in moved code is
+    /// an offset in a fixed place of the word.
+    pub wp: u8,
 }
 
 impl Params {
-    /// The parameter byte of an entry header: `lc` in bits 0–1, `lp` in 2–3.
+    /// The parameter byte of an entry header: `lc` in bits 0–1, `lp` in
+    /// 2–3, `wp` in bit 4.
     pub const fn to_byte(self) -> u8 {
-        self.lc | (self.lp << 2)
+        self.lc | (self.lp << 2) | (self.wp << 4)
     }
 
     /// Parses the parameter byte; `None` for values this decoder cannot use
-    /// (`lc + lp` must be at most 1 and the other bits clear).
+    /// (`lc + lp` must be at most 1 and the bits above `wp` clear).
     pub const fn from_byte(b: u8) -> Option<Self> {
         let p = Params {
             lc: b & 3,
             lp: (b >> 2) & 3,
+            wp: (b >> 4) & 1,
         };
-        if b >> 4 == 0 && p.lc + p.lp <= 1 {
+        if b >> 5 == 0 && p.lc + p.lp <= 1 {
             Some(p)
         } else {
             None
         }
     }
 
-    /// Every parameter set the decoder accepts.
+    /// The literal parameter sets the decoder accepts (`wp = 0`; each may
+    /// also be used with `wp = 1`, [`Params::words`]).
     pub const ALL: [Params; 3] = [
-        Params { lc: 0, lp: 0 },
-        Params { lc: 1, lp: 0 },
-        Params { lc: 0, lp: 1 },
+        Params { lc: 0, lp: 0, wp: 0 },
+        Params { lc: 1, lp: 0, wp: 0 },
+        Params { lc: 0, lp: 1, wp: 0 },
     ];
+
+    /// The same literal parameters with `wp` set to `wp` (0 or 1).
+    pub const fn words(self, wp: u8) -> Self {
+        Params { wp, ..self }
+    }
 }
 
 crate::snapshot::impl_fields!(Model);
@@ -358,7 +375,11 @@ impl Model {
         kind: [[0; 3]; 16],
         seek_sign: 0,
         prev: [AFTER_START; 2],
-        params: Params { lc: 0, lp: 0 },
+        params: Params {
+            lc: 0,
+            lp: 0,
+            wp: 0,
+        },
         lit: ByteTree::UNSET,
         diff: ByteTree::UNSET,
         rep: [[0; 2]; 4],
@@ -423,7 +444,8 @@ impl Model {
             Op::Lit { .. } => (1, 1),
         };
         let [p0, p1] = self.prev;
-        let k = &mut self.kind[(p0 as usize * 4 + p1 as usize) % 16];
+        let second = if self.params.wp == 1 { pos & 3 } else { p1 as u32 };
+        let k = &mut self.kind[(p0 as usize * 4 + second as usize) % 16];
         let fam = io.bit(&mut k[0], fam);
         let sub = io.bit(&mut k[1 + fam as usize], sub);
         let out = match (fam, sub) {
@@ -450,7 +472,7 @@ impl Model {
             (_, 0) => {
                 let d = if let Op::Diff { d } = op { d } else { 0 };
                 Op::Diff {
-                    d: self.diff(io, d),
+                    d: self.diff(io, d, pos),
                 }
             }
             _ => {
@@ -492,12 +514,17 @@ impl Model {
         new.wrapping_sub(old).wrapping_sub(self.carry)
     }
 
-    /// Codes the value of a `Diff`: one of the two last values of its
-    /// context (the `Diff`s right before it), or a tree (one for the first
-    /// `Diff` of a row, one for the others).
-    fn diff<I: BitIo>(&mut self, io: &mut I, d: u8) -> u8 {
-        let r = self.diff_run as usize % 4;
-        let c = (r > 0) as usize;
+    /// Codes the value of a `Diff` at target position `pos`: one of the two
+    /// last values of its context (the `Diff`s right before it; with `wp`,
+    /// the position's parity and whether a `Diff` came right before it), or
+    /// a tree (one for the first `Diff` of a row, one for the others).
+    fn diff<I: BitIo>(&mut self, io: &mut I, d: u8, pos: u32) -> u8 {
+        let c = (self.diff_run > 0) as usize;
+        let r = if self.params.wp == 1 {
+            2 * (pos as usize & 1) + c
+        } else {
+            self.diff_run as usize % 4
+        };
         let [r0, r1] = self.last_d[r];
         let rep = &mut self.rep[r];
         let d = if io.bit(&mut rep[0], (d != r0) as u32) == 0 {
@@ -536,11 +563,33 @@ pub const MAX_OP_INPUT: usize = 2 + 1 + 2 * 36;
 mod tests {
     use super::*;
 
+    /// The parameter byte: the three literal sets, each with and without
+    /// word contexts, are the only values accepted, and each goes back to
+    /// the byte it came from.
+    #[test]
+    fn parameter_bytes() {
+        let accepted: Vec<u8> = (0..=255u8)
+            .filter(|&b| Params::from_byte(b).is_some())
+            .collect();
+        assert_eq!(accepted, [0x00, 0x01, 0x04, 0x10, 0x11, 0x14]);
+        for b in accepted {
+            assert_eq!(Params::from_byte(b).unwrap().to_byte(), b);
+        }
+        for p in Params::ALL {
+            assert_eq!(p.wp, 0);
+            assert_eq!(p.words(1).to_byte(), p.to_byte() | 0x10);
+        }
+    }
+
     /// Regression: codec 3 added tables and context bytes that the saved
     /// state must carry; every one of them must survive a save and a load.
     #[test]
     fn save_load_round_trip_covers_the_whole_model() {
-        let mut m = Model::new(Params { lc: 1, lp: 0 });
+        let mut m = Model::new(Params {
+            lc: 1,
+            lp: 0,
+            wp: 1,
+        });
         let mut k = 7u16;
         m.tables_mut(&mut |t| {
             for p in t {
