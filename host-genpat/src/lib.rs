@@ -230,10 +230,20 @@ mod tests {
         let patch = diff(&old, &new, &GenOptions::default()).unwrap();
         assert_eq!(apply::apply(&patch, &old).unwrap().1, new);
 
+        // Changes of three bytes at any alignment, each byte by its own
+        // amount: the `Diff` run says which, the word position does not.
         let old = Rng(12).bytes(20_000);
         let mut new = old.clone();
-        for i in (0..new.len()).step_by(37) {
-            new[i] = new[i].wrapping_add(5);
+        let gaps = Rng(13).bytes(2_000);
+        let mut i = 0;
+        for g in gaps {
+            i += 4 + usize::from(g % 29);
+            if i + 3 > new.len() {
+                break;
+            }
+            for (k, d) in [0x11, 0x22, 0x33].into_iter().enumerate() {
+                new[i + k] = new[i + k].wrapping_add(d);
+            }
         }
         let (header, _) = generate(&old, &new, &GenOptions::default(), &mut NoProgress).unwrap();
         assert_eq!(Params::from_byte(header.params).unwrap().wp, 0);

@@ -32,13 +32,18 @@ pub(crate) fn number_walk<I: BitIo + ?Sized>(
     // tree per bit length up to `MANT_LENS`), the others direct.
     let mut i = n - 1;
     if n as usize <= MANT_LENS && i > 0 {
+        // Bit length 2 has one modelled bit, at 0; length `n` ≥ 3 its
+        // three nodes at `3·(n − 3) + m`.
         let base = 3 * (n as usize - 2);
         let mut m = 1usize;
         while m < 4 && i > 0 {
             i -= 1;
             // Below `MANT` (n ≤ 12, m < 4); `min`, not `% MANT` (a
             // division), keeps the index in bounds.
-            let b = io.bit(&mut mant[(base + m).min(MANT - 1)], (v >> i) & 1);
+            let b = io.bit(
+                &mut mant[(base + m).saturating_sub(3).min(MANT - 1)],
+                (v >> i) & 1,
+            );
             m = (m << 1) | b as usize;
             out = (out << 1) | b;
         }
@@ -57,10 +62,9 @@ pub const LENGTH_TREE: usize = 32;
 /// numbers code those bits as direct bits too.
 const MANT_LENS: usize = 12;
 /// Mantissa probabilities of a [`Number`]: bit length 2 has one modelled
-/// bit (node 1 of a 2-level tree), lengths 3 to `MANT_LENS` three each
-/// (nodes 1–3), at `3 × (length − 2) + node`; index 0 and the unused nodes
-/// of length 2 keep the layout a formula.
-pub const MANT: usize = 3 * (MANT_LENS - 2) + 4;
+/// bit (node 1 of a 2-level tree), at 0; lengths 3 to `MANT_LENS` three
+/// each (nodes 1–3), at `3 × (length − 3) + node`.
+pub const MANT: usize = 3 * (MANT_LENS - 2) + 1;
 
 /// Nodes of a [`ByteTree`] kept per context: the top six levels of the
 /// eight (nodes 1–63; index 0 is unused).
@@ -233,6 +237,9 @@ pub struct Model {
     carry: u8,
     /// Copy lengths, by target position modulo 4.
     copy_len: Number<4>,
+    /// With `wp`: the two low bits of an exact run's length less one (a
+    /// 2-level tree), by target position modulo 4.
+    run_low: [[Prob; 3]; 4],
     seek_len: Number<1>,
     seek_mag: Number<1>,
     lit_len: Number<1>,
@@ -252,12 +259,14 @@ pub struct Params {
     pub lc: u8,
     /// Bits of the target position that select the table: 0 or 1.
     pub lp: u8,
-    /// 1: an operation's kind is chosen by the previous kind and the
-    /// target position modulo 4, and a `Diff`'s repeats by the position's
-    /// parity and whether a `Diff` came right before it, instead of by the
-    /// two previous kinds and the `Diff` run. It pays on code of aligned
-    /// 32-bit instructions (AArch64), where what changes in moved code is
-    /// an offset in a fixed place of the word.
+    /// 1: word contexts. An operation's kind is chosen by the previous kind
+    /// and the target position modulo 4, a `Diff`'s repeats by the
+    /// position's parity and whether a `Diff` came right before it,
+    /// instead of by the two previous kinds and the `Diff` run; an exact
+    /// run's length codes its two low bits first, by the position modulo 4.
+    /// It pays on code of aligned instructions (AArch64, and often Thumb-2
+    /// and Xtensa), where what changes in moved code is an offset in a
+    /// fixed place of the word.
     pub wp: u8,
 }
 
@@ -322,13 +331,14 @@ impl Model {
             "model: probabilities `diff` (`top[2][64]`, `low[192]`)" => Probs(&mut self.diff.p),
             "model: probabilities `rep[4][2]`" => Probs(self.rep.as_flattened_mut()),
             "model: probabilities `copy_len.len[4][32]`" => Probs(self.copy_len.len.as_flattened_mut()),
-            "model: probabilities `copy_len.mant[34]`" => Probs(&mut self.copy_len.mant),
+            "model: probabilities `copy_len.mant[31]`" => Probs(&mut self.copy_len.mant),
+            "model: probabilities `run_low[4][3]`" => Probs(self.run_low.as_flattened_mut()),
             "model: probabilities `seek_len.len[32]`" => Probs(self.seek_len.len.as_flattened_mut()),
-            "model: probabilities `seek_len.mant[34]`" => Probs(&mut self.seek_len.mant),
+            "model: probabilities `seek_len.mant[31]`" => Probs(&mut self.seek_len.mant),
             "model: probabilities `seek_mag.len[32]`" => Probs(self.seek_mag.len.as_flattened_mut()),
-            "model: probabilities `seek_mag.mant[34]`" => Probs(&mut self.seek_mag.mant),
+            "model: probabilities `seek_mag.mant[31]`" => Probs(&mut self.seek_mag.mant),
             "model: probabilities `lit_len.len[32]`" => Probs(self.lit_len.len.as_flattened_mut()),
-            "model: probabilities `lit_len.mant[34]`" => Probs(&mut self.lit_len.mant),
+            "model: probabilities `lit_len.mant[31]`" => Probs(&mut self.lit_len.mant),
         )
     }
 
@@ -387,6 +397,7 @@ impl Model {
         diff_run: 0,
         carry: 0,
         copy_len: Number::UNSET,
+        run_low: [[0; 3]; 4],
         seek_len: Number::UNSET,
         seek_mag: Number::UNSET,
         lit_len: Number::UNSET,
@@ -417,6 +428,7 @@ impl Model {
             diff_run: 0,
             carry: 0,
             copy_len: Number::new(),
+            run_low: [[PROB_INIT; 3]; 4],
             seek_len: Number::new(),
             seek_mag: Number::new(),
             lit_len: Number::new(),
@@ -451,8 +463,9 @@ impl Model {
         let out = match (fam, sub) {
             (0, 0) => {
                 let len = if let Op::Copy { len } = op { len } else { 0 };
+                let ctx = pos as usize & 3;
                 Op::Copy {
-                    len: self.copy_len.code(io, pos as usize & 3, len),
+                    len: self.run_len(io, pos, |m| &mut m.copy_len, ctx, len),
                 }
             }
             (0, _) => {
@@ -463,7 +476,7 @@ impl Model {
                 };
                 let neg = io.bit(&mut self.seek_sign, (delta < 0) as u32);
                 let mag = self.seek_mag.code(io, 0, delta.unsigned_abs() as u32) as i64;
-                let len = self.seek_len.code(io, 0, len);
+                let len = self.run_len(io, pos, |m| &mut m.seek_len, 0, len);
                 Op::Seek {
                     delta: if neg == 1 { -mag } else { mag },
                     len,
@@ -495,6 +508,32 @@ impl Model {
             self.diff_run = 0;
         }
         out
+    }
+
+    /// Codes the length `len` (≥ 1) of an exact run (a `Copy`'s or a
+    /// `Seek`'s) that starts at target position `pos`, with the number
+    /// model `num` picks and its length tree `ctx`. With `wp`, the two low
+    /// bits of `len − 1` come first, by `pos` modulo 4 (where in its word
+    /// the run ends), then the rest of it plus one; a decoded length is
+    /// then never 0.
+    #[inline(always)]
+    fn run_len<I: BitIo, const C: usize>(
+        &mut self,
+        io: &mut I,
+        pos: u32,
+        num: impl FnOnce(&mut Self) -> &mut Number<C>,
+        ctx: usize,
+        len: u32,
+    ) -> u32 {
+        if self.params.wp == 0 {
+            return num(self).code(io, ctx, len);
+        }
+        let l = len.wrapping_sub(1);
+        let t = &mut self.run_low[pos as usize & 3];
+        let b1 = io.bit(&mut t[0], (l >> 1) & 1);
+        let b0 = io.bit(&mut t[1 + b1 as usize], l & 1);
+        let hi = num(self).code(io, ctx, (l >> 2) + 1) - 1;
+        (hi.saturating_mul(4) | (b1 << 1) | b0).saturating_add(1)
     }
 
     /// The byte a `Diff` with addend `d` makes of source byte `old`: bytes
@@ -568,9 +607,15 @@ mod tests {
     /// the byte it came from.
     #[test]
     fn parameter_bytes() {
-        let accepted: Vec<u8> = (0..=255u8)
-            .filter(|&b| Params::from_byte(b).is_some())
-            .collect();
+        let mut accepted = [0u8; 6];
+        let mut n = 0;
+        for b in 0..=255u8 {
+            if Params::from_byte(b).is_some() {
+                assert!(n < 6, "{b:#x} accepted too");
+                accepted[n] = b;
+                n += 1;
+            }
+        }
         assert_eq!(accepted, [0x00, 0x01, 0x04, 0x10, 0x11, 0x14]);
         for b in accepted {
             assert_eq!(Params::from_byte(b).unwrap().to_byte(), b);
@@ -578,6 +623,58 @@ mod tests {
         for p in Params::ALL {
             assert_eq!(p.wp, 0);
             assert_eq!(p.words(1).to_byte(), p.to_byte() | 0x10);
+        }
+    }
+
+    /// Operations coded with and without word contexts decode to
+    /// themselves, run lengths from 1 to 2³² − 1 included.
+    #[test]
+    fn operations_round_trip_with_both_word_settings() {
+        extern crate std;
+        use super::super::rc::{ByteSource, Decoder, DecoderState, Encoder};
+        let lens = [1, 2, 3, 4, 5, 7, 8, 255, 4097, 1 << 20, u32::MAX - 1, u32::MAX];
+        let mut ops = std::vec::Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            ops.push(Op::Copy { len });
+            ops.push(Op::Diff { d: i as u8 });
+            ops.push(Op::Seek {
+                delta: -(i as i64) - 1,
+                len,
+            });
+            ops.push(Op::Diff { d: 3 });
+            ops.push(Op::Diff { d: 200 });
+            ops.push(Op::Lit { len });
+        }
+        struct Bytes<'a>(&'a [u8]);
+        impl ByteSource for Bytes<'_> {
+            fn next(&mut self) -> Option<u8> {
+                let (&b, rest) = self.0.split_first()?;
+                self.0 = rest;
+                Some(b)
+            }
+        }
+        for wp in [0, 1] {
+            let params = Params::ALL[1].words(wp);
+            let mut body = std::vec::Vec::new();
+            let mut sink = |b: u8| body.push(b);
+            let mut enc = Encoder::new(&mut sink);
+            let mut m = Model::new(params);
+            for (pos, &op) in ops.iter().enumerate() {
+                m.op(&mut enc, pos as u32 * 3, op);
+            }
+            enc.finish();
+            let mut src = Bytes(&body);
+            let mut state = DecoderState::start(&mut src).unwrap();
+            let mut dec = Decoder {
+                state: &mut state,
+                src: &mut src,
+                starved: false,
+            };
+            let mut m = Model::new(params);
+            for (pos, &op) in ops.iter().enumerate() {
+                assert_eq!(m.op(&mut dec, pos as u32 * 3, Op::Copy { len: 0 }), op, "wp {wp}");
+            }
+            assert!(!dec.starved);
         }
     }
 
