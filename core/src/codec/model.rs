@@ -456,30 +456,36 @@ impl Model {
             Op::Lit { .. } => (1, 1),
         };
         let [p0, p1] = self.prev;
-        let second = if self.params.wp == 1 { pos & 3 } else { p1 as u32 };
+        // The second context: `p1`, or with `wp` the position in the word.
+        let m = self.params.wp as u32 * 3;
+        let second = (p1 as u32 & !m) | (pos & m);
         let k = &mut self.kind[(p0 as usize * 4 + second as usize) % 16];
         let fam = io.bit(&mut k[0], fam);
         let sub = io.bit(&mut k[1 + fam as usize], sub);
         let out = match (fam, sub) {
-            (0, 0) => {
-                let len = if let Op::Copy { len } = op { len } else { 0 };
-                let ctx = pos as usize & 3;
-                Op::Copy {
-                    len: self.run_len(io, pos, |m| &mut m.copy_len, ctx, len),
-                }
-            }
             (0, _) => {
-                let (delta, len) = if let Op::Seek { delta, len } = op {
-                    (delta, len)
-                } else {
-                    (0, 0)
+                // A `Copy`, or a `Seek`: its distance, then the run as a
+                // `Copy`'s with the seek's length model.
+                let (delta, len) = match op {
+                    Op::Seek { delta, len } => (delta, len),
+                    Op::Copy { len } => (0, len),
+                    _ => (0, 0),
                 };
-                let neg = io.bit(&mut self.seek_sign, (delta < 0) as u32);
-                let mag = self.seek_mag.code(io, 0, delta.unsigned_abs() as u32) as i64;
-                let len = self.run_len(io, pos, |m| &mut m.seek_len, 0, len);
-                Op::Seek {
-                    delta: if neg == 1 { -mag } else { mag },
-                    len,
+                let seek = sub == 1;
+                let mut delta_out = 0;
+                if seek {
+                    let neg = io.bit(&mut self.seek_sign, (delta < 0) as u32);
+                    let mag = self.seek_mag.code(io, 0, delta.unsigned_abs() as u32) as i64;
+                    delta_out = if neg == 1 { -mag } else { mag };
+                }
+                let len = self.run_len(io, pos, seek, len);
+                if seek {
+                    Op::Seek {
+                        delta: delta_out,
+                        len,
+                    }
+                } else {
+                    Op::Copy { len }
                 }
             }
             (_, 0) => {
@@ -510,30 +516,38 @@ impl Model {
         out
     }
 
-    /// Codes the length `len` (≥ 1) of an exact run (a `Copy`'s or a
-    /// `Seek`'s) that starts at target position `pos`, with the number
-    /// model `num` picks and its length tree `ctx`. With `wp`, the two low
-    /// bits of `len − 1` come first, by `pos` modulo 4 (where in its word
-    /// the run ends), then the rest of it plus one; a decoded length is
-    /// then never 0.
+    /// Codes the length `len` (≥ 1) of an exact run that starts at target
+    /// position `pos`: a `Seek`'s with `seek_len`, a `Copy`'s with
+    /// `copy_len`'s length tree `pos mod 4`. With `wp`, the two low bits
+    /// of `len − 1` come first, by `pos` modulo 4 (where in its word the
+    /// run ends), then the rest of it plus one; a decoded length is then
+    /// never 0.
     #[inline(always)]
-    fn run_len<I: BitIo, const C: usize>(
-        &mut self,
-        io: &mut I,
-        pos: u32,
-        num: impl FnOnce(&mut Self) -> &mut Number<C>,
-        ctx: usize,
-        len: u32,
-    ) -> u32 {
-        if self.params.wp == 0 {
-            return num(self).code(io, ctx, len);
+    fn run_len<I: BitIo>(&mut self, io: &mut I, pos: u32, seek: bool, len: u32) -> u32 {
+        let words = self.params.wp == 1;
+        let (mut low, mut v) = (0, len);
+        if words {
+            let l = len.wrapping_sub(1);
+            let t = &mut self.run_low[pos as usize & 3];
+            let b1 = io.bit(&mut t[0], (l >> 1) & 1);
+            let b0 = io.bit(&mut t[1 + b1 as usize], l & 1);
+            (low, v) = ((b1 << 1) | b0, (l >> 2) + 1);
         }
-        let l = len.wrapping_sub(1);
-        let t = &mut self.run_low[pos as usize & 3];
-        let b1 = io.bit(&mut t[0], (l >> 1) & 1);
-        let b0 = io.bit(&mut t[1 + b1 as usize], l & 1);
-        let hi = num(self).code(io, ctx, (l >> 2) + 1) - 1;
-        (hi.saturating_mul(4) | (b1 << 1) | b0).saturating_add(1)
+        // One number walk for both kinds of run and both forms.
+        let (tree, mant) = if seek {
+            (&mut self.seek_len.len[0], &mut self.seek_len.mant)
+        } else {
+            (
+                &mut self.copy_len.len[pos as usize & 3],
+                &mut self.copy_len.mant,
+            )
+        };
+        let n = io.number(tree, mant, v);
+        if words {
+            ((n - 1).saturating_mul(4) | low).saturating_add(1)
+        } else {
+            n
+        }
     }
 
     /// The byte a `Diff` with addend `d` makes of source byte `old`: bytes
