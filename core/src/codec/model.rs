@@ -250,8 +250,8 @@ pub(crate) const SPARE: usize = 256;
 const _: () = assert!(2 * ByteTree::PROBS >= SPARE);
 
 /// Codec 3's parameters: how literals pick one of the two literal tables,
-/// and whether operation kinds and `Diff` repeats see the position in a
-/// 4-byte word.
+/// and whether the models of operation kinds, `Diff` repeats and run
+/// lengths see the position in a 4-byte word.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Params {
