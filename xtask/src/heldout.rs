@@ -434,6 +434,7 @@ fn print_stats(name: &str, old: &[u8], new: &[u8], bsdiff: &[u8]) {
     let steps = index.plan(&plan::PlanOptions::default(), &mut |_| {});
     let repeats = plan::repeat_literals(&mut index, &steps);
     print_where(name, new, old, &steps);
+    print_models(name, old, new, &steps);
     for (what, steps) in [("plan", steps), ("plan + repeats", repeats)] {
         let b = encode::breakdown(old, new, &steps, flashpatch::codec::Params::ALL[0]);
         let kb = |c: u64| c as f64 / 2048.0 / 1000.0;
@@ -580,4 +581,118 @@ fn print_where(name: &str, new: &[u8], old: &[u8], steps: &[host_genpat::plan::S
         );
     }
     println!("{name}: differing bytes in those classes {in_classes}; their positions as a flag per word of the classes: {flags:.1} kB");
+}
+
+/// An adaptive binary probability as the codec's, with 16 bits (the
+/// codec's 11 cap how cheap a near-certain decision gets) and shift 4,
+/// that adds up what each decision costs in bits.
+struct Probs(Vec<u32>);
+
+impl Probs {
+    fn new(n: usize) -> Self {
+        Probs(vec![1 << 15; n])
+    }
+
+    fn cost(&mut self, at: usize, bit: bool) -> f64 {
+        let p = &mut self.0[at];
+        let q = if bit { (1 << 16) - *p } else { *p };
+        if bit {
+            *p -= *p >> 4;
+        } else {
+            *p += ((1 << 16) - *p) >> 4;
+        }
+        -(f64::from(q.max(1)) / f64::from(1u32 << 16)).log2()
+    }
+}
+
+/// What the default plan's differences would cost under models the codec
+/// does not have (a simulation: the same differing bytes, other contexts,
+/// `-log2 p` per decision; `docs/CODEC.md`, "Word contexts"). Positions:
+/// one decision per byte that a copy covers, "differs or not", by the
+/// position in the source word and whether the byte before differed, then
+/// also by the top byte of the old word (its top six bits, or all eight):
+/// against the codec's kinds and copy lengths. Values: a difference that
+/// repeats one of the two last of its context, else a byte tree, with
+/// the codec's contexts (the `Diff` run; first or not), then with the
+/// position in the word for both.
+fn print_models(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::Step]) {
+    use host_genpat::plan::Step;
+    let byte = |at: usize| {
+        if at < old.len() {
+            old[at]
+        } else {
+            new[at - old.len()]
+        }
+    };
+    let mut flags = [Probs::new(8), Probs::new(8 * 64), Probs::new(8 * 256)];
+    let mut flag_bits = [0.0; 3];
+    // (repeat probabilities, last two values, tree) per value model.
+    let mut values = [
+        (Probs::new(8), vec![[0u8; 2]; 4], Probs::new(2 * 256), 0.0),
+        (Probs::new(32), vec![[0u8; 2]; 16], Probs::new(4 * 256), 0.0),
+    ];
+    let mut out = 0;
+    for s in steps {
+        let (from, len) = match *s {
+            Step::Literal { len } => {
+                out += len;
+                continue;
+            }
+            Step::Copy { from, len } => (from, len),
+        };
+        let (mut before, mut run, mut carry) = (false, 0usize, 0u32);
+        for k in 0..len {
+            let at = from + k;
+            let (o, n) = (byte(at), new[out + k]);
+            let differs = o != n;
+            let in_word = at & 3;
+            let top = usize::from(byte((at | 3).min(old.len() + out + k)));
+            let ctx = in_word * 2 + before as usize;
+            for (i, c) in [ctx, (top >> 2) * 8 + ctx, top * 8 + ctx].into_iter().enumerate() {
+                flag_bits[i] += flags[i].cost(c, differs);
+            }
+            if differs {
+                let d = (u32::from(n).wrapping_sub(u32::from(o)).wrapping_sub(carry)) as u8;
+                carry = (u32::from(o) + u32::from(d) + carry) >> 8 & 1;
+                let r = run.min(3);
+                for (i, (rep, last, tree, bits)) in values.iter_mut().enumerate() {
+                    let (rc, tc) = if i == 0 {
+                        (r, (r > 0) as usize)
+                    } else {
+                        (r * 4 + in_word, in_word)
+                    };
+                    let [r0, r1] = last[rc];
+                    *bits += rep.cost(2 * rc, d != r0);
+                    if d != r0 {
+                        *bits += rep.cost(2 * rc + 1, d != r1);
+                        if d != r1 {
+                            let mut m = 1;
+                            for b in (0..8).rev().map(|b| d >> b & 1) {
+                                *bits += tree.cost(tc * 256 + m, b == 1);
+                                m = 2 * m + usize::from(b);
+                            }
+                        }
+                        last[rc] = [d, r0];
+                    }
+                }
+                run += 1;
+            } else {
+                (run, carry) = (0, 0);
+            }
+            before = differs;
+        }
+        out += len;
+    }
+    let kb = |bits: f64| bits / 8000.0;
+    println!(
+        "{name}: simulated positions, a decision per copied byte, kB — by position in the word and the byte before {:.1}; and the old word's top six bits {:.1}; and its top byte {:.1}",
+        kb(flag_bits[0]),
+        kb(flag_bits[1]),
+        kb(flag_bits[2])
+    );
+    println!(
+        "{name}: simulated Diff values, kB — the codec's contexts {:.1}; by the position in the word too {:.1}",
+        kb(values[0].3),
+        kb(values[1].3)
+    );
 }
