@@ -205,7 +205,7 @@ mod tests {
         let mut old = Vec::new();
         while old.len() < 64 * 1024 {
             let r = rng.bytes(4);
-            let word = if r[0] % 3 == 0 {
+            let word = if r[0].is_multiple_of(3) {
                 // BL, imm26 somewhere within 1 MiB.
                 0x9400_0000 | (u32::from_le_bytes([r[1], r[2], r[3] & 3, 0]))
             } else {

@@ -648,7 +648,10 @@ fn print_models(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::
             let in_word = at & 3;
             let top = usize::from(byte((at | 3).min(old.len() + out + k)));
             let ctx = in_word * 2 + before as usize;
-            for (i, c) in [ctx, (top >> 2) * 8 + ctx, top * 8 + ctx].into_iter().enumerate() {
+            for (i, c) in [ctx, (top >> 2) * 8 + ctx, top * 8 + ctx]
+                .into_iter()
+                .enumerate()
+            {
                 flag_bits[i] += flags[i].cost(c, differs);
             }
             if differs {

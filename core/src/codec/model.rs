@@ -295,9 +295,21 @@ impl Params {
     /// The literal parameter sets the decoder accepts (`wp = 0`; each may
     /// also be used with `wp = 1`, [`Params::words`]).
     pub const ALL: [Params; 3] = [
-        Params { lc: 0, lp: 0, wp: 0 },
-        Params { lc: 1, lp: 0, wp: 0 },
-        Params { lc: 0, lp: 1, wp: 0 },
+        Params {
+            lc: 0,
+            lp: 0,
+            wp: 0,
+        },
+        Params {
+            lc: 1,
+            lp: 0,
+            wp: 0,
+        },
+        Params {
+            lc: 0,
+            lp: 1,
+            wp: 0,
+        },
     ];
 
     /// The same literal parameters with `wp` set to `wp` (0 or 1).
@@ -646,7 +658,20 @@ mod tests {
     fn operations_round_trip_with_both_word_settings() {
         extern crate std;
         use super::super::rc::{ByteSource, Decoder, DecoderState, Encoder};
-        let lens = [1, 2, 3, 4, 5, 7, 8, 255, 4097, 1 << 20, u32::MAX - 1, u32::MAX];
+        let lens = [
+            1,
+            2,
+            3,
+            4,
+            5,
+            7,
+            8,
+            255,
+            4097,
+            1 << 20,
+            u32::MAX - 1,
+            u32::MAX,
+        ];
         let mut ops = std::vec::Vec::new();
         for (i, &len) in lens.iter().enumerate() {
             ops.push(Op::Copy { len });
@@ -686,7 +711,11 @@ mod tests {
             };
             let mut m = Model::new(params);
             for (pos, &op) in ops.iter().enumerate() {
-                assert_eq!(m.op(&mut dec, pos as u32 * 3, Op::Copy { len: 0 }), op, "wp {wp}");
+                assert_eq!(
+                    m.op(&mut dec, pos as u32 * 3, Op::Copy { len: 0 }),
+                    op,
+                    "wp {wp}"
+                );
             }
             assert!(!dec.starved);
         }
