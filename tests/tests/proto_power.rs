@@ -279,3 +279,64 @@ fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usiz
     assert!(runs > 300 && resumed_mid > 10 && ended_v1 > 0);
     assert_eq!(from_checkpoint > 0, units > 0);
 }
+
+/// A continued update that fails is not continued again: its checkpoint is
+/// made stale (a boot record of the same state at the next generation), so
+/// that the next try of the same patch begins at 0 rather than failing at
+/// the same place for ever. The patch's body is damaged near its end (the
+/// whole file's CRC made right, as a sender would compute it): the apply
+/// fails at the end of the body, after its checkpoints.
+#[test]
+fn a_continued_update_that_fails_begins_again_next_time() {
+    UNITS.set(1);
+    let (v1, mut v2) = firmware_pair(22, 20_000);
+    v2[2000..8000].copy_from_slice(&Rng(6).bytes(6000));
+    let mut patch = host_genpat::diff(&v1, &v2, &Default::default()).unwrap();
+    let at = patch.len() - 40;
+    patch[at] ^= 0x5A;
+    let id = flashpatch::slots::PatchId {
+        size: patch.len() as u32,
+        crc32: flashpatch::crc32::crc32(&patch),
+    };
+    let h1: [u8; 32] = Sha256::digest(&v1).into();
+    let from = |flash: &RefCell<Flash<1, 4, 4096, 0xFF>>| {
+        let mut mem = ApplierState::new();
+        slots(flash)
+            .unwrap()
+            .resume_or_begin(0, id, &mut mem)
+            .unwrap()
+            .1
+    };
+    // The first cut after which the install would go on from a checkpoint.
+    let mut continued = 0;
+    for n in 0.. {
+        let mut f = Flash::<1, 4, 4096, 0xFF>::new((STAGE_AT + STAGE) as usize);
+        f.preload(0, &v1);
+        let flash = RefCell::new(f);
+        slots(&flash)
+            .unwrap()
+            .provision(Slot::A, v1.len() as u32)
+            .unwrap();
+        flash.borrow_mut().cut_at(n, Cut::Before, n);
+        assert!(
+            session(&flash, &patch, MAX_CHUNK).is_none(),
+            "no cut at {n}"
+        );
+        flash.borrow_mut().reboot();
+        assert_eq!(boot(&flash), Some(h1));
+        let resumed = from(&flash);
+        if resumed == 0 {
+            continue;
+        }
+        // Continued from its checkpoint, the update fails at the body's end.
+        let (v, restart) = session(&flash, &patch, MAX_CHUNK).unwrap();
+        assert!(v != Verdict::Ok && !restart, "cut {n}: {v:?}");
+        assert_eq!(boot(&flash), Some(h1));
+        assert_eq!(from(&flash), 0, "cut {n}: resumed at {resumed}, then again");
+        continued += 1;
+        if continued == 3 {
+            break;
+        }
+    }
+    UNITS.set(0);
+}
