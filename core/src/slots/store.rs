@@ -246,16 +246,17 @@ impl<S: NorFlash, const N: usize> Store<S, N> {
     /// `proto::device`).
     #[cfg(feature = "proto")]
     pub(crate) async fn forget_checkpoint(&mut self) -> Res<()> {
-        match self.boot() {
-            Some(rec) if self.checkpoint.is_some() && !rec.trial => {
-                let next = BootState {
-                    gen: rec.gen.wrapping_add(1),
-                    ..rec
-                };
-                self.write_boot(&next).await
-            }
-            _ => Ok(()),
-        }
+        // The same state at the next generation, made in place as
+        // `name_slot` makes it (no copy of the state on the stack): slot
+        // A of component 0 named with the image it already has.
+        let image = match self.current() {
+            Some(rec) if self.checkpoint.is_some() && !rec.trial => match rec.components.first() {
+                Some(c) => c.images[0],
+                None => return Ok(()),
+            },
+            _ => return Ok(()),
+        };
+        self.name_slot(0, Slot::A, &image).await
     }
 
     /// Writes a record of `kind` and `len` bytes at `at`, its body the
