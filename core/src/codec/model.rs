@@ -226,10 +226,14 @@ pub struct Model {
     /// `Diff` values, by whether the previous operation was a `Diff` too.
     diff: ByteTree,
     /// Whether a `Diff` repeats one of the two last values of its context:
-    /// how many `Diff`s came right before it (0, 1, 2, 3 or more).
+    /// how many `Diff`s came right before it (0, 1, 2, 3 or more); with
+    /// `wp`, the target position's parity and whether a `Diff` came right
+    /// before it.
     rep: [[Prob; 2]; 4],
-    /// The two last `Diff` values per context, the latest first.
-    last_d: [[u8; 2]; 4],
+    /// The two last `Diff` values per context, the latest first: the
+    /// `Diff` run's four (as `rep`); with `wp`, eight: the target position
+    /// modulo 4 and whether a `Diff` came right before it.
+    last_d: [[u8; 2]; 8],
     /// `Diff`s in a row just before this point, at most 3.
     diff_run: u8,
     /// The carry out of the last byte if the last operation was a `Diff`
@@ -334,7 +338,7 @@ impl Model {
         crate::snapshot::fields!(i;
             "model: the two previous operation kinds (0–3 each)" => Bytes(&mut self.prev),
             "model: the codec parameter byte" => P(&mut self.params),
-            "model: the last two `Diff` values of each of the four `Diff`-run contexts" => Bytes(self.last_d.as_flattened_mut()),
+            "model: the last two `Diff` values of each of the eight contexts (the `Diff` run's four without `wp`)" => Bytes(self.last_d.as_flattened_mut()),
             "model: the `Diff` run (0–3)" => U8(&mut self.diff_run),
             "model: the carry (0–1)" => U8(&mut self.carry),
             "model: probabilities `kind[16][3]`" => Probs(self.kind.as_flattened_mut()),
@@ -405,7 +409,7 @@ impl Model {
         lit: ByteTree::UNSET,
         diff: ByteTree::UNSET,
         rep: [[0; 2]; 4],
-        last_d: [[0; 2]; 4],
+        last_d: [[0; 2]; 8],
         diff_run: 0,
         carry: 0,
         copy_len: Number::UNSET,
@@ -436,7 +440,7 @@ impl Model {
             lit: ByteTree::new(),
             diff: ByteTree::new(),
             rep: [[PROB_INIT; 2]; 4],
-            last_d: [[0; 2]; 4],
+            last_d: [[0; 2]; 8],
             diff_run: 0,
             carry: 0,
             copy_len: Number::new(),
@@ -453,7 +457,7 @@ impl Model {
         self.tables_mut(&mut |t| t.fill(PROB_INIT));
         self.prev = [AFTER_START; 2];
         self.params = params;
-        self.last_d = [[0; 2]; 4];
+        self.last_d = [[0; 2]; 8];
         self.diff_run = 0;
         self.carry = 0;
     }
@@ -581,16 +585,18 @@ impl Model {
 
     /// Codes the value of a `Diff` at target position `pos`: one of the two
     /// last values of its context (the `Diff`s right before it; with `wp`,
-    /// the position's parity and whether a `Diff` came right before it), or
-    /// a tree (one for the first `Diff` of a row, one for the others).
+    /// the position in the word and whether a `Diff` came right before it,
+    /// whose repeat decisions see only the position's parity), or a tree
+    /// (one for the first `Diff` of a row, one for the others).
     fn diff<I: BitIo>(&mut self, io: &mut I, d: u8, pos: u32) -> u8 {
         let c = (self.diff_run > 0) as usize;
-        let r = if self.params.wp == 1 {
-            2 * (pos as usize & 1) + c
+        let (r, l) = if self.params.wp == 1 {
+            (2 * (pos as usize & 1) + c, 2 * (pos as usize & 3) + c)
         } else {
-            self.diff_run as usize % 4
+            let r = self.diff_run as usize % 4;
+            (r, r)
         };
-        let [r0, r1] = self.last_d[r];
+        let [r0, r1] = self.last_d[l];
         let rep = &mut self.rep[r];
         let d = if io.bit(&mut rep[0], (d != r0) as u32) == 0 {
             r0
@@ -600,7 +606,7 @@ impl Model {
             self.diff.code(io, c, d)
         };
         if d != r0 {
-            self.last_d[r] = [d, r0];
+            self.last_d[l] = [d, r0];
         }
         d
     }
@@ -738,7 +744,16 @@ mod tests {
             }
         });
         m.prev = [AFTER_DIFF, AFTER_LIT];
-        m.last_d = [[1, 2], [3, 4], [5, 6], [7, 8]];
+        m.last_d = [
+            [1, 2],
+            [3, 4],
+            [5, 6],
+            [7, 8],
+            [9, 10],
+            [11, 12],
+            [13, 14],
+            [15, 16],
+        ];
         m.diff_run = 2;
         m.carry = 1;
         let mut bytes = [0u8; Model::SAVED_LEN + 1];
