@@ -62,14 +62,16 @@ pub enum GenError {
 }
 
 /// Codes `steps` with the parameter set whose literals cost least (the
-/// first set, and another one if its literals are cheaper): the set and
-/// the smaller body.
-fn code(old: &[u8], new: &[u8], steps: &[plan::Step]) -> (Params, Vec<u8>) {
+/// first set, and another one if its literals are cheaper), with each of
+/// the word-context settings `words` (`wp`, 0 or 1): the set and the
+/// smallest body.
+fn code(old: &[u8], new: &[u8], steps: &[plan::Step], words: &[u8]) -> (Params, Vec<u8>) {
     // Literals depend only on the literal parameters, and see nothing
     // else: rank those sets by what the literals cost, then code the
-    // winner with and without word contexts (`wp`, which changes the
-    // other operations' models) and keep the smallest body.
-    let (first, lits) = encode::encode_body_lits(old, new, steps, Params::ALL[0]);
+    // winner with each setting of `wp` (which changes the other
+    // operations' models) and keep the smallest body.
+    let start = Params::ALL[0].words(words[0]);
+    let (first, lits) = encode::encode_body_lits(old, new, steps, start);
     let cost = |p| encode::literal_cost(new, &lits, p);
     let mut winner = (Params::ALL[0], cost(Params::ALL[0]));
     for p in &Params::ALL[1..] {
@@ -79,8 +81,8 @@ fn code(old: &[u8], new: &[u8], steps: &[plan::Step]) -> (Params, Vec<u8>) {
         }
     }
     // Ties keep the earlier candidate: the result is deterministic.
-    let mut best = (Params::ALL[0], first);
-    for p in [winner.0, winner.0.words(1)] {
+    let mut best = (start, first);
+    for p in words.iter().map(|&wp| winner.0.words(wp)) {
         if p != best.0 {
             let body = encode::encode_body(old, new, steps, p);
             if body.len() < best.1.len() {
@@ -118,8 +120,13 @@ pub fn generate(
     let mut index = plan::Index::new(old, new);
     // The smallest body so far, its parameters, and the plan it codes.
     let mut best: Option<(Params, Vec<u8>, Vec<plan::Step>)> = None;
-    let keep = |steps: Vec<plan::Step>, best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
-        let (p, body) = code(old, new, &steps);
+    // The first plan is coded with and without word contexts; the others
+    // only with the setting that coded it smaller (coding is most of the
+    // time of generation after matching).
+    let mut words = vec![0, 1];
+    let mut keep = |steps: Vec<plan::Step>, best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
+        let (p, body) = code(old, new, &steps, &words);
+        words = vec![p.wp];
         // Ties keep the earlier candidate: the result is deterministic.
         if best.as_ref().is_none_or(|(_, b, _)| body.len() < b.len()) {
             *best = Some((p, body, steps));
