@@ -124,7 +124,8 @@ pub fn generate(
     // only with the setting that coded it smaller (coding is most of the
     // time of generation after matching).
     let mut words = vec![0, 1];
-    let mut keep = |steps: Vec<plan::Step>, best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
+    let mut keep = |steps: Vec<plan::Step>,
+                    best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
         let (p, body) = code(old, new, &steps, &words);
         words = vec![p.wp];
         // Ties keep the earlier candidate: the result is deterministic.
