@@ -123,11 +123,11 @@ pub fn generate(
     // The first plan is coded with and without word contexts; the others
     // only with the setting that coded it smaller (coding is most of the
     // time of generation after matching).
-    let mut words = vec![0, 1];
+    let mut words: &[u8] = &[0, 1];
     let mut keep = |steps: Vec<plan::Step>,
                     best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
-        let (p, body) = code(old, new, &steps, &words);
-        words = vec![p.wp];
+        let (p, body) = code(old, new, &steps, words);
+        words = if p.wp == 1 { &[1] } else { &[0] };
         // Ties keep the earlier candidate: the result is deterministic.
         if best.as_ref().is_none_or(|(_, b, _)| body.len() < b.len()) {
             *best = Some((p, body, steps));

@@ -154,6 +154,20 @@ fn slots<const R: usize, const W: usize, const E: usize, const X: u8>(
     blocking::open_slots(flash)
 }
 
+/// A device's flash with `image` in slot A, provisioned there.
+fn provisioned<const R: usize, const W: usize, const E: usize, const X: u8>(
+    image: &[u8],
+) -> RefCell<Flash<R, W, E, X>> {
+    let mut f = Flash::<R, W, E, X>::new((STAGE_AT + STAGE) as usize);
+    f.preload(0, image);
+    let flash = RefCell::new(f);
+    slots(&flash)
+        .unwrap()
+        .provision(Slot::A, image.len() as u32)
+        .unwrap();
+    flash
+}
+
 #[test]
 fn power_cut_at_every_flash_operation_of_an_update() {
     sweep::<1, 4, 4096, 0xFF>(MAX_CHUNK);
@@ -203,16 +217,7 @@ fn sweep<const R: usize, const W: usize, const E: usize, const X: u8>(step: usiz
     let patch = host_genpat::diff(&v1, &v2, &Default::default()).unwrap();
     assert!(patch.len() > 4096 && patch.len() < (STAGE - 4096) as usize);
     let (h1, h2): ([u8; 32], [u8; 32]) = (Sha256::digest(&v1).into(), Sha256::digest(&v2).into());
-    let fresh = || {
-        let mut f = Flash::<R, W, E, X>::new((STAGE_AT + STAGE) as usize);
-        f.preload(0, &v1);
-        let flash = RefCell::new(f);
-        slots(&flash)
-            .unwrap()
-            .provision(Slot::A, v1.len() as u32)
-            .unwrap();
-        flash
-    };
+    let fresh = || provisioned::<R, W, E, X>(&v1);
     let (mut runs, mut resumed_mid, mut ended_v1, mut from_checkpoint) = (0, 0, 0, 0);
     for (k, kind) in Cut::ALL.into_iter().enumerate() {
         for n in 0.. {
@@ -310,13 +315,7 @@ fn a_continued_update_that_fails_begins_again_next_time() {
     // The first cut after which the install would go on from a checkpoint.
     let mut continued = 0;
     for n in 0.. {
-        let mut f = Flash::<1, 4, 4096, 0xFF>::new((STAGE_AT + STAGE) as usize);
-        f.preload(0, &v1);
-        let flash = RefCell::new(f);
-        slots(&flash)
-            .unwrap()
-            .provision(Slot::A, v1.len() as u32)
-            .unwrap();
+        let flash = provisioned::<1, 4, 4096, 0xFF>(&v1);
         flash.borrow_mut().cut_at(n, Cut::Before, n);
         assert!(
             session(&flash, &patch, MAX_CHUNK).is_none(),

@@ -68,12 +68,12 @@ pub fn check(
         "{what}: static stack bound of {whose}: {bound} B, with {named} {statics} B: {ram} B (goal {goal}); its deepest chain: {}",
         path.join(" > ")
     );
-    match ram > goal {
-        true => Err(format!(
+    if ram > goal {
+        return Err(format!(
             "{whose} may take {ram} B of RAM on some path, over {goal}"
-        )),
-        false => Ok(()),
+        ));
     }
+    Ok(())
 }
 
 /// The size of the symbol whose name contains `part` (a static's RAM).
@@ -207,23 +207,11 @@ fn demangled(name: &str) -> String {
 /// `llvm-objdump`: the Rust toolchain's (`rustup component add
 /// llvm-tools`, added if missing), or one on the `PATH`.
 fn objdump() -> Result<PathBuf, String> {
-    let sysroot = |()| -> Option<PathBuf> {
-        let out = Command::new("rustc")
-            .args(["--print", "sysroot"])
-            .output()
-            .ok()?;
-        let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        let host = Command::new("rustc").arg("-vV").output().ok()?;
-        let host = String::from_utf8_lossy(&host.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("host: ").map(str::to_string))?;
-        Some(root.join("lib/rustlib").join(host).join("bin/llvm-objdump"))
-    };
-    if let Some(p) = sysroot(()).filter(|p| p.exists()) {
+    if let Some(p) = toolchain_objdump() {
         return Ok(p);
     }
     if crate::run("rustup", &["component", "add", "llvm-tools"], &[]).is_ok() {
-        if let Some(p) = sysroot(()).filter(|p| p.exists()) {
+        if let Some(p) = toolchain_objdump() {
             return Ok(p);
         }
     }
@@ -235,6 +223,21 @@ fn objdump() -> Result<PathBuf, String> {
         return Ok(PathBuf::from("llvm-objdump"));
     }
     Err("no llvm-objdump: `rustup component add llvm-tools`".into())
+}
+
+/// The toolchain's `llvm-objdump`, if its `llvm-tools` are installed.
+fn toolchain_objdump() -> Option<PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let host = Command::new("rustc").arg("-vV").output().ok()?;
+    let host = String::from_utf8_lossy(&host.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))?;
+    let p = root.join("lib/rustlib").join(host).join("bin/llvm-objdump");
+    p.exists().then_some(p)
 }
 
 #[cfg(test)]

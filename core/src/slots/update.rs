@@ -103,12 +103,11 @@ where
         // any update writes it, below). An entry whose target is that
         // image is found installed without reading the slot.
         applier.vouch_target_slot(target_image.size, target_image.sha256);
-        let forget = match target_image == Image::NONE {
-            true => Forget::No,
-            false => {
-                applier.hold_before_body();
-                Forget::BeforeBody
-            }
+        let forget = if target_image == Image::NONE {
+            Forget::No
+        } else {
+            applier.hold_before_body();
+            Forget::BeforeBody
         };
         Update {
             applier,

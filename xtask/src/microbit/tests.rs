@@ -198,7 +198,6 @@ fn results_and_rollback(imgs: &Images) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs every micro:bit QEMU test; returns (passed, failed).
 /// The deepest chain of frames from the application's update (apply,
 /// read-back, activation, and the paths the demo does not take: an update
 /// whose boot record forgets the image in the slot it writes, a selection
@@ -220,6 +219,7 @@ fn static_stack(imgs: &Images) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs every micro:bit QEMU test; returns (passed, failed).
 pub fn run_all() -> Result<(u64, u64), String> {
     crate::run("rustup", &["target", "add", super::TARGET], &[])?;
     crate::qemu::ensure_packages(&[("qemu-system-arm", "qemu-system-arm")])?;
