@@ -61,7 +61,7 @@ const WITHOUT_SOURCE_ID: &str = concat!(
 const GOLDEN: &str = concat!(
     "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
     "6200",             // H = 98
-    "01000300",         // version 1, flags 0, codec 3, params 0
+    "01000320",         // version 1, flags 0, codec 3, params: carry kinds
     "4d000000",
     "782090f2",
     "f9cb655c0b611fb48c74f8dc23996566", // source size, CRC-32, MD5
@@ -72,7 +72,7 @@ const GOLDEN: &str = concat!(
     "893d09b3", // body length, body CRC-32
     "0610",
     "f4a21764cdc872d56c49e846b7d4748e", // source identity: 16 bytes of its SHA-256
-    "821f1e31",                         // header CRC-32
+    "151b748d",                         // header CRC-32
     "000817f77e37f421d7de21080c0000",   // body
 );
 

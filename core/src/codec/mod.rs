@@ -26,6 +26,7 @@ mod tests {
             lc: 1,
             lp: 0,
             wp: 0,
+            kc: 1,
         });
         let mut sink = |_b: u8| {};
         let mut enc = Encoder::new(&mut sink);
@@ -91,11 +92,15 @@ mod tests {
             lc: 0,
             lp: 1,
             wp: 0,
+            kc: 1,
         };
         assert_ne!(m, Model::new(params));
         m.reset(params);
         assert_eq!(m, Model::new(params));
     }
+
+    /// `model::AFTER_DIFF`, the kind a saved state records after a `Diff`.
+    const AFTER_DIFF_KIND: u8 = 2;
 
     #[test]
     fn impossible_states_are_refused() {
@@ -112,7 +117,15 @@ mod tests {
         bad[8] = 4; // previous-op context
         assert!(load(&bad).is_none());
         let mut bad = bytes;
-        bad[9] = 0x05; // lc = 1 and lp = 1
+        bad[10] = 0x05; // lc = 1 and lp = 1
+        assert!(load(&bad).is_none());
+        // A carry of 1 is only ever left by a `Diff`: the previous kind
+        // (byte 8) must be one, whatever the carry kinds do with it.
+        let mut ok = bytes;
+        (ok[8], ok[28]) = (AFTER_DIFF_KIND, 1);
+        assert!(load(&ok).is_some());
+        let mut bad = ok;
+        bad[8] = AFTER_DIFF_KIND - 1;
         assert!(load(&bad).is_none());
         let mut bad = bytes;
         bad[..4].copy_from_slice(&0x00FF_FFFFu32.to_le_bytes()); // range < 2^24

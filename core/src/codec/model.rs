@@ -216,7 +216,9 @@ const AFTER_LIT: u8 = 3;
 /// (`size_of` is pinned by a test).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Model {
-    /// Operation kind, by the kinds of the two previous operations.
+    /// Operation kind, by the kinds of the two previous operations (with
+    /// `wp`, the previous kind and the target position modulo 4); with
+    /// `kc`, a `Diff` that carried counts as the start's kind.
     kind: [[Prob; 3]; 16],
     seek_sign: Prob,
     /// Kinds of the last two operations (`AFTER_*`), the latest first.
@@ -254,8 +256,9 @@ pub(crate) const SPARE: usize = 256;
 const _: () = assert!(2 * ByteTree::PROBS >= SPARE);
 
 /// Codec 3's parameters: how literals pick one of the two literal tables,
-/// and whether the models of operation kinds, `Diff` repeats and run
-/// lengths see the position in a 4-byte word.
+/// whether the models of operation kinds, `Diff` repeats and run lengths
+/// see the position in a 4-byte word, and whether the kind after a `Diff`
+/// sees its carry.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Params {
@@ -272,47 +275,58 @@ pub struct Params {
     /// and Xtensa), where what changes in moved code is an offset in a
     /// fixed place of the word.
     pub wp: u8,
+    /// 1: carry kinds. The kind of an operation after a `Diff` whose byte
+    /// carried (a changed offset whose next byte takes the carry, and so
+    /// most likely differs too) is chosen by the contexts of the start,
+    /// which are otherwise used once, instead of those of a `Diff`.
+    pub kc: u8,
 }
 
 impl Params {
     /// The parameter byte of an entry header: `lc` in bits 0–1, `lp` in
-    /// 2–3, `wp` in bit 4.
+    /// 2–3, `wp` in bit 4, `kc` in bit 5.
     pub const fn to_byte(self) -> u8 {
-        self.lc | (self.lp << 2) | (self.wp << 4)
+        self.lc | (self.lp << 2) | (self.wp << 4) | (self.kc << 5)
     }
 
     /// Parses the parameter byte; `None` for values this decoder cannot use
-    /// (`lc + lp` must be at most 1 and the bits above `wp` clear).
+    /// (`lc + lp` must be at most 1 and the bits above `kc` clear).
     pub const fn from_byte(b: u8) -> Option<Self> {
         let p = Params {
             lc: b & 3,
             lp: (b >> 2) & 3,
             wp: (b >> 4) & 1,
+            kc: (b >> 5) & 1,
         };
-        if b >> 5 == 0 && p.lc + p.lp <= 1 {
+        if b >> 6 == 0 && p.lc + p.lp <= 1 {
             Some(p)
         } else {
             None
         }
     }
 
-    /// The literal parameter sets the decoder accepts (`wp = 0`; each may
-    /// also be used with `wp = 1`, [`Params::words`]).
+    /// The literal parameter sets the decoder accepts, with carry kinds
+    /// and `wp = 0` (what `genpat` makes; each may also be used with `wp =
+    /// 1`, [`Params::words`], and the decoder takes `kc = 0` too, the
+    /// patches of `genpat` before carry kinds).
     pub const ALL: [Params; 3] = [
         Params {
             lc: 0,
             lp: 0,
             wp: 0,
+            kc: 1,
         },
         Params {
             lc: 1,
             lp: 0,
             wp: 0,
+            kc: 1,
         },
         Params {
             lc: 0,
             lp: 1,
             wp: 0,
+            kc: 1,
         },
     ];
 
@@ -376,12 +390,13 @@ impl Model {
 
     /// Whether the model (just read back from saved state) is one the
     /// decoder can be in: known previous kinds, a `Diff` run of at most 3,
-    /// a carry of 0 or 1, every probability in `1..2048`.
+    /// a carry of 0 or 1 and 1 only right after a `Diff`, every
+    /// probability in `1..2048`.
     pub(crate) fn valid(&mut self) -> bool {
         let mut ok = self.prev[0] <= AFTER_LIT
             && self.prev[1] <= AFTER_LIT
             && self.diff_run <= 3
-            && self.carry <= 1;
+            && (self.carry == 0 || (self.carry == 1 && self.prev[0] == AFTER_DIFF));
         self.tables_mut(&mut |t| {
             ok &= t.iter().all(|&p| p > 0 && (p as u32) < super::rc::PROB_ONE);
         });
@@ -405,6 +420,7 @@ impl Model {
             lc: 0,
             lp: 0,
             wp: 0,
+            kc: 0,
         },
         lit: ByteTree::UNSET,
         diff: ByteTree::UNSET,
@@ -472,10 +488,13 @@ impl Model {
             Op::Lit { .. } => (1, 1),
         };
         let [p0, p1] = self.prev;
+        // With `kc`, a `Diff` that carried (the carry is only ever 1 right
+        // after a `Diff`) counts as the start: `AFTER_DIFF − 2`.
+        let first = p0.wrapping_sub(2 * (self.carry & self.params.kc));
         // The second context: `p1`, or with `wp` the position in the word.
         let m = self.params.wp as u32 * 3;
         let second = (p1 as u32 & !m) | (pos & m);
-        let k = &mut self.kind[(p0 as usize * 4 + second as usize) % 16];
+        let k = &mut self.kind[(first as usize * 4 + second as usize) % 16];
         let fam = io.bit(&mut k[0], fam);
         let sub = io.bit(&mut k[1 + fam as usize], sub);
         let out = match (fam, sub) {
@@ -632,29 +651,120 @@ pub const MAX_OP_INPUT: usize = 2 + 1 + 2 * 36;
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
 
     /// The parameter byte: the three literal sets, each with and without
-    /// word contexts, are the only values accepted, and each goes back to
-    /// the byte it came from.
+    /// word contexts and carry kinds, are the only values accepted, and
+    /// each goes back to the byte it came from.
     #[test]
     fn parameter_bytes() {
-        let mut accepted = [0u8; 6];
+        let mut accepted = [0u8; 12];
         let mut n = 0;
         for b in 0..=255u8 {
             if Params::from_byte(b).is_some() {
-                assert!(n < 6, "{b:#x} accepted too");
+                assert!(n < 12, "{b:#x} accepted too");
                 accepted[n] = b;
                 n += 1;
             }
         }
-        assert_eq!(accepted, [0x00, 0x01, 0x04, 0x10, 0x11, 0x14]);
+        assert_eq!(
+            accepted,
+            [0x00, 0x01, 0x04, 0x10, 0x11, 0x14, 0x20, 0x21, 0x24, 0x30, 0x31, 0x34]
+        );
         for b in accepted {
             assert_eq!(Params::from_byte(b).unwrap().to_byte(), b);
         }
         for p in Params::ALL {
-            assert_eq!(p.wp, 0);
+            assert_eq!((p.wp, p.kc), (0, 1));
             assert_eq!(p.words(1).to_byte(), p.to_byte() | 0x10);
+        }
+    }
+
+    /// Copies each followed by one to three `Diff`s, the first of which
+    /// carries every third time, coded with the parameter byte `params`
+    /// (the `Diff`s applied to source bytes as the decoder does, so that
+    /// the carry is what a real stream has): the operations and the body.
+    fn carried(params: u8) -> (std::vec::Vec<(u32, Op, u8)>, std::vec::Vec<u8>) {
+        use super::super::rc::Encoder;
+        let params = Params::from_byte(params).unwrap();
+        let mut ops = std::vec::Vec::new();
+        let mut pos = 0u32;
+        for i in 0..300u32 {
+            let len = i % 13 + 1;
+            ops.push((pos, Op::Copy { len }, 0));
+            pos += len;
+            for k in 0..(i % 3 + 1) {
+                let old = if k == 0 && i % 3 == 0 { 0xF0 } else { 0x10 };
+                let d = (i * 7 + k) as u8 | 0x20;
+                ops.push((pos, Op::Diff { d }, old));
+                pos += 1;
+            }
+        }
+        let mut body = std::vec::Vec::new();
+        let mut sink = |b: u8| body.push(b);
+        let mut enc = Encoder::new(&mut sink);
+        let mut m = Model::new(params);
+        for &(pos, op, old) in &ops {
+            m.op(&mut enc, pos, op);
+            if let Op::Diff { d } = op {
+                m.diff_byte(old, d);
+            }
+        }
+        enc.finish();
+        (ops, body)
+    }
+
+    /// Carry kinds: streams with and without them decode to what was
+    /// coded, with and without word contexts; without them a stream is
+    /// byte for byte what `genpat` made before carry kinds existed (its
+    /// length and CRC-32 as the earlier codec wrote them), so those patches
+    /// still apply; with them it differs.
+    #[test]
+    fn carry_kinds_decode_and_leave_earlier_streams_as_they_were() {
+        use super::super::rc::{ByteSource, Decoder, DecoderState};
+        struct Bytes<'a>(&'a [u8]);
+        impl ByteSource for Bytes<'_> {
+            fn next(&mut self) -> Option<u8> {
+                let (&b, rest) = self.0.split_first()?;
+                self.0 = rest;
+                Some(b)
+            }
+        }
+        // (parameter byte, body length and CRC-32 of the earlier codec).
+        for (without, earlier) in [(0x01, (821, 0x9bf5_e2ba)), (0x11, (857, 0xcbf3_be0f))] {
+            let (_, plain) = carried(without);
+            let crc = crate::crc32::crc32(&plain);
+            assert_eq!((plain.len(), crc), earlier, "{without:#x}");
+            let (_, with) = carried(without | 0x20);
+            assert_ne!(with, plain, "{without:#x}: carry kinds change nothing");
+            for params in [without, without | 0x20] {
+                let (ops, body) = carried(params);
+                let mut src = Bytes(&body);
+                let mut state = DecoderState::start(&mut src).unwrap();
+                let mut dec = Decoder {
+                    state: &mut state,
+                    src: &mut src,
+                    starved: false,
+                };
+                let mut m = Model::new(Params::from_byte(params).unwrap());
+                let mut kinds = [AFTER_START; 2];
+                for &(pos, op, old) in &ops {
+                    let got = m.op(&mut dec, pos, Op::Copy { len: 0 });
+                    assert_eq!(got, op, "{params:#x} at {pos}");
+                    let kind = if let Op::Diff { d } = got {
+                        m.diff_byte(old, d);
+                        AFTER_DIFF
+                    } else {
+                        AFTER_COPY
+                    };
+                    // Regression: the carry chooses a context, and the
+                    // kinds kept are still the operations' own.
+                    kinds = [kind, kinds[0]];
+                    assert_eq!(m.prev, kinds, "{params:#x} at {pos}");
+                }
+                assert!(!dec.starved);
+            }
         }
     }
 
@@ -662,7 +772,6 @@ mod tests {
     /// themselves, run lengths from 1 to 2³² − 1 included.
     #[test]
     fn operations_round_trip_with_both_word_settings() {
-        extern crate std;
         use super::super::rc::{ByteSource, Decoder, DecoderState, Encoder};
         let lens = [
             1,
@@ -735,6 +844,7 @@ mod tests {
             lc: 1,
             lp: 0,
             wp: 1,
+            kc: 1,
         });
         let mut k = 7u16;
         m.tables_mut(&mut |t| {
