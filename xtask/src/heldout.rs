@@ -583,25 +583,84 @@ fn print_where(name: &str, new: &[u8], old: &[u8], steps: &[host_genpat::plan::S
     println!("{name}: differing bytes in those classes {in_classes}; their positions as a flag per word of the classes: {flags:.1} kB");
 }
 
-/// An adaptive binary probability as the codec's, with 16 bits (the
-/// codec's 11 cap how cheap a near-certain decision gets) and shift 4,
-/// that adds up what each decision costs in bits.
-struct Probs(Vec<u32>);
+/// Adaptive binary probabilities as the codec's, shift 4, with 16 bits
+/// ([`Probs::new`]; the codec's 11 cap how cheap a near-certain decision
+/// gets) or the codec's 11 ([`Probs::codec`]), that add up what each
+/// decision costs in bits.
+struct Probs {
+    p: Vec<u32>,
+    bits: u32,
+}
 
 impl Probs {
     fn new(n: usize) -> Self {
-        Probs(vec![1 << 15; n])
+        Probs {
+            p: vec![1 << 15; n],
+            bits: 16,
+        }
+    }
+
+    fn codec(n: usize) -> Self {
+        Probs {
+            p: vec![1 << 10; n],
+            bits: 11,
+        }
     }
 
     fn cost(&mut self, at: usize, bit: bool) -> f64 {
-        let p = &mut self.0[at];
-        let q = if bit { (1 << 16) - *p } else { *p };
+        let one = 1u32 << self.bits;
+        let p = &mut self.p[at];
+        let q = if bit { one - *p } else { *p };
         if bit {
             *p -= *p >> 4;
         } else {
-            *p += ((1 << 16) - *p) >> 4;
+            *p += (one - *p) >> 4;
         }
-        -(f64::from(q.max(1)) / f64::from(1u32 << 16)).log2()
+        -(f64::from(q.max(1)) / f64::from(one)).log2()
+    }
+}
+
+/// A `Diff` value model of the codec's shape with `n` recent values per
+/// context instead of two (11-bit probabilities): the values of context
+/// `l` most recent first, a decision per place "is it this one" by
+/// context `r` and place, then a byte tree by `c`; a value found moves to
+/// the front, a new one goes in front and the last drops out.
+struct Recent {
+    n: usize,
+    rep: Probs,
+    tree: Probs,
+    last: Vec<Vec<u8>>,
+    bits: f64,
+}
+
+impl Recent {
+    fn new(n: usize) -> Self {
+        Recent {
+            n,
+            rep: Probs::codec(4 * n),
+            tree: Probs::codec(2 * 256),
+            last: vec![vec![0; n]; 8],
+            bits: 0.0,
+        }
+    }
+
+    fn code(&mut self, d: u8, l: usize, r: usize, c: usize) {
+        let list = &mut self.last[l];
+        let found = (0..self.n).find(|&i| {
+            let is = list[i] == d;
+            self.bits += self.rep.cost(r * self.n + i, !is);
+            is
+        });
+        let at = found.unwrap_or_else(|| {
+            let mut m = 1;
+            for b in (0..8).rev().map(|b| d >> b & 1) {
+                self.bits += self.tree.cost(c * 256 + m, b == 1);
+                m = 2 * m + usize::from(b);
+            }
+            self.n - 1
+        });
+        list.remove(at);
+        list.insert(0, d);
     }
 }
 
@@ -614,7 +673,11 @@ impl Probs {
 /// against the codec's kinds and copy lengths. Values: a difference that
 /// repeats one of the two last of its context, else a byte tree, with
 /// the codec's contexts (the `Diff` run; first or not), then with the
-/// position in the word for both.
+/// position in the word for both. Then, with the codec's 11-bit
+/// probabilities and next to what the codec spends with `wp` and `kc`:
+/// the positions with the old word's top six bits, and the values with
+/// 2, 3, 4 or 8 recent values per context as `wp` keeps them
+/// ([`Recent`]; 2 is the codec's model).
 fn print_models(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::Step]) {
     use host_genpat::plan::Step;
     let byte = |at: usize| {
@@ -626,6 +689,8 @@ fn print_models(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::
     };
     let mut flags = [Probs::new(8), Probs::new(8 * 64), Probs::new(8 * 256)];
     let mut flag_bits = [0.0; 3];
+    let (mut codec_flags, mut codec_flag_bits) = (Probs::codec(8 * 64), 0.0);
+    let mut recent = [2, 3, 4, 8].map(Recent::new);
     // (repeat probabilities, last two values, tree) per value model.
     let mut values = [
         (Probs::new(8), vec![[0u8; 2]; 4], Probs::new(2 * 256), 0.0),
@@ -654,9 +719,15 @@ fn print_models(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::
             {
                 flag_bits[i] += flags[i].cost(c, differs);
             }
+            codec_flag_bits += codec_flags.cost((top >> 2) * 8 + ctx, differs);
             if differs {
                 let d = (u32::from(n).wrapping_sub(u32::from(o)).wrapping_sub(carry)) as u8;
                 carry = (u32::from(o) + u32::from(d) + carry) >> 8 & 1;
+                // As `wp` chooses: by the target position.
+                let (pos, c) = (out + k, (run > 0) as usize);
+                for m in &mut recent {
+                    m.code(d, 2 * (pos & 3) + c, 2 * (pos & 1) + c, c);
+                }
                 let r = run.min(3);
                 for (i, (rep, last, tree, bits)) in values.iter_mut().enumerate() {
                     let (rc, tc) = if i == 0 {
@@ -697,5 +768,15 @@ fn print_models(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::
         "{name}: simulated Diff values, kB — the codec's contexts {:.1}; by the position in the word too {:.1}",
         kb(values[0].3),
         kb(values[1].3)
+    );
+    let b =
+        host_genpat::encode::breakdown(old, new, steps, flashpatch::codec::Params::ALL[0].words(1));
+    let coded = |c: u64| c as f64 / 2048.0 / 1000.0;
+    println!(
+        "{name}: the codec with wp and kc, kB — kinds and copy lengths {:.1}, Diff values {:.1}; simulated with its 11-bit probabilities: positions by the old word's top six bits {:.1}; Diff values with 2, 3, 4, 8 recent values per context {}",
+        coded(b.kind_cost + b.copy_cost),
+        coded(b.diff_cost),
+        kb(codec_flag_bits),
+        recent.map(|m| format!("{:.1}", kb(m.bits))).join(", ")
     );
 }
