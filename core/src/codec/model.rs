@@ -652,7 +652,19 @@ pub const MAX_OP_INPUT: usize = 2 + 1 + 2 * 36;
 #[cfg(test)]
 mod tests {
     extern crate std;
+    use super::super::rc::ByteSource;
     use super::*;
+
+    /// A body in memory, read front to back.
+    struct Bytes<'a>(&'a [u8]);
+
+    impl ByteSource for Bytes<'_> {
+        fn next(&mut self) -> Option<u8> {
+            let (&b, rest) = self.0.split_first()?;
+            self.0 = rest;
+            Some(b)
+        }
+    }
 
     /// The parameter byte: the three literal sets, each with and without
     /// word contexts and carry kinds, are the only values accepted, and
@@ -722,15 +734,7 @@ mod tests {
     /// still apply; with them it differs.
     #[test]
     fn carry_kinds_decode_and_leave_earlier_streams_as_they_were() {
-        use super::super::rc::{ByteSource, Decoder, DecoderState};
-        struct Bytes<'a>(&'a [u8]);
-        impl ByteSource for Bytes<'_> {
-            fn next(&mut self) -> Option<u8> {
-                let (&b, rest) = self.0.split_first()?;
-                self.0 = rest;
-                Some(b)
-            }
-        }
+        use super::super::rc::{Decoder, DecoderState};
         // (parameter byte, body length and CRC-32 of the earlier codec).
         for (without, earlier) in [(0x01, (821, 0x9bf5_e2ba)), (0x11, (857, 0xcbf3_be0f))] {
             let (_, plain) = carried(without);
@@ -772,7 +776,7 @@ mod tests {
     /// themselves, run lengths from 1 to 2³² − 1 included.
     #[test]
     fn operations_round_trip_with_both_word_settings() {
-        use super::super::rc::{ByteSource, Decoder, DecoderState, Encoder};
+        use super::super::rc::{Decoder, DecoderState, Encoder};
         let lens = [
             1,
             2,
@@ -798,14 +802,6 @@ mod tests {
             ops.push(Op::Diff { d: 3 });
             ops.push(Op::Diff { d: 200 });
             ops.push(Op::Lit { len });
-        }
-        struct Bytes<'a>(&'a [u8]);
-        impl ByteSource for Bytes<'_> {
-            fn next(&mut self) -> Option<u8> {
-                let (&b, rest) = self.0.split_first()?;
-                self.0 = rest;
-                Some(b)
-            }
         }
         for wp in [0, 1] {
             let params = Params::ALL[1].words(wp);
