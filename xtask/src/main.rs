@@ -31,8 +31,8 @@
 //! - `cargo xtask xip-cost`: cross-slot vs same-slot patch sizes of the
 //!   demo's firmware built for both slots (`xip_cost.rs`).
 //! - `cargo xtask heldout [--stats]`: patch sizes next to bsdiff's on
-//!   real version pairs fetched from PyPI and npm (`heldout.rs`; needs the
-//!   network, not part of `test`).
+//!   real version pairs from PyPI, npm and crates.io (`heldout.rs`; needs
+//!   the network, not part of `test`).
 //! - `cargo xtask examples`: only core's examples.
 //! - `cargo xtask check`: formatting, clippy and rustdoc, all with warnings
 //!   as errors.
@@ -174,8 +174,9 @@ enum Task {
         targets: Vec<String>,
     },
     /// Patch sizes next to bsdiff's on real version pairs not in the
-    /// corpus, fetched from PyPI and npm into target/heldout (network
-    /// needed; about 2 minutes once downloaded).
+    /// corpus, fetched from PyPI and npm or built from crates.io into
+    /// target/heldout (network needed; about 2 minutes once downloaded
+    /// and built).
     Heldout {
         /// Also print where each pair's coded bits go.
         #[arg(long)]
