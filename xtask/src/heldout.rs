@@ -11,7 +11,8 @@
 //! `thumbv6m-none-eabi`), each with its own lock file. Firmware is laid
 //! out as `genpat` reads it (erased gaps 0xFF). The archives go to
 //! `target/heldout/dl/` (about 27 MB, fetched once, with `pip download`,
-//! `npm pack` and `curl`), the files to `target/heldout/<pair>/`; each
+//! `npm pack` and `curl`; a built example's ELF is kept there and its
+//! build folder removed), the files to `target/heldout/<pair>/`; each
 //! downloaded file's SHA-256 is pinned (for the built pairs, the crate
 //! archive's), so a registry that served something else stops the run.
 //! Every file is compared as the bytes it is (`genpat --raw`, what bsdiff
@@ -534,6 +535,12 @@ fn built(pair: &Pair, version: &str, sha: &str, dl: &Path) -> Result<Vec<u8>, St
     else {
         unreachable!("only crates are built");
     };
+    // The ELF of an earlier run: the build's folder (about 350 MB) is
+    // removed once its ELF is kept.
+    let elf = dl.join(format!("{example}.elf"));
+    if elf.exists() {
+        return read(&elf);
+    }
     let archive = dl.join(format!("{package}-{version}.crate"));
     if !archive.exists() {
         let url = format!("https://static.crates.io/crates/{package}/{package}-{version}.crate");
@@ -608,15 +615,17 @@ fn built(pair: &Pair, version: &str, sha: &str, dl: &Path) -> Result<Vec<u8>, St
         cargo.args(["--features", features]);
     }
     run_quiet(&mut cargo).map_err(|e| format!("{}: {e}", pair.name))?;
-    read(
-        &root
-            .join("target")
-            .join(target)
-            .join("release")
-            .join("examples")
-            .join(example),
-    )
+    let built = root
+        .join("target")
+        .join(target)
+        .join("release")
+        .join("examples")
+        .join(example);
+    std::fs::copy(&built, &elf).map_err(|e| format!("{}: {e}", elf.display()))?;
+    std::fs::remove_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+    read(&elf)
 }
+
 /// An esptool flasher stub (JSON) as the code followed by the data.
 fn esp_stub(json: &[u8]) -> Result<Vec<u8>, String> {
     let script = "import base64, json, sys\n\
@@ -722,6 +731,7 @@ fn print_stats(name: &str, old: &[u8], new: &[u8], bsdiff: &[u8]) {
     let repeats = plan::repeat_literals(&mut index, &steps);
     print_where(name, new, old, &steps);
     print_models(name, old, new, &steps);
+    print_seeks_and_literals(name, old, new, &repeats);
     for (what, steps) in [("plan", steps), ("plan + repeats", repeats)] {
         let b = encode::breakdown(old, new, &steps, flashpatch::codec::Params::ALL[0]);
         let kb = |c: u64| c as f64 / 2048.0 / 1000.0;
@@ -905,6 +915,153 @@ impl Probs {
         }
         -(f64::from(q.max(1)) / f64::from(one)).log2()
     }
+}
+
+impl Probs {
+    /// The cost of `v`'s low `bits` bits, high first, through a binary
+    /// tree of probabilities from `base` (`2^bits` of them).
+    fn tree(&mut self, base: usize, bits: u32, v: u32) -> f64 {
+        let mut cost = 0.0;
+        let mut node = 1;
+        for i in (0..bits).rev() {
+            let b = v >> i & 1;
+            cost += self.cost(base + node, b == 1);
+            node = 2 * node + b as usize;
+        }
+        cost
+    }
+
+    /// The cost of the number `v`: its bit length (6 bits, a tree from
+    /// `base`), the bit below its top one by that length, the rest direct.
+    fn number(&mut self, base: usize, v: u64) -> f64 {
+        let l = 64 - v.leading_zeros();
+        let mut cost = self.tree(base, 6, l);
+        if l >= 2 {
+            cost += self.cost(base + 64 + l as usize, v >> (l - 2) & 1 == 1);
+            cost += f64::from(l - 2);
+        }
+        cost
+    }
+}
+
+/// Seeks and literals of `steps` (the plan with its repeats, as `genpat`
+/// codes it) under models the codec does not have, with its 11-bit
+/// probabilities, next to the same simulation of what it does:
+///
+/// - a seek's distance from the nearest of the last `n` alignments (source
+///   position minus target position) when that is shorter than the
+///   distance from the cursor (a flag per seek, the alignment's index,
+///   then the distance as a number: its bit length by a tree and the bit
+///   below the top one modelled, the rest direct), for `n` = 0 (the
+///   distance from the cursor only), 1, 2, 3, 4 and 8;
+/// - literal bytes by one order-0 byte tree, cold, or first trained
+///   (without coding) on bytes of the old image: its first 1 KiB or 4
+///   KiB, its last 1 KiB, all of it, or the 256 or 1,024 bytes before the
+///   source cursor at each literal run.
+fn print_seeks_and_literals(name: &str, old: &[u8], new: &[u8], steps: &[host_genpat::plan::Step]) {
+    use host_genpat::plan::Step;
+    let mut seeks = Vec::new();
+    for n in [0usize, 1, 2, 3, 4, 8] {
+        let mut p = Probs::codec(512);
+        let index_bits = n.next_power_of_two().trailing_zeros();
+        let (mut cursor, mut out) = (0usize, 0usize);
+        // The current alignment first, then the `n` before it.
+        let mut diags = vec![0i64; n + 1];
+        let mut bits = 0.0;
+        for s in steps {
+            match *s {
+                Step::Literal { len } => out += len,
+                Step::Copy { from, len } => {
+                    if from != cursor {
+                        let delta = from as i64 - cursor as i64;
+                        let diag = from as i64 - out as i64;
+                        let near = (1..=n).min_by_key(|&k| (diag - diags[k]).unsigned_abs());
+                        let length = |v: i64| 64 - v.unsigned_abs().leading_zeros();
+                        let far = length(delta);
+                        let pick = near.filter(|&k| length(diag - diags[k]) + index_bits + 1 < far);
+                        if n > 0 {
+                            bits += p.cost(0, pick.is_some());
+                        }
+                        if let Some(k) = pick {
+                            let e = diag - diags[k];
+                            bits += p.tree(8, index_bits, (k - 1) as u32);
+                            bits += p.cost(1, e < 0);
+                            bits += p.number(256, e.unsigned_abs());
+                            diags.remove(k);
+                        } else {
+                            bits += p.cost(2, delta < 0);
+                            bits += p.number(128, delta.unsigned_abs());
+                            diags.pop();
+                        }
+                        diags.insert(0, diag);
+                    }
+                    cursor = from + len;
+                    out += len;
+                }
+            }
+        }
+        seeks.push(format!("{:.0}", bits / 8.0));
+    }
+    let mut lits = Vec::new();
+    let ranges: [(&str, Option<std::ops::Range<usize>>); 4] = [
+        ("first 1 KiB", Some(0..1024.min(old.len()))),
+        ("first 4 KiB", Some(0..4096.min(old.len()))),
+        (
+            "last 1 KiB",
+            Some(old.len().saturating_sub(1024)..old.len()),
+        ),
+        ("all", Some(0..old.len())),
+    ];
+    let warm: Vec<(&str, Option<std::ops::Range<usize>>, usize)> = [("cold", None, 0)]
+        .into_iter()
+        .chain(ranges.into_iter().map(|(w, r)| (w, r, 0)))
+        .chain([
+            ("256 bytes before the cursor at each run", None, 256),
+            ("1,024 bytes before it", None, 1024),
+        ])
+        .collect();
+    for (_, range, before) in &warm {
+        let mut p = Probs::codec(256);
+        let train = |p: &mut Probs, bytes: &[u8]| {
+            for &b in bytes {
+                let _ = p.tree(0, 8, u32::from(b));
+            }
+        };
+        if let Some(r) = range {
+            train(&mut p, &old[r.clone()]);
+        }
+        let (mut cursor, mut out, mut bits) = (0usize, 0usize, 0.0);
+        for s in steps {
+            match *s {
+                Step::Literal { len } => {
+                    if *before > 0 {
+                        let at = cursor.min(old.len());
+                        train(&mut p, &old[at.saturating_sub(*before)..at]);
+                    }
+                    for &b in &new[out..out + len] {
+                        bits += p.tree(0, 8, u32::from(b));
+                    }
+                    out += len;
+                }
+                Step::Copy { from, len } => {
+                    cursor = from + len;
+                    out += len;
+                }
+            }
+        }
+        lits.push(format!("{:.0}", bits / 8.0));
+    }
+    println!(
+        "{name}: simulated seeks (plan + repeats), bytes — from the cursor only {}; from the nearest of the last 1, 2, 3, 4, 8 alignments when shorter {}",
+        seeks[0],
+        seeks[1..].join(", ")
+    );
+    println!(
+        "{name}: simulated literals (plan + repeats), bytes — a cold byte tree {}; trained on the old image's {}: {}",
+        lits[0],
+        warm[1..].iter().map(|w| w.0).collect::<Vec<_>>().join(", "),
+        lits[1..].join(", ")
+    );
 }
 
 /// A `Diff` value model of the codec's shape with `n` recent values per
