@@ -54,7 +54,18 @@ pub struct PlanOptions {
     /// How many equally long exact matches (per side in the suffix array)
     /// are considered; the one nearest the current alignment wins.
     pub candidates: usize,
+    /// Lazy matching: before a match is taken, the longest matches that
+    /// start this many bytes after it (at most) are looked up as well, and
+    /// if one of them reaches at least [`LAZY_REACH`] bytes further, the
+    /// byte is left to the current alignment and the search goes on from
+    /// the next one. 0 takes every match that beats the alignment; a match
+    /// as long as `max_compare` is always taken.
+    pub lookahead: usize,
 }
+
+/// How much further than the match at hand one that starts later must
+/// reach to be preferred ([`PlanOptions::lookahead`]).
+pub const LAZY_REACH: usize = 2;
 
 impl Default for PlanOptions {
     fn default() -> Self {
@@ -63,6 +74,7 @@ impl Default for PlanOptions {
             switch_margin: 4,
             max_compare: 256,
             candidates: 16,
+            lookahead: 2,
         }
     }
 }
@@ -350,6 +362,8 @@ impl<'a> Matcher<'a> {
         let mut scan = 0usize;
         let mut off = 0isize; // current alignment: old position = new position + off
         let mut next_report = 1usize << 16;
+        // (position, search result) of the lookahead's searches.
+        let mut looked: Vec<(usize, (usize, usize))> = Vec::with_capacity(opts.lookahead);
         while scan < new.len() {
             if scan >= next_report {
                 progress(scan);
@@ -360,8 +374,12 @@ impl<'a> Matcher<'a> {
                 scan += 1;
                 continue;
             }
-            let pat = &new[scan..new.len().min(scan + cap)];
-            let (idx, len) = self.search(pat);
+            // The lookahead's searches of the step before, if they were
+            // at this position.
+            let (idx, len) = match looked.iter().find(|l| l.0 == scan) {
+                Some(&(_, found)) => found,
+                None => self.search(&new[scan..new.len().min(scan + cap)]),
+            };
             if len >= min_match {
                 let want = scan.saturating_add_signed(off);
                 let pos = self.closest(idx, len, want, opts.candidates);
@@ -375,7 +393,26 @@ impl<'a> Matcher<'a> {
                     }
                 }
                 self.work += len as u64;
-                if len > old_score + opts.switch_margin {
+                let take = len > old_score + opts.switch_margin;
+                // A match as long as the compare cap may be longer still:
+                // taken as it is (in long runs of equal bytes every later
+                // start would reach further, one byte at a time).
+                if take && opts.lookahead > 0 && len < cap {
+                    looked.clear();
+                    let reach = scan + len + LAZY_REACH;
+                    for at in scan + 1..(scan + 1 + opts.lookahead).min(new.len()) {
+                        let found = self.search(&new[at..new.len().min(at + cap)]);
+                        looked.push((at, found));
+                        if at + found.1 >= reach {
+                            break;
+                        }
+                    }
+                    if looked.iter().any(|&(at, (_, l))| at + l >= reach) {
+                        scan += 1;
+                        continue;
+                    }
+                }
+                if take {
                     let full = len + self.lcp(&new[scan + len..], &old[pos + len..]);
                     anchors.push(Anchor {
                         new: scan,
@@ -768,6 +805,39 @@ mod tests {
         let n = n.max(2) as u64;
         let bound = 2 * n * u64::from(64 - n.leading_zeros());
         assert!(work < bound, "work {work} exceeds {bound} for n = {n}");
+    }
+
+    /// Lazy matching: where the current alignment fails, a short match
+    /// that happens to start there is not taken when the match starting
+    /// one byte later goes on much further; that byte is left to the
+    /// current alignment, and the long match is taken one byte later.
+    #[test]
+    fn lazy_matching_skips_a_short_match_before_a_longer_one() {
+        let mut old = Rng(21).bytes(1000);
+        // A stray copy of one changed byte and the 6 bytes after it (a
+        // match of 7 where the change is), far from where they belong.
+        let z = old[100].wrapping_add(1);
+        old[600] = z;
+        let tail: Vec<u8> = old[200..206].to_vec();
+        old[601..607].copy_from_slice(&tail);
+        let mut new = old[..100].to_vec();
+        new.push(z);
+        new.extend_from_slice(&old[200..400]);
+        let lazy = PlanOptions::default();
+        let eager = PlanOptions {
+            lookahead: 0,
+            ..PlanOptions::default()
+        };
+        let (steps, _) = checked(&old, &new, &lazy);
+        let (eager_steps, _) = checked(&old, &new, &eager);
+        let from_stray = |s: &[Step]| s.iter().any(|s| matches!(s, Step::Copy { from: 600, .. }));
+        assert!(from_stray(&eager_steps), "{eager_steps:?}");
+        assert!(!from_stray(&steps), "{steps:?}");
+        // Two copies: the changed byte goes with one of them (as a
+        // difference), the rest of new is one copy up to old[400].
+        assert_eq!(steps.len(), 2, "{steps:?}");
+        assert!(matches!(steps[1], Step::Copy { from, len } if from + len == 400));
+        assert!(estimate_bits(&old, &new, &steps) < estimate_bits(&old, &new, &eager_steps));
     }
 
     /// The search with the bucket table takes the plain binary search's
