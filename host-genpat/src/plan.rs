@@ -79,6 +79,12 @@ impl Default for PlanOptions {
     }
 }
 
+/// Of equally long exact matches, the matcher takes the one whose
+/// alignment agrees with new on most of this many bytes after the match
+/// (the nearest of those): where the copy goes on with differences, not
+/// only where its exact part ends.
+const AGREE_SPAN: usize = 32;
+
 /// Bit costs of the encoder, roughly (see [`estimate_bits`]).
 const SEEK_BASE: f64 = 6.0;
 const SEEK_PER_LOG2: f64 = 1.5;
@@ -315,20 +321,41 @@ impl<'a> Matcher<'a> {
         }
     }
 
-    /// Among the suffixes near SA index `idx` sharing its first `len` bytes,
-    /// the position closest to `want`.
+    /// Among the suffixes near SA index `idx` sharing its first `len` bytes
+    /// (a match of `new[at..]` if `at` is given), the one whose alignment
+    /// agrees with new on most of the [`AGREE_SPAN`] bytes after the match,
+    /// and of those (or without `at`, of all) the position closest to
+    /// `want`.
     ///
     /// The suffixes that start with `old[sa[idx]..][..len]` are one run of
     /// the suffix array around `idx`; its ends are found by comparing each
     /// neighbour's first `len` bytes (at most `limit` on each side) rather
     /// than from an LCP array, which would cost 4 bytes per byte of old
     /// (and its construction another 4, and the time to build both).
-    fn closest(&mut self, idx: usize, len: usize, want: usize, limit: usize) -> usize {
-        let (old, sa) = (self.old, &self.sa);
+    fn closest(
+        &mut self,
+        idx: usize,
+        len: usize,
+        want: usize,
+        limit: usize,
+        at: Option<usize>,
+    ) -> usize {
+        let (old, new, sa) = (self.old, self.new, &self.sa);
         let start = sa[idx] as usize;
         let prefix = &old[start..start + len];
-        let mut best = start;
-        let mut compared = 0u64;
+        // Bytes after the match that agree at `p`'s alignment, and the
+        // bytes compared.
+        let agree = |p: usize| match at {
+            Some(at) => {
+                let (o, n) = (&old[(p + len).min(old.len())..], &new[at + len..]);
+                let span = AGREE_SPAN.min(o.len()).min(n.len());
+                let same = o[..span].iter().zip(&n[..span]).filter(|(a, b)| a == b);
+                (same.count(), span as u64)
+            }
+            None => (0, 0),
+        };
+        let (a, mut compared) = agree(start);
+        let mut best = (a, start);
         let mut consider = |p: usize| {
             let suffix = &old[p..];
             let l = lcp(prefix, suffix);
@@ -336,8 +363,10 @@ impl<'a> Matcher<'a> {
             if l < len {
                 return false;
             }
-            if p.abs_diff(want) < best.abs_diff(want) {
-                best = p;
+            let (a, span) = agree(p);
+            compared += span;
+            if a > best.0 || a == best.0 && p.abs_diff(want) < best.1.abs_diff(want) {
+                best = (a, p);
             }
             true
         };
@@ -350,7 +379,7 @@ impl<'a> Matcher<'a> {
             i += 1;
         }
         self.work += compared;
-        best
+        best.1
     }
 
     /// Exact matches that beat the current alignment, in new order.
@@ -382,7 +411,7 @@ impl<'a> Matcher<'a> {
             };
             if len >= min_match {
                 let want = scan.saturating_add_signed(off);
-                let pos = self.closest(idx, len, want, opts.candidates);
+                let pos = self.closest(idx, len, want, opts.candidates, Some(scan));
                 // How well the current alignment does over the same span.
                 let mut old_score = 0;
                 for k in 0..len {
@@ -724,7 +753,7 @@ pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
                 }
                 let (idx, l) = m.search(&new[t..end.min(t + 256)]);
                 if l >= REPEAT_MIN && l > best.1 {
-                    let p = m.closest(idx, l, src_end, 16);
+                    let p = m.closest(idx, l, src_end, 16, Some(t));
                     best = (p, lcp(&new[t..end], &old[p..]));
                 }
             }
@@ -899,7 +928,10 @@ mod tests {
     }
 
     /// `closest` finds the run of equal prefixes by comparing suffixes; it
-    /// picks what a scan of an LCP array (the textbook way) picks.
+    /// picks what a scan of an LCP array (the textbook way) picks: the
+    /// nearest position, or with a match position in new the one whose
+    /// alignment agrees on most of the bytes after the match, then the
+    /// nearest.
     #[test]
     fn closest_agrees_with_an_lcp_array() {
         let mut rng = Rng(11);
@@ -907,7 +939,19 @@ mod tests {
         let mut old: Vec<u8> = table.iter().copied().cycle().take(3000).collect();
         old.extend(rng.bytes(2000));
         old.extend(std::iter::repeat_n(0xFF, 1000));
-        let mut m = Matcher::new(&old, &[]);
+        // New: pieces of old with changed bytes, so that candidates differ
+        // in how far their alignment goes on.
+        let mut new = Vec::new();
+        while new.len() < 4000 {
+            let a = rng.below(old.len() - 100);
+            let mut piece = old[a..a + 20 + rng.below(80)].to_vec();
+            for _ in 0..rng.below(4) {
+                let k = rng.below(piece.len());
+                piece[k] ^= 1 + rng.below(255) as u8;
+            }
+            new.extend(piece);
+        }
+        let mut m = Matcher::new(&old, &new);
         let sa = m.sa.clone();
         let lcp_array: Vec<usize> = (0..sa.len())
             .map(|i| {
@@ -918,15 +962,35 @@ mod tests {
                 }
             })
             .collect();
-        for _ in 0..3000 {
+        let mut agreeing = 0;
+        for round in 0..6000 {
             let idx = rng.below(sa.len());
             let len = 1 + rng.below(old.len() - sa[idx] as usize).min(rng.below(64));
             let want = rng.below(old.len());
             let limit = rng.below(20);
-            let mut best = sa[idx] as usize;
+            // Every other round, at a place in new whose first `len` bytes
+            // are the suffix's.
+            let at = (round % 2 == 1)
+                .then(|| {
+                    let prefix = &old[sa[idx] as usize..][..len];
+                    (0..new.len().saturating_sub(len)).find(|&t| new[t..].starts_with(prefix))
+                })
+                .flatten();
+            let agree = |p: usize| {
+                at.map_or(0, |at| {
+                    (0..AGREE_SPAN)
+                        .filter(|&k| {
+                            let (o, n) = (p + len + k, at + len + k);
+                            o < old.len() && n < new.len() && old[o] == new[n]
+                        })
+                        .count()
+                })
+            };
+            let mut best = (agree(sa[idx] as usize), sa[idx] as usize);
             let mut consider = |p: i32| {
-                if (p as usize).abs_diff(want) < best.abs_diff(want) {
-                    best = p as usize;
+                let (a, p) = (agree(p as usize), p as usize);
+                if a > best.0 || a == best.0 && p.abs_diff(want) < best.1.abs_diff(want) {
+                    best = (a, p);
                 }
             };
             let mut i = idx;
@@ -939,12 +1003,33 @@ mod tests {
                 consider(sa[i]);
                 i += 1;
             }
+            let nearest = {
+                let mut n = sa[idx] as usize;
+                let mut i = idx;
+                while i > 0 && idx - i < limit && lcp_array[i] >= len {
+                    i -= 1;
+                    if (sa[i] as usize).abs_diff(want) < n.abs_diff(want) {
+                        n = sa[i] as usize;
+                    }
+                }
+                let mut i = idx + 1;
+                while i < sa.len() && i - idx <= limit && lcp_array[i] >= len {
+                    if (sa[i] as usize).abs_diff(want) < n.abs_diff(want) {
+                        n = sa[i] as usize;
+                    }
+                    i += 1;
+                }
+                n
+            };
+            agreeing += usize::from(at.is_some() && best.1 != nearest);
             assert_eq!(
-                m.closest(idx, len, want, limit),
-                best,
-                "{idx} {len} {want} {limit}"
+                m.closest(idx, len, want, limit, at),
+                best.1,
+                "{idx} {len} {want} {limit} {at:?}"
             );
         }
+        // The agreement decided, not the distance, in some rounds.
+        assert!(agreeing > 50, "{agreeing}");
     }
 
     #[test]
