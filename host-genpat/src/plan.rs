@@ -52,7 +52,9 @@ pub struct PlanOptions {
     /// bounds the work spent on matches that end up rejected.
     pub max_compare: usize,
     /// How many equally long exact matches (per side in the suffix array)
-    /// are considered; the one nearest the current alignment wins.
+    /// are considered; the one whose alignment agrees with new on most of
+    /// the bytes after the match wins, and of those the one nearest the
+    /// current alignment.
     pub candidates: usize,
     /// Lazy matching: before a match is taken, the longest matches that
     /// start this many bytes after it (at most) are looked up as well, and
@@ -332,7 +334,7 @@ impl<'a> Matcher<'a> {
     /// neighbour's first `len` bytes (at most `limit` on each side) rather
     /// than from an LCP array, which would cost 4 bytes per byte of old
     /// (and its construction another 4, and the time to build both).
-    fn closest(
+    fn choose(
         &mut self,
         idx: usize,
         len: usize,
@@ -411,7 +413,7 @@ impl<'a> Matcher<'a> {
             };
             if len >= min_match {
                 let want = scan.saturating_add_signed(off);
-                let pos = self.closest(idx, len, want, opts.candidates, Some(scan));
+                let pos = self.choose(idx, len, want, opts.candidates, Some(scan));
                 // How well the current alignment does over the same span.
                 let mut old_score = 0;
                 for k in 0..len {
@@ -753,7 +755,7 @@ pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
                 }
                 let (idx, l) = m.search(&new[t..end.min(t + 256)]);
                 if l >= REPEAT_MIN && l > best.1 {
-                    let p = m.closest(idx, l, src_end, 16, Some(t));
+                    let p = m.choose(idx, l, src_end, 16, Some(t));
                     best = (p, lcp(&new[t..end], &old[p..]));
                 }
             }
@@ -927,13 +929,13 @@ mod tests {
         }
     }
 
-    /// `closest` finds the run of equal prefixes by comparing suffixes; it
+    /// `choose` finds the run of equal prefixes by comparing suffixes; it
     /// picks what a scan of an LCP array (the textbook way) picks: the
     /// nearest position, or with a match position in new the one whose
     /// alignment agrees on most of the bytes after the match, then the
     /// nearest.
     #[test]
-    fn closest_agrees_with_an_lcp_array() {
+    fn choice_agrees_with_an_lcp_array() {
         let mut rng = Rng(11);
         let table = rng.bytes(40);
         let mut old: Vec<u8> = table.iter().copied().cycle().take(3000).collect();
@@ -1023,7 +1025,7 @@ mod tests {
             };
             agreeing += usize::from(at.is_some() && best.1 != nearest);
             assert_eq!(
-                m.closest(idx, len, want, limit, at),
+                m.choose(idx, len, want, limit, at),
                 best.1,
                 "{idx} {len} {want} {limit} {at:?}"
             );
