@@ -54,8 +54,8 @@ enum Source {
     /// --no-binary=:all:` of `package==version`.
     Sdist { package: &'static str },
     /// Firmware built here: a crate's `example`, from the crate's archive
-    /// on crates.io at each version, built as its README says
-    /// (`cargo build --release --locked --example … --features …
+    /// on crates.io at each version, built as a `cortex-m-rt` application
+    /// is (`cargo build --release --locked --example … --features …
     /// --target …`, linked with `cortex-m-rt`'s `link.x` and the crate's
     /// own `memory.x`, or `memory_x` where the archive has none, source
     /// paths remapped so that the bytes do not depend on where the build
