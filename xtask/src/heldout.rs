@@ -450,55 +450,29 @@ fn downloaded(
             platform,
             python,
         } => {
-            let spec = format!("{package}=={version}");
-            if find(dl, ".whl")?.is_none() {
-                run_quiet(
-                    Command::new("python3")
-                        .args([
-                            "-m",
-                            "pip",
-                            "download",
-                            "--quiet",
-                            "--no-deps",
-                            "--only-binary=:all:",
-                        ])
-                        .args(["--platform", platform, "--python-version", python, "-d"])
-                        .arg(dl)
-                        .arg(&spec),
-                )
-                .map_err(|e| {
-                    format!("could not download {spec} from PyPI (network needed): {e}")
-                })?;
-            }
-            find(dl, ".whl")?.ok_or(format!("pip saved no wheel of {spec}"))?
+            let mut pip = Command::new("python3");
+            pip.args(["-m", "pip", "download", "--quiet", "--no-deps"])
+                .args(["--only-binary=:all:", "--platform", platform])
+                .args(["--python-version", python, "-d"])
+                .arg(dl)
+                .arg(format!("{package}=={version}"));
+            once(dl, ".whl", "a wheel", "PyPI", &mut pip)?
         }
         Source::Npm { package } => {
-            let spec = format!("{package}@{version}");
-            if find(dl, ".tgz")?.is_none() {
-                run_quiet(
-                    Command::new("npm")
-                        .args(["pack", "--silent", &spec, "--pack-destination"])
-                        .arg(dl),
-                )
-                .map_err(|e| format!("could not download {spec} from npm (network needed): {e}"))?;
-            }
-            find(dl, ".tgz")?.ok_or(format!("npm saved no tarball of {spec}"))?
+            let mut npm = Command::new("npm");
+            npm.args(["pack", "--silent"])
+                .arg(format!("{package}@{version}"))
+                .arg("--pack-destination")
+                .arg(dl);
+            once(dl, ".tgz", "a tarball", "npm", &mut npm)?
         }
         Source::Sdist { package } => {
-            let spec = format!("{package}=={version}");
-            if find(dl, ".tar.gz")?.is_none() {
-                run_quiet(
-                    Command::new("python3")
-                        .args(["-m", "pip", "download", "--quiet", "--no-deps"])
-                        .args(["--no-binary=:all:", "-d"])
-                        .arg(dl)
-                        .arg(&spec),
-                )
-                .map_err(|e| {
-                    format!("could not download {spec} from PyPI (network needed): {e}")
-                })?;
-            }
-            find(dl, ".tar.gz")?.ok_or(format!("pip saved no source archive of {spec}"))?
+            let mut pip = Command::new("python3");
+            pip.args(["-m", "pip", "download", "--quiet", "--no-deps"])
+                .args(["--no-binary=:all:", "-d"])
+                .arg(dl)
+                .arg(format!("{package}=={version}"));
+            once(dl, ".tar.gz", "a source archive", "PyPI", &mut pip)?
         }
         Source::Crate { .. } => unreachable!("crates are built, not extracted"),
     };
@@ -518,6 +492,23 @@ fn downloaded(
         ));
     }
     Ok(bytes)
+}
+
+/// The file in `dl` whose name ends with `suffix` (`what`, from
+/// `registry`), downloaded by `cmd` if there is none yet.
+fn once(
+    dl: &Path,
+    suffix: &str,
+    what: &str,
+    registry: &str,
+    cmd: &mut Command,
+) -> Result<PathBuf, String> {
+    if let Some(file) = find(dl, suffix)? {
+        return Ok(file);
+    }
+    run_quiet(cmd)
+        .map_err(|e| format!("could not download from {registry} (network needed): {e}"))?;
+    find(dl, suffix)?.ok_or(format!("{cmd:?} saved no {what} in {}", dl.display()))
 }
 
 /// The ELF of `pair`'s example built from its crate's archive at
@@ -1003,23 +994,18 @@ fn print_seeks_and_literals(name: &str, old: &[u8], new: &[u8], steps: &[host_ge
         seeks.push(format!("{:.0}", bits / 8.0));
     }
     let mut lits = Vec::new();
-    let ranges: [(&str, Option<std::ops::Range<usize>>); 4] = [
-        ("first 1 KiB", Some(0..1024.min(old.len()))),
-        ("first 4 KiB", Some(0..4096.min(old.len()))),
-        (
-            "last 1 KiB",
-            Some(old.len().saturating_sub(1024)..old.len()),
-        ),
-        ("all", Some(0..old.len())),
+    let n = old.len();
+    // (what, bytes of old trained on first, bytes before the cursor
+    // trained on at each literal run).
+    let warm: [(&str, std::ops::Range<usize>, usize); 7] = [
+        ("cold", 0..0, 0),
+        ("first 1 KiB", 0..1024.min(n), 0),
+        ("first 4 KiB", 0..4096.min(n), 0),
+        ("last 1 KiB", n.saturating_sub(1024)..n, 0),
+        ("all", 0..n, 0),
+        ("256 bytes before the cursor at each run", 0..0, 256),
+        ("1,024 bytes before it", 0..0, 1024),
     ];
-    let warm: Vec<(&str, Option<std::ops::Range<usize>>, usize)> = [("cold", None, 0)]
-        .into_iter()
-        .chain(ranges.into_iter().map(|(w, r)| (w, r, 0)))
-        .chain([
-            ("256 bytes before the cursor at each run", None, 256),
-            ("1,024 bytes before it", None, 1024),
-        ])
-        .collect();
     for (_, range, before) in &warm {
         let mut p = Probs::codec(256);
         let train = |p: &mut Probs, bytes: &[u8]| {
@@ -1027,9 +1013,7 @@ fn print_seeks_and_literals(name: &str, old: &[u8], new: &[u8], steps: &[host_ge
                 let _ = p.tree(0, 8, u32::from(b));
             }
         };
-        if let Some(r) = range {
-            train(&mut p, &old[r.clone()]);
-        }
+        train(&mut p, &old[range.clone()]);
         let (mut cursor, mut out, mut bits) = (0usize, 0usize, 0.0);
         for s in steps {
             match *s {
