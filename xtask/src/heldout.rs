@@ -8,7 +8,8 @@
 //! flasher stub from its PyPI source archive, and Cortex-M firmware built
 //! here: a HAL crate's USB serial example from the crate's archive on
 //! crates.io at two releases (STM32F4, `thumbv7em-none-eabihf`; RP2040,
-//! `thumbv6m-none-eabi`), each with its own lock file. Firmware is laid
+//! `thumbv6m-none-eabi`; STM32F1, `thumbv7m-none-eabi`), each with its own
+//! lock file. Firmware is laid
 //! out as `genpat` reads it (erased gaps 0xFF). The archives go to
 //! `target/heldout/dl/` (about 27 MB, fetched once, with `pip download`,
 //! `npm pack` and `curl`; a built example's ELF is kept there and its
@@ -56,7 +57,7 @@ enum Source {
     /// Firmware built here: a crate's `example`, from the crate's archive
     /// on crates.io at each version, built as a `cortex-m-rt` application
     /// is (`cargo build --release --locked --example … --features …
-    /// --target …`, linked with `cortex-m-rt`'s `link.x` and the crate's
+    /// --target …`, with the pair's features at that version, linked with `cortex-m-rt`'s `link.x` and the crate's
     /// own `memory.x`, or `memory_x` where the archive has none, source
     /// paths remapped so that the bytes do not depend on where the build
     /// runs). The pinned SHA-256 is the archive's, the one crates.io's
@@ -65,8 +66,10 @@ enum Source {
         package: &'static str,
         example: &'static str,
         target: &'static str,
-        features: &'static str,
         memory_x: Option<&'static str>,
+        /// Added to `RUSTFLAGS`: lints that a newer compiler makes errors
+        /// in an older release's code.
+        lints: &'static str,
     },
 }
 
@@ -98,8 +101,11 @@ SECTIONS {
 } INSERT BEFORE .text;
 ";
 
-/// One held-out pair: `member` of `source` at `old.0` and at `new.0`, whose
-/// SHA-256 must be `old.1` and `new.1` (of the file as extracted).
+/// One held-out pair: `member` of `source` at `old.0` and at `new.0`
+/// (`old.1`, `new.1`), whose SHA-256 must be `old.2` and `new.2` (of the
+/// file as extracted; of the archive for a crate, where `old.1` and
+/// `new.1` are the features the example is built with at that version,
+/// which a crate may rename between releases).
 struct Pair {
     name: &'static str,
     arch: &'static str,
@@ -113,7 +119,7 @@ struct Pair {
 const PYD: &str = "pydantic_core/_pydantic_core.cpython-312";
 
 /// The pairs: (version, member, SHA-256) for old and new.
-const PAIRS: [Pair; 10] = [
+const PAIRS: [Pair; 11] = [
     Pair {
         name: "pydantic-core-aarch64",
         arch: "AArch64 .so",
@@ -275,17 +281,17 @@ const PAIRS: [Pair; 10] = [
             package: "stm32f4xx-hal",
             example: "usb-serial-poll",
             target: "thumbv7em-none-eabihf",
-            features: "stm32f411,otg-fs,usb_fs",
             memory_x: None,
+            lints: "",
         },
         old: (
             "0.22.1",
-            "",
+            "stm32f411,otg-fs,usb_fs",
             "a1e9c28bbbb88aae3b1c12e53788a08b1128081a064425520dc0ca29fdd4eb66",
         ),
         new: (
             "0.23.0",
-            "",
+            "stm32f411,otg-fs,usb_fs",
             "4b5b520616b1ebd18b3ac2d809b8ae47851b14efc63aea7c85d8a45c1daa6fbb",
         ),
         form: Form::Image,
@@ -297,8 +303,8 @@ const PAIRS: [Pair; 10] = [
             package: "rp-pico",
             example: "pico_usb_serial",
             target: "thumbv6m-none-eabi",
-            features: "",
             memory_x: Some(RP2040_MEMORY_X),
+            lints: "",
         },
         old: (
             "0.8.0",
@@ -309,6 +315,32 @@ const PAIRS: [Pair; 10] = [
             "0.9.0",
             "",
             "b9342d3ac7011ac688300979e9b52a81f0add1d05feb02868cf94bfee0705b28",
+        ),
+        form: Form::Image,
+    },
+    Pair {
+        name: "stm32f1-usb-serial",
+        arch: "Cortex-M3 firmware (built)",
+        source: Source::Crate {
+            package: "stm32f1xx-hal",
+            example: "usb_serial",
+            target: "thumbv7m-none-eabi",
+            memory_x: None,
+            // 0.10.0's SPI writes its data register through a shared
+            // reference, which compilers since 1.73 refuse
+            // (`invalid_reference_casting`, an error by default): built
+            // as published, with the lint a warning.
+            lints: "--cap-lints=warn",
+        },
+        old: (
+            "0.10.0",
+            "stm32f103,medium,rt,stm32-usbd",
+            "30845662b9ce46a2ec04da97666a2b32458bee5032bb0452d0caf1536a96a542",
+        ),
+        new: (
+            "0.11.0",
+            "stm32f103,medium",
+            "5f15ad470c8df998f9ef3a28dd625c7696179f091122235a971266999f8b0a66",
         ),
         form: Form::Image,
     },
@@ -413,7 +445,7 @@ fn fetch(
     let dl = dir.join("dl").join(format!("{}-{version}", pair.name));
     std::fs::create_dir_all(&dl).map_err(|e| e.to_string())?;
     let bytes = match pair.source {
-        Source::Crate { .. } => built(pair, version, sha, &dl)?,
+        Source::Crate { .. } => built(pair, version, member, sha, &dl)?,
         _ => downloaded(pair, version, member, sha, &dl)?,
     };
     let bytes = match pair.form {
@@ -515,13 +547,19 @@ fn once(
 /// `version` (downloaded into `dl` once and checked against its pinned
 /// SHA-256 `sha`), built in the archive's own folder with its own lock
 /// file.
-fn built(pair: &Pair, version: &str, sha: &str, dl: &Path) -> Result<Vec<u8>, String> {
+fn built(
+    pair: &Pair,
+    version: &str,
+    features: &str,
+    sha: &str,
+    dl: &Path,
+) -> Result<Vec<u8>, String> {
     let Source::Crate {
         package,
         example,
         target,
-        features,
         memory_x,
+        lints,
     } = pair.source
     else {
         unreachable!("only crates are built");
@@ -580,11 +618,14 @@ fn built(pair: &Pair, version: &str, sha: &str, dl: &Path) -> Result<Vec<u8>, St
         .map_err(|_| "neither CARGO_HOME nor HOME is set".to_string())?
         .join("registry")
         .join("src");
-    let rustflags = format!(
+    let mut rustflags = format!(
         "-C link-arg=--nmagic -C link-arg=-Tlink.x --remap-path-prefix={}=/registry --remap-path-prefix={}=/app",
         registry.display(),
         root.display()
     );
+    if !lints.is_empty() {
+        rustflags = format!("{rustflags} {lints}");
+    }
     eprintln!("xtask: building {package} {version}'s example {example} for {target}");
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
