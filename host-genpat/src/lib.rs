@@ -38,8 +38,8 @@ pub const EXTRA_SWITCH_MARGINS: [usize; 1] = [5];
 /// has a default that does nothing.
 pub trait Progress {
     /// Pass `n` of `of` (from 1) over the inputs begins: generation plans
-    /// once per matcher setting (see [`GenOptions::plan`]), each pass with
-    /// its own phases.
+    /// once per matcher setting (see [`GenOptions::plan`]), each pass a
+    /// "matching" phase; the last pass then codes every plan ("coding").
     fn pass(&mut self, _n: usize, _of: usize) {}
     /// A phase starts; `total` is its length in its own units.
     fn start(&mut self, _phase: &'static str, _total: u64) {}
@@ -118,41 +118,40 @@ pub fn generate(
         }
     }
     let mut index = plan::Index::new(old, new);
-    // The smallest body so far, its parameters, and the plan it codes.
-    let mut best: Option<(Params, Vec<u8>, Vec<plan::Step>)> = None;
+    // The smallest body so far and its parameters.
+    let mut best: Option<(Params, Vec<u8>)> = None;
     // The first plan is coded with and without word contexts; the others
     // only with the setting that coded it smaller (coding is most of the
     // time of generation after matching).
     let mut words: &[u8] = &[0, 1];
-    let mut keep = |steps: Vec<plan::Step>,
-                    best: &mut Option<(Params, Vec<u8>, Vec<plan::Step>)>| {
-        let (p, body) = code(old, new, &steps, words);
+    let mut keep = |steps: &[plan::Step]| {
+        let (p, body) = code(old, new, steps, words);
         words = if p.wp == 1 { &[1] } else { &[0] };
         // Ties keep the earlier candidate: the result is deterministic.
-        if best.as_ref().is_none_or(|(_, b, _)| body.len() < b.len()) {
-            *best = Some((p, body, steps));
+        if best.as_ref().is_none_or(|(_, b)| body.len() < b.len()) {
+            best = Some((p, body));
         }
     };
+    let mut planned = Vec::with_capacity(plans.len());
     for (i, plan_opts) in plans.iter().enumerate() {
         progress.pass(i + 1, plans.len());
         progress.start("matching", new.len() as u64);
-        let steps = index.plan(plan_opts, &mut |done| progress.update(done as u64));
-        progress.finish();
-        progress.start("coding", Params::ALL.len() as u64);
-        keep(steps, &mut best);
-        if i + 1 == plans.len() {
-            // The best plan once more, its literal runs searched for
-            // repeats: kept only if that codes smaller.
-            let steps = &best.as_ref().expect("a plan was coded").2;
-            let repeats = plan::repeat_literals(&mut index, steps);
-            if repeats != *steps {
-                keep(repeats, &mut best);
-            }
-        }
-        progress.update(Params::ALL.len() as u64);
+        planned.push(index.plan(plan_opts, &mut |done| progress.update(done as u64)));
         progress.finish();
     }
-    let (params, body, _) = best.expect("at least one parameter set");
+    // Each plan is coded with its literal runs searched for repeats (all
+    // plans in one pass over new): which plan wins can depend on them, and
+    // without them no plan measured coded more than a few bytes smaller
+    // (`docs/CODEC.md`, "Switch margin 3").
+    progress.start("coding", planned.len() as u64);
+    let planned: Vec<&[plan::Step]> = planned.iter().map(Vec::as_slice).collect();
+    let repeats = plan::repeat_literals_all(&mut index, &planned);
+    for (k, steps) in repeats.iter().enumerate() {
+        keep(steps);
+        progress.update(k as u64 + 1);
+    }
+    progress.finish();
+    let (params, body) = best.expect("at least one parameter set");
     let header = EntryHeader {
         version: VERSION,
         flags: 0,
@@ -276,9 +275,7 @@ mod tests {
         new[100..200].copy_from_slice(&Rng(6).bytes(100));
         let mut log = Log::default();
         generate(&old, &new, &GenOptions::default(), &mut log).unwrap();
-        let want: Vec<String> = (1..=2)
-            .flat_map(|n| [format!("pass {n}/2"), "matching".into(), "coding".into()])
-            .collect();
+        let want = ["pass 1/2", "matching", "pass 2/2", "matching", "coding"];
         assert_eq!(log.0, want);
     }
 }

@@ -72,8 +72,8 @@ pub const LAZY_REACH: usize = 2;
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            min_match: 5,
-            switch_margin: 4,
+            min_match: 4,
+            switch_margin: 3,
             max_compare: 256,
             candidates: 16,
             lookahead: 2,
@@ -698,79 +698,137 @@ const REPEAT_MIN: usize = 6;
 /// one of at least 6 bytes starts. The planner's cost
 /// model would reject most of them (a seek there and one back estimated
 /// at 6 + 1.5·log2 bits each), but on the pairs measured the coded
-/// patch is smaller with all of them: [`crate::generate`] codes the best
-/// plan both ways and keeps the smaller patch.
+/// patch is smaller with all of them: [`crate::generate`] codes every
+/// plan with them.
 pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
+    repeat_literals_all(index, &[steps]).remove(0)
+}
+
+/// [`repeat_literals`] for several plans of the same pair in one pass
+/// over new: each position of new is hashed once for all of them, not
+/// once per plan (on an image with few literals the hashing is most of
+/// the work). Each plan comes out as [`repeat_literals`] makes it.
+pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[&[Step]]) -> Vec<Vec<Step>> {
     const BITS: u32 = 20;
     const WINDOW_BITS: u32 = 20;
     const TRIES: usize = 64;
     let m = &mut index.0;
     let (old, new) = (m.old, m.new);
+    // A table about four times as long as new, at most 2^20 entries: a
+    // small image's table is not megabytes to zero and fault in.
+    let bits = (new.len().max(1).ilog2() + 2).clamp(8, BITS);
     let hash = |t: usize| {
         let mut b = [0u8; 8];
         b[..REPEAT_MIN].copy_from_slice(&new[t..t + REPEAT_MIN]);
-        (u64::from_le_bytes(b).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BITS)) as usize
+        (u64::from_le_bytes(b).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
     };
     // The chain keeps the last `window` positions: its memory is bounded
     // whatever the image's size (a repeat further back is not found).
     let window = new.len().next_power_of_two().min(1 << WINDOW_BITS);
-    let mut head = vec![u32::MAX; 1 << BITS];
+    let mut head = vec![u32::MAX; 1 << bits];
     let mut chain = vec![u32::MAX; window];
-    // Positions of new hashed so far: all those before the scan.
+    // Positions of new hashed so far: all those before the position
+    // searched (the plans are searched in the order of their positions).
     let mut hashed = 0usize;
-    let mut out = Vec::with_capacity(steps.len());
-    let (mut at, mut src_end) = (0usize, 0usize);
-    for &step in steps {
-        let Step::Literal { len } = step else {
-            if let Step::Copy { from, len } = step {
-                src_end = from + len;
-            }
-            push_step(&mut out, step);
-            at += step_len(step);
-            continue;
-        };
-        let end = at + len;
-        let mut t = at;
-        while t < end {
-            while hashed < t.min((new.len() + 1).saturating_sub(REPEAT_MIN)) {
-                let h = hash(hashed);
-                chain[hashed & (window - 1)] = head[h];
-                head[h] = hashed as u32;
-                hashed += 1;
-            }
-            // (source position, length) of the longest match.
-            let mut best = (0usize, 0usize);
-            if t + REPEAT_MIN <= end {
-                let mut q = head[hash(t)];
-                for _ in 0..TRIES {
-                    // Empty, or older than the window (overwritten).
-                    if q == u32::MAX || t - q as usize > window {
-                        break;
-                    }
-                    let l = lcp(&new[q as usize..end], &new[t..end]);
-                    if l > best.1 {
-                        best = (old.len() + q as usize, l);
-                    }
-                    q = chain[q as usize & (window - 1)];
+    let mut cursors: Vec<RepeatCursor<'_>> = plans.iter().map(|s| RepeatCursor::new(s)).collect();
+    for c in &mut cursors {
+        c.settle();
+    }
+    // The plan whose next search is first in new, until every one is done.
+    while let Some(c) = cursors
+        .iter_mut()
+        .filter(|c| c.t < c.end)
+        .min_by_key(|c| c.t)
+    {
+        let (t, end) = (c.t, c.end);
+        while hashed < t.min((new.len() + 1).saturating_sub(REPEAT_MIN)) {
+            let h = hash(hashed);
+            chain[hashed & (window - 1)] = head[h];
+            head[h] = hashed as u32;
+            hashed += 1;
+        }
+        // (source position, length) of the longest match.
+        let mut best = (0usize, 0usize);
+        if t + REPEAT_MIN <= end {
+            let mut q = head[hash(t)];
+            for _ in 0..TRIES {
+                // Empty, or older than the window (overwritten).
+                if q == u32::MAX || t - q as usize > window {
+                    break;
                 }
-                let (idx, l) = m.search(&new[t..end.min(t + 256)]);
-                if l >= REPEAT_MIN && l > best.1 {
-                    let p = m.choose(idx, l, src_end, 16, Some(t));
-                    best = (p, lcp(&new[t..end], &old[p..]));
+                let l = lcp(&new[q as usize..end], &new[t..end]);
+                if l > best.1 {
+                    best = (old.len() + q as usize, l);
                 }
+                q = chain[q as usize & (window - 1)];
             }
-            let (from, l) = best;
-            if l >= REPEAT_MIN {
-                push_step(&mut out, Step::Copy { from, len: l });
-                t += l;
-            } else {
-                push_step(&mut out, Step::Literal { len: 1 });
-                t += 1;
+            let (idx, l) = m.search(&new[t..end.min(t + 256)]);
+            if l >= REPEAT_MIN && l > best.1 {
+                let p = m.choose(idx, l, c.src_end, 16, Some(t));
+                best = (p, lcp(&new[t..end], &old[p..]));
             }
         }
-        at = end;
+        let (from, l) = best;
+        if l >= REPEAT_MIN {
+            push_step(&mut c.out, Step::Copy { from, len: l });
+            c.t += l;
+        } else {
+            push_step(&mut c.out, Step::Literal { len: 1 });
+            c.t += 1;
+        }
+        if c.t >= c.end {
+            c.settle();
+        }
     }
-    out
+    cursors.into_iter().map(|c| c.out).collect()
+}
+
+/// Where [`repeat_literals_all`] is in one plan: its next step, the
+/// position of its next search (`t`) in the literal run that ends at
+/// `end` (`t == end` once the plan is done), where its last copy of old
+/// ended, and what it has put out.
+struct RepeatCursor<'s> {
+    steps: &'s [Step],
+    next: usize,
+    at: usize,
+    t: usize,
+    end: usize,
+    src_end: usize,
+    out: Vec<Step>,
+}
+
+impl<'s> RepeatCursor<'s> {
+    fn new(steps: &'s [Step]) -> Self {
+        RepeatCursor {
+            steps,
+            next: 0,
+            at: 0,
+            t: 0,
+            end: 0,
+            src_end: 0,
+            out: Vec::with_capacity(steps.len()),
+        }
+    }
+
+    /// Past the literal run at hand: puts out the plan's copies up to its
+    /// next literal run and stands at that run's start, or at the end.
+    fn settle(&mut self) {
+        self.at = self.end.max(self.at);
+        while let Some(&step) = self.steps.get(self.next) {
+            self.next += 1;
+            match step {
+                Step::Literal { len } if len > 0 => {
+                    (self.t, self.end) = (self.at, self.at + len);
+                    return;
+                }
+                Step::Copy { from, len } => self.src_end = from + len,
+                Step::Literal { .. } => {}
+            }
+            push_step(&mut self.out, step);
+            self.at += step_len(step);
+        }
+        (self.t, self.end) = (self.at, self.at);
+    }
 }
 
 fn step_len(step: Step) -> usize {
@@ -869,6 +927,36 @@ mod tests {
         assert_eq!(steps.len(), 2, "{steps:?}");
         assert!(matches!(steps[1], Step::Copy { from, len } if from + len == 400));
         assert!(estimate_bits(&old, &new, &steps) < estimate_bits(&old, &new, &eager_steps));
+    }
+
+    /// The default switch margin (3) copies moved code whose exact pieces
+    /// are 4 bytes long between changed bytes, as in code rebuilt against
+    /// a changed library; a margin of 4 leaves it to literals.
+    #[test]
+    fn margin_3_copies_four_byte_pieces() {
+        let old = Rng(22).bytes(1000);
+        let mut new = old[..100].to_vec();
+        new.extend(Rng(23).bytes(12));
+        // old[500..560] with every fifth byte changed.
+        new.extend(
+            old[500..560]
+                .iter()
+                .enumerate()
+                .map(|(i, &b)| if i % 5 == 4 { b ^ 0x40 } else { b }),
+        );
+        new.extend(Rng(24).bytes(12));
+        new.extend_from_slice(&old[172..400]);
+        let margin_4 = PlanOptions {
+            switch_margin: 4,
+            min_match: 5,
+            ..PlanOptions::default()
+        };
+        let (steps, _) = checked(&old, &new, &PlanOptions::default());
+        let (wider, _) = checked(&old, &new, &margin_4);
+        let from_piece = |s: &[Step]| s.iter().any(|s| matches!(s, Step::Copy { from: 500, .. }));
+        assert!(from_piece(&steps), "{steps:?}");
+        assert!(!from_piece(&wider), "{wider:?}");
+        assert!(estimate_bits(&old, &new, &steps) < estimate_bits(&old, &new, &wider));
     }
 
     /// The search with the bucket table takes the plain binary search's
@@ -1203,7 +1291,8 @@ mod tests {
     }
 
     /// `repeat_literals` copies only bytes already produced (or old
-    /// ones), and its plan rebuilds new byte for byte.
+    /// ones), and its plan rebuilds new byte for byte; several plans in
+    /// one pass (`repeat_literals_all`) come out as each does alone.
     #[test]
     fn repeats_copy_only_what_is_there() {
         let mut rng = Rng(21);
@@ -1234,6 +1323,18 @@ mod tests {
             let mut index = Index::new(&old, &new);
             let steps = index.plan(&o, &mut |_| {});
             let repeats = repeat_literals(&mut index, &steps);
+            let other = index.plan(
+                &PlanOptions {
+                    switch_margin: 5,
+                    ..o.clone()
+                },
+                &mut |_| {},
+            );
+            let other_repeats = repeat_literals(&mut index, &other);
+            assert_eq!(
+                repeat_literals_all(&mut index, &[&other, &steps, &other]),
+                [other_repeats.clone(), repeats.clone(), other_repeats]
+            );
             let mut out: Vec<u8> = Vec::new();
             for step in &repeats {
                 match *step {

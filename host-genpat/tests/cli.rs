@@ -432,7 +432,7 @@ fn usage_errors_exit_1() {
         &["--bogus", "v1.bin", "v2.bin", "p.pat"],
         &["--block-size", "x", "v1.bin", "v2.bin", "p.pat"],
         &["--block-size", "0", "v1.bin", "v2.bin", "p.pat"],
-        &["--block-size", "4", "v1.bin", "v2.bin", "p.pat"],
+        &["--block-size", "3", "v1.bin", "v2.bin", "p.pat"],
         &["--block-size", "1048577", "v1.bin", "v2.bin", "p.pat"],
         &["v1.bin", "v2.bin", "p.pat", "extra"],
     ] {
@@ -467,7 +467,7 @@ fn help_and_version_exit_0_and_document_exit_codes() {
     }
     let o = genpat(&d, &["diff", "--help"]);
     assert!(stdout(&o).contains("--block-size"));
-    assert!(stdout(&o).contains("[default: 5]"));
+    assert!(stdout(&o).contains("[default: 4]"));
     let o = genpat(&d, &["info", "--help"]);
     assert!(stdout(&o).contains("\"entries\""));
     let o = genpat(&d, &["--version"]);
@@ -576,12 +576,12 @@ fn erased_target_is_written_as_it_is() {
 
 /// Block sizes that would change nothing are refused with the range.
 #[test]
-fn block_sizes_below_5_are_refused_with_the_range() {
+fn block_sizes_below_4_are_refused_with_the_range() {
     let (_t, d) = setup();
-    for n in ["1", "4"] {
+    for n in ["1", "3"] {
         let o = genpat(&d, &["--block-size", n, "v1.bin", "v2.bin", "p.pat"]);
         assert_exit(&o, 1);
-        assert!(stderr(&o).contains("5..=1048576"), "{}", stderr(&o));
+        assert!(stderr(&o).contains("4..=1048576"), "{}", stderr(&o));
         assert!(!d.join("p.pat").exists());
     }
 }
@@ -589,7 +589,7 @@ fn block_sizes_below_5_are_refused_with_the_range() {
 #[test]
 fn block_size_is_accepted() {
     let (_t, d) = setup();
-    for n in ["5", "16", "64"] {
+    for n in ["4", "5", "16", "64"] {
         let patch = format!("b{n}.pat");
         let o = genpat(&d, &["--block-size", n, "v1.bin", "v2.bin", &patch]);
         assert_exit(&o, 0);

@@ -74,7 +74,7 @@ pub const RESUME_STREAM: ResumeCost = ResumeCost {
     target: (13, 52_760),
     state: (12, 30_976),
     staging: (0, 0),
-    sent: 3_634,
+    sent: 3_575,
     cut_target: (1, 1_728),
     cut_resent: 202,
 };
@@ -82,8 +82,8 @@ pub const RESUME_STREAM: ResumeCost = ResumeCost {
 pub const RESUME_STAGE_BARE: ResumeCost = ResumeCost {
     target: (13, 52_760),
     state: (1, 256),
-    staging: (3, 3_656),
-    sent: 3_634,
+    staging: (3, 3_596),
+    sent: 3_575,
     cut_target: (7, 26_304),
     cut_resent: 0,
 };
@@ -91,8 +91,8 @@ pub const RESUME_STAGE_BARE: ResumeCost = ResumeCost {
 pub const RESUME_STAGE: ResumeCost = ResumeCost {
     target: (13, 52_760),
     state: (12, 30_976),
-    staging: (3, 3_656),
-    sent: 3_634,
+    staging: (3, 3_596),
+    sent: 3_575,
     cut_target: (1, 1_728),
     cut_resent: 0,
 };

@@ -22,7 +22,7 @@
 //! a markdown table, the geometric mean of flashpatch / bsdiff over all
 //! pairs, over the firmware and over the rest, and the worst ratio.
 //! `--stats` also prints, per pair, where the coded bits of the default
-//! plan (switch margin 4, first parameter set) go, without and with its
+//! plan (switch margin 3, first parameter set) go, without and with its
 //! literal runs re-planned (`plan::repeat_literals`), next to the sizes of
 //! bsdiff's three bzip2 blocks, and for ELF files where the plan's
 //! differing bytes are: per section, and for AArch64 per class of

@@ -269,9 +269,9 @@ pub struct DiffArgs {
     pub layout: LayoutArgs,
     /// GenPat's block size: here the shortest exact match with OLD that the
     /// matcher uses to start a copy (smaller finds more matches, larger is
-    /// faster), from 5 to 1048576. The default is the matcher's own minimum
-    /// match length; a match must be longer than the 4 bytes the current
-    /// alignment may already cover, so values below 5 would change nothing.
+    /// faster), from 4 to 1048576. The default is the matcher's own minimum
+    /// match length; a match must be longer than the 3 bytes the current
+    /// alignment may already cover, so values below 4 would change nothing.
     #[arg(
         long,
         value_name = "N",
