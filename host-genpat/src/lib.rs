@@ -144,7 +144,6 @@ pub fn generate(
     // without them no plan measured coded more than a few bytes smaller
     // (`docs/CODEC.md`, "Switch margin 3").
     progress.start("coding", planned.len() as u64);
-    let planned: Vec<&[plan::Step]> = planned.iter().map(Vec::as_slice).collect();
     let repeats = plan::repeat_literals_all(&mut index, &planned);
     for (k, steps) in repeats.iter().enumerate() {
         keep(steps);

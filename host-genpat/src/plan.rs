@@ -708,7 +708,7 @@ pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
 /// over new: each position of new is hashed once for all of them, not
 /// once per plan (on an image with few literals the hashing is most of
 /// the work). Each plan comes out as [`repeat_literals`] makes it.
-pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[&[Step]]) -> Vec<Vec<Step>> {
+pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[impl AsRef<[Step]>]) -> Vec<Vec<Step>> {
     const BITS: u32 = 20;
     const WINDOW_BITS: u32 = 20;
     const TRIES: usize = 64;
@@ -730,7 +730,14 @@ pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[&[Step]]) -> Vec<Vec<
     // Positions of new hashed so far: all those before the position
     // searched (the plans are searched in the order of their positions).
     let mut hashed = 0usize;
-    let mut cursors: Vec<RepeatCursor<'_>> = plans.iter().map(|s| RepeatCursor::new(s)).collect();
+    let mut cursors: Vec<RepeatCursor<'_>> = plans
+        .iter()
+        .map(|s| RepeatCursor::new(s.as_ref()))
+        .collect();
+    // The last search, (position, end of its run, end of the last copy of
+    // old) and its result: plans that share a literal run ask for the
+    // same search one after the other.
+    let mut last = ((usize::MAX, 0, 0), (0usize, 0usize));
     for c in &mut cursors {
         c.settle();
     }
@@ -749,7 +756,9 @@ pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[&[Step]]) -> Vec<Vec<
         }
         // (source position, length) of the longest match.
         let mut best = (0usize, 0usize);
-        if t + REPEAT_MIN <= end {
+        if last.0 == (t, end, c.src_end) {
+            best = last.1;
+        } else if t + REPEAT_MIN <= end {
             let mut q = head[hash(t)];
             for _ in 0..TRIES {
                 // Empty, or older than the window (overwritten).
@@ -768,6 +777,7 @@ pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[&[Step]]) -> Vec<Vec<
                 best = (p, lcp(&new[t..end], &old[p..]));
             }
         }
+        last = ((t, end, c.src_end), best);
         let (from, l) = best;
         if l >= REPEAT_MIN {
             push_step(&mut c.out, Step::Copy { from, len: l });
@@ -790,7 +800,6 @@ pub fn repeat_literals_all(index: &mut Index<'_>, plans: &[&[Step]]) -> Vec<Vec<
 struct RepeatCursor<'s> {
     steps: &'s [Step],
     next: usize,
-    at: usize,
     t: usize,
     end: usize,
     src_end: usize,
@@ -802,7 +811,6 @@ impl<'s> RepeatCursor<'s> {
         RepeatCursor {
             steps,
             next: 0,
-            at: 0,
             t: 0,
             end: 0,
             src_end: 0,
@@ -810,24 +818,25 @@ impl<'s> RepeatCursor<'s> {
         }
     }
 
-    /// Past the literal run at hand: puts out the plan's copies up to its
-    /// next literal run and stands at that run's start, or at the end.
+    /// Past the literal run at hand (which ends at `end`): puts out the
+    /// plan's copies up to its next literal run and stands at that run's
+    /// start, or at the end.
     fn settle(&mut self) {
-        self.at = self.end.max(self.at);
+        let mut at = self.end;
         while let Some(&step) = self.steps.get(self.next) {
             self.next += 1;
             match step {
                 Step::Literal { len } if len > 0 => {
-                    (self.t, self.end) = (self.at, self.at + len);
+                    (self.t, self.end) = (at, at + len);
                     return;
                 }
                 Step::Copy { from, len } => self.src_end = from + len,
                 Step::Literal { .. } => {}
             }
             push_step(&mut self.out, step);
-            self.at += step_len(step);
+            at += step_len(step);
         }
-        (self.t, self.end) = (self.at, self.at);
+        (self.t, self.end) = (at, at);
     }
 }
 

@@ -9,13 +9,13 @@
 //! here: a HAL crate's USB serial example from the crate's archive on
 //! crates.io at two releases (STM32F4, `thumbv7em-none-eabihf`; RP2040,
 //! `thumbv6m-none-eabi`; STM32F1, `thumbv7m-none-eabi`), each with its own
-//! lock file. Firmware is laid
-//! out as `genpat` reads it (erased gaps 0xFF). The archives go to
-//! `target/heldout/dl/` (about 27 MB, fetched once, with `pip download`,
-//! `npm pack` and `curl`; a built example's ELF is kept there and its
-//! build folder removed), the files to `target/heldout/<pair>/`; each
-//! downloaded file's SHA-256 is pinned (for the built pairs, the crate
-//! archive's), so a registry that served something else stops the run.
+//! lock file. Firmware is laid out as `genpat` reads it (erased gaps
+//! 0xFF). The archives go to `target/heldout/dl/` (about 27 MB, fetched
+//! once, with `pip download`, `npm pack` and `curl`; a built example's
+//! ELF is kept there and its build folder removed), the files to
+//! `target/heldout/<pair>/`; each downloaded file's SHA-256 is pinned
+//! (for the built pairs, the crate archive's), so a registry that served
+//! something else stops the run.
 //! Every file is compared as the bytes it is (`genpat --raw`, what bsdiff
 //! sees). For each pair: bsdiff's patch, genpat's, and genpat's applied
 //! back with `genpat apply --raw` and compared with the new file. Prints
@@ -57,11 +57,12 @@ enum Source {
     /// Firmware built here: a crate's `example`, from the crate's archive
     /// on crates.io at each version, built as a `cortex-m-rt` application
     /// is (`cargo build --release --locked --example … --features …
-    /// --target …`, with the pair's features at that version, linked with `cortex-m-rt`'s `link.x` and the crate's
-    /// own `memory.x`, or `memory_x` where the archive has none, source
-    /// paths remapped so that the bytes do not depend on where the build
-    /// runs). The pinned SHA-256 is the archive's, the one crates.io's
-    /// index lists; the firmware's bytes depend on the compiler.
+    /// --target …`, with the pair's features at that version, linked with
+    /// `cortex-m-rt`'s `link.x` and the crate's own `memory.x`, or
+    /// `memory_x` where the archive has none, source paths remapped so that
+    /// the bytes do not depend on where the build runs). The pinned SHA-256
+    /// is the archive's, the one crates.io's index lists; the firmware's
+    /// bytes depend on the compiler.
     Crate {
         package: &'static str,
         example: &'static str,
