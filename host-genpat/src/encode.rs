@@ -27,7 +27,7 @@ pub fn encode_body_lits(
     let mut lits = Vec::new();
     let mut body = Vec::with_capacity(new.len() / 8 + 16);
     let mut sink = |b: u8| body.push(b);
-    let mut e = Emitter::new(Encoder::new(&mut sink), params, new, &mut lits);
+    let mut e = Emitter::new(Encoder::new(&mut sink), params, old, new, &mut lits);
     emit(&mut e, old, steps);
     e.io.finish();
     (body, lits)
@@ -73,7 +73,7 @@ impl Breakdown {
 /// within a few bytes of the sum).
 pub fn breakdown(old: &[u8], new: &[u8], steps: &[Step], params: Params) -> Breakdown {
     let mut lits = Vec::new();
-    let mut e = Emitter::new(Tally::default(), params, new, &mut lits);
+    let mut e = Emitter::new(Tally::default(), params, old, new, &mut lits);
     emit(&mut e, old, steps);
     e.io.b
 }
@@ -282,6 +282,8 @@ struct Emitter<'a, I> {
     io: I,
     model: Model,
     new: &'a [u8],
+    /// Where new starts in the virtual source: old's length.
+    base: usize,
     /// Cursor in the virtual source after what has been coded.
     cursor: usize,
     /// Target bytes coded.
@@ -294,11 +296,12 @@ struct Emitter<'a, I> {
 
 impl<'a, I> Emitter<'a, I> {
     /// An emitter at the start of `new`, coding through `io`.
-    fn new(io: I, params: Params, new: &'a [u8], lits: &'a mut Vec<u32>) -> Self {
+    fn new(io: I, params: Params, old: &[u8], new: &'a [u8], lits: &'a mut Vec<u32>) -> Self {
         Emitter {
             io,
             model: Model::new(params),
             new,
+            base: old.len(),
             cursor: 0,
             out: 0,
             run: 0,
@@ -310,7 +313,8 @@ impl<'a, I> Emitter<'a, I> {
 impl<I: Sink> Emitter<'_, I> {
     fn op(&mut self, op: Op) {
         self.io.op(&op);
-        self.model.op(&mut self.io, self.out as u32, op);
+        self.model
+            .op(&mut self.io, self.out as u32, self.base as u32, op);
     }
 
     fn flush_run(&mut self) {

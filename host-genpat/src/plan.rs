@@ -687,7 +687,7 @@ fn prune(old: &[u8], new: &[u8], steps: Vec<Step>) -> Vec<Step> {
 }
 
 /// Shortest match that [`repeat_literals`] puts in place of literals.
-const REPEAT_MIN: usize = 6;
+const REPEAT_MIN: usize = 4;
 
 /// Replaces parts of `steps`' literal runs by copies: of bytes the new
 /// image already holds before them (virtual source positions from

@@ -28,11 +28,13 @@ fn tiny_patch_bytes_are_pinned() {
         (g.stats.erases, g.stats.writes, g.stats.bytes_written),
         (1, 2, 80)
     );
-    // The patch of earlier builds, without the source identity, still
-    // applies.
-    let g = apply_guarded(&unhex(WITHOUT_SOURCE_ID), OLD, 4096, 5, NEW.len());
-    assert_eq!(g.result, Ok(Outcome::Applied));
-    assert_eq!(g.target, NEW);
+    // The patches of earlier builds, without seek kinds and without the
+    // source identity, still apply.
+    for earlier in [BEFORE_SEEK_KINDS, WITHOUT_SOURCE_ID] {
+        let g = apply_guarded(&unhex(earlier), OLD, 4096, 5, NEW.len());
+        assert_eq!(g.result, Ok(Outcome::Applied));
+        assert_eq!(g.target, NEW);
+    }
 }
 
 fn unhex(h: &str) -> Vec<u8> {
@@ -59,6 +61,26 @@ const WITHOUT_SOURCE_ID: &str = concat!(
 );
 
 const GOLDEN: &str = concat!(
+    "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
+    "6200",             // H = 98
+    "01000360",         // version 1, flags 0, codec 3, params: carry and seek kinds
+    "4d000000",
+    "782090f2",
+    "f9cb655c0b611fb48c74f8dc23996566", // source size, CRC-32, MD5
+    "4d000000",
+    "da136512",
+    "7ac8d0d0a9204fbc6501493fb39d1647d7a546f5cd968e501744b97375e2c7a3", // target
+    "0f000000",
+    "893d09b3", // body length, body CRC-32
+    "0610",
+    "f4a21764cdc872d56c49e846b7d4748e", // source identity: 16 bytes of its SHA-256
+    "7a14d12e",                         // header CRC-32
+    "000817f77e37f421d7de21080c0000",   // body
+);
+
+/// [`GOLDEN`] as builds before seek kinds made it (parameter byte
+/// 0x20).
+const BEFORE_SEEK_KINDS: &str = concat!(
     "4650415401000100", // container: FPAT, v1, flags 0, 1 entry
     "6200",             // H = 98
     "01000320",         // version 1, flags 0, codec 3, params: carry kinds

@@ -254,7 +254,7 @@ fn an_update_that_cannot_continue_its_checkpoint_keeps_what_the_boot_record_vouc
         up.feed(&patch[..patch.len() / 2]).unwrap();
     }
     // Its newest checkpoint (docs/FORMAT.md, section 5): the first
-    // probability of the model (at +295) set to 0, the CRC made good.
+    // probability of the model (at +303) set to 0, the CRC made good.
     let (state, size) = (dev.layout.state as usize, dev.layout.state_size as usize);
     let area = dev.flash.borrow().as_bytes()[state..state + size].to_vec();
     let mut newest: Option<(u32, usize, usize)> = None;
@@ -271,7 +271,7 @@ fn an_update_that_cannot_continue_its_checkpoint_keeps_what_the_boot_record_vouc
     }
     let (_, at, len) = newest.expect("a checkpoint was written");
     let mut rec = area[at..at + len].to_vec();
-    rec[295..297].copy_from_slice(&0u16.to_le_bytes());
+    rec[303..305].copy_from_slice(&0u16.to_le_bytes());
     let crc = flashpatch::crc32::crc32(&rec[..len - 4]);
     rec[len - 4..].copy_from_slice(&crc.to_le_bytes());
     dev.flash.borrow_mut().preload(state + at, &rec);

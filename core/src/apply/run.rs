@@ -745,7 +745,10 @@ where
                         return Ok(());
                     }
                     let st = &mut *self.st;
-                    let op = st.model.op(&mut st.input, st.out, Op::Copy { len: 0 });
+                    let base = st.entry.source.size;
+                    let op = st
+                        .model
+                        .op(&mut st.input, st.out, base, Op::Copy { len: 0 });
                     if st.input.starved() {
                         return Err(Error::BodyInvalid);
                     }

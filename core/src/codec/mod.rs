@@ -27,6 +27,7 @@ mod tests {
             lp: 0,
             wp: 0,
             kc: 1,
+            sk: 1,
         });
         let mut sink = |_b: u8| {};
         let mut enc = Encoder::new(&mut sink);
@@ -40,7 +41,7 @@ mod tests {
                 2 => Op::Diff { d: i as u8 | 1 },
                 _ => Op::Lit { len: i % 7 + 1 },
             };
-            m.op(&mut enc, i, op);
+            m.op(&mut enc, i, 100, op);
             m.literal(&mut enc, i as u8, i, (i * 7) as u8);
         }
         let bytes = [0u8, 0x12, 0x34, 0x56, 0x78];
@@ -93,6 +94,7 @@ mod tests {
             lp: 1,
             wp: 0,
             kc: 1,
+            sk: 0,
         };
         assert_ne!(m, Model::new(params));
         m.reset(params);

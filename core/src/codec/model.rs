@@ -221,6 +221,17 @@ pub struct Model {
     /// `kc`, a `Diff` that carried counts as the start's kind.
     kind: [[Prob; 3]; 16],
     seek_sign: Prob,
+    /// With `sk`: whether a `Seek` returns home, then whether it goes
+    /// back from the output position.
+    seek_how: [Prob; 2],
+    /// The cursor's alignment, `cursor − target position` (mod 2³²): what
+    /// a `Lit` lowers by its length and a `Seek` moves.
+    align: u32,
+    /// The home alignment: the cursor's alignment at the last operation
+    /// that moved the cursor (`Copy`, `Seek` or `Diff`) in the source
+    /// image. A `Seek` with `sk` returns there or moves from there: where
+    /// the run that a literal or a repeat of new interrupted would go on.
+    home: u32,
     /// Kinds of the last two operations (`AFTER_*`), the latest first.
     prev: [u8; 2],
     params: Params,
@@ -280,53 +291,64 @@ pub struct Params {
     /// most likely differs too) is chosen by the contexts of the start,
     /// which are otherwise used once, instead of those of a `Diff`.
     pub kc: u8,
+    /// 1: seek kinds. A `Seek` may return to the alignment of the run
+    /// before the last `Seek` (after a piece copied from elsewhere, the
+    /// copy it interrupted goes on), or go back from the output position
+    /// (a repeat of bytes just written), each for a decision or two
+    /// instead of a signed distance.
+    pub sk: u8,
 }
 
 impl Params {
     /// The parameter byte of an entry header: `lc` in bits 0–1, `lp` in
-    /// 2–3, `wp` in bit 4, `kc` in bit 5.
+    /// 2–3, `wp` in bit 4, `kc` in bit 5, `sk` in bit 6.
     pub const fn to_byte(self) -> u8 {
-        self.lc | (self.lp << 2) | (self.wp << 4) | (self.kc << 5)
+        self.lc | (self.lp << 2) | (self.wp << 4) | (self.kc << 5) | (self.sk << 6)
     }
 
     /// Parses the parameter byte; `None` for values this decoder cannot use
-    /// (`lc + lp` must be at most 1 and the bits above `kc` clear).
+    /// (`lc + lp` must be at most 1 and bit 7 clear).
     pub const fn from_byte(b: u8) -> Option<Self> {
         let p = Params {
             lc: b & 3,
             lp: (b >> 2) & 3,
             wp: (b >> 4) & 1,
             kc: (b >> 5) & 1,
+            sk: (b >> 6) & 1,
         };
-        if b >> 6 == 0 && p.lc + p.lp <= 1 {
+        if b >> 7 == 0 && p.lc + p.lp <= 1 {
             Some(p)
         } else {
             None
         }
     }
 
-    /// The literal parameter sets the decoder accepts, with carry kinds
-    /// and `wp = 0` (what `genpat` makes; each may also be used with `wp =
-    /// 1`, [`Params::words`], and the decoder takes `kc = 0` too, the
-    /// patches of `genpat` before carry kinds).
+    /// The literal parameter sets the decoder accepts, with carry kinds,
+    /// seek kinds and `wp = 0` (what `genpat` makes; each may also be used
+    /// with `wp = 1`, [`Params::words`], and the decoder takes `kc = 0`
+    /// and `sk = 0` too, the patches of `genpat` before carry kinds and
+    /// before seek kinds).
     pub const ALL: [Params; 3] = [
         Params {
             lc: 0,
             lp: 0,
             wp: 0,
             kc: 1,
+            sk: 1,
         },
         Params {
             lc: 1,
             lp: 0,
             wp: 0,
             kc: 1,
+            sk: 1,
         },
         Params {
             lc: 0,
             lp: 1,
             wp: 0,
             kc: 1,
+            sk: 1,
         },
     ];
 
@@ -348,15 +370,18 @@ impl Model {
         &mut self,
         i: usize,
     ) -> Option<(&'static str, crate::snapshot::Field<'_>)> {
-        use crate::snapshot::Field::{Bytes, Params as P, Probs, U8};
+        use crate::snapshot::Field::{Bytes, Params as P, Probs, U32, U8};
         crate::snapshot::fields!(i;
             "model: the two previous operation kinds (0–3 each)" => Bytes(&mut self.prev),
             "model: the codec parameter byte" => P(&mut self.params),
             "model: the last two `Diff` values of each of the eight contexts (the `Diff` run's four without `wp`)" => Bytes(self.last_d.as_flattened_mut()),
             "model: the `Diff` run (0–3)" => U8(&mut self.diff_run),
             "model: the carry (0–1)" => U8(&mut self.carry),
+            "model: the cursor's alignment (u32)" => U32(&mut self.align),
+            "model: the home alignment (u32)" => U32(&mut self.home),
             "model: probabilities `kind[16][3]`" => Probs(self.kind.as_flattened_mut()),
             "model: probability `seek_sign`" => Probs(core::slice::from_mut(&mut self.seek_sign)),
+            "model: probabilities `seek_how[2]`" => Probs(&mut self.seek_how),
             "model: probabilities `lit` (`top[2][64]`, `low[192]`)" => Probs(&mut self.lit.p),
             "model: probabilities `diff` (`top[2][64]`, `low[192]`)" => Probs(&mut self.diff.p),
             "model: probabilities `rep[4][2]`" => Probs(self.rep.as_flattened_mut()),
@@ -415,12 +440,16 @@ impl Model {
     pub(crate) const UNSET: Model = Model {
         kind: [[0; 3]; 16],
         seek_sign: 0,
+        seek_how: [0; 2],
+        align: 0,
+        home: 0,
         prev: [AFTER_START; 2],
         params: Params {
             lc: 0,
             lp: 0,
             wp: 0,
             kc: 0,
+            sk: 0,
         },
         lit: ByteTree::UNSET,
         diff: ByteTree::UNSET,
@@ -451,6 +480,9 @@ impl Model {
         Model {
             kind: [[PROB_INIT; 3]; 16],
             seek_sign: PROB_INIT,
+            seek_how: [PROB_INIT; 2],
+            align: 0,
+            home: 0,
             prev: [AFTER_START; 2],
             params,
             lit: ByteTree::new(),
@@ -476,11 +508,13 @@ impl Model {
         self.last_d = [[0; 2]; 8];
         self.diff_run = 0;
         self.carry = 0;
+        (self.align, self.home) = (0, 0);
     }
 
     /// Codes one operation (not the literal bytes of a `Lit`) that starts
-    /// at target position `pos`.
-    pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, op: Op) -> Op {
+    /// at target position `pos`, in a virtual source whose target part
+    /// starts at `base` (the source image's size).
+    pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, base: u32, op: Op) -> Op {
         let (fam, sub) = match op {
             Op::Copy { .. } => (0, 0),
             Op::Seek { .. } => (0, 1),
@@ -507,18 +541,14 @@ impl Model {
                     _ => (0, 0),
                 };
                 let seek = sub == 1;
-                let mut delta_out = 0;
-                if seek {
-                    let neg = io.bit(&mut self.seek_sign, (delta < 0) as u32);
-                    let mag = self.seek_mag.code(io, 0, delta.unsigned_abs() as u32) as i64;
-                    delta_out = if neg == 1 { -mag } else { mag };
-                }
+                let delta = if seek {
+                    self.seek(io, pos, base, delta)
+                } else {
+                    0
+                };
                 let len = self.run_len(io, pos, seek, len);
                 if seek {
-                    Op::Seek {
-                        delta: delta_out,
-                        len,
-                    }
+                    Op::Seek { delta, len }
                 } else {
                     Op::Copy { len }
                 }
@@ -539,8 +569,16 @@ impl Model {
         let kind = match out {
             Op::Copy { .. } | Op::Seek { .. } => AFTER_COPY,
             Op::Diff { .. } => AFTER_DIFF,
-            Op::Lit { .. } => AFTER_LIT,
+            Op::Lit { len } => {
+                self.align = self.align.wrapping_sub(len);
+                AFTER_LIT
+            }
         };
+        // Home is where the cursor now is if that is in the source image
+        // (for a `Copy` or a `Diff`, where it was: the same alignment).
+        if kind != AFTER_LIT && pos.wrapping_add(self.align) < base {
+            self.home = self.align;
+        }
         self.prev = [kind, p0];
         if kind == AFTER_DIFF {
             self.diff_run = (self.diff_run + 1).min(3);
@@ -549,6 +587,51 @@ impl Model {
             self.diff_run = 0;
         }
         out
+    }
+
+    /// Codes where a `Seek` at target position `pos` moves the cursor by
+    /// `delta` (the encoder's; the decoder passes anything) and returns
+    /// the move. Without `sk`: the sign, then the distance. With `sk`,
+    /// from home (`pos` + the home alignment): whether it goes home; if
+    /// not, whether it goes to `d` bytes back from the output position
+    /// (the virtual source's `base + pos − d`), coded as a distance; if
+    /// not, the sign and the distance of the move from home. A move the
+    /// decoder gets here is checked against the images by the applier.
+    #[inline(never)]
+    fn seek<I: BitIo>(&mut self, io: &mut I, pos: u32, base: u32, delta: i64) -> i64 {
+        let cur = pos.wrapping_add(self.align) as i64;
+        let (from, near_out) = if self.params.sk == 1 {
+            let home = pos.wrapping_add(self.home) as i64;
+            let to = cur + delta;
+            let out = base as i64 + pos as i64;
+            let near = out - to;
+            let [h0, h1] = &mut self.seek_how;
+            if io.bit(h0, (to != home) as u32) == 0 {
+                (home, Some(0))
+            } else if io.bit(h1, (near < 1 || near > (to - home).abs()) as u32) == 0 {
+                (out, Some(-(self.seek_mag.code(io, 0, near as u32) as i64)))
+            } else {
+                (home, None)
+            }
+        } else {
+            (cur, None)
+        };
+        let moved = match near_out {
+            Some(m) => m,
+            None => {
+                let d = cur + delta - from;
+                let neg = io.bit(&mut self.seek_sign, (d < 0) as u32);
+                let mag = self.seek_mag.code(io, 0, d.unsigned_abs() as u32) as i64;
+                if neg == 1 {
+                    -mag
+                } else {
+                    mag
+                }
+            }
+        };
+        let delta = from + moved - cur;
+        self.align = self.align.wrapping_add(delta as u32);
+        delta
     }
 
     /// Codes the length `len` (≥ 1) of an exact run that starts at target
@@ -647,7 +730,7 @@ impl Model {
 /// consume: at most one byte per binary decision (the range never shrinks by
 /// more than 2⁻⁶ between normalisations). A `Seek` is the longest: 2 kind
 /// bits, a sign, two numbers of at most 5 + 2 + 29 decisions each.
-pub const MAX_OP_INPUT: usize = 2 + 1 + 2 * 36;
+pub const MAX_OP_INPUT: usize = 2 + 2 + 1 + 2 * 36;
 
 #[cfg(test)]
 mod tests {
@@ -667,28 +750,30 @@ mod tests {
     }
 
     /// The parameter byte: the three literal sets, each with and without
-    /// word contexts and carry kinds, are the only values accepted, and
-    /// each goes back to the byte it came from.
+    /// word contexts, carry kinds and seek kinds, are the only values
+    /// accepted, and each goes back to the byte it came from.
     #[test]
     fn parameter_bytes() {
-        let mut accepted = [0u8; 12];
+        let mut accepted = [0u8; 24];
         let mut n = 0;
         for b in 0..=255u8 {
             if Params::from_byte(b).is_some() {
-                assert!(n < 12, "{b:#x} accepted too");
+                assert!(n < 24, "{b:#x} accepted too");
                 accepted[n] = b;
                 n += 1;
             }
         }
-        assert_eq!(
-            accepted,
-            [0x00, 0x01, 0x04, 0x10, 0x11, 0x14, 0x20, 0x21, 0x24, 0x30, 0x31, 0x34]
-        );
+        let lits = [0x00, 0x01, 0x04];
+        let mut expected = [0u8; 24];
+        for (i, e) in expected.iter_mut().enumerate() {
+            *e = lits[i % 3] | (i as u8 / 3) << 4;
+        }
+        assert_eq!(accepted, expected);
         for b in accepted {
             assert_eq!(Params::from_byte(b).unwrap().to_byte(), b);
         }
         for p in Params::ALL {
-            assert_eq!((p.wp, p.kc), (0, 1));
+            assert_eq!((p.wp, p.kc, p.sk), (0, 1, 1));
             assert_eq!(p.words(1).to_byte(), p.to_byte() | 0x10);
         }
     }
@@ -718,7 +803,7 @@ mod tests {
         let mut enc = Encoder::new(&mut sink);
         let mut m = Model::new(params);
         for &(pos, op, old) in &ops {
-            m.op(&mut enc, pos, op);
+            m.op(&mut enc, pos, 0, op);
             if let Op::Diff { d } = op {
                 m.diff_byte(old, d);
             }
@@ -754,7 +839,7 @@ mod tests {
                 let mut m = Model::new(Params::from_byte(params).unwrap());
                 let mut kinds = [AFTER_START; 2];
                 for &(pos, op, old) in &ops {
-                    let got = m.op(&mut dec, pos, Op::Copy { len: 0 });
+                    let got = m.op(&mut dec, pos, 0, Op::Copy { len: 0 });
                     assert_eq!(got, op, "{params:#x} at {pos}");
                     let kind = if let Op::Diff { d } = got {
                         m.diff_byte(old, d);
@@ -803,14 +888,17 @@ mod tests {
             ops.push(Op::Diff { d: 200 });
             ops.push(Op::Lit { len });
         }
-        for wp in [0, 1] {
-            let params = Params::ALL[1].words(wp);
+        for (wp, sk) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let params = Params {
+                sk,
+                ..Params::ALL[1].words(wp)
+            };
             let mut body = std::vec::Vec::new();
             let mut sink = |b: u8| body.push(b);
             let mut enc = Encoder::new(&mut sink);
             let mut m = Model::new(params);
             for (pos, &op) in ops.iter().enumerate() {
-                m.op(&mut enc, pos as u32 * 3, op);
+                m.op(&mut enc, pos as u32 * 3, 1 << 31, op);
             }
             enc.finish();
             let mut src = Bytes(&body);
@@ -823,13 +911,87 @@ mod tests {
             let mut m = Model::new(params);
             for (pos, &op) in ops.iter().enumerate() {
                 assert_eq!(
-                    m.op(&mut dec, pos as u32 * 3, Op::Copy { len: 0 }),
+                    m.op(&mut dec, pos as u32 * 3, 1 << 31, Op::Copy { len: 0 }),
                     op,
-                    "wp {wp}"
+                    "wp {wp}, sk {sk}"
                 );
             }
             assert!(!dec.starved);
         }
+    }
+
+    /// Seek kinds: a piece repeated from new and the return to the copy
+    /// it interrupted, a literal replacing bytes and the copy going on
+    /// after it, and moves from there, decode to the cursor moves that
+    /// were coded, with and without `sk`; with it, returns and repeats
+    /// cost less than signed distances from the cursor.
+    #[test]
+    fn seek_kinds_decode_and_cost_less() {
+        use super::super::rc::{Decoder, DecoderState, Encoder};
+        const BASE: u32 = 50_000;
+        // (target position, op) as the applier sees them, its cursor
+        // followed: the cursor is `pos + align` as the model keeps it.
+        let mut ops = std::vec::Vec::new();
+        let (mut pos, mut cur) = (0u32, 0i64);
+        let seek = |ops: &mut std::vec::Vec<_>, pos: &mut u32, cur: &mut i64, to: i64| {
+            let len = 5;
+            let op = match to - *cur {
+                0 => Op::Copy { len },
+                delta => Op::Seek { delta, len },
+            };
+            ops.push((*pos, op));
+            (*pos, *cur) = (*pos + len, to + len as i64);
+        };
+        for i in 0..200u32 {
+            // A copy of old at an alignment that drifts now and then.
+            let home = *[0i64, 12_000, -300].get(i as usize / 70).unwrap_or(&0);
+            let to = pos as i64 + home;
+            seek(&mut ops, &mut pos, &mut cur, to);
+            ops.push((pos, Op::Copy { len: 20 }));
+            (pos, cur) = (pos + 20, cur + 20);
+            // A literal in place of three bytes; the copy goes on.
+            ops.push((pos, Op::Lit { len: 3 }));
+            pos += 3;
+            let to = pos as i64 + home;
+            seek(&mut ops, &mut pos, &mut cur, to);
+            // A piece of new repeated, then back home.
+            if pos > 40 {
+                let to = i64::from(BASE + pos) - i64::from(7 + i % 30);
+                seek(&mut ops, &mut pos, &mut cur, to);
+            }
+            ops.push((pos, Op::Diff { d: 1 }));
+            (pos, cur) = (pos + 1, cur + 1);
+        }
+        let mut sizes = [0usize; 2];
+        for sk in [0, 1] {
+            let params = Params {
+                sk,
+                ..Params::ALL[0]
+            };
+            let mut body = std::vec::Vec::new();
+            let mut sink = |b: u8| body.push(b);
+            let mut enc = Encoder::new(&mut sink);
+            let mut m = Model::new(params);
+            for &(pos, op) in &ops {
+                m.op(&mut enc, pos, BASE, op);
+            }
+            enc.finish();
+            sizes[sk as usize] = body.len();
+            let mut src = Bytes(&body);
+            let mut state = DecoderState::start(&mut src).unwrap();
+            let mut dec = Decoder {
+                state: &mut state,
+                src: &mut src,
+                starved: false,
+            };
+            let mut m = Model::new(params);
+            for &(pos, op) in &ops {
+                let got = m.op(&mut dec, pos, BASE, Op::Copy { len: 0 });
+                assert_eq!(got, op, "sk {sk} at {pos}");
+            }
+            assert!(!dec.starved);
+        }
+        assert!(2 * sizes[1] < sizes[0], "{sizes:?}");
     }
 
     /// Regression: codec 3 added tables and context bytes that the saved
@@ -841,6 +1003,7 @@ mod tests {
             lp: 0,
             wp: 1,
             kc: 1,
+            sk: 1,
         });
         let mut k = 7u16;
         m.tables_mut(&mut |t| {
@@ -862,6 +1025,7 @@ mod tests {
         ];
         m.diff_run = 2;
         m.carry = 1;
+        (m.align, m.home) = (0x1234_5678, 0x9ABC_DEF0);
         let mut bytes = [0u8; Model::SAVED_LEN + 1];
         let n = crate::snapshot::save(&mut m, &mut bytes);
         assert_eq!(n, Model::SAVED_LEN);

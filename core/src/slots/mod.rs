@@ -81,7 +81,7 @@
 //! ([`PatchId`], if the caller said which with [`Update::set_patch`]) and
 //! the applier's whole state (the entry header, positions, the running
 //! body CRC, the 128-byte input ring, the range decoder and the codec
-//! model's context bytes and every probability — 2,376 bytes with codec
+//! model's context bytes and every probability — 2,388 bytes with codec
 //! 3; a [`CHECKPOINT_LEN`] = 2,432-byte record). After a reset,
 //! [`Slots::resume`] loads the newest one and reports the patch offset to
 //! feed from (a patch streamed from the link: the sender re-sends from
