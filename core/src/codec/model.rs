@@ -227,10 +227,11 @@ pub struct Model {
     /// The cursor's alignment, `cursor − target position` (mod 2³²): what
     /// a `Lit` lowers by its length and a `Seek` moves.
     align: u32,
-    /// The home alignment: the cursor's alignment at the last operation
-    /// that moved the cursor (`Copy`, `Seek` or `Diff`) in the source
-    /// image. A `Seek` with `sk` returns there or moves from there: where
-    /// the run that a literal or a repeat of new interrupted would go on.
+    /// The home alignment: the cursor's alignment in the last run in the
+    /// source image (brought up to date before each `Lit` and `Seek`,
+    /// [`Model::leave_run`]). A `Seek` with `sk` returns there or moves
+    /// from there: where the run that a literal or a repeat of new
+    /// interrupted would go on.
     home: u32,
     /// Kinds of the last two operations (`AFTER_*`), the latest first.
     prev: [u8; 2],
@@ -291,11 +292,12 @@ pub struct Params {
     /// most likely differs too) is chosen by the contexts of the start,
     /// which are otherwise used once, instead of those of a `Diff`.
     pub kc: u8,
-    /// 1: seek kinds. A `Seek` may return to the alignment of the run
-    /// before the last `Seek` (after a piece copied from elsewhere, the
-    /// copy it interrupted goes on), or go back from the output position
-    /// (a repeat of bytes just written), each for a decision or two
-    /// instead of a signed distance.
+    /// 1: seek kinds. A `Seek` is coded from home, the alignment of the
+    /// last run in the source image: it may go home (after a literal or
+    /// a repeat of new, the copy it interrupted goes on) for one
+    /// decision, go back from the output position (a repeat of bytes
+    /// just written) for two and the distance, or move by a signed
+    /// distance from home.
     pub sk: u8,
 }
 
@@ -570,15 +572,11 @@ impl Model {
             Op::Copy { .. } | Op::Seek { .. } => AFTER_COPY,
             Op::Diff { .. } => AFTER_DIFF,
             Op::Lit { len } => {
+                self.leave_run(pos, base);
                 self.align = self.align.wrapping_sub(len);
                 AFTER_LIT
             }
         };
-        // Home is where the cursor now is if that is in the source image
-        // (for a `Copy` or a `Diff`, where it was: the same alignment).
-        if kind != AFTER_LIT && pos.wrapping_add(self.align) < base {
-            self.home = self.align;
-        }
         self.prev = [kind, p0];
         if kind == AFTER_DIFF {
             self.diff_run = (self.diff_run + 1).min(3);
@@ -599,28 +597,38 @@ impl Model {
     /// decoder gets here is checked against the images by the applier.
     #[inline(never)]
     fn seek<I: BitIo>(&mut self, io: &mut I, pos: u32, base: u32, delta: i64) -> i64 {
+        self.leave_run(pos, base);
         let cur = pos.wrapping_add(self.align) as i64;
-        let (from, near_out) = if self.params.sk == 1 {
-            let home = pos.wrapping_add(self.home) as i64;
-            let to = cur + delta;
-            let out = base as i64 + pos as i64;
-            let near = out - to;
+        let to = cur + delta;
+        let home = pos.wrapping_add(self.home) as i64;
+        let out = base as i64 + pos as i64;
+        // Where the move is coded from, and whether it is a repeat (a
+        // distance back from `out`) or a signed distance; none: home.
+        let (from, back) = if self.params.sk == 0 {
+            (cur, Some(false))
+        } else {
             let [h0, h1] = &mut self.seek_how;
             if io.bit(h0, (to != home) as u32) == 0 {
-                (home, Some(0))
-            } else if io.bit(h1, (near < 1 || near > (to - home).abs()) as u32) == 0 {
-                (out, Some(-(self.seek_mag.code(io, 0, near as u32) as i64)))
-            } else {
                 (home, None)
+            } else {
+                let near = out - to;
+                let far = near < 1 || near > (to - home).abs();
+                if io.bit(h1, far as u32) == 0 {
+                    (out, Some(true))
+                } else {
+                    (home, Some(false))
+                }
             }
-        } else {
-            (cur, None)
         };
-        let moved = match near_out {
-            Some(m) => m,
-            None => {
-                let d = cur + delta - from;
-                let neg = io.bit(&mut self.seek_sign, (d < 0) as u32);
+        let moved = match back {
+            None => 0,
+            Some(back) => {
+                let d = to - from;
+                let neg = if back {
+                    1
+                } else {
+                    io.bit(&mut self.seek_sign, (d < 0) as u32)
+                };
                 let mag = self.seek_mag.code(io, 0, d.unsigned_abs() as u32) as i64;
                 if neg == 1 {
                     -mag
@@ -632,6 +640,18 @@ impl Model {
         let delta = from + moved - cur;
         self.align = self.align.wrapping_add(delta as u32);
         delta
+    }
+
+    /// Before a `Lit` or a `Seek` at target position `pos`: if the
+    /// operation before it moved the cursor (or none came before) and the
+    /// cursor is in the source image, home is the cursor's alignment. So
+    /// home is the alignment of the last run in the source, kept up to
+    /// date where it is used rather than after every `Copy` and `Diff`.
+    #[inline(always)]
+    fn leave_run(&mut self, pos: u32, base: u32) {
+        if self.prev[0] != AFTER_LIT && pos.wrapping_add(self.align) < base {
+            self.home = self.align;
+        }
     }
 
     /// Codes the length `len` (≥ 1) of an exact run that starts at target
