@@ -692,14 +692,16 @@ const REPEAT_MIN: usize = 4;
 /// Replaces parts of `steps`' literal runs by copies: of bytes the new
 /// image already holds before them (virtual source positions from
 /// `old.len()` on, found through a hash of each position's first
-/// 6 bytes (`REPEAT_MIN`), the 64 most recent positions with that hash
+/// 4 bytes (`REPEAT_MIN`), the 64 most recent positions with that hash
 /// within the last 2^20 compared), or of old bytes (the suffix array's longest match, the
 /// candidate nearest the source cursor), whichever is longer, wherever
-/// one of at least 6 bytes starts. The planner's cost
+/// one of at least 4 bytes starts. The planner's cost
 /// model would reject most of them (a seek there and one back estimated
-/// at 6 + 1.5·log2 bits each), but on the pairs measured the coded
-/// patch is smaller with all of them: [`crate::generate`] codes every
-/// plan with them.
+/// at 6 + 1.5·log2 bits each), but with codec 3's seek kinds (a repeat
+/// of new coded back from the output position, the seek back a return
+/// home) the coded patch is smaller with all of them on the pairs
+/// measured (`docs/CODEC.md`, "Seek kinds"): [`crate::generate`] codes
+/// every plan with them.
 pub fn repeat_literals(index: &mut Index<'_>, steps: &[Step]) -> Vec<Step> {
     repeat_literals_all(index, &[steps]).remove(0)
 }
