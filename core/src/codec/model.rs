@@ -877,11 +877,39 @@ mod tests {
         }
     }
 
+    /// Codes `ops` (each with its target position) with `params` and a
+    /// source of `base` bytes, decodes the body and checks that it gives
+    /// the same operations; returns the body's length.
+    fn round_trip(params: Params, base: u32, ops: &[(u32, Op)]) -> usize {
+        use super::super::rc::{Decoder, DecoderState, Encoder};
+        let mut body = std::vec::Vec::new();
+        let mut sink = |b: u8| body.push(b);
+        let mut enc = Encoder::new(&mut sink);
+        let mut m = Model::new(params);
+        for &(pos, op) in ops {
+            m.op(&mut enc, pos, base, op);
+        }
+        enc.finish();
+        let mut src = Bytes(&body);
+        let mut state = DecoderState::start(&mut src).unwrap();
+        let mut dec = Decoder {
+            state: &mut state,
+            src: &mut src,
+            starved: false,
+        };
+        let mut m = Model::new(params);
+        for &(pos, op) in ops {
+            let got = m.op(&mut dec, pos, base, Op::Copy { len: 0 });
+            assert_eq!(got, op, "{params:?} at {pos}");
+        }
+        assert!(!dec.starved);
+        body.len()
+    }
+
     /// Operations coded with and without word contexts decode to
     /// themselves, run lengths from 1 to 2³² − 1 included.
     #[test]
     fn operations_round_trip_with_both_word_settings() {
-        use super::super::rc::{Decoder, DecoderState, Encoder};
         let lens = [
             1,
             2,
@@ -908,35 +936,13 @@ mod tests {
             ops.push(Op::Diff { d: 200 });
             ops.push(Op::Lit { len });
         }
+        let ops: std::vec::Vec<_> = (0..).map(|i| i * 3).zip(ops).collect();
         for (wp, sk) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
             let params = Params {
                 sk,
                 ..Params::ALL[1].words(wp)
             };
-            let mut body = std::vec::Vec::new();
-            let mut sink = |b: u8| body.push(b);
-            let mut enc = Encoder::new(&mut sink);
-            let mut m = Model::new(params);
-            for (pos, &op) in ops.iter().enumerate() {
-                m.op(&mut enc, pos as u32 * 3, 1 << 31, op);
-            }
-            enc.finish();
-            let mut src = Bytes(&body);
-            let mut state = DecoderState::start(&mut src).unwrap();
-            let mut dec = Decoder {
-                state: &mut state,
-                src: &mut src,
-                starved: false,
-            };
-            let mut m = Model::new(params);
-            for (pos, &op) in ops.iter().enumerate() {
-                assert_eq!(
-                    m.op(&mut dec, pos as u32 * 3, 1 << 31, Op::Copy { len: 0 }),
-                    op,
-                    "wp {wp}, sk {sk}"
-                );
-            }
-            assert!(!dec.starved);
+            round_trip(params, 1 << 31, &ops);
         }
     }
 
@@ -947,7 +953,6 @@ mod tests {
     /// cost less than signed distances from the cursor.
     #[test]
     fn seek_kinds_decode_and_cost_less() {
-        use super::super::rc::{Decoder, DecoderState, Encoder};
         const BASE: u32 = 50_000;
         // (target position, op) as the applier sees them, its cursor
         // followed: the cursor is `pos + align` as the model keeps it.
@@ -982,35 +987,13 @@ mod tests {
             ops.push((pos, Op::Diff { d: 1 }));
             (pos, cur) = (pos + 1, cur + 1);
         }
-        let mut sizes = [0usize; 2];
-        for sk in [0, 1] {
+        let sizes = [0, 1].map(|sk| {
             let params = Params {
                 sk,
                 ..Params::ALL[0]
             };
-            let mut body = std::vec::Vec::new();
-            let mut sink = |b: u8| body.push(b);
-            let mut enc = Encoder::new(&mut sink);
-            let mut m = Model::new(params);
-            for &(pos, op) in &ops {
-                m.op(&mut enc, pos, BASE, op);
-            }
-            enc.finish();
-            sizes[sk as usize] = body.len();
-            let mut src = Bytes(&body);
-            let mut state = DecoderState::start(&mut src).unwrap();
-            let mut dec = Decoder {
-                state: &mut state,
-                src: &mut src,
-                starved: false,
-            };
-            let mut m = Model::new(params);
-            for &(pos, op) in &ops {
-                let got = m.op(&mut dec, pos, BASE, Op::Copy { len: 0 });
-                assert_eq!(got, op, "sk {sk} at {pos}");
-            }
-            assert!(!dec.starved);
-        }
+            round_trip(params, BASE, &ops)
+        });
         assert!(2 * sizes[1] < sizes[0], "{sizes:?}");
     }
 
