@@ -386,7 +386,10 @@ fn in_place_entries() {
 fn info_lists_headers() {
     let (_t, d) = setup();
     assert_exit(
-        &genpat(&d, &["--version", "1.2.3", "v1.bin", "v2.bin", "p.pat"]),
+        &genpat(
+            &d,
+            &["--version", "1.2.3", "--mtime", "v1.bin", "v2.bin", "p.pat"],
+        ),
         0,
     );
     let o = genpat(&d, &["info", "p.pat"]);
@@ -418,6 +421,44 @@ fn info_lists_headers() {
     assert_eq!(e["body"]["crc32_ok"], true);
     assert!(e["mtime"].as_i64().is_some());
     assert!(e["mtime_utc"].as_str().unwrap().ends_with('Z'));
+}
+
+/// Regression: the same images made two patches whose bytes differed
+/// when NEW's modification time did (the entry recorded it). A patch now
+/// depends only on the images and the options; `--mtime` records the time,
+/// in a 10-byte record.
+#[test]
+fn patches_do_not_depend_on_when_new_was_written() {
+    let (_t, d) = setup();
+    let touch = |secs: u64| {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        fs::File::options()
+            .write(true)
+            .open(d.join("v2.bin"))
+            .and_then(|f| f.set_modified(when))
+            .unwrap();
+    };
+    let make = |name: &str, extra: &[&str]| {
+        let args: Vec<&str> = extra
+            .iter()
+            .copied()
+            .chain(["v1.bin", "v2.bin", name])
+            .collect();
+        assert_exit(&genpat(&d, &args), 0);
+        read(&d, name)
+    };
+    touch(1_600_000_000);
+    let a = make("a.pat", &[]);
+    let timed = make("t.pat", &["--mtime"]);
+    touch(1_700_000_000);
+    assert_eq!(make("b.pat", &[]), a);
+    assert_eq!(timed.len(), a.len() + 10);
+    assert_ne!(make("u.pat", &["--mtime"]), timed);
+    assert_eq!(
+        info_json(&d, "a.pat")["entries"][0]["mtime"],
+        serde_json::Value::Null
+    );
+    assert_eq!(info_json(&d, "t.pat")["entries"][0]["mtime"], 1_600_000_000);
 }
 
 #[test]

@@ -287,6 +287,12 @@ pub struct DiffArgs {
     /// Version string of NEW to record in the entry (at most 64 bytes).
     #[arg(long = "version", value_name = "STRING", value_parser = version_string)]
     pub version_string: Option<String>,
+    /// Also record NEW's modification time in the entry: a record of 10
+    /// bytes that `genpat info` shows and no device reads. Without it the
+    /// patch depends on nothing but the images and these options, byte
+    /// for byte, whenever and wherever it is made.
+    #[arg(long)]
+    pub mtime: bool,
     /// Sign the entry with this secret key (from `genpat keygen`): its
     /// header then carries the body's SHA-256 and an Ed25519 signature.
     #[arg(long, value_name = "KEY")]

@@ -28,10 +28,14 @@ pub fn run(args: &DiffArgs) -> Result<(), Failure> {
     let layout = args.layout.layout();
     let old = super::firmware::read_image("OLD", &args.old, &layout)?;
     let new = super::firmware::read_image("NEW", &args.new, &layout)?;
-    let mtime = fs::metadata(&args.new)
-        .and_then(|m| m.modified())
-        .ok()
-        .map(unix_seconds);
+    let mtime = if args.mtime {
+        fs::metadata(&args.new)
+            .and_then(|m| m.modified())
+            .ok()
+            .map(unix_seconds)
+    } else {
+        None
+    };
     let existing = read_existing(&args.patch)?;
     let key = args
         .sign
