@@ -128,18 +128,8 @@ fn versions() -> (Firmware, Firmware) {
     (v1, v2)
 }
 
-/// Writes `bytes` to `name` in `dir`, with one modification time for
-/// every file: a patch records its new file's, and two files written a
-/// second apart would make two patches of the same images differ.
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-    std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .and_then(|f| f.set_modified(when))
-        .unwrap();
+    std::fs::write(dir.join(name), bytes).unwrap();
 }
 
 fn ok(out: &std::process::Output) {

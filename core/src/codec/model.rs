@@ -749,7 +749,8 @@ impl Model {
 /// The most input bytes one call of [`Model::op`] or [`Model::literal`] can
 /// consume: at most one byte per binary decision (the range never shrinks by
 /// more than 2⁻⁶ between normalisations). A `Seek` is the longest: 2 kind
-/// bits, a sign, two numbers of at most 5 + 2 + 29 decisions each.
+/// bits, 2 seek-kind decisions (with `sk`), a sign, two numbers of at most
+/// 5 + 2 + 29 decisions each.
 pub const MAX_OP_INPUT: usize = 2 + 2 + 1 + 2 * 36;
 
 #[cfg(test)]
