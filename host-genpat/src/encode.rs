@@ -313,8 +313,13 @@ impl<'a, I> Emitter<'a, I> {
 impl<I: Sink> Emitter<'_, I> {
     fn op(&mut self, op: Op) {
         self.io.op(&op);
-        self.model
-            .op(&mut self.io, self.out as u32, self.base as u32, op);
+        self.model.op(
+            &mut self.io,
+            self.out as u32,
+            self.cursor as u32,
+            self.base as u32,
+            op,
+        );
     }
 
     fn flush_run(&mut self) {

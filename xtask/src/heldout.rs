@@ -529,9 +529,10 @@ pub fn main(stats: bool) -> Result<(), String> {
     let parts: [(&str, Which); 4] = [
         ("firmware pairs", |p| p.form != Form::Raw),
         ("libraries and executables", |p| p.form == Form::Raw),
-        ("firmware pairs seen while the codec's settings were chosen", |p| {
-            p.form != Form::Raw && p.seen
-        }),
+        (
+            "firmware pairs seen while the codec's settings were chosen",
+            |p| p.form != Form::Raw && p.seen,
+        ),
         ("pairs added since (out of sample)", |p| !p.seen),
     ];
     for (what, which) in parts {

@@ -746,9 +746,9 @@ where
                     }
                     let st = &mut *self.st;
                     let base = st.entry.source.size;
-                    let op = st
-                        .model
-                        .op(&mut st.input, st.out, base, Op::Copy { len: 0 });
+                    let op =
+                        st.model
+                            .op(&mut st.input, st.out, st.cursor, base, Op::Copy { len: 0 });
                     if st.input.starved() {
                         return Err(Error::BodyInvalid);
                     }

@@ -41,7 +41,8 @@ mod tests {
                 2 => Op::Diff { d: i as u8 | 1 },
                 _ => Op::Lit { len: i % 7 + 1 },
             };
-            m.op(&mut enc, i, 100, op);
+            // A cursor in the 100-byte source at first, past it later.
+            m.op(&mut enc, i, i / 2, 100, op);
             m.literal(&mut enc, i as u8, i, (i * 7) as u8);
         }
         let bytes = [0u8, 0x12, 0x34, 0x56, 0x78];

@@ -224,11 +224,9 @@ pub struct Model {
     /// With `sk`: whether a `Seek` returns home, then whether it goes
     /// back from the output position.
     seek_how: [Prob; 2],
-    /// The cursor's alignment, `cursor − target position` (mod 2³²): what
-    /// a `Lit` lowers by its length and a `Seek` moves.
-    align: u32,
-    /// The home alignment: the cursor's alignment in the last run in the
-    /// source image (brought up to date before each `Lit` and `Seek`,
+    /// The home alignment: the cursor's alignment (`cursor − target
+    /// position`, mod 2³²) in the last run in the source image (brought up
+    /// to date before each `Lit` and `Seek`,
     /// [`Model::leave_run`]). A `Seek` with `sk` returns there or moves
     /// from there: where the run that a literal or a repeat of new
     /// interrupted would go on.
@@ -379,7 +377,6 @@ impl Model {
             "model: the last two `Diff` values of each of the eight contexts (the `Diff` run's four without `wp`)" => Bytes(self.last_d.as_flattened_mut()),
             "model: the `Diff` run (0–3)" => U8(&mut self.diff_run),
             "model: the carry (0–1)" => U8(&mut self.carry),
-            "model: the cursor's alignment (u32)" => U32(&mut self.align),
             "model: the home alignment (u32)" => U32(&mut self.home),
             "model: probabilities `kind[16][3]`" => Probs(self.kind.as_flattened_mut()),
             "model: probability `seek_sign`" => Probs(core::slice::from_mut(&mut self.seek_sign)),
@@ -443,7 +440,6 @@ impl Model {
         kind: [[0; 3]; 16],
         seek_sign: 0,
         seek_how: [0; 2],
-        align: 0,
         home: 0,
         prev: [AFTER_START; 2],
         params: Params {
@@ -483,7 +479,6 @@ impl Model {
             kind: [[PROB_INIT; 3]; 16],
             seek_sign: PROB_INIT,
             seek_how: [PROB_INIT; 2],
-            align: 0,
             home: 0,
             prev: [AFTER_START; 2],
             params,
@@ -510,13 +505,15 @@ impl Model {
         self.last_d = [[0; 2]; 8];
         self.diff_run = 0;
         self.carry = 0;
-        (self.align, self.home) = (0, 0);
+        self.home = 0;
     }
 
     /// Codes one operation (not the literal bytes of a `Lit`) that starts
-    /// at target position `pos`, in a virtual source whose target part
-    /// starts at `base` (the source image's size).
-    pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, base: u32, op: Op) -> Op {
+    /// at target position `pos` with the cursor at `cur`, in a virtual
+    /// source whose target part starts at `base` (the source image's
+    /// size). The cursor is the applier's: the model keeps no copy of it.
+    pub fn op<I: BitIo>(&mut self, io: &mut I, pos: u32, cur: u32, base: u32, op: Op) -> Op {
+        let align = cur.wrapping_sub(pos);
         let (fam, sub) = match op {
             Op::Copy { .. } => (0, 0),
             Op::Seek { .. } => (0, 1),
@@ -544,7 +541,7 @@ impl Model {
                 };
                 let seek = sub == 1;
                 let delta = if seek {
-                    self.seek(io, pos, base, delta)
+                    self.seek(io, pos, align, base, delta)
                 } else {
                     0
                 };
@@ -571,9 +568,8 @@ impl Model {
         let kind = match out {
             Op::Copy { .. } | Op::Seek { .. } => AFTER_COPY,
             Op::Diff { .. } => AFTER_DIFF,
-            Op::Lit { len } => {
-                self.leave_run(pos, base);
-                self.align = self.align.wrapping_sub(len);
+            Op::Lit { .. } => {
+                self.leave_run(pos, align, base);
                 AFTER_LIT
             }
         };
@@ -587,18 +583,19 @@ impl Model {
         out
     }
 
-    /// Codes where a `Seek` at target position `pos` moves the cursor by
-    /// `delta` (the encoder's; the decoder passes anything) and returns
-    /// the move. Without `sk`: the sign, then the distance. With `sk`,
-    /// from home (`pos` + the home alignment): whether it goes home; if
-    /// not, whether it goes to `d` bytes back from the output position
-    /// (the virtual source's `base + pos − d`), coded as a distance; if
-    /// not, the sign and the distance of the move from home. A move the
+    /// Codes where a `Seek` at target position `pos`, with the cursor's
+    /// alignment `align` (`cursor − pos`), moves the cursor by `delta` (the
+    /// encoder's; the decoder passes anything) and returns the move.
+    /// Without `sk`: the sign, then the distance. With `sk`, from home
+    /// (`pos` + the home alignment): whether it goes home; if not, whether
+    /// it goes to `d` bytes back from the output position (the virtual
+    /// source's `base + pos − d`), coded as a distance; if not, the sign
+    /// and the distance of the move from home. A move the
     /// decoder gets here is checked against the images by the applier.
     #[inline(never)]
-    fn seek<I: BitIo>(&mut self, io: &mut I, pos: u32, base: u32, delta: i64) -> i64 {
-        self.leave_run(pos, base);
-        let cur = pos.wrapping_add(self.align) as i64;
+    fn seek<I: BitIo>(&mut self, io: &mut I, pos: u32, align: u32, base: u32, delta: i64) -> i64 {
+        self.leave_run(pos, align, base);
+        let cur = pos.wrapping_add(align) as i64;
         let to = cur + delta;
         let home = pos.wrapping_add(self.home) as i64;
         let out = base as i64 + pos as i64;
@@ -637,20 +634,19 @@ impl Model {
                 }
             }
         };
-        let delta = from + moved - cur;
-        self.align = self.align.wrapping_add(delta as u32);
-        delta
+        from + moved - cur
     }
 
-    /// Before a `Lit` or a `Seek` at target position `pos`: if the
-    /// operation before it moved the cursor (or none came before) and the
-    /// cursor is in the source image, home is the cursor's alignment. So
-    /// home is the alignment of the last run in the source, kept up to
-    /// date where it is used rather than after every `Copy` and `Diff`.
+    /// Before a `Lit` or a `Seek` at target position `pos` with the
+    /// cursor's alignment `align`: if the operation before it moved the
+    /// cursor (or none came before) and the cursor is in the source image,
+    /// home is `align`. So home is the alignment of the last run in the
+    /// source, kept up to date where it is used rather than after every
+    /// `Copy` and `Diff`.
     #[inline(always)]
-    fn leave_run(&mut self, pos: u32, base: u32) {
-        if self.prev[0] != AFTER_LIT && pos.wrapping_add(self.align) < base {
-            self.home = self.align;
+    fn leave_run(&mut self, pos: u32, align: u32, base: u32) {
+        if self.prev[0] != AFTER_LIT && pos.wrapping_add(align) < base {
+            self.home = align;
         }
     }
 
@@ -824,7 +820,8 @@ mod tests {
         let mut enc = Encoder::new(&mut sink);
         let mut m = Model::new(params);
         for &(pos, op, old) in &ops {
-            m.op(&mut enc, pos, 0, op);
+            // Copies and `Diff`s only: the cursor is the position.
+            m.op(&mut enc, pos, pos, 0, op);
             if let Op::Diff { d } = op {
                 m.diff_byte(old, d);
             }
@@ -860,7 +857,7 @@ mod tests {
                 let mut m = Model::new(Params::from_byte(params).unwrap());
                 let mut kinds = [AFTER_START; 2];
                 for &(pos, op, old) in &ops {
-                    let got = m.op(&mut dec, pos, 0, Op::Copy { len: 0 });
+                    let got = m.op(&mut dec, pos, pos, 0, Op::Copy { len: 0 });
                     assert_eq!(got, op, "{params:#x} at {pos}");
                     let kind = if let Op::Diff { d } = got {
                         m.diff_byte(old, d);
@@ -878,17 +875,32 @@ mod tests {
         }
     }
 
-    /// Codes `ops` (each with its target position) with `params` and a
-    /// source of `base` bytes, decodes the body and checks that it gives
-    /// the same operations; returns the body's length.
+    /// Codes `ops` (each with its target position; the cursor starts at 0
+    /// and moves as the applier moves it) with `params` and a source of
+    /// `base` bytes, decodes the body and checks that it gives the same
+    /// operations; returns the body's length.
     fn round_trip(params: Params, base: u32, ops: &[(u32, Op)]) -> usize {
         use super::super::rc::{Decoder, DecoderState, Encoder};
+        let mut cur = 0u32;
+        let ops: std::vec::Vec<(u32, u32, Op)> = ops
+            .iter()
+            .map(|&(pos, op)| {
+                let at = cur;
+                cur = match op {
+                    Op::Copy { len } => cur.wrapping_add(len),
+                    Op::Seek { delta, len } => ((cur as i64 + delta) as u32).wrapping_add(len),
+                    Op::Diff { .. } => cur.wrapping_add(1),
+                    Op::Lit { .. } => cur,
+                };
+                (pos, at, op)
+            })
+            .collect();
         let mut body = std::vec::Vec::new();
         let mut sink = |b: u8| body.push(b);
         let mut enc = Encoder::new(&mut sink);
         let mut m = Model::new(params);
-        for &(pos, op) in ops {
-            m.op(&mut enc, pos, base, op);
+        for &(pos, cur, op) in &ops {
+            m.op(&mut enc, pos, cur, base, op);
         }
         enc.finish();
         let mut src = Bytes(&body);
@@ -899,8 +911,8 @@ mod tests {
             starved: false,
         };
         let mut m = Model::new(params);
-        for &(pos, op) in ops {
-            let got = m.op(&mut dec, pos, base, Op::Copy { len: 0 });
+        for &(pos, cur, op) in &ops {
+            let got = m.op(&mut dec, pos, cur, base, Op::Copy { len: 0 });
             assert_eq!(got, op, "{params:?} at {pos}");
         }
         assert!(!dec.starved);
@@ -956,7 +968,7 @@ mod tests {
     fn seek_kinds_decode_and_cost_less() {
         const BASE: u32 = 50_000;
         // (target position, op) as the applier sees them, its cursor
-        // followed: the cursor is `pos + align` as the model keeps it.
+        // followed (`round_trip` follows it again for the model).
         let mut ops = std::vec::Vec::new();
         let (mut pos, mut cur) = (0u32, 0i64);
         let seek = |ops: &mut std::vec::Vec<_>, pos: &mut u32, cur: &mut i64, to: i64| {
@@ -1029,7 +1041,7 @@ mod tests {
         ];
         m.diff_run = 2;
         m.carry = 1;
-        (m.align, m.home) = (0x1234_5678, 0x9ABC_DEF0);
+        m.home = 0x9ABC_DEF0;
         let mut bytes = [0u8; Model::SAVED_LEN + 1];
         let n = crate::snapshot::save(&mut m, &mut bytes);
         assert_eq!(n, Model::SAVED_LEN);
