@@ -11,7 +11,7 @@
 //! releases (STM32F4 and STM32H7, `thumbv7em-none-eabihf`; RP2040 and
 //! SAMD21, `thumbv6m-none-eabi`; STM32F1, `thumbv7m-none-eabi`), each with
 //! its own lock file. Firmware is laid out as `genpat` reads it (erased gaps
-//! 0xFF). The archives go to `target/heldout/dl/` (about 27 MB, fetched
+//! 0xFF). The archives go to `target/heldout/dl/` (about 38 MB, fetched
 //! once, with `pip download`, `npm pack` and `curl`; a built example's
 //! ELF is kept there and its build folder removed), the files to
 //! `target/heldout/<pair>/`; each downloaded file's SHA-256 is pinned
