@@ -212,3 +212,39 @@ fn resume_costs_are_the_pinned_ones() {
         ),
     );
 }
+
+/// Regression: `docs/FORMAT.md` quoted the applier state's and the
+/// in-place checkpoint's lengths 8 bytes short after the model grew, and
+/// said the two kinds of checkpoint were of one length when they were
+/// not. The lengths it gives are the code's.
+#[test]
+fn checkpoint_lengths_in_format_md_are_the_code_s() {
+    use flashpatch::slots::{checkpoint_len, in_place_checkpoint_len};
+    // An A/B checkpoint unpadded: the 16-byte record header, the
+    // component and the patch's size and CRC-32, the applier's state, the
+    // record's CRC-32.
+    let state = checkpoint_len(1) - 16 - 1 - 8 - 4;
+    quotes(
+        "docs/FORMAT.md",
+        &format!(
+            "Checkpoint body (`L` = {} with codec 3, with `A` = 32 and with `A` = 64)",
+            u(checkpoint_len(32))
+        ),
+    );
+    quotes(
+        "docs/FORMAT.md",
+        &format!("target erase unit boundary, {} bytes,", u(state)),
+    );
+    quotes(
+        "docs/FORMAT.md",
+        &format!(
+            "Unpadded it is {} bytes (`L` = {} with `A` = 32, {} with `A` = 64)",
+            u(in_place_checkpoint_len(1)),
+            u(in_place_checkpoint_len(32)),
+            u(in_place_checkpoint_len(64))
+        ),
+    );
+    assert_eq!(checkpoint_len(32), checkpoint_len(64));
+    assert_ne!(checkpoint_len(32), in_place_checkpoint_len(32));
+    assert_ne!(checkpoint_len(64), in_place_checkpoint_len(64));
+}

@@ -758,6 +758,21 @@ mod tests {
     /// A body in memory, read front to back.
     struct Bytes<'a>(&'a [u8]);
 
+    /// Runs `f` with a range decoder over `body`, then checks that the
+    /// decoder did not read past its end.
+    fn decoding(body: &[u8], f: impl FnOnce(&mut super::super::rc::Decoder<'_, Bytes<'_>>)) {
+        use super::super::rc::{Decoder, DecoderState};
+        let mut src = Bytes(body);
+        let mut state = DecoderState::start(&mut src).unwrap();
+        let mut dec = Decoder {
+            state: &mut state,
+            src: &mut src,
+            starved: false,
+        };
+        f(&mut dec);
+        assert!(!dec.starved);
+    }
+
     impl ByteSource for Bytes<'_> {
         fn next(&mut self) -> Option<u8> {
             let (&b, rest) = self.0.split_first()?;
@@ -837,7 +852,6 @@ mod tests {
     /// still apply; with them it differs.
     #[test]
     fn carry_kinds_decode_and_leave_earlier_streams_as_they_were() {
-        use super::super::rc::{Decoder, DecoderState};
         // (parameter byte, body length and CRC-32 of the earlier codec).
         for (without, earlier) in [(0x01, (821, 0x9bf5_e2ba)), (0x11, (857, 0xcbf3_be0f))] {
             let (_, plain) = carried(without);
@@ -847,30 +861,24 @@ mod tests {
             assert_ne!(with, plain, "{without:#x}: carry kinds change nothing");
             for params in [without, without | 0x20] {
                 let (ops, body) = carried(params);
-                let mut src = Bytes(&body);
-                let mut state = DecoderState::start(&mut src).unwrap();
-                let mut dec = Decoder {
-                    state: &mut state,
-                    src: &mut src,
-                    starved: false,
-                };
-                let mut m = Model::new(Params::from_byte(params).unwrap());
-                let mut kinds = [AFTER_START; 2];
-                for &(pos, op, old) in &ops {
-                    let got = m.op(&mut dec, pos, pos, 0, Op::Copy { len: 0 });
-                    assert_eq!(got, op, "{params:#x} at {pos}");
-                    let kind = if let Op::Diff { d } = got {
-                        m.diff_byte(old, d);
-                        AFTER_DIFF
-                    } else {
-                        AFTER_COPY
-                    };
-                    // Regression: the carry chooses a context, and the
-                    // kinds kept are still the operations' own.
-                    kinds = [kind, kinds[0]];
-                    assert_eq!(m.prev, kinds, "{params:#x} at {pos}");
-                }
-                assert!(!dec.starved);
+                decoding(&body, |dec| {
+                    let mut m = Model::new(Params::from_byte(params).unwrap());
+                    let mut kinds = [AFTER_START; 2];
+                    for &(pos, op, old) in &ops {
+                        let got = m.op(dec, pos, pos, 0, Op::Copy { len: 0 });
+                        assert_eq!(got, op, "{params:#x} at {pos}");
+                        let kind = if let Op::Diff { d } = got {
+                            m.diff_byte(old, d);
+                            AFTER_DIFF
+                        } else {
+                            AFTER_COPY
+                        };
+                        // Regression: the carry chooses a context, and the
+                        // kinds kept are still the operations' own.
+                        kinds = [kind, kinds[0]];
+                        assert_eq!(m.prev, kinds, "{params:#x} at {pos}");
+                    }
+                });
             }
         }
     }
@@ -880,7 +888,7 @@ mod tests {
     /// `base` bytes, decodes the body and checks that it gives the same
     /// operations; returns the body's length.
     fn round_trip(params: Params, base: u32, ops: &[(u32, Op)]) -> usize {
-        use super::super::rc::{Decoder, DecoderState, Encoder};
+        use super::super::rc::Encoder;
         let mut cur = 0u32;
         let ops: std::vec::Vec<(u32, u32, Op)> = ops
             .iter()
@@ -903,19 +911,13 @@ mod tests {
             m.op(&mut enc, pos, cur, base, op);
         }
         enc.finish();
-        let mut src = Bytes(&body);
-        let mut state = DecoderState::start(&mut src).unwrap();
-        let mut dec = Decoder {
-            state: &mut state,
-            src: &mut src,
-            starved: false,
-        };
-        let mut m = Model::new(params);
-        for &(pos, cur, op) in &ops {
-            let got = m.op(&mut dec, pos, cur, base, Op::Copy { len: 0 });
-            assert_eq!(got, op, "{params:?} at {pos}");
-        }
-        assert!(!dec.starved);
+        decoding(&body, |dec| {
+            let mut m = Model::new(params);
+            for &(pos, cur, op) in &ops {
+                let got = m.op(dec, pos, cur, base, Op::Copy { len: 0 });
+                assert_eq!(got, op, "{params:?} at {pos}");
+            }
+        });
         body.len()
     }
 

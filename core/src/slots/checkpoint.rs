@@ -125,42 +125,4 @@ mod tests {
              FLASHPATCH_WRITE_DOCS=1 cargo test -p flashpatch checkpoint_table writes it:\n{want}"
         );
     }
-
-    /// Regression: `docs/FORMAT.md` quoted the applier state's and the
-    /// in-place checkpoint's lengths 8 bytes short after the model grew,
-    /// and said the two kinds of checkpoint were of one length when they
-    /// were not. The lengths it gives are the code's.
-    #[test]
-    fn checkpoint_lengths_in_format_md_are_the_code_s() {
-        use crate::slots::in_place_checkpoint_len;
-        use std::format;
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/FORMAT.md");
-        let doc = std::fs::read_to_string(path).unwrap().replace('\n', " ");
-        let u = |n: usize| {
-            let (k, r) = (n / 1000, n % 1000);
-            if k > 0 {
-                format!("{k},{r:03}")
-            } else {
-                format!("{r}")
-            }
-        };
-        for want in [
-            format!(
-                "Checkpoint body (`L` = {} with codec 3, with `A` = 32 and with `A` = 64)",
-                u(checkpoint_len(32))
-            ),
-            format!("boundary, {} bytes,", u(crate::apply::SAVED_LEN)),
-            format!(
-                "Unpadded it is {} bytes (`L` = {} with `A` = 32, {} with `A` = 64)",
-                u(in_place_checkpoint_len(1)),
-                u(in_place_checkpoint_len(32)),
-                u(in_place_checkpoint_len(64))
-            ),
-        ] {
-            assert!(doc.contains(&want), "docs/FORMAT.md does not say: {want}");
-        }
-        assert_eq!(checkpoint_len(32), checkpoint_len(64));
-        assert_ne!(checkpoint_len(32), in_place_checkpoint_len(32));
-        assert_ne!(checkpoint_len(64), in_place_checkpoint_len(64));
-    }
 }
